@@ -1,0 +1,353 @@
+"""PostgreSQL access shared by the API and the operator: a thread-safe connection pool,
+versioned migrations (yoyo), and the queries on the `jobs` table.
+
+Every statement is parameterized. Callers hold a connection only for one short unit of
+work (`Database.connection()`), never across a Kubernetes call that can block for long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import psycopg2
+import psycopg2.extras
+import psycopg2.pool
+from psycopg2.extensions import connection as PgConnection
+
+from guideline_core.resource import TERMINAL_PHASES, Phase
+
+log = logging.getLogger(__name__)
+psycopg2.extras.register_uuid()
+
+JOB_COLUMNS = (
+    "event_id, namespace, cr_name, status, title, model, provider, attempts, result, error, "
+    "submitted_by, idempotency_key, request_hash, created_at, updated_at, started_at, completed_at"
+)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached or refused the connection."""
+
+
+def migrate(database_url: str) -> int:
+    """Apply pending migrations under yoyo's lock; returns how many were applied."""
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(_yoyo_url(database_url))
+    migrations_dir = resources.files("guideline_core") / "migrations"
+    with resources.as_file(migrations_dir) as path:
+        migrations = read_migrations(str(path))
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+    log.info("database migrated", extra={"applied": len(pending)})
+    return len(pending)
+
+
+def _yoyo_url(database_url: str) -> str:
+    # yoyo wants an explicit driver; libpq URLs may use either scheme.
+    for scheme in ("postgresql://", "postgres://"):
+        if database_url.startswith(scheme):
+            return "postgresql+psycopg2://" + database_url[len(scheme) :]
+    return database_url
+
+
+def migrate_main() -> None:
+    """Console script `guideline-migrate`: apply migrations and exit."""
+    from guideline_core.settings import CommonSettings
+
+    parser = argparse.ArgumentParser(description="Apply guideline-ingest database migrations.")
+    parser.add_argument("--database-url", default=None, help="default: GUIDELINE_DATABASE_URL")
+    args = parser.parse_args()
+    url = args.database_url or CommonSettings().database_url
+    print(f"applied {migrate(url)} migration(s)")
+
+
+class Database:
+    """A pool of connections to one PostgreSQL database."""
+
+    def __init__(self, url: str, minconn: int = 1, maxconn: int = 10, connect_timeout: int = 3):
+        self.url = url
+        self._minconn, self._maxconn = minconn, maxconn
+        self._connect_timeout = connect_timeout
+        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        self._lock = threading.Lock()
+
+    def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
+        with self._lock:
+            if self._pool is None:
+                try:
+                    self._pool = psycopg2.pool.ThreadedConnectionPool(
+                        self._minconn,
+                        self._maxconn,
+                        self.url,
+                        connect_timeout=self._connect_timeout,
+                        application_name="guideline-ingest",
+                    )
+                except psycopg2.OperationalError as exc:
+                    raise DatabaseUnavailable(str(exc).strip()) from exc
+            return self._pool
+
+    @contextmanager
+    def connection(self) -> Iterator[PgConnection]:
+        """A pooled connection inside a transaction: committed on success, rolled back on
+        error. A connection that broke is discarded rather than returned to the pool."""
+        pool = self._get_pool()
+        try:
+            conn = pool.getconn()
+        except psycopg2.pool.PoolError as exc:
+            raise DatabaseUnavailable(f"connection pool exhausted: {exc}") from exc
+        except psycopg2.OperationalError as exc:
+            raise DatabaseUnavailable(str(exc).strip()) from exc
+        broken = False
+        try:
+            with conn:
+                yield conn
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            broken = True
+            raise DatabaseUnavailable(str(exc).strip()) from exc
+        finally:
+            pool.putconn(conn, close=broken or bool(conn.closed))
+
+    def ping(self) -> None:
+        """Raise DatabaseUnavailable unless a trivial query succeeds."""
+        with self.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.closeall()
+                self._pool = None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What a submission records before any work starts."""
+
+    event_id: uuid.UUID
+    namespace: str
+    guideline_text: str
+    cr_name: str | None = None
+    title: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    submitted_by: str = "anonymous"
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    status: Phase = Phase.PENDING
+    created_at: datetime | None = None
+
+
+def insert_job(conn: PgConnection, job: NewJob) -> bool:
+    """Insert a job row; False if a row with that event_id already exists.
+
+    A clash on (submitted_by, idempotency_key) raises psycopg2.errors.UniqueViolation so the
+    caller can answer with the job that key already made."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO jobs (event_id, namespace, cr_name, status, title, guideline_text,
+                              model, provider, submitted_by, idempotency_key, request_hash,
+                              created_at, updated_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                    coalesce(%s, now()), coalesce(%s, now()))
+            ON CONFLICT (event_id) DO NOTHING
+            """,
+            (
+                job.event_id,
+                job.namespace,
+                job.cr_name,
+                str(job.status),
+                job.title,
+                job.guideline_text,
+                job.model,
+                job.provider,
+                job.submitted_by,
+                job.idempotency_key,
+                job.request_hash,
+                job.created_at,
+                job.created_at,
+            ),
+        )
+        inserted = cur.rowcount == 1
+        if inserted:
+            cur.execute(
+                "INSERT INTO job_events (event_id, status, attempts, reason) "
+                "VALUES (%s, %s, 0, 'Accepted')",
+                (job.event_id, str(job.status)),
+            )
+        return inserted
+
+
+def find_by_idempotency_key(
+    conn: PgConnection, submitted_by: str, idempotency_key: str
+) -> dict[str, Any] | None:
+    """The job a (client, Idempotency-Key) pair already created, if any."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE submitted_by = %s AND idempotency_key = %s",
+            (submitted_by, idempotency_key),
+        )
+        return cur.fetchone()
+
+
+def get_job(conn: PgConnection, event_id: uuid.UUID) -> dict[str, Any] | None:
+    """One job by its event_id (primary-key lookup), without the guideline text."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE event_id = %s", (event_id,))
+        return cur.fetchone()
+
+
+def get_guideline_text(conn: PgConnection, event_id: uuid.UUID) -> str | None:
+    """The guideline text a job was submitted with."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT guideline_text FROM jobs WHERE event_id = %s", (event_id,))
+        row = cur.fetchone()
+        return row[0] if row else None
+
+
+def list_jobs(
+    conn: PgConnection,
+    *,
+    status: Phase | None,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None = None,
+) -> list[dict[str, Any]]:
+    """Jobs newest first, optionally of one status, after a keyset cursor
+    (created_at, event_id) of the last row of the previous page."""
+    clauses, params = [], []
+    if status is not None:
+        clauses.append("status = %s")
+        params.append(str(status))
+    if before is not None:
+        clauses.append("(created_at, event_id) < (%s, %s)")
+        params.extend(before)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs {where} "
+            "ORDER BY created_at DESC, event_id DESC LIMIT %s",
+            (*params, limit),
+        )
+        return list(cur.fetchall())
+
+
+def count_by_status(conn: PgConnection) -> dict[str, int]:
+    """Number of jobs in each status (every status present, zero when none)."""
+    counts = {str(p): 0 for p in Phase}
+    with conn.cursor() as cur:
+        cur.execute("SELECT status, count(*) FROM jobs GROUP BY status")
+        counts.update({status: n for status, n in cur.fetchall()})
+    return counts
+
+
+def count_status(conn: PgConnection, status: Phase) -> int:
+    """Number of jobs in one status (served by the status index)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM jobs WHERE status = %s", (str(status),))
+        return int(cur.fetchone()[0])
+
+
+@dataclass(frozen=True)
+class JobState:
+    """The state of a job as the operator observed it on the cluster."""
+
+    event_id: uuid.UUID
+    status: Phase
+    attempts: int
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    result: Mapping[str, Any] | None = None
+    error: Mapping[str, Any] | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+def mirror_state(conn: PgConnection, state: JobState) -> bool:
+    """Write the observed state into the job's row; True if anything changed.
+
+    Idempotent: writing the same state twice changes nothing and records no event.
+    `attempts` never goes backwards."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            UPDATE jobs SET status = %s, attempts = greatest(attempts, %s),
+                   started_at = coalesce(%s, started_at),
+                   completed_at = %s,
+                   result = %s, error = %s, updated_at = now()
+             WHERE event_id = %s
+               AND (status IS DISTINCT FROM %s OR attempts < %s
+                    OR result IS DISTINCT FROM %s OR error IS DISTINCT FROM %s
+                    OR started_at IS DISTINCT FROM coalesce(%s, started_at)
+                    OR completed_at IS DISTINCT FROM %s)
+            """,
+            (
+                str(state.status),
+                state.attempts,
+                state.started_at,
+                state.completed_at,
+                _json(state.result),
+                _json(state.error),
+                state.event_id,
+                str(state.status),
+                state.attempts,
+                _json(state.result),
+                _json(state.error),
+                state.started_at,
+                state.completed_at,
+            ),
+        )
+        changed = cur.rowcount == 1
+        if changed:
+            cur.execute(
+                """
+                INSERT INTO job_events (event_id, status, attempts, reason, message)
+                SELECT %s, %s, %s, %s, %s
+                 WHERE NOT EXISTS (
+                    SELECT 1 FROM (SELECT status, attempts FROM job_events WHERE event_id = %s
+                                    ORDER BY id DESC LIMIT 1) last
+                     WHERE last.status = %s AND last.attempts = %s)
+                """,
+                (
+                    state.event_id,
+                    str(state.status),
+                    state.attempts,
+                    state.reason,
+                    state.message,
+                    state.event_id,
+                    str(state.status),
+                    state.attempts,
+                ),
+            )
+        return changed
+
+
+def job_history(conn: PgConnection, event_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The job's status transitions, oldest first."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            "SELECT at, status, attempts, reason, message FROM job_events "
+            "WHERE event_id = %s ORDER BY id",
+            (event_id,),
+        )
+        return list(cur.fetchall())
+
+
+def is_terminal(status: str) -> bool:
+    """True if `status` is a terminal phase."""
+    return status in {str(p) for p in TERMINAL_PHASES}
+
+
+def _json(value: Mapping[str, Any] | None) -> psycopg2.extras.Json | None:
+    return psycopg2.extras.Json(dict(value)) if value is not None else None

@@ -1,0 +1,95 @@
+"""The GuidelineJob custom resource: its names, labels, phases and limits, in one place.
+
+The CRD manifest in `crds/` is the schema; this module holds the constants the Python
+components use to talk about it. A test checks the two agree.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+GROUP: Final = "ingest.guidelines.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "GuidelineJob"
+PLURAL: Final = "guidelinejobs"
+SINGULAR: Final = "guidelinejob"
+SHORT_NAME: Final = "gj"
+GENERATE_NAME: Final = "gj-"
+
+# Labels carried by the CR, its Job and the Job's pods.
+LABEL_EVENT_ID: Final = f"{GROUP}/event-id"
+LABEL_JOB_NAME: Final = f"{GROUP}/guidelinejob"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+PART_OF: Final = "guideline-ingest"
+MANAGED_BY_OPERATOR: Final = "guideline-operator"
+RUNNER_COMPONENT: Final = "runner"
+# Annotation on a CR naming who submitted it (the API key's id) for the audit trail.
+ANNOTATION_SUBMITTED_BY: Final = f"{GROUP}/submitted-by"
+
+# Limits enforced by the CRD schema and, identically, by the API.
+MAX_GUIDELINE_CHARS: Final = 100_000
+MAX_MODEL_CHARS: Final = 128
+MAX_TITLE_CHARS: Final = 200
+MAX_RETRIES_LIMIT: Final = 10
+
+
+class Phase(StrEnum):
+    """Lifecycle of a job: PENDING -> PROCESSING -> COMPLETED | FAILED (| CANCELLED)."""
+
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        """True for a phase a job never leaves on its own."""
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES: Final = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED})
+
+
+class Provider(StrEnum):
+    """Where the runner gets its summary and checklist from."""
+
+    OPENAI = "openai"
+    EXTRACTIVE = "extractive"
+
+
+class ConditionType(StrEnum):
+    """The standard conditions the operator keeps on a GuidelineJob."""
+
+    ACCEPTED = "Accepted"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class RunnerExit:
+    """Exit codes of the runner: a contract with the Job's podFailurePolicy."""
+
+    OK: Final = 0
+    RETRYABLE: Final = 1
+    DO_NOT_RETRY: Final = 42
+
+
+class FailureReason(StrEnum):
+    """Machine-readable reasons stored in `status.error.reason` and the database."""
+
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    TIMEOUT = "Timeout"
+    LLM_ERROR = "LLMError"
+    LLM_REJECTED = "LLMRejected"
+    INVALID_OUTPUT = "InvalidOutput"
+    INVALID_INPUT = "InvalidInput"
+    JOB_LOST = "JobLost"
+    CANCELLED = "Cancelled"
+    INTERNAL = "InternalError"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Shared paths for the hack/ scripts: versions, the build cache outside the checkout, .local/.
+HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$HACK_DIR/.." && pwd)"
+# shellcheck source=versions.env
+source "$HACK_DIR/versions.env"
+GI_CACHE_ROOT="${GUIDELINE_INGEST_CACHE:-$HOME/.cache/guideline-ingest}"
+K8S_CACHE="$GI_CACHE_ROOT/k8s-$KUBE_VERSION"
+K8S_BIN="$K8S_CACHE/bin"
+LOCAL_DIR="$REPO_ROOT/.local"
+RUN_DIR="$LOCAL_DIR/run"
+LOG_DIR="$LOCAL_DIR/log"
+KUBECONFIG_PATH="$LOCAL_DIR/kubeconfig"
+export GOMODCACHE="$K8S_CACHE/gomodcache"
+export GOCACHE="$K8S_CACHE/gocache"
+export GOFLAGS="-mod=mod -buildvcs=false"
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"

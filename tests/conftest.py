@@ -1,0 +1,68 @@
+"""Session fixtures: a throw-away PostgreSQL (pytest-postgresql, from the installed server
+binaries) and the local Kubernetes control plane (hack/cluster.sh), both started by the
+suite and stopped at its end."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+from guideline_core import db
+from pytest_postgresql import factories
+
+
+def _pg_ctl() -> str:
+    found = shutil.which("pg_ctl") or next(
+        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)), None
+    )
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found: run `make deps` (apt)")
+    return found
+
+
+postgresql_proc = factories.postgresql_proc(
+    executable=_pg_ctl(), port=None, user="guideline", dbname="guideline_tests"
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgresql_proc) -> Iterator[str]:
+    """A migrated database on the session's PostgreSQL server."""
+    from pytest_postgresql.janitor import DatabaseJanitor
+
+    proc = postgresql_proc
+    with DatabaseJanitor(
+        user=proc.user,
+        host=proc.host,
+        port=proc.port,
+        dbname="guideline",
+        version=proc.version,
+        password=proc.password,
+    ):
+        url = f"postgresql://{proc.user}@{proc.host}:{proc.port}/guideline"
+        db.migrate(url)
+        yield url
+
+
+@pytest.fixture
+def database(postgres_url: str) -> Iterator[db.Database]:
+    """A connection pool on the session database, emptied before each test."""
+    database = db.Database(postgres_url)
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE jobs, job_events, operator_heartbeat CASCADE")
+    yield database
+    database.close()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    """The local control plane and node agent (started if not already running)."""
+    from support.cluster import LocalCluster
+
+    local = LocalCluster.ensure_started()
+    os.environ["KUBECONFIG"] = str(local.kubeconfig)
+    yield local
+    local.stop_if_started_here()
