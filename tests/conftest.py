@@ -4,27 +4,25 @@ suite and stopped at its end."""
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from guideline_core import db
+
+if TYPE_CHECKING:
+    from support.cluster import LocalCluster
 from pytest_postgresql import factories
 
-
-def _pg_ctl() -> str:
-    found = shutil.which("pg_ctl") or next(
-        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)), None
-    )
-    if not found:
-        raise RuntimeError("PostgreSQL server binaries not found: run `make deps` (apt)")
-    return found
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# pg_ctl refuses to run as root (as CI does); the wrapper runs it as the postgres user.
+PG_CTL = str(REPO_ROOT / "hack" / "pg_ctl.sh")
 
 
 postgresql_proc = factories.postgresql_proc(
-    executable=_pg_ctl(), port=None, user="guideline", dbname="guideline_tests"
+    executable=PG_CTL, port=None, user="guideline", dbname="guideline_tests"
 )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extras
 import psycopg2.pool
-from psycopg2.extensions import connection as PgConnection
+from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
 from guideline_core.resource import TERMINAL_PHASES, Phase
 
@@ -34,7 +34,7 @@ JOB_COLUMNS = (
 )
 
 
-class DatabaseUnavailable(RuntimeError):
+class DatabaseUnavailableError(RuntimeError):
     """The database could not be reached or refused the connection."""
 
 
@@ -42,7 +42,7 @@ def migrate(database_url: str) -> int:
     """Apply pending migrations under yoyo's lock; returns how many were applied."""
     from yoyo import get_backend, read_migrations
 
-    backend = get_backend(_yoyo_url(database_url))
+    backend = get_backend(database_url)  # postgresql:// means psycopg2 to yoyo
     migrations_dir = resources.files("guideline_core") / "migrations"
     with resources.as_file(migrations_dir) as path:
         migrations = read_migrations(str(path))
@@ -51,14 +51,6 @@ def migrate(database_url: str) -> int:
             backend.apply_migrations(pending)
     log.info("database migrated", extra={"applied": len(pending)})
     return len(pending)
-
-
-def _yoyo_url(database_url: str) -> str:
-    # yoyo wants an explicit driver; libpq URLs may use either scheme.
-    for scheme in ("postgresql://", "postgres://"):
-        if database_url.startswith(scheme):
-            return "postgresql+psycopg2://" + database_url[len(scheme) :]
-    return database_url
 
 
 def migrate_main() -> None:
@@ -94,7 +86,7 @@ class Database:
                         application_name="guideline-ingest",
                     )
                 except psycopg2.OperationalError as exc:
-                    raise DatabaseUnavailable(str(exc).strip()) from exc
+                    raise DatabaseUnavailableError(str(exc).strip()) from exc
             return self._pool
 
     @contextmanager
@@ -105,21 +97,21 @@ class Database:
         try:
             conn = pool.getconn()
         except psycopg2.pool.PoolError as exc:
-            raise DatabaseUnavailable(f"connection pool exhausted: {exc}") from exc
+            raise DatabaseUnavailableError(f"connection pool exhausted: {exc}") from exc
         except psycopg2.OperationalError as exc:
-            raise DatabaseUnavailable(str(exc).strip()) from exc
+            raise DatabaseUnavailableError(str(exc).strip()) from exc
         broken = False
         try:
             with conn:
                 yield conn
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             broken = True
-            raise DatabaseUnavailable(str(exc).strip()) from exc
+            raise DatabaseUnavailableError(str(exc).strip()) from exc
         finally:
             pool.putconn(conn, close=broken or bool(conn.closed))
 
     def ping(self) -> None:
-        """Raise DatabaseUnavailable unless a trivial query succeeds."""
+        """Raise DatabaseUnavailableError unless a trivial query succeeds."""
         with self.connection() as conn, conn.cursor() as cur:
             cur.execute("SELECT 1")
 

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "log_context", default=None
+)
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _SECRETS: list[str] = []
 
@@ -36,7 +38,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        entry.update(_context.get())
+        entry.update(_context.get() or {})
         entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
@@ -56,13 +58,13 @@ def configure(level: str = "INFO", component: str | None = None) -> None:
     for noisy in ("httpx", "httpcore", "urllib3", "kubernetes.client.rest"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if component:
-        _context.set({**_context.get(), "component": component})
+        _context.set({**(_context.get() or {}), "component": component})
 
 
 @contextmanager
 def bind(**fields: Any) -> Iterator[None]:
     """Attach `fields` to every log record emitted inside the block."""
-    token = _context.set({**_context.get(), **fields})
+    token = _context.set({**(_context.get() or {}), **fields})
     try:
         yield
     finally:

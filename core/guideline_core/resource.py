@@ -93,3 +93,17 @@ class FailureReason(StrEnum):
     JOB_LOST = "JobLost"
     CANCELLED = "Cancelled"
     INTERNAL = "InternalError"
+
+
+# Requests from the API to the operator, carried as annotations because spec is immutable.
+# Cancel: any non-empty value (the request time). Retry: a counter the operator compares
+# with status.retryRequests; a larger value on a FAILED or CANCELLED job starts a new attempt.
+ANNOTATION_CANCEL_REQUESTED: Final = f"{GROUP}/cancel-requested"
+ANNOTATION_RETRY_REQUESTED: Final = f"{GROUP}/retry-requested"
+
+# Environment the operator gives each runner pod (besides the ConfigMap and Secret).
+ENV_JOB_NAME: Final = "GUIDELINE_JOB_NAME"
+ENV_NAMESPACE: Final = "GUIDELINE_NAMESPACE"
+ENV_EVENT_ID: Final = "GUIDELINE_EVENT_ID"
+ENV_TERMINATION_MESSAGE_PATH: Final = "GUIDELINE_TERMINATION_MESSAGE_PATH"
+ENV_OPENAI_API_KEY: Final = "OPENAI_API_KEY"
