@@ -14,4 +14,9 @@ KUBECONFIG_PATH="$LOCAL_DIR/kubeconfig"
 export GOMODCACHE="$K8S_CACHE/gomodcache"
 export GOCACHE="$K8S_CACHE/gocache"
 export GOFLAGS="-mod=mod -buildvcs=false"
-export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+# Kubernetes 1.37 needs Go >= 1.26; an older Go (e.g. Debian's) fetches that toolchain
+# through the Go module proxy.
+if [[ -z "${GOTOOLCHAIN:-}" ]] && command -v go >/dev/null; then
+  go_minor="$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')"
+  if ((go_minor < 26)); then export GOTOOLCHAIN=go1.26.8; else export GOTOOLCHAIN=local; fi
+fi

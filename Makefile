@@ -1,0 +1,70 @@
+# guideline-ingest: one entry point for setting up, running and testing on a fresh machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help deps system-deps venv build-k8s cluster cluster-down up down demo test \
+        test-fast test-faults lint format bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+system-deps: ## Install missing system packages (PostgreSQL server, openssl, Go) with apt
+	@bash hack/install-system-deps.sh
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/.installed ## Create .venv with the project and its dev dependencies
+
+deps: system-deps venv build-k8s ## Everything the stack and the tests need
+
+build-k8s: ## Build (once, cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd, helm
+	@bash hack/build-k8s.sh
+
+cluster: system-deps venv ## Start the local control plane + node agent; prints the kubeconfig path
+	@bash hack/cluster.sh up
+
+cluster-down: ## Stop the local control plane and node agent, leaving no process behind
+	@bash hack/cluster.sh down
+
+up: system-deps venv ## Start the whole stack: control plane, PostgreSQL, operator, API on :8000
+	@bash hack/stack.sh up
+
+down: ## Stop the whole stack
+	@bash hack/stack.sh down
+
+demo: up ## Start the stack, submit examples/hand-hygiene.md, print summary and checklist
+	@bash hack/stack.sh demo
+
+test: deps ## The whole test suite (starts and stops its own cluster and PostgreSQL)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: venv ## Only the tests that need no cluster
+	$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
+
+test-faults: deps ## Only the fault-injection tests
+	$(BIN)/pytest -m fault $(PYTEST_ARGS)
+
+lint: venv ## ruff + the import-layering contract
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: venv ## Apply ruff's formatting and fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: deps ## Benchmarks: prints figures, writes bench-results/*.json and a plot
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean: down ## Stop everything and remove .local/ (the build cache outside the repo stays)
+	rm -rf .local

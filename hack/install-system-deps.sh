@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks for the build, the local stack and the tests:
+# PostgreSQL's server (Debian), openssl, util-linux (unshare), Go >= 1.26 for the control
+# plane build. Idempotent and quick when everything is present.
+set -euo pipefail
+need=()
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
+command -v openssl >/dev/null || need+=(openssl)
+command -v unshare >/dev/null || need+=(util-linux)
+command -v runuser >/dev/null || need+=(util-linux)
+command -v make >/dev/null || need+=(make)
+command -v curl >/dev/null || need+=(curl)
+command -v go >/dev/null || need+=(golang-go)
+command -v python3 >/dev/null || need+=(python3 python3-venv)
+if ((${#need[@]})); then
+  echo "[deps] apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# PostgreSQL's packaging may start a cluster on 5432; the project runs its own instances.
+id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql --shell /bin/bash postgres
+echo "[deps] system dependencies present"
