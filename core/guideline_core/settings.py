@@ -119,6 +119,9 @@ class RunnerSettings(CommonSettings):
         False, description="Complete with the extractive provider (degraded) if the LLM fails."
     )
     job_name: str | None = Field(None, description="The GuidelineJob this pod runs.")
+    event_id: str | None = Field(
+        None, description="The job's event_id for the logs (else read from the GuidelineJob)."
+    )
     termination_message_path: str = "/dev/termination-log"
 
 

@@ -1,0 +1,256 @@
+"""The two-step chain, free of Kubernetes: (1) summarize the guideline (map-reduce when it
+is longer than the provider takes at once), (2) build a checklist from the summary.
+
+`run_chain` adds what wraps the steps: the soft time limit over the whole chain, reuse of
+a summary kept from an earlier attempt, and the optional fallback to the extractive
+provider when the LLM fails for good.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from guideline_core import logs
+from guideline_core.resource import FailureReason
+from guideline_core.settings import RunnerSettings
+
+from guideline_runner.errors import ChainError
+from guideline_runner.models import ChainResult, PartialSummary, Usage
+from guideline_runner.providers.base import Completion, Provider
+from guideline_runner.providers.extractive import ExtractiveProvider
+from guideline_runner.text import chunk_text, group_texts
+
+log = logging.getLogger(__name__)
+
+SUMMARIZE = "summarize"
+CHECKLIST = "checklist"
+# Failures that mean the LLM will not deliver for this job, whatever a new pod does.
+_PERMANENT_LLM_FAILURES = frozenset(
+    {FailureReason.LLM_REJECTED, FailureReason.INVALID_OUTPUT, FailureReason.TIMEOUT}
+)
+T = TypeVar("T")
+
+
+class _CancelledError(Exception):
+    """The soft time limit passed; the worker stops before its next call."""
+
+
+@dataclass
+class _StepRecord:
+    usage: Usage = field(default_factory=Usage)
+    duration: float = 0.0
+
+
+@contextmanager
+def _step(name: str, **fields: Any) -> Iterator[_StepRecord]:
+    """Log the start and the end (duration, tokens) or failure of one chain step."""
+    record = _StepRecord()
+    with logs.bind(step=name):
+        log.info("step started", extra=fields)
+        started = time.monotonic()
+        try:
+            yield record
+        except ChainError as err:
+            record.duration = round(time.monotonic() - started, 3)
+            log.warning(
+                "step failed",
+                extra={
+                    "duration_s": record.duration,
+                    "reason": str(err.reason),
+                    "error": err.message,
+                },
+            )
+            raise
+        record.duration = round(time.monotonic() - started, 3)
+        log.info(
+            "step finished",
+            extra={
+                "duration_s": record.duration,
+                "prompt_tokens": record.usage.prompt_tokens,
+                "completion_tokens": record.usage.completion_tokens,
+                "total_tokens": record.usage.total_tokens,
+                "llm_calls": record.usage.calls,
+            },
+        )
+
+
+def _call(cancel: threading.Event, fn: Callable[[], Completion[T]]) -> Completion[T]:
+    if cancel.is_set():
+        raise _CancelledError
+    return fn()
+
+
+def summarize(
+    text: str, provider: Provider, cancel: threading.Event | None = None
+) -> Completion[str]:
+    """Step 1: the summary of `text`. Longer than `provider.max_input_chars`, the text is
+    cut at paragraph/sentence boundaries (nothing dropped), each part summarized, and the
+    partial summaries combined, in rounds if they are themselves too long."""
+    cancel = cancel or threading.Event()
+    limit = provider.max_input_chars
+    if limit is None or len(text) <= limit:
+        return _call(cancel, lambda: provider.summarize(text.strip()))
+    parts = [p.strip() for p in chunk_text(text, limit)]
+    parts = [p for p in parts if p]
+    log.info("guideline split for map-reduce", extra={"parts": len(parts), "chars": len(text)})
+    usage = Usage()
+    summaries: list[str] = []
+    for number, part in enumerate(parts, start=1):
+        completion = _call(
+            cancel,
+            lambda part=part, number=number: provider.summarize(
+                part, part=number, parts=len(parts)
+            ),
+        )
+        summaries.append(completion.value)
+        usage += completion.usage
+    rounds = 0
+    while len(summaries) > 1:
+        rounds += 1
+        combined: list[str] = []
+        for group in group_texts(summaries, limit):
+            if len(group) == 1:
+                combined.append(group[0])
+                continue
+            completion = _call(cancel, lambda group=group: provider.combine(group))
+            combined.append(completion.value)
+            usage += completion.usage
+        log.info("partial summaries combined", extra={"round": rounds, "left": len(combined)})
+        summaries = combined
+    return Completion(summaries[0], usage)
+
+
+def _steps(
+    text: str,
+    provider: Provider,
+    partial: PartialSummary | None,
+    on_summary: Callable[[PartialSummary], None] | None,
+    attempt: int | None,
+    cancel: threading.Event,
+) -> ChainResult:
+    usage: dict[str, Usage] = {}
+    durations: dict[str, float] = {}
+    reused = partial is not None
+    if partial is not None:
+        summary = partial.summary
+        usage[SUMMARIZE] = partial.usage.get(SUMMARIZE, Usage())
+        durations[SUMMARIZE] = partial.durations.get(SUMMARIZE, 0.0)
+        log.info(
+            "summary taken from an earlier attempt; skipping step 1",
+            extra={"step": SUMMARIZE, "partial_attempt": partial.attempt},
+        )
+    else:
+        with _step(SUMMARIZE, chars=len(text), provider=provider.name) as record:
+            completion = summarize(text, provider, cancel)
+            record.usage = completion.usage
+        summary = completion.value
+        usage[SUMMARIZE] = completion.usage
+        durations[SUMMARIZE] = record.duration
+        if on_summary is not None:
+            on_summary(
+                PartialSummary(
+                    summary=summary,
+                    attempt=attempt,
+                    usage={SUMMARIZE: completion.usage},
+                    durations={SUMMARIZE: record.duration},
+                )
+            )
+    with _step(CHECKLIST, summary_chars=len(summary), provider=provider.name) as record:
+        items = _call(cancel, lambda: provider.checklist(summary, guideline=text))
+        record.usage = items.usage
+    usage[CHECKLIST] = items.usage
+    durations[CHECKLIST] = record.duration
+    return ChainResult(
+        summary=summary,
+        checklist=items.value,
+        provider=provider.name,
+        model=provider.model,
+        usage=usage,
+        durations=durations,
+        summary_reused=reused,
+    )
+
+
+def _within(seconds: float, provider: Provider, work: Callable[[threading.Event], T]) -> T:
+    """Run `work` in a worker thread and give up after `seconds`: the soft limit then
+    holds even while an LLM call (or the SDK's retry sleep) is in progress. On expiry the
+    provider's connections are closed and the worker stops before its next call."""
+    cancel = threading.Event()
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = work(cancel)
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    context = contextvars.copy_context()  # the worker logs with the caller's bindings
+    worker = threading.Thread(target=context.run, args=(target,), name="chain", daemon=True)
+    worker.start()
+    if not done.wait(seconds):
+        cancel.set()
+        try:
+            provider.close()
+        except Exception:  # closing is best effort; the limit is what matters
+            log.debug("closing the provider failed", exc_info=True)
+        raise ChainError(
+            FailureReason.TIMEOUT, f"Processing timeout after {seconds:g} s", retryable=False
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def run_chain(
+    text: str,
+    settings: RunnerSettings,
+    provider: Provider,
+    partial_summary: PartialSummary | None = None,
+    *,
+    on_summary: Callable[[PartialSummary], None] | None = None,
+    attempt: int | None = None,
+) -> ChainResult:
+    """Summarize `text`, then build its checklist, within `settings.soft_timeout_seconds`.
+
+    With `partial_summary` (kept by an earlier attempt) step 1 is skipped. `on_summary` is
+    called once step 1 has succeeded (the runner stores it in status.partial). Raises
+    `ChainError`; if `settings.fallback_to_extractive` is on and the LLM failed for good
+    (rejected, unusable answer, soft timeout), completes with the extractive provider
+    instead and marks the result `degraded`.
+    """
+    if not text or not text.strip():
+        raise ChainError(
+            FailureReason.INVALID_INPUT, "The guideline text is empty", retryable=False
+        )
+    if provider.name == ExtractiveProvider.name:
+        partial_summary = None  # never label an LLM's summary as extractive
+    try:
+        return _within(
+            settings.soft_timeout_seconds,
+            provider,
+            lambda cancel: _steps(text, provider, partial_summary, on_summary, attempt, cancel),
+        )
+    except ChainError as err:
+        if not (
+            settings.fallback_to_extractive
+            and provider.name != ExtractiveProvider.name
+            and err.reason in _PERMANENT_LLM_FAILURES
+        ):
+            raise
+        log.warning(
+            "the LLM failed for good; completing with the extractive provider (degraded)",
+            extra={"reason": str(err.reason), "error": err.message},
+        )
+        fallback = ExtractiveProvider(max_items=settings.max_checklist_items)
+        result = _steps(text, fallback, None, None, attempt, threading.Event())
+        return result.model_copy(update={"degraded": True})

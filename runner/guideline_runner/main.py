@@ -1,0 +1,236 @@
+"""`guideline-runner`: the process of one Job pod.
+
+Reads the GuidelineJob named by GUIDELINE_JOB_NAME in GUIDELINE_NAMESPACE (in-cluster
+ServiceAccount, else KUBECONFIG), runs the chain with the provider and model of its spec
+(else of the settings), keeps the summary in `status.partial` as soon as step 1 succeeds,
+writes `status.result` and exits 0. On failure it writes `{"reason", "message",
+"retryable"}` to the termination message file and to `status.runnerError`, and exits 1
+(a new pod may succeed) or 42 (it will not): the contract with the Job's podFailurePolicy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from guideline_core import kube, logs
+from guideline_core.resource import ENV_TERMINATION_MESSAGE_PATH, FailureReason, RunnerExit
+from guideline_core.settings import RunnerSettings
+
+from guideline_runner import errors
+from guideline_runner.chain import run_chain
+from guideline_runner.errors import ChainError
+from guideline_runner.models import PartialSummary
+from guideline_runner.providers import make_provider
+from guideline_runner.status import GuidelineJobClient
+
+log = logging.getLogger("guideline_runner")
+
+
+def write_termination_message(path: str, error: ChainError) -> None:
+    """Write the failure where the kubelet reads the container's termination message."""
+    try:
+        Path(path).write_text(json.dumps(error.to_status(), ensure_ascii=False))
+    except OSError as exc:
+        log.warning(
+            "could not write the termination message", extra={"path": path, "problem": str(exc)}
+        )
+
+
+def _fail(settings: RunnerSettings, job: GuidelineJobClient | None, error: ChainError) -> int:
+    log.error(
+        "runner failed",
+        extra={
+            "reason": str(error.reason),
+            "error": error.message,
+            "retryable": error.retryable,
+            "exit_code": error.exit_code,
+        },
+    )
+    write_termination_message(settings.termination_message_path, error)
+    if job is not None:
+        try:
+            job.patch_status({"runnerError": error.to_status()})
+        except ChainError as patch_error:
+            log.warning("could not record runnerError", extra={"error": patch_error.message})
+    return error.exit_code
+
+
+def _partial_of(status: dict[str, Any]) -> PartialSummary | None:
+    raw = status.get("partial")
+    if not raw or not raw.get("summary"):
+        return None
+    try:
+        return PartialSummary.model_validate(raw)
+    except pydantic.ValidationError:
+        log.warning("status.partial is unusable; running step 1 again")
+        return None
+
+
+def _process(settings: RunnerSettings) -> int:
+    started = time.monotonic()
+    if not settings.job_name:
+        return _fail(
+            settings,
+            None,
+            ChainError(
+                FailureReason.INVALID_INPUT, "GUIDELINE_JOB_NAME is not set", retryable=False
+            ),
+        )
+    try:
+        kube.load_config()
+    except Exception as exc:  # no in-cluster credentials and no kubeconfig
+        return _fail(
+            settings,
+            None,
+            ChainError(
+                FailureReason.INTERNAL,
+                f"No Kubernetes credentials: {type(exc).__name__}: {exc}",
+                retryable=False,
+            ),
+        )
+    job = GuidelineJobClient(settings.job_name, settings.namespace)
+    try:
+        body = job.read()
+    except ChainError as error:
+        return _fail(settings, None, error)
+
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    # Best effort: the operator counts attempts when it sees a pod start, maybe not yet ours.
+    attempt = max(1, int(status.get("attempts") or 0))
+    event_id = settings.event_id or kube.event_id_of(body)
+    with logs.bind(event_id=event_id, attempt=attempt):
+        if status.get("result"):
+            log.info("status.result is already written; nothing to do")
+            return RunnerExit.OK
+        text = spec.get("guidelineText")
+        if not isinstance(text, str):
+            return _fail(
+                settings,
+                job,
+                ChainError(
+                    FailureReason.INVALID_INPUT,
+                    "spec.guidelineText is missing",
+                    retryable=False,
+                ),
+            )
+        provider = make_provider(settings, spec.get("provider"), spec.get("model"))
+        log.info(
+            "runner started",
+            extra={
+                "provider": provider.name,
+                "model": provider.model,
+                "chars": len(text),
+                "soft_timeout_s": settings.soft_timeout_seconds,
+            },
+        )
+
+        def save_partial(partial: PartialSummary) -> None:
+            try:
+                job.patch_status({"partial": partial.to_status()})
+                log.info("summary kept in status.partial")
+            except ChainError as error:  # only an optimization for a retried pod
+                log.warning("could not keep the summary", extra={"error": error.message})
+
+        try:
+            result = run_chain(
+                text,
+                settings,
+                provider,
+                _partial_of(status),
+                on_summary=save_partial,
+                attempt=attempt,
+            )
+        except ChainError as error:
+            return _fail(settings, job, error)
+        except Exception as exc:
+            log.exception("unexpected error in the chain")
+            return _fail(
+                settings,
+                job,
+                ChainError(
+                    FailureReason.INTERNAL,
+                    f"Unexpected error: {type(exc).__name__}: {exc}",
+                    retryable=True,
+                ),
+            )
+        finally:
+            provider.close()
+        try:
+            job.patch_status({"result": result.to_status()})
+        except ChainError as error:
+            return _fail(settings, job, error)
+        log.info(
+            "runner finished",
+            extra={
+                "provider": result.provider,
+                "model": result.model,
+                "degraded": result.degraded,
+                "summary_reused": result.summary_reused,
+                "checklist_items": len(result.checklist),
+                "duration_s": round(time.monotonic() - started, 3),
+            },
+        )
+        return RunnerExit.OK
+
+
+def setup_logging(settings: RunnerSettings) -> None:
+    """JSON-lines logs on stderr, with the API key redacted from every log line and from
+    every message the runner writes (status, termination message)."""
+    logs.configure(settings.log_level, component="runner")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    logs.register_secret(key)
+    errors.register_secret(key)
+
+
+def _bad_settings(exc: pydantic.ValidationError) -> int:
+    """Invalid configuration: no pod will do better, so do not retry."""
+    logs.configure("INFO", component="runner")
+    fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+    error = ChainError(
+        FailureReason.INVALID_INPUT, f"Invalid runner settings: {fields}", retryable=False
+    )
+    path = os.environ.get(
+        ENV_TERMINATION_MESSAGE_PATH,
+        RunnerSettings.model_fields["termination_message_path"].default,
+    )
+    log.error("invalid settings", extra={"error": error.message})
+    write_termination_message(path, error)
+    return error.exit_code
+
+
+def run(settings: RunnerSettings | None = None) -> int:
+    """Configure logging and secrets, process the job, and return the exit code."""
+    if settings is None:
+        try:
+            settings = RunnerSettings()
+        except pydantic.ValidationError as exc:
+            return _bad_settings(exc)
+    setup_logging(settings)
+    with logs.bind(event_id=settings.event_id, job=settings.job_name, namespace=settings.namespace):
+        try:
+            return _process(settings)
+        except Exception as exc:  # last resort: still honour the exit-code contract
+            log.exception("runner crashed")
+            return _fail(
+                settings,
+                None,
+                ChainError(
+                    FailureReason.INTERNAL,
+                    f"Runner crashed: {type(exc).__name__}: {exc}",
+                    retryable=True,
+                ),
+            )
+
+
+def main() -> None:
+    """Console script entry point."""
+    sys.exit(run())

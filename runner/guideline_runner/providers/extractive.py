@@ -1,0 +1,202 @@
+"""The `extractive` provider: offline and deterministic, no network and no model. It is
+not an LLM and its results say so (`provider: extractive`, `model: extractive-v1`).
+
+- Summary: the guideline's most representative sentences, kept in their original order.
+  A sentence scores by the mean frequency of its content words in the whole text (what
+  the guideline keeps talking about) plus a bonus for normative wording and for opening
+  the text; the top sentences are kept within a length budget.
+- Checklist: the guideline's normative sentences (must, shall, should, required, ensure,
+  never, do not, ...) and imperative ones ("Wear gloves ..."), one item each, in order.
+  Priority comes from the strongest modal in the sentence: obligations and prohibitions
+  (must, shall, required, never, do not, ...) high; recommendations (should, ensure,
+  recommended, avoid, imperatives) medium; options (may, can, optional) low. Category is
+  the section heading above the sentence, else a topic found by keywords, else `general`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Final
+
+from guideline_runner.models import MAX_CATEGORY_CHARS, ChecklistItem, Priority, Usage
+from guideline_runner.providers.base import Completion
+from guideline_runner.text import Unit, split_units
+
+MODEL: Final = "extractive-v1"
+
+
+def _wordset(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+MAX_ITEM_TEXT: Final = 300
+SUMMARY_BUDGET_CHARS: Final = 1500
+
+_HIGH: Final = re.compile(
+    r"\b(must|shall|required|requires?|mandatory|never|prohibited|forbidden|"
+    r"(?:is|are) not (?:permitted|allowed)|may not|cannot|can not|do not|don't|"
+    r"must not|shall not|always|need(?:s)? to|ha(?:ve|s) to|(?:is|are) responsible for)\b",
+    re.IGNORECASE,
+)
+_MEDIUM: Final = re.compile(
+    r"\b(should|ought to|ensures?|recommended|recommends?|avoid|expected to|"
+    r"make sure)\b",
+    re.IGNORECASE,
+)
+_LOW: Final = re.compile(r"\b(may|can|could|optional(?:ly)?|consider|encouraged)\b", re.IGNORECASE)
+_IMPERATIVE_VERBS: Final = _wordset(
+    """use keep check verify review document record report store encrypt wear wash follow
+    notify inform submit obtain complete maintain update lock label dispose remove clean
+    disinfect train test log protect restrict limit apply confirm provide include assign
+    approve monitor audit rotate enable disable install patch validate sign return call
+    contact escalate retain delete archive ensure avoid schedule inspect measure prepare
+    wait register back secure close turn put place"""
+)
+_NOT_IMPERATIVE_NEXT: Final = frozenset({"of", "is", "are", "was", "were", "by", "and", "or"})
+_TOPICS: Final = (
+    ("security", ("password", "access", "encrypt", "credential", "authentic", "secur", "patch")),
+    ("privacy", ("personal data", "privacy", "consent", "gdpr", "confidential")),
+    ("hygiene", ("hand", "hygiene", "glove", "disinfect", "clean", "wash")),
+    ("safety", ("safety", "hazard", "injur", "fire", "emergency", "protective")),
+    ("documentation", ("document", "record", "log ", "report")),
+    ("training", ("train",)),
+    ("communication", ("notify", "inform", "communicat", "contact", "escalat")),
+)
+_WORD: Final = re.compile(r"[a-z][a-z'-]+")
+_STOPWORDS: Final = _wordset(
+    """the and for are but not you all any can had her was one our out has have him his how
+    its may new now old see two way who did get let say she too use that with this from
+    they will would there their what about which when make like than then them these some
+    into only other also more most such each must shall should been being were does done
+    your yours very just over under upon per any both same while where whom whose why within
+    without before after during between through against above below again further once here
+    off own nor few"""
+)
+
+
+def priority_of(sentence: str) -> Priority | None:
+    """The priority a normative or imperative sentence implies, None for a descriptive
+    one."""
+    if _HIGH.search(sentence):
+        return Priority.HIGH
+    if _MEDIUM.search(sentence):
+        return Priority.MEDIUM
+    words = sentence.split(maxsplit=2)
+    if words:
+        first = words[0].lower().strip(",:;")
+        second = words[1].lower() if len(words) > 1 else ""
+        if first in _IMPERATIVE_VERBS and second not in _NOT_IMPERATIVE_NEXT:
+            return Priority.MEDIUM
+    if _LOW.search(sentence):
+        return Priority.LOW
+    return None
+
+
+def _category(unit: Unit) -> str:
+    if unit.heading:
+        label = " ".join(unit.heading.lower().split()).strip(" :-#")
+        label = re.sub(r"^(?:\d+(?:\.\d+)*\.?|[ivx]+\.)\s+", "", label)
+        if label:
+            return label[:MAX_CATEGORY_CHARS]
+    text = unit.text.lower() + " "
+    for topic, keywords in _TOPICS:
+        if any(k in text for k in keywords):
+            return topic
+    return "general"
+
+
+def _item_text(sentence: str) -> str:
+    if len(sentence) <= MAX_ITEM_TEXT:
+        return sentence
+    cut = sentence.rfind(" ", 0, MAX_ITEM_TEXT - 1)
+    return sentence[: cut if cut > 0 else MAX_ITEM_TEXT - 1].rstrip(",;: ") + "…"
+
+
+def _content_words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in _STOPWORDS]
+
+
+_BONUS: Final = {Priority.HIGH: 0.6, Priority.MEDIUM: 0.4, Priority.LOW: 0.15}
+
+
+def extractive_summary(text: str, budget_chars: int = SUMMARY_BUDGET_CHARS) -> str:
+    """The most representative sentences of `text`, in their original order."""
+    units = split_units(text)
+    if not units:
+        return text.strip()
+    frequencies = Counter(_content_words(text))
+    top = max(frequencies.values(), default=1)
+    scored: list[tuple[float, int]] = []
+    for unit in units:
+        words = _content_words(unit.text)
+        if len(unit.text.split()) < 4 or not words:
+            score = 0.0
+        else:
+            score = sum(frequencies[w] / top for w in words) / len(words)
+            priority = priority_of(unit.text)
+            score += _BONUS[priority] if priority else 0.0
+            score += 0.2 if unit.index == 0 else 0.0
+        scored.append((score, unit.index))
+    wanted = min(len(units), max(3, min(12, math.ceil(len(units) / 5))))
+    chosen: list[int] = []
+    used = 0
+    # Highest score first; ties go to the earlier sentence (determinism).
+    for _score, index in sorted(scored, key=lambda s: (-s[0], s[1])):
+        length = len(units[index].text) + 1
+        if chosen and used + length > budget_chars:
+            continue
+        chosen.append(index)
+        used += length
+        if len(chosen) >= wanted:
+            break
+    return " ".join(units[i].text for i in sorted(chosen))
+
+
+def extractive_checklist(text: str, max_items: int) -> list[ChecklistItem]:
+    """One item per normative or imperative sentence of `text`, in order; if there are
+    more than `max_items`, the higher-priority ones are kept."""
+    candidates: list[tuple[int, Unit, Priority]] = []
+    seen: set[str] = set()
+    for unit in split_units(text):
+        priority = priority_of(unit.text)
+        key = unit.text.lower()
+        if priority is None or key in seen:
+            continue
+        seen.add(key)
+        candidates.append((unit.index, unit, priority))
+    rank = {Priority.HIGH: 0, Priority.MEDIUM: 1, Priority.LOW: 2}
+    kept = sorted(candidates, key=lambda c: (rank[c[2]], c[0]))[:max_items]
+    return [
+        ChecklistItem(item=_item_text(unit.text), priority=priority, category=_category(unit))
+        for _index, unit, priority in sorted(kept, key=lambda c: c[0])
+    ]
+
+
+class ExtractiveProvider:
+    """The offline provider: extractive summary, checklist from normative sentences."""
+
+    name = "extractive"
+    model = MODEL
+    max_input_chars: int | None = None
+
+    def __init__(self, max_items: int = 30) -> None:
+        self.max_items = max_items
+
+    def summarize(self, text: str, *, part: int = 1, parts: int = 1) -> Completion[str]:
+        """An extractive summary of `text`."""
+        return Completion(extractive_summary(text), Usage())
+
+    def combine(self, summaries: Sequence[str]) -> Completion[str]:
+        """An extractive summary of the joined summaries."""
+        return Completion(extractive_summary("\n\n".join(summaries)), Usage())
+
+    def checklist(self, summary: str, *, guideline: str) -> Completion[list[ChecklistItem]]:
+        """Items from the normative sentences of the whole guideline (not the summary,
+        which keeps only some of them)."""
+        return Completion(extractive_checklist(guideline, self.max_items), Usage())
+
+    def close(self) -> None:
+        """Nothing to release."""

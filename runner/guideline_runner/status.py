@@ -1,0 +1,104 @@
+"""The runner's Kubernetes I/O: read its GuidelineJob and merge-patch the fields it owns
+in the status subresource (`partial`, `result`, `runnerError`). Transient API errors are
+retried briefly; what remains becomes a `ChainError` (retryable unless the object is
+missing or the runner is not allowed to touch it)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+import urllib3
+from guideline_core import kube
+from guideline_core import resource as gj
+from guideline_core.resource import FailureReason
+from kubernetes.client import CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+
+from guideline_runner.errors import ChainError
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_SECONDS: Final = 10.0
+RETRY_DELAYS_SECONDS: Final = (0.5, 1.0, 2.0, 4.0, 4.0)
+_TRANSIENT_STATUS: Final = frozenset({0, 408, 409, 429, 500, 502, 503, 504})
+T = TypeVar("T")
+
+
+class GuidelineJobClient:
+    """Reads one GuidelineJob and writes the runner's status fields."""
+
+    def __init__(self, name: str, namespace: str, api: CustomObjectsApi | None = None) -> None:
+        self.name = name
+        self.namespace = namespace
+        self._api = api or kube.custom_objects()
+
+    def _retrying(self, action: str, call: Callable[[], T]) -> T:
+        where = f"GuidelineJob {self.namespace}/{self.name}"
+        for attempt, delay in enumerate((*RETRY_DELAYS_SECONDS, None), start=1):
+            try:
+                return call()
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise ChainError(
+                        FailureReason.INVALID_INPUT, f"{where} not found", retryable=False
+                    ) from None
+                if exc.status in (401, 403):
+                    raise ChainError(
+                        FailureReason.INTERNAL,
+                        f"The runner may not {action} {where} ({exc.status} {exc.reason})",
+                        retryable=False,
+                    ) from None
+                if exc.status not in _TRANSIENT_STATUS or delay is None:
+                    raise ChainError(
+                        FailureReason.INTERNAL,
+                        f"Kubernetes API error on {action} {where}: {exc.status} {exc.reason}",
+                        retryable=True,
+                    ) from None
+                problem = f"{exc.status} {exc.reason}"
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if delay is None:
+                    raise ChainError(
+                        FailureReason.INTERNAL,
+                        f"Kubernetes API unreachable on {action} {where}: {type(exc).__name__}",
+                        retryable=True,
+                    ) from None
+                problem = type(exc).__name__
+            log.warning(
+                "kubernetes API call failed; retrying",
+                extra={"action": action, "try": attempt, "problem": problem, "delay_s": delay},
+            )
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def read(self) -> dict[str, Any]:
+        """The GuidelineJob as a dict."""
+        return self._retrying(
+            "read",
+            lambda: self._api.get_namespaced_custom_object(
+                gj.GROUP,
+                gj.VERSION,
+                self.namespace,
+                gj.PLURAL,
+                self.name,
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
+            ),
+        )
+
+    def patch_status(self, fields: dict[str, Any]) -> None:
+        """Merge-patch `fields` into the status subresource."""
+        self._retrying(
+            "patch the status of",
+            lambda: self._api.patch_namespaced_custom_object_status(
+                gj.GROUP,
+                gj.VERSION,
+                self.namespace,
+                gj.PLURAL,
+                self.name,
+                {"status": fields},
+                _content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
+            ),
+        )
