@@ -1,0 +1,273 @@
+"""The local Kubernetes control plane for tests: started by `hack/cluster.sh up` when it is
+not already running (and then stopped again at the end of the session), plus the helpers
+tests use to talk to it with the cached kubectl."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HACK = REPO_ROOT / "hack"
+CLUSTER_SH = HACK / "cluster.sh"
+LOCAL_DIR = REPO_ROOT / ".local"
+POD_LOG_DIR = LOCAL_DIR / "log" / "pods"
+# A cold `up` builds the binaries first (about 15 minutes on two cores).
+START_TIMEOUT_SECONDS = 3600
+
+T = TypeVar("T")
+
+
+@cache
+def hack_paths() -> dict[str, str]:
+    """The paths and versions hack/lib.sh defines (the one source of truth)."""
+    script = (
+        f"source {HACK / 'lib.sh'}; "
+        'printf "%s\\n" "$K8S_BIN" "$KUBECONFIG_PATH" "$KUBE_VERSION" "$LOCAL_DIR"'
+    )
+    out = subprocess.run(
+        ["bash", "-c", script], check=True, capture_output=True, text=True
+    ).stdout.split("\n")
+    return {"K8S_BIN": out[0], "KUBECONFIG_PATH": out[1], "KUBE_VERSION": out[2], "LOCAL": out[3]}
+
+
+def wait_for(
+    predicate: Callable[[], T | None],
+    timeout: float = 60.0,
+    interval: float = 0.2,
+    message: str = "condition",
+) -> T:
+    """Polls predicate until it returns something truthy, and returns that; raises
+    TimeoutError (naming `message` and the last value seen) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{message} not reached within {timeout}s (last: {last!r})")
+        time.sleep(interval)
+
+
+def process_alive(pid: int, start_time: str | None = None) -> bool:
+    """True if pid runs (and, given start_time from /proc/PID/stat, is the same process)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has ended; only its parent has not reaped it yet
+        return False
+    return start_time is None or fields[19] == start_time
+
+
+def process_start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat, to tell the process from a later one with its pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return None
+
+
+@dataclass
+class LocalCluster:
+    """The running local control plane plus node agent, with kubectl helpers."""
+
+    started_here: bool = False
+    kubeconfig: Path = field(default_factory=lambda: Path(hack_paths()["KUBECONFIG_PATH"]))
+    kubectl_path: Path = field(default_factory=lambda: Path(hack_paths()["K8S_BIN"]) / "kubectl")
+    helm_path: Path = field(default_factory=lambda: Path(hack_paths()["K8S_BIN"]) / "helm")
+
+    # lifecycle
+    @classmethod
+    def ensure_started(cls) -> LocalCluster:
+        """Starts the cluster with `hack/cluster.sh up` unless it already runs healthy."""
+        healthy = subprocess.run([str(CLUSTER_SH), "status"], capture_output=True, text=True)
+        started_here = healthy.returncode != 0 or "readyz: ok" not in healthy.stdout
+        # `up` is idempotent; it also repairs a half-running cluster and waits for the node.
+        subprocess.run(
+            [str(CLUSTER_SH), "up"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_SECONDS,
+        )
+        return cls(started_here=started_here)
+
+    def stop_if_started_here(self) -> None:
+        """`hack/cluster.sh down` if this session started the cluster."""
+        if self.started_here:
+            subprocess.run([str(CLUSTER_SH), "down"], check=True, capture_output=True, timeout=120)
+
+    def cluster_sh(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Runs hack/cluster.sh (e.g. to stop and restart a component in a fault test)."""
+        return subprocess.run(
+            [str(CLUSTER_SH), *args], check=True, capture_output=True, text=True, timeout=timeout
+        )
+
+    # addresses
+    @property
+    def api_url(self) -> str:
+        """The API server's URL (https://127.0.0.1:<port>)."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        return str(config["clusters"][0]["cluster"]["server"])
+
+    @property
+    def api_port(self) -> int:
+        """The API server's loopback port."""
+        return int(self.api_url.rsplit(":", 1)[1])
+
+    @property
+    def version(self) -> str:
+        """The pinned Kubernetes release (hack/versions.env)."""
+        return hack_paths()["KUBE_VERSION"]
+
+    @property
+    def node_name(self) -> str:
+        """The node agent's Node."""
+        return os.environ.get("GUIDELINE_NODE_NAME", "guideline-node")
+
+    @property
+    def ca_file(self) -> Path:
+        """The cluster CA certificate."""
+        return Path(hack_paths()["LOCAL"]) / "pki" / "ca.crt"
+
+    # kubectl
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120,
+        kubeconfig: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs the cached kubectl against this cluster (admin unless `kubeconfig` says
+        otherwise); raises CalledProcessError (with stderr) when check and it fails."""
+        cmd = [str(self.kubectl_path), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
+        result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise subprocess.CalledProcessError(
+                result.returncode, cmd, output=result.stdout, stderr=result.stderr
+            )
+        return result
+
+    def kubectl_as_token(
+        self, token: str, *args: str, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """Runs kubectl with only a bearer token (no client certificate)."""
+        cmd = [
+            str(self.kubectl_path),
+            "--kubeconfig=/dev/null",
+            f"--server={self.api_url}",
+            f"--certificate-authority={self.ca_file}",
+            f"--token={token}",
+            *args,
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise subprocess.CalledProcessError(
+                result.returncode, cmd, output=result.stdout, stderr=result.stderr
+            )
+        return result
+
+    def get_json(self, *args: str) -> Any:
+        """`kubectl get ... -o json`, decoded."""
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def try_get_json(self, *args: str) -> Any | None:
+        """`kubectl get ... -o json`, or None if the object does not exist."""
+        result = self.kubectl("get", *args, "-o", "json", check=False)
+        if result.returncode != 0:
+            if "NotFound" in result.stderr or "not found" in result.stderr:
+                return None
+            raise subprocess.CalledProcessError(
+                result.returncode, "kubectl get", stderr=result.stderr
+            )
+        return json.loads(result.stdout)
+
+    def create(self, manifest: dict[str, Any] | list[dict[str, Any]], namespace: str = "") -> Any:
+        """`kubectl create` of a manifest (or a list of them); returns what the server
+        stored (a list for a list)."""
+        items = manifest if isinstance(manifest, list) else [manifest]
+        body = {"apiVersion": "v1", "kind": "List", "items": items}
+        args = ["create", "-o", "json", "-f", "-"]
+        if namespace:
+            args += ["-n", namespace]
+        out = self.kubectl(*args, input=json.dumps(body)).stdout
+        decoder, stored, pos = json.JSONDecoder(), [], 0
+        while True:  # kubectl prints one JSON document per object
+            while pos < len(out) and out[pos].isspace():
+                pos += 1
+            if pos >= len(out):
+                break
+            obj, pos = decoder.raw_decode(out, pos)
+            stored.append(obj)
+        return stored if isinstance(manifest, list) else stored[0]
+
+    # namespaces
+    def create_namespace(self, prefix: str) -> str:
+        """A fresh namespace, returned once its default ServiceAccount exists."""
+        name = f"{prefix}-{secrets.token_hex(3)}"
+        self.kubectl("create", "namespace", name)
+        wait_for(
+            lambda: self.try_get_json("serviceaccount", "default", "-n", name),
+            timeout=60,
+            message=f"ServiceAccount {name}/default",
+        )
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        """Deletes a namespace without waiting (the namespace controller empties it)."""
+        self.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+    # pods
+    def pod_log(self, namespace: str, pod: str) -> str:
+        """Everything a pod's container printed (the node agent's log file)."""
+        path = POD_LOG_DIR / f"{namespace}_{pod}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+        """The pods of a namespace (matching a label selector)."""
+        args = ["pods", "-n", namespace] + (["-l", selector] if selector else [])
+        return list(self.get_json(*args)["items"])
+
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        """The pods a Job created."""
+        return self.pods(namespace, f"batch.kubernetes.io/job-name={job}")
+
+    def wait_for_pod_phase(
+        self, namespace: str, pod: str, phases: set[str], timeout: float = 60
+    ) -> dict[str, Any]:
+        """Waits until a pod is in one of `phases`; returns it."""
+
+        def reached() -> dict[str, Any] | None:
+            obj = self.try_get_json("pod", pod, "-n", namespace)
+            return obj if obj and obj.get("status", {}).get("phase") in phases else None
+
+        return wait_for(reached, timeout=timeout, message=f"pod {namespace}/{pod} in {phases}")
+
+    def wait_for_job_condition(
+        self, namespace: str, job: str, types: set[str], timeout: float = 120
+    ) -> dict[str, Any]:
+        """Waits until a Job has a True condition of one of `types`; returns that condition
+        with the Job under the key "job"."""
+
+        def reached() -> dict[str, Any] | None:
+            obj = self.get_json("job", job, "-n", namespace)
+            for cond in obj.get("status", {}).get("conditions") or []:
+                if cond["type"] in types and cond["status"] == "True":
+                    return {**cond, "job": obj}
+            return None
+
+        return wait_for(reached, timeout=timeout, message=f"job {namespace}/{job} {types}")

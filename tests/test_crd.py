@@ -1,0 +1,184 @@
+"""The GuidelineJob CRD as the real API server enforces it: established, explained, and
+validating guidelineText and spec immutability with messages naming the field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from guideline_core import resource as gj
+from support.cluster import LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "guidelinejobs.ingest.guidelines.dev.yaml"
+
+
+@pytest.fixture(scope="module")
+def namespace(cluster: LocalCluster) -> Iterator[str]:
+    name = cluster.create_namespace("t-crd")
+    yield name
+    cluster.delete_namespace(name)
+
+
+def manifest(spec: Any, name: str = "") -> dict[str, Any]:
+    meta = {"name": name} if name else {"generateName": gj.GENERATE_NAME}
+    return {"apiVersion": gj.API_VERSION, "kind": gj.KIND, "metadata": meta, "spec": spec}
+
+
+def create(cluster: LocalCluster, namespace: str, body: dict[str, Any]) -> Any:
+    return cluster.kubectl(
+        "create", "-n", namespace, "-o", "json", "-f", "-", input=json.dumps(body), check=False
+    )
+
+
+def test_crd_is_established_with_its_names(cluster: LocalCluster) -> None:
+    crd = cluster.get_json("crd", f"{gj.PLURAL}.{gj.GROUP}")
+    conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conditions["Established"] == "True"
+    assert conditions["NamesAccepted"] == "True"
+    names = crd["status"]["acceptedNames"]
+    assert (names["kind"], names["plural"], names["singular"]) == (gj.KIND, gj.PLURAL, gj.SINGULAR)
+    assert gj.SHORT_NAME in names["shortNames"]
+    assert cluster.kubectl("get", gj.SHORT_NAME, "-A").returncode == 0
+
+
+def test_explain_prints_the_field_description(cluster: LocalCluster) -> None:
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    description = schema["properties"]["spec"]["properties"]["guidelineText"]["description"]
+    out = cluster.kubectl("explain", f"{gj.SHORT_NAME}.spec.guidelineText").stdout
+    assert "FIELD: guidelineText <string>" in out
+    assert " ".join(description.split()[:8]) in " ".join(out.split())
+    spec_out = cluster.kubectl("explain", f"{gj.SHORT_NAME}.spec").stdout
+    assert "guidelineText\t<string> -required-" in spec_out
+
+
+def test_maximum_size_guideline_is_accepted(cluster: LocalCluster, namespace: str) -> None:
+    text = ("Wash hands before every patient contact. " * 2_500)[: gj.MAX_GUIDELINE_CHARS]
+    assert len(text) == gj.MAX_GUIDELINE_CHARS
+    result = create(cluster, namespace, manifest({"guidelineText": text}))
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    stored = cluster.get_json(gj.PLURAL, created["metadata"]["name"], "-n", namespace)
+    assert stored["spec"]["guidelineText"] == text
+
+
+def test_maximum_size_counts_characters_not_bytes(cluster: LocalCluster, namespace: str) -> None:
+    text = "é" * gj.MAX_GUIDELINE_CHARS  # 200,000 bytes of UTF-8
+    result = create(cluster, namespace, manifest({"guidelineText": text}))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param({}, "spec.guidelineText: Required value", id="missing"),
+        pytest.param(
+            {"guidelineText": ""}, "spec.guidelineText in body should be at least 1", id="empty"
+        ),
+        pytest.param(
+            {"guidelineText": " \n\t  "}, "spec.guidelineText in body should match", id="blank"
+        ),
+        pytest.param(
+            {"guidelineText": "x" * (gj.MAX_GUIDELINE_CHARS + 1)},
+            "spec.guidelineText: Too long",
+            id="oversize",
+        ),
+        pytest.param(
+            {"guidelineText": 42}, "spec.guidelineText in body must be of type string", id="int"
+        ),
+        pytest.param(
+            {"guidelineText": ["a"]}, "spec.guidelineText in body must be of type string", id="list"
+        ),
+        pytest.param({"guidelineText": None}, "spec.guidelineText: Required value", id="null"),
+    ],
+)
+def test_invalid_guideline_text_is_rejected(
+    cluster: LocalCluster, namespace: str, spec: dict[str, Any], expected: str
+) -> None:
+    result = create(cluster, namespace, manifest(spec))
+    assert result.returncode != 0
+    assert "is invalid" in result.stderr
+    assert expected in result.stderr
+
+
+def test_spec_without_object_is_rejected(cluster: LocalCluster, namespace: str) -> None:
+    body = manifest({"guidelineText": "ok"})
+    del body["spec"]
+    result = create(cluster, namespace, body)
+    assert result.returncode != 0 and "spec: Required value" in result.stderr
+
+
+def test_spec_is_immutable(cluster: LocalCluster, namespace: str) -> None:
+    result = create(cluster, namespace, manifest({"guidelineText": "First version."}, name="imm"))
+    assert result.returncode == 0, result.stderr
+    for patch in (
+        {"spec": {"guidelineText": "Second version."}},
+        {"spec": {"model": "another-model"}},
+    ):
+        changed = cluster.kubectl(
+            "patch",
+            gj.PLURAL,
+            "imm",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+            check=False,
+        )
+        assert changed.returncode != 0
+        assert "spec: Invalid value" in changed.stderr
+        assert "immutable" in changed.stderr
+    stored = cluster.get_json(gj.PLURAL, "imm", "-n", namespace)
+    assert stored["spec"] == {"guidelineText": "First version."}
+    # Metadata stays mutable: that is how cancel and retry requests reach the operator.
+    cluster.kubectl("annotate", gj.PLURAL, "imm", "-n", namespace, "example.com/note=kept")
+
+
+def test_status_is_a_subresource(cluster: LocalCluster, namespace: str) -> None:
+    result = create(cluster, namespace, manifest({"guidelineText": "Status test."}, name="st"))
+    assert result.returncode == 0, result.stderr
+    # Status written through the main resource is ignored; through /status it sticks.
+    cluster.kubectl(
+        "patch",
+        gj.PLURAL,
+        "st",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "COMPLETED"}}),
+    )
+    assert "status" not in cluster.get_json(gj.PLURAL, "st", "-n", namespace)
+    cluster.kubectl(
+        "patch",
+        gj.PLURAL,
+        "st",
+        "-n",
+        namespace,
+        "--type=merge",
+        "--subresource=status",
+        "-p",
+        json.dumps({"status": {"phase": "PROCESSING", "attempts": 1}}),
+    )
+    stored = cluster.get_json(gj.PLURAL, "st", "-n", namespace)
+    assert stored["status"] == {"phase": "PROCESSING", "attempts": 1}
+    bad = cluster.kubectl(
+        "patch",
+        gj.PLURAL,
+        "st",
+        "-n",
+        namespace,
+        "--type=merge",
+        "--subresource=status",
+        "-p",
+        json.dumps({"status": {"phase": "DONE"}}),
+        check=False,
+    )
+    assert bad.returncode != 0 and "status.phase: Unsupported value" in bad.stderr
