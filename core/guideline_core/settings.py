@@ -37,7 +37,9 @@ class ApiSettings(CommonSettings):
     db_pool_max: int = 20
     max_guideline_chars: int = Field(MAX_GUIDELINE_CHARS, le=MAX_GUIDELINE_CHARS)
     max_body_bytes: int = Field(
-        512 * 1024, description="Request bodies larger than this are refused (413) unread."
+        # A maximum-length text escaped as \uXXXX (json.dumps' default) is ~600 KB.
+        1024 * 1024,
+        description="Request bodies larger than this are refused (413) unread.",
     )
     auth_enabled: bool = Field(True, description="Require a bearer API key on /jobs.")
     api_keys_file: str | None = Field(
@@ -53,9 +55,25 @@ class ApiSettings(CommonSettings):
     rate_limit_per_minute: int = Field(
         600, description="POST /jobs per API key per minute; 0 turns the limit off."
     )
-    idempotency_window_hours: int = 24
+    idempotency_window_hours: int = Field(
+        24, ge=1, description="An Idempotency-Key may be reused for a new job after this."
+    )
     default_model: str = "gpt-4o-mini"
     operator_heartbeat_stale_seconds: int = 60
+    kubeconfig: str | None = Field(
+        None,
+        validation_alias=AliasChoices("GUIDELINE_KUBECONFIG", "KUBECONFIG"),
+        description="Kubeconfig file; default: in-cluster ServiceAccount, else ~/.kube/config.",
+    )
+    kube_timeout_seconds: float = Field(
+        5.0, gt=0, description="Connect and read timeout of each Kubernetes API call."
+    )
+    backlog_retry_after_seconds: int = Field(
+        30, ge=1, description="Retry-After sent with a 429 when the PENDING backlog is full."
+    )
+    db_acquire_timeout_seconds: float = Field(
+        5.0, gt=0, description="How long a request waits for a free database connection (503)."
+    )
 
 
 class OperatorSettings(CommonSettings):

@@ -1,0 +1,106 @@
+"""Bearer API keys, stored only as SHA-256 hashes.
+
+Keys come from `api_keys_file` (a mounted Secret, re-read when it changes, so rotating a
+key is a Secret update) and from `api_key_hashes`; both hold `key_id:sha256hex` entries.
+A request's key id becomes the job's `submitted_by` (the audit trail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+ANONYMOUS = "anonymous"
+KEY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def hash_key(key: str) -> str:
+    """The SHA-256 hex digest stored for an API key."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_key() -> str:
+    """A fresh random API key (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who made a request: the id of the API key (or `anonymous` with auth off)."""
+
+    key_id: str
+
+
+def parse_entries(text: str, source: str) -> list[tuple[str, str]]:
+    """`key_id:sha256hex` entries from lines or comma-separated text; bad entries are logged
+    and skipped, `#` starts a comment."""
+    entries = []
+    for raw in re.split(r"[,\n]", text):
+        item = raw.split("#", 1)[0].strip()
+        if not item:
+            continue
+        key_id, _, digest = item.partition(":")
+        key_id, digest = key_id.strip(), digest.strip().lower()
+        if not KEY_ID_PATTERN.match(key_id) or not _HEX64.match(digest):
+            log.warning("ignoring malformed API key entry", extra={"source": source})
+            continue
+        entries.append((key_id, digest))
+    return entries
+
+
+class KeyStore:
+    """The accepted API key hashes; verifies a presented key in constant time."""
+
+    def __init__(self, hashes: str = "", keys_file: str | None = None):
+        self._static = parse_entries(hashes, "api_key_hashes")
+        self._file = keys_file
+        self._file_entries: list[tuple[str, str]] = []
+        self._file_stamp: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+
+    def _entries(self) -> list[tuple[str, str]]:
+        if self._file:
+            try:
+                st = os.stat(self._file)
+                stamp = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                stamp = None
+            with self._lock:
+                if stamp != self._file_stamp:
+                    self._file_entries = self._read_file() if stamp else []
+                    self._file_stamp = stamp
+                    log.info("API keys loaded", extra={"count": len(self._file_entries)})
+            return self._static + self._file_entries
+        return self._static
+
+    def _read_file(self) -> list[tuple[str, str]]:
+        assert self._file is not None
+        try:
+            with open(self._file, encoding="utf-8") as f:
+                return parse_entries(f.read(), self._file)
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("cannot read API keys file", extra={"error": str(exc)})
+            return []
+
+    def count(self) -> int:
+        """How many keys are currently accepted."""
+        return len(self._entries())
+
+    def verify(self, key: str) -> Principal | None:
+        """The principal owning `key`, or None. Every stored hash is compared (no early
+        exit) with `hmac.compare_digest`, so timing does not reveal which one matched."""
+        digest = hash_key(key)
+        found: str | None = None
+        for key_id, stored in self._entries():
+            if hmac.compare_digest(digest, stored) and found is None:
+                found = key_id
+        return Principal(found) if found is not None else None

@@ -1,0 +1,406 @@
+"""Console script `guideline-client`: submit guidelines to the REST API and read results.
+
+It speaks only HTTP (httpx) and imports nothing from the server side, so it can be used
+from any machine that reaches the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+LOCAL_KEY_FILE = Path(".local") / "api-key"
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
+
+EPILOG = """\
+examples:
+  guideline-client submit hand-hygiene.txt --wait
+  guideline-client submit policy.md --title "Data retention" --provider extractive
+  guideline-client status 0192f7a0-...        # the job, its summary and checklist
+  guideline-client wait 0192f7a0-... --timeout 300
+  guideline-client list --status FAILED       # the dead-letter queue
+  guideline-client cancel 0192f7a0-...
+  guideline-client retry 0192f7a0-...
+
+connection:
+  --url      default $GUIDELINE_API_URL, else http://127.0.0.1:8000
+  --api-key  default $GUIDELINE_API_KEY, else the file .local/api-key (written by `make up`)
+
+exit status:
+  0 success (for submit --wait / wait: the job COMPLETED)
+  1 the job ended FAILED or CANCELLED
+  2 the request failed (HTTP error, API unreachable, bad arguments)
+  3 wait timed out (the job is still running; wait again later)
+"""
+
+
+class ClientError(Exception):
+    """A request failed; str() is what to print. `retry_after` is set when the failure is
+    transient (429, 503, connection lost) and a retry with the same Idempotency-Key is safe."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _api_key(explicit: str | None) -> str | None:
+    if explicit:
+        return explicit
+    if os.environ.get("GUIDELINE_API_KEY"):
+        return os.environ["GUIDELINE_API_KEY"]
+    if LOCAL_KEY_FILE.is_file():
+        return LOCAL_KEY_FILE.read_text().strip() or None
+    return None
+
+
+class Api:
+    """A thin HTTP client of the guideline-ingest API."""
+
+    def __init__(self, url: str, api_key: str | None, timeout: float = 30.0):
+        headers = {"User-Agent": "guideline-client/0.1"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send a request; raise ClientError with the API's error message on failure."""
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach {self.http.base_url}: {exc}", 1.0) from exc
+        if response.status_code >= 400:
+            raise _error_of(response)
+        return response
+
+    def submit(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """POST /jobs, retrying transient failures (429, 503, a lost connection) with the
+        same Idempotency-Key, so a retry never makes a second job."""
+        for attempt in range(5):
+            try:
+                return self.request(
+                    "POST", "/jobs", json=body, headers={"Idempotency-Key": idempotency_key}
+                ).json()
+            except ClientError as exc:
+                if exc.retry_after is None or attempt == 4:
+                    raise
+                time.sleep(min(exc.retry_after, 30.0))
+        raise AssertionError("unreachable")
+
+    def get(self, event_id: str) -> dict[str, Any]:
+        """GET /jobs/{event_id}."""
+        return self.request("GET", f"/jobs/{event_id}").json()
+
+    def wait(self, event_id: str, timeout: float, interval: float = 1.0) -> dict[str, Any]:
+        """Poll until the job is terminal; raise TimeoutError with the last state."""
+        deadline = time.monotonic() + timeout
+        delay = min(0.25, interval)
+        while True:
+            job = self.get(event_id)
+            if job["status"] in TERMINAL:
+                return job
+            if time.monotonic() >= deadline:
+                raise TimeoutError(job)
+            time.sleep(delay)
+            delay = min(delay * 1.5, interval)
+
+
+def _error_of(response: httpx.Response) -> ClientError:
+    try:
+        error = response.json()["error"]
+        text = f"HTTP {response.status_code} {error['reason']}: {error['message']}"
+    except (ValueError, KeyError, TypeError):
+        text = f"HTTP {response.status_code}: {response.text[:500]}"
+    retry_after = None
+    if response.status_code in (429, 503):
+        try:
+            retry_after = float(response.headers.get("Retry-After", "2"))
+        except ValueError:
+            retry_after = 2.0
+    return ClientError(text, retry_after)
+
+
+# ------------------------------------------------------------------------- formatting
+
+
+def _item_text(item: Any) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        for key in ("item", "text", "action", "title", "description", "task"):
+            if isinstance(item.get(key), str):
+                main = item[key]
+                extras = [
+                    f"{k}: {v}"
+                    for k, v in item.items()
+                    if k != key and isinstance(v, str | int | float) and v not in ("", None)
+                ]
+                return f"{main}" + (f"  ({'; '.join(extras)})" if extras else "")
+    return json.dumps(item, ensure_ascii=False)
+
+
+def format_job(job: dict[str, Any]) -> str:
+    """A job as readable text: status line, then summary and checklist, or the error."""
+    lines = [f"Job {job['event_id']}: {job['status']}"]
+    if job.get("title"):
+        lines.append(f"Title:     {job['title']}")
+    lines.append(f"Attempts:  {job.get('attempts', 0)}")
+    lines.append(f"Submitted: {job.get('created_at')}")
+    if job.get("completed_at"):
+        lines.append(f"Finished:  {job['completed_at']}")
+    queue = job.get("queue")
+    if queue:
+        lines.append(f"Queue:     position {queue['position']} ({queue['message']})")
+    error = job.get("error")
+    if error:
+        lines.append(f"Error:     {error.get('reason')}: {error.get('message') or ''}".rstrip())
+    result = job.get("result")
+    if result:
+        meta = [f"{k} {result[k]}" for k in ("provider", "model") if result.get(k)]
+        if result.get("degraded"):
+            meta.append("DEGRADED (fallback provider)")
+        if meta:
+            lines.append(f"Produced:  {', '.join(meta)}")
+        lines += ["", "Summary", "-------"]
+        for para in str(result.get("summary", "")).split("\n"):
+            lines.extend(textwrap.wrap(para, 88) or [""])
+        checklist = result.get("checklist") or []
+        lines += ["", f"Checklist ({len(checklist)} items)", "---------"]
+        for n, item in enumerate(checklist, 1):
+            wrapped = textwrap.wrap(_item_text(item), 84) or [""]
+            lines.append(f"{n:>2}. [ ] {wrapped[0]}")
+            lines.extend(f"        {rest}" for rest in wrapped[1:])
+    return "\n".join(lines)
+
+
+def format_list(page: dict[str, Any]) -> str:
+    """A page of jobs as a table."""
+    rows = [f"{'EVENT_ID':36}  {'STATUS':10}  {'ATTEMPTS':>8}  {'CREATED':25}  TITLE / ERROR"]
+    for job in page["items"]:
+        note = job.get("title") or ""
+        if job.get("error"):
+            note = f"{job['error'].get('reason')}: {job['error'].get('message') or ''}"
+        rows.append(
+            f"{job['event_id']:36}  {job['status']:10}  {job['attempts']:>8}  "
+            f"{str(job['created_at'])[:25]:25}  {note[:60]}"
+        )
+    if page.get("next_cursor"):
+        rows.append(f"(more: --cursor {page['next_cursor']})")
+    return "\n".join(rows)
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else text)
+
+
+def _exit_for(job: dict[str, Any]) -> int:
+    return EXIT_OK if job["status"] == "COMPLETED" else EXIT_JOB_FAILED
+
+
+# -------------------------------------------------------------------------- commands
+
+
+def cmd_submit(api: Api, args: argparse.Namespace) -> int:
+    """Submit a file (or `-` for stdin)."""
+    try:
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as exc:
+        raise ClientError(f"cannot read {args.file}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ClientError(f"{args.file} is not UTF-8 text") from exc
+    body: dict[str, Any] = {"guideline_text": text}
+    title = args.title or (None if args.file == "-" else Path(args.file).stem)
+    for key, value in (
+        ("title", title),
+        ("model", args.model),
+        ("provider", args.provider),
+        ("max_retries", args.max_retries),
+    ):
+        if value is not None:
+            body[key] = value
+    job = api.submit(body, args.idempotency_key or str(uuid.uuid4()))
+    if not args.wait:
+        _emit(args, job, f"{job['event_id']}  {job['status']}")
+        return EXIT_OK
+    if not args.json:
+        print(f"submitted {job['event_id']}; waiting...", file=sys.stderr)
+    return _wait_and_print(api, args, job["event_id"])
+
+
+def _wait_and_print(api: Api, args: argparse.Namespace, event_id: str) -> int:
+    try:
+        job = api.wait(event_id, args.timeout, args.interval)
+    except TimeoutError as exc:
+        job = exc.args[0]
+        _emit(args, job, format_job(job))
+        print(f"timed out after {args.timeout:g} s; job is {job['status']}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    _emit(args, job, format_job(job))
+    return _exit_for(job)
+
+
+def cmd_status(api: Api, args: argparse.Namespace) -> int:
+    """Show one job."""
+    job = api.get(args.event_id)
+    _emit(args, job, format_job(job))
+    return EXIT_OK
+
+
+def cmd_wait(api: Api, args: argparse.Namespace) -> int:
+    """Wait for a job to finish and show it."""
+    return _wait_and_print(api, args, args.event_id)
+
+
+def cmd_list(api: Api, args: argparse.Namespace) -> int:
+    """List jobs, newest first."""
+    params: dict[str, Any] = {"limit": args.limit}
+    if args.status:
+        params["status"] = args.status.upper()
+    if args.cursor:
+        params["cursor"] = args.cursor
+    page = api.request("GET", "/jobs", params=params).json()
+    _emit(args, page, format_list(page))
+    return EXIT_OK
+
+
+def cmd_cancel(api: Api, args: argparse.Namespace) -> int:
+    """Ask for a job to be cancelled."""
+    job = api.request("POST", f"/jobs/{args.event_id}/cancel").json()
+    _emit(args, job, f"cancel requested for {job['event_id']} (now {job['status']})")
+    return EXIT_OK
+
+
+def cmd_retry(api: Api, args: argparse.Namespace) -> int:
+    """Ask for a new attempt of a FAILED or CANCELLED job."""
+    job = api.request("POST", f"/jobs/{args.event_id}/retry").json()
+    _emit(args, job, f"retry requested for {job['event_id']} (now {job['status']})")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+
+    def connection_options(defaults: bool) -> argparse.ArgumentParser:
+        # Sub-commands repeat the options (so they go before or after the command) with
+        # suppressed defaults, which would otherwise overwrite a value given before it.
+        opts = argparse.ArgumentParser(add_help=False)
+
+        def default(value: Any) -> Any:
+            return value if defaults else argparse.SUPPRESS
+
+        opts.add_argument(
+            "--url",
+            default=default(os.environ.get("GUIDELINE_API_URL", DEFAULT_URL)),
+            help="API base URL (env GUIDELINE_API_URL; default http://127.0.0.1:8000)",
+        )
+        opts.add_argument(
+            "--api-key",
+            default=default(None),
+            help="API key (env GUIDELINE_API_KEY, else the file .local/api-key)",
+        )
+        opts.add_argument(
+            "--json", action="store_true", default=default(False), help="print raw JSON"
+        )
+        return opts
+
+    common = connection_options(defaults=False)
+
+    parser = argparse.ArgumentParser(
+        prog="guideline-client",
+        description="Submit guidelines to guideline-ingest and read their summary and checklist.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[connection_options(defaults=True)],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+
+    def waiting(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--timeout", type=float, default=600, help="seconds to wait (default %(default)s)"
+        )
+        p.add_argument(
+            "--interval", type=float, default=2.0, help="poll period (default %(default)s)"
+        )
+
+    p = add("submit", "submit a guideline file (UTF-8 text; `-` reads stdin)")
+    p.add_argument("file", help="the guideline text file, or - for stdin")
+    p.add_argument("--wait", action="store_true", help="wait and print the result")
+    p.add_argument("--title", help="title shown in listings (default: the file name)")
+    p.add_argument("--model", help="LLM model, e.g. gpt-4o-mini (default: the server's)")
+    p.add_argument(
+        "--provider", choices=["openai", "extractive"], help="default: the server's setting"
+    )
+    p.add_argument("--max-retries", type=int, help="pod retries for this job (0-10)")
+    p.add_argument(
+        "--idempotency-key",
+        help="makes re-running this command safe: one key, one job (default: a new UUID)",
+    )
+    waiting(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = add("status", "show a job: status, and its summary and checklist when done")
+    p.add_argument("event_id")
+    p.set_defaults(func=cmd_status)
+
+    p = add("wait", "wait until a job finishes, then show it")
+    p.add_argument("event_id")
+    waiting(p)
+    p.set_defaults(func=cmd_wait)
+
+    p = add("list", "list jobs, newest first")
+    p.add_argument(
+        "--status",
+        type=str.upper,
+        choices=["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"],
+        help="only jobs in this status (FAILED = the dead-letter queue)",
+    )
+    p.add_argument("--limit", type=int, default=50, help="page size, 1-200 (default 50)")
+    p.add_argument("--cursor", help="next_cursor of the previous page")
+    p.set_defaults(func=cmd_list)
+
+    p = add("cancel", "cancel a PENDING or PROCESSING job")
+    p.add_argument("event_id")
+    p.set_defaults(func=cmd_cancel)
+
+    p = add("retry", "start a new attempt of a FAILED or CANCELLED job")
+    p.add_argument("event_id")
+    p.set_defaults(func=cmd_retry)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `guideline-client`."""
+    args = build_parser().parse_args(argv)
+    api = Api(args.url, _api_key(args.api_key))
+    try:
+        code = args.func(api, args)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = EXIT_ERROR
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        api.close()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""The API's Kubernetes calls on GuidelineJobs, each with a bounded timeout.
+
+The API owns its own ApiClient (rather than the global configuration) so that one process
+can serve several apps pointed at different clusters, which the tests rely on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from typing import Any
+
+import urllib3
+from guideline_core import resource as gj
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+log = logging.getLogger(__name__)
+
+
+class KubernetesUnavailableError(RuntimeError):
+    """The Kubernetes API could not be reached or refused to serve the request."""
+
+
+class KubernetesRejectedError(RuntimeError):
+    """The Kubernetes API refused the object itself (e.g. schema validation, 422)."""
+
+
+class ConflictError(RuntimeError):
+    """An optimistic-concurrency precondition (resourceVersion) failed."""
+
+
+class KubeGateway:
+    """GuidelineJob operations in one namespace."""
+
+    def __init__(
+        self,
+        namespace: str,
+        kubeconfig: str | None = None,
+        timeout_seconds: float = 5.0,
+        pool_size: int = 20,
+    ):
+        self.namespace = namespace
+        self._kubeconfig = kubeconfig
+        self._timeout = (min(timeout_seconds, 3.0), timeout_seconds)
+        self._pool_size = pool_size
+        self._client: client.ApiClient | None = None
+        self._lock = threading.Lock()
+
+    def _api(self) -> client.CustomObjectsApi:
+        with self._lock:
+            if self._client is None:
+                cfg = client.Configuration()
+                try:
+                    if os.environ.get("KUBERNETES_SERVICE_HOST") and not self._kubeconfig:
+                        config.load_incluster_config(client_configuration=cfg)
+                    else:
+                        config.load_kube_config(
+                            config_file=self._kubeconfig,
+                            client_configuration=cfg,
+                            persist_config=False,
+                        )
+                except (ConfigException, OSError) as exc:
+                    raise KubernetesUnavailableError(f"no Kubernetes configuration: {exc}") from exc
+                # Connection errors are retried once, quickly; reads never (a POST that
+                # reached the server must not be sent twice).
+                cfg.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0)
+                cfg.connection_pool_maxsize = self._pool_size
+                self._client = client.ApiClient(configuration=cfg)
+            return client.CustomObjectsApi(self._client)
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, _request_timeout=self._timeout, **kwargs)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise ConflictError(f"{what}: conflict") from exc
+            if exc.status in (400, 422):
+                raise KubernetesRejectedError(f"{what}: {_api_message(exc)}") from exc
+            if exc.status == 404:
+                raise
+            raise KubernetesUnavailableError(
+                f"{what} failed: HTTP {exc.status} {_api_message(exc)}".strip()
+            ) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubernetesUnavailableError(f"{what} failed: {_short(exc)}") from exc
+
+    def ping(self) -> None:
+        """Raise KubernetesUnavailableError unless GuidelineJobs can be listed (API server
+        reachable, CRD installed, permission granted)."""
+        api = self._api()
+        try:
+            self._call(
+                "listing GuidelineJobs",
+                api.list_namespaced_custom_object,
+                gj.GROUP,
+                gj.VERSION,
+                self.namespace,
+                gj.PLURAL,
+                limit=1,
+            )
+        except ApiException as exc:
+            raise KubernetesUnavailableError(
+                f"GuidelineJob API not found (is the CRD installed?): {_api_message(exc)}"
+            ) from exc
+
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create a GuidelineJob; returns the created object."""
+        api = self._api()
+        try:
+            return self._call(
+                "creating the GuidelineJob",
+                api.create_namespaced_custom_object,
+                gj.GROUP,
+                gj.VERSION,
+                self.namespace,
+                gj.PLURAL,
+                manifest,
+            )
+        except ApiException as exc:  # 404: the CRD is not installed
+            raise KubernetesUnavailableError(
+                f"GuidelineJob API not found (is the CRD installed?): {_api_message(exc)}"
+            ) from exc
+
+    def find(self, event_id: str, name: str | None) -> dict[str, Any] | None:
+        """The GuidelineJob of an event_id: by name when known (checking its label), else
+        by label selector; None if there is none."""
+        api = self._api()
+        if name:
+            try:
+                obj = self._call(
+                    "reading the GuidelineJob",
+                    api.get_namespaced_custom_object,
+                    gj.GROUP,
+                    gj.VERSION,
+                    self.namespace,
+                    gj.PLURAL,
+                    name,
+                )
+            except ApiException:
+                obj = None
+            if obj is not None and _event_id(obj) == event_id:
+                return obj
+        try:
+            found = self._call(
+                "looking up the GuidelineJob",
+                api.list_namespaced_custom_object,
+                gj.GROUP,
+                gj.VERSION,
+                self.namespace,
+                gj.PLURAL,
+                label_selector=f"{gj.LABEL_EVENT_ID}={event_id}",
+            )
+        except ApiException as exc:
+            raise KubernetesUnavailableError(f"GuidelineJob API not found: {exc.reason}") from exc
+        items = found.get("items") or []
+        return items[0] if items else None
+
+    def patch_annotations(
+        self, name: str, annotations: dict[str, str | None], resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """Merge-patch annotations (None removes one). With `resource_version` the patch is
+        conditional and a concurrent change raises ConflictError."""
+        metadata: dict[str, Any] = {"annotations": annotations}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
+        api = self._api()
+        try:
+            return self._call(
+                "annotating the GuidelineJob",
+                api.patch_namespaced_custom_object,
+                gj.GROUP,
+                gj.VERSION,
+                self.namespace,
+                gj.PLURAL,
+                name,
+                {"metadata": metadata},
+            )
+        except ApiException as exc:  # 404: deleted meanwhile
+            raise ConflictError(f"GuidelineJob {name} disappeared") from exc
+
+
+def _event_id(obj: dict[str, Any]) -> str | None:
+    metadata = obj.get("metadata") or {}
+    return (metadata.get("labels") or {}).get(gj.LABEL_EVENT_ID) or metadata.get("uid")
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason or "")
+    except (ValueError, AttributeError):
+        return str(exc.reason or "")
+
+
+def _short(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason or exc)[:300]

@@ -1,0 +1,143 @@
+"""Prometheus metrics of the API (one registry per app) and the request-timing middleware,
+which also writes one structured log line per request."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("guideline_api.access")
+UNMATCHED = "<unmatched>"
+
+
+class ApiMetrics:
+    """The API's metric families."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.request_duration = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.jobs_submitted = Counter(
+            "jobs_submitted_total",
+            "Jobs accepted by POST /jobs (idempotent replays not counted).",
+            ["provider"],
+            registry=self.registry,
+        )
+        self.jobs_rejected = Counter(
+            "jobs_rejected_total",
+            "POST /jobs requests refused, by error reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.idempotent_replays = Counter(
+            "jobs_idempotent_replays_total",
+            "POST /jobs answered with the job an Idempotency-Key already created.",
+            registry=self.registry,
+        )
+        self.job_requests = Counter(
+            "job_requests_total",
+            "Cancel and retry requests accepted, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+
+    def add_queue_collector(self, counts: Callable[[], dict[str, int] | None]) -> None:
+        """Register gauges computed at scrape time from `counts()` (jobs per status, or
+        None when the database cannot be reached)."""
+        self.registry.register(_QueueCollector(counts))
+
+
+class _QueueCollector(Collector):
+    def __init__(self, counts: Callable[[], dict[str, int] | None]):
+        self._counts = counts
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        counts = self._counts()
+        up = GaugeMetricFamily(
+            "api_database_up", "1 if the database answered at the last scrape, else 0."
+        )
+        up.add_metric([], 0.0 if counts is None else 1.0)
+        yield up
+        if counts is None:
+            return
+        queue = GaugeMetricFamily("queue_size", "Jobs waiting to start (PENDING).")
+        queue.add_metric([], float(counts.get("PENDING", 0)))
+        yield queue
+        running = GaugeMetricFamily("jobs_running", "Jobs being processed (PROCESSING).")
+        running.add_metric([], float(counts.get("PROCESSING", 0)))
+        yield running
+        by_status = GaugeMetricFamily(
+            "jobs_by_status", "Jobs in the database by status.", labels=["status"]
+        )
+        for status, n in sorted(counts.items()):
+            by_status.add_metric([status], float(n))
+        yield by_status
+
+
+def route_template(scope: Scope, routes: Iterable[BaseRoute]) -> str:
+    """The path template of the route serving `scope` (bounded label values)."""
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
+    for candidate in routes:
+        match, _ = candidate.matches(scope)
+        if match == Match.FULL and hasattr(candidate, "path"):
+            return str(candidate.path)
+    return UNMATCHED
+
+
+class MetricsMiddleware:
+    """Times every HTTP request into `http_request_duration_seconds` and logs it."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics, routes: Callable[[], list[BaseRoute]]):
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = route_template(scope, self.routes())
+            self.metrics.request_duration.labels(scope["method"], route, str(status)).observe(
+                elapsed
+            )
+            quiet = route.startswith(("/health", "/metrics"))
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )

@@ -1,0 +1,195 @@
+"""Request and response models of the REST API, and the input-hygiene rules."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from guideline_core.resource import (
+    MAX_GUIDELINE_CHARS,
+    MAX_MODEL_CHARS,
+    MAX_RETRIES_LIMIT,
+    MAX_TITLE_CHARS,
+)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
+from pydantic_core import PydanticCustomError
+
+CONTROL_RULE = (
+    "Text must be valid Unicode sent as UTF-8. Control characters (Unicode category Cc: "
+    "U+0000-U+001F, U+007F-U+009F) are rejected, except tab (U+0009), line feed (U+000A) "
+    "and carriage return (U+000D) in guideline_text; title allows none. Unpaired "
+    "surrogates (\\ud800-\\udfff escapes) are rejected. Nothing is stripped or escaped: "
+    "accepted text is stored and returned exactly as sent."
+)
+_TEXT_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_LINE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
+
+
+def _check_chars(value: str, forbidden: re.Pattern[str]) -> str:
+    m = forbidden.search(value)
+    if m:
+        char = m.group()
+        kind = "unpaired surrogate" if "\ud800" <= char <= "\udfff" else "control character"
+        raise PydanticCustomError(
+            "control_characters",
+            "contains {kind} U+{code} at index {index}; " + CONTROL_RULE,
+            {"kind": kind, "code": f"{ord(char):04X}", "index": m.start()},
+        )
+    return value
+
+
+class SubmitJob(BaseModel):
+    """A guideline to summarize and turn into a checklist."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "guideline_text": "Staff must wash hands before every patient contact.\n"
+                    "Gloves should be changed between patients.",
+                    "title": "Hand hygiene",
+                }
+            ]
+        },
+    )
+
+    guideline_text: str = Field(
+        description="The guideline as plain text: at least one non-blank character, at most "
+        f"{MAX_GUIDELINE_CHARS:,} characters (Unicode code points; longer is 413). " + CONTROL_RULE,
+    )
+    title: str | None = Field(
+        None, max_length=MAX_TITLE_CHARS, description="Optional label shown in listings."
+    )
+    model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_MODEL_CHARS,
+        pattern=MODEL_PATTERN,
+        description="LLM model (e.g. gpt-4o-mini); default: the runner's configured model.",
+    )
+    provider: Literal["openai", "extractive"] | None = Field(
+        None,
+        description="`openai` (any OpenAI-compatible endpoint) or `extractive` (offline, "
+        "deterministic, no LLM; labelled as such in the result). Default: the runner's.",
+    )
+    max_retries: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_RETRIES_LIMIT,
+        description="Pod retries of this job (the Job's backoffLimit); default: operator's.",
+    )
+
+    @field_validator("guideline_text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("blank", "must not be empty or only whitespace")
+        return _check_chars(value, _TEXT_FORBIDDEN)
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str | None) -> str | None:
+        return None if value is None else _check_chars(value, _LINE_FORBIDDEN)
+
+
+class JobError(BaseModel):
+    """Why a job failed or was cancelled."""
+
+    reason: str | None = None
+    message: str | None = None
+
+
+class QueueInfo(BaseModel):
+    """Where a PENDING job stands."""
+
+    position: int = Field(description="1 = next to start.")
+    ahead: int = Field(description="PENDING jobs submitted before this one.")
+    pending: int = Field(description="All PENDING jobs.")
+    running: int = Field(description="Jobs PROCESSING now.")
+    message: str
+
+
+class HistoryEntry(BaseModel):
+    """One status transition or API request in a job's history."""
+
+    at: datetime
+    status: str
+    attempts: int
+    reason: str | None = None
+    message: str | None = None
+
+
+_OPTIONAL = ("result", "error", "queue", "history", "guideline_text", "cr_name")
+
+
+class JobView(BaseModel):
+    """A job as the API shows it. `result` only when COMPLETED, `error` only when FAILED or
+    CANCELLED, `queue` only when PENDING, `history`/`guideline_text` only when asked for."""
+
+    event_id: str
+    status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    attempts: int
+    title: str | None
+    model: str | None
+    provider: str | None
+    submitted_by: str
+    cr_name: str | None = Field(None, description="The GuidelineJob's name in the cluster.")
+    result: dict[str, Any] | None = Field(
+        None, description="`summary`, `checklist` and the runner's metadata (provider, ...)."
+    )
+    error: JobError | None = None
+    queue: QueueInfo | None = None
+    history: list[HistoryEntry] | None = None
+    guideline_text: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        for key in _OPTIONAL:
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
+
+
+class JobPage(BaseModel):
+    """One page of jobs, newest first. Pass `next_cursor` as `cursor` for the next page;
+    it is null on the last page."""
+
+    items: list[JobView]
+    next_cursor: str | None
+
+
+class CheckResult(BaseModel):
+    """One dependency's health."""
+
+    ok: bool
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class OperatorHealth(BaseModel):
+    """Whether an operator replica wrote its heartbeat recently."""
+
+    alive: bool
+    identity: str | None = None
+    last_seen: datetime | None = None
+    age_seconds: float | None = None
+
+
+class Health(BaseModel):
+    """Dependencies and queue. 503 when the database or the Kubernetes API is down."""
+
+    status: Literal["ok", "degraded", "unavailable"]
+    database: CheckResult
+    kubernetes: CheckResult
+    operator: OperatorHealth | None = None
+    queue_size: int | None = Field(None, description="PENDING jobs.")
+    running: int | None = Field(None, description="PROCESSING jobs.")

@@ -1,0 +1,108 @@
+"""Helpers for the API tests: settings, API keys, an in-process client, a real uvicorn
+server on a free port, and kubeconfigs of a live or a dead Kubernetes API."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi.testclient import TestClient
+from guideline_api.app import create_app
+from guideline_api.auth import hash_key
+from guideline_core.settings import ApiSettings
+
+ALICE_KEY = "alice-test-key-0123456789abcdef"
+BOB_KEY = "bob-test-key-fedcba9876543210"
+KEY_HASHES = f"alice:{hash_key(ALICE_KEY)},bob:{hash_key(BOB_KEY)}"
+
+
+def auth(key: str = ALICE_KEY) -> dict[str, str]:
+    """The Authorization header for `key`."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on (right now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def dead_kubeconfig(directory: Path) -> Path:
+    """A kubeconfig pointing at a port where no API server listens."""
+    path = directory / "dead-kubeconfig"
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters:
+- name: dead
+  cluster:
+    server: https://127.0.0.1:{free_port()}
+    insecure-skip-tls-verify: true
+users:
+- name: nobody
+  user:
+    token: not-a-token
+contexts:
+- name: dead
+  context: {{cluster: dead, user: nobody}}
+current-context: dead
+"""
+    )
+    return path
+
+
+def dead_database_url() -> str:
+    """A libpq URL of a port where no PostgreSQL listens."""
+    return f"postgresql://guideline@127.0.0.1:{free_port()}/guideline"
+
+
+def make_settings(database_url: str, kubeconfig: Path | str, **overrides: Any) -> ApiSettings:
+    """API settings for a test: auth on with the alice and bob keys, no rate limit."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "kubeconfig": str(kubeconfig),
+        "namespace": "default",
+        "auth_enabled": True,
+        "api_key_hashes": KEY_HASHES,
+        "rate_limit_per_minute": 0,
+        "db_pool_max": 8,
+        "kube_timeout_seconds": 5.0,
+    }
+    values.update(overrides)
+    return ApiSettings(_env_file=None, **values)
+
+
+@contextmanager
+def api_client(settings: ApiSettings) -> Iterator[TestClient]:
+    """An in-process client of a fresh app (lifespan run, pools closed at the end)."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@contextmanager
+def running_server(settings: ApiSettings) -> Iterator[str]:
+    """A real uvicorn server with the app on a free port; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)

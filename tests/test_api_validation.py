@@ -1,0 +1,155 @@
+"""POST /jobs input validation and limits, which are decided before Kubernetes is called.
+
+The app here points at a kubeconfig of a dead port: any request that got as far as
+creating a GuidelineJob would answer 503, so each 4xx below is the validator's own."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from guideline_core import db
+from guideline_core.resource import MAX_GUIDELINE_CHARS
+from support.api import api_client, auth, dead_kubeconfig, make_settings
+
+
+@pytest.fixture
+def client(database: db.Database, tmp_path: Path) -> Iterator[TestClient]:
+    with api_client(make_settings(database.url, dead_kubeconfig(tmp_path))) as c:
+        yield c
+
+
+def _error(response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert body["error"]["reason"] and body["error"]["message"]
+    return body["error"]
+
+
+def _rows(database: db.Database) -> int:
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM jobs")
+        return cur.fetchone()[0]
+
+
+def _post_raw(client: TestClient, content: bytes, content_type: str = "application/json"):
+    return client.post("/jobs", content=content, headers={**auth(), "Content-Type": content_type})
+
+
+@pytest.mark.parametrize(
+    ("content", "reason", "needle"),
+    [
+        (b'{"guideline_text": "unterminated', "malformed_json", "malformed JSON"),
+        (b"", "malformed_json", "empty"),
+        (b"[1, 2]", "validation_error", "JSON object"),
+        (b"{}", "validation_error", "guideline_text"),
+        (b'{"guideline_text": "   \\n\\t  "}', "validation_error", "blank"),
+        (b'{"guideline_text": 42}', "validation_error", "guideline_text"),
+        (b'{"guideline_text": ["a"]}', "validation_error", "guideline_text"),
+        (b'{"guideline_text": "ok", "max_retries": "3"}', "validation_error", "max_retries"),
+        (b'{"guideline_text": "ok", "max_retries": 11}', "validation_error", "max_retries"),
+        (b'{"guideline_text": "ok", "provider": "gemini"}', "validation_error", "provider"),
+        (b'{"guideline_text": "ok", "model": "a b"}', "validation_error", "model"),
+        (b'{"guideline_text": "ok", "colour": "red"}', "validation_error", "colour"),
+        (b'{"guideline_text": "bad \\u0000 nul"}', "control_characters", "U+0000"),
+        (b'{"guideline_text": "bell \\u0007"}', "control_characters", "U+0007"),
+        (b'{"guideline_text": "esc \\u001b[31m"}', "control_characters", "U+001B"),
+        (b'{"guideline_text": "del \\u007f"}', "control_characters", "U+007F"),
+        (b'{"guideline_text": "c1 \\u0085"}', "control_characters", "U+0085"),
+        (b'{"guideline_text": "half \\ud800 pair"}', "control_characters", "surrogate"),
+        (b'{"guideline_text": "ok", "title": "two\\nlines"}', "control_characters", "title"),
+        ('{"guideline_text": "caf\u00e9"}'.encode("latin-1"), "invalid_utf8", "UTF-8"),
+        ('{"guideline_text": "x"}'.encode("utf-16"), "invalid_utf8", "UTF-8"),
+    ],
+)
+def test_invalid_bodies_get_a_clear_422(
+    client: TestClient, database: db.Database, content: bytes, reason: str, needle: str
+) -> None:
+    response = _post_raw(client, content)
+    assert response.status_code == 422, response.text
+    error = _error(response)
+    assert error["reason"] == reason
+    assert needle.lower() in json.dumps(error).lower()
+    assert _rows(database) == 0
+
+
+def test_control_character_error_states_the_rule(client: TestClient) -> None:
+    error = _error(_post_raw(client, b'{"guideline_text": "a\\u0000b"}'))
+    assert "at index 1" in error["message"]
+    assert "except tab (U+0009), line feed (U+000A) and carriage return" in error["message"]
+    assert error["details"][0]["field"] == "guideline_text"
+    assert error["details"][0]["type"] == "control_characters"
+    schema = client.get("/openapi.json").json()
+    text_doc = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    assert "U+0009" in text_doc["schema"]["properties"]["guideline_text"]["description"]
+
+
+def test_non_json_content_type_is_415(client: TestClient) -> None:
+    response = _post_raw(client, b"guideline_text=hello", "application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert _error(response)["reason"] == "unsupported_media_type"
+
+
+def test_text_over_the_character_limit_is_413(client: TestClient, database: db.Database) -> None:
+    response = client.post(
+        "/jobs", json={"guideline_text": "a" * (MAX_GUIDELINE_CHARS + 1)}, headers=auth()
+    )
+    assert response.status_code == 413
+    error = _error(response)
+    assert error["reason"] == "text_too_long"
+    assert str(MAX_GUIDELINE_CHARS) in error["message"]
+    assert _rows(database) == 0
+
+
+def test_body_over_the_byte_limit_is_413_before_parsing(
+    database: db.Database, tmp_path: Path
+) -> None:
+    settings = make_settings(database.url, dead_kubeconfig(tmp_path), max_body_bytes=1000)
+    with api_client(settings) as client:
+        # Not even JSON: a parser would say 422, the size cap says 413 first.
+        by_length = _post_raw(client, b"x" * 1001)
+        assert by_length.status_code == 413
+        assert _error(by_length)["reason"] == "body_too_large"
+        assert "declared Content-Length 1001" in _error(by_length)["message"]
+
+        def chunks() -> Iterator[bytes]:  # chunked transfer: no Content-Length
+            for _ in range(20):
+                yield b"y" * 100
+
+        chunked = client.post(
+            "/jobs", content=chunks(), headers={**auth(), "Content-Type": "application/json"}
+        )
+        assert chunked.status_code == 413
+        assert "more than 1000 bytes received" in _error(chunked)["message"]
+        metrics = client.get("/metrics").text
+        assert 'jobs_rejected_total{reason="body_too_large"} 2.0' in metrics
+    assert _rows(database) == 0
+
+
+def test_bad_idempotency_key_is_422(client: TestClient) -> None:
+    response = client.post(
+        "/jobs",
+        json={"guideline_text": "Staff must wash hands."},
+        headers={**auth(), "Idempotency-Key": "has space"},
+    )
+    assert response.status_code == 422
+    assert _error(response)["reason"] == "invalid_idempotency_key"
+
+
+def test_valid_body_reaches_kubernetes_and_503_leaves_no_row(
+    client: TestClient, database: db.Database
+) -> None:
+    """A valid submission with the Kubernetes API down: 503 naming Kubernetes, no row."""
+    response = client.post(
+        "/jobs",
+        json={"guideline_text": "Staff must wash hands.\r\n\tAlways.", "title": "Hygiene"},
+        headers=auth(),
+    )
+    assert response.status_code == 503, response.text
+    error = _error(response)
+    assert error["reason"] == "kubernetes_unavailable"
+    assert "GuidelineJob" in error["message"]
+    assert _rows(database) == 0
