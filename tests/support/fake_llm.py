@@ -169,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.requests = []
             self._send_json(200, {"ok": True})
-        elif self.path.rstrip("/").endswith("/chat/completions"):
+        elif self.path.split("?")[0] == "/v1/chat/completions":
             self._chat(body)
         else:
             self._send_json(404, {"error": {"message": f"no route {self.path}"}})
