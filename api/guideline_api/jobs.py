@@ -34,15 +34,18 @@ REPLAY_HEADER = "Idempotent-Replayed"
 _INCLUDES = frozenset({"history", "text"})
 
 
-def _err(status: int, reason: str, message: str, desc: str | None = None) -> dict[str, Any]:
-    return {"description": desc or message, "content": {"application/json": {"example": {
-        "error": {"reason": reason, "message": message}}}}}  # fmt: skip
+def _err(reason: str, message: str, desc: str | None = None) -> dict[str, Any]:
+    return {
+        "description": desc or message,
+        "content": {
+            "application/json": {"example": {"error": {"reason": reason, "message": message}}}
+        },
+    }
 
 
-AUTH_ERRORS = {401: _err(401, Reason.MISSING_API_KEY, "an API key is required", "No/bad key.")}
+AUTH_ERRORS = {401: _err(Reason.MISSING_API_KEY, "an API key is required", "No/bad key.")}
 UNAVAILABLE = {
     503: _err(
-        503,
         Reason.KUBERNETES_UNAVAILABLE,
         "creating the GuidelineJob failed: connection refused",
         "The database or the Kubernetes API is unreachable; nothing was created. Safe to "
@@ -298,6 +301,7 @@ def _submit(
                 assert row is not None
             return row, True
         except psycopg2.errors.UniqueViolation:
+            log.info("idempotency race lost; answering with the winner's job")
             continue
         except DatabaseUnavailableError as exc:
             if cr_name is not None:
@@ -341,16 +345,15 @@ def _submit(
     responses={
         200: {"description": "Idempotent replay: the job this Idempotency-Key created."},
         **AUTH_ERRORS,
-        413: _err(413, Reason.TEXT_TOO_LONG, "guideline_text has 100001 characters", "Too big."),
-        415: _err(415, Reason.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"),
+        413: _err(Reason.TEXT_TOO_LONG, "guideline_text has 100001 characters", "Too big."),
+        415: _err(Reason.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"),
         422: _err(
-            422,
             Reason.CONTROL_CHARACTERS,
             "guideline_text: contains control character U+0000 at index 4; ...",
             "Malformed JSON, invalid UTF-8, a missing/blank/mistyped field, a forbidden "
             "control character, or an Idempotency-Key reused with another body.",
         ),
-        429: _err(429, Reason.BACKLOG_FULL, "1000 jobs are waiting (limit 1000); retry later"),
+        429: _err(Reason.BACKLOG_FULL, "1000 jobs are waiting (limit 1000); retry later"),
         **UNAVAILABLE,
     },
     openapi_extra={
@@ -413,9 +416,9 @@ def submit_job(
     summary="Get a job",
     responses={
         **AUTH_ERRORS,
-        404: _err(404, Reason.NOT_FOUND, "no job with event_id ..."),
-        422: _err(422, Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
-        503: _err(503, Reason.DATABASE_UNAVAILABLE, "database unavailable: ..."),
+        404: _err(Reason.NOT_FOUND, "no job with event_id ..."),
+        422: _err(Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
+        503: _err(Reason.DATABASE_UNAVAILABLE, "database unavailable: ..."),
     },
 )
 def get_job(
@@ -460,8 +463,8 @@ def get_job(
     summary="List jobs",
     responses={
         **AUTH_ERRORS,
-        422: _err(422, Reason.INVALID_CURSOR, "cursor is not one this API returned"),
-        503: _err(503, Reason.DATABASE_UNAVAILABLE, "database unavailable: ..."),
+        422: _err(Reason.INVALID_CURSOR, "cursor is not one this API returned"),
+        503: _err(Reason.DATABASE_UNAVAILABLE, "database unavailable: ..."),
     },
 )
 def list_jobs(
@@ -570,8 +573,8 @@ CANCEL_DOC = dict(
     response_model=JobView,
     responses={
         **AUTH_ERRORS,
-        404: _err(404, Reason.NOT_FOUND, "no job with event_id ..."),
-        409: _err(409, Reason.JOB_FINISHED, "job ... is already COMPLETED; nothing to cancel"),
+        404: _err(Reason.NOT_FOUND, "no job with event_id ..."),
+        409: _err(Reason.JOB_FINISHED, "job ... is already COMPLETED; nothing to cancel"),
         **UNAVAILABLE,
     },
 )
@@ -623,8 +626,8 @@ def cancel_job(
     ),
     responses={
         **AUTH_ERRORS,
-        404: _err(404, Reason.NOT_FOUND, "no job with event_id ..."),
-        409: _err(409, Reason.JOB_NOT_RETRYABLE, "job ... is COMPLETED; only FAILED ..."),
+        404: _err(Reason.NOT_FOUND, "no job with event_id ..."),
+        409: _err(Reason.JOB_NOT_RETRYABLE, "job ... is COMPLETED; only FAILED ..."),
         **UNAVAILABLE,
     },
 )

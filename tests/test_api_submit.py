@@ -1,0 +1,347 @@
+"""POST /jobs against the real control plane and PostgreSQL: the row and the GuidelineJob,
+idempotency (including a real race), backlog 429 and recovery, the per-key rate limit,
+authentication and the audit trail, and 503 with nothing half-made when a dependency is
+down. No operator runs here: these assert what the API itself does."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from guideline_api.auth import hash_key
+from guideline_core import db
+from guideline_core import resource as gj
+from guideline_core.resource import Phase
+from guideline_core.settings import ApiSettings
+from support.api import (
+    BOB_KEY,
+    api_client,
+    auth,
+    dead_database_url,
+    make_settings,
+    running_server,
+)
+from support.cluster import LocalCluster
+
+pytestmark = pytest.mark.cluster
+TEXT = "Staff must wash hands before every patient contact.\nGloves should be changed."
+
+
+@pytest.fixture(scope="module")
+def namespace(cluster: LocalCluster) -> Iterator[str]:
+    name = cluster.create_namespace("api-submit")
+    yield name
+    cluster.delete_namespace(name)
+
+
+@pytest.fixture
+def settings(database: db.Database, cluster: LocalCluster, namespace: str) -> ApiSettings:
+    cluster.kubectl("delete", "guidelinejobs", "--all", "-n", namespace, "--wait=false")
+    return make_settings(database.url, cluster.kubeconfig, namespace=namespace)
+
+
+@pytest.fixture
+def client(settings: ApiSettings) -> Iterator[TestClient]:
+    with api_client(settings) as c:
+        yield c
+
+
+def guideline_jobs(cluster: LocalCluster, namespace: str, event_id: str | None = None) -> list:
+    args = ["guidelinejobs", "-n", namespace]
+    if event_id:
+        args += ["-l", f"{gj.LABEL_EVENT_ID}={event_id}"]
+    return cluster.get_json(*args)["items"]
+
+
+def row(database: db.Database, event_id: str) -> dict[str, Any] | None:
+    with database.connection() as conn:
+        job = db.get_job(conn, uuid.UUID(event_id))
+        if job is not None:
+            job["guideline_text"] = db.get_guideline_text(conn, uuid.UUID(event_id))
+        return job
+
+
+def count_rows(database: db.Database) -> int:
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM jobs")
+        return cur.fetchone()[0]
+
+
+def test_submit_records_the_row_and_creates_the_guideline_job(
+    client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str
+) -> None:
+    text = 'Wear <gloves> & "masks" \u2014 caf\u00e9 \U0001f9e4\r\n\tIndented line.'
+    response = client.post(
+        "/jobs",
+        json={"guideline_text": text, "title": "PPE", "provider": "extractive", "max_retries": 2},
+        headers=auth(),
+    )
+    assert response.status_code == 202, response.text
+    job = response.json()
+    eid = job["event_id"]
+    assert uuid.UUID(eid).version == 7
+    assert response.headers["Location"] == f"/jobs/{eid}"
+    assert job["status"] == "PENDING" and job["attempts"] == 0
+    assert job["submitted_by"] == "alice" and job["title"] == "PPE"
+
+    [cr] = guideline_jobs(cluster, namespace, eid)
+    assert cr["metadata"]["name"].startswith("gj-")
+    assert cr["metadata"]["labels"][gj.LABEL_EVENT_ID] == eid
+    assert cr["metadata"]["annotations"][gj.ANNOTATION_SUBMITTED_BY] == "alice"
+    assert cr["spec"] == {
+        "guidelineText": text,
+        "title": "PPE",
+        "provider": "extractive",
+        "maxRetries": 2,
+    }
+
+    stored = row(database, eid)
+    assert stored is not None
+    assert stored["status"] == "PENDING"
+    assert stored["cr_name"] == cr["metadata"]["name"] == job["cr_name"]
+    assert stored["namespace"] == namespace
+    assert stored["submitted_by"] == "alice"
+    assert stored["guideline_text"] == text  # verbatim: no escaping, no normalisation
+
+    got = client.get(f"/jobs/{eid}?include=text", headers=auth()).json()
+    assert got["guideline_text"] == text
+    assert got["status"] == "PENDING" and got["queue"]["position"] == 1
+
+
+def test_idempotency_key_replays_the_job_and_rejects_another_body(
+    client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str
+) -> None:
+    key = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
+    first = client.post("/jobs", json={"guideline_text": TEXT}, headers={**auth(), **key})
+    assert first.status_code == 202
+    again = client.post("/jobs", json={"guideline_text": TEXT}, headers={**auth(), **key})
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Location"] == first.headers["Location"]
+    assert again.json()["event_id"] == first.json()["event_id"]
+
+    other = client.post(
+        "/jobs", json={"guideline_text": TEXT + " Changed."}, headers={**auth(), **key}
+    )
+    assert other.status_code == 422
+    error = other.json()["error"]
+    assert error["reason"] == "idempotency_key_reused"
+    assert "different request body" in error["message"]
+
+    # Keys are per client: bob's identical key names bob's own job.
+    bobs = client.post("/jobs", json={"guideline_text": TEXT}, headers={**auth(BOB_KEY), **key})
+    assert bobs.status_code == 202
+    assert bobs.json()["event_id"] != first.json()["event_id"]
+    assert count_rows(database) == 2
+    assert len(guideline_jobs(cluster, namespace)) == 2
+    metrics = client.get("/metrics").text
+    assert "jobs_idempotent_replays_total 1.0" in metrics
+    assert 'jobs_rejected_total{reason="idempotency_key_reused"} 1.0' in metrics
+
+
+def race(http: httpx.Client, key: str, racers: int) -> list[httpx.Response]:
+    """`racers` identical POSTs with one Idempotency-Key, released together."""
+    barrier = threading.Barrier(racers)
+    answers: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def post() -> None:
+        barrier.wait()
+        response = http.post(
+            "/jobs", json={"guideline_text": TEXT}, headers={**auth(), "Idempotency-Key": key}
+        )
+        with lock:
+            answers.append(response)
+
+    threads = [threading.Thread(target=post) for _ in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return answers
+
+
+def test_concurrent_posts_with_one_key_make_one_job(
+    settings: ApiSettings, database: db.Database, cluster: LocalCluster, namespace: str
+) -> None:
+    """Real HTTP requests racing through a real server: one job, one GuidelineJob."""
+    rounds, racers = 3, 4
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
+        for n in range(rounds):
+            answers = race(http, f"race-{n}-{uuid.uuid4()}", racers)
+            statuses = sorted(r.status_code for r in answers)
+            assert statuses == [200] * (racers - 1) + [202], [r.text for r in answers]
+            assert len({r.json()["event_id"] for r in answers}) == 1
+    assert count_rows(database) == rounds
+    assert len(guideline_jobs(cluster, namespace)) == rounds
+
+
+def test_an_expired_key_may_name_a_new_job(
+    client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str
+) -> None:
+    key = {"Idempotency-Key": "daily-report"}
+    old = client.post("/jobs", json={"guideline_text": TEXT}, headers={**auth(), **key}).json()
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE jobs SET created_at = now() - interval '25 hours' WHERE event_id = %s",
+            (old["event_id"],),
+        )
+    new = client.post("/jobs", json={"guideline_text": TEXT}, headers={**auth(), **key})
+    assert new.status_code == 202
+    assert new.json()["event_id"] != old["event_id"]
+    assert row(database, old["event_id"])["idempotency_key"] is None
+    assert row(database, new.json()["event_id"])["idempotency_key"] == "daily-report"
+    replay = client.post("/jobs", json={"guideline_text": TEXT}, headers={**auth(), **key})
+    assert replay.status_code == 200 and replay.json()["event_id"] == new.json()["event_id"]
+
+
+def test_backlog_over_the_limit_is_429_until_it_drains(
+    database: db.Database, cluster: LocalCluster, namespace: str, settings: ApiSettings
+) -> None:
+    limited = settings.model_copy(update={"max_pending_jobs": 2, "backlog_retry_after_seconds": 7})
+    with api_client(limited) as client:
+        accepted = [
+            client.post("/jobs", json={"guideline_text": TEXT}, headers=auth()) for _ in range(2)
+        ]
+        assert [r.status_code for r in accepted] == [202, 202]
+        refused = client.post("/jobs", json={"guideline_text": TEXT}, headers=auth())
+        assert refused.status_code == 429
+        assert refused.headers["Retry-After"] == "7"
+        assert refused.json()["error"]["reason"] == "backlog_full"
+        assert count_rows(database) == 2
+        assert len(guideline_jobs(cluster, namespace)) == 2
+        # The operator takes one job (PENDING -> PROCESSING): room again.
+        with database.connection() as conn:
+            db.mirror_state(
+                conn,
+                db.JobState(
+                    event_id=uuid.UUID(accepted[0].json()["event_id"]),
+                    status=Phase.PROCESSING,
+                    attempts=1,
+                ),
+            )
+        again = client.post("/jobs", json={"guideline_text": TEXT}, headers=auth())
+        assert again.status_code == 202
+        assert 'jobs_rejected_total{reason="backlog_full"} 1.0' in client.get("/metrics").text
+
+
+def test_rate_limit_is_per_api_key(
+    settings: ApiSettings, database: db.Database, cluster: LocalCluster, namespace: str
+) -> None:
+    with api_client(settings.model_copy(update={"rate_limit_per_minute": 2})) as client:
+        body = {"guideline_text": TEXT}
+        assert [client.post("/jobs", json=body, headers=auth()).status_code for _ in range(2)] == [
+            202,
+            202,
+        ]
+        limited = client.post("/jobs", json=body, headers=auth())
+        assert limited.status_code == 429
+        assert limited.json()["error"]["reason"] == "rate_limited"
+        assert int(limited.headers["Retry-After"]) >= 1
+        # Another key has its own bucket; reads are not limited.
+        assert client.post("/jobs", json=body, headers=auth(BOB_KEY)).status_code == 202
+        assert client.get("/jobs", headers=auth()).status_code == 200
+        assert 'jobs_rejected_total{reason="rate_limited"} 1.0' in client.get("/metrics").text
+    assert count_rows(database) == 3
+
+
+def test_authentication_and_audit_trail(
+    settings: ApiSettings,
+    database: db.Database,
+    cluster: LocalCluster,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    keys_file = tmp_path / "api-keys"
+    keys_file.write_text(f"# mounted Secret\ncarol:{hash_key('carol-key-1')}\n")
+    with_file = settings.model_copy(update={"api_keys_file": str(keys_file)})
+    with api_client(with_file) as client:
+        body = {"guideline_text": TEXT}
+        missing = client.post("/jobs", json=body)
+        assert missing.status_code == 401
+        assert missing.headers["WWW-Authenticate"] == 'Bearer realm="guideline-ingest"'
+        wrong = client.post("/jobs", json=body, headers=auth("carol-key-2"))
+        assert wrong.status_code == 401
+        assert wrong.json()["error"]["reason"] == "invalid_api_key"
+        assert count_rows(database) == 0
+
+        carol = client.post("/jobs", json=body, headers=auth("carol-key-1"))
+        assert carol.status_code == 202
+        eid = carol.json()["event_id"]
+        assert row(database, eid)["submitted_by"] == "carol"
+        [cr] = guideline_jobs(cluster, namespace, eid)
+        assert cr["metadata"]["annotations"][gj.ANNOTATION_SUBMITTED_BY] == "carol"
+
+        # Rotation: the Secret's file changes, the old key stops working at once.
+        keys_file.write_text(f"carol:{hash_key('carol-key-2')}\n")
+        assert client.post("/jobs", json=body, headers=auth("carol-key-1")).status_code == 401
+        assert client.post("/jobs", json=body, headers=auth("carol-key-2")).status_code == 202
+
+    with api_client(settings.model_copy(update={"auth_enabled": False})) as client:
+        anon = client.post("/jobs", json={"guideline_text": TEXT})
+        assert anon.status_code == 202
+        assert row(database, anon.json()["event_id"])["submitted_by"] == "anonymous"
+
+
+def test_kubernetes_down_is_503_and_leaves_no_row(
+    settings: ApiSettings, database: db.Database, tmp_path: Path
+) -> None:
+    from support.api import dead_kubeconfig
+
+    dead = settings.model_copy(update={"kubeconfig": str(dead_kubeconfig(tmp_path))})
+    with api_client(dead) as client:
+        response = client.post(
+            "/jobs",
+            json={"guideline_text": TEXT},
+            headers={**auth(), "Idempotency-Key": "retry-me"},
+        )
+        assert response.status_code == 503
+        assert response.json()["error"]["reason"] == "kubernetes_unavailable"
+    assert count_rows(database) == 0
+    # The client retries with its key once Kubernetes is back: exactly one job.
+    with api_client(settings) as client:
+        retried = client.post(
+            "/jobs",
+            json={"guideline_text": TEXT},
+            headers={**auth(), "Idempotency-Key": "retry-me"},
+        )
+        assert retried.status_code == 202
+    assert count_rows(database) == 1
+
+
+def test_database_down_is_503_and_creates_no_guideline_job(
+    settings: ApiSettings, cluster: LocalCluster, namespace: str
+) -> None:
+    before = len(guideline_jobs(cluster, namespace))
+    down = settings.model_copy(update={"database_url": dead_database_url()})
+    with api_client(down) as client:
+        response = client.post("/jobs", json={"guideline_text": TEXT}, headers=auth())
+        assert response.status_code == 503
+        assert response.json()["error"]["reason"] == "database_unavailable"
+        health = client.get("/health")
+        assert health.status_code == 503
+        assert health.json()["database"]["ok"] is False
+        assert health.json()["kubernetes"]["ok"] is True
+    assert len(guideline_jobs(cluster, namespace)) == before
+
+
+def test_health_is_200_with_both_dependencies_up(client: TestClient, database: db.Database) -> None:
+    client.post("/jobs", json={"guideline_text": TEXT}, headers=auth())
+    health = client.get("/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["database"]["ok"] and body["kubernetes"]["ok"]
+    assert body["queue_size"] == 1 and body["running"] == 0
+    assert body["status"] == "degraded"  # no operator heartbeat in this test
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO operator_heartbeat (identity) VALUES ('op-a')")
+    assert client.get("/health").json()["status"] == "ok"
+    metrics = client.get("/metrics").text
+    assert 'jobs_submitted_total{provider="default"} 1.0' in metrics
+    assert "queue_size 1.0" in metrics
