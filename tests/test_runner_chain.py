@@ -6,10 +6,12 @@ reuse of a kept summary, the extractive fallback, and the API key kept out of lo
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from guideline_core import logs
 from guideline_core.resource import FailureReason, RunnerExit
 from guideline_core.settings import RunnerSettings
 from guideline_runner.chain import run_chain
@@ -263,6 +265,15 @@ def test_fallback_to_extractive_on_a_permanent_failure(fake: FakeLLM) -> None:
     assert result.to_status()["degraded"] is True
 
 
+def test_fallback_after_the_soft_timeout(fake: FakeLLM) -> None:
+    fake.set_script({"rules": [{"status": "hang", "seconds": 30}]})
+
+    result = chain(fake, fallback_to_extractive=True, soft_timeout_seconds=1)
+
+    assert (result.provider, result.degraded) == ("extractive", True)
+    assert [r["status"] for r in fake.requests()] == ["hang"]
+
+
 def test_no_fallback_for_retryable_failures_or_when_off(fake: FakeLLM) -> None:
     fake.set_script({"rules": [{"status": 500, "times": None, "retry_after": 0.05}]})
     assert failure(fake, fallback_to_extractive=True, sdk_max_retries=0).retryable
@@ -280,6 +291,19 @@ def test_blank_input_and_missing_key_are_not_retried(fake: FakeLLM) -> None:
     assert fake.requests() == []
 
 
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """Undo the runner's logging set-up after the test (it replaces the root handlers)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    context = logs._context.get()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logs._context.set(context)
+
+
+@pytest.mark.usefixtures("restored_logging")
 def test_the_api_key_never_appears_in_the_logs(
     fake: FakeLLM, capsys: pytest.CaptureFixture[str]
 ) -> None:
