@@ -1,0 +1,240 @@
+"""The `guideline-client` command line against the `guideline-api` console script: a real
+uvicorn server (migrations applied at its start-up) on a free port, the real control plane
+and PostgreSQL. The test plays the operator by writing job outcomes into the database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from guideline_core import db
+from guideline_core.resource import Phase
+from support.api import ALICE_KEY, KEY_HASHES, free_port
+from support.cluster import LocalCluster, wait_for
+
+pytestmark = pytest.mark.cluster
+BIN = Path(sys.executable).parent
+GUIDELINE = """Hand hygiene
+
+Staff must wash their hands before and after every patient contact.
+Gloves should be changed between patients. Alcohol rub shall be available at each bed.
+"""
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
+    workdir: Path
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The server's log: every line must be a JSON object."""
+        return [json.loads(raw) for raw in self.log.read_text().splitlines() if raw.strip()]
+
+
+@pytest.fixture
+def server(
+    postgres_url: str, database: db.Database, cluster: LocalCluster, tmp_path: Path
+) -> Iterator[Server]:
+    namespace = cluster.create_namespace("api-cli")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUIDELINE_")}
+    env.update(
+        GUIDELINE_DATABASE_URL=postgres_url,
+        GUIDELINE_HOST="127.0.0.1",
+        GUIDELINE_PORT=str(port),
+        GUIDELINE_NAMESPACE=namespace,
+        GUIDELINE_API_KEY_HASHES=KEY_HASHES,
+        KUBECONFIG=str(cluster.kubeconfig),
+    )
+    log = tmp_path / "api.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "guideline-api")], env=env, cwd=tmp_path, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def live() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"guideline-api exited: {log.read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(live, timeout=60, message="guideline-api serving")
+        workdir = tmp_path / "work"
+        (workdir / ".local").mkdir(parents=True)
+        (workdir / ".local" / "api-key").write_text(ALICE_KEY + "\n")
+        yield Server(url=url, log=log, workdir=workdir)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        cluster.delete_namespace(namespace)
+
+
+def client_env(server: Server, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUIDELINE_")}
+    env["GUIDELINE_API_URL"] = server.url
+    env.update(extra)
+    return env
+
+
+def run(
+    server: Server, *args: str, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`guideline-client ARGS` in a directory whose .local/api-key holds alice's key."""
+    return subprocess.run(
+        [str(BIN / "guideline-client"), *args],
+        input=stdin,
+        env=client_env(server, **env),
+        cwd=server.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def set_state(database: db.Database, event_id: str, status: Phase, **kw: Any) -> None:
+    with database.connection() as conn:
+        db.mirror_state(
+            conn,
+            db.JobState(event_id=uuid.UUID(event_id), status=status, attempts=1, **kw),
+        )
+
+
+def test_help_is_enough_to_use_it() -> None:
+    out = subprocess.run(
+        [str(BIN / "guideline-client"), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for word in ("submit", "status", "wait", "list", "cancel", "retry", "--url", "--api-key"):
+        assert word in out
+    assert "GUIDELINE_API_URL" in out and "GUIDELINE_API_KEY" in out and ".local/api-key" in out
+    assert "exit status" in out
+
+
+def test_submit_status_list_cancel_retry_through_the_cli(
+    server: Server, database: db.Database, tmp_path: Path
+) -> None:
+    path = tmp_path / "hand-hygiene.txt"
+    path.write_text(GUIDELINE)
+
+    submitted = run(server, "submit", str(path), "--provider", "extractive")
+    assert submitted.returncode == 0, submitted.stderr
+    event_id, status = submitted.stdout.split()
+    assert status == "PENDING"
+
+    shown = run(server, "status", event_id)
+    assert shown.returncode == 0
+    assert f"Job {event_id}: PENDING" in shown.stdout
+    assert "Title:     hand-hygiene" in shown.stdout
+    assert "position 1" in shown.stdout
+
+    result = {
+        "summary": "Clean hands before and after each patient; fresh gloves per patient.",
+        "checklist": [
+            {"item": "Wash hands before patient contact", "priority": "high"},
+            "Change gloves between patients",
+        ],
+        "provider": "extractive",
+        "model": "extractive",
+    }
+    set_state(database, event_id, Phase.COMPLETED, result=result)
+    done = run(server, "status", event_id)
+    assert f"Job {event_id}: COMPLETED" in done.stdout
+    assert "Clean hands before and after each patient" in done.stdout
+    assert " 1. [ ] Wash hands before patient contact  (priority: high)" in done.stdout
+    assert " 2. [ ] Change gloves between patients" in done.stdout
+    raw = json.loads(run(server, "--json", "status", event_id).stdout)
+    assert raw["result"] == result
+
+    # submit --wait follows a job to its end; exit status 1 when it FAILED.
+    waiting = subprocess.Popen(
+        [
+            str(BIN / "guideline-client"),
+            "submit",
+            str(path),
+            "--wait",
+            "--interval",
+            "0.2",
+            "--timeout",
+            "120",
+        ],
+        env=client_env(server),
+        cwd=server.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert waiting.stderr is not None
+    first_line = waiting.stderr.readline()
+    assert first_line.startswith("submitted "), first_line
+    second_id = first_line.split()[1].rstrip(";")
+    set_state(
+        database,
+        second_id,
+        Phase.FAILED,
+        error={"reason": "LLMRejected", "message": "the LLM refused the API key"},
+        reason="LLMRejected",
+    )
+    stdout, _ = waiting.communicate(timeout=60)
+    assert waiting.returncode == 1
+    assert f"Job {second_id}: FAILED" in stdout
+    assert "Error:     LLMRejected: the LLM refused the API key" in stdout
+
+    listed = run(server, "list", "--status", "failed")
+    assert listed.returncode == 0
+    assert second_id in listed.stdout and event_id not in listed.stdout
+    assert "LLMRejected" in listed.stdout
+    page = json.loads(run(server, "list", "--json").stdout)
+    assert [i["event_id"] for i in page["items"]] == [second_id, event_id]
+
+    retried = run(server, "retry", second_id)
+    assert retried.returncode == 0, retried.stderr
+    assert f"retry requested for {second_id}" in retried.stdout
+
+    third = run(
+        server, "submit", "-", "--title", "stdin", "--idempotency-key", "k-1", stdin=GUIDELINE
+    ).stdout
+    third_again = run(server, "submit", str(path), "--idempotency-key", "k-1")
+    assert third_again.returncode == 2  # same key, different body
+    assert "idempotency_key_reused" in third_again.stderr
+    third_id = third.split()[0]
+    cancelled = run(server, "cancel", third_id)
+    assert cancelled.returncode == 0 and "cancel requested" in cancelled.stdout
+    finished = run(server, "cancel", event_id)
+    assert finished.returncode == 2
+    assert "HTTP 409 job_finished" in finished.stderr
+
+    # Every submission is logged as JSON with its event_id.
+    accepted = {
+        line["event_id"] for line in server.log_lines() if line.get("msg") == "job accepted"
+    }
+    assert {event_id, second_id, third_id} <= accepted
+
+
+def test_key_from_env_and_flag_and_errors(server: Server) -> None:
+    wrong = run(server, "list", GUIDELINE_API_KEY="wrong-key")
+    assert wrong.returncode == 2
+    assert "HTTP 401 invalid_api_key" in wrong.stderr
+    flag_beats_env = run(server, "list", "--api-key", ALICE_KEY, GUIDELINE_API_KEY="wrong-key")
+    assert flag_beats_env.returncode == 0, flag_beats_env.stderr
+    missing = run(server, "status", str(uuid.uuid4()))
+    assert missing.returncode == 2 and "HTTP 404 not_found" in missing.stderr
+    unreachable = run(server, "--url", f"http://127.0.0.1:{free_port()}", "list")
+    assert unreachable.returncode == 2 and "cannot reach" in unreachable.stderr
