@@ -1,0 +1,221 @@
+"""The batch/v1 Job that runs one attempt series ("run") of a GuidelineJob: pure functions.
+
+The manifest follows docs/contracts.md ("The Job"): named `<cr>` for the first run and
+`<cr>-r<N>` for the N-th retry request, owned by the GuidelineJob (`kopf.adopt`), labelled
+with the event_id on the Job and its pods, and with a pod that meets the `restricted` Pod
+Security Standard. Nothing here talks to the cluster; `build_job` is unit-tested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import kopf
+from guideline_core import resource as gj
+from guideline_core.settings import OperatorSettings
+
+RUNNER_CONTAINER: Final = "runner"
+KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
+# Annotations on the Job (and its pods) that let the operator rebuild its view after a
+# restart without keeping anything in memory.
+ANNOTATION_CR_NAME: Final = f"{gj.GROUP}/guidelinejob-name"
+ANNOTATION_RUN: Final = f"{gj.GROUP}/run"
+ANNOTATION_ATTEMPTS_BEFORE: Final = f"{gj.GROUP}/attempts-before"
+ANNOTATION_QUEUED_AT: Final = f"{gj.GROUP}/queued-at"
+TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
+RUNNER_UID: Final = 10001
+MAX_NAME: Final = 63  # a Job's name becomes its pods' job-name label: a label value.
+_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Everything about one GuidelineJob run that the Job manifest depends on."""
+
+    cr_name: str
+    cr_uid: str
+    namespace: str
+    event_id: str
+    run: int = 0
+    max_retries: int | None = None
+    attempts_before: int = 0
+    queued_at: datetime | None = None
+    cr_labels: tuple[tuple[str, str], ...] = ()
+
+
+def _shorten(value: str, limit: int) -> str:
+    """`value` if it fits in `limit` characters, else a prefix and a stable hash."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:8]
+    return f"{value[: limit - 9].rstrip('-.')}-{digest}"
+
+
+def job_name(cr_name: str, run: int = 0) -> str:
+    """The Job's name: `<cr>` for the first run, `<cr>-r<N>` for the N-th retry request.
+
+    Names too long for a label value (63) keep a prefix and gain a stable hash."""
+    suffix = f"-r{run}" if run else ""
+    return _shorten(cr_name, MAX_NAME - len(suffix)) + suffix
+
+
+def label_value(value: str) -> str:
+    """`value` as a valid label value (<= 63 characters), hashed if it is longer."""
+    short = _shorten(value, MAX_NAME)
+    return (
+        short if _LABEL_VALUE_RE.match(short) else hashlib.sha256(value.encode()).hexdigest()[:16]
+    )
+
+
+def runner_labels(cr_name: str, event_id: str) -> dict[str, str]:
+    """Labels on every Job and runner pod of a GuidelineJob."""
+    return {
+        gj.LABEL_EVENT_ID: event_id,
+        gj.LABEL_JOB_NAME: label_value(cr_name),
+        gj.LABEL_COMPONENT: gj.RUNNER_COMPONENT,
+        gj.LABEL_MANAGED_BY: gj.MANAGED_BY_OPERATOR,
+        gj.LABEL_PART_OF: gj.PART_OF,
+    }
+
+
+def managed_selector() -> str:
+    """Label selector of every Job and pod this operator manages."""
+    return (
+        f"{gj.LABEL_MANAGED_BY}={gj.MANAGED_BY_OPERATOR},{gj.LABEL_COMPONENT}={gj.RUNNER_COMPONENT}"
+    )
+
+
+def selector_for(cr_name: str) -> str:
+    """Label selector of the Jobs and pods of one GuidelineJob."""
+    return f"{managed_selector()},{gj.LABEL_JOB_NAME}={label_value(cr_name)}"
+
+
+def owner_body(req: JobRequest) -> dict[str, Any]:
+    """The minimal GuidelineJob body `kopf.adopt` needs to own a Job."""
+    return {
+        "apiVersion": gj.API_VERSION,
+        "kind": gj.KIND,
+        "metadata": {
+            "name": req.cr_name,
+            "namespace": req.namespace,
+            "uid": req.cr_uid,
+            "labels": dict(req.cr_labels),
+        },
+    }
+
+
+def _env(req: JobRequest, settings: OperatorSettings) -> list[dict[str, Any]]:
+    return [
+        {"name": gj.ENV_JOB_NAME, "value": req.cr_name},
+        {"name": gj.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": gj.ENV_EVENT_ID, "value": req.event_id},
+        {
+            "name": gj.ENV_OPENAI_API_KEY,
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": settings.openai_secret_name,
+                    "key": settings.openai_secret_key,
+                    "optional": True,
+                }
+            },
+        },
+    ]
+
+
+def build_job(req: JobRequest, settings: OperatorSettings) -> dict[str, Any]:
+    """The batch/v1 Job manifest of run `req.run` of a GuidelineJob.
+
+    With `settings.kueue_queue_name` the Job is created suspended and carries Kueue's
+    queue-name label, so Kueue admits it; otherwise it starts at once (the operator only
+    creates it when a slot is free)."""
+    name = job_name(req.cr_name, req.run)
+    labels = runner_labels(req.cr_name, req.event_id)
+    annotations = {
+        ANNOTATION_CR_NAME: req.cr_name,
+        ANNOTATION_RUN: str(req.run),
+        ANNOTATION_ATTEMPTS_BEFORE: str(req.attempts_before),
+    }
+    if req.queued_at is not None:
+        annotations[ANNOTATION_QUEUED_AT] = req.queued_at.isoformat()
+    job_labels = dict(labels)
+    if settings.kueue_queue_name:
+        job_labels[KUEUE_QUEUE_LABEL] = settings.kueue_queue_name
+    backoff_limit = req.max_retries if req.max_retries is not None else settings.backoff_limit
+    container: dict[str, Any] = {
+        "name": RUNNER_CONTAINER,
+        "image": settings.runner_image,
+        "imagePullPolicy": settings.runner_image_pull_policy,
+        "command": list(settings.runner_command),
+        "env": _env(req, settings),
+        "envFrom": [{"configMapRef": {"name": settings.runner_config_map, "optional": True}}],
+        "resources": {
+            "requests": {
+                "cpu": settings.runner_cpu_request,
+                "memory": settings.runner_memory_request,
+            },
+            "limits": {"cpu": settings.runner_cpu_limit, "memory": settings.runner_memory_limit},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+        },
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    job: dict[str, Any] = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": req.namespace,
+            "labels": job_labels,
+            "annotations": dict(annotations),
+        },
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "activeDeadlineSeconds": settings.active_deadline_seconds,
+            "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+            "suspend": bool(settings.kueue_queue_name),
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": RUNNER_CONTAINER,
+                            "operator": "In",
+                            "values": [gj.RunnerExit.DO_NOT_RETRY],
+                        },
+                    },
+                    {
+                        "action": "Ignore",
+                        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                    },
+                ]
+            },
+            "template": {
+                "metadata": {"labels": dict(labels), "annotations": dict(annotations)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": settings.runner_service_account,
+                    "automountServiceAccountToken": True,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUNNER_UID,
+                        "runAsGroup": RUNNER_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+    kopf.adopt(job, owner=owner_body(req), nested="spec.template")
+    return job

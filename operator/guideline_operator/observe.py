@@ -1,0 +1,606 @@
+"""What a GuidelineJob's state is, computed from its Job and pods: pure functions.
+
+`observe()` reads the CR, the Job of its current run and that Job's pods, and says which
+phase the job is in, how many attempts it has made and why it failed; `desired_status()`
+turns that into the operator's status fields with honest conditions (lastTransitionTime
+moves only when a condition's status changes). Nothing here talks to the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from guideline_core import resource as gj
+from guideline_core.resource import ConditionType, FailureReason, Phase
+
+from guideline_operator import manifests
+
+# Condition types every status carries, in this order.
+CONDITION_TYPES = (
+    ConditionType.ACCEPTED,
+    ConditionType.QUEUED,
+    ConditionType.RUNNING,
+    ConditionType.SUCCEEDED,
+    ConditionType.FAILED,
+)
+# The status fields the operator owns (docs/contracts.md); everything else is the runner's
+# or kopf's and is never written here.
+OPERATOR_FIELDS = (
+    "phase",
+    "eventId",
+    "attempts",
+    "jobName",
+    "queuePosition",
+    "startedAt",
+    "completedAt",
+    "error",
+    "conditions",
+    "observedGeneration",
+    "retryRequests",
+)
+
+
+class Stage(StrEnum):
+    """Where a non-terminal run stands (finer than the phase)."""
+
+    QUEUED = "Queued"  # waiting for a slot; no Job yet
+    MISSING = "JobMissing"  # admitted (status.jobName set) but its Job does not exist
+    SUSPENDED = "WaitingForKueue"  # the Job exists, suspended, waiting for Kueue
+    STARTING = "Starting"  # the Job exists, no runner pod has started yet
+    RUNNING = "Running"  # a runner pod started
+    DONE = "Done"  # terminal
+
+
+# --- time --------------------------------------------------------------------------------
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp from the Kubernetes API as an aware datetime."""
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def format_time(value: datetime) -> str:
+    """A datetime as the API writes timestamps (seconds, UTC, `Z`)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- Jobs and pods -------------------------------------------------------------------------
+
+
+def _true_condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def job_outcome(job: Mapping[str, Any]) -> str | None:
+    """ "Complete" or "Failed" once the Job controller has finished the Job (its pods are
+    terminated by then), else None. FailureTarget/SuccessCriteriaMet do not count yet."""
+    for kind in ("Complete", "Failed"):
+        if _true_condition(job, kind):
+            return kind
+    return None
+
+
+def job_suspended(job: Mapping[str, Any]) -> bool:
+    """True if the Job is suspended (created so by the operator for Kueue)."""
+    return bool((job.get("spec") or {}).get("suspend"))
+
+
+def job_active(job: Mapping[str, Any]) -> bool:
+    """True if the Job takes a slot: not finished, not suspended, not being deleted."""
+    return (
+        job_outcome(job) is None
+        and not job_suspended(job)
+        and not (job.get("metadata") or {}).get("deletionTimestamp")
+    )
+
+
+def owned_by(obj: Mapping[str, Any], uid: str) -> bool:
+    """True if `obj` has an ownerReference to the object with `uid`."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid for ref in refs)
+
+
+def _runner_status(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    for status in statuses:
+        if status.get("name") == manifests.RUNNER_CONTAINER:
+            return status
+    return statuses[0] if statuses else {}
+
+
+def pod_started(pod: Mapping[str, Any]) -> bool:
+    """True if the runner container ever ran: it is running or terminated after starting."""
+    state = _runner_status(pod).get("state") or {}
+    if "running" in state:
+        return True
+    terminated = state.get("terminated")
+    if terminated is not None and terminated.get("startedAt"):
+        return True
+    return (pod.get("status") or {}).get("phase") in ("Running", "Succeeded")
+
+
+def pod_running(pod: Mapping[str, Any]) -> bool:
+    """True if the runner pod is running right now."""
+    if (pod.get("status") or {}).get("phase") != "Running":
+        return False
+    return "terminated" not in (_runner_status(pod).get("state") or {})
+
+
+def pod_start_time(pod: Mapping[str, Any]) -> datetime | None:
+    """When the runner container started (else when the pod did)."""
+    state = _runner_status(pod).get("state") or {}
+    for key in ("running", "terminated"):
+        started = parse_time((state.get(key) or {}).get("startedAt"))
+        if started:
+            return started
+    return parse_time((pod.get("status") or {}).get("startTime"))
+
+
+def pod_termination(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The runner container's `terminated` state, if it has ended."""
+    return (_runner_status(pod).get("state") or {}).get("terminated")
+
+
+def termination_error(pod: Mapping[str, Any]) -> dict[str, str] | None:
+    """The runner's {reason, message} from its termination message (JSON per the contract;
+    with FallbackToLogsOnError it may be the last log lines instead)."""
+    terminated = pod_termination(pod)
+    if not terminated or terminated.get("exitCode") in (None, 0):
+        return None
+    raw = (terminated.get("message") or "").strip()
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and parsed.get("reason"):
+            return {"reason": str(parsed["reason"]), "message": str(parsed.get("message") or "")}
+        return {"reason": FailureReason.INTERNAL.value, "message": raw[-500:]}
+    return {
+        "reason": FailureReason.INTERNAL.value,
+        "message": f"runner exited with code {terminated.get('exitCode')}"
+        + (f" ({terminated['reason']})" if terminated.get("reason") else ""),
+    }
+
+
+def _finish_time(pod: Mapping[str, Any]) -> datetime:
+    terminated = pod_termination(pod) or {}
+    return parse_time(terminated.get("finishedAt")) or datetime.min.replace(tzinfo=UTC)
+
+
+def run_attempts(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> int:
+    """Runner pods started by this Job: distinct started pods, or the Job controller's own
+    count of finished pods if some were deleted since."""
+    if job is None:
+        return 0
+    started = {p["metadata"]["uid"] for p in pods if pod_started(p)}
+    status = job.get("status") or {}
+    return max(len(started), int(status.get("succeeded") or 0) + int(status.get("failed") or 0))
+
+
+def attempts_before(job: Mapping[str, Any] | None) -> int:
+    """Attempts made by earlier runs, recorded on the Job when it was created."""
+    if job is None:
+        return 0
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    try:
+        return int(annotations.get(manifests.ANNOTATION_ATTEMPTS_BEFORE, 0))
+    except ValueError:
+        return 0
+
+
+def queued_at(job: Mapping[str, Any] | None) -> datetime | None:
+    """When the run the Job belongs to entered the queue (recorded on the Job)."""
+    if job is None:
+        return None
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    return parse_time(annotations.get(manifests.ANNOTATION_QUEUED_AT))
+
+
+# --- the GuidelineJob ------------------------------------------------------------------------
+
+
+def current_run(cr: Mapping[str, Any]) -> int:
+    """The run in progress: 0, or the last retry request the operator accepted."""
+    return int((cr.get("status") or {}).get("retryRequests") or 0)
+
+
+def current_job_name(cr: Mapping[str, Any]) -> str:
+    """The name of the Job of the current run."""
+    return manifests.job_name(cr["metadata"]["name"], current_run(cr))
+
+
+def cancel_requested(cr: Mapping[str, Any]) -> bool:
+    """True if the cancel annotation is set."""
+    annotations = (cr.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(gj.ANNOTATION_CANCEL_REQUESTED))
+
+
+def retry_requested(cr: Mapping[str, Any]) -> int | None:
+    """The retry counter the API asked for, if it is a valid number."""
+    annotations = (cr.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(gj.ANNOTATION_RETRY_REQUESTED)
+    if value is None:
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def phase_of(cr: Mapping[str, Any]) -> Phase | None:
+    """The phase in the CR's status, if any."""
+    value = (cr.get("status") or {}).get("phase")
+    return Phase(value) if value in Phase.__members__.values() else None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The state of a GuidelineJob as computed from its Job and pods."""
+
+    phase: Phase
+    stage: Stage
+    attempts: int
+    started_at: datetime | None = None
+    run_started_at: datetime | None = None
+    completed_at: datetime | None = None
+    error: dict[str, str] | None = None
+    reason: str = ""
+    message: str = ""
+    running_pods: int = 0
+    job_name: str | None = None
+    queued_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _failure(
+    cond: Mapping[str, Any],
+    job: Mapping[str, Any],
+    pods: Sequence[Mapping[str, Any]],
+    status: Mapping[str, Any],
+    attempts: int,
+) -> dict[str, str]:
+    reason = cond.get("reason") or ""
+    failed = sorted((p for p in pods if pod_termination(p)), key=_finish_time)
+    last_pod_error = next(
+        (e for p in reversed(failed) if (e := termination_error(p)) is not None), None
+    )
+    runner_error = status.get("runnerError") or None
+    if runner_error and runner_error.get("reason"):
+        runner_error = {
+            "reason": str(runner_error["reason"]),
+            "message": str(runner_error.get("message") or ""),
+        }
+    else:
+        runner_error = None
+    spec = job.get("spec") or {}
+    if reason == "PodFailurePolicy":
+        # The runner said a retry cannot help (exit 42): its own reason is the job's.
+        rejected = next(
+            (
+                termination_error(p)
+                for p in reversed(failed)
+                if (pod_termination(p) or {}).get("exitCode") == gj.RunnerExit.DO_NOT_RETRY
+            ),
+            None,
+        )
+        candidates = [rejected, runner_error, last_pod_error]
+        meaningful = [e for e in candidates if e and e["reason"] != FailureReason.INTERNAL.value]
+        error = next(iter(meaningful), None) or next((e for e in candidates if e), None)
+        return error or {
+            "reason": FailureReason.INTERNAL.value,
+            "message": cond.get("message") or "the runner failed without a reason",
+        }
+    if reason == FailureReason.BACKOFF_LIMIT_EXCEEDED:
+        last = runner_error or last_pod_error
+        message = f"gave up after {attempts} attempt(s) (backoffLimit {spec.get('backoffLimit')})"
+        if last:
+            message += f"; last error: {last['reason']}: {last['message']}"
+        return {"reason": FailureReason.BACKOFF_LIMIT_EXCEEDED.value, "message": message}
+    if reason == FailureReason.DEADLINE_EXCEEDED:
+        return {
+            "reason": FailureReason.DEADLINE_EXCEEDED.value,
+            "message": "exceeded the hard time limit of "
+            f"{spec.get('activeDeadlineSeconds')} s (activeDeadlineSeconds)",
+        }
+    return {
+        "reason": reason or FailureReason.INTERNAL.value,
+        "message": cond.get("message") or "the Job failed",
+    }
+
+
+def observe(
+    cr: Mapping[str, Any],
+    job: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> Observation:
+    """The state of a non-terminal GuidelineJob's current run.
+
+    `job` is the current run's Job (None if it does not exist) and `pods` that Job's pods.
+    Phases: PENDING until a runner pod starts, PROCESSING from then until the Job
+    finishes, COMPLETED when the Job is Complete and the runner wrote `status.result`,
+    FAILED when the Job failed (reason from its condition or the runner's own error)."""
+    status = cr.get("status") or {}
+    previous = phase_of(cr) or Phase.PENDING
+    known_attempts = int(status.get("attempts") or 0)
+    started_at = parse_time(status.get("startedAt"))
+    expected = current_job_name(cr)
+    if job is None:
+        if status.get("jobName") != expected:
+            return Observation(
+                Phase.PENDING, Stage.QUEUED, known_attempts, started_at, reason="Queued"
+            )
+        if status.get("result"):
+            # The Job vanished (TTL, or deleted by someone) after the runner finished.
+            return Observation(
+                Phase.COMPLETED,
+                Stage.DONE,
+                known_attempts,
+                started_at,
+                completed_at=now,
+                reason="Completed",
+                message="the runner wrote its result; its Job is gone",
+                job_name=expected,
+            )
+        if previous == Phase.PROCESSING:
+            return Observation(
+                Phase.FAILED,
+                Stage.DONE,
+                known_attempts,
+                started_at,
+                completed_at=now,
+                error={
+                    "reason": FailureReason.JOB_LOST.value,
+                    "message": f"Job {expected} disappeared before it finished",
+                },
+                reason=FailureReason.JOB_LOST.value,
+                message=f"Job {expected} disappeared before it finished",
+                job_name=expected,
+            )
+        return Observation(
+            Phase.PENDING,
+            Stage.MISSING,
+            known_attempts,
+            started_at,
+            reason="JobMissing",
+            job_name=expected,
+        )
+
+    started = [p for p in pods if pod_started(p)]
+    attempts = max(known_attempts, attempts_before(job) + run_attempts(job, pods))
+    starts = [t for p in started if (t := pod_start_time(p)) is not None]
+    run_started_at = min(starts) if starts else None
+    started_at = started_at or run_started_at
+    running = sum(1 for p in pods if pod_running(p))
+    common = {
+        "attempts": attempts,
+        "started_at": started_at,
+        "run_started_at": run_started_at,
+        "running_pods": running,
+        "job_name": job["metadata"]["name"],
+        "queued_at": queued_at(job),
+    }
+    outcome = job_outcome(job)
+    if outcome is not None:
+        cond = _true_condition(job, outcome) or {}
+        completed_at = parse_time(cond.get("lastTransitionTime")) or now
+        if outcome == "Complete":
+            if status.get("result"):
+                return Observation(
+                    Phase.COMPLETED,
+                    Stage.DONE,
+                    completed_at=completed_at,
+                    reason="Completed",
+                    message=f"completed after {attempts} attempt(s)",
+                    **common,
+                )
+            error = {
+                "reason": FailureReason.INTERNAL.value,
+                "message": "the Job completed but the runner wrote no result",
+            }
+        else:
+            error = _failure(cond, job, pods, status, attempts)
+        return Observation(
+            Phase.FAILED,
+            Stage.DONE,
+            completed_at=completed_at,
+            error=error,
+            reason=error["reason"],
+            message=error["message"],
+            **common,
+        )
+    if started or previous == Phase.PROCESSING:
+        return Observation(
+            Phase.PROCESSING,
+            Stage.RUNNING,
+            reason="Running",
+            message=f"runner pod running (attempt {attempts})",
+            **common,
+        )
+    if job_suspended(job):
+        return Observation(Phase.PENDING, Stage.SUSPENDED, reason="WaitingForKueue", **common)
+    return Observation(Phase.PENDING, Stage.STARTING, reason="Starting", **common)
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]],
+    kind: str,
+    status: bool,
+    reason: str,
+    message: str,
+    *,
+    now: datetime,
+    generation: int | None,
+) -> list[dict[str, Any]]:
+    """`conditions` with condition `kind` set; its lastTransitionTime changes only if its
+    status does."""
+    value = "True" if status else "False"
+    result: list[dict[str, Any]] = []
+    found = False
+    for cond in conditions:
+        if cond.get("type") != kind:
+            result.append(dict(cond))
+            continue
+        found = True
+        changed = cond.get("status") != value
+        updated = {
+            "type": kind,
+            "status": value,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": format_time(now)
+            if changed or not cond.get("lastTransitionTime")
+            else cond["lastTransitionTime"],
+        }
+        if generation is not None:
+            updated["observedGeneration"] = generation
+        result.append(updated)
+    if not found:
+        new = {
+            "type": kind,
+            "status": value,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": format_time(now),
+        }
+        if generation is not None:
+            new["observedGeneration"] = generation
+        result.append(new)
+    order = {k.value: i for i, k in enumerate(CONDITION_TYPES)}
+    return sorted(result, key=lambda c: order.get(c.get("type", ""), len(order)))
+
+
+def get_condition(cr: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    """The condition `kind` of a GuidelineJob, if set."""
+    for cond in (cr.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
+
+
+def queued_since(cr: Mapping[str, Any]) -> datetime | None:
+    """When the current run entered the queue: the Queued condition's transition to True."""
+    cond = get_condition(cr, ConditionType.QUEUED)
+    if cond and cond.get("status") == "True":
+        return parse_time(cond.get("lastTransitionTime"))
+    return None
+
+
+def conditions_for(
+    cr: Mapping[str, Any],
+    phase: Phase,
+    stage: Stage,
+    *,
+    now: datetime,
+    reason: str = "",
+    message: str = "",
+    queue_message: str | None = None,
+) -> list[dict[str, Any]]:
+    """The full list of conditions for a GuidelineJob in `phase` / `stage`."""
+    generation = (cr.get("metadata") or {}).get("generation")
+    status = cr.get("status") or {}
+    conds: list[dict[str, Any]] = [dict(c) for c in status.get("conditions") or []]
+    event_id = status.get("eventId") or ""
+
+    def put(kind: str, value: bool, why: str, text: str) -> None:
+        nonlocal conds
+        conds = set_condition(conds, kind, value, why, text, now=now, generation=generation)
+
+    put(ConditionType.ACCEPTED, True, "Accepted", f"accepted as event_id {event_id}".strip())
+    queued = get_condition(cr, ConditionType.QUEUED)
+    if stage in (Stage.QUEUED, Stage.SUSPENDED):
+        if queue_message is not None:
+            text = queue_message
+        elif queued and queued.get("status") == "True" and queued.get("reason") == stage.value:
+            text = queued.get("message") or ""  # keep the position the queue wrote
+        elif stage == Stage.SUSPENDED:
+            text = "waiting for admission by Kueue"
+        else:
+            text = "waiting for a free slot"
+        put(ConditionType.QUEUED, True, stage.value, text)
+    elif phase == Phase.CANCELLED and (queued is None or queued.get("status") == "True"):
+        put(ConditionType.QUEUED, False, "Cancelled", "cancelled before it started")
+    elif stage == Stage.MISSING:
+        put(ConditionType.QUEUED, False, "Admitted", "admitted; creating its Job")
+    elif (
+        stage in (Stage.STARTING, Stage.RUNNING) or queued is None or queued.get("status") == "True"
+    ):
+        put(ConditionType.QUEUED, False, "Admitted", f"Job {current_job_name(cr)} created")
+    if phase == Phase.PROCESSING:
+        put(ConditionType.RUNNING, True, "PodRunning", message or "runner pod running")
+    else:
+        why = {
+            Stage.QUEUED: ("Queued", "waiting in the queue"),
+            Stage.SUSPENDED: ("Queued", "waiting for admission"),
+            Stage.MISSING: ("Starting", "creating its Job"),
+            Stage.STARTING: ("Starting", "waiting for the runner pod to start"),
+        }.get(stage, (phase.value.capitalize(), message or phase.value.lower()))
+        put(ConditionType.RUNNING, False, *why)
+    if phase == Phase.COMPLETED:
+        put(ConditionType.SUCCEEDED, True, "Completed", message or "result written")
+        put(ConditionType.FAILED, False, "Completed", "")
+    elif phase == Phase.FAILED:
+        put(ConditionType.SUCCEEDED, False, "Failed", "")
+        put(ConditionType.FAILED, True, reason or "Failed", message)
+    elif phase == Phase.CANCELLED:
+        put(ConditionType.SUCCEEDED, False, "Cancelled", message)
+        put(ConditionType.FAILED, False, "Cancelled", message)
+    else:
+        put(ConditionType.SUCCEEDED, False, "NotFinished", "")
+        put(ConditionType.FAILED, False, "NotFinished", "")
+    return conds
+
+
+def desired_status(cr: Mapping[str, Any], obs: Observation, *, now: datetime) -> dict[str, Any]:
+    """The operator's status fields for `obs` (a full set; see `status_patch`)."""
+    status = cr.get("status") or {}
+    desired: dict[str, Any] = {
+        "phase": obs.phase.value,
+        "attempts": obs.attempts,
+        "startedAt": format_time(obs.started_at) if obs.started_at else None,
+        "completedAt": format_time(obs.completed_at) if obs.completed_at else None,
+        "error": obs.error,
+        "observedGeneration": (cr.get("metadata") or {}).get("generation"),
+        "conditions": conditions_for(
+            cr, obs.phase, obs.stage, now=now, reason=obs.reason, message=obs.message
+        ),
+    }
+    if obs.stage not in (Stage.QUEUED, Stage.SUSPENDED):
+        desired["queuePosition"] = None
+    if obs.job_name:
+        desired["jobName"] = obs.job_name
+    if obs.phase.terminal and status.get("completedAt") and obs.phase == phase_of(cr):
+        desired["completedAt"] = status["completedAt"]
+    return desired
+
+
+def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns `current` status into `desired` (only what differs;
+    None removes a field)."""
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        if current.get(key) != value and not (value is None and key not in current):
+            patch[key] = value
+    return patch
+
+
+def queue_message(position: int, total: int, running: int) -> str:
+    """The Queued condition's message for a job at `position` (1 = next)."""
+    jobs = "job" if running == 1 else "jobs"
+    return f"position {position} of {total} in the queue; {running} {jobs} running"

@@ -1,0 +1,551 @@
+"""The operator's pure parts: the Job manifest, the phase computed from Job and pod
+objects, conditions, queue ordering, and the metrics read from a runner's result."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from guideline_core import resource as gj
+from guideline_core.resource import FailureReason, Phase
+from guideline_core.settings import OperatorSettings
+from guideline_operator import manifests, observe, queue
+from guideline_operator.metrics import Metrics
+from guideline_operator.observe import Stage
+
+NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
+EVENT_ID = "0195a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+
+
+def ts(seconds: float) -> str:
+    return observe.format_time(NOW + timedelta(seconds=seconds))
+
+
+def cr(
+    name: str = "gj-abcde", status: dict[str, Any] | None = None, **annotations: str
+) -> dict[str, Any]:
+    return {
+        "apiVersion": gj.API_VERSION,
+        "kind": gj.KIND,
+        "metadata": {
+            "name": name,
+            "namespace": "ns1",
+            "uid": "cr-uid-1",
+            "generation": 1,
+            "resourceVersion": "100",
+            "creationTimestamp": ts(-60),
+            "labels": {gj.LABEL_EVENT_ID: EVENT_ID},
+            "annotations": annotations,
+        },
+        "spec": {"guidelineText": "Staff must wash hands."},
+        "status": status or {},
+    }
+
+
+def job(
+    name: str = "gj-abcde",
+    conditions: list[dict[str, Any]] | None = None,
+    *,
+    suspend: bool = False,
+    attempts_before: int = 0,
+    failed: int = 0,
+    succeeded: int = 0,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": "ns1",
+            "uid": f"job-uid-{name}",
+            "ownerReferences": [{"uid": "cr-uid-1", "kind": gj.KIND, "name": "gj-abcde"}],
+            "annotations": {
+                manifests.ANNOTATION_ATTEMPTS_BEFORE: str(attempts_before),
+                manifests.ANNOTATION_QUEUED_AT: ts(-50),
+            },
+        },
+        "spec": {"suspend": suspend, "backoffLimit": 3, "activeDeadlineSeconds": 300},
+        "status": {"conditions": conditions or [], "failed": failed, "succeeded": succeeded},
+    }
+
+
+def condition(kind: str, reason: str = "", message: str = "", at: float = 0) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": ts(at),
+    }
+
+
+def pod(
+    uid: str,
+    phase: str,
+    *,
+    started: float | None = None,
+    exit_code: int | None = None,
+    message: str = "",
+    finished: float | None = None,
+    job_name: str = "gj-abcde",
+) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    if exit_code is not None:
+        state["terminated"] = {
+            "exitCode": exit_code,
+            "reason": "Completed" if exit_code == 0 else "Error",
+            "message": message,
+            "startedAt": ts(started) if started is not None else None,
+            "finishedAt": ts(finished if finished is not None else (started or 0) + 1),
+        }
+    elif started is not None:
+        state["running"] = {"startedAt": ts(started)}
+    else:
+        state["waiting"] = {"reason": "ContainerCreating"}
+    return {
+        "metadata": {
+            "name": f"pod-{uid}",
+            "uid": uid,
+            "ownerReferences": [{"uid": f"job-uid-{job_name}", "kind": "Job"}],
+        },
+        "status": {
+            "phase": phase,
+            "containerStatuses": [{"name": manifests.RUNNER_CONTAINER, "state": state}],
+        },
+    }
+
+
+def admitted(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return cr(
+        status={"phase": "PENDING", "eventId": EVENT_ID, "jobName": "gj-abcde", **(extra or {})}
+    )
+
+
+# --- the Job manifest ----------------------------------------------------------------------
+
+
+def test_job_manifest_follows_the_contract() -> None:
+    settings = OperatorSettings(
+        runner_image="registry.local/guideline:1", backoff_limit=3, active_deadline_seconds=300
+    )
+    request = manifests.JobRequest(
+        cr_name="gj-abcde",
+        cr_uid="cr-uid-1",
+        namespace="ns1",
+        event_id=EVENT_ID,
+        attempts_before=2,
+        queued_at=NOW,
+        cr_labels=((gj.LABEL_EVENT_ID, EVENT_ID), ("team", "infection-control")),
+    )
+    manifest = manifests.build_job(request, settings)
+    meta, spec = manifest["metadata"], manifest["spec"]
+    assert (manifest["apiVersion"], manifest["kind"], meta["name"]) == (
+        "batch/v1",
+        "Job",
+        "gj-abcde",
+    )
+    assert meta["namespace"] == "ns1"
+    [owner] = meta["ownerReferences"]
+    assert owner == {
+        "apiVersion": gj.API_VERSION,
+        "kind": gj.KIND,
+        "name": "gj-abcde",
+        "uid": "cr-uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    pod_meta = spec["template"]["metadata"]
+    for labels in (meta["labels"], pod_meta["labels"]):
+        assert labels[gj.LABEL_EVENT_ID] == EVENT_ID
+        assert labels[gj.LABEL_JOB_NAME] == "gj-abcde"
+        assert labels[gj.LABEL_COMPONENT] == "runner"
+        assert labels[gj.LABEL_MANAGED_BY] == "guideline-operator"
+        assert labels["team"] == "infection-control"  # the CR's own labels are inherited
+    assert meta["annotations"][manifests.ANNOTATION_ATTEMPTS_BEFORE] == "2"
+    assert pod_meta["annotations"][manifests.ANNOTATION_CR_NAME] == "gj-abcde"
+    assert observe.parse_time(meta["annotations"][manifests.ANNOTATION_QUEUED_AT]) == NOW
+    assert spec["backoffLimit"] == 3
+    assert spec["activeDeadlineSeconds"] == 300
+    assert spec["ttlSecondsAfterFinished"] == settings.ttl_seconds_after_finished
+    assert spec["suspend"] is False
+    assert spec["podFailurePolicy"]["rules"] == [
+        {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": "runner", "operator": "In", "values": [42]},
+        },
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]
+    pod_spec = spec["template"]["spec"]
+    assert pod_spec["restartPolicy"] == "Never"
+    assert pod_spec["serviceAccountName"] == "guideline-runner"
+    assert pod_spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    [container] = pod_spec["containers"]
+    assert container["name"] == "runner"
+    assert container["image"] == "registry.local/guideline:1"
+    assert container["command"] == ["guideline-runner"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+    }
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod_spec["volumes"]
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["GUIDELINE_JOB_NAME"]["value"] == "gj-abcde"
+    assert env["GUIDELINE_EVENT_ID"]["value"] == EVENT_ID
+    assert env["GUIDELINE_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    assert env["OPENAI_API_KEY"] == {
+        "name": "OPENAI_API_KEY",
+        "valueFrom": {
+            "secretKeyRef": {"name": "guideline-openai", "key": "api-key", "optional": True}
+        },
+    }
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": "guideline-runner-config", "optional": True}}
+    ]
+    # No secret value anywhere in the manifest: only the reference.
+    assert "sk-" not in json.dumps(manifest)
+
+
+def test_job_manifest_retry_name_spec_retries_and_kueue() -> None:
+    settings = OperatorSettings(kueue_queue_name="team-queue", backoff_limit=3)
+    request = manifests.JobRequest(
+        cr_name="gj-abcde", cr_uid="u", namespace="ns1", event_id=EVENT_ID, run=2, max_retries=0
+    )
+    manifest = manifests.build_job(request, settings)
+    assert manifest["metadata"]["name"] == "gj-abcde-r2"
+    assert manifest["spec"]["backoffLimit"] == 0  # spec.maxRetries wins over the setting
+    assert manifest["spec"]["suspend"] is True
+    assert manifest["metadata"]["labels"][manifests.KUEUE_QUEUE_LABEL] == "team-queue"
+    assert manifests.KUEUE_QUEUE_LABEL not in manifest["spec"]["template"]["metadata"]["labels"]
+
+
+def test_long_names_become_valid_job_names_and_label_values() -> None:
+    long_name = "a-guideline-job-applied-with-kubectl-and-a-very-long-descriptive-name-x" * 2
+    names = {manifests.job_name(long_name, run) for run in range(12)}
+    assert len(names) == 12
+    assert all(len(n) <= 63 and not n.endswith("-") for n in names)
+    assert manifests.job_name(long_name, 3).endswith("-r3")
+    value = manifests.label_value(long_name)
+    assert len(value) <= 63 and value == manifests.label_value(long_name)
+    assert manifests.label_value(long_name + "b") != value
+    assert manifests.job_name("gj-short", 0) == "gj-short"
+
+
+# --- observing Jobs and pods -------------------------------------------------------------
+
+
+def test_queued_without_job() -> None:
+    obs = observe.observe(cr(status={"phase": "PENDING", "eventId": EVENT_ID}), None, [], NOW)
+    assert (obs.phase, obs.stage, obs.attempts) == (Phase.PENDING, Stage.QUEUED, 0)
+
+
+def test_pending_until_a_runner_pod_runs_then_processing() -> None:
+    the_job = job()
+    obs = observe.observe(admitted(), the_job, [pod("p1", "Pending")], NOW)
+    assert (obs.phase, obs.stage, obs.attempts) == (Phase.PENDING, Stage.STARTING, 0)
+    obs = observe.observe(admitted(), the_job, [pod("p1", "Running", started=-5)], NOW)
+    assert (obs.phase, obs.stage, obs.attempts) == (Phase.PROCESSING, Stage.RUNNING, 1)
+    assert obs.started_at == obs.run_started_at == NOW - timedelta(seconds=5)
+    assert obs.running_pods == 1
+    assert obs.queued_at == NOW - timedelta(seconds=50)
+
+
+def test_attempts_count_started_pods_across_runs_and_never_decrease() -> None:
+    pods = [
+        pod("p1", "Failed", started=-30, exit_code=1),
+        pod("p2", "Failed", started=-20, exit_code=1),
+        pod("p3", "Running", started=-5),
+        pod("p4", "Pending"),  # not started: not an attempt
+    ]
+    obs = observe.observe(admitted(), job(attempts_before=2), pods, NOW)
+    assert obs.attempts == 2 + 3
+    assert obs.run_started_at == NOW - timedelta(seconds=30)
+    # Pods gone (deleted) but the Job controller counted them; status already said 7.
+    obs = observe.observe(admitted({"attempts": 7}), job(failed=2), [], NOW)
+    assert obs.attempts == 7
+    obs = observe.observe(admitted({"attempts": 1}), job(failed=3), [], NOW)
+    assert obs.attempts == 3
+
+
+def test_complete_with_result_is_completed_without_result_is_failed() -> None:
+    done = job(conditions=[condition("Complete", at=-1)], succeeded=1)
+    pods = [pod("p1", "Succeeded", started=-10, exit_code=0)]
+    with_result = admitted({"result": {"summary": "s", "checklist": []}, "phase": "PROCESSING"})
+    obs = observe.observe(with_result, done, pods, NOW)
+    assert (obs.phase, obs.attempts, obs.error) == (Phase.COMPLETED, 1, None)
+    assert obs.completed_at == NOW - timedelta(seconds=1)
+    obs = observe.observe(admitted({"phase": "PROCESSING"}), done, pods, NOW)
+    assert obs.phase == Phase.FAILED
+    assert obs.error["reason"] == FailureReason.INTERNAL
+
+
+def test_backoff_limit_exceeded_names_the_last_error() -> None:
+    failed = job(conditions=[condition("Failed", "BackoffLimitExceeded", "Job has reached...")])
+    term = json.dumps({"reason": "LLMError", "message": "HTTP 500 from the LLM", "retryable": True})
+    pods = [
+        pod(f"p{i}", "Failed", started=-40 + 10 * i, exit_code=1, message=term) for i in range(4)
+    ]
+    obs = observe.observe(admitted({"phase": "PROCESSING"}), failed, pods, NOW)
+    assert obs.phase == Phase.FAILED and obs.attempts == 4
+    assert obs.error["reason"] == "BackoffLimitExceeded"
+    assert "4 attempt(s)" in obs.error["message"] and "HTTP 500" in obs.error["message"]
+
+
+def test_pod_failure_policy_takes_the_runners_reason() -> None:
+    failed = job(conditions=[condition("Failed", "PodFailurePolicy", "Container runner ... 42")])
+    term = json.dumps(
+        {"reason": "Timeout", "message": "Processing timeout after 240 s", "retryable": False}
+    )
+    pods = [pod("p1", "Failed", started=-250, exit_code=42, message=term)]
+    obs = observe.observe(admitted({"phase": "PROCESSING"}), failed, pods, NOW)
+    assert obs.phase == Phase.FAILED and obs.attempts == 1
+    assert obs.error == {"reason": "Timeout", "message": "Processing timeout after 240 s"}
+    # Without a termination message, the runner's status.runnerError is used.
+    bare = [pod("p1", "Failed", started=-10, exit_code=42)]
+    status = {"phase": "PROCESSING", "runnerError": {"reason": "LLMRejected", "message": "401"}}
+    obs = observe.observe(admitted(status), failed, bare, NOW)
+    assert obs.error == {"reason": "LLMRejected", "message": "401"}
+
+
+def test_deadline_exceeded() -> None:
+    failed = job(conditions=[condition("Failed", "DeadlineExceeded", "Job was active longer")])
+    obs = observe.observe(admitted({"phase": "PROCESSING"}), failed, [], NOW)
+    assert obs.error["reason"] == "DeadlineExceeded"
+    assert "300 s" in obs.error["message"]
+
+
+def test_failure_target_is_not_terminal_yet() -> None:
+    terminating = job(conditions=[condition("FailureTarget", "DeadlineExceeded")])
+    obs = observe.observe(admitted({"phase": "PROCESSING"}), terminating, [], NOW)
+    assert obs.phase == Phase.PROCESSING
+
+
+def test_suspended_job_waits_for_kueue() -> None:
+    obs = observe.observe(admitted(), job(suspend=True), [], NOW)
+    assert (obs.phase, obs.stage) == (Phase.PENDING, Stage.SUSPENDED)
+
+
+def test_missing_job_of_an_admitted_run() -> None:
+    # Never observed running: the Job is (re)created.
+    obs = observe.observe(admitted(), None, [], NOW)
+    assert (obs.phase, obs.stage) == (Phase.PENDING, Stage.MISSING)
+    # The runner finished and the Job was removed since: the result stands.
+    obs = observe.observe(admitted({"result": {"summary": "s"}}), None, [], NOW)
+    assert obs.phase == Phase.COMPLETED
+    # It was running and vanished without a result: lost, never re-run.
+    obs = observe.observe(admitted({"phase": "PROCESSING"}), None, [], NOW)
+    assert obs.phase == Phase.FAILED and obs.error["reason"] == FailureReason.JOB_LOST
+
+
+def test_retry_run_looks_at_its_own_job() -> None:
+    retried = cr(
+        status={"phase": "PENDING", "retryRequests": 2, "attempts": 4, "eventId": EVENT_ID}
+    )
+    assert observe.current_job_name(retried) == "gj-abcde-r2"
+    obs = observe.observe(retried, None, [], NOW)
+    assert obs.stage == Stage.QUEUED and obs.attempts == 4
+
+
+def test_annotations_parse() -> None:
+    body = cr(**{gj.ANNOTATION_RETRY_REQUESTED: " 3 ", gj.ANNOTATION_CANCEL_REQUESTED: ts(0)})
+    assert observe.retry_requested(body) == 3
+    assert observe.cancel_requested(body)
+    assert observe.retry_requested(cr(**{gj.ANNOTATION_RETRY_REQUESTED: "x"})) is None
+    assert not observe.cancel_requested(cr())
+
+
+# --- conditions and status -----------------------------------------------------------------
+
+
+def test_conditions_transition_time_moves_only_on_status_change() -> None:
+    first = observe.set_condition(
+        [], "Queued", True, "Queued", "position 2 of 2", now=NOW, generation=1
+    )
+    later = NOW + timedelta(seconds=30)
+    same = observe.set_condition(
+        first, "Queued", True, "Queued", "position 1 of 1", now=later, generation=1
+    )
+    assert same[0]["lastTransitionTime"] == first[0]["lastTransitionTime"]
+    assert same[0]["message"] == "position 1 of 1"
+    flipped = observe.set_condition(same, "Queued", False, "Admitted", "", now=later, generation=1)
+    assert flipped[0]["lastTransitionTime"] == observe.format_time(later)
+
+
+def test_desired_status_and_patch_for_each_phase() -> None:
+    base = admitted({"attempts": 0, "conditions": []})
+    running = observe.observe(base, job(), [pod("p1", "Running", started=-3)], NOW)
+    desired = observe.desired_status(base, running, now=NOW)
+    conds = {c["type"]: c for c in desired["conditions"]}
+    assert desired["phase"] == "PROCESSING" and desired["attempts"] == 1
+    assert desired["startedAt"] == ts(-3) and desired["observedGeneration"] == 1
+    assert [c["type"] for c in desired["conditions"]] == [t.value for t in observe.CONDITION_TYPES]
+    assert conds["Running"]["status"] == "True"
+    assert conds["Queued"]["status"] == "False" and conds["Queued"]["reason"] == "Admitted"
+    assert conds["Succeeded"]["status"] == conds["Failed"]["status"] == "False"
+    patch = observe.status_patch(base["status"], desired)
+    assert "error" not in patch and "completedAt" not in patch  # absent stays absent
+    assert patch["phase"] == "PROCESSING"
+    # Applying the same observation again changes nothing.
+    applied = {**base, "status": {**base["status"], **patch}}
+    again = observe.desired_status(applied, running, now=NOW + timedelta(seconds=9))
+    assert observe.status_patch(applied["status"], again) == {}
+
+    failed_job = job(conditions=[condition("Failed", "DeadlineExceeded")])
+    failed = observe.observe(applied, failed_job, [], NOW)
+    desired = observe.desired_status(applied, failed, now=NOW)
+    conds = {c["type"]: c for c in desired["conditions"]}
+    assert conds["Failed"]["status"] == "True" and conds["Failed"]["reason"] == "DeadlineExceeded"
+    assert conds["Running"]["status"] == "False"
+    assert desired["error"]["reason"] == "DeadlineExceeded" and desired["completedAt"] == ts(0)
+
+
+def test_queued_condition_keeps_the_position_written_by_the_queue() -> None:
+    message = observe.queue_message(3, 7, 4)
+    assert message == "position 3 of 7 in the queue; 4 jobs running"
+    conditions = observe.set_condition([], "Queued", True, "Queued", message, now=NOW, generation=1)
+    body = cr(status={"phase": "PENDING", "eventId": EVENT_ID, "conditions": conditions})
+    obs = observe.observe(body, None, [], NOW)
+    desired = observe.desired_status(body, obs, now=NOW + timedelta(seconds=5))
+    [queued] = [c for c in desired["conditions"] if c["type"] == "Queued"]
+    assert queued["message"] == message and queued["status"] == "True"
+    assert "queuePosition" not in desired  # the queue owns it while waiting
+
+
+# --- the queue -----------------------------------------------------------------------------
+
+
+def entry(name: str, created: float, event_id: str, **status: Any) -> queue.QueueEntry:
+    body = cr(name=name, status={"phase": "PENDING", **status})
+    body["metadata"].update(
+        uid=f"uid-{name}", creationTimestamp=ts(created), labels={gj.LABEL_EVENT_ID: event_id}
+    )
+    return queue.entry_from_body(body)
+
+
+def test_queue_order_is_submission_order_with_admitted_runs_first() -> None:
+    a = entry("a", 10, "0195-0003")
+    b = entry("b", 5, "0195-0002")
+    c = entry("c", 5, "0195-0001")  # same second as b: event_id breaks the tie
+    d = entry("d", 20, "0195-0004", jobName="d")  # admitted, its Job not created yet
+    finished = entry("e", 0, "0195-0000", phase="COMPLETED")
+    running = entry("f", 1, "0195-0005")
+    cancelled = queue.entry_from_body(
+        cr(name="g", status={"phase": "PENDING"}, **{gj.ANNOTATION_CANCEL_REQUESTED: ts(0)})
+    )
+    ordered = queue.waiting([a, b, c, d, finished, running, cancelled], {("ns1", "f")})
+    assert [e.name for e in ordered] == ["d", "c", "b", "a"]
+    free, admit = queue.plan(ordered, running=3, limit=4)
+    assert free == 1 and [e.name for e in admit] == ["d"]
+    assert queue.plan(ordered, running=6, limit=4) == (0, [])
+
+
+def test_retry_entry_waits_for_its_new_job() -> None:
+    retried = entry("a", 0, "0195-0001", retryRequests=1, jobName=None)
+    assert retried.job_name == "a-r1"
+    assert [e.name for e in queue.waiting([retried], {("ns1", "a")})] == ["a"]
+    assert queue.waiting([retried], {("ns1", "a-r1")}) == []
+
+
+def test_registry_ignores_a_stale_watch_event() -> None:
+    registry = queue.Registry()
+    newer = cr(status={"phase": "PROCESSING"})
+    newer["metadata"]["resourceVersion"] = "120"
+    older = cr(status={"phase": "PENDING"})
+    older["metadata"]["resourceVersion"] = "110"
+    registry.upsert(newer)
+    registry.upsert(older)
+    [only] = registry.snapshot()
+    assert only.phase == Phase.PROCESSING
+    registry.remove(only.uid)
+    assert len(registry) == 0
+
+
+def test_job_slots() -> None:
+    assert observe.job_active(job())
+    assert not observe.job_active(job(suspend=True))
+    assert not observe.job_active(job(conditions=[condition("Complete")]))
+    assert not observe.job_active(job(conditions=[condition("Failed", "BackoffLimitExceeded")]))
+    assert observe.job_active(job(conditions=[condition("FailureTarget")]))  # pods still ending
+
+
+# --- metrics from results --------------------------------------------------------------------
+
+
+def sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float | None:
+    return metrics.registry.get_sample_value(name, labels or {})
+
+
+def test_metrics_record_terminal_figures_and_llm_usage() -> None:
+    metrics = Metrics()
+    result = {
+        "summary": "s",
+        "checklist": [],
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "usage": {
+            "summarize": {
+                "prompt_tokens": 100,
+                "completion_tokens": 20,
+                "total_tokens": 120,
+                "calls": 1,
+            },
+            "checklist": {
+                "prompt_tokens": 30,
+                "completion_tokens": 40,
+                "total_tokens": 70,
+                "calls": 1,
+            },
+        },
+        "durations": {"summarize": 1.5, "checklist": 0.5},
+    }
+    metrics.finished(
+        "completed",
+        reason="Completed",
+        queued_at=NOW,
+        run_started_at=NOW + timedelta(seconds=2),
+        completed_at=NOW + timedelta(seconds=12),
+        result=result,
+    )
+    metrics.finished(
+        "failed",
+        reason="BackoffLimitExceeded",
+        queued_at=NOW,
+        run_started_at=None,
+        completed_at=NOW,
+        result=None,
+    )
+    assert sample(metrics, "jobs_completed_total") == 1
+    assert sample(metrics, "jobs_failed_total", {"reason": "BackoffLimitExceeded"}) == 1
+    assert sample(metrics, "job_processing_seconds_sum", {"outcome": "completed"}) == 10
+    assert sample(metrics, "job_end_to_end_seconds_sum", {"outcome": "completed"}) == 12
+    tokens = {"step": "summarize", "model": "gpt-4o-mini", "kind": "prompt"}
+    assert sample(metrics, "llm_tokens_total", tokens) == 100
+    assert sample(metrics, "llm_tokens_total", {**tokens, "kind": "total"}) is None
+    assert sample(metrics, "llm_tokens_total", {**tokens, "kind": "calls"}) is None
+    assert (
+        sample(metrics, "llm_call_seconds_sum", {"step": "checklist", "model": "gpt-4o-mini"})
+        == 0.5
+    )
+
+
+@pytest.mark.parametrize("bad", [{"usage": "x", "durations": [1]}, {"usage": {"s": 3}}, {}])
+def test_llm_figures_tolerate_unknown_shapes(bad: dict[str, Any]) -> None:
+    metrics = Metrics()
+    metrics.llm_figures(bad)
+    assert (
+        sample(metrics, "llm_tokens_total", {"step": "s", "model": "unknown", "kind": "x"}) is None
+    )
