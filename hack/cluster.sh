@@ -188,7 +188,7 @@ launch() {
   local name="$1"
   shift
   echo "---- $(date -u +%FT%TZ) starting $name" >> "$LOG_DIR/$name.log"
-  setsid "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+  setsid "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 9>&- &
   echo $! > "$(pid_file "$name")"
 }
 
@@ -443,6 +443,17 @@ valid_component() {
   die "unknown component '$1' (one of: ${COMPONENTS[*]})"
 }
 
+# One cluster.sh at a time changes the cluster: test sessions running side by side all call
+# `up`, and a `down` must not interleave with a start.
+lock() {
+  mkdir -p "$RUN_DIR"
+  exec 9>"$RUN_DIR/cluster.lock"
+  flock -w 600 9 || die "another hack/cluster.sh holds $RUN_DIR/cluster.lock"
+}
+
+case "${1:-}" in
+  up | down | stop | restart) lock ;;
+esac
 case "${1:-}" in
   up) cmd_up ;;
   down) shift; cmd_down "$@" ;;

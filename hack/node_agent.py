@@ -70,8 +70,9 @@ T = TypeVar("T")
 
 AGENT_VERSION = "0.1.0"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_LOG_DIR = REPO_ROOT / ".local" / "log" / "pods"
-DEFAULT_STATE_DIR = REPO_ROOT / ".local" / "run" / "pods"
+LOCAL_DIR = Path(os.environ.get("GUIDELINE_LOCAL_DIR") or REPO_ROOT / ".local")
+DEFAULT_LOG_DIR = LOCAL_DIR / "log" / "pods"
+DEFAULT_STATE_DIR = LOCAL_DIR / "run" / "pods"
 LEASE_DURATION_SECONDS = 40
 LEASE_RENEW_SECONDS = 10.0
 NODE_STATUS_SECONDS = 60.0
@@ -1549,8 +1550,9 @@ class Agent:
         log.info("stopped %d pod process(es); bye", len(procs))
 
 
-class StopRequestedError(Exception):
-    """Raised in the main thread by SIGTERM/SIGINT."""
+class StopRequestedError(BaseException):
+    """Raised in the main thread by SIGTERM/SIGINT (a BaseException, like
+    KeyboardInterrupt, so that no retry loop swallows it)."""
 
 
 def _raise_stop(signum: int, _frame: object) -> None:
@@ -1566,7 +1568,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(threadName)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     agent = Agent(args)

@@ -4,12 +4,14 @@ tests use to talk to it with the cached kubectl."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -20,8 +22,6 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK = REPO_ROOT / "hack"
 CLUSTER_SH = HACK / "cluster.sh"
-LOCAL_DIR = REPO_ROOT / ".local"
-POD_LOG_DIR = LOCAL_DIR / "log" / "pods"
 # A cold `up` builds the binaries first (about 15 minutes on two cores).
 START_TIMEOUT_SECONDS = 3600
 
@@ -39,6 +39,25 @@ def hack_paths() -> dict[str, str]:
         ["bash", "-c", script], check=True, capture_output=True, text=True
     ).stdout.split("\n")
     return {"K8S_BIN": out[0], "KUBECONFIG_PATH": out[1], "KUBE_VERSION": out[2], "LOCAL": out[3]}
+
+
+def local_dir() -> Path:
+    """.local/ (or $GUIDELINE_LOCAL_DIR): the cluster's runtime files."""
+    return Path(hack_paths()["LOCAL"])
+
+
+@contextlib.contextmanager
+def _sessions() -> Iterator[Path]:
+    """The registry of test sessions using the cluster, locked. Several pytest sessions
+    may share one cluster on a machine; the last one out stops it if a session started it."""
+    directory = local_dir() / "run" / "test-sessions"
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for entry in directory.glob("[0-9]*"):  # sessions that died without unregistering
+            if not process_alive(int(entry.name)):
+                entry.unlink(missing_ok=True)
+        yield directory
 
 
 def wait_for(
@@ -141,7 +160,7 @@ class LocalCluster:
     @property
     def ca_file(self) -> Path:
         """The cluster CA certificate."""
-        return Path(hack_paths()["LOCAL"]) / "pki" / "ca.crt"
+        return local_dir() / "pki" / "ca.crt"
 
     # kubectl
     def kubectl(
@@ -234,7 +253,7 @@ class LocalCluster:
     # pods
     def pod_log(self, namespace: str, pod: str) -> str:
         """Everything a pod's container printed (the node agent's log file)."""
-        path = POD_LOG_DIR / f"{namespace}_{pod}.log"
+        path = local_dir() / "log" / "pods" / f"{namespace}_{pod}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
