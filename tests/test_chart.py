@@ -1,0 +1,567 @@
+"""The Helm chart (charts/guideline-ingest) against the real local API server: lint, renders
+accepted by `kubectl apply --dry-run=server`, the values schema refusing a wrong type at
+install, `helm install` into a namespace that enforces the `restricted` Pod Security
+Standard, every pod template (and the runner Job the operator builds from the chart's
+settings) admitted as a pod by PodSecurity, the README's least-privilege table proved with
+each ServiceAccount's own token, the CRDs rendered exactly from crds/, and skaffold.yaml
+consistent with the chart.
+
+No container runtime here: the local node agent runs only what the tests start, and the
+Deployment/StatefulSet controllers are not running, so the chart's pods are judged by
+admission (the API server's PodSecurity plugin), not run."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from guideline_core.settings import ApiSettings, RunnerSettings
+from guideline_operator.manifests import JobRequest, build_job
+from guideline_operator.settings import RunSettings
+from support.cluster import REPO_ROOT, LocalCluster
+
+pytestmark = pytest.mark.cluster
+
+CHART = REPO_ROOT / "charts" / "guideline-ingest"
+ALL_ON = REPO_ROOT / "tests" / "data" / "values-all-on.yaml"
+SERVICEMONITOR_CRD = REPO_ROOT / "tests" / "data" / "servicemonitor-crd.yaml"
+README = CHART / "README.md"
+RELEASE = "gi"
+# Values that render every "external" branch: database, OpenAI key and API keys from
+# existing Secrets, CRDs managed outside the release, auth off.
+EXTERNAL = [
+    "--set=postgresql.enabled=false",
+    "--set=database.existingSecret=platform-db",
+    "--set=openai.existingSecret=platform-openai",
+    "--set=openai.existingSecretKey=token",
+    "--set=api.apiKeys.existingSecret=platform-api-keys",
+    "--set=crds.install=false",
+    "--set=api.auth.enabled=false",
+]
+RENDERINGS = {"defaults": [], "all-on": [f"--values={ALL_ON}"], "external": EXTERNAL}
+RESTRICTED_LABELS = {
+    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
+}
+
+
+def docs(text: str) -> list[dict[str, Any]]:
+    """The objects of a multi-document YAML stream."""
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def component(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    """The one object of `kind` labelled app.kubernetes.io/component=name."""
+    found = [
+        o
+        for o in of_kind(objects, kind)
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == name
+    ]
+    assert len(found) == 1, f"{kind} of component {name}: {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+@dataclass
+class Helm:
+    """The cached helm binary on the local cluster, with its state in a throw-away home."""
+
+    cluster: LocalCluster
+    home: Path
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+        }
+        cmd = [str(self.cluster.helm_path), *args]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        # Helm notes (on stderr) that files/crds is a symlink to the repository's crds/.
+        result.stderr = "\n".join(
+            line for line in result.stderr.splitlines() if "found symbolic link" not in line
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def template(self, *args: str, namespace: str = "default") -> list[dict[str, Any]]:
+        kube_version = self.cluster.version.lstrip("v")
+        out = self.run(
+            "template", RELEASE, str(CHART), "--namespace", namespace,
+            f"--kube-version={kube_version}", *args,
+        ).stdout  # fmt: skip
+        return docs(out)
+
+
+@pytest.fixture(scope="module")
+def helm(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(cluster, tmp_path_factory.mktemp("helm-home"))
+
+
+@pytest.fixture(scope="module")
+def crds(cluster: LocalCluster) -> None:
+    """The CRDs the chart's objects need, applied the way `crds.install=false` users do,
+    plus a stand-in for the Prometheus Operator's ServiceMonitor CRD."""
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"), "-f", str(SERVICEMONITOR_CRD))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/kopfpeerings.kopf.dev", "crd/servicemonitors.monitoring.coreos.com",
+        "crd/guidelinejobs.ingest.guidelines.dev",
+    )  # fmt: skip
+
+
+def restricted_namespace(cluster: LocalCluster, prefix: str) -> str:
+    """A fresh namespace whose pods must meet the restricted Pod Security Standard."""
+    name = cluster.create_namespace(prefix)
+    cluster.kubectl("label", "namespace", name, *(f"{k}={v}" for k, v in RESTRICTED_LABELS.items()))
+    return name
+
+
+@pytest.fixture(scope="module")
+def namespace(cluster: LocalCluster, crds: None) -> Iterator[str]:
+    name = restricted_namespace(cluster, "t-chart")
+    yield name
+    cluster.delete_namespace(name)
+
+
+def dry_run_apply(cluster: LocalCluster, namespace: str, objects: list[dict[str, Any]]) -> str:
+    """`kubectl apply --dry-run=server` of the objects; returns stderr (warnings)."""
+    body = {"apiVersion": "v1", "kind": "List", "items": objects}
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(body),
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    applied = [line for line in result.stdout.splitlines() if "(server dry run)" in line]
+    assert len(applied) == len(objects), result.stdout
+    return result.stderr
+
+
+def pod_from_template(workload: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The pod a Deployment, StatefulSet or Job controller would create from its template."""
+    template = copy.deepcopy(workload["spec"]["template"])
+    spec = template["spec"]
+    for claim in workload["spec"].get("volumeClaimTemplates") or []:  # StatefulSet volumes
+        name = claim["metadata"]["name"]
+        spec.setdefault("volumes", []).append(
+            {"name": name, "persistentVolumeClaim": {"claimName": f"{name}-{prefix}-0"}}
+        )
+    metadata = template.get("metadata") or {}
+    metadata.pop("ownerReferences", None)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**metadata, "generateName": f"{prefix}-"},
+        "spec": spec,
+    }
+
+
+def dry_run_create(cluster: LocalCluster, namespace: str, obj: dict[str, Any]) -> Any:
+    return cluster.kubectl(
+        "create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(obj),
+        check=False,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------
+# lint and render
+
+
+def test_helm_lint(helm: Helm) -> None:
+    for args in ([], [f"--values={ALL_ON}"], EXTERNAL):
+        result = helm.run("lint", "--strict", str(CHART), *args, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("rendering", sorted(RENDERINGS))
+def test_rendered_manifests_are_accepted_by_the_api_server(
+    helm: Helm, cluster: LocalCluster, namespace: str, rendering: str
+) -> None:
+    objects = helm.template(*RENDERINGS[rendering], namespace=namespace)
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "StatefulSet", "Service", "Role", "RoleBinding"} <= kinds
+    assert {"ServiceAccount", "ConfigMap"} <= kinds
+    if rendering == "all-on":
+        assert {"NetworkPolicy", "ServiceMonitor", "CustomResourceDefinition"} <= kinds
+    warnings = dry_run_apply(cluster, namespace, objects)
+    # The namespace also *warns* on workloads whose pod template breaks the standard.
+    assert "PodSecurity" not in warnings, warnings
+
+
+@pytest.mark.parametrize(
+    ("flag", "complaint"),
+    [
+        ("--set=api.replicas=two", "/api/replicas"),
+        ("--set-string=operator.maxConcurrentJobs=4", "/operator/maxConcurrentJobs"),
+        ("--set=crds.install=sometimes", "/crds/install"),
+        ("--set=runner.provider=gpt", "/runner/provider"),
+        ("--set=operator.unknownSetting=1", "unknownSetting"),
+    ],
+)
+def test_install_refuses_a_wrong_value_by_the_schema(
+    helm: Helm, cluster: LocalCluster, namespace: str, flag: str, complaint: str
+) -> None:
+    result = helm.run(
+        "install", "bad", str(CHART), "-n", namespace, "--set=crds.install=false", flag,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert complaint in result.stderr, result.stderr
+    assert "bad" not in helm.run("list", "-n", namespace, "-a", "-q").stdout.split()
+    made = cluster.kubectl(
+        "get", "serviceaccounts,secrets,roles", "-n", namespace, "-l",
+        "app.kubernetes.io/instance=bad", "-o", "name",
+    )  # fmt: skip
+    assert made.stdout.strip() == ""
+
+
+# ---------------------------------------------------------------------------------------
+# a real install into a restricted namespace
+
+
+@dataclass
+class Installed:
+    namespace: str
+    values: str
+    objects: list[dict[str, Any]]
+    notes: str
+
+
+@pytest.fixture(scope="module", params=["defaults", "all-on"])
+def installed(
+    request: pytest.FixtureRequest, helm: Helm, cluster: LocalCluster, crds: None
+) -> Iterator[Installed]:
+    """The chart installed (CRDs managed outside the release, as they already exist in
+    this shared cluster) into its own restricted namespace."""
+    ns = restricted_namespace(cluster, f"t-helm-{request.param}")
+    args = [*RENDERINGS[request.param], "--set=crds.install=false"]
+    result = helm.run("install", RELEASE, str(CHART), "-n", ns, *args)
+    manifest = helm.run("get", "manifest", RELEASE, "-n", ns).stdout
+    yield Installed(ns, request.param, docs(manifest), result.stdout)
+    helm.run("uninstall", RELEASE, "-n", ns, "--wait=false", check=False)
+    cluster.delete_namespace(ns)
+
+
+def test_install_creates_every_object(cluster: LocalCluster, installed: Installed) -> None:
+    assert len(installed.objects) >= 15
+    body = {"apiVersion": "v1", "kind": "List", "items": installed.objects}
+    found = cluster.kubectl(
+        "get", "-n", installed.namespace, "-f", "-", "-o", "json", input=json.dumps(body)
+    )
+    stored = json.loads(found.stdout)
+    stored = stored.get("items", [stored])
+    assert {(o["kind"], o["metadata"]["name"]) for o in stored} == {
+        (o["kind"], o["metadata"]["name"]) for o in installed.objects
+    }
+    for obj in stored:
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "guideline-ingest"
+    assert "curl" in installed.notes and "kubectl" in installed.notes
+
+
+def test_every_pod_template_is_admitted_by_restricted_pod_security(
+    cluster: LocalCluster, installed: Installed
+) -> None:
+    workloads = of_kind(installed.objects, "Deployment") + of_kind(installed.objects, "StatefulSet")
+    assert len(workloads) == 3  # API, operator, PostgreSQL
+    for workload in workloads:
+        pod = pod_from_template(workload, "psa-check")
+        result = dry_run_create(cluster, installed.namespace, pod)
+        assert result.returncode == 0, f"{workload['metadata']['name']}: {result.stderr}"
+        assert "PodSecurity" not in result.stderr
+
+
+def test_pod_security_admission_is_the_judge(cluster: LocalCluster, installed: Installed) -> None:
+    """The same API pod with one restricted rule broken is refused: the admission above
+    really enforces the standard."""
+    api = component(installed.objects, "Deployment", "api")
+    pod = pod_from_template(api, "psa-negative")
+    pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    result = dry_run_create(cluster, installed.namespace, pod)
+    assert result.returncode != 0
+    assert "violates PodSecurity" in result.stderr and "allowPrivilegeEscalation" in result.stderr
+
+
+def env_of(workload: dict[str, Any]) -> dict[str, str]:
+    """The literal env values of a workload's first container."""
+    container = workload["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def test_settings_env_names_exist_in_the_components_settings(installed: Installed) -> None:
+    """Every GUIDELINE_* variable the chart sets is a real setting (a typo would be ignored)."""
+    pairs = [
+        (component(installed.objects, "Deployment", "api"), ApiSettings),
+        (component(installed.objects, "StatefulSet", "operator"), RunSettings),
+    ]
+    for workload, settings in pairs:
+        container = workload["spec"]["template"]["spec"]["containers"][0]
+        for entry in container["env"]:
+            name = entry["name"]
+            if name.startswith("GUIDELINE_"):
+                field = name.removeprefix("GUIDELINE_").lower()
+                assert field in settings.model_fields, f"{name}: no {settings.__name__} field"
+    config = component(installed.objects, "ConfigMap", "runner")
+    runner_env = set()
+    for name, info in RunnerSettings.model_fields.items():
+        runner_env.add(f"GUIDELINE_{name.upper()}")
+        runner_env.update(getattr(info.validation_alias, "choices", None) or [])
+    for key in config["data"]:
+        assert key in runner_env, f"runner ConfigMap key {key} is not a runner setting"
+
+
+def test_runner_job_built_by_the_operator_is_admitted(
+    cluster: LocalCluster, installed: Installed
+) -> None:
+    """The operator's own Job builder, given the settings the chart passes it, makes a Job
+    whose ServiceAccount, ConfigMap, Secret and image are the chart's, and whose pod the
+    restricted namespace admits."""
+    operator = component(installed.objects, "StatefulSet", "operator")
+    env = env_of(operator)
+    fields = {k.removeprefix("GUIDELINE_").lower(): v for k, v in env.items()}
+    settings = RunSettings(_env_file=None, **fields)
+    runner_sa = component(installed.objects, "ServiceAccount", "runner")["metadata"]["name"]
+    config_map = component(installed.objects, "ConfigMap", "runner")["metadata"]["name"]
+    assert settings.runner_service_account == runner_sa
+    assert settings.runner_config_map == config_map
+    api_image = component(installed.objects, "Deployment", "api")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["image"]
+    assert settings.runner_image == api_image
+    if installed.values == "all-on":
+        secret = component(installed.objects, "Secret", "runner")
+        assert settings.openai_secret_name == secret["metadata"]["name"]
+        assert settings.openai_secret_key in secret["stringData"]
+    job = build_job(
+        JobRequest(
+            cr_name="gj-chart-check",
+            cr_uid=str(uuid.uuid4()),
+            namespace=installed.namespace,
+            event_id=str(uuid.uuid4()),
+        ),
+        settings,
+    )
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == runner_sa
+    result = dry_run_create(cluster, installed.namespace, job)
+    assert result.returncode == 0, result.stderr
+    result = dry_run_create(cluster, installed.namespace, pod_from_template(job, "runner"))
+    assert result.returncode == 0, result.stderr
+    assert "PodSecurity" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# least privilege, with each ServiceAccount's own token
+
+
+def readme_table() -> list[tuple[str, str, str, bool]]:
+    """(account, verb, resource, allowed) rows of the README's least-privilege table."""
+    rows = []
+    for line in README.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] in ("api", "operator", "runner"):
+            assert cells[3] in ("allowed", "denied"), line
+            for verb in cells[1].split(","):
+                rows.append((cells[0], verb.strip(), cells[2], cells[3] == "allowed"))
+    return rows
+
+
+def can_i(cluster: LocalCluster, token: str, verb: str, resource: str, namespace: str) -> bool:
+    name, _, subresource = resource.partition("/")
+    args = ["auth", "can-i", verb, name, "-n", namespace]
+    if subresource:
+        args.append(f"--subresource={subresource}")
+    result = cluster.kubectl_as_token(token, *args)
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), result.stderr
+    return answer == "yes"
+
+
+def listed_rules(cluster: LocalCluster, token: str, namespace: str) -> set[tuple[str, str]]:
+    """(resource, verb) pairs of `kubectl auth can-i --list` (resource rules only, without
+    the self-review APIs every authenticated user has)."""
+    out = cluster.kubectl_as_token(token, "auth", "can-i", "--list", "-n", namespace).stdout
+    pairs = set()
+    for line in out.splitlines()[1:]:
+        match = re.match(r"^(\S+)\s+\[[^\]]*\]\s+\[[^\]]*\]\s+\[([^\]]*)\]\s*$", line)
+        if not match or match.group(1).startswith("selfsubject"):
+            continue
+        for verb in match.group(2).split():
+            pairs.add((match.group(1), verb))
+    return pairs
+
+
+def full_resource(resource: str) -> str:
+    """The resource as `can-i --list` prints it (CRD resources with their group)."""
+    name, _, sub = resource.partition("/")
+    if name == "guidelinejobs":
+        name = "guidelinejobs.ingest.guidelines.dev"
+    return f"{name}/{sub}" if sub else name
+
+
+def test_rbac_is_exactly_the_readme_table(cluster: LocalCluster, installed: Installed) -> None:
+    table = readme_table()
+    assert len(table) > 40
+    tokens = {}
+    for account in ("api", "operator", "runner"):
+        sa = component(installed.objects, "ServiceAccount", account)["metadata"]["name"]
+        tokens[account] = cluster.kubectl(
+            "create", "token", sa, "-n", installed.namespace, "--duration=10m"
+        ).stdout.strip()
+    wrong = [
+        (account, verb, resource, allowed)
+        for account, verb, resource, allowed in table
+        if can_i(cluster, tokens[account], verb, resource, installed.namespace) != allowed
+    ]
+    assert wrong == [], f"RBAC differs from the README table: {wrong}"
+    # ...and nothing beyond the allowed rows (and what every ServiceAccount has, as the
+    # namespace's unbound `default` account shows), here or in any other namespace.
+    nobody = cluster.kubectl(
+        "create", "token", "default", "-n", installed.namespace, "--duration=10m"
+    ).stdout.strip()
+    baseline = listed_rules(cluster, nobody, installed.namespace)
+    for account, token in tokens.items():
+        allowed = {(full_resource(r), v) for a, v, r, ok in table if a == account and ok}
+        assert listed_rules(cluster, token, installed.namespace) - baseline == allowed, account
+        assert listed_rules(cluster, token, "default") - baseline == set(), account
+        assert not can_i(cluster, token, "get", "guidelinejobs", "default")
+
+
+def test_runner_rules_are_the_local_stacks(helm: Helm) -> None:
+    """The chart's runner Role and hack/manifests/runner-rbac.yaml (the local stack's and
+    the runner tests') grant the same."""
+    local = docs((REPO_ROOT / "hack" / "manifests" / "runner-rbac.yaml").read_text())
+    chart = component(helm.template(), "Role", "runner")
+    assert chart["rules"] == of_kind(local, "Role")[0]["rules"]
+
+
+# ---------------------------------------------------------------------------------------
+# CRDs: one source of truth
+
+
+def source_crds() -> list[dict[str, Any]]:
+    return [d for f in sorted((REPO_ROOT / "crds").glob("*.yaml")) for d in docs(f.read_text())]
+
+
+def test_chart_reaches_crds_through_a_symlink() -> None:
+    link = CHART / "files" / "crds"
+    assert link.is_symlink()
+    assert link.resolve() == (REPO_ROOT / "crds").resolve()
+    assert not (CHART / "crds").exists(), "a chart crds/ folder would never be upgraded"
+
+
+def test_rendered_crds_equal_the_source(helm: Helm) -> None:
+    rendered = of_kind(helm.template("--set=crds.install=true"), "CustomResourceDefinition")
+    source = source_crds()
+    assert len(source) >= 3
+    assert sorted(c["metadata"]["name"] for c in rendered) == sorted(
+        c["metadata"]["name"] for c in source
+    )
+    by_name = {c["metadata"]["name"]: c for c in rendered}
+    for crd in source:
+        out = by_name[crd["metadata"]["name"]]
+        assert out["spec"] == crd["spec"], f"{crd['metadata']['name']} drifted from crds/"
+        assert out["apiVersion"] == crd["apiVersion"]
+        assert crd["metadata"].get("labels", {}).items() <= out["metadata"]["labels"].items()
+        annotations = out["metadata"].get("annotations", {})
+        assert annotations.get("helm.sh/resource-policy") == "keep"
+        assert not any(a.startswith("helm.sh/hook") for a in annotations), "not a hook"
+    unkept = of_kind(helm.template("--set=crds.keep=false"), "CustomResourceDefinition")
+    assert all(
+        "helm.sh/resource-policy" not in (c["metadata"].get("annotations") or {}) for c in unkept
+    )
+    assert of_kind(helm.template("--set=crds.install=false"), "CustomResourceDefinition") == []
+
+
+# ---------------------------------------------------------------------------------------
+# skaffold
+
+# Fields of a helm release in skaffold's v4beta14 schema (HelmRelease).
+SKAFFOLD_HELM_RELEASE_FIELDS = {
+    "name", "chartPath", "remoteChart", "valuesFiles", "namespace", "version", "setValues",
+    "setValueTemplates", "setFiles", "createNamespace", "wait", "recreatePods",
+    "skipBuildDependencies", "skipTests", "useHelmSecrets", "repo", "upgradeOnChange",
+    "overrides", "packaged", "dependsOn",
+}  # fmt: skip
+
+
+def expand_skaffold_template(value: str, image_tag: str) -> str:
+    """skaffold's templating of setValueTemplates, for the few forms skaffold.yaml uses,
+    with no environment variables set (a clean laptop)."""
+    value = value.replace("{{.IMAGE_REPO_guideline_ingest}}", "guideline-ingest")
+    value = value.replace("{{.IMAGE_TAG_guideline_ingest}}", image_tag)
+    value = re.sub(
+        r'\{\{ default "" \.\w+ \| sha256sum \}\}', hashlib.sha256(b"").hexdigest(), value
+    )
+    value = re.sub(r'\{\{ default "" \.\w+ \}\}', "", value)
+    assert "{{" not in value, f"untested template form: {value}"
+    return value
+
+
+def test_skaffold_deploys_this_chart_and_forwards_the_api(helm: Helm) -> None:
+    config = yaml.safe_load((REPO_ROOT / "skaffold.yaml").read_text())
+    assert config["apiVersion"] == "skaffold/v4beta14" and config["kind"] == "Config"
+    [artifact] = config["build"]["artifacts"]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert artifact["image"] == values["image"]["repository"]
+    assert (REPO_ROOT / artifact["docker"]["dockerfile"]).is_file()
+    [release] = config["deploy"]["helm"]["releases"]
+    assert set(release) <= SKAFFOLD_HELM_RELEASE_FIELDS
+    assert (REPO_ROOT / release["chartPath"]).resolve() == CHART.resolve()
+    assert {p["name"] for p in config["profiles"]} == {"kind", "minikube"}
+    tag = "0123abcd" * 8
+    sets = [f"--set={k}={v}" for k, v in release.get("setValues", {}).items()]
+    sets += [
+        f"--set={k}={expand_skaffold_template(v, tag)}"
+        for k, v in release["setValueTemplates"].items()
+    ]
+    kube_version = helm.cluster.version.lstrip("v")
+    objects = docs(
+        helm.run(
+            "template", release["name"], str(CHART), "--namespace", release["namespace"],
+            f"--kube-version={kube_version}", *sets,
+        ).stdout
+    )  # fmt: skip
+    [forward] = config["portForward"]
+    assert forward["namespace"] == release["namespace"] and forward["localPort"] == 8000
+    services = {s["metadata"]["name"]: s for s in of_kind(objects, "Service")}
+    assert forward["resourceName"] in services, sorted(services)
+    api = services[forward["resourceName"]]
+    assert api["metadata"]["labels"]["app.kubernetes.io/component"] == "api"
+    assert forward["port"] in [p["port"] for p in api["spec"]["ports"]]
+    # The operator starts runner pods from the image skaffold just built.
+    operator = component(objects, "StatefulSet", "operator")
+    assert env_of(operator)["GUIDELINE_RUNNER_IMAGE"] == f"guideline-ingest:{tag}"
+    keys = component(objects, "Secret", "api")["stringData"]["api-keys"]
+    assert f"dev:{hashlib.sha256(b'').hexdigest()}" in keys
+
+
+def test_api_service_selects_only_the_api_pods(helm: Helm) -> None:
+    """The Service skaffold forwards to selects the API pods, not the operator's."""
+    objects = helm.template()
+    api = component(objects, "Service", "api")
+    pod_labels = component(objects, "Deployment", "api")["spec"]["template"]["metadata"]["labels"]
+    assert api["spec"]["selector"].items() <= pod_labels.items()
+    operator_labels = component(objects, "StatefulSet", "operator")["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    assert not api["spec"]["selector"].items() <= operator_labels.items()
