@@ -302,6 +302,24 @@ def test_pod_security_admission_is_the_judge(cluster: LocalCluster, installed: I
     assert "violates PodSecurity" in result.stderr and "allowPrivilegeEscalation" in result.stderr
 
 
+@pytest.mark.parametrize("rendering", sorted(RENDERINGS))
+def test_containers_are_hardened_probed_and_bounded(helm: Helm, rendering: str) -> None:
+    """What the restricted standard does not itself require: a read-only root filesystem
+    with a writable /tmp, liveness and readiness probes, requests and limits."""
+    objects = helm.template(*RENDERINGS[rendering])
+    for workload in of_kind(objects, "Deployment") + of_kind(objects, "StatefulSet"):
+        spec = workload["spec"]["template"]["spec"]
+        name = workload["metadata"]["name"]
+        tmp_volumes = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+        for container in spec["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True, name
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            assert mounts.get("/tmp") in tmp_volumes, f"{name}: no emptyDir on /tmp"
+            assert container["livenessProbe"] and container["readinessProbe"], name
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][bound]), name
+
+
 def env_of(workload: dict[str, Any]) -> dict[str, str]:
     """The literal env values of a workload's first container."""
     container = workload["spec"]["template"]["spec"]["containers"][0]
