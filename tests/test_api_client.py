@@ -226,6 +226,15 @@ def test_submit_status_list_cancel_retry_through_the_cli(
         line["event_id"] for line in server.log_lines() if line.get("msg") == "job accepted"
     }
     assert {event_id, second_id, third_id} <= accepted
+    posts = [
+        line
+        for line in server.log_lines()
+        if line.get("msg") == "request"
+        and line.get("route") == "/jobs"
+        and line.get("method") == "POST"
+        and line.get("status") == 202
+    ]
+    assert {line["event_id"] for line in posts} == {event_id, second_id, third_id}
 
 
 def test_key_from_env_and_flag_and_errors(server: Server) -> None:

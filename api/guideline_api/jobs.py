@@ -389,6 +389,7 @@ def submit_job(
     key = _check_idempotency_key(idempotency_key)
     row, created = _submit(ctx, principal, req, key)
     event_id = str(row["event_id"])
+    request.state.event_id = event_id  # for the access log line
     response.headers["Location"] = f"/jobs/{event_id}"
     with logs.bind(event_id=event_id):
         if created:

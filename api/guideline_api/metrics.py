@@ -131,6 +131,10 @@ class MetricsMiddleware:
                 elapsed
             )
             quiet = route.startswith(("/health", "/metrics"))
+            # The job a request made (set by POST /jobs) or named in its path.
+            event_id = (scope.get("state") or {}).get("event_id") or (
+                scope.get("path_params") or {}
+            ).get("event_id")
             log.log(
                 logging.DEBUG if quiet else logging.INFO,
                 "request",
@@ -139,5 +143,6 @@ class MetricsMiddleware:
                     "route": route,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
+                    **({"event_id": event_id} if event_id else {}),
                 },
             )
