@@ -109,7 +109,8 @@ def register(registry: kopf.OperatorRegistry, rec: Reconciler, settings: RunSett
     @kopf.on.create(*CR, registry=registry)
     @kopf.on.update(*CR, registry=registry)
     def guidelinejob_changed(namespace: str, name: str, reason: Any, **_: Any) -> None:
-        _retrying(lambda: rec.reconcile(namespace, name, cause=str(reason)))
+        cause = str(getattr(reason, "value", reason))
+        _retrying(lambda: rec.reconcile(namespace, name, cause=cause))
 
     @kopf.on.delete(*CR, registry=registry)
     def guidelinejob_deleted(body: Any, **_: Any) -> None:

@@ -107,7 +107,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = build_settings(args)
     namespaces = None if settings.all_namespaces else (args.namespace or [settings.namespace])
     logs.configure(settings.log_level, component="operator")
-    logging.getLogger("kopf.objects").setLevel(max(logging.INFO, logging.getLogger().level))
+    if logging.getLogger().level > logging.DEBUG:
+        # kopf reports every handler run at INFO ("Handler ... succeeded"), and aiohttp
+        # every liveness probe: only their warnings are worth a line.
+        for noisy in ("kopf.objects", "aiohttp.access"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     load_config()
     database = db.Database(settings.database_url, minconn=1, maxconn=settings.handler_workers + 4)
     metrics = Metrics(REGISTRY)

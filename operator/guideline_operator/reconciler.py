@@ -188,7 +188,11 @@ class Reconciler:
         own_jobs = {j["metadata"]["name"]: j for j in jobs if observe.owned_by(j, uid)}
         event_id = event_id_of(cr)
         with self._bind(cr):
-            log.debug("reconcile", extra={"cause": cause})
+            status = cr.get("status") or {}
+            if cause == "resume":
+                log.info("resumed", extra={"phase": status.get("phase")})
+            else:
+                log.debug("reconcile", extra={"cause": cause})
             cr = self._ensure_label(cr, event_id)
             status = cr.get("status") or {}
             if not status.get("phase"):

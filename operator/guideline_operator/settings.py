@@ -22,8 +22,8 @@ class RunSettings(OperatorSettings):
     peering_priority: int = Field(0, description="This replica's peering priority.")
     all_namespaces: bool = Field(False, description="Serve every namespace, not `namespace`.")
     handler_workers: int = Field(16, ge=2, description="kopf's thread pool for handlers.")
-    watch_timeout_seconds: float = Field(
-        300.0, gt=0, description="Watch requests are renewed after this (server side)."
+    watch_timeout_seconds: int = Field(
+        300, gt=0, description="Watch requests are renewed after this (server side)."
     )
     queue_refresh_seconds: float = Field(
         5.0, gt=0, description="Shortest period of rewriting queue positions of waiting jobs."

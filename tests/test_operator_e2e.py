@@ -1,0 +1,489 @@
+"""The operator end to end: the real control plane and node agent, real PostgreSQL, the real
+runner in Job pods, and the fake LLM server. Each test gets its own namespace, fake and
+operator (`support.stack.Stack`), so the operator's settings can differ per test."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from guideline_core import resource as gj
+from support.cluster import REPO_ROOT, LocalCluster, local_dir, process_alive, wait_for
+from support.stack import FAKE_CHECKLIST, FAKE_SUMMARY, OPENAI_TEST_KEY, PodWatch, Stack
+
+pytestmark = pytest.mark.cluster
+
+EXAMPLE = REPO_ROOT / "examples" / "guidelinejob.yaml"
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+
+
+@pytest.fixture
+def make_stack(cluster: LocalCluster, postgres_url: str, tmp_path: Path) -> Iterator[Any]:
+    """A factory of stacks (closed at the end of the test)."""
+    stacks: list[Stack] = []
+
+    def make(**options: Any) -> Stack:
+        stack = Stack(cluster, postgres_url, tmp_path / f"stack{len(stacks)}", **options)
+        stacks.append(stack)
+        return stack.start()
+
+    yield make
+    for stack in reversed(stacks):
+        stack.close()
+
+
+def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
+    [found] = [c for c in body["status"]["conditions"] if c["type"] == kind]
+    return found
+
+
+def assert_row_matches(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
+    """The database row says what the CR says."""
+    status = body["status"]
+    row = stack.row(status["eventId"])
+    assert row is not None
+    assert row["status"] == status["phase"]
+    assert row["attempts"] == status["attempts"]
+    if status["phase"] == "COMPLETED":
+        assert row["result"] == status["result"]
+    if status.get("error") and status["phase"] != "COMPLETED":
+        assert row["error"] == status["error"]
+    if status.get("completedAt"):
+        assert row["completed_at"].strftime("%Y-%m-%dT%H:%M:%SZ") == status["completedAt"]
+    return row
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """A sample's value from a Prometheus text exposition (0 if absent)."""
+    pattern = re.compile(rf"^{re.escape(name)}{re.escape(labels)}\s+(\S+)$", re.M)
+    match = pattern.search(text)
+    return float(match.group(1)) if match else 0.0
+
+
+# --- the job flow -----------------------------------------------------------------------------
+
+
+def test_example_applied_with_kubectl_completes(make_stack: Any) -> None:
+    stack = make_stack()
+    assert (
+        yaml.safe_load(EXAMPLE.read_text())["spec"]["guidelineText"]
+        == (REPO_ROOT / "examples" / "hand-hygiene.md").read_text()
+    )
+    stack.kubectl("apply", "-f", str(EXAMPLE))
+
+    done = stack.wait_for_phase("hand-hygiene", *TERMINAL)
+    status = done["status"]
+    assert status["phase"] == "COMPLETED", status
+    uid = done["metadata"]["uid"]
+    # A CR made without the API: its event_id is its uid, and the operator labelled it.
+    assert status["eventId"] == uid
+    assert done["metadata"]["labels"][gj.LABEL_EVENT_ID] == uid
+    assert status["result"]["summary"] == FAKE_SUMMARY
+    assert status["result"]["checklist"] == FAKE_CHECKLIST
+    assert status["attempts"] == 1 and status["jobName"] == "hand-hygiene"
+    assert status["observedGeneration"] == done["metadata"]["generation"]
+    assert condition(done, "Succeeded")["status"] == "True"
+    assert condition(done, "Running")["status"] == "False"
+    assert condition(done, "Accepted")["status"] == "True"
+    # The checklist was asked for from the summary.
+    [checklist_request] = stack.fake.requests("checklist")
+    assert FAKE_SUMMARY in json.dumps(checklist_request["body"])
+    # The Job and its pod carry the event_id; the Job is owned by the CR.
+    [job] = stack.jobs_of("hand-hygiene")
+    assert job["metadata"]["labels"][gj.LABEL_EVENT_ID] == uid
+    assert job["metadata"]["ownerReferences"][0]["uid"] == uid
+    assert job["spec"]["backoffLimit"] == 2  # the manifest's maxRetries
+    [pod] = stack.pods_of("hand-hygiene")
+    assert pod["metadata"]["labels"][gj.LABEL_EVENT_ID] == uid
+    # The operator created the row the API never made, and it agrees with the CR.
+    row = assert_row_matches(stack, done)
+    assert row["submitted_by"] == "kubectl" and row["cr_name"] == "hand-hygiene"
+    assert [h["status"] for h in stack.history(uid)] == ["PENDING", "PROCESSING", "COMPLETED"]
+    # One Kubernetes Event per transition.
+    reasons = [e["reason"] for e in stack.events_of("hand-hygiene")]
+    for reason in ("Accepted", "JobCreated", "Processing", "Completed"):
+        assert reason in reasons, reasons
+    # Metrics of the completed job, once.
+    text = stack.op.metrics()
+    assert metric(text, "jobs_completed_total") == 1
+    assert metric(text, "job_processing_seconds_count", '{outcome="completed"}') == 1
+    assert metric(text, "job_end_to_end_seconds_count", '{outcome="completed"}') == 1
+    assert metric(text, "queue_wait_seconds_count") == 1
+    assert (
+        metric(text, "llm_tokens_total", '{kind="prompt",model="fake-model",step="summarize"}') > 0
+    )
+    assert metric(text, "llm_call_seconds_count", '{model="fake-model",step="checklist"}') == 1
+    for name in ("queue_size", "jobs_running", "jobs_failed_total"):
+        assert f"# TYPE {name.removesuffix('_total')}" in text
+    # JSON logs: the lines about this job carry its event_id; the key is nowhere.
+    records = stack.op.log_records()
+    about_job = [r for r in records if r.get("guidelinejob") == "hand-hygiene"]
+    assert about_job and all(r.get("event_id") == uid for r in about_job)
+    assert OPENAI_TEST_KEY not in stack.op.log_text()
+    assert OPENAI_TEST_KEY not in json.dumps(stack.get("hand-hygiene"))
+    assert OPENAI_TEST_KEY not in json.dumps(job)
+    assert OPENAI_TEST_KEY not in json.dumps(stack.events_of("hand-hygiene"))
+
+
+def test_maximum_size_guideline_submitted_like_the_api(make_stack: Any) -> None:
+    stack = make_stack(runner={"GUIDELINE_CHUNK_CHARS": "40000"})
+    # 100,000 characters, mostly two bytes each in UTF-8 and six JSON-escaped: had kopf
+    # copied the spec into its annotation, the object could not be written at all.
+    text = (
+        "Le personnel doit se laver les mains avant chaque contact. Évitez les bijoux. " * 2000
+    )[: gj.MAX_GUIDELINE_CHARS]
+    assert len(text) == gj.MAX_GUIDELINE_CHARS
+    job = stack.submit(text, title="Maximum size")
+    name = job["metadata"]["name"]
+    event_id = job["metadata"]["labels"][gj.LABEL_EVENT_ID]
+
+    done = stack.wait_for_phase(name, *TERMINAL, timeout=180)
+    assert done["status"]["phase"] == "COMPLETED", done["status"]
+    assert done["status"]["eventId"] == event_id
+    annotations = done["metadata"].get("annotations") or {}
+    diffbase = annotations[f"{gj.GROUP}/last-handled-configuration"]
+    assert "guidelineText" not in diffbase and "Le personnel" not in diffbase
+    assert sum(len(k) + len(v) for k, v in annotations.items()) < 16_384
+    # The whole text reached the runner (map-reduce over parts, nothing truncated).
+    summarized = "".join(
+        json.dumps(r["body"], ensure_ascii=False) for r in stack.fake.requests("summarize")
+    )
+    assert summarized.count("Le personnel doit") >= text.count("Le personnel doit")
+    row = assert_row_matches(stack, done)
+    assert row["submitted_by"] == "e2e"
+
+
+def test_two_failed_pods_then_success_makes_three_attempts(make_stack: Any) -> None:
+    # SDK retries 1: two requests per pod; four 500s fail exactly two pods.
+    stack = make_stack(
+        script={
+            "summary": FAKE_SUMMARY,
+            "checklist": FAKE_CHECKLIST,
+            "rules": [{"step": "any", "times": 4, "status": 500}],
+        }
+    )
+    name = stack.submit()["metadata"]["name"]
+    done = stack.wait_for_phase(name, *TERMINAL, timeout=180)
+    assert done["status"]["phase"] == "COMPLETED", done["status"]
+    assert done["status"]["attempts"] == 3
+    assert len(stack.pods_of(name)) == 3 and len(stack.jobs_of(name)) == 1
+    assert "error" not in done["status"]
+    assert_row_matches(stack, done)
+    reasons = [e["reason"] for e in stack.events_of(name)]
+    assert reasons.count("AttemptStarted") >= 1 and "Completed" in reasons
+
+
+def test_checklist_failure_retries_only_the_checklist(make_stack: Any) -> None:
+    stack = make_stack(
+        script={
+            "summary": FAKE_SUMMARY,
+            "checklist": FAKE_CHECKLIST,
+            "rules": [{"step": "checklist", "times": 2, "status": 500}],
+        }
+    )
+    name = stack.submit()["metadata"]["name"]
+    done = stack.wait_for_phase(name, *TERMINAL, timeout=120)
+    assert done["status"]["phase"] == "COMPLETED", done["status"]
+    assert done["status"]["attempts"] == 2
+    assert len(stack.fake.requests("summarize")) == 1  # the second pod reused status.partial
+    assert len(stack.fake.requests("checklist")) == 3
+    assert done["status"]["result"]["summary"] == FAKE_SUMMARY
+    assert_row_matches(stack, done)
+
+
+def test_always_500_fails_after_backoff_limit_plus_one_attempts(make_stack: Any) -> None:
+    stack = make_stack(script={"rules": [{"step": "any", "times": None, "status": 500}]})
+    name = stack.submit(max_retries=1)["metadata"]["name"]
+    done = stack.wait_for_phase(name, *TERMINAL, timeout=120)
+    status = done["status"]
+    assert status["phase"] == "FAILED"
+    assert status["attempts"] == 2 == len(stack.pods_of(name))
+    assert status["error"]["reason"] == "BackoffLimitExceeded"
+    assert "2 attempt(s)" in status["error"]["message"]
+    assert condition(done, "Failed")["reason"] == "BackoffLimitExceeded"
+    row = assert_row_matches(stack, done)
+    assert row["error"]["reason"] == "BackoffLimitExceeded"
+    text = stack.op.metrics()
+    assert metric(text, "jobs_failed_total", '{reason="BackoffLimitExceeded"}') == 1
+
+
+def test_401_fails_after_exactly_one_attempt(make_stack: Any) -> None:
+    stack = make_stack(
+        script={"rules": [{"step": "any", "times": None, "status": 401, "message": "bad key"}]}
+    )
+    name = stack.submit()["metadata"]["name"]
+    done = stack.wait_for_phase(name, *TERMINAL, timeout=120)
+    status = done["status"]
+    assert status["phase"] == "FAILED"
+    assert status["attempts"] == 1 and len(stack.pods_of(name)) == 1
+    assert status["error"]["reason"] == "LLMRejected", status["error"]
+    assert_row_matches(stack, done)
+    # The key the runner sent never shows in the error (the fake echoes it back if asked).
+    assert OPENAI_TEST_KEY not in json.dumps(status)
+
+
+def test_deleting_the_guidelinejob_removes_job_and_pods_and_keeps_the_row(
+    make_stack: Any,
+) -> None:
+    stack = make_stack(
+        script={"rules": [{"step": "any", "times": None, "status": "hang", "seconds": 120}]}
+    )
+    job = stack.submit()
+    name, event_id = job["metadata"]["name"], job["metadata"]["labels"][gj.LABEL_EVENT_ID]
+    stack.wait_for_phase(name, "PROCESSING")
+    assert stack.jobs_of(name) and stack.pods_of(name)
+
+    stack.kubectl("delete", gj.PLURAL, name, "--wait=false")
+    wait_for(lambda: stack.try_get(name) is None, timeout=60, message="CR gone")
+    wait_for(lambda: not stack.jobs_of(name), timeout=60, message="Job gone")
+    wait_for(lambda: not stack.pods_of(name), timeout=90, message="pods gone")
+    row = stack.row(event_id)
+    assert row is not None and row["status"] == "CANCELLED"
+    assert row["error"]["reason"] == "Deleted"
+    assert row["attempts"] == 1
+
+
+# --- cancellation and retry -----------------------------------------------------------------
+
+
+def pod_process(stack: Stack, pod: dict[str, Any]) -> tuple[int, str]:
+    """The pid and start time of a running pod's process (from the node agent's state)."""
+    path = local_dir() / "run" / "pods" / f"{pod['metadata']['uid']}.pid"
+    fields = wait_for(lambda: path.exists() and path.read_text().split(), timeout=30)
+    return int(fields[0]), fields[1]
+
+
+def test_cancel_pending_and_processing(make_stack: Any) -> None:
+    stack = make_stack(
+        operator={"max_concurrent_jobs": 1},
+        script={"rules": [{"step": "any", "times": None, "status": "hang", "seconds": 120}]},
+    )
+    running = stack.submit()["metadata"]["name"]
+    stack.wait_for_phase(running, "PROCESSING")
+    queued = stack.submit()["metadata"]["name"]
+    wait_for(
+        lambda: stack.status(queued).get("queuePosition") == 1,
+        timeout=30,
+        message="queued job has a position",
+    )
+    [pod] = [p for p in stack.pods_of(running) if p["status"].get("phase") == "Running"]
+    pid, started = pod_process(stack, pod)
+    assert process_alive(pid, started)
+
+    stack.cancel(queued)
+    done = stack.wait_for_phase(queued, "CANCELLED", timeout=30)
+    assert done["status"]["error"]["reason"] == "Cancelled"
+    assert condition(done, "Queued")["status"] == "False"
+    assert stack.jobs_of(queued) == []
+
+    stack.cancel(running)
+    done = stack.wait_for_phase(running, "CANCELLED", timeout=30)
+    assert done["status"]["error"]["reason"] == "Cancelled"
+    assert done["status"]["attempts"] == 1
+    wait_for(lambda: not stack.jobs_of(running), timeout=60, message="Job deleted")
+    wait_for(lambda: not process_alive(pid, started), timeout=60, message="runner process ended")
+    wait_for(lambda: not stack.pods_of(running), timeout=60, message="pod deleted")
+    for name in (queued, running):
+        assert_row_matches(stack, stack.get(name))
+    # The cancelled queued job never got a Job, even after a resync.
+    assert stack.jobs_of(queued) == []
+
+
+def test_retry_of_a_failed_job(make_stack: Any) -> None:
+    stack = make_stack(script={"rules": [{"step": "any", "times": None, "status": 401}]})
+    job = stack.submit()
+    name, event_id = job["metadata"]["name"], job["metadata"]["labels"][gj.LABEL_EVENT_ID]
+    failed = stack.wait_for_phase(name, *TERMINAL)
+    assert failed["status"]["phase"] == "FAILED" and failed["status"]["attempts"] == 1
+
+    stack.fake.set_script({"summary": FAKE_SUMMARY, "checklist": FAKE_CHECKLIST})
+    stack.retry(name, 1)
+    done = wait_for(
+        lambda: (
+            (b := stack.get(name))["status"].get("retryRequests") == 1
+            and b["status"]["phase"] in TERMINAL
+            and b
+        ),
+        timeout=120,
+        message="retry finished",
+    )
+    status = done["status"]
+    assert status["phase"] == "COMPLETED", status
+    assert status["eventId"] == event_id and "error" not in status and "runnerError" not in status
+    assert status["attempts"] == 2  # attempts keep counting across runs
+    assert sorted(j["metadata"]["name"] for j in stack.jobs_of(name)) == [name, f"{name}-r1"]
+    assert_row_matches(stack, done)
+    assert [h["status"] for h in stack.history(event_id)] == [
+        "PENDING",
+        "PROCESSING",
+        "FAILED",
+        "PENDING",
+        "PROCESSING",
+        "COMPLETED",
+    ]
+    # The same retry request again does nothing.
+    stack.retry(name, 1)
+    stack.restart_operator(kill=False)
+    stack.wait_for_phase(name, "COMPLETED")
+    assert len(stack.jobs_of(name)) == 2
+
+
+# --- queue, timeouts, retention ----------------------------------------------------------------
+
+
+def test_max_concurrent_jobs_is_honoured_and_the_queue_says_where_a_job_stands(
+    cluster: LocalCluster, make_stack: Any
+) -> None:
+    stack = make_stack(
+        operator={"max_concurrent_jobs": 2},
+        script={"summary": FAKE_SUMMARY, "checklist": FAKE_CHECKLIST, "latency": 1.5},
+    )
+    with PodWatch(cluster, stack.namespace) as watch:
+        names = [
+            stack.submit(f"Guideline {i}: staff must wash hands.")["metadata"]["name"]
+            for i in range(6)
+        ]
+        # While jobs wait, the last one says where it stands.
+        last = wait_for(
+            lambda: (s := stack.status(names[-1])).get("queuePosition") and s,
+            timeout=60,
+            message="queue position",
+        )
+        queued = next(c for c in last["conditions"] if c["type"] == "Queued")
+        assert queued["status"] == "True"
+        match = re.fullmatch(
+            r"position (\d+) of (\d+) in the queue; (\d+) jobs? running", queued["message"]
+        )
+        assert match, queued["message"]
+        position, total, running = map(int, match.groups())
+        assert position == last["queuePosition"] and position <= total <= 4 and running <= 2
+        assert last["phase"] == "PENDING"
+        for name in names:
+            assert (
+                stack.wait_for_phase(name, *TERMINAL, timeout=180)["status"]["phase"] == "COMPLETED"
+            )
+    assert watch.max_running <= 2
+    assert watch.max_running == 2  # the slots were used
+    # Started in submission order.
+    first_pods = []
+    for pod_name in watch.started:
+        owner = next(n for n in names if pod_name.startswith(f"{n}-"))
+        if owner not in first_pods:
+            first_pods.append(owner)
+    assert first_pods == names
+    text = stack.op.metrics()
+    assert metric(text, "queue_size") == 0 and metric(text, "jobs_running") == 0
+    assert metric(text, "jobs_completed_total") == 6
+
+
+def test_soft_timeout_fails_with_processing_timeout_without_retries(make_stack: Any) -> None:
+    stack = make_stack(
+        runner={"GUIDELINE_SOFT_TIMEOUT_SECONDS": "3"},
+        script={"rules": [{"step": "any", "times": None, "status": "hang", "seconds": 60}]},
+    )
+    name = stack.submit()["metadata"]["name"]
+    done = stack.wait_for_phase(name, *TERMINAL, timeout=120)
+    status = done["status"]
+    assert status["phase"] == "FAILED"
+    assert status["error"]["reason"] == "Timeout"
+    assert status["error"]["message"].startswith("Processing timeout")
+    assert status["attempts"] == 1 and len(stack.pods_of(name)) == 1
+    assert_row_matches(stack, done)
+
+
+def test_hard_deadline_fails_with_deadline_exceeded(make_stack: Any) -> None:
+    stack = make_stack(
+        operator={"active_deadline_seconds": 10},
+        runner={"GUIDELINE_SOFT_TIMEOUT_SECONDS": "120"},
+        script={"rules": [{"step": "any", "times": None, "status": "hang", "seconds": 120}]},
+    )
+    name = stack.submit()["metadata"]["name"]
+    done = stack.wait_for_phase(name, *TERMINAL, timeout=120)
+    status = done["status"]
+    assert status["phase"] == "FAILED"
+    assert status["error"]["reason"] == "DeadlineExceeded"
+    assert "10 s" in status["error"]["message"]
+    assert_row_matches(stack, done)
+
+
+def test_retention_deletes_finished_guidelinejobs_and_keeps_rows(make_stack: Any) -> None:
+    stack = make_stack(operator={"cr_retention_seconds": 2, "resync_interval_seconds": 1})
+    job = stack.submit()
+    name, event_id = job["metadata"]["name"], job["metadata"]["labels"][gj.LABEL_EVENT_ID]
+    wait_for(lambda: stack.try_get(name) is None, timeout=90, message="CR deleted by retention")
+    row = stack.row(event_id)
+    assert row is not None and row["status"] == "COMPLETED"
+    assert row["result"]["summary"] == FAKE_SUMMARY
+    assert metric(stack.op.metrics(), "crs_retention_deleted_total") == 1
+
+
+# --- restarts ---------------------------------------------------------------------------------
+
+
+@pytest.mark.fault
+def test_operator_killed_and_restarted_while_jobs_run(make_stack: Any) -> None:
+    stack = make_stack(
+        operator={"max_concurrent_jobs": 2},
+        script={"summary": FAKE_SUMMARY, "checklist": FAKE_CHECKLIST, "latency": 2.0},
+    )
+    names = [stack.submit(f"Guideline {i}.")["metadata"]["name"] for i in range(4)]
+    stack.wait_for_phase(names[0], "PROCESSING")
+    stack.restart_operator(kill=True)
+    stack.wait_for_phase(names[1], "PROCESSING", "COMPLETED")
+    stack.restart_operator(kill=True)
+    for name in names:
+        done = stack.wait_for_phase(name, *TERMINAL, timeout=180)
+        assert done["status"]["phase"] == "COMPLETED", done["status"]
+        # Run once to completion: one Job, one pod, one summary request for its text.
+        assert len(stack.jobs_of(name)) == 1
+        assert len(stack.pods_of(name)) == 1 and done["status"]["attempts"] == 1
+        assert_row_matches(stack, done)
+    assert len(stack.fake.requests("checklist")) == len(names)
+
+
+@pytest.mark.fault
+def test_no_second_job_for_a_finished_guidelinejob_after_a_restart(make_stack: Any) -> None:
+    stack = make_stack()
+    names = [stack.submit()["metadata"]["name"] for _ in range(2)]
+    for name in names:
+        assert stack.wait_for_phase(name, *TERMINAL)["status"]["phase"] == "COMPLETED"
+    stack.op.stop()
+    # One finished Job is removed while no operator runs (as ttlSecondsAfterFinished does).
+    stack.kubectl("delete", "job", names[0], "--cascade=background", "--wait=true")
+    op = stack.start_operator()
+    wait_for(
+        lambda: (
+            {r.get("guidelinejob") for r in op.log_records() if r.get("msg") == "resumed"}
+            >= set(names)
+        ),
+        timeout=60,
+        message="both resumed",
+    )
+    for name in names:
+        assert stack.get(name)["status"]["phase"] == "COMPLETED"
+    assert stack.jobs_of(names[0]) == []
+    assert len(stack.jobs_of(names[1])) == 1
+    assert len(stack.fake.requests("checklist")) == 2
+
+
+def test_kueue_mode_creates_suspended_jobs_and_waits_for_admission(make_stack: Any) -> None:
+    stack = make_stack(operator={"kueue_queue_name": "team-queue"})
+    name = stack.submit()["metadata"]["name"]
+    [job] = wait_for(lambda: stack.jobs_of(name), timeout=30, message="Job created")
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-queue"
+    body = stack.get(name)
+    assert body["status"]["phase"] == "PENDING"
+    queued = condition(body, "Queued")
+    assert queued["status"] == "True" and "Kueue" in queued["message"]
+    assert stack.pods_of(name) == []
+    # Kueue's one action: admit the Job by unsuspending it.
+    stack.kubectl("patch", "job", name, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    done = stack.wait_for_phase(name, *TERMINAL)
+    assert done["status"]["phase"] == "COMPLETED"
+    assert condition(done, "Queued")["status"] == "False"
