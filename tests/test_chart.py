@@ -12,6 +12,7 @@ admission (the API server's PodSecurity plugin), not run."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -24,12 +25,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+from guideline_api.auth import hash_key
 from guideline_core.settings import ApiSettings, RunnerSettings
 from guideline_operator.manifests import JobRequest, build_job
 from guideline_operator.settings import RunSettings
-from support.cluster import REPO_ROOT, LocalCluster
+from support.api import make_settings, running_server
+from support.cluster import REPO_ROOT, LocalCluster, wait_for
+from support.fake_llm import FakeLLMProcess
+from support.stack import (
+    DEFAULT_SCRIPT,
+    FAKE_SUMMARY,
+    OPENAI_TEST_KEY,
+    OPERATOR_BIN,
+    OperatorProcess,
+    free_port,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -583,3 +596,139 @@ def test_api_service_selects_only_the_api_pods(helm: Helm) -> None:
         "labels"
     ]
     assert not api["spec"]["selector"].items() <= operator_labels.items()
+
+
+# ---------------------------------------------------------------------------------------
+# end to end with the chart's ServiceAccounts and nothing more
+
+
+def token_kubeconfig(cluster: LocalCluster, path: Path, token: str, namespace: str) -> Path:
+    """A kubeconfig that authenticates with nothing but a ServiceAccount token."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {
+                    "server": cluster.api_url,
+                    "certificate-authority": str(cluster.ca_file),
+                },
+            }
+        ],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [
+            {"name": "sa", "context": {"cluster": "local", "user": "sa", "namespace": namespace}}
+        ],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def expand(arg: str, env: dict[str, str]) -> str:
+    """The kubelet's $(VAR) expansion of a container argument."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg)
+
+
+def test_submit_run_complete_with_the_charts_service_accounts(
+    cluster: LocalCluster, helm: Helm, crds: None, postgres_url: str, tmp_path: Path
+) -> None:
+    """The chart installed with an external database and an OpenAI-compatible endpoint (the
+    fake LLM); the API runs with the api ServiceAccount's token, the operator (peered, as
+    the chart starts it) with the operator's token, and the Job's runner pod under the
+    chart's runner ServiceAccount: a submission through the API reaches COMPLETED."""
+    ns = restricted_namespace(cluster, "t-helm-e2e")
+    fake = FakeLLMProcess(DEFAULT_SCRIPT)
+    api_key = f"e2e-{uuid.uuid4().hex}"
+    key_entry = f"e2e:{hash_key(api_key)}"
+    op: OperatorProcess | None = None
+    try:
+        helm.run(
+            "install", RELEASE, str(CHART), "-n", ns, "--set=crds.install=false",
+            "--set=postgresql.enabled=false", f"--set=database.url={postgres_url}",
+            f"--set=openai.apiKey={OPENAI_TEST_KEY}", f"--set=openai.baseUrl={fake.base_url}",
+            "--set=runner.model=fake-model", f"--set=api.apiKeys.hashes[0]={key_entry}",
+        )  # fmt: skip
+        objects = docs(helm.run("get", "manifest", RELEASE, "-n", ns).stdout)
+        tokens = {}
+        for account in ("api", "operator"):
+            sa = component(objects, "ServiceAccount", account)["metadata"]["name"]
+            tokens[account] = cluster.kubectl(
+                "create", "token", sa, "-n", ns, "--duration=30m"
+            ).stdout.strip()
+        # The operator as its StatefulSet runs it (replica 0), with only its token.
+        operator = component(objects, "StatefulSet", "operator")
+        container = operator["spec"]["template"]["spec"]["containers"][0]
+        pod_name = f"{operator['metadata']['name']}-0"
+        metrics_port, liveness_port = free_port(), free_port()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            **env_of(operator),
+            "POD_INDEX": "0",
+            "POD_ID": pod_name,
+            "GUIDELINE_NAMESPACE": ns,
+            "GUIDELINE_DATABASE_URL": postgres_url,
+            "GUIDELINE_METRICS_PORT": str(metrics_port),
+            "GUIDELINE_LIVENESS_PORT": str(liveness_port),
+            "GUIDELINE_RESYNC_INTERVAL_SECONDS": "3",
+            "KUBECONFIG": str(
+                token_kubeconfig(cluster, tmp_path / "operator.kubeconfig", tokens["operator"], ns)
+            ),
+        }
+        log_path = tmp_path / "operator.log"
+        with log_path.open("ab") as log_file:
+            proc = subprocess.Popen(
+                [OPERATOR_BIN, *(expand(a, env) for a in container["args"])],
+                env=env, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        op = OperatorProcess(proc, log_path, metrics_port, liveness_port)
+        wait_for(lambda: op.healthy() or not op.alive(), timeout=60, message="operator liveness")
+        assert op.alive(), op.log_text()[-4000:]
+        # The API with only its token.
+        api_kubeconfig = token_kubeconfig(cluster, tmp_path / "api.kubeconfig", tokens["api"], ns)
+        settings = make_settings(
+            postgres_url, api_kubeconfig, namespace=ns, api_key_hashes=key_entry
+        )
+        with running_server(settings) as url:
+            headers = {"Authorization": f"Bearer {api_key}"}
+            answer = httpx.post(
+                f"{url}/jobs", json={"guideline_text": "Staff must wash hands."}, headers=headers
+            )
+            assert answer.status_code == 202, answer.text
+            event_id = answer.json()["event_id"]
+
+            def finished() -> dict[str, Any] | None:
+                job = httpx.get(f"{url}/jobs/{event_id}", headers=headers).json()
+                return job if job["status"] in ("COMPLETED", "FAILED") else None
+
+            try:
+                job = wait_for(finished, timeout=180, interval=1, message="job finished")
+            except TimeoutError:
+                raise AssertionError(op.log_text()[-6000:]) from None
+        assert job["status"] == "COMPLETED", job
+        assert job["result"]["summary"] == FAKE_SUMMARY
+        # The runner pod ran under the chart's runner ServiceAccount; the operator peered.
+        runner_sa = component(objects, "ServiceAccount", "runner")["metadata"]["name"]
+        pods = cluster.pods(ns, f"ingest.guidelines.dev/event-id={event_id}")
+        assert pods and {p["spec"]["serviceAccountName"] for p in pods} == {runner_sa}
+        assert any(p["status"]["phase"] == "Succeeded" for p in pods)
+        peering = cluster.get_json("kopfpeerings", container["args"][1].split("=", 1)[1], "-n", ns)
+        assert pod_name in (peering.get("status") or {})
+    finally:
+        if op is not None and op.alive():  # let it release its finalizers first
+            cluster.kubectl(
+                "delete", "guidelinejobs", "--all", "-n", ns, "--wait=false", check=False
+            )
+            with contextlib.suppress(TimeoutError):
+                wait_for(
+                    lambda: not cluster.get_json("guidelinejobs", "-n", ns)["items"],
+                    timeout=60,
+                    message="GuidelineJobs deleted",
+                )
+            op.stop()
+        fake.stop()
+        helm.run("uninstall", RELEASE, "-n", ns, "--wait=false", check=False)
+        cluster.delete_namespace(ns)
