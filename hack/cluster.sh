@@ -53,10 +53,18 @@ component_pid() {
   f="$(pid_file "$1")"
   [[ -s "$f" ]] && cat "$f"
 }
+# alive PID: the process exists and is not a zombie (our daemons are reparented to
+# PID 1, which may take a while to reap them).
+alive() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [[ "${stat:0:1}" != Z ]]
+}
 is_running() {
   local pid
   pid="$(component_pid "$1" || true)"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+  [[ -n "$pid" ]] && alive "$pid"
 }
 
 # --- ports ------------------------------------------------------------------------------
@@ -107,43 +115,56 @@ load_ports() {
 # ECDSA P-256 keys: generated in milliseconds, accepted by every component.
 new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 
-# sign NAME SUBJECT EXTENSIONS: a certificate signed by the local CA.
+# new_ca NAME CN: a self-signed CA certificate.
+new_ca() {
+  new_key "$PKI_DIR/$1.key"
+  openssl req -x509 -new -key "$PKI_DIR/$1.key" -subj "/CN=$2" \
+    -days 3650 -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" -out "$PKI_DIR/$1.crt"
+}
+
+CLIENT_EXT="basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth"
+SERVER_EXT="basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth"
+
+# sign NAME SUBJECT EXTENSIONS [CA]: a certificate signed by the local CA (or CA).
 sign() {
-  local name="$1" subject="$2" ext="$3"
+  local name="$1" subject="$2" ext="$3" ca="${4:-ca}"
   new_key "$PKI_DIR/$name.key"
   openssl req -new -key "$PKI_DIR/$name.key" -subj "$subject" -out "$PKI_DIR/$name.csr" 2>/dev/null
   printf '%b\n' "$ext" > "$PKI_DIR/$name.ext"
-  openssl x509 -req -in "$PKI_DIR/$name.csr" -CA "$PKI_DIR/ca.crt" -CAkey "$PKI_DIR/ca.key" \
+  openssl x509 -req -in "$PKI_DIR/$name.csr" -CA "$PKI_DIR/$ca.crt" -CAkey "$PKI_DIR/$ca.key" \
     -CAcreateserial -days 3650 -extfile "$PKI_DIR/$name.ext" -out "$PKI_DIR/$name.crt" 2>/dev/null
   rm -f "$PKI_DIR/$name.csr" "$PKI_DIR/$name.ext"
 }
 
 make_pki() {
-  [[ -s "$PKI_DIR/done" ]] && return
-  log "making certificates in $PKI_DIR"
-  rm -rf "$PKI_DIR"
-  mkdir -p "$PKI_DIR"
-  chmod 700 "$PKI_DIR"
-  new_key "$PKI_DIR/ca.key"
-  openssl req -x509 -new -key "$PKI_DIR/ca.key" -subj "/CN=guideline-ingest-local-ca" \
-    -days 3650 -addext "basicConstraints=critical,CA:TRUE" \
-    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" -out "$PKI_DIR/ca.crt"
-  local client="basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth"
-  local server="basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth"
-  sign apiserver "/CN=kube-apiserver" \
-    "$server\nsubjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-  sign admin "/O=system:masters/CN=kubernetes-admin" "$client"
-  sign kube-controller-manager "/CN=system:kube-controller-manager" "$client"
-  sign kube-scheduler "/CN=system:kube-scheduler" "$client"
-  sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
-  sign node-agent "/O=system:nodes/CN=system:node:$NODE_NAME" "$client"
-  sign node-agent-serving "/CN=system:node:$NODE_NAME" \
-    "$server\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME"
-  # The service-account token signing key pair.
-  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI_DIR/sa.key" 2>/dev/null
-  openssl pkey -in "$PKI_DIR/sa.key" -pubout -out "$PKI_DIR/sa.pub"
+  if [[ ! -s "$PKI_DIR/done" ]]; then
+    log "making certificates in $PKI_DIR"
+    rm -rf "$PKI_DIR"
+    mkdir -p "$PKI_DIR"
+    chmod 700 "$PKI_DIR"
+    new_ca ca guideline-ingest-local-ca
+    sign apiserver "/CN=kube-apiserver" \
+      "$SERVER_EXT\nsubjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    sign admin "/O=system:masters/CN=kubernetes-admin" "$CLIENT_EXT"
+    sign kube-controller-manager "/CN=system:kube-controller-manager" "$CLIENT_EXT"
+    sign kube-scheduler "/CN=system:kube-scheduler" "$CLIENT_EXT"
+    sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$CLIENT_EXT"
+    sign node-agent "/O=system:nodes/CN=system:node:$NODE_NAME" "$CLIENT_EXT"
+    sign node-agent-serving "/CN=system:node:$NODE_NAME" \
+      "$SERVER_EXT\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME"
+    # The service-account token signing key pair.
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI_DIR/sa.key" 2>/dev/null
+    openssl pkey -in "$PKI_DIR/sa.key" -pubout -out "$PKI_DIR/sa.pub"
+    date -u +%FT%TZ > "$PKI_DIR/done"
+  fi
+  if [[ ! -s "$PKI_DIR/front-proxy-client.crt" ]]; then
+    # The aggregation layer's front proxy (request-header authentication), with its own CA
+    # as upstream recommends; without it the controller manager logs errors forever.
+    new_ca front-proxy-ca guideline-ingest-front-proxy-ca
+    sign front-proxy-client "/CN=front-proxy-client" "$CLIENT_EXT" front-proxy-ca
+  fi
   chmod 600 "$PKI_DIR"/*.key
-  date -u +%FT%TZ > "$PKI_DIR/done"
 }
 
 # write_kubeconfig FILE USER CERT_NAME: a kubeconfig with the certificates embedded.
@@ -227,7 +248,8 @@ start_etcd() {
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT" \
-    --unsafe-no-fsync --quota-backend-bytes=4294967296 --log-level=warn
+    --unsafe-no-fsync --quota-backend-bytes=4294967296 --log-level=warn \
+    --heartbeat-interval=100 --election-timeout=500
 }
 
 start_apiserver() {
@@ -248,6 +270,12 @@ start_apiserver() {
     --kubelet-client-key="$PKI_DIR/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$PKI_DIR/ca.crt" \
     --kubelet-preferred-address-types=InternalIP \
+    --requestheader-client-ca-file="$PKI_DIR/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$PKI_DIR/front-proxy-client.crt" \
+    --proxy-client-key-file="$PKI_DIR/front-proxy-client.key" \
     --profiling=false --v=1
 }
 
@@ -301,13 +329,6 @@ node_ready() {
   [[ "$out" == "True|" ]]
 }
 
-crd_established() {
-  local f name
-  for f in "$REPO_ROOT"/crds/*.yaml; do
-    name="$(kubectl get -f "$f" -o jsonpath='{.metadata.name}')"
-    [[ "$(kubectl get crd "$name" -o jsonpath='{.status.conditions[?(@.type=="Established")].status}')" == True ]] || return 1
-  done
-}
 
 cmd_up() {
   local t0 started=()
@@ -326,34 +347,39 @@ cmd_up() {
   choose_ports
   load_ports
   write_kubeconfigs
+  local phases=()
   if ! is_running etcd; then start_etcd; started+=(etcd); fi
   wait_until 60 etcd etcd etcd_ready
+  phases+=("etcd $(elapsed "$t0")s")
   if ! is_running kube-apiserver; then start_apiserver; started+=(kube-apiserver); fi
   wait_until 120 kube-apiserver kube-apiserver api_ready
+  phases+=("apiserver $(elapsed "$t0")s")
   if ! is_running kube-controller-manager; then start_controller_manager; started+=(kube-controller-manager); fi
   if ! is_running kube-scheduler; then start_scheduler; started+=(kube-scheduler); fi
   if ! is_running node-agent; then start_node_agent; started+=(node-agent); fi
+  kubectl apply --server-side --force-conflicts -f "$REPO_ROOT/crds/" >/dev/null
   wait_until 60 kube-controller-manager kube-controller-manager healthz "$KCM_PORT"
   wait_until 60 kube-scheduler kube-scheduler healthz "$SCHEDULER_PORT"
+  phases+=("controllers $(elapsed "$t0")s")
   wait_until 90 node-agent "node $NODE_NAME (Ready, untainted)" node_ready
-  kubectl apply --server-side --force-conflicts -f "$REPO_ROOT/crds/" >/dev/null
-  wait_until 60 kube-apiserver "CRDs (Established)" crd_established
+  phases+=("node $(elapsed "$t0")s")
+  kubectl wait --for=condition=Established --timeout=60s -f "$REPO_ROOT/crds/" >/dev/null
   if ((${#started[@]})); then
-    log "started ${started[*]}; control plane ready in $(elapsed "$t0")s"
+    log "started ${started[*]}; control plane ready in $(elapsed "$t0")s (ready at: ${phases[*]})"
   else
     log "already running and healthy"
   fi
   echo "$KUBECONFIG_PATH"
 }
 
-# stop_pid NAME PID: SIGTERM the process group, SIGKILL after the grace period.
+# stop_group NAME PID: SIGTERM the process group, SIGKILL after the grace period.
 stop_group() {
   local name="$1" pid="$2" i
-  kill -0 "$pid" 2>/dev/null || return 0
+  alive "$pid" || return 0
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_GRACE_SECONDS * 10; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
+  for ((i = 0; i < STOP_GRACE_SECONDS * 20; i++)); do
+    alive "$pid" || return 0
+    sleep 0.05
   done
   log "$name (pid $pid) ignored SIGTERM for ${STOP_GRACE_SECONDS}s: SIGKILL"
   kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true

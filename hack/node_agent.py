@@ -27,8 +27,11 @@ node lifecycle, TTL) to work against it:
   kubelet's ``/containerLogs`` endpoint, so ``kubectl logs`` works.
 
 Not supported (on purpose): init and sidecar containers, every container but the first,
-probes (a running container is Ready), securityContext (processes run as the agent's user,
-root), resource limits, images, exec/attach/port-forward, volume types other than the above.
+container restarts (every pod runs as ``restartPolicy: Never``), probes (a running container
+is Ready), securityContext (processes run as the agent's user, root), resource limits,
+images, exec/attach/port-forward, volume types other than the above. Mount points missing
+on the host (e.g. /var/run/secrets/kubernetes.io/serviceaccount, /dev/termination-log) are
+created there, empty, once.
 
 Usage:
     node_agent.py run --kubeconfig FILE --node-name NAME --api-port PORT [...]
@@ -1039,7 +1042,9 @@ class PodWorker:
         body = {"metadata": {"uid": self.uid}, "status": status}
         path = f"/api/v1/namespaces/{self.namespace}/pods/{self.name}/status"
         try:
-            self.pod = with_retries(
+            # The answer is not kept: only watch events (in order) update self.pod, so a
+            # deletion seen meanwhile is never overwritten by an older copy.
+            with_retries(
                 f"pod {self.key} status", lambda: self.kube.patch(path, body), self.agent.stopping
             )
         except ApiError as exc:
