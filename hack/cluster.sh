@@ -15,6 +15,16 @@
 # .local/run/ports.env, .local/log/<component>.log, .local/kubeconfig (admin).
 # `down` keeps certificates and etcd data so the next `up` is a warm start (objects survive);
 # `down --purge` starts the next `up` from scratch.
+#
+# Networking: everything listens on 127.0.0.1 and there is no kube-proxy, so the
+# `kubernetes` Service's ClusterIP (10.0.0.1) is not routable and the API server runs with
+# --endpoint-reconciler-type=none (it refuses a loopback advertise address otherwise). The
+# node agent gives every pod KUBERNETES_SERVICE_HOST=127.0.0.1 and KUBERNETES_SERVICE_PORT=
+# <apiserver port> instead, which in-cluster clients use.
+#
+# Environment: GUIDELINE_LOCAL_DIR (another .local, i.e. a second cluster side by side),
+# GUIDELINE_NODE_NAME (default guideline-node), GUIDELINE_STOP_GRACE_SECONDS (default 15).
+# Concurrent invocations are serialized by a lock (.local/run/cluster.lock).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -377,17 +378,19 @@ def test_volumes_are_mounted_at_their_paths(cluster: LocalCluster, ns: str) -> N
             },
         },
     ]
+    # Mount points missing on the host are created there (empty); keep them in one place.
+    base = f"/tmp/guideline-test-mounts-{ns}"
     mounts = [
-        {"name": "cfg", "mountPath": "/etc/guideline-test/cfg", "readOnly": True},
-        {"name": "sec", "mountPath": "/etc/guideline-test/sec", "readOnly": True},
-        {"name": "scratch", "mountPath": "/tmp/guideline-test-scratch"},
-        {"name": "info", "mountPath": "/etc/guideline-test/info"},
+        {"name": "cfg", "mountPath": f"{base}/cfg", "readOnly": True},
+        {"name": "sec", "mountPath": f"{base}/sec", "readOnly": True},
+        {"name": "scratch", "mountPath": f"{base}/scratch"},
+        {"name": "info", "mountPath": f"{base}/info"},
     ]
     script = (
-        "cat /etc/guideline-test/cfg/greeting.txt; echo; cat /etc/guideline-test/sec/pw; echo; "
-        "stat -c %a /etc/guideline-test/sec/pw; cat /etc/guideline-test/info/labels; echo; "
-        "echo scratch > /tmp/guideline-test-scratch/f && cat /tmp/guideline-test-scratch/f; "
-        "touch /etc/guideline-test/cfg/x 2>/dev/null && echo writable || echo read-only"
+        f"cat {base}/cfg/greeting.txt; echo; cat {base}/sec/pw; echo; "
+        f"stat -c %a {base}/sec/pw; cat {base}/info/labels; echo; "
+        f"echo scratch > {base}/scratch/f && cat {base}/scratch/f; "
+        f"touch {base}/cfg/x 2>/dev/null && echo writable || echo read-only"
     )
     pod = bare_pod("volumes", ["sh", "-c", script], volumes=volumes)
     pod["metadata"]["labels"] = {"tier": "test"}
@@ -398,7 +401,8 @@ def test_volumes_are_mounted_at_their_paths(cluster: LocalCluster, ns: str) -> N
     assert done["status"]["phase"] == "Succeeded", lines
     assert lines == ["hello", "p4ss", "400", 'tier="test"', "scratch", "read-only"]
     # The mounts lived only in the pod's mount namespace.
-    assert not Path("/etc/guideline-test/cfg/greeting.txt").exists()
+    assert not Path(f"{base}/cfg/greeting.txt").exists()
+    shutil.rmtree(base)
 
 
 def test_termination_message_falls_back_to_logs_on_error(cluster: LocalCluster, ns: str) -> None:

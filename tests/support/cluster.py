@@ -108,6 +108,8 @@ class LocalCluster:
     kubectl_path: Path = field(default_factory=lambda: Path(hack_paths()["K8S_BIN"]) / "kubectl")
     helm_path: Path = field(default_factory=lambda: Path(hack_paths()["K8S_BIN"]) / "helm")
 
+    wait_for = staticmethod(wait_for)
+
     # lifecycle
     @classmethod
     def ensure_started(cls) -> LocalCluster:
