@@ -128,6 +128,12 @@ def test_example_applied_with_kubectl_completes(make_stack: Any) -> None:
     assert OPENAI_TEST_KEY not in json.dumps(stack.get("hand-hygiene"))
     assert OPENAI_TEST_KEY not in json.dumps(job)
     assert OPENAI_TEST_KEY not in json.dumps(stack.events_of("hand-hygiene"))
+    # The operator's heartbeat is in the database.
+    with stack.database.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM operator_heartbeat WHERE seen_at > now() - interval '1 minute'"
+        )
+        assert cur.fetchone()[0] >= 1
 
 
 def test_maximum_size_guideline_submitted_like_the_api(make_stack: Any) -> None:
@@ -487,3 +493,45 @@ def test_kueue_mode_creates_suspended_jobs_and_waits_for_admission(make_stack: A
     done = stack.wait_for_phase(name, *TERMINAL)
     assert done["status"]["phase"] == "COMPLETED"
     assert condition(done, "Queued")["status"] == "False"
+
+
+def accepted_by(op: Any, name: str) -> bool:
+    return any(
+        r.get("msg") == "accepted" and r.get("guidelinejob") == name for r in op.log_records()
+    )
+
+
+@pytest.mark.fault
+def test_replicas_with_peering_only_the_highest_priority_one_acts(make_stack: Any) -> None:
+    stack = make_stack(operator_args=("--peering", "guideline-test", "--priority", "10"))
+    low = stack.op
+    high = stack.start_operator("--peering", "guideline-test", "--priority", "20", keep=True)
+    # The operator created its KopfPeering object; both replicas announce themselves in it.
+    wait_for(
+        lambda: (
+            len(
+                stack.cluster.get_json(
+                    "kopfpeerings.kopf.dev", "guideline-test", "-n", stack.namespace
+                ).get("status")
+                or {}
+            )
+            == 2
+        ),
+        timeout=60,
+        message="two peers",
+    )
+    wait_for(
+        lambda: any(
+            "Pausing operations in favour of" in r.get("msg", "") for r in low.log_records()
+        ),
+        timeout=60,
+        message="the low-priority replica pauses",
+    )
+    first = stack.submit()["metadata"]["name"]
+    assert stack.wait_for_phase(first, *TERMINAL)["status"]["phase"] == "COMPLETED"
+    assert accepted_by(high, first) and not accepted_by(low, first)
+
+    high.stop()  # a clean exit leaves the peering at once; the standby resumes
+    second = stack.submit()["metadata"]["name"]
+    assert stack.wait_for_phase(second, *TERMINAL, timeout=120)["status"]["phase"] == "COMPLETED"
+    assert accepted_by(low, second) and not accepted_by(high, second)

@@ -188,39 +188,46 @@ class Reconciler:
         own_jobs = {j["metadata"]["name"]: j for j in jobs if observe.owned_by(j, uid)}
         event_id = event_id_of(cr)
         with self._bind(cr):
-            status = cr.get("status") or {}
-            if cause == "resume":
-                log.info("resumed", extra={"phase": status.get("phase")})
-            else:
-                log.debug("reconcile", extra={"cause": cause})
-            cr = self._ensure_label(cr, event_id)
-            status = cr.get("status") or {}
-            if not status.get("phase"):
-                cr = self._accept(cr, event_id)
-            elif status.get("eventId") != event_id:
-                cr = self._patch_status(cr, {"eventId": event_id})
-            cr = self._maybe_retry(cr)
-            phase = observe.phase_of(cr) or Phase.PENDING
-            job = own_jobs.get(observe.current_job_name(cr))
-            run_pods = (
-                [p for p in pods if observe.owned_by(p, job["metadata"]["uid"])] if job else []
-            )
-            if observe.cancel_requested(cr) and not phase.terminal:
-                self._cancel(cr, own_jobs, job, run_pods)
-                return True
-            if phase.terminal:
-                self._upkeep_terminal(cr, own_jobs)
-                return False
-            obs = observe.observe(cr, job, run_pods, self.now())
-            if obs.stage == Stage.MISSING or (
-                obs.stage == Stage.QUEUED and self.settings.kueue_queue_name
-            ):
-                # With Kueue, Kueue admits (the Job is created suspended at once); the
-                # missing Job of an admitted run is recreated: the run was admitted already.
-                self._start_run(cr)
-                return False
-            self._apply(cr, obs)
-            return obs.stage == Stage.QUEUED or obs.phase.terminal
+            log.debug("reconcile", extra={"cause": cause})
+            try:
+                return self._reconcile_cr(cr, event_id, own_jobs, pods)
+            finally:
+                if cause == "resume":  # logged once the pass is over (tests wait for it)
+                    log.info("resumed", extra={"phase": (cr.get("status") or {}).get("phase")})
+
+    def _reconcile_cr(
+        self,
+        cr: dict[str, Any],
+        event_id: str,
+        own_jobs: Mapping[str, dict[str, Any]],
+        pods: list[dict[str, Any]],
+    ) -> bool:
+        cr = self._ensure_label(cr, event_id)
+        status = cr.get("status") or {}
+        if not status.get("phase"):
+            cr = self._accept(cr, event_id)
+        elif status.get("eventId") != event_id:
+            cr = self._patch_status(cr, {"eventId": event_id})
+        cr = self._maybe_retry(cr)
+        phase = observe.phase_of(cr) or Phase.PENDING
+        job = own_jobs.get(observe.current_job_name(cr))
+        run_pods = [p for p in pods if observe.owned_by(p, job["metadata"]["uid"])] if job else []
+        if observe.cancel_requested(cr) and not phase.terminal:
+            self._cancel(cr, own_jobs, job, run_pods)
+            return True
+        if phase.terminal:
+            self._upkeep_terminal(cr, own_jobs)
+            return False
+        obs = observe.observe(cr, job, run_pods, self.now())
+        if obs.stage == Stage.MISSING or (
+            obs.stage == Stage.QUEUED and self.settings.kueue_queue_name
+        ):
+            # With Kueue, Kueue admits (the Job is created suspended at once); the missing
+            # Job of an admitted run is recreated: the run was admitted already.
+            self._start_run(cr)
+            return False
+        self._apply(cr, obs)
+        return obs.stage == Stage.QUEUED or obs.phase.terminal
 
     def _ensure_label(self, cr: dict[str, Any], event_id: str) -> dict[str, Any]:
         labels = cr["metadata"].get("labels") or {}

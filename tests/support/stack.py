@@ -8,7 +8,9 @@ running as a subprocess against the test database.
         done = stack.wait_for_phase(job["metadata"]["name"], "COMPLETED")
 
 `operator` settings are `OperatorSettings`/`RunSettings` field names (lower case, without
-the GUIDELINE_ prefix); `runner` entries become keys of the runner ConfigMap (env names).
+the GUIDELINE_ prefix); `operator_args` replace `--standalone` on its command line;
+`runner` entries become keys of the runner ConfigMap (env names); `script` is the fake
+LLM's initial script (see support.fake_llm).
 Leaving the block deletes the GuidelineJobs while the operator still runs (it holds a
 finalizer on them), stops the operator and the fake, and deletes the namespace.
 """
@@ -142,9 +144,11 @@ class Stack:
     runner: dict[str, str] = field(default_factory=dict)
     script: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SCRIPT))
     prefix: str = "t-op"
+    operator_args: tuple[str, ...] = ()
     namespace: str = ""
     fake: FakeLLMProcess | None = None
     op: OperatorProcess | None = None
+    others: list[OperatorProcess] = field(default_factory=list)
     database: db.Database | None = None
     _generation: int = 0
 
@@ -176,7 +180,7 @@ class Stack:
         )
         self.fake = FakeLLMProcess(self.script)
         self.set_runner_config()
-        self.start_operator()
+        self.start_operator(*self.operator_args)
         return self
 
     def close(self) -> None:
@@ -188,6 +192,9 @@ class Stack:
             with contextlib.suppress(Exception):
                 self.cluster.delete_namespace(self.namespace)
             self.namespace = ""
+        for other in self.others:
+            other.stop()
+        self.others = []
         if self.op is not None:
             self.op.stop()
             self.op = None
@@ -237,9 +244,10 @@ class Stack:
             )
         return env
 
-    def start_operator(self, *args: str, **overrides: Any) -> OperatorProcess:
+    def start_operator(self, *args: str, keep: bool = False, **overrides: Any) -> OperatorProcess:
         """Start `guideline-operator --standalone` (or with `args` instead) and wait until
-        kopf's liveness endpoint answers."""
+        kopf's liveness endpoint answers. It becomes `op`; with `keep`, the previous `op`
+        keeps running (in `others`: replicas for peering tests)."""
         self._generation += 1
         metrics_port, liveness_port = free_port(), free_port()
         env = self.operator_env(**overrides)
@@ -258,6 +266,8 @@ class Stack:
         )
         log_file.close()
         op = OperatorProcess(proc, log_path, metrics_port, liveness_port)
+        if keep and self.op is not None:
+            self.others.append(self.op)
         self.op = op
         try:
             wait_for(
