@@ -669,8 +669,7 @@ class PodWorker:
         self.container: JSON = pod["spec"]["containers"][0]
         self.start_time: str = (pod.get("status") or {}).get("startTime") or now_rfc3339()
         self.started_at = ""
-        self.restart_count = 0
-        self.last_state: JSON = {}
+        self.restart_count = 0  # containers are never restarted (restartPolicy Never)
         self._last_waiting = ""
         self.thread = threading.Thread(target=self._run, name=f"pod {self.key}", daemon=True)
 
@@ -693,10 +692,13 @@ class PodWorker:
     def _run(self) -> None:
         try:
             self._lifecycle()
-        except Exception:
+        except Exception as exc:
             log.exception("pod %s: worker failed", self.key)
             if self.proc and self.proc.poll() is None:
                 kill_group(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):  # a pod is never left Running by a bug here
+                waiting = ("NodeAgentError", f"the node agent failed: {exc}")
+                self._write_status(self._status("Failed", waiting=waiting))
         finally:
             self.finished.set()
             self._cleanup()
@@ -915,7 +917,6 @@ class PodWorker:
                 "Succeeded" if exit_code == 0 else "Failed", state={"terminated": terminated}
             )
         self._write_status(status)
-        self._delete_if_requested()
 
     def _termination_message(self, exit_code: int) -> str:
         with contextlib.suppress(OSError):
@@ -937,7 +938,6 @@ class PodWorker:
             "finishedAt": now_rfc3339(),
         }
         self._write_status(self._status("Failed", state={"terminated": terminated}))
-        self._delete_if_requested()
 
     def _fail_unstarted(self, reason: str, message: str) -> None:
         log.info("pod %s: failed before start: %s", self.key, message)
@@ -948,11 +948,6 @@ class PodWorker:
             status = self._status("Failed", state=waiting, reason=reason, message=message)
             self.agent.event(self.pod, "Warning", reason, message)
         self._write_status(status)
-        self._delete_if_requested()
-
-    def _delete_if_requested(self) -> None:
-        if self._deleting() and not self.gone:
-            self.agent.delete_pod(self.pod)
 
     # status
     def _container_id(self) -> str:
@@ -992,7 +987,7 @@ class PodWorker:
             "started": "running" in (state or {}),
             "restartCount": self.restart_count,
             "state": state or {"waiting": {"reason": "ContainerCreating"}},
-            "lastState": self.last_state,
+            "lastState": {},
         }
         if state and ("running" in state or "terminated" in state):
             main["containerID"] = self._container_id()
