@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from guideline_core import db
 from guideline_core import resource as gj
+from guideline_core.resource import Phase
 from support.cluster import REPO_ROOT, LocalCluster, local_dir, process_alive, wait_for
 from support.stack import FAKE_CHECKLIST, FAKE_SUMMARY, OPENAI_TEST_KEY, PodWatch, Stack
 
@@ -337,6 +340,24 @@ def test_retry_of_a_failed_job(make_stack: Any) -> None:
     stack.restart_operator(kill=False)
     stack.wait_for_phase(name, "COMPLETED")
     assert len(stack.jobs_of(name)) == 2
+
+
+def test_a_guidelinejob_recreated_for_a_retry_keeps_counting_attempts(make_stack: Any) -> None:
+    stack = make_stack()
+    job = stack.submit("Staff must wash hands.")
+    name, event_id = job["metadata"]["name"], job["metadata"]["labels"][gj.LABEL_EVENT_ID]
+    assert stack.wait_for_phase(name, *TERMINAL)["status"]["attempts"] == 1
+    # Retention removed the CR; the API re-creates it (same event_id) for a retry.
+    stack.kubectl("delete", gj.PLURAL, name, "--wait=true")
+    with stack.database.connection() as conn:
+        db.mirror_state(
+            conn, db.JobState(event_id=uuid.UUID(event_id), status=Phase.PENDING, attempts=1)
+        )
+    again = stack.submit("Staff must wash hands.", event_id=uuid.UUID(event_id))
+    done = stack.wait_for_phase(again["metadata"]["name"], *TERMINAL)
+    assert done["status"]["phase"] == "COMPLETED"
+    assert done["status"]["eventId"] == event_id and done["status"]["attempts"] == 2
+    assert_row_matches(stack, done)
 
 
 # --- queue, timeouts, retention ----------------------------------------------------------------

@@ -39,6 +39,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -242,10 +243,10 @@ class Reconciler:
         )
 
     def _accept(self, cr: dict[str, Any], event_id: str) -> dict[str, Any]:
-        self._ensure_row(cr)
+        attempts = self._ensure_row(cr)
         staged = copy.deepcopy(cr)
         staged.setdefault("status", {}).update(
-            {"eventId": event_id, "phase": Phase.PENDING.value, "attempts": 0}
+            {"eventId": event_id, "phase": Phase.PENDING.value, "attempts": attempts}
         )
         kueue = self.settings.kueue_queue_name
         conditions = observe.conditions_for(
@@ -260,7 +261,7 @@ class Reconciler:
             {
                 "eventId": event_id,
                 "phase": Phase.PENDING.value,
-                "attempts": 0,
+                "attempts": attempts,
                 "observedGeneration": cr["metadata"].get("generation"),
                 "conditions": conditions,
             },
@@ -475,20 +476,25 @@ class Reconciler:
 
     # --- the database mirror ----------------------------------------------------------------
 
-    def _ensure_row(self, cr: Mapping[str, Any]) -> None:
+    def _ensure_row(self, cr: Mapping[str, Any]) -> int:
+        """Make sure the job's row exists; returns the attempts it records (a GuidelineJob
+        the API re-created for a retry after retention continues the count)."""
         event_id = event_id_of(dict(cr))
         if event_id in self._rows:
-            return
+            return 0
         try:
             with self.db.connection() as conn:
                 if store.ensure_row(conn, cr):
                     log.info("recorded a GuidelineJob that had no database row")
+                row = db.get_job(conn, uuid.UUID(event_id))
             self._rows.add(event_id)
+            return int(row["attempts"]) if row else 0
         except (db.DatabaseUnavailableError, psycopg2.Error) as exc:
             self.metrics.reconcile_errors.labels(stage="database").inc()
             log.warning(
                 "could not record the job's row; the resync retries", extra={"error": str(exc)}
             )
+            return 0
 
     def _sync_db(
         self, cr: Mapping[str, Any], reason: str | None = None, message: str | None = None

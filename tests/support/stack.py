@@ -315,11 +315,13 @@ class Stack:
 
     # --- submitting and reading jobs -------------------------------------------------------------
 
-    def submit(self, text: str = "Staff must wash hands.", **spec: Any) -> dict[str, Any]:
-        """Submit as the API does: INSERT the row, create the CR (generateName, event-id
-        label), COMMIT. Returns the created GuidelineJob."""
+    def submit(
+        self, text: str = "Staff must wash hands.", event_id: uuid.UUID | None = None, **spec: Any
+    ) -> dict[str, Any]:
+        """Submit as the API does: INSERT the row (unless `event_id`'s exists), create the
+        CR (generateName, event-id label), COMMIT. Returns the created GuidelineJob."""
         assert self.database is not None
-        event_id = kube.new_event_id()
+        event_id = event_id or kube.new_event_id()
         manifest = kube.guideline_job_manifest(
             event_id=event_id, guideline_text=text, submitted_by="e2e", **spec
         )
