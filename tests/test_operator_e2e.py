@@ -257,6 +257,24 @@ def test_deleting_the_guidelinejob_removes_job_and_pods_and_keeps_the_row(
     assert row["attempts"] == 1
 
 
+def test_a_guidelinejob_with_an_invalid_event_id_label_is_rejected(make_stack: Any) -> None:
+    stack = make_stack()
+    manifest = {
+        "apiVersion": gj.API_VERSION,
+        "kind": gj.KIND,
+        "metadata": {"name": "mislabelled", "labels": {gj.LABEL_EVENT_ID: "not-a-uuid"}},
+        "spec": {"guidelineText": "Staff must wash hands."},
+    }
+    stack.cluster.create(manifest, namespace=stack.namespace)
+    done = stack.wait_for_phase("mislabelled", *TERMINAL, timeout=60)
+    assert done["status"]["phase"] == "FAILED"
+    assert done["status"]["error"]["reason"] == "InvalidInput"
+    assert "not a UUID" in done["status"]["error"]["message"]
+    assert stack.jobs_of("mislabelled") == []
+    stack.kubectl("delete", gj.PLURAL, "mislabelled", "--wait=true", "--timeout=60s")
+    assert stack.try_get("mislabelled") is None
+
+
 # --- cancellation and retry -----------------------------------------------------------------
 
 

@@ -203,6 +203,11 @@ class Reconciler:
         own_jobs: Mapping[str, dict[str, Any]],
         pods: list[dict[str, Any]],
     ) -> bool:
+        try:
+            uuid.UUID(event_id)
+        except ValueError:
+            self._reject(cr, f"label {gj.LABEL_EVENT_ID}={event_id!r} is not a UUID")
+            return False
         cr = self._ensure_label(cr, event_id)
         status = cr.get("status") or {}
         if not status.get("phase"):
@@ -229,6 +234,24 @@ class Reconciler:
             return False
         self._apply(cr, obs)
         return obs.stage == Stage.QUEUED or obs.phase.terminal
+
+    def _reject(self, cr: dict[str, Any], message: str) -> None:
+        """FAILED without a Job or a row: the GuidelineJob cannot be identified."""
+        if observe.phase_of(cr) == Phase.FAILED:
+            return
+        error = {"reason": FailureReason.INVALID_INPUT.value, "message": message}
+        rejected = Observation(
+            Phase.FAILED,
+            Stage.DONE,
+            0,
+            completed_at=self.now(),
+            error=error,
+            reason=error["reason"],
+            message=message,
+        )
+        self._patch_status(cr, observe.desired_status(cr, rejected, now=self.now()))
+        log.warning("rejected a GuidelineJob", extra={"problem": message})
+        self._event(cr, "Warning", "Rejected", message)
 
     def _ensure_label(self, cr: dict[str, Any], event_id: str) -> dict[str, Any]:
         labels = cr["metadata"].get("labels") or {}
@@ -543,6 +566,10 @@ class Reconciler:
         namespace, name = metadata["namespace"], metadata["name"]
         with self._lock(namespace, name), self._bind(body):
             phase = observe.phase_of(body)
+            try:
+                uuid.UUID(event_id_of(dict(body)))
+            except ValueError:
+                phase = Phase.FAILED  # rejected: it never had a Job or a row
             if phase is None or not phase.terminal:
                 for job_obj in self.kube.list_jobs(namespace, manifests.selector_for(name)):
                     if observe.owned_by(job_obj, metadata["uid"]):
