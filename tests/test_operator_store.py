@@ -187,3 +187,44 @@ def test_heartbeat_upserts(database: db.Database) -> None:
             cur.execute("SELECT count(*), max(seen_at) FROM operator_heartbeat")
             count, latest = cur.fetchone()
     assert count == 1 and latest > first
+
+
+def test_the_operators_purge_counts_in_its_metric(database: db.Database) -> None:
+    from guideline_core.settings import OperatorSettings
+    from guideline_operator.kubeapi import Kube
+    from guideline_operator.metrics import Metrics
+    from guideline_operator.reconciler import Reconciler
+    from kubernetes import client
+
+    uid = str(uuid.uuid4())
+    with database.connection() as conn:
+        store.ensure_row(conn, applied_cr(uid))
+        db.mirror_state(
+            conn,
+            db.JobState(
+                event_id=uuid.UUID(uid),
+                status=Phase.FAILED,
+                attempts=1,
+                completed_at=datetime.now(UTC) - timedelta(days=8),
+            ),
+        )
+    metrics = Metrics()
+    kept = Reconciler(
+        OperatorSettings(db_retention_days=0),
+        Kube(client.ApiClient()),
+        database,
+        metrics,
+        namespaces=["wards"],
+    )
+    assert kept.purge() == 0  # 0 days: keep forever
+    rec = Reconciler(
+        OperatorSettings(db_retention_days=7),
+        Kube(client.ApiClient()),
+        database,
+        metrics,
+        namespaces=["wards"],
+    )
+    assert rec.purge() == 1
+    assert metrics.registry.get_sample_value("db_purged_rows_total") == 1
+    with database.connection() as conn:
+        assert db.get_job(conn, uuid.UUID(uid)) is None
