@@ -551,6 +551,9 @@ class Reconciler:
             if changed:
                 log.debug("mirrored into the database", extra={"status": state.status.value})
         except (db.DatabaseUnavailableError, psycopg2.Error) as exc:
+            # Forget the older state written: resync() skips finished jobs it holds a
+            # fingerprint of, and this one's row does not show the finished state yet.
+            self._mirrored.pop(event_id, None)
             self.metrics.reconcile_errors.labels(stage="database").inc()
             log.warning(
                 "could not mirror the job's state; the resync retries", extra={"error": str(exc)}
