@@ -174,16 +174,19 @@ class Reconciler:
         """Bring one GuidelineJob, its Job and its row in line with what is observed."""
         with self._lock(namespace, name):
             wake = self._reconcile_locked(namespace, name, cause)
-        if wake:
-            self.pump()
+        if wake is not None:
+            self.pump(force=wake)
 
-    def _reconcile_locked(self, namespace: str, name: str, cause: str) -> bool:
+    def _reconcile_locked(self, namespace: str, name: str, cause: str) -> bool | None:
+        """One pass; returns whether to run the admission pass: True now (a job was
+        accepted, retried or finished: the queue changed), False when it has not run for a
+        second (the job still waits), None not at all."""
         selector = manifests.selector_for(name)
         jobs = self.kube.list_jobs(namespace, selector)
         pods = self.kube.list_pods(namespace, selector)
         cr = self.kube.get_cr(namespace, name)
         if cr is None or cr["metadata"].get("deletionTimestamp"):
-            return False
+            return None
         self.cr_seen(cr)
         uid = cr["metadata"]["uid"]
         own_jobs = {j["metadata"]["name"]: j for j in jobs if observe.owned_by(j, uid)}
@@ -202,19 +205,23 @@ class Reconciler:
         event_id: str,
         own_jobs: Mapping[str, dict[str, Any]],
         pods: list[dict[str, Any]],
-    ) -> bool:
+    ) -> bool | None:
         try:
             uuid.UUID(event_id)
         except ValueError:
             self._reject(cr, f"label {gj.LABEL_EVENT_ID}={event_id!r} is not a UUID")
-            return False
+            return None
         cr = self._ensure_label(cr, event_id)
         status = cr.get("status") or {}
+        queue_changed = False
         if not status.get("phase"):
             cr = self._accept(cr, event_id)
+            queue_changed = True
         elif status.get("eventId") != event_id:
             cr = self._patch_status(cr, {"eventId": event_id})
-        cr = self._maybe_retry(cr)
+        retried = self._maybe_retry(cr)
+        queue_changed = queue_changed or retried is not cr
+        cr = retried
         phase = observe.phase_of(cr) or Phase.PENDING
         job = own_jobs.get(observe.current_job_name(cr))
         run_pods = [p for p in pods if observe.owned_by(p, job["metadata"]["uid"])] if job else []
@@ -223,7 +230,7 @@ class Reconciler:
             return True
         if phase.terminal:
             self._upkeep_terminal(cr, own_jobs)
-            return False
+            return None
         obs = observe.observe(cr, job, run_pods, self.now())
         if obs.stage == Stage.MISSING or (
             obs.stage == Stage.QUEUED and self.settings.kueue_queue_name
@@ -231,9 +238,11 @@ class Reconciler:
             # With Kueue, Kueue admits (the Job is created suspended at once); the missing
             # Job of an admitted run is recreated: the run was admitted already.
             self._start_run(cr)
-            return False
+            return None
         self._apply(cr, obs)
-        return obs.stage == Stage.QUEUED or obs.phase.terminal
+        if obs.phase.terminal or queue_changed:
+            return True
+        return False if obs.stage == Stage.QUEUED else None
 
     def _reject(self, cr: dict[str, Any], message: str) -> None:
         """FAILED without a Job or a row: the GuidelineJob cannot be identified."""
