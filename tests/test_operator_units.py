@@ -549,3 +549,66 @@ def test_llm_figures_tolerate_unknown_shapes(bad: dict[str, Any]) -> None:
     assert (
         sample(metrics, "llm_tokens_total", {"step": "s", "model": "unknown", "kind": "x"}) is None
     )
+
+
+# --- command line and kopf settings ------------------------------------------------------------
+
+
+def test_command_line_overrides_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from guideline_operator.main import build_settings, parse_args
+
+    monkeypatch.setenv("GUIDELINE_NAMESPACE", "from-env")
+    monkeypatch.setenv("GUIDELINE_MAX_CONCURRENT_JOBS", "7")
+    settings = build_settings(parse_args([]))
+    assert (settings.namespace, settings.max_concurrent_jobs) == ("from-env", 7)
+    assert not settings.standalone and settings.peering_name is None
+    settings = build_settings(
+        parse_args(["--peering", "gl", "--priority", "20", "-n", "wards", "--metrics-port", "0"])
+    )
+    assert (settings.peering_name, settings.peering_priority) == ("gl", 20)
+    assert (settings.namespace, settings.metrics_port, settings.all_namespaces) == (
+        "wards",
+        0,
+        False,
+    )
+    assert build_settings(parse_args(["--standalone", "-A"])).all_namespaces
+    with pytest.raises(SystemExit):
+        parse_args(["--standalone", "--peering", "gl"])
+
+
+def test_kopf_settings_keep_the_guideline_out_of_annotations() -> None:
+    import kopf
+    from guideline_operator.handlers import kopf_settings
+    from guideline_operator.settings import RunSettings
+
+    ks = kopf_settings(RunSettings())
+    body = cr(status={"phase": "PENDING"})
+    body["spec"]["guidelineText"] = "x" * gj.MAX_GUIDELINE_CHARS
+    body["spec"]["title"] = "Hand hygiene"
+    essence = ks.persistence.diffbase_storage.build(body=kopf.Body(body))
+    assert (
+        "guidelineText" not in essence.get("spec", {})
+        and essence["spec"]["title"] == "Hand hygiene"
+    )
+    assert "status" not in essence
+    assert ks.persistence.finalizer == "ingest.guidelines.dev/operator"
+    # kopf's progress lives under status.kopf, apart from the operator's status fields.
+    assert ks.persistence.progress_storage._field == ("status", "kopf", "progress")
+
+
+def test_kopf_log_records_get_the_event_id() -> None:
+    import logging
+
+    from guideline_operator.main import KopfRecordFilter
+
+    record = logging.makeLogRecord(
+        {
+            "msg": "Handler failed",
+            "k8s_ref": {"kind": "GuidelineJob", "namespace": "ns1", "name": "gj-abcde"},
+            "k8s_skip": False,
+            "settings": object(),
+        }
+    )
+    assert KopfRecordFilter({("ns1", "gj-abcde"): EVENT_ID}).filter(record)
+    assert record.event_id == EVENT_ID and record.object == "GuidelineJob/ns1/gj-abcde"
+    assert not hasattr(record, "settings") and not hasattr(record, "k8s_ref")
