@@ -4,6 +4,15 @@ The manifest follows docs/contracts.md ("The Job"): named `<cr>` for the first r
 `<cr>-r<N>` for the N-th retry request, owned by the GuidelineJob (`kopf.adopt`), labelled
 with the event_id on the Job and its pods, and with a pod that meets the `restricted` Pod
 Security Standard. Nothing here talks to the cluster; `build_job` is unit-tested.
+
+Time limits, from the inside out: each LLM call has the runner's request timeout and the
+SDK's own retries (exponential backoff, honouring Retry-After); one attempt (pod) is bounded
+by the runner's soft timeout (`GUIDELINE_SOFT_TIMEOUT_SECONDS`, default 240 s), after which
+it exits 42 (`Timeout`) and the podFailurePolicy fails the Job without a retry; the whole Job,
+every attempt and the Job controller's pod backoff between them (10 s, 20 s, 40 s, ...)
+included, is bounded by `activeDeadlineSeconds` (default 300 s) -> `DeadlineExceeded`. So
+retryable failures only get the retries that fit in the hard limit: the worst case is
+min(activeDeadlineSeconds, (backoffLimit + 1) x soft timeout + backoff delays).
 """
 
 from __future__ import annotations
