@@ -78,6 +78,19 @@ def identity() -> str:
     return os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or socket.gethostname()
 
 
+def _fingerprint(state: db.JobState) -> str:
+    """A digest of the fields `db.mirror_state` writes."""
+    fields = [
+        state.status,
+        state.attempts,
+        state.started_at,
+        state.completed_at,
+        state.result,
+        state.error,
+    ]
+    return hashlib.sha256(json.dumps(fields, default=str, sort_keys=True).encode()).hexdigest()
+
+
 class Reconciler:
     """Reconciles GuidelineJobs with their Jobs, pods and database rows."""
 
@@ -536,20 +549,7 @@ class Reconciler:
             return
         state = store.job_state(cr, reason, message)
         event_id = str(state.event_id)
-        fingerprint = hashlib.sha256(
-            json.dumps(
-                [
-                    state.status,
-                    state.attempts,
-                    state.started_at,
-                    state.completed_at,
-                    state.result,
-                    state.error,
-                ],
-                default=str,
-                sort_keys=True,
-            ).encode()
-        ).hexdigest()
+        fingerprint = _fingerprint(state)
         if self._mirrored.get(event_id) == fingerprint:
             return
         self._ensure_row(cr)
@@ -614,8 +614,12 @@ class Reconciler:
             (body.get("status") or {}).get("retryRequests") or 0
         )
         if phase is not None and phase.terminal and not retry_pending:
-            event_id = event_id_of(dict(body))
-            if event_id in self._mirrored:
+            try:
+                state = store.job_state(body)
+            except ValueError:  # a rejected GuidelineJob (its event_id is not a UUID)
+                state = None
+            # Mirrored by this process in exactly this state: nothing to do but retention.
+            if state and self._mirrored.get(str(state.event_id)) == _fingerprint(state):
                 completed = observe.parse_time((body.get("status") or {}).get("completedAt"))
                 age = (self.now() - completed).total_seconds() if completed else 0.0
                 if age < self.settings.cr_retention_seconds:
