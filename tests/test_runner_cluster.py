@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from guideline_core import kube
 from guideline_core.resource import PLURAL, FailureReason, RunnerExit
-from support.cluster import REPO_ROOT, LocalCluster
+from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.fake_llm import FakeLLM, FakeLLMProcess, user_text
 
 pytestmark = pytest.mark.cluster
@@ -342,3 +342,35 @@ def test_runner_pods_with_only_the_runner_rbac(cluster: LocalCluster, namespace:
     logs = cluster.pod_log(namespace, pods[0]["metadata"]["name"])
     assert '"msg": "runner failed"' in logs
     assert_no_key(logs, json.dumps(pods[0]["status"]))
+
+
+def test_sigterm_ends_the_runner_at_once_with_143(
+    cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """A cancelled or deadline-exceeded pod gets SIGTERM; as a container's PID 1 the runner
+    must handle it itself (the default action does not apply to PID 1)."""
+    job = create_guideline_job(cluster, namespace)
+    hang = {"summary": SUMMARY, "rules": [{"step": "any", "status": "hang", "seconds": 60}]}
+    with FakeLLM(hang) as server:
+        environment = {
+            "PATH": os.environ["PATH"],
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "GUIDELINE_JOB_NAME": job["metadata"]["name"],
+            "GUIDELINE_NAMESPACE": namespace,
+            "GUIDELINE_PROVIDER": "openai",
+            "GUIDELINE_TERMINATION_MESSAGE_PATH": str(tmp_path / "termination"),
+            "OPENAI_API_KEY": API_KEY,
+            "OPENAI_BASE_URL": server.base_url,
+        }
+        proc = subprocess.Popen(
+            [RUNNER], env=environment, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            wait_for(lambda: len(server.requests()) >= 1, timeout=30, message="a request")
+            proc.terminate()
+            returncode = proc.wait(timeout=10)
+        finally:
+            proc.kill()
+        stderr = proc.stderr.read() if proc.stderr else ""
+    assert returncode == 128 + 15
+    assert "terminated by signal" in stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -231,6 +232,15 @@ def run(settings: RunnerSettings | None = None) -> int:
             )
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    # As a container's PID 1 the runner would otherwise ignore SIGTERM and make a
+    # cancelled or deadline-exceeded pod wait out its whole grace period.
+    log.warning("terminated by signal", extra={"signal": signal.Signals(signum).name})
+    logging.shutdown()
+    os._exit(128 + signum)
+
+
 def main() -> None:
     """Console script entry point."""
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.exit(run())
