@@ -29,9 +29,8 @@ import httpx
 import pytest
 import yaml
 from guideline_api.auth import hash_key
-from guideline_core.settings import ApiSettings, RunnerSettings
+from guideline_core.settings import ApiSettings, OperatorSettings, RunnerSettings
 from guideline_operator.manifests import JobRequest, build_job
-from guideline_operator.settings import RunSettings
 from support.api import make_settings, running_server
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.fake_llm import FakeLLMProcess
@@ -343,7 +342,7 @@ def test_settings_env_names_exist_in_the_components_settings(installed: Installe
     """Every GUIDELINE_* variable the chart sets is a real setting (a typo would be ignored)."""
     pairs = [
         (component(installed.objects, "Deployment", "api"), ApiSettings),
-        (component(installed.objects, "StatefulSet", "operator"), RunSettings),
+        (component(installed.objects, "StatefulSet", "operator"), OperatorSettings),
     ]
     for workload, settings in pairs:
         container = workload["spec"]["template"]["spec"]["containers"][0]
@@ -370,7 +369,7 @@ def test_runner_job_built_by_the_operator_is_admitted(
     operator = component(installed.objects, "StatefulSet", "operator")
     env = env_of(operator)
     fields = {k.removeprefix("GUIDELINE_").lower(): v for k, v in env.items()}
-    settings = RunSettings(_env_file=None, **fields)
+    settings = OperatorSettings(_env_file=None, **fields)
     runner_sa = component(installed.objects, "ServiceAccount", "runner")["metadata"]["name"]
     config_map = component(installed.objects, "ConfigMap", "runner")["metadata"]["name"]
     assert settings.runner_service_account == runner_sa

@@ -578,10 +578,10 @@ def test_command_line_overrides_settings(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_kopf_settings_keep_the_guideline_out_of_annotations() -> None:
     import kopf
+    from guideline_core.settings import OperatorSettings
     from guideline_operator.handlers import kopf_settings
-    from guideline_operator.settings import RunSettings
 
-    ks = kopf_settings(RunSettings())
+    ks = kopf_settings(OperatorSettings())
     body = cr(status={"phase": "PENDING"})
     body["spec"]["guidelineText"] = "x" * gj.MAX_GUIDELINE_CHARS
     body["spec"]["title"] = "Hand hygiene"

@@ -31,11 +31,21 @@ class CommonSettings(BaseSettings):
 class ApiSettings(CommonSettings):
     """Settings of the REST API."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    db_pool_min: int = 1
-    db_pool_max: int = 20
-    max_guideline_chars: int = Field(MAX_GUIDELINE_CHARS, le=MAX_GUIDELINE_CHARS)
+    host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
+    port: int = Field(8000, description="Port the HTTP server listens on.")
+    db_pool_min: int = Field(
+        1, description="Idle database connections kept open (more open as needed)."
+    )
+    db_pool_max: int = Field(
+        20,
+        description="Most database connections at once (more requests wait); also the size "
+        "of the Kubernetes connection pool.",
+    )
+    max_guideline_chars: int = Field(
+        MAX_GUIDELINE_CHARS,
+        le=MAX_GUIDELINE_CHARS,
+        description="Longest guideline_text accepted (413 beyond); at most the CRD's limit.",
+    )
     max_body_bytes: int = Field(
         # A maximum-length text escaped as \uXXXX (json.dumps' default) is ~600 KB.
         1024 * 1024,
@@ -58,8 +68,15 @@ class ApiSettings(CommonSettings):
     idempotency_window_hours: int = Field(
         24, ge=1, description="An Idempotency-Key may be reused for a new job after this."
     )
-    default_model: str = "gpt-4o-mini"
-    operator_heartbeat_stale_seconds: int = 60
+    default_model: str = Field(
+        "gpt-4o-mini",
+        description="Not used: a job that names no model gets the runner's `model`.",
+    )
+    operator_heartbeat_stale_seconds: int = Field(
+        60,
+        description="An operator heartbeat older than this means no operator runs "
+        "(/health `degraded`; noted in a queued job's queue message).",
+    )
     kubeconfig: str | None = Field(
         None,
         validation_alias=AliasChoices("GUIDELINE_KUBECONFIG", "KUBECONFIG"),
@@ -77,32 +94,44 @@ class ApiSettings(CommonSettings):
 
 
 class OperatorSettings(CommonSettings):
-    """Settings of the kopf operator and the Jobs it creates."""
+    """Settings of the kopf operator process and the Jobs it creates."""
 
     runner_image: str = Field(
         "guideline-ingest:0.1.0", description="Image of the runner pods' container."
     )
-    runner_image_pull_policy: str = "IfNotPresent"
-    runner_command: list[str] = Field(default_factory=lambda: ["guideline-runner"])
-    runner_service_account: str = "guideline-runner"
+    runner_image_pull_policy: str = Field(
+        "IfNotPresent", description="imagePullPolicy of the runner pods' container."
+    )
+    runner_command: list[str] = Field(
+        default_factory=lambda: ["guideline-runner"],
+        description="Command of the runner pods' container.",
+    )
+    runner_service_account: str = Field(
+        "guideline-runner", description="ServiceAccount the runner pods run as."
+    )
     backoff_limit: int = Field(3, ge=0, le=10, description="Pod retries of one job.")
     active_deadline_seconds: int = Field(300, ge=10, description="Hard time limit of a Job.")
-    ttl_seconds_after_finished: int = Field(3600, ge=0)
+    ttl_seconds_after_finished: int = Field(
+        3600, ge=0, description="A finished Job and its pods are deleted after this."
+    )
     max_concurrent_jobs: int = Field(4, ge=1, description="Jobs running at once; more queue.")
     kueue_queue_name: str | None = Field(
         None, description="If set, Jobs get this kueue.x-k8s.io/queue-name and Kueue admits them."
     )
     openai_secret_name: str = Field(
-        "guideline-openai", description="Secret holding the OpenAI key (key `api-key`)."
+        "guideline-openai",
+        description="Secret with the runner pods' OpenAI key (may be absent: no key).",
     )
-    openai_secret_key: str = "api-key"
+    openai_secret_key: str = Field(
+        "api-key", description="The key in `openai_secret_name` holding the OpenAI key."
+    )
     runner_config_map: str = Field(
         "guideline-runner-config", description="ConfigMap whose keys become runner env."
     )
-    runner_cpu_request: str = "100m"
-    runner_cpu_limit: str = "1"
-    runner_memory_request: str = "128Mi"
-    runner_memory_limit: str = "512Mi"
+    runner_cpu_request: str = Field("100m", description="CPU request of a runner pod.")
+    runner_cpu_limit: str = Field("1", description="CPU limit of a runner pod.")
+    runner_memory_request: str = Field("128Mi", description="Memory request of a runner pod.")
+    runner_memory_limit: str = Field("512Mi", description="Memory limit of a runner pod.")
     resync_interval_seconds: float = Field(30.0, description="Period of the reconcile timer.")
     cr_retention_seconds: int = Field(
         86_400, description="Finished GuidelineJobs are deleted from the cluster after this."
@@ -110,21 +139,51 @@ class OperatorSettings(CommonSettings):
     db_retention_days: int = Field(
         0, description="Rows of finished jobs older than this are purged; 0 keeps them forever."
     )
-    heartbeat_interval_seconds: float = 10.0
-    metrics_port: int = 9101
-    liveness_port: int = 8081
+    heartbeat_interval_seconds: float = Field(
+        10.0, description="Period of the operator's heartbeat row (the API's /health reads it)."
+    )
+    metrics_port: int = Field(
+        9101, description="Port of the operator's Prometheus metrics; 0 turns them off."
+    )
+    liveness_port: int = Field(8081, description="Port of kopf's liveness endpoint /healthz.")
+    # How the operator process runs (the command-line flags of `guideline-operator`
+    # override these).
+    standalone: bool = Field(
+        False, description="Run without peering (one operator only: tests, the local stack)."
+    )
+    peering_name: str | None = Field(
+        None,
+        description="kopf peering object to join when replicated (KopfPeering per namespace, "
+        "ClusterKopfPeering with all_namespaces); the highest priority replica is active.",
+    )
+    peering_priority: int = Field(0, description="This replica's peering priority.")
+    all_namespaces: bool = Field(False, description="Serve every namespace, not `namespace`.")
+    handler_workers: int = Field(16, ge=2, description="kopf's thread pool for handlers.")
+    watch_timeout_seconds: int = Field(
+        300, gt=0, description="Watch requests are renewed after this (server side)."
+    )
+    queue_refresh_seconds: float = Field(
+        5.0, gt=0, description="Shortest period of rewriting queue positions of waiting jobs."
+    )
+    db_purge_interval_seconds: float = Field(
+        3600.0, gt=0, description="Period of the database retention purge (db_retention_days)."
+    )
 
 
 class RunnerSettings(CommonSettings):
     """Settings of the runner (the process inside each Job pod)."""
 
     provider: Provider = Field(Provider.OPENAI, description="`openai` or `extractive`.")
-    model: str = "gpt-4o-mini"
+    model: str = Field("gpt-4o-mini", description="Model of a job whose spec names none.")
     openai_api_key: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("OPENAI_API_KEY", "GUIDELINE_OPENAI_API_KEY")
+        None,
+        validation_alias=AliasChoices("OPENAI_API_KEY", "GUIDELINE_OPENAI_API_KEY"),
+        description="API key of the OpenAI-compatible endpoint.",
     )
     openai_base_url: str | None = Field(
-        None, validation_alias=AliasChoices("OPENAI_BASE_URL", "GUIDELINE_OPENAI_BASE_URL")
+        None,
+        validation_alias=AliasChoices("OPENAI_BASE_URL", "GUIDELINE_OPENAI_BASE_URL"),
+        description="Base URL of an OpenAI-compatible endpoint; default: OpenAI's.",
     )
     request_timeout_seconds: float = Field(60.0, description="Per LLM call.")
     sdk_max_retries: int = Field(2, description="The openai SDK's own in-process retries.")
@@ -132,7 +191,9 @@ class RunnerSettings(CommonSettings):
     chunk_chars: int = Field(
         24_000, description="Guidelines longer than this are summarized in parts (map-reduce)."
     )
-    max_checklist_items: int = 30
+    max_checklist_items: int = Field(
+        30, description="Most checklist items in a result (a longer answer is cut)."
+    )
     fallback_to_extractive: bool = Field(
         False, description="Complete with the extractive provider (degraded) if the LLM fails."
     )
@@ -140,7 +201,11 @@ class RunnerSettings(CommonSettings):
     event_id: str | None = Field(
         None, description="The job's event_id for the logs (else read from the GuidelineJob)."
     )
-    termination_message_path: str = "/dev/termination-log"
+    termination_message_path: str = Field(
+        "/dev/termination-log",
+        description="File the failure (reason, message, retryable) is written to as the "
+        "pod's termination message.",
+    )
 
 
 @lru_cache

@@ -31,11 +31,11 @@ import kopf
 import psycopg2
 from guideline_core import db
 from guideline_core import resource as gj
+from guideline_core.settings import OperatorSettings
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from guideline_operator.reconciler import Reconciler
-from guideline_operator.settings import RunSettings
 
 log = logging.getLogger("guideline_operator")
 CR = (gj.GROUP, gj.VERSION, gj.PLURAL)
@@ -44,7 +44,7 @@ FINALIZER = f"{gj.GROUP}/operator"
 TRANSIENT = (ApiException, HTTPError, OSError, db.DatabaseUnavailableError, psycopg2.Error)
 
 
-def kopf_settings(settings: RunSettings) -> kopf.OperatorSettings:
+def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     """kopf's settings for this operator (see the module docstring)."""
     ks = kopf.OperatorSettings()
     ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -77,7 +77,7 @@ def _retrying(call: Callable[[], None]) -> None:
         raise kopf.TemporaryError(f"{type(exc).__name__}: {exc}"[:500], delay=2) from exc
 
 
-def register(registry: kopf.OperatorRegistry, rec: Reconciler, settings: RunSettings) -> None:
+def register(registry: kopf.OperatorRegistry, rec: Reconciler, settings: OperatorSettings) -> None:
     """Register every handler of the operator on `registry`."""
 
     @kopf.on.login(registry=registry)

@@ -3,8 +3,8 @@
     guideline-operator --standalone                       # one operator (tests, local stack)
     guideline-operator --peering guideline --priority 10  # replicated: highest priority acts
 
-Settings come from `GUIDELINE_*` environment variables (see `RunSettings` and the shared
-`OperatorSettings`); flags override them. Prometheus metrics are served on
+Settings come from `GUIDELINE_*` environment variables (see `OperatorSettings` in
+guideline_core.settings); flags override them. Prometheus metrics are served on
 `--metrics-port` (default `metrics_port`), kopf's liveness probe on `--liveness`
 (default `http://0.0.0.0:<liveness_port>/healthz`).
 """
@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import kopf
 from guideline_core import db, logs
 from guideline_core.kube import load_config
+from guideline_core.settings import OperatorSettings
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY, start_http_server
 
@@ -25,7 +26,6 @@ from guideline_operator import handlers
 from guideline_operator.kubeapi import Kube
 from guideline_operator.metrics import Metrics
 from guideline_operator.reconciler import Reconciler
-from guideline_operator.settings import RunSettings
 
 log = logging.getLogger("guideline_operator")
 
@@ -80,9 +80,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_settings(args: argparse.Namespace) -> RunSettings:
+def build_settings(args: argparse.Namespace) -> OperatorSettings:
     """Settings from the environment with the flags applied."""
-    settings = RunSettings()
+    settings = OperatorSettings()
     overrides: dict[str, object] = {}
     if args.standalone:
         overrides["standalone"] = True
@@ -123,8 +123,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         database,
         metrics,
         namespaces=namespaces,
-        queue_refresh_seconds=settings.queue_refresh_seconds,
-        db_purge_interval_seconds=settings.db_purge_interval_seconds,
     )
     log_filter = KopfRecordFilter(rec.event_ids)
     for handler in logging.getLogger().handlers:

@@ -103,8 +103,6 @@ class Reconciler:
         *,
         namespaces: list[str] | None,
         events: EventSink = kopf_event,
-        queue_refresh_seconds: float = 5.0,
-        db_purge_interval_seconds: float = 3600.0,
         heartbeat_identity: str | None = None,
     ):
         self.settings = settings
@@ -115,8 +113,6 @@ class Reconciler:
         self.events = events
         self.registry = Registry()
         self.event_ids: dict[tuple[str, str], str] = {}
-        self.queue_refresh_seconds = queue_refresh_seconds
-        self.db_purge_interval_seconds = db_purge_interval_seconds
         self.identity = heartbeat_identity or identity()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -700,7 +696,7 @@ class Reconciler:
         now = time.monotonic()
         # A full refresh rewrites every queued CR; its period grows with the queue so a
         # long backlog costs about 20 writes a second at most.
-        interval = max(self.queue_refresh_seconds, len(queue) / 20.0)
+        interval = max(self.settings.queue_refresh_seconds, len(queue) / 20.0)
         full = now - self._last_refresh >= interval
         if full:
             self._last_refresh = now
@@ -760,7 +756,7 @@ class Reconciler:
             except (db.DatabaseUnavailableError, psycopg2.Error) as exc:
                 log.warning("heartbeat failed", extra={"error": str(exc)})
             if self.settings.db_retention_days > 0 and time.monotonic() >= next_purge:
-                next_purge = time.monotonic() + self.db_purge_interval_seconds
+                next_purge = time.monotonic() + self.settings.db_purge_interval_seconds
                 self.purge()
             if self._stop.wait(self.settings.heartbeat_interval_seconds):
                 return

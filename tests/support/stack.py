@@ -7,8 +7,8 @@ running as a subprocess against the test database.
         job = stack.submit("Staff must wash hands.")           # as the API does
         done = stack.wait_for_phase(job["metadata"]["name"], "COMPLETED")
 
-`operator` settings are `OperatorSettings`/`RunSettings` field names (lower case, without
-the GUIDELINE_ prefix); `operator_args` replace `--standalone` on its command line;
+`operator` settings are `OperatorSettings` field names (lower case, without the
+GUIDELINE_ prefix); `operator_args` replace `--standalone` on its command line;
 `runner` entries become keys of the runner ConfigMap (env names); `script` is the fake
 LLM's initial script (see support.fake_llm).
 Leaving the block deletes the GuidelineJobs while the operator still runs (it holds a
