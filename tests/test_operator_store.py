@@ -125,10 +125,10 @@ def test_mark_deleted_only_touches_unfinished_rows(database: db.Database) -> Non
         store.ensure_row(conn, applied_cr(running))
         store.ensure_row(conn, applied_cr(done))
         db.mirror_state(conn, store.job_state(applied_cr(done, phase="COMPLETED", result={"s": 1})))
-        assert store.mark_deleted(conn, running, 2, None)
-        assert not store.mark_deleted(conn, running, 2, None)
-        assert not store.mark_deleted(conn, done, 1, None)
-        assert not store.mark_deleted(conn, str(uuid.uuid4()), 0, None)  # no row at all
+        assert db.mark_deleted(conn, running, 2, None)
+        assert not db.mark_deleted(conn, running, 2, None)
+        assert not db.mark_deleted(conn, done, 1, None)
+        assert not db.mark_deleted(conn, str(uuid.uuid4()), 0, None)  # no row at all
         deleted = db.get_job(conn, uuid.UUID(running))
         kept = db.get_job(conn, uuid.UUID(done))
     assert deleted["status"] == "CANCELLED" and deleted["error"]["reason"] == "Deleted"
@@ -163,8 +163,8 @@ def test_purge_deletes_only_old_finished_rows(database: db.Database) -> None:
                 "UPDATE jobs SET created_at = now() - interval '90 days' WHERE event_id = %s",
                 (uuid.UUID(ids["old_pending"]),),
             )
-        assert store.purge_finished(conn, 30) == 2
-        assert store.purge_finished(conn, 30) == 0
+        assert db.purge_finished(conn, 30) == 2
+        assert db.purge_finished(conn, 30) == 0
         left = {str(r["event_id"]) for r in db.list_jobs(conn, status=None, limit=10)}
         with conn.cursor() as cur:
             cur.execute(
@@ -177,12 +177,12 @@ def test_purge_deletes_only_old_finished_rows(database: db.Database) -> None:
 
 def test_heartbeat_upserts(database: db.Database) -> None:
     with database.connection() as conn:
-        store.heartbeat(conn, "operator-0")
+        db.heartbeat(conn, "operator-0")
         with conn.cursor() as cur:
             cur.execute("SELECT seen_at FROM operator_heartbeat WHERE identity = 'operator-0'")
             first = cur.fetchone()[0]
     with database.connection() as conn:
-        store.heartbeat(conn, "operator-0")
+        db.heartbeat(conn, "operator-0")
         with conn.cursor() as cur:
             cur.execute("SELECT count(*), max(seen_at) FROM operator_heartbeat")
             count, latest = cur.fetchone()

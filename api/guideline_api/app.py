@@ -19,7 +19,6 @@ from guideline_api.errors import ApiError, Reason, install_handlers
 from guideline_api.kubeapi import KubeGateway
 from guideline_api.limits import BodyLimitMiddleware, RateLimiter
 from guideline_api.metrics import ApiMetrics, MetricsMiddleware, route_template
-from guideline_api.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class Context:
     """Everything an endpoint needs, built once per app."""
 
     settings: ApiSettings
-    store: Store
+    store: db.Database  # the job store (PostgreSQL)
     kube: KubeGateway
     keys: KeyStore
     limiter: RateLimiter
@@ -124,16 +123,22 @@ def create_app(
     database: db.Database | None = None,
     kube: KubeGateway | None = None,
 ) -> FastAPI:
-    """Build the API. Migrations are not applied here (`main` does that at start-up)."""
+    """Build the API. Migrations are not applied here (`main` does that at start-up).
+    A given `database` is used as it is (its own pool size and acquire timeout)."""
     from guideline_api import health, jobs
 
     settings = settings or ApiSettings()
+    # The threadpool serving requests is larger than the pool: a request waits (bounded)
+    # for a free connection instead of failing at once.
     database = database or db.Database(
-        settings.database_url, minconn=settings.db_pool_min, maxconn=settings.db_pool_max
+        settings.database_url,
+        minconn=settings.db_pool_min,
+        maxconn=settings.db_pool_max,
+        acquire_timeout=settings.db_acquire_timeout_seconds,
     )
     ctx = Context(
         settings=settings,
-        store=Store(database, settings.db_pool_max, settings.db_acquire_timeout_seconds),
+        store=database,
         kube=kube
         or KubeGateway(
             settings.namespace,

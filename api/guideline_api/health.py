@@ -11,7 +11,6 @@ from guideline_core.db import DatabaseUnavailableError
 from guideline_core.resource import Phase
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from guideline_api import store as q
 from guideline_api.app import Context, get_ctx
 from guideline_api.kubeapi import KubernetesUnavailableError
 from guideline_api.schemas import CheckResult, Health, OperatorHealth
@@ -22,7 +21,7 @@ router = APIRouter(tags=["operations"])
 def status_counts(ctx: Context) -> dict[str, int] | None:
     """Jobs per status, or None when the database cannot be reached."""
     try:
-        with ctx.store.transaction() as conn:
+        with ctx.store.connection() as conn:
             return db.count_by_status(conn)
     except DatabaseUnavailableError:
         return None
@@ -52,9 +51,9 @@ def health(request: Request) -> JSONResponse:
     operator = None
     queue_size = running = None
     try:
-        with ctx.store.transaction() as conn:
+        with ctx.store.connection() as conn:
             counts = db.count_by_status(conn)
-            beat = q.latest_heartbeat(conn)
+            beat = db.latest_heartbeat(conn)
         database = CheckResult(ok=True, latency_ms=round((time.perf_counter() - start) * 1000, 2))
         queue_size, running = counts[Phase.PENDING], counts[Phase.PROCESSING]
         stale = ctx.settings.operator_heartbeat_stale_seconds
@@ -102,8 +101,7 @@ def ready(request: Request) -> JSONResponse:
     serves reads, and POST /jobs answers 503 itself."""
     ctx = get_ctx(request)
     try:
-        with ctx.store.transaction() as conn, conn.cursor() as cur:
-            cur.execute("SELECT 1")
+        ctx.store.ping()
     except DatabaseUnavailableError as exc:
         return JSONResponse({"status": "unavailable", "error": str(exc)[:500]}, status_code=503)
     return JSONResponse({"status": "ok"})

@@ -19,7 +19,6 @@ from guideline_core.db import DatabaseUnavailableError
 from guideline_core.resource import Phase
 from pydantic import ValidationError
 
-from guideline_api import store as q
 from guideline_api.app import Authenticated, Context, get_ctx, rate_limit
 from guideline_api.auth import Principal
 from guideline_api.errors import ApiError, Reason, summarize, validation_details
@@ -115,9 +114,9 @@ def to_view(
 
 
 def _queue_info(conn: Any, row: dict[str, Any], stale_after: int) -> QueueInfo:
-    position = q.queue_position(conn, row["created_at"], row["event_id"])
+    position = db.queue_position(conn, row["created_at"], row["event_id"])
     counts = db.count_by_status(conn)
-    beat = q.latest_heartbeat(conn)
+    beat = db.latest_heartbeat(conn)
     ahead = position - 1
     message = (
         f"waiting for a free runner slot: {ahead} job(s) ahead, {counts[Phase.PROCESSING]} running"
@@ -245,9 +244,9 @@ def _submit(
         event_id = kube.new_event_id()
         cr_name: str | None = None
         try:
-            with ctx.store.transaction() as conn:
+            with ctx.store.connection() as conn:
                 if key is not None:
-                    prior = q.find_idempotent(
+                    prior = db.find_by_idempotency_key(
                         conn, principal.key_id, key, settings.idempotency_window_hours
                     )
                     if prior is not None and not prior["expired"]:
@@ -261,7 +260,7 @@ def _submit(
                             )
                         return prior, False
                     if prior is not None:
-                        q.release_idempotency_key(conn, prior["event_id"])
+                        db.release_idempotency_key(conn, prior["event_id"])
                 pending = db.count_status(conn, Phase.PENDING)
                 if pending >= settings.max_pending_jobs:
                     raise ApiError(
@@ -296,7 +295,7 @@ def _submit(
                 )
                 created = ctx.kube.create(manifest)
                 cr_name = created["metadata"]["name"]
-                q.set_cr_name(conn, event_id, cr_name)
+                db.set_cr_name(conn, event_id, cr_name)
                 row = db.get_job(conn, event_id)
                 assert row is not None
             return row, True
@@ -444,7 +443,7 @@ def get_job(
             f"unknown include {sorted(extras - _INCLUDES)}; allowed: history, text",
         )
     try:
-        with ctx.store.transaction() as conn:
+        with ctx.store.connection() as conn:
             row = db.get_job(conn, eid)
             if row is None:
                 raise _not_found(eid)
@@ -495,7 +494,7 @@ def list_jobs(
             ) from None
     before = _decode_cursor(cursor) if cursor else None
     try:
-        with ctx.store.transaction() as conn:
+        with ctx.store.connection() as conn:
             rows = db.list_jobs(conn, status=phase, limit=limit + 1, before=before)
     except DatabaseUnavailableError as exc:
         raise _unavailable(exc) from exc
@@ -507,7 +506,7 @@ def list_jobs(
 
 def _load(ctx: Context, eid: uuid.UUID) -> dict[str, Any]:
     try:
-        with ctx.store.transaction() as conn:
+        with ctx.store.connection() as conn:
             row = db.get_job(conn, eid)
     except DatabaseUnavailableError as exc:
         raise _unavailable(exc) from exc
@@ -531,7 +530,7 @@ def _cancel(ctx: Context, principal: Principal, event_id: str) -> JobView:
                     cr["metadata"]["name"],
                     {gj.ANNOTATION_CANCEL_REQUESTED: datetime.now(UTC).isoformat()},
                 )
-            with ctx.store.transaction() as conn:
+            with ctx.store.connection() as conn:
                 if cr is None:
                     # Nothing left on the cluster to stop: record the outcome ourselves.
                     message = f"cancelled by {principal.key_id}; its GuidelineJob no longer existed"
@@ -549,7 +548,7 @@ def _cancel(ctx: Context, principal: Principal, event_id: str) -> JobView:
                         ),
                     )
                 else:
-                    q.add_event(
+                    db.add_event(
                         conn,
                         eid,
                         row["status"],
@@ -652,8 +651,8 @@ def retry_job(
             cr = ctx.kube.find(str(eid), row["cr_name"])
             count = _bump_retry(ctx, cr) if cr is not None else None
             if count is not None:
-                with ctx.store.transaction() as conn:
-                    q.add_event(
+                with ctx.store.connection() as conn:
+                    db.add_event(
                         conn,
                         eid,
                         row["status"],
@@ -703,7 +702,7 @@ def _recreate(ctx: Context, principal: Principal, row: dict[str, Any]) -> dict[s
     """Re-create a retained-away GuidelineJob from the stored job, in the same
     row-first-then-CR transaction as a submission."""
     eid = row["event_id"]
-    with ctx.store.transaction() as conn:
+    with ctx.store.connection() as conn:
         text = db.get_guideline_text(conn, eid)
         message = f"retry requested by {principal.key_id}; GuidelineJob re-created"
         db.mirror_state(
@@ -727,7 +726,7 @@ def _recreate(ctx: Context, principal: Principal, row: dict[str, Any]) -> dict[s
                 submitted_by=row["submitted_by"],
             )
         )
-        q.set_cr_name(conn, eid, created["metadata"]["name"])
+        db.set_cr_name(conn, eid, created["metadata"]["name"])
         fresh = db.get_job(conn, eid)
     log.info("GuidelineJob re-created for retry", extra={"cr_name": created["metadata"]["name"]})
     return fresh or row

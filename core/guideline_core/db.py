@@ -1,5 +1,6 @@
 """PostgreSQL access shared by the API and the operator: a thread-safe connection pool,
-versioned migrations (yoyo), and the queries on the `jobs` table.
+versioned migrations (yoyo), and every query on the shared tables (`jobs`, `job_events`,
+`operator_heartbeat`).
 
 Every statement is parameterized. Callers hold a connection only for one short unit of
 work (`Database.connection()`), never across a Kubernetes call that can block for long.
@@ -14,7 +15,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -32,10 +33,15 @@ JOB_COLUMNS = (
     "event_id, namespace, cr_name, status, title, model, provider, attempts, result, error, "
     "submitted_by, idempotency_key, request_hash, created_at, updated_at, started_at, completed_at"
 )
+DELETED_REASON = "Deleted"
+DELETED_MESSAGE = "the GuidelineJob was deleted before it finished"
 
 
 class DatabaseUnavailableError(RuntimeError):
     """The database could not be reached or refused the connection."""
+
+
+# --- migrations ----------------------------------------------------------------------------
 
 
 def migrate(database_url: str) -> int:
@@ -64,13 +70,29 @@ def migrate_main() -> None:
     print(f"applied {migrate(url)} migration(s)")
 
 
-class Database:
-    """A pool of connections to one PostgreSQL database."""
+# --- the pool ------------------------------------------------------------------------------
 
-    def __init__(self, url: str, minconn: int = 1, maxconn: int = 10, connect_timeout: int = 3):
+
+class Database:
+    """A pool of connections to one PostgreSQL database.
+
+    Without `acquire_timeout`, asking for a connection while all `maxconn` are in use fails
+    at once (DatabaseUnavailableError). With it, the caller waits up to that many seconds
+    for one to be returned: for a server whose worker threads outnumber the connections."""
+
+    def __init__(
+        self,
+        url: str,
+        minconn: int = 1,
+        maxconn: int = 10,
+        connect_timeout: int = 3,
+        acquire_timeout: float | None = None,
+    ):
         self.url = url
         self._minconn, self._maxconn = minconn, maxconn
         self._connect_timeout = connect_timeout
+        self._acquire_timeout = acquire_timeout
+        self._slots = threading.BoundedSemaphore(maxconn) if acquire_timeout is not None else None
         self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
         self._lock = threading.Lock()
 
@@ -93,6 +115,19 @@ class Database:
     def connection(self) -> Iterator[PgConnection]:
         """A pooled connection inside a transaction: committed on success, rolled back on
         error. A connection that broke is discarded rather than returned to the pool."""
+        if self._slots is not None and not self._slots.acquire(timeout=self._acquire_timeout):
+            raise DatabaseUnavailableError(
+                f"no free database connection within {self._acquire_timeout:g} s (overloaded)"
+            )
+        try:
+            with self._pooled() as conn:
+                yield conn
+        finally:
+            if self._slots is not None:
+                self._slots.release()
+
+    @contextmanager
+    def _pooled(self) -> Iterator[PgConnection]:
         pool = self._get_pool()
         try:
             conn = pool.getconn()
@@ -121,6 +156,9 @@ class Database:
             if self._pool is not None:
                 self._pool.closeall()
                 self._pool = None
+
+
+# --- jobs: submission ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -173,25 +211,65 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
             ),
         )
         inserted = cur.rowcount == 1
-        if inserted:
-            cur.execute(
-                "INSERT INTO job_events (event_id, status, attempts, reason) "
-                "VALUES (%s, %s, 0, 'Accepted')",
-                (job.event_id, str(job.status)),
-            )
-        return inserted
+    if inserted:
+        add_event(conn, job.event_id, str(job.status), 0, "Accepted")
+    return inserted
+
+
+def ensure_job(conn: PgConnection, job: NewJob, lock_timeout_s: float = 10.0) -> bool:
+    """Insert the row of a job first seen as a GuidelineJob (e.g. made by `kubectl apply`)
+    unless it exists, and record `job.cr_name` if the row has no name yet; True if inserted.
+
+    The API inserts the row and creates the CR in one transaction; if the CR is seen before
+    that commits, this INSERT waits on the row lock and then does nothing (ON CONFLICT DO
+    NOTHING). `lock_timeout_s` bounds that wait (for this transaction only)."""
+    with conn.cursor() as cur:
+        cur.execute("SET LOCAL lock_timeout = %s", (f"{int(lock_timeout_s * 1000)}ms",))
+    inserted = insert_job(conn, job)
+    if job.cr_name is not None:
+        # The API creates the CR by generateName, so its row may not know the name yet.
+        set_cr_name(conn, job.event_id, job.cr_name, only_if_unset=True)
+    return inserted
+
+
+def set_cr_name(
+    conn: PgConnection, event_id: uuid.UUID, cr_name: str, *, only_if_unset: bool = False
+) -> None:
+    """Record the name the API server gave the job's GuidelineJob (with `only_if_unset`,
+    only on a row that has none)."""
+    sql = "UPDATE jobs SET cr_name = %s WHERE event_id = %s"
+    if only_if_unset:
+        sql += " AND cr_name IS NULL"
+    with conn.cursor() as cur:
+        cur.execute(sql, (cr_name, event_id))
 
 
 def find_by_idempotency_key(
-    conn: PgConnection, submitted_by: str, idempotency_key: str
+    conn: PgConnection,
+    submitted_by: str,
+    idempotency_key: str,
+    window_hours: int | None = None,
 ) -> dict[str, Any] | None:
-    """The job a (client, Idempotency-Key) pair already created, if any."""
+    """The job a (client, Idempotency-Key) pair already created, if any, with `expired`
+    telling whether it is older than `window_hours` (then the key may be used again;
+    never expired without a window)."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE submitted_by = %s AND idempotency_key = %s",
-            (submitted_by, idempotency_key),
+            f"SELECT {JOB_COLUMNS}, "
+            "coalesce(created_at < now() - make_interval(hours => %s), false) AS expired "
+            "FROM jobs WHERE submitted_by = %s AND idempotency_key = %s",
+            (window_hours, submitted_by, idempotency_key),
         )
         return cur.fetchone()
+
+
+def release_idempotency_key(conn: PgConnection, event_id: uuid.UUID) -> None:
+    """Detach an expired key from its old job so the unique index admits it again."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE jobs SET idempotency_key = NULL WHERE event_id = %s", (event_id,))
+
+
+# --- jobs: reads ---------------------------------------------------------------------------
 
 
 def get_job(conn: PgConnection, event_id: uuid.UUID) -> dict[str, Any] | None:
@@ -249,6 +327,20 @@ def count_status(conn: PgConnection, status: Phase) -> int:
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM jobs WHERE status = %s", (str(status),))
         return int(cur.fetchone()[0])
+
+
+def queue_position(conn: PgConnection, created_at: datetime, event_id: uuid.UUID) -> int:
+    """1 + the number of PENDING jobs submitted before this one (submission order is the
+    order the operator starts them in)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM jobs WHERE status = %s AND (created_at, event_id) < (%s, %s)",
+            (str(Phase.PENDING), created_at, event_id),
+        )
+        return int(cur.fetchone()[0]) + 1
+
+
+# --- jobs: state written by the operator ---------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -325,6 +417,72 @@ def mirror_state(conn: PgConnection, state: JobState) -> bool:
         return changed
 
 
+def mark_deleted(
+    conn: PgConnection,
+    event_id: str | uuid.UUID,
+    attempts: int,
+    started_at: datetime | None,
+) -> bool:
+    """Record that a job's GuidelineJob was deleted before it finished: CANCELLED with
+    reason `Deleted`, unless its row is already terminal (checked under a row lock) or
+    missing. True if the row changed."""
+    eid = uuid.UUID(str(event_id))
+    with conn.cursor() as cur:
+        cur.execute("SELECT status FROM jobs WHERE event_id = %s FOR UPDATE", (eid,))
+        row = cur.fetchone()
+    if row is None or is_terminal(row[0]):
+        return False
+    return mirror_state(
+        conn,
+        JobState(
+            event_id=eid,
+            status=Phase.CANCELLED,
+            attempts=attempts,
+            started_at=started_at,
+            completed_at=datetime.now(UTC).replace(microsecond=0),
+            error={"reason": DELETED_REASON, "message": DELETED_MESSAGE},
+            reason=DELETED_REASON,
+            message=DELETED_MESSAGE,
+        ),
+    )
+
+
+def purge_finished(conn: PgConnection, older_than_days: int) -> int:
+    """Delete rows of jobs that finished more than `older_than_days` days ago (their
+    status history goes with them); returns how many."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            DELETE FROM jobs
+             WHERE status = ANY(%s)
+               AND completed_at < now() - make_interval(days => %s)
+            """,
+            ([p.value for p in TERMINAL_PHASES], older_than_days),
+        )
+        return cur.rowcount
+
+
+# --- status history ------------------------------------------------------------------------
+
+
+def add_event(
+    conn: PgConnection,
+    event_id: uuid.UUID,
+    status: str,
+    attempts: int,
+    reason: str,
+    message: str | None = None,
+) -> None:
+    """Append an entry to the job's history (e.g. a request made through the API) without
+    changing its row."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO job_events (event_id, status, attempts, reason, message) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (event_id, status, attempts, reason, message),
+        )
+
+
 def job_history(conn: PgConnection, event_id: uuid.UUID) -> list[dict[str, Any]]:
     """The job's status transitions, oldest first."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
@@ -334,6 +492,35 @@ def job_history(conn: PgConnection, event_id: uuid.UUID) -> list[dict[str, Any]]
             (event_id,),
         )
         return list(cur.fetchall())
+
+
+# --- the operator's heartbeat --------------------------------------------------------------
+
+
+def heartbeat(conn: PgConnection, identity: str) -> None:
+    """Record that the operator replica `identity` is alive now."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO operator_heartbeat (identity, seen_at) VALUES (%s, now())
+            ON CONFLICT (identity) DO UPDATE SET seen_at = excluded.seen_at
+            """,
+            (identity,),
+        )
+
+
+def latest_heartbeat(conn: PgConnection) -> dict[str, Any] | None:
+    """The operator replica seen most recently (`identity`, `seen_at`) with its `age` in
+    seconds; None if no operator ever ran."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            "SELECT identity, seen_at, extract(epoch FROM now() - seen_at)::float AS age "
+            "FROM operator_heartbeat ORDER BY seen_at DESC LIMIT 1"
+        )
+        return cur.fetchone()
+
+
+# --- helpers -------------------------------------------------------------------------------
 
 
 def is_terminal(status: str) -> bool:

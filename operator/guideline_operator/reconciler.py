@@ -584,7 +584,7 @@ class Reconciler:
                         self.kube.delete_job(namespace, job_obj["metadata"]["name"])
                 status = body.get("status") or {}
                 with self.db.connection() as conn:
-                    store.mark_deleted(
+                    db.mark_deleted(
                         conn,
                         event_id_of(dict(body)),
                         int(status.get("attempts") or 0),
@@ -752,7 +752,7 @@ class Reconciler:
         while True:
             try:
                 with self.db.connection() as conn:
-                    store.heartbeat(conn, self.identity)
+                    db.heartbeat(conn, self.identity)
             except (db.DatabaseUnavailableError, psycopg2.Error) as exc:
                 log.warning("heartbeat failed", extra={"error": str(exc)})
             if self.settings.db_retention_days > 0 and time.monotonic() >= next_purge:
@@ -768,7 +768,7 @@ class Reconciler:
             return 0
         try:
             with self.db.connection() as conn:
-                purged = store.purge_finished(conn, days)
+                purged = db.purge_finished(conn, days)
         except (db.DatabaseUnavailableError, psycopg2.Error) as exc:
             log.warning("retention purge failed", extra={"error": str(exc)})
             return 0
