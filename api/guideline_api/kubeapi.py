@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from typing import Any
 
 import urllib3
 from guideline_core import resource as gj
-from kubernetes import client, config
+from guideline_core.kube import event_id_of, new_api_client
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
@@ -53,23 +53,16 @@ class KubeGateway:
     def _api(self) -> client.CustomObjectsApi:
         with self._lock:
             if self._client is None:
-                cfg = client.Configuration()
                 try:
-                    if os.environ.get("KUBERNETES_SERVICE_HOST") and not self._kubeconfig:
-                        config.load_incluster_config(client_configuration=cfg)
-                    else:
-                        config.load_kube_config(
-                            config_file=self._kubeconfig,
-                            client_configuration=cfg,
-                            persist_config=False,
-                        )
+                    self._client = new_api_client(
+                        self._kubeconfig,
+                        pool_size=self._pool_size,
+                        # Connection errors are retried once, quickly; reads never (a POST
+                        # that reached the server must not be sent twice).
+                        retries=urllib3.Retry(total=1, connect=1, read=0, status=0, other=0),
+                    )
                 except (ConfigException, OSError) as exc:
                     raise KubernetesUnavailableError(f"no Kubernetes configuration: {exc}") from exc
-                # Connection errors are retried once, quickly; reads never (a POST that
-                # reached the server must not be sent twice).
-                cfg.retries = urllib3.Retry(total=1, connect=1, read=0, status=0, other=0)
-                cfg.connection_pool_maxsize = self._pool_size
-                self._client = client.ApiClient(configuration=cfg)
             return client.CustomObjectsApi(self._client)
 
     def close(self) -> None:
@@ -149,7 +142,7 @@ class KubeGateway:
                 )
             except ApiException:
                 obj = None
-            if obj is not None and _event_id(obj) == event_id:
+            if obj is not None and event_id_of(obj) == event_id:
                 return obj
         try:
             found = self._call(
@@ -188,11 +181,6 @@ class KubeGateway:
             )
         except ApiException as exc:  # 404: deleted meanwhile
             raise ConflictError(f"GuidelineJob {name} disappeared") from exc
-
-
-def _event_id(obj: dict[str, Any]) -> str | None:
-    metadata = obj.get("metadata") or {}
-    return (metadata.get("labels") or {}).get(gj.LABEL_EVENT_ID) or metadata.get("uid")
 
 
 def _api_message(exc: ApiException) -> str:

@@ -1,29 +1,48 @@
-"""Kubernetes access shared by the components: loading credentials, and building and
-reading GuidelineJob objects."""
+"""Kubernetes access shared by the components: loading credentials into an API client,
+and building and reading GuidelineJob objects."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from typing import Any
+from typing import Any, Final
 
+import urllib3
 from kubernetes import client, config
 
 from guideline_core import resource as gj
 
+# Content type of a JSON merge patch (RFC 7386): objects merge, lists are replaced.
+MERGE_PATCH: Final = "application/merge-patch+json"
 
-def load_config() -> None:
-    """Use the in-cluster ServiceAccount when running in a pod, else the kubeconfig
-    (`KUBECONFIG` or ~/.kube/config)."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
+
+def new_api_client(
+    kubeconfig: str | None = None,
+    *,
+    pool_size: int | None = None,
+    retries: urllib3.Retry | int | None = None,
+) -> client.ApiClient:
+    """An ApiClient with its own configuration (the global one is left alone): the
+    in-cluster ServiceAccount when running in a pod (KUBERNETES_SERVICE_HOST set) and no
+    `kubeconfig` is given, else that kubeconfig (default: `KUBECONFIG` or ~/.kube/config).
+
+    `pool_size` sets the HTTP connection pool's size and `retries` urllib3's retries
+    (both: the client's defaults when None). Raises kubernetes' ConfigException (or
+    OSError) when there are no usable credentials."""
+    cfg = client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig:
+        config.load_incluster_config(client_configuration=cfg)
     else:
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-
-
-def custom_objects() -> client.CustomObjectsApi:
-    """A CustomObjectsApi on the loaded configuration."""
-    return client.CustomObjectsApi()
+        config.load_kube_config(
+            config_file=kubeconfig or os.environ.get("KUBECONFIG"),
+            client_configuration=cfg,
+            persist_config=False,
+        )
+    if retries is not None:
+        cfg.retries = retries
+    if pool_size is not None:
+        cfg.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration=cfg)
 
 
 def new_event_id() -> uuid.UUID:

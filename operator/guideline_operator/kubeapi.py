@@ -12,21 +12,21 @@ from typing import Any
 from urllib.parse import quote
 
 from guideline_core import resource as gj
+from guideline_core.kube import MERGE_PATCH, new_api_client
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-MERGE_PATCH = "application/merge-patch+json"
-
 
 class Kube:
-    """JSON-in, JSON-out access to the few resources the operator uses."""
+    """JSON-in, JSON-out access to the few resources the operator uses (through
+    `api_client`, default: `guideline_core.kube.new_api_client()`)."""
 
     def __init__(
         self,
         api_client: client.ApiClient | None = None,
         timeout: tuple[float, float] = (5.0, 30.0),
     ):
-        self.api = api_client or client.ApiClient()
+        self.api = api_client or new_api_client()
         self.timeout = timeout
 
     def request(

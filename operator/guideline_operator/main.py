@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 
 import kopf
 from guideline_core import db, logs
-from guideline_core.kube import load_config
 from guideline_core.settings import OperatorSettings
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY, start_http_server
@@ -112,18 +111,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         # every liveness probe: only their warnings are worth a line.
         for noisy in ("kopf.objects", "aiohttp.access"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    load_config()
+    kube = Kube()  # loads the credentials: fails here without any
     database = db.Database(settings.database_url, minconn=1, maxconn=settings.handler_workers + 4)
     metrics = Metrics(REGISTRY)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)
-    rec = Reconciler(
-        settings,
-        Kube(),
-        database,
-        metrics,
-        namespaces=namespaces,
-    )
+    rec = Reconciler(settings, kube, database, metrics, namespaces=namespaces)
     log_filter = KopfRecordFilter(rec.event_ids)
     for handler in logging.getLogger().handlers:
         handler.addFilter(log_filter)

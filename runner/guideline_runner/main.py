@@ -23,6 +23,7 @@ import pydantic
 from guideline_core import kube, logs
 from guideline_core.resource import ENV_TERMINATION_MESSAGE_PATH, FailureReason, RunnerExit
 from guideline_core.settings import RunnerSettings
+from kubernetes.client import CustomObjectsApi
 
 from guideline_runner import errors
 from guideline_runner.chain import run_chain
@@ -85,7 +86,7 @@ def _process(settings: RunnerSettings) -> int:
             ),
         )
     try:
-        kube.load_config()
+        api = CustomObjectsApi(kube.new_api_client())
     except Exception as exc:  # no in-cluster credentials and no kubeconfig
         return _fail(
             settings,
@@ -96,7 +97,7 @@ def _process(settings: RunnerSettings) -> int:
                 retryable=False,
             ),
         )
-    job = GuidelineJobClient(settings.job_name, settings.namespace)
+    job = GuidelineJobClient(settings.job_name, settings.namespace, api)
     try:
         body = job.read()
     except ChainError as error:

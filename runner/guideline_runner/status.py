@@ -33,7 +33,7 @@ class GuidelineJobClient:
     def __init__(self, name: str, namespace: str, api: CustomObjectsApi | None = None) -> None:
         self.name = name
         self.namespace = namespace
-        self._api = api or kube.custom_objects()
+        self._api = api or CustomObjectsApi(kube.new_api_client())
 
     def _retrying(self, action: str, call: Callable[[], T]) -> T:
         where = f"GuidelineJob {self.namespace}/{self.name}"
@@ -98,7 +98,7 @@ class GuidelineJobClient:
                 gj.PLURAL,
                 self.name,
                 {"status": fields},
-                _content_type="application/merge-patch+json",
+                _content_type=kube.MERGE_PATCH,
                 _request_timeout=REQUEST_TIMEOUT_SECONDS,
             ),
         )
