@@ -75,3 +75,21 @@ def test_idempotency_key_lookup_tells_an_expired_key(database: db.Database) -> N
         assert db.find_by_idempotency_key(conn, "alice", "k1", 24)["expired"] is True
         db.release_idempotency_key(conn, job.event_id)
         assert db.find_by_idempotency_key(conn, "alice", "k1") is None
+
+
+def test_finish_if_active_never_overwrites_a_terminal_outcome(database: db.Database) -> None:
+    event_id = new_event_id()
+    with database.connection() as conn:
+        db.insert_job(conn, db.NewJob(event_id=event_id, namespace="default", guideline_text="x"))
+        done = db.JobState(event_id=event_id, status=Phase.COMPLETED, attempts=1, result={"s": 1})
+        assert db.mirror_state(conn, done)
+        cancel = db.JobState(event_id=event_id, status=Phase.CANCELLED, attempts=1)
+        assert not db.finish_if_active(conn, cancel)
+        assert db.get_job(conn, event_id)["status"] == "COMPLETED"
+    other = new_event_id()
+    with database.connection() as conn:
+        db.insert_job(conn, db.NewJob(event_id=other, namespace="default", guideline_text="y"))
+        assert db.finish_if_active(
+            conn, db.JobState(event_id=other, status=Phase.CANCELLED, attempts=0)
+        )
+        assert db.get_job(conn, other)["status"] == "CANCELLED"

@@ -534,7 +534,7 @@ def _cancel(ctx: Context, principal: Principal, event_id: str) -> JobView:
                 if cr is None:
                     # Nothing left on the cluster to stop: record the outcome ourselves.
                     message = f"cancelled by {principal.key_id}; its GuidelineJob no longer existed"
-                    db.mirror_state(
+                    db.finish_if_active(
                         conn,
                         db.JobState(
                             event_id=eid,

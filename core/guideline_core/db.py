@@ -417,6 +417,18 @@ def mirror_state(conn: PgConnection, state: JobState) -> bool:
         return changed
 
 
+def finish_if_active(conn: PgConnection, state: JobState) -> bool:
+    """Write a terminal `state` only if the row is not terminal already (checked under a
+    row lock, so a job finishing at the same moment keeps its own outcome). True if the
+    row changed."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT status FROM jobs WHERE event_id = %s FOR UPDATE", (state.event_id,))
+        row = cur.fetchone()
+    if row is None or is_terminal(row[0]):
+        return False
+    return mirror_state(conn, state)
+
+
 def mark_deleted(
     conn: PgConnection,
     event_id: str | uuid.UUID,
@@ -424,18 +436,12 @@ def mark_deleted(
     started_at: datetime | None,
 ) -> bool:
     """Record that a job's GuidelineJob was deleted before it finished: CANCELLED with
-    reason `Deleted`, unless its row is already terminal (checked under a row lock) or
-    missing. True if the row changed."""
-    eid = uuid.UUID(str(event_id))
-    with conn.cursor() as cur:
-        cur.execute("SELECT status FROM jobs WHERE event_id = %s FOR UPDATE", (eid,))
-        row = cur.fetchone()
-    if row is None or is_terminal(row[0]):
-        return False
-    return mirror_state(
+    reason `Deleted`, unless its row is already terminal or missing. True if the row
+    changed."""
+    return finish_if_active(
         conn,
         JobState(
-            event_id=eid,
+            event_id=uuid.UUID(str(event_id)),
             status=Phase.CANCELLED,
             attempts=attempts,
             started_at=started_at,
