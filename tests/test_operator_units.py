@@ -594,6 +594,8 @@ def test_kopf_settings_keep_the_guideline_out_of_annotations() -> None:
     assert ks.persistence.finalizer == "ingest.guidelines.dev/operator"
     # kopf's progress lives under status.kopf, apart from the operator's status fields.
     assert ks.persistence.progress_storage._field == ("status", "kopf", "progress")
+    # No cluster-wide scanning of Namespaces/CRDs that its namespaced Role does not allow.
+    assert ks.scanning.disabled
 
 
 def test_kopf_log_records_get_the_event_id() -> None:

@@ -58,6 +58,10 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     ks.watching.client_timeout = settings.watch_timeout_seconds + 30
     ks.watching.connect_timeout = 10
     ks.batching.error_delays = (1, 2, 5, 10, 30, 60)
+    # The namespaces to serve are given, and the CRD exists before the operator starts:
+    # no cluster-wide scan of Namespaces and CRDs, which least-privilege RBAC denies (kopf
+    # would log each 403 as an error and retry).
+    ks.scanning.disabled = True
     # A GuidelineJob deleted while its resync timer runs (retention deletes it from the
     # timer itself) waits for the timer to stop: check every second, not kopf's 60 s.
     ks.background.cancellation_polling = 1
