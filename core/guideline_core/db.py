@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import select
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
@@ -73,6 +74,36 @@ def migrate_main() -> None:
 # --- the pool ------------------------------------------------------------------------------
 
 
+class _KeepingPool(psycopg2.pool.ThreadedConnectionPool):
+    """psycopg2's pool, but a connection that comes back healthy is kept for reuse (up to
+    `maxconn`), not closed once `minconn` are idle. With the stock behaviour every request
+    beyond `minconn` at a time opened a new connection (a PostgreSQL backend start): at 80
+    POST/s in `make bench`, p99 was 280-480 ms instead of 110-180 ms."""
+
+    def _putconn(self, conn: PgConnection, key: Any = None, close: bool = False) -> None:
+        # The base class keeps a returned connection while fewer than `minconn` are idle;
+        # it runs under the pool's lock, so lending it `maxconn` for the call is safe.
+        keep = self.minconn
+        self.minconn = self.maxconn
+        try:
+            super()._putconn(conn, key, close)
+        finally:
+            self.minconn = keep
+
+
+def _dead(conn: PgConnection) -> bool:
+    """True if an idle pooled connection cannot be used: closed on this side, or the server
+    wrote to it or hung up while it sat idle (the notice and EOF of a server restart)."""
+    if conn.closed:
+        return True
+    poller = select.poll()
+    try:
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg2.InterfaceError):
+        return True
+
+
 class Database:
     """A pool of connections to one PostgreSQL database.
 
@@ -100,7 +131,7 @@ class Database:
         with self._lock:
             if self._pool is None:
                 try:
-                    self._pool = psycopg2.pool.ThreadedConnectionPool(
+                    self._pool = _KeepingPool(
                         self._minconn,
                         self._maxconn,
                         self.url,
@@ -129,12 +160,18 @@ class Database:
     @contextmanager
     def _pooled(self) -> Iterator[PgConnection]:
         pool = self._get_pool()
-        try:
-            conn = pool.getconn()
-        except psycopg2.pool.PoolError as exc:
-            raise DatabaseUnavailableError(f"connection pool exhausted: {exc}") from exc
-        except psycopg2.OperationalError as exc:
-            raise DatabaseUnavailableError(str(exc).strip()) from exc
+        for _ in range(self._maxconn + 1):
+            try:
+                conn = pool.getconn()
+            except psycopg2.pool.PoolError as exc:
+                raise DatabaseUnavailableError(f"connection pool exhausted: {exc}") from exc
+            except psycopg2.OperationalError as exc:
+                raise DatabaseUnavailableError(str(exc).strip()) from exc
+            if not _dead(conn):
+                break
+            pool.putconn(conn, close=True)  # e.g. left behind by a server restart
+        else:
+            raise DatabaseUnavailableError("no usable database connection")
         broken = False
         try:
             with conn:
