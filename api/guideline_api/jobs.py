@@ -115,20 +115,17 @@ def to_view(
 
 def _queue_info(conn: Any, row: dict[str, Any], stale_after: int) -> QueueInfo:
     position = db.queue_position(conn, row["created_at"], row["event_id"])
-    counts = db.count_by_status(conn)
+    # Two counts on the status index, not count_by_status: that one reads the whole table
+    # (3 s a request at 50/s with 100,000 rows in `make bench`).
+    pending = db.count_status(conn, Phase.PENDING)
+    running = db.count_status(conn, Phase.PROCESSING)
     beat = db.latest_heartbeat(conn)
     ahead = position - 1
-    message = (
-        f"waiting for a free runner slot: {ahead} job(s) ahead, {counts[Phase.PROCESSING]} running"
-    )
+    message = f"waiting for a free runner slot: {ahead} job(s) ahead, {running} running"
     if beat is None or beat["age"] > stale_after:
         message += "; the operator is not running, so no job starts until it is back"
     return QueueInfo(
-        position=position,
-        ahead=ahead,
-        pending=counts[Phase.PENDING],
-        running=counts[Phase.PROCESSING],
-        message=message,
+        position=position, ahead=ahead, pending=pending, running=running, message=message
     )
 
 
