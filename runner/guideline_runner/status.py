@@ -45,13 +45,17 @@ class GuidelineJobClient:
                     raise ChainError(
                         FailureReason.INVALID_INPUT, f"{where} not found", retryable=False
                     ) from None
-                if exc.status in (401, 403):
+                # 401/403 are retried too: a kube-apiserver that has just (re)started
+                # answers them until its authentication and RBAC caches have synced
+                # (tests/test_faults.py saw a job FAILED by that). Only a lasting one
+                # means the runner really lacks the right.
+                if exc.status in (401, 403) and delay is None:
                     raise ChainError(
                         FailureReason.INTERNAL,
                         f"The runner may not {action} {where} ({exc.status} {exc.reason})",
                         retryable=False,
                     ) from None
-                if exc.status not in _TRANSIENT_STATUS or delay is None:
+                if exc.status not in _TRANSIENT_STATUS | {401, 403} or delay is None:
                     raise ChainError(
                         FailureReason.INTERNAL,
                         f"Kubernetes API error on {action} {where}: {exc.status} {exc.reason}",
