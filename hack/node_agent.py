@@ -605,21 +605,44 @@ def write_file(directory: Path, relative: str, data: bytes, mode: int) -> None:
 
 # --- processes ---------------------------------------------------------------------------
 
-# Runs inside the pod's private mount namespace: bind-mounts each volume at its mountPath
-# (creating the mount point on the host if missing), enters workingDir, execs the command.
+# Runs (bash) inside the pod's private mount namespace: bind-mounts each volume at its
+# mountPath (creating the mount point on the host if missing), enters workingDir, execs
+# the command. Every source is first bind-mounted into a private staging tmpfs, because a
+# volume mounted over a parent directory (an emptyDir at /tmp, say) would otherwise hide the
+# sources of the mounts after it; and the host paths the process needs (the checkout and its
+# virtualenv: a container would have them in its image) are mounted back if a volume hid them.
 MOUNT_SCRIPT = r"""
+fail() { echo "node-agent: $*" >&2; exit 126; }
 workdir=$1; shift
-while [ "$1" != "--" ]; do
-  src=$1; dst=$2; ro=$3; shift 3
-  if [ -d "$src" ]; then
+keep=(); while [ "$1" != "--" ]; do keep+=("$1"); shift; done; shift
+srcs=(); dsts=(); ros=()
+while [ "$1" != "--" ]; do srcs+=("$1"); dsts+=("$2"); ros+=("$3"); shift 3; done; shift
+stage=/run/guideline-node-agent-stage
+mkdir -p "$stage" && mount -t tmpfs -o mode=700 node-agent-stage "$stage" || fail "no staging tmpfs"
+for i in "${!srcs[@]}"; do
+  if [ -d "${srcs[i]}" ]; then mkdir "$stage/$i"; else : > "$stage/$i"; fi
+  mount --bind "${srcs[i]}" "$stage/$i" || fail "cannot stage ${srcs[i]}"
+done
+for i in "${!keep[@]}"; do
+  mkdir "$stage/keep$i" && mount --bind "${keep[i]}" "$stage/keep$i" ||
+    fail "cannot stage ${keep[i]}"
+done
+for i in "${!srcs[@]}"; do
+  dst=${dsts[i]}
+  if [ -d "$stage/$i" ]; then
     mkdir -p "$dst"
   elif [ ! -e "$dst" ]; then
     mkdir -p "$(dirname "$dst")" && : > "$dst"
   fi
-  mount --bind "$src" "$dst" || { echo "node-agent: cannot mount $src at $dst" >&2; exit 126; }
-  if [ "$ro" = ro ]; then mount -o remount,bind,ro "$dst" || exit 126; fi
+  mount --bind "$stage/$i" "$dst" || fail "cannot mount ${srcs[i]} at $dst"
+  if [ "${ros[i]}" = ro ]; then mount -o remount,bind,ro "$dst" || exit 126; fi
 done
-shift
+for i in "${!keep[@]}"; do
+  if [ ! -d "${keep[i]}" ]; then
+    mkdir -p "${keep[i]}" && mount --bind "$stage/keep$i" "${keep[i]}" ||
+      fail "cannot keep ${keep[i]}"
+  fi
+done
 mkdir -p "$workdir" && cd "$workdir" || exit 126
 exec "$@"
 """
@@ -799,7 +822,9 @@ class PodWorker:
             mount_args += [str(mount.source), mount.target, "ro" if mount.read_only else "rw"]
         argv = [
             *("unshare", "--mount", "--propagation", "private", "--"),
-            *("/bin/sh", "-c", MOUNT_SCRIPT, "node-agent", prepared.workdir),
+            *("/bin/bash", "-c", MOUNT_SCRIPT, "node-agent", prepared.workdir),
+            *self.agent.host_paths,
+            "--",
             *mount_args,
             "--",
             *prepared.argv,
@@ -1322,6 +1347,8 @@ class Agent:
         self.state_dir = Path(args.state_dir).resolve()
         self.log_dir = Path(args.log_dir).resolve()
         self.venv = Path(args.venv).resolve()
+        # Host paths a pod's process needs whatever volumes cover (see MOUNT_SCRIPT).
+        self.host_paths = list(dict.fromkeys(str(p) for p in (REPO_ROOT, self.venv, LOCAL_DIR)))
         self.args = args
         self.stopping = threading.Event()
         self.lock = threading.Lock()

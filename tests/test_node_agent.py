@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.cluster import LocalCluster, process_alive, process_start_time, wait_for
+from support.cluster import REPO_ROOT, LocalCluster, process_alive, process_start_time, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -403,6 +403,36 @@ def test_volumes_are_mounted_at_their_paths(cluster: LocalCluster, ns: str) -> N
     # The mounts lived only in the pod's mount namespace.
     assert not Path(f"{base}/cfg/greeting.txt").exists()
     shutil.rmtree(base)
+
+
+def test_a_volume_over_the_checkout_hides_neither_volumes_nor_the_venv(
+    cluster: LocalCluster, ns: str
+) -> None:
+    """An emptyDir mounted over a parent of the checkout (CI may clone under /tmp, where a
+    restricted pod mounts its /tmp emptyDir) must not hide the other volumes' sources, the
+    termination-message file, or the virtualenv the command runs from."""
+    cluster.kubectl("create", "secret", "generic", "cover", "-n", ns, "--from-literal=pw=s3c")
+    covered = str(REPO_ROOT.parent)
+    volumes = [
+        {"name": "cover", "emptyDir": {}},
+        {"name": "sec", "secret": {"secretName": "cover"}},
+    ]
+    script = (
+        "import pathlib; "
+        "pathlib.Path('/dev/termination-log').write_text('ok ' + "
+        "pathlib.Path('/var/run/guideline-test-sec/pw').read_text())"
+    )
+    pod = bare_pod(
+        "covered", [str(REPO_ROOT / ".venv" / "bin" / "python"), "-c", script], volumes=volumes
+    )
+    pod["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "cover", "mountPath": covered},
+        {"name": "sec", "mountPath": "/var/run/guideline-test-sec", "readOnly": True},
+    ]
+    cluster.create(pod, ns)
+    done = cluster.wait_for_pod_phase(ns, "covered", {"Succeeded", "Failed"})
+    assert done["status"]["phase"] == "Succeeded", cluster.pod_log(ns, "covered")
+    assert terminated(done)["message"] == "ok s3c"
 
 
 def test_termination_message_falls_back_to_logs_on_error(cluster: LocalCluster, ns: str) -> None:
