@@ -11,8 +11,7 @@ These tests get their own PostgreSQL server (which one of them restarts) with a 
 database per test, and their own namespace and operator per test (`support.stack.Stack`).
 The kube-apiserver test stops the session's control plane for a few seconds: other test
 sessions sharing it see that outage too (run it alone or on a private control plane:
-`GUIDELINE_LOCAL_DIR=$PWD/.local/faults pytest -m fault`; not under /tmp, which the
-runner pods get their own /tmp over).
+`GUIDELINE_LOCAL_DIR=$PWD/.local/faults pytest -m fault`).
 
 Not here, to avoid duplicates: the LLM hanging until the soft timeout (FAILED, "Processing
 timeout") is `test_operator_e2e.py::test_soft_timeout_fails_with_processing_timeout_without_
