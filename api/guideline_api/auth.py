@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass
+from enum import StrEnum
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,30 @@ def new_key() -> str:
     return secrets.token_urlsafe(32)
 
 
+class Role(StrEnum):
+    """What a key may do: a member works within its tenant, an admin across all tenants."""
+
+    MEMBER = "member"
+    ADMIN = "admin"
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request: the id of the API key (or `anonymous` with auth off)."""
+    """Who made a request: the id of the API key (or `anonymous` with auth off), the tenant
+    it belongs to and its role."""
 
     key_id: str
+    tenant: str = ""
+    role: Role = Role.MEMBER
+
+    def __post_init__(self) -> None:
+        if not self.tenant:  # a key without a tenant is a tenant of its own
+            object.__setattr__(self, "tenant", self.key_id)
+
+    @property
+    def is_admin(self) -> bool:
+        """True for a key that sees every tenant."""
+        return self.role == Role.ADMIN
 
 
 def parse_entries(text: str, source: str) -> list[tuple[str, str]]:

@@ -32,7 +32,9 @@ psycopg2.extras.register_uuid()
 
 JOB_COLUMNS = (
     "event_id, namespace, cr_name, status, title, model, provider, attempts, result, error, "
-    "submitted_by, idempotency_key, request_hash, created_at, updated_at, started_at, completed_at"
+    "submitted_by, idempotency_key, request_hash, created_at, updated_at, started_at, "
+    "completed_at, tenant, created_by, max_retries, cr_uid, run, cancel_requested_at, "
+    "dispatch_pending, dispatch_attempts, dispatch_error"
 )
 DELETED_REASON = "Deleted"
 DELETED_MESSAGE = "the GuidelineJob was deleted before it finished"
@@ -214,6 +216,11 @@ class NewJob:
     request_hash: str | None = None
     status: Phase = Phase.PENDING
     created_at: datetime | None = None
+    tenant: str = "default"
+    created_by: str | None = None  # the Kubernetes user, for a GuidelineJob made by kubectl
+    max_retries: int | None = None
+    cr_uid: str | None = None
+    dispatch_pending: bool = False  # True: the dispatcher still has to create the CR
 
 
 def insert_job(conn: PgConnection, job: NewJob) -> bool:
@@ -226,8 +233,9 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
             """
             INSERT INTO jobs (event_id, namespace, cr_name, status, title, guideline_text,
                               model, provider, submitted_by, idempotency_key, request_hash,
+                              tenant, created_by, max_retries, cr_uid, dispatch_pending,
                               created_at, updated_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
                     coalesce(%s, now()), coalesce(%s, now()))
             ON CONFLICT (event_id) DO NOTHING
             """,
@@ -243,6 +251,11 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
                 job.submitted_by,
                 job.idempotency_key,
                 job.request_hash,
+                job.tenant,
+                job.created_by,
+                job.max_retries,
+                job.cr_uid,
+                job.dispatch_pending,
                 job.created_at,
                 job.created_at,
             ),
@@ -250,6 +263,13 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
         inserted = cur.rowcount == 1
     if inserted:
         add_event(conn, job.event_id, str(job.status), 0, "Accepted")
+        add_audit(
+            conn,
+            tenant=job.tenant,
+            actor=job.created_by or job.submitted_by,
+            action="submit",
+            event_id=job.event_id,
+        )
     return inserted
 
 
@@ -393,25 +413,32 @@ class JobState:
     error: Mapping[str, Any] | None = None
     reason: str | None = None
     message: str | None = None
+    run: int = 0  # the CR's status.retryRequests: which run of the job this state is of
+    actor: str = "operator"  # who caused it, for the audit log
 
 
 def mirror_state(conn: PgConnection, state: JobState) -> bool:
     """Write the observed state into the job's row; True if anything changed.
 
     Idempotent: writing the same state twice changes nothing and records no event.
-    `attempts` never goes backwards."""
+    `attempts` and `run` never go backwards. A state of an older run than the row's (the
+    API already accepted a retry the cluster has not seen yet) is ignored, and so is a
+    different status over a terminal one of the same run (a job cancelled through the API
+    stays CANCELLED even if its pod finished at that moment): what the API answered holds."""
     with conn.cursor() as cur:
         cur.execute(
             """
             UPDATE jobs SET status = %s, attempts = greatest(attempts, %s),
                    started_at = coalesce(%s, started_at),
                    completed_at = %s,
-                   result = %s, error = %s, updated_at = now()
+                   result = %s, error = %s, updated_at = now(), run = greatest(run, %s)
              WHERE event_id = %s
+               AND (%s > run OR (%s = run AND (status <> ALL(%s) OR status = %s)))
                AND (status IS DISTINCT FROM %s OR attempts < %s
                     OR result IS DISTINCT FROM %s OR error IS DISTINCT FROM %s
                     OR started_at IS DISTINCT FROM coalesce(%s, started_at)
                     OR completed_at IS DISTINCT FROM %s)
+            RETURNING tenant
             """,
             (
                 str(state.status),
@@ -420,7 +447,12 @@ def mirror_state(conn: PgConnection, state: JobState) -> bool:
                 state.completed_at,
                 _json(state.result),
                 _json(state.error),
+                state.run,
                 state.event_id,
+                state.run,
+                state.run,
+                [p.value for p in TERMINAL_PHASES],
+                str(state.status),
                 str(state.status),
                 state.attempts,
                 _json(state.result),
@@ -429,29 +461,39 @@ def mirror_state(conn: PgConnection, state: JobState) -> bool:
                 state.completed_at,
             ),
         )
-        changed = cur.rowcount == 1
-        if changed:
-            cur.execute(
-                """
-                INSERT INTO job_events (event_id, status, attempts, reason, message)
-                SELECT %s, %s, %s, %s, %s
-                 WHERE NOT EXISTS (
-                    SELECT 1 FROM (SELECT status, attempts FROM job_events WHERE event_id = %s
-                                    ORDER BY id DESC LIMIT 1) last
-                     WHERE last.status = %s AND last.attempts = %s)
-                """,
-                (
-                    state.event_id,
-                    str(state.status),
-                    state.attempts,
-                    state.reason,
-                    state.message,
-                    state.event_id,
-                    str(state.status),
-                    state.attempts,
-                ),
+        updated = cur.fetchone()
+        if updated is None:
+            return False
+        cur.execute(
+            """
+            INSERT INTO job_events (event_id, status, attempts, reason, message)
+            SELECT %s, %s, %s, %s, %s
+             WHERE NOT EXISTS (
+                SELECT 1 FROM (SELECT status, attempts FROM job_events WHERE event_id = %s
+                                ORDER BY id DESC LIMIT 1) last
+                 WHERE last.status = %s AND last.attempts = %s)
+            """,
+            (
+                state.event_id,
+                str(state.status),
+                state.attempts,
+                state.reason,
+                state.message,
+                state.event_id,
+                str(state.status),
+                state.attempts,
+            ),
+        )
+        if cur.rowcount == 1:
+            add_audit(
+                conn,
+                tenant=updated[0],
+                actor=state.actor,
+                action=f"status:{state.status}",
+                event_id=state.event_id,
+                detail={"attempts": state.attempts, "run": state.run, "reason": state.reason},
             )
-        return changed
+    return True
 
 
 def finish_if_active(conn: PgConnection, state: JobState) -> bool:
@@ -561,6 +603,27 @@ def latest_heartbeat(conn: PgConnection) -> dict[str, Any] | None:
             "FROM operator_heartbeat ORDER BY seen_at DESC LIMIT 1"
         )
         return cur.fetchone()
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+def add_audit(
+    conn: PgConnection,
+    *,
+    tenant: str,
+    actor: str,
+    action: str,
+    event_id: uuid.UUID | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Record who did what (a state change, a request, a read of a guideline text)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO audit_log (tenant, actor, action, event_id, detail) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (tenant, actor, action, event_id, _json(detail)),
+        )
 
 
 # --- helpers -------------------------------------------------------------------------------

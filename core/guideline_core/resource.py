@@ -29,12 +29,27 @@ MANAGED_BY_OPERATOR: Final = "guideline-operator"
 RUNNER_COMPONENT: Final = "runner"
 # Annotation on a CR naming who submitted it (the API key's id) for the audit trail.
 ANNOTATION_SUBMITTED_BY: Final = f"{GROUP}/submitted-by"
+# The tenant a job belongs to: a label on the CRs the API creates (for `kubectl get -l`; the
+# operator takes the tenant from the row, never from this label), and the namespace label
+# that names the tenant of GuidelineJobs applied with kubectl in that namespace.
+LABEL_TENANT: Final = f"{GROUP}/tenant"
+# Who created a GuidelineJob, as kube-apiserver authenticated the request (set by admission,
+# not by the user).
+ANNOTATION_CREATED_BY: Final = f"{GROUP}/created-by"
+# Prefix of the names of GuidelineJobs the API creates: `gj-<event_id>`, so that a repeated
+# create of the same job is recognised as the same object (409 AlreadyExists).
+CR_NAME_PREFIX: Final = "gj-"
 
 # Limits enforced by the CRD schema and, identically, by the API.
 MAX_GUIDELINE_CHARS: Final = 100_000
 MAX_MODEL_CHARS: Final = 128
 MAX_TITLE_CHARS: Final = 200
 MAX_RETRIES_LIMIT: Final = 10
+
+
+def cr_name_for(event_id: object) -> str:
+    """The name of the GuidelineJob the API creates for a job (derived, not generated)."""
+    return f"{CR_NAME_PREFIX}{event_id}"
 
 
 class Phase(StrEnum):
