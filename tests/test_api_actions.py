@@ -1,8 +1,10 @@
-"""Cancel and retry through the API against the real control plane: the requests reach
-the GuidelineJob as the annotations docs/contracts.md defines, finished jobs are refused
-with 409, and a retry of a job whose GuidelineJob retention already deleted re-creates it.
-No operator runs here; where the operator would change a job's state, the test writes
-that state into the database itself."""
+"""Cancel and retry through the API against the real control plane: each answers with the
+state the job is in now (CANCELLED, or PENDING for a retry) and every later read agrees,
+even when a stale state of the old run is mirrored afterwards; the dispatcher carries the
+request to the GuidelineJob as the annotations docs/contracts.md defines; finished jobs are
+refused with 409; a retry of a job whose GuidelineJob retention deleted re-creates it with
+its max_retries. No operator runs here; where the operator would change a job's state, the
+test writes that state into the database itself."""
 
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from fastapi.testclient import TestClient
 from guideline_core import db
 from guideline_core import resource as gj
 from guideline_core.resource import Phase
-from support.api import api_client, auth, make_settings
-from support.cluster import LocalCluster
+from support.api import api_client, auth, dispatched_row, make_settings
+from support.cluster import LocalCluster, wait_for
 
 pytestmark = pytest.mark.cluster
 TEXT = "Visitors must sign in at reception.\nBadges shall be worn at all times."
@@ -35,10 +37,29 @@ def client(database: db.Database, cluster: LocalCluster, namespace: str) -> Iter
         yield c
 
 
-def submit(client: TestClient, **extra: Any) -> str:
+def submit(client: TestClient, database: db.Database, **extra: Any) -> str:
+    """Submit and wait until the dispatcher created the GuidelineJob."""
     response = client.post("/jobs", json={"guideline_text": TEXT, **extra}, headers=auth())
     assert response.status_code == 202, response.text
-    return response.json()["event_id"]
+    eid = response.json()["event_id"]
+    dispatched_row(database, eid)
+    return eid
+
+
+def annotation(cluster: LocalCluster, namespace: str, event_id: str, key: str) -> str | None:
+    return (the_cr(cluster, namespace, event_id)["metadata"].get("annotations") or {}).get(key)
+
+
+def carried(
+    cluster: LocalCluster, namespace: str, event_id: str, key: str, value: str | None
+) -> None:
+    """Wait until the dispatcher has set annotation `key` to `value` (None: removed)."""
+    wait_for(
+        lambda: annotation(cluster, namespace, event_id, key) == value or None,
+        30,
+        0.1,
+        f"{key}={value} on the GuidelineJob",
+    )
 
 
 def the_cr(cluster: LocalCluster, namespace: str, event_id: str) -> dict[str, Any]:
@@ -66,30 +87,34 @@ def history(client: TestClient, event_id: str) -> list[tuple[str, str | None]]:
 
 
 @pytest.mark.parametrize("how", ["delete", "post"])
-def test_cancel_annotates_pending_and_processing_jobs(
+def test_cancel_answers_cancelled_at_once_and_the_request_reaches_the_cr(
     client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str, how: str
 ) -> None:
-    pending, processing = submit(client), submit(client)
+    pending, processing = submit(client, database), submit(client, database)
     set_state(database, processing, Phase.PROCESSING, 1)
-    for eid, status in ((pending, "PENDING"), (processing, "PROCESSING")):
-        assert gj.ANNOTATION_CANCEL_REQUESTED not in (
-            the_cr(cluster, namespace, eid)["metadata"].get("annotations") or {}
-        )
+    for eid in (pending, processing):
+        assert annotation(cluster, namespace, eid, gj.ANNOTATION_CANCEL_REQUESTED) is None
         if how == "delete":
             response = client.delete(f"/jobs/{eid}", headers=auth())
         else:
             response = client.post(f"/jobs/{eid}/cancel", headers=auth())
         assert response.status_code == 202, response.text
-        assert response.json()["status"] == status  # the operator makes it CANCELLED
-        annotations = the_cr(cluster, namespace, eid)["metadata"]["annotations"]
-        assert annotations[gj.ANNOTATION_CANCEL_REQUESTED]
-        assert ("PENDING" if status == "PENDING" else "PROCESSING", "CancelRequested") in (
-            history(client, eid)
+        assert response.json()["status"] == "CANCELLED"
+        assert response.json()["error"]["reason"] == "Cancelled"
+        wait_for(
+            lambda eid=eid: annotation(cluster, namespace, eid, gj.ANNOTATION_CANCEL_REQUESTED),
+            30,
+            0.1,
+            "cancel-requested on the GuidelineJob",
         )
+        # The pod finished at that moment and the operator mirrors it: CANCELLED holds.
+        set_state(database, eid, Phase.COMPLETED, 1, result={"summary": "s", "checklist": []})
+        assert client.get(f"/jobs/{eid}", headers=auth()).json()["status"] == "CANCELLED"
+        assert ("CANCELLED", "Cancelled") in history(client, eid)
 
 
 def test_cancel_of_a_finished_job_is_409(client: TestClient, database: db.Database) -> None:
-    eid = submit(client)
+    eid = submit(client, database)
     set_state(database, eid, Phase.COMPLETED, 1, result={"summary": "s", "checklist": []})
     for response in (
         client.delete(f"/jobs/{eid}", headers=auth()),
@@ -101,48 +126,50 @@ def test_cancel_of_a_finished_job_is_409(client: TestClient, database: db.Databa
     assert client.get(f"/jobs/{eid}", headers=auth()).json()["status"] == "COMPLETED"
 
 
-def test_cancel_without_a_guideline_job_marks_the_row_cancelled(
-    client: TestClient, cluster: LocalCluster, namespace: str
+def test_cancel_without_a_guideline_job_leaves_the_outbox(
+    client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str
 ) -> None:
-    eid = submit(client)
-    cluster.kubectl(
-        "delete",
-        "guidelinejob",
-        the_cr(cluster, namespace, eid)["metadata"]["name"],
-        "-n",
-        namespace,
-    )
+    eid = submit(client, database)
+    cluster.kubectl("delete", "guidelinejob", gj.cr_name_for(eid), "-n", namespace)
     response = client.delete(f"/jobs/{eid}", headers=auth())
     assert response.status_code == 202
-    job = response.json()
-    assert job["status"] == "CANCELLED"
-    assert job["error"]["reason"] == "Cancelled"
-    assert "no longer existed" in job["error"]["message"]
+    assert response.json()["status"] == "CANCELLED"
+    wait_for(lambda: not _row(database, eid)["dispatch_pending"], 30, 0.1, "dispatch done")
+    assert (
+        cluster.get_json("guidelinejobs", "-n", namespace, "-l", f"{gj.LABEL_EVENT_ID}={eid}")[
+            "items"
+        ]
+        == []
+    )
     assert client.delete(f"/jobs/{eid}", headers=auth()).status_code == 409
 
 
-def test_retry_bumps_the_counter_and_clears_a_cancel_request(
+def _row(database: db.Database, eid: str) -> dict[str, Any]:
+    with database.connection() as conn:
+        row = db.get_job(conn, uuid.UUID(eid))
+    assert row is not None
+    return row
+
+
+def test_retry_answers_pending_at_once_and_counts_runs(
     client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str
 ) -> None:
-    eid = submit(client)
+    eid = submit(client, database)
     assert client.post(f"/jobs/{eid}/retry", headers=auth()).status_code == 409  # PENDING
-    client.delete(f"/jobs/{eid}", headers=auth())
-    set_state(
-        database,
-        eid,
-        Phase.CANCELLED,
-        1,
-        error={"reason": "Cancelled", "message": "cancelled by alice"},
-        reason="Cancelled",
-    )
+    assert client.delete(f"/jobs/{eid}", headers=auth()).json()["status"] == "CANCELLED"
+    carried(cluster, namespace, eid, gj.ANNOTATION_CANCEL_REQUESTED, _iso(database, eid))
+
     response = client.post(f"/jobs/{eid}/retry", headers=auth())
     assert response.status_code == 202, response.text
-    annotations = the_cr(cluster, namespace, eid)["metadata"]["annotations"]
-    assert annotations[gj.ANNOTATION_RETRY_REQUESTED] == "1"
-    assert gj.ANNOTATION_CANCEL_REQUESTED not in annotations
+    assert response.json()["status"] == "PENDING" and "error" not in response.json()
+    # The operator, not having seen the retry yet, mirrors the old run's outcome: ignored.
+    set_state(database, eid, Phase.CANCELLED, 1, error={"reason": "Cancelled", "message": "x"})
+    assert client.get(f"/jobs/{eid}", headers=auth()).json()["status"] == "PENDING"
+    carried(cluster, namespace, eid, gj.ANNOTATION_RETRY_REQUESTED, "1")
+    carried(cluster, namespace, eid, gj.ANNOTATION_CANCEL_REQUESTED, None)
 
-    # The operator ran the retry and it failed again; a second retry counts on.
-    set_state(database, eid, Phase.PENDING, 1)
+    # The operator ran the retry (run 1) and it failed again; a second retry counts on.
+    set_state(database, eid, Phase.PROCESSING, 2, run=1)
     set_state(
         database,
         eid,
@@ -150,41 +177,34 @@ def test_retry_bumps_the_counter_and_clears_a_cancel_request(
         3,
         error={"reason": "BackoffLimitExceeded", "message": "failed"},
         reason="BackoffLimitExceeded",
+        run=1,
     )
+    assert client.get(f"/jobs/{eid}", headers=auth()).json()["status"] == "FAILED"
     assert client.post(f"/jobs/{eid}/retry", headers=auth()).status_code == 202
-    cr = the_cr(cluster, namespace, eid)
-    assert cr["metadata"]["annotations"][gj.ANNOTATION_RETRY_REQUESTED] == "2"
+    carried(cluster, namespace, eid, gj.ANNOTATION_RETRY_REQUESTED, "2")
     assert [r for _, r in history(client, eid)].count("RetryRequested") == 2
     job = client.get(f"/jobs/{eid}", headers=auth()).json()
     assert job["attempts"] == 3  # attempts keep counting across retries
 
 
-def test_retry_uses_the_operators_count_when_it_is_ahead(
+def _iso(database: db.Database, eid: str) -> str:
+    return _row(database, eid)["cancel_requested_at"].isoformat()
+
+
+def test_retry_counts_on_from_a_retry_made_with_kubectl(
     client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str
 ) -> None:
-    eid = submit(client)
-    name = the_cr(cluster, namespace, eid)["metadata"]["name"]
-    cluster.kubectl(
-        "patch",
-        "guidelinejob",
-        name,
-        "-n",
-        namespace,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status": {"phase": "FAILED", "retryRequests": 4}}',
-    )
-    set_state(database, eid, Phase.FAILED, 5, error={"reason": "Timeout", "message": "t"})
+    """A user annotated the CR directly four times; the operator mirrored run 4."""
+    eid = submit(client, database)
+    set_state(database, eid, Phase.FAILED, 5, error={"reason": "Timeout", "message": "t"}, run=4)
     assert client.post(f"/jobs/{eid}/retry", headers=auth()).status_code == 202
-    annotations = the_cr(cluster, namespace, eid)["metadata"]["annotations"]
-    assert annotations[gj.ANNOTATION_RETRY_REQUESTED] == "5"
+    carried(cluster, namespace, eid, gj.ANNOTATION_RETRY_REQUESTED, "5")
 
 
 def test_retry_recreates_a_guideline_job_deleted_by_retention(
     client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str
 ) -> None:
-    eid = submit(client, title="Visitors", provider="extractive")
+    eid = submit(client, database, title="Visitors", provider="extractive", max_retries=1)
     old = the_cr(cluster, namespace, eid)
     set_state(
         database,
@@ -202,15 +222,18 @@ def test_retry_recreates_a_guideline_job_deleted_by_retention(
     assert job["status"] == "PENDING" and job["attempts"] == 2
     assert "error" not in job
 
+    stored = dispatched_row(database, eid)
     new = the_cr(cluster, namespace, eid)
-    assert new["metadata"]["name"] != old["metadata"]["name"]
-    assert new["metadata"]["labels"][gj.LABEL_EVENT_ID] == eid
-    assert new["spec"] == {"guidelineText": TEXT, "title": "Visitors", "provider": "extractive"}
-    assert gj.ANNOTATION_RETRY_REQUESTED not in new["metadata"].get("annotations", {})
+    assert new["metadata"]["uid"] == stored["cr_uid"] != old["metadata"]["uid"]
+    assert new["metadata"]["name"] == gj.cr_name_for(eid)
+    assert new["spec"] == {
+        "guidelineText": TEXT,
+        "title": "Visitors",
+        "provider": "extractive",
+        "maxRetries": 1,  # kept across the re-creation
+    }
+    assert new["metadata"]["annotations"][gj.ANNOTATION_RETRY_REQUESTED] == "1"
     assert new["metadata"]["annotations"][gj.ANNOTATION_SUBMITTED_BY] == "alice"
-    with database.connection() as conn:
-        stored = db.get_job(conn, uuid.UUID(eid))
-    assert stored["cr_name"] == new["metadata"]["name"]
     assert history(client, eid) == [
         ("PENDING", "Accepted"),
         ("FAILED", "LLMRejected"),
@@ -219,7 +242,7 @@ def test_retry_recreates_a_guideline_job_deleted_by_retention(
 
 
 def test_retry_of_a_completed_job_is_409(client: TestClient, database: db.Database) -> None:
-    eid = submit(client)
+    eid = submit(client, database)
     set_state(database, eid, Phase.COMPLETED, 1, result={"summary": "s", "checklist": []})
     response = client.post(f"/jobs/{eid}/retry", headers=auth())
     assert response.status_code == 409

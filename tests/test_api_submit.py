@@ -1,7 +1,9 @@
-"""POST /jobs against the real control plane and PostgreSQL: the row and the GuidelineJob,
-idempotency (including a real race), backlog 429 and recovery, the per-key rate limit,
-authentication and the audit trail, and 503 with nothing half-made when a dependency is
-down. No operator runs here: these assert what the API itself does."""
+"""POST /jobs and POST /jobs/batch against the real control plane and PostgreSQL: the row
+is the acceptance and the dispatcher creates the GuidelineJob; idempotency (including a
+real race), backlog and tenant-backlog 429s, the per-tenant rate limit shared by API
+replicas, authentication and the audit trail, 202 while Kubernetes is down (each job
+created exactly once when it is back), 503 only when PostgreSQL is down. No operator runs
+here: these assert what the API itself does."""
 
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ from support.api import (
     api_client,
     auth,
     dead_database_url,
+    dead_kubeconfig,
+    dispatched_row,
     make_settings,
     running_server,
 )
-from support.cluster import LocalCluster
+from support.cluster import LocalCluster, wait_for
 
 pytestmark = pytest.mark.cluster
 TEXT = "Staff must wash hands before every patient contact.\nGloves should be changed."
@@ -89,10 +93,14 @@ def test_submit_records_the_row_and_creates_the_guideline_job(
     assert response.headers["Location"] == f"/jobs/{eid}"
     assert job["status"] == "PENDING" and job["attempts"] == 0
     assert job["submitted_by"] == "alice" and job["title"] == "PPE"
+    assert job["tenant"] == "alice"
 
+    stored = dispatched_row(database, eid)
     [cr] = guideline_jobs(cluster, namespace, eid)
-    assert cr["metadata"]["name"].startswith("gj-")
+    assert cr["metadata"]["name"] == gj.cr_name_for(eid)
+    assert cr["metadata"]["uid"] == stored["cr_uid"]
     assert cr["metadata"]["labels"][gj.LABEL_EVENT_ID] == eid
+    assert cr["metadata"]["labels"][gj.LABEL_TENANT] == "alice"
     assert cr["metadata"]["annotations"][gj.ANNOTATION_SUBMITTED_BY] == "alice"
     assert cr["spec"] == {
         "guidelineText": text,
@@ -104,7 +112,8 @@ def test_submit_records_the_row_and_creates_the_guideline_job(
     stored = row(database, eid)
     assert stored is not None
     assert stored["status"] == "PENDING"
-    assert stored["cr_name"] == cr["metadata"]["name"] == job["cr_name"]
+    assert stored["cr_name"] == cr["metadata"]["name"]
+    assert stored["max_retries"] == 2
     assert stored["namespace"] == namespace
     assert stored["submitted_by"] == "alice"
     assert stored["guideline_text"] == text  # verbatim: no escaping, no normalisation
@@ -134,11 +143,13 @@ def test_idempotency_key_replays_the_job_and_rejects_another_body(
     assert error["reason"] == "idempotency_key_reused"
     assert "different request body" in error["message"]
 
-    # Keys are per client: bob's identical key names bob's own job.
+    # Keys are per tenant: bob's identical key names bob's own job.
     bobs = client.post("/jobs", json={"guideline_text": TEXT}, headers={**auth(BOB_KEY), **key})
     assert bobs.status_code == 202
     assert bobs.json()["event_id"] != first.json()["event_id"]
     assert count_rows(database) == 2
+    dispatched_row(database, bobs.json()["event_id"])
+    dispatched_row(database, first.json()["event_id"])
     assert len(guideline_jobs(cluster, namespace)) == 2
     metrics = client.get("/metrics").text
     assert "jobs_idempotent_replays_total 1.0" in metrics
@@ -179,7 +190,7 @@ def test_concurrent_posts_with_one_key_make_one_job(
             assert statuses == [200] * (racers - 1) + [202], [r.text for r in answers]
             assert len({r.json()["event_id"] for r in answers}) == 1
     assert count_rows(database) == rounds
-    assert len(guideline_jobs(cluster, namespace)) == rounds
+    wait_for(lambda: len(guideline_jobs(cluster, namespace)) == rounds, 30, message="CRs")
 
 
 def test_an_expired_key_may_name_a_new_job(
@@ -215,7 +226,7 @@ def test_backlog_over_the_limit_is_429_until_it_drains(
         assert refused.headers["Retry-After"] == "7"
         assert refused.json()["error"]["reason"] == "backlog_full"
         assert count_rows(database) == 2
-        assert len(guideline_jobs(cluster, namespace)) == 2
+        wait_for(lambda: len(guideline_jobs(cluster, namespace)) == 2, 30, message="CRs")
         # The operator takes one job (PENDING -> PROCESSING): room again.
         with database.connection() as conn:
             db.mirror_state(
@@ -231,24 +242,63 @@ def test_backlog_over_the_limit_is_429_until_it_drains(
         assert 'jobs_rejected_total{reason="backlog_full"} 1.0' in client.get("/metrics").text
 
 
-def test_rate_limit_is_per_api_key(
-    settings: ApiSettings, database: db.Database, cluster: LocalCluster, namespace: str
+def test_tenant_backlog_is_429_while_other_tenants_submit(
+    database: db.Database, settings: ApiSettings
 ) -> None:
-    with api_client(settings.model_copy(update={"rate_limit_per_minute": 2})) as client:
+    limited = settings.model_copy(update={"tenant_max_pending_jobs": 2})
+    with api_client(limited) as client:
         body = {"guideline_text": TEXT}
         assert [client.post("/jobs", json=body, headers=auth()).status_code for _ in range(2)] == [
             202,
             202,
         ]
-        limited = client.post("/jobs", json=body, headers=auth())
-        assert limited.status_code == 429
-        assert limited.json()["error"]["reason"] == "rate_limited"
-        assert int(limited.headers["Retry-After"]) >= 1
-        # Another key has its own bucket; reads are not limited.
+        refused = client.post("/jobs", json=body, headers=auth())
+        assert refused.status_code == 429
+        assert refused.json()["error"]["reason"] == "tenant_backlog_full"
+        assert "tenant alice" in refused.json()["error"]["message"]
         assert client.post("/jobs", json=body, headers=auth(BOB_KEY)).status_code == 202
-        assert client.get("/jobs", headers=auth()).status_code == 200
-        assert 'jobs_rejected_total{reason="rate_limited"} 1.0' in client.get("/metrics").text
     assert count_rows(database) == 3
+
+
+def test_rate_limit_is_per_tenant_and_shared_by_api_replicas(
+    settings: ApiSettings, database: db.Database
+) -> None:
+    """Two apps on one database (two replicas): the tenant's minute is counted once."""
+    limited = settings.model_copy(update={"rate_limit_per_minute": 3})
+    with api_client(limited) as one, api_client(limited) as two:
+        body = {"guideline_text": TEXT}
+        codes = [c.post("/jobs", json=body, headers=auth()).status_code for c in (one, two, one)]
+        assert codes == [202, 202, 202]
+        limited_answer = two.post("/jobs", json=body, headers=auth())
+        assert limited_answer.status_code == 429
+        assert limited_answer.json()["error"]["reason"] == "rate_limited"
+        assert 1 <= int(limited_answer.headers["Retry-After"]) <= 60
+        # Another tenant has its own minute; reads are not limited.
+        assert one.post("/jobs", json=body, headers=auth(BOB_KEY)).status_code == 202
+        assert one.get("/jobs", headers=auth()).status_code == 200
+        assert 'jobs_rejected_total{reason="rate_limited"} 1.0' in two.get("/metrics").text
+    assert count_rows(database) == 4
+
+
+def test_a_model_outside_the_tenants_allowlist_is_422(
+    settings: ApiSettings, database: db.Database
+) -> None:
+    limits = {"alice": {"allowed_models": ["gpt-4o-mini"]}}
+    with api_client(settings.model_copy(update={"tenant_limits": limits})) as client:
+        ok = client.post(
+            "/jobs", json={"guideline_text": TEXT, "model": "gpt-4o-mini"}, headers=auth()
+        )
+        assert ok.status_code == 202
+        refused = client.post(
+            "/jobs", json={"guideline_text": TEXT, "model": "o1-pro"}, headers=auth()
+        )
+        assert refused.status_code == 422
+        assert refused.json()["error"]["reason"] == "model_not_allowed"
+        bob = client.post(
+            "/jobs", json={"guideline_text": TEXT, "model": "o1-pro"}, headers=auth(BOB_KEY)
+        )
+        assert bob.status_code == 202  # bob's tenant has no allowlist
+    assert count_rows(database) == 2
 
 
 def test_authentication_and_audit_trail(
@@ -275,6 +325,7 @@ def test_authentication_and_audit_trail(
         assert carol.status_code == 202
         eid = carol.json()["event_id"]
         assert row(database, eid)["submitted_by"] == "carol"
+        dispatched_row(database, eid)
         [cr] = guideline_jobs(cluster, namespace, eid)
         assert cr["metadata"]["annotations"][gj.ANNOTATION_SUBMITTED_BY] == "carol"
 
@@ -289,30 +340,48 @@ def test_authentication_and_audit_trail(
         assert row(database, anon.json()["event_id"])["submitted_by"] == "anonymous"
 
 
-def test_kubernetes_down_is_503_and_leaves_no_row(
-    settings: ApiSettings, database: db.Database, tmp_path: Path
+def test_kubernetes_down_still_accepts_and_each_job_runs_once_it_is_back(
+    settings: ApiSettings,
+    database: db.Database,
+    cluster: LocalCluster,
+    namespace: str,
+    tmp_path: Path,
 ) -> None:
-    from support.api import dead_kubeconfig
-
-    dead = settings.model_copy(update={"kubeconfig": str(dead_kubeconfig(tmp_path))})
+    """PostgreSQL is the system of record: with kube-apiserver unreachable a submission is
+    still a 202, reads as PENDING with the reason, and idempotency keeps working; a
+    dispatcher that can reach the cluster later creates each GuidelineJob exactly once."""
+    dead = settings.model_copy(
+        update={"kubeconfig": str(dead_kubeconfig(tmp_path)), "dispatch_poll_seconds": 0.2}
+    )
+    key = {**auth(), "Idempotency-Key": "retry-me"}
     with api_client(dead) as client:
-        response = client.post(
-            "/jobs",
-            json={"guideline_text": TEXT},
-            headers={**auth(), "Idempotency-Key": "retry-me"},
-        )
-        assert response.status_code == 503
-        assert response.json()["error"]["reason"] == "kubernetes_unavailable"
-    assert count_rows(database) == 0
-    # The client retries with its key once Kubernetes is back: exactly one job.
+        answers = [client.post("/jobs", json={"guideline_text": TEXT}, headers=key)]
+        answers += [
+            client.post("/jobs", json={"guideline_text": f"{TEXT} {n}"}, headers=auth())
+            for n in range(3)
+        ]
+        assert [a.status_code for a in answers] == [202] * 4
+        replay = client.post("/jobs", json={"guideline_text": TEXT}, headers=key)
+        assert replay.status_code == 200
+        eid = answers[0].json()["event_id"]
+
+        def reason() -> str | None:
+            said = client.get(f"/jobs/{eid}", headers=auth()).json().get("status_reason", "")
+            return said if "Kubernetes" in said else None
+
+        message = wait_for(reason, 30, message="a dispatch failure in status_reason")
+        assert "not created yet" in message
+        assert client.get(f"/jobs/{eid}", headers=auth()).json()["status"] == "PENDING"
+        metrics = client.get("/metrics").text
+        assert 'guideline_dispatch_failures_total{kind="unavailable"}' in metrics
+    assert count_rows(database) == 4
+    assert guideline_jobs(cluster, namespace) == []
     with api_client(settings) as client:
-        retried = client.post(
-            "/jobs",
-            json={"guideline_text": TEXT},
-            headers={**auth(), "Idempotency-Key": "retry-me"},
-        )
-        assert retried.status_code == 202
-    assert count_rows(database) == 1
+        rows = [dispatched_row(database, a.json()["event_id"]) for a in answers]
+        got = client.get(f"/jobs/{eid}", headers=auth()).json()
+        assert "status_reason" not in got
+    crs = guideline_jobs(cluster, namespace)
+    assert sorted(cr["metadata"]["uid"] for cr in crs) == sorted(r["cr_uid"] for r in rows)
 
 
 def test_database_down_is_503_and_creates_no_guideline_job(
@@ -345,3 +414,77 @@ def test_health_is_200_with_both_dependencies_up(client: TestClient, database: d
     metrics = client.get("/metrics").text
     assert 'jobs_submitted_total{provider="default"} 1.0' in metrics
     assert "queue_size 1.0" in metrics
+
+
+def test_batch_accepts_valid_items_in_one_transaction_and_reports_each_error_by_index(
+    client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str
+) -> None:
+    items = [{"guideline_text": f"{TEXT} Section {n}.", "title": f"S{n}"} for n in range(3)] + [
+        {"guideline_text": "   "},  # blank
+        {"guideline_text": "Bad \x00 byte"},  # control character
+        {"guideline_text": TEXT, "colour": "red"},  # unknown field
+        "not an object",
+        {"guideline_text": TEXT, "idempotency_key": "item-7"},
+    ]
+    response = client.post("/jobs/batch", json={"items": items}, headers=auth())
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["accepted"] == 4 and body["rejected"] == 4
+    results = body["items"]
+    assert [r["index"] for r in results] == list(range(8))
+    accepted = [r for r in results if "event_id" in r]
+    assert [r["index"] for r in accepted] == [0, 1, 2, 7]
+    assert all(r["status"] == "PENDING" for r in accepted)
+    errors = {r["index"]: r["error"] for r in results if "error" in r}
+    assert errors[3]["reason"] == "validation_error"
+    assert errors[3]["details"][0]["field"] == "items.3.guideline_text"
+    assert errors[4]["reason"] == "control_characters"
+    assert errors[5]["details"][0]["field"] == "items.5.colour"
+    assert "must be a JSON object" in errors[6]["message"]
+    assert count_rows(database) == 4
+    for r in accepted:
+        dispatched_row(database, r["event_id"])
+    assert len(guideline_jobs(cluster, namespace)) == 4
+    titles = {row(database, r["event_id"])["title"] for r in accepted}
+    assert titles == {"S0", "S1", "S2", None}
+
+    # The same batch again with the item's own key: item 7 is a replay, the rest new.
+    again = client.post("/jobs/batch", json={"items": items[7:]}, headers=auth()).json()
+    assert again["items"][0]["replayed"] is True
+    assert again["items"][0]["event_id"] == results[7]["event_id"]
+
+
+def test_batch_with_an_idempotency_key_header_is_safe_to_retry(
+    client: TestClient, database: db.Database
+) -> None:
+    items = [{"guideline_text": f"{TEXT} {n}"} for n in range(5)]
+    key = {"Idempotency-Key": f"corpus-{uuid.uuid4()}"}
+    first = client.post("/jobs/batch", json={"items": items}, headers={**auth(), **key})
+    retried = client.post("/jobs/batch", json={"items": items}, headers={**auth(), **key})
+    assert first.status_code == retried.status_code == 202
+    assert first.json()["accepted"] == 5 and retried.json()["accepted"] == 0
+    assert [r["event_id"] for r in first.json()["items"]] == [
+        r["event_id"] for r in retried.json()["items"]
+    ]
+    assert all(r["replayed"] for r in retried.json()["items"])
+    assert count_rows(database) == 5
+
+
+def test_batch_limits_apply_to_the_whole_batch(
+    settings: ApiSettings, database: db.Database
+) -> None:
+    limited = settings.model_copy(update={"max_pending_jobs": 3, "max_batch_size": 4})
+    with api_client(limited) as client:
+        too_many = [{"guideline_text": TEXT}] * 5
+        big = client.post("/jobs/batch", json={"items": too_many}, headers=auth())
+        assert big.status_code == 413 and big.json()["error"]["reason"] == "batch_too_large"
+        over = client.post("/jobs/batch", json={"items": too_many[:4]}, headers=auth())
+        assert over.status_code == 429 and over.json()["error"]["reason"] == "backlog_full"
+        assert count_rows(database) == 0  # all or nothing for a limit
+        fits = client.post("/jobs/batch", json={"items": too_many[:3]}, headers=auth())
+        assert fits.status_code == 202 and fits.json()["accepted"] == 3
+        empty = client.post("/jobs/batch", json={"items": []}, headers=auth())
+        assert empty.status_code == 422
+        unauth = client.post("/jobs/batch", json={"items": too_many[:1]})
+        assert unauth.status_code == 401
+    assert count_rows(database) == 3

@@ -1,7 +1,7 @@
-"""POST /jobs input validation and limits, which are decided before Kubernetes is called.
+"""POST /jobs input validation and limits, decided before anything is recorded.
 
-The app here points at a kubeconfig of a dead port: any request that got as far as
-creating a GuidelineJob would answer 503, so each 4xx below is the validator's own."""
+The app here points at a kubeconfig of a dead port, so nothing below depends on
+Kubernetes; each 4xx is the validator's own and leaves no row."""
 
 from __future__ import annotations
 
@@ -139,17 +139,19 @@ def test_bad_idempotency_key_is_422(client: TestClient) -> None:
     assert _error(response)["reason"] == "invalid_idempotency_key"
 
 
-def test_valid_body_reaches_kubernetes_and_503_leaves_no_row(
+def test_valid_body_is_accepted_while_kubernetes_is_down(
     client: TestClient, database: db.Database
 ) -> None:
-    """A valid submission with the Kubernetes API down: 503 naming Kubernetes, no row."""
+    """A valid submission with the Kubernetes API down: 202 and a row waiting in the
+    outbox (the dispatcher creates its GuidelineJob once Kubernetes is back)."""
     response = client.post(
         "/jobs",
         json={"guideline_text": "Staff must wash hands.\r\n\tAlways.", "title": "Hygiene"},
         headers=auth(),
     )
-    assert response.status_code == 503, response.text
-    error = _error(response)
-    assert error["reason"] == "kubernetes_unavailable"
-    assert "GuidelineJob" in error["message"]
-    assert _rows(database) == 0
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "PENDING"
+    assert _rows(database) == 1
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT dispatch_pending, cr_uid FROM jobs")
+        assert cur.fetchone() == (True, None)

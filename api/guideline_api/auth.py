@@ -1,8 +1,9 @@
 """Bearer API keys, stored only as SHA-256 hashes.
 
 Keys come from `api_keys_file` (a mounted Secret, re-read when it changes, so rotating a
-key is a Secret update) and from `api_key_hashes`; both hold `key_id:sha256hex` entries.
-A request's key id becomes the job's `submitted_by` (the audit trail).
+key is a Secret update) and from `api_key_hashes`; both hold
+`key_id:sha256hex[:tenant[:role]]` entries. A request's key id becomes the job's
+`submitted_by` (the audit trail), its tenant the job's tenant.
 """
 
 from __future__ import annotations
@@ -60,20 +61,42 @@ class Principal:
         return self.role == Role.ADMIN
 
 
-def parse_entries(text: str, source: str) -> list[tuple[str, str]]:
-    """`key_id:sha256hex` entries from lines or comma-separated text; bad entries are logged
-    and skipped, `#` starts a comment."""
+_TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """One accepted key: its id, the SHA-256 of the key, its tenant and role."""
+
+    key_id: str
+    digest: str
+    tenant: str
+    role: Role
+
+
+def parse_entries(text: str, source: str) -> list[KeyEntry]:
+    """`key_id:sha256hex[:tenant[:role]]` entries from lines or comma-separated text (a
+    bare `key_id:sha256hex` is a member of tenant `key_id`); bad entries are logged and
+    skipped, `#` starts a comment."""
     entries = []
     for raw in re.split(r"[,\n]", text):
         item = raw.split("#", 1)[0].strip()
         if not item:
             continue
-        key_id, _, digest = item.partition(":")
-        key_id, digest = key_id.strip(), digest.strip().lower()
-        if not KEY_ID_PATTERN.match(key_id) or not _HEX64.match(digest):
+        parts = [p.strip() for p in item.split(":")]
+        key_id, digest = parts[0], parts[1].lower() if len(parts) > 1 else ""
+        tenant = parts[2] if len(parts) > 2 and parts[2] else key_id
+        role = parts[3] if len(parts) > 3 and parts[3] else Role.MEMBER.value
+        if (
+            len(parts) > 4
+            or not KEY_ID_PATTERN.match(key_id)
+            or not _HEX64.match(digest)
+            or not _TENANT.match(tenant)
+            or role not in {r.value for r in Role}
+        ):
             log.warning("ignoring malformed API key entry", extra={"source": source})
             continue
-        entries.append((key_id, digest))
+        entries.append(KeyEntry(key_id, digest, tenant, Role(role)))
     return entries
 
 
@@ -83,11 +106,11 @@ class KeyStore:
     def __init__(self, hashes: str = "", keys_file: str | None = None):
         self._static = parse_entries(hashes, "api_key_hashes")
         self._file = keys_file
-        self._file_entries: list[tuple[str, str]] = []
+        self._file_entries: list[KeyEntry] = []
         self._file_stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
 
-    def _entries(self) -> list[tuple[str, str]]:
+    def _entries(self) -> list[KeyEntry]:
         if self._file:
             try:
                 st = os.stat(self._file)
@@ -102,7 +125,7 @@ class KeyStore:
             return self._static + self._file_entries
         return self._static
 
-    def _read_file(self) -> list[tuple[str, str]]:
+    def _read_file(self) -> list[KeyEntry]:
         assert self._file is not None
         try:
             with open(self._file, encoding="utf-8") as f:
@@ -119,8 +142,10 @@ class KeyStore:
         """The principal owning `key`, or None. Every stored hash is compared (no early
         exit) with `hmac.compare_digest`, so timing does not reveal which one matched."""
         digest = hash_key(key)
-        found: str | None = None
-        for key_id, stored in self._entries():
-            if hmac.compare_digest(digest, stored) and found is None:
-                found = key_id
-        return Principal(found) if found is not None else None
+        found: KeyEntry | None = None
+        for entry in self._entries():
+            if hmac.compare_digest(digest, entry.digest) and found is None:
+                found = entry
+        if found is None:
+            return None
+        return Principal(found.key_id, tenant=found.tenant, role=found.role)

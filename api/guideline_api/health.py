@@ -11,7 +11,8 @@ from guideline_core.db import DatabaseUnavailableError
 from guideline_core.resource import Phase
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from guideline_api.app import Context, get_ctx
+from guideline_api.context import Context
+from guideline_api.deps import get_ctx
 from guideline_api.kubeapi import KubernetesUnavailableError
 from guideline_api.schemas import CheckResult, Health, OperatorHealth
 
@@ -40,12 +41,13 @@ def _check_kube(ctx: Context) -> CheckResult:
     "/health",
     response_model=Health,
     summary="Dependencies, queue and operator",
-    responses={503: {"model": Health, "description": "The database or Kubernetes is down."}},
+    responses={503: {"model": Health, "description": "The database is down."}},
 )
 def health(request: Request) -> JSONResponse:
-    """Database and Kubernetes API reachability (either down: 503), queue size (PENDING),
-    running jobs (PROCESSING) and whether the operator's heartbeat is fresh (reported, but
-    a stale operator alone is `degraded` with 200: the API still accepts work)."""
+    """Database and Kubernetes API reachability, queue size (PENDING), running jobs
+    (PROCESSING) and whether the operator's heartbeat is fresh. The database down is
+    `unavailable` (503); Kubernetes down or a stale operator is `degraded` with 200: the
+    API still accepts work, which runs once they are back."""
     ctx = get_ctx(request)
     start = time.perf_counter()
     operator = None
@@ -66,9 +68,12 @@ def health(request: Request) -> JSONResponse:
     except DatabaseUnavailableError as exc:
         database = CheckResult(ok=False, error=str(exc)[:500])
     kubernetes = _check_kube(ctx)
-    if not (database.ok and kubernetes.ok):
+    # PostgreSQL is the system of record: without it nothing is accepted. Without
+    # Kubernetes submissions are still accepted (they wait in the outbox), so that is
+    # degraded, not unavailable.
+    if not database.ok:
         status = "unavailable"
-    elif operator is None or not operator.alive:
+    elif not kubernetes.ok or operator is None or not operator.alive:
         status = "degraded"
     else:
         status = "ok"

@@ -33,6 +33,10 @@ class ConflictError(RuntimeError):
     """An optimistic-concurrency precondition (resourceVersion) failed."""
 
 
+class AlreadyExistsError(ConflictError):
+    """A GuidelineJob of that name exists already (409 AlreadyExists on create)."""
+
+
 class KubeGateway:
     """GuidelineJob operations in one namespace."""
 
@@ -76,6 +80,8 @@ class KubeGateway:
         try:
             return fn(*args, _request_timeout=self._timeout, **kwargs)
         except ApiException as exc:
+            if exc.status == 409 and _api_reason(exc) == "AlreadyExists":
+                raise AlreadyExistsError(f"{what}: already exists") from exc
             if exc.status == 409:
                 raise ConflictError(f"{what}: conflict") from exc
             if exc.status in (400, 422):
@@ -121,6 +127,26 @@ class KubeGateway:
                 manifest,
             )
         except ApiException as exc:  # 404: the CRD is not installed
+            raise KubernetesUnavailableError(
+                f"GuidelineJob API not found (is the CRD installed?): {_api_message(exc)}"
+            ) from exc
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """The GuidelineJob `name`, or None if there is none."""
+        api = self._api()
+        try:
+            return self._call(
+                "reading the GuidelineJob",
+                api.get_namespaced_custom_object,
+                gj.GROUP,
+                gj.VERSION,
+                self.namespace,
+                gj.PLURAL,
+                name,
+            )
+        except ApiException as exc:
+            if exc.status == 404 and _api_reason(exc) == "NotFound":
+                return None
             raise KubernetesUnavailableError(
                 f"GuidelineJob API not found (is the CRD installed?): {_api_message(exc)}"
             ) from exc
@@ -181,6 +207,13 @@ class KubeGateway:
             )
         except ApiException as exc:  # 404: deleted meanwhile
             raise ConflictError(f"GuidelineJob {name} disappeared") from exc
+
+
+def _api_reason(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("reason") or "")
+    except (ValueError, AttributeError):
+        return ""
 
 
 def _api_message(exc: ApiException) -> str:

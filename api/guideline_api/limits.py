@@ -1,11 +1,8 @@
-"""Request-size cap (enforced before any body is parsed) and the per-key rate limiter."""
+"""The request-size cap, enforced before any body is parsed."""
 
 from __future__ import annotations
 
 import json
-import math
-import threading
-import time
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -97,40 +94,3 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
-
-
-class RateLimiter:
-    """A token bucket per API key: `per_minute` requests a minute, bursts up to
-    `per_minute`. In-process state: with several API replicas each enforces its own
-    bucket, so the cluster-wide limit is `per_minute` times the replica count."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic):
-        self.per_minute = per_minute
-        self._rate = per_minute / 60.0
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def enabled(self) -> bool:
-        """False when the limit is turned off (0)."""
-        return self.per_minute > 0
-
-    def acquire(self, key: str) -> float:
-        """Take one token for `key`: 0.0 if allowed, else the seconds until one is free."""
-        if not self.enabled:
-            return 0.0
-        now = self._clock()
-        with self._lock:
-            tokens, last = self._buckets.get(key, (float(self.per_minute), now))
-            tokens = min(float(self.per_minute), tokens + (now - last) * self._rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self._rate
-
-    @staticmethod
-    def retry_after(wait: float) -> str:
-        """A Retry-After header value (whole seconds, at least 1)."""
-        return str(max(1, math.ceil(wait)))

@@ -52,6 +52,19 @@ class ApiMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.dispatch_lag = Histogram(
+            "guideline_dispatch_lag_seconds",
+            "Time from a job's acceptance to its GuidelineJob created by the dispatcher.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
+        self.dispatch_failures = Counter(
+            "guideline_dispatch_failures_total",
+            "Dispatch attempts that failed: `unavailable` (retried with backoff) or "
+            "`rejected` (the job FAILED).",
+            ["kind"],
+            registry=self.registry,
+        )
 
     def add_queue_collector(self, counts: Callable[[], dict[str, int] | None]) -> None:
         """Register gauges computed at scrape time from `counts()` (jobs per status, or

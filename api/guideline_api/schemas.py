@@ -106,10 +106,11 @@ class JobError(BaseModel):
 class QueueInfo(BaseModel):
     """Where a PENDING job stands."""
 
-    position: int = Field(description="1 = next to start.")
-    ahead: int = Field(description="PENDING jobs submitted before this one.")
-    pending: int = Field(description="All PENDING jobs.")
-    running: int = Field(description="Jobs PROCESSING now.")
+    position: int = Field(description="1 = next of its tenant to start.")
+    ahead: int = Field(description="PENDING jobs of its tenant submitted before this one.")
+    pending: int = Field(description="PENDING jobs of its tenant.")
+    running: int = Field(description="Jobs PROCESSING now (all tenants).")
+    tenants_waiting: int = Field(0, description="Tenants with PENDING jobs, admitted in turn.")
     message: str
 
 
@@ -123,7 +124,15 @@ class HistoryEntry(BaseModel):
     message: str | None = None
 
 
-_OPTIONAL = ("result", "error", "queue", "history", "guideline_text", "cr_name")
+_OPTIONAL = (
+    "result",
+    "error",
+    "queue",
+    "history",
+    "guideline_text",
+    "cr_name",
+    "status_reason",
+)
 
 
 class JobView(BaseModel):
@@ -132,6 +141,11 @@ class JobView(BaseModel):
 
     event_id: str
     status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+    status_reason: str | None = Field(
+        None,
+        description="Why the job is where it is, when the status alone does not say (e.g. "
+        "accepted but its GuidelineJob not created yet while Kubernetes is unreachable).",
+    )
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -141,6 +155,7 @@ class JobView(BaseModel):
     model: str | None
     provider: str | None
     submitted_by: str
+    tenant: str = Field(description="The tenant the job belongs to.")
     cr_name: str | None = Field(None, description="The GuidelineJob's name in the cluster.")
     result: dict[str, Any] | None = Field(
         None, description="`summary`, `checklist` and the runner's metadata (provider, ...)."
@@ -157,6 +172,70 @@ class JobView(BaseModel):
             if data.get(key) is None:
                 data.pop(key, None)
         return data
+
+
+class BatchItem(SubmitJob):
+    """One guideline of a batch; `idempotency_key` makes retrying the batch safe for it."""
+
+    idempotency_key: str | None = Field(
+        None,
+        description="Idempotency-Key of this item (else derived from the batch's header).",
+    )
+
+
+class SubmitBatch(BaseModel):
+    """Several guidelines in one request, accepted in one transaction."""
+
+    items: list[BatchItem] = Field(description="The submissions, in order.")
+
+
+class ItemError(BaseModel):
+    """Why one item of a batch was not accepted."""
+
+    reason: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class BatchItemResult(BaseModel):
+    """The outcome of one item of a batch: the job it made (or replayed) or its error."""
+
+    index: int
+    event_id: str | None = None
+    status: str | None = None
+    replayed: bool | None = Field(None, description="True: an Idempotency-Key replay.")
+    error: ItemError | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class BatchResult(BaseModel):
+    """One entry per submitted item, in the order given."""
+
+    items: list[BatchItemResult]
+    accepted: int = Field(description="Items that made a new job.")
+    rejected: int = Field(description="Items refused (see their `error`).")
+
+
+class AuditEntry(BaseModel):
+    """Who did what, when."""
+
+    id: int
+    at: datetime
+    tenant: str
+    actor: str
+    action: str
+    event_id: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+class AuditPage(BaseModel):
+    """Audit entries newest first; pass `next_cursor` as `cursor` for the next page."""
+
+    items: list[AuditEntry]
+    next_cursor: str | None
 
 
 class JobPage(BaseModel):

@@ -34,7 +34,7 @@ JOB_COLUMNS = (
     "event_id, namespace, cr_name, status, title, model, provider, attempts, result, error, "
     "submitted_by, idempotency_key, request_hash, created_at, updated_at, started_at, "
     "completed_at, tenant, created_by, max_retries, cr_uid, run, cancel_requested_at, "
-    "dispatch_pending, dispatch_attempts, dispatch_error"
+    "dispatch_pending, dispatch_seq, dispatch_attempts, dispatch_error, dispatched_at"
 )
 DELETED_REASON = "Deleted"
 DELETED_MESSAGE = "the GuidelineJob was deleted before it finished"
@@ -303,19 +303,19 @@ def set_cr_name(
 
 def find_by_idempotency_key(
     conn: PgConnection,
-    submitted_by: str,
+    tenant: str,
     idempotency_key: str,
     window_hours: int | None = None,
 ) -> dict[str, Any] | None:
-    """The job a (client, Idempotency-Key) pair already created, if any, with `expired`
+    """The job a (tenant, Idempotency-Key) pair already created, if any, with `expired`
     telling whether it is older than `window_hours` (then the key may be used again;
     never expired without a window)."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute(
             f"SELECT {JOB_COLUMNS}, "
             "coalesce(created_at < now() - make_interval(hours => %s), false) AS expired "
-            "FROM jobs WHERE submitted_by = %s AND idempotency_key = %s",
-            (window_hours, submitted_by, idempotency_key),
+            "FROM jobs WHERE tenant = %s AND idempotency_key = %s",
+            (window_hours, tenant, idempotency_key),
         )
         return cur.fetchone()
 
@@ -350,10 +350,15 @@ def list_jobs(
     status: Phase | None,
     limit: int,
     before: tuple[datetime, uuid.UUID] | None = None,
+    tenant: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Jobs newest first, optionally of one status, after a keyset cursor
+    """Jobs newest first, optionally of one status and one tenant, after a keyset cursor
     (created_at, event_id) of the last row of the previous page."""
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
+    if tenant is not None:
+        clauses.append("tenant = %s")
+        params.append(tenant)
     if status is not None:
         clauses.append("status = %s")
         params.append(str(status))
@@ -386,15 +391,60 @@ def count_status(conn: PgConnection, status: Phase) -> int:
         return int(cur.fetchone()[0])
 
 
-def queue_position(conn: PgConnection, created_at: datetime, event_id: uuid.UUID) -> int:
-    """1 + the number of PENDING jobs submitted before this one (submission order is the
-    order the operator starts them in)."""
+def queue_position(
+    conn: PgConnection, created_at: datetime, event_id: uuid.UUID, tenant: str | None = None
+) -> int:
+    """1 + the number of PENDING jobs submitted before this one (of the same tenant, when
+    given: the operator admits tenants in turn, in submission order within each)."""
+    sql = "SELECT count(*) FROM jobs WHERE status = %s AND (created_at, event_id) < (%s, %s)"
+    params: list[Any] = [str(Phase.PENDING), created_at, event_id]
+    if tenant is not None:
+        sql += " AND tenant = %s"
+        params.append(tenant)
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return int(cur.fetchone()[0]) + 1
+
+
+def count_tenant_status(conn: PgConnection, tenant: str, status: Phase) -> int:
+    """Number of one tenant's jobs in one status (served by the tenant/status index)."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT count(*) FROM jobs WHERE status = %s AND (created_at, event_id) < (%s, %s)",
-            (str(Phase.PENDING), created_at, event_id),
+            "SELECT count(*) FROM jobs WHERE tenant = %s AND status = %s", (tenant, str(status))
         )
-        return int(cur.fetchone()[0]) + 1
+        return int(cur.fetchone()[0])
+
+
+def tenants_waiting(conn: PgConnection) -> int:
+    """How many tenants have PENDING jobs (admission takes them in turn)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(DISTINCT tenant) FROM jobs WHERE status = %s", (str(Phase.PENDING),)
+        )
+        return int(cur.fetchone()[0])
+
+
+def count_submission(conn: PgConnection, tenant: str, count: int = 1) -> int:
+    """Count `count` submissions of `tenant` in the current minute (one row per tenant and
+    minute, so every API replica shares the figure); returns the minute's total. Rows
+    of earlier minutes are removed on the way."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            INSERT INTO tenant_rate (tenant, window_start, count)
+            VALUES (%s, date_trunc('minute', now()), %s)
+            ON CONFLICT (tenant, window_start) DO UPDATE SET count = tenant_rate.count + %s
+            RETURNING count
+            """,
+            (tenant, count, count),
+        )
+        total = int(cur.fetchone()[0])
+        cur.execute(
+            "DELETE FROM tenant_rate WHERE tenant = %s AND window_start < "
+            "date_trunc('minute', now())",
+            (tenant,),
+        )
+        return total
 
 
 # --- jobs: state written by the operator ---------------------------------------------------
@@ -544,7 +594,13 @@ def purge_finished(conn: PgConnection, older_than_days: int) -> int:
             """,
             ([p.value for p in TERMINAL_PHASES], older_than_days),
         )
-        return cur.rowcount
+        deleted = cur.rowcount
+        # The audit trail is kept under the same retention as the jobs it speaks of.
+        cur.execute(
+            "DELETE FROM audit_log WHERE at < now() - make_interval(days => %s)",
+            (older_than_days,),
+        )
+        return deleted
 
 
 # --- status history ------------------------------------------------------------------------
@@ -605,7 +661,140 @@ def latest_heartbeat(conn: PgConnection) -> dict[str, Any] | None:
         return cur.fetchone()
 
 
+# --- the outbox: requests the dispatcher carries to the cluster --------------------------
+
+
+def claim_dispatch(conn: PgConnection, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+    """Claim up to `limit` rows whose cluster state is behind (oldest first), leasing them
+    for `lease_seconds` so no other dispatcher takes them meanwhile (SKIP LOCKED: replicas
+    claiming at the same moment get disjoint rows). Each row comes with its text."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            f"""
+            UPDATE jobs SET dispatch_after = now() + make_interval(secs => %s),
+                   dispatch_attempts = dispatch_attempts + 1
+             WHERE event_id IN (
+                   SELECT event_id FROM jobs
+                    WHERE dispatch_pending AND (dispatch_after IS NULL OR dispatch_after <= now())
+                    ORDER BY dispatch_after NULLS FIRST, created_at
+                    LIMIT %s FOR UPDATE SKIP LOCKED)
+            RETURNING {JOB_COLUMNS}, guideline_text
+            """,
+            (lease_seconds, limit),
+        )
+        return sorted(cur.fetchall(), key=lambda r: r["created_at"])
+
+
+def finish_dispatch(
+    conn: PgConnection,
+    event_id: uuid.UUID,
+    seq: int,
+    *,
+    cr_name: str | None = None,
+    cr_uid: str | None = None,
+) -> bool:
+    """Record a dispatch pass over a row claimed at `seq` (and the CR it created, if any).
+    The row leaves the outbox unless a newer request arrived meanwhile; True if it left."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            UPDATE jobs SET cr_name = coalesce(%s, cr_name), cr_uid = coalesce(%s, cr_uid),
+                   dispatched_at = CASE WHEN %s::text IS NULL THEN dispatched_at
+                                        ELSE coalesce(dispatched_at, now()) END,
+                   dispatch_pending = (dispatch_seq <> %s),
+                   dispatch_after = NULL, dispatch_error = NULL, dispatch_attempts = 0
+             WHERE event_id = %s
+            RETURNING dispatch_pending
+            """,
+            (cr_name, cr_uid, cr_uid, seq, event_id),
+        )
+        row = cur.fetchone()
+        return row is not None and not row[0]
+
+
+def defer_dispatch(conn: PgConnection, event_id: uuid.UUID, error: str, delay: float) -> None:
+    """Leave a row in the outbox for another try in `delay` seconds, saying why."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE jobs SET dispatch_after = now() + make_interval(secs => %s), "
+            "dispatch_error = %s WHERE event_id = %s AND dispatch_pending",
+            (delay, error[:500], event_id),
+        )
+
+
+def outbox_size(conn: PgConnection) -> int:
+    """Rows whose cluster state is behind (served by the partial outbox index)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM jobs WHERE dispatch_pending")
+        return int(cur.fetchone()[0])
+
+
+def lock_job(conn: PgConnection, event_id: uuid.UUID) -> dict[str, Any] | None:
+    """The job's row, locked until the transaction ends (for a request that decides on
+    its current state)."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE event_id = %s FOR UPDATE", (event_id,))
+        return cur.fetchone()
+
+
+def request_cancel(conn: PgConnection, row: Mapping[str, Any], actor: str, message: str) -> None:
+    """Cancel a locked, unfinished job: CANCELLED now (what the API answers holds), and
+    the request queued for the dispatcher to carry to the GuidelineJob."""
+    now = datetime.now(UTC)
+    mirror_state(
+        conn,
+        JobState(
+            event_id=row["event_id"],
+            status=Phase.CANCELLED,
+            attempts=row["attempts"],
+            started_at=row["started_at"],
+            completed_at=now,
+            error={"reason": "Cancelled", "message": message},
+            reason="Cancelled",
+            message=message,
+            run=row["run"],
+            actor=actor,
+        ),
+    )
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE jobs SET cancel_requested_at = %s, dispatch_pending = true, "
+            "dispatch_seq = dispatch_seq + 1, dispatch_after = NULL WHERE event_id = %s",
+            (now, row["event_id"]),
+        )
+
+
+def request_retry(conn: PgConnection, row: Mapping[str, Any], actor: str, message: str) -> int:
+    """Start a new run of a locked FAILED or CANCELLED job: PENDING now with `run` + 1,
+    the request queued for the dispatcher; returns the new run."""
+    run = int(row["run"]) + 1
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            UPDATE jobs SET status = %s, run = %s, result = NULL, error = NULL,
+                   completed_at = NULL, cancel_requested_at = NULL, updated_at = now(),
+                   dispatch_pending = true, dispatch_seq = dispatch_seq + 1,
+                   dispatch_after = NULL
+             WHERE event_id = %s
+            """,
+            (str(Phase.PENDING), run, row["event_id"]),
+        )
+    add_event(conn, row["event_id"], str(Phase.PENDING), row["attempts"], "RetryRequested", message)
+    add_audit(
+        conn,
+        tenant=row["tenant"],
+        actor=actor,
+        action="retry",
+        event_id=row["event_id"],
+        detail={"run": run},
+    )
+    return run
+
+
 # --- audit ---------------------------------------------------------------------------------
+
+
+AUDIT_COLUMNS = "id, at, tenant, actor, action, event_id, detail"
 
 
 def add_audit(
@@ -624,6 +813,33 @@ def add_audit(
             "VALUES (%s, %s, %s, %s, %s)",
             (tenant, actor, action, event_id, _json(detail)),
         )
+
+
+def list_audit(
+    conn: PgConnection,
+    *,
+    limit: int,
+    tenant: str | None = None,
+    event_id: uuid.UUID | None = None,
+    before_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Audit entries newest first, optionally of one tenant or job, below a keyset id."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (("tenant", tenant), ("event_id", event_id)):
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    if before_id is not None:
+        clauses.append("id < %s")
+        params.append(before_id)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            f"SELECT {AUDIT_COLUMNS} FROM audit_log {where} ORDER BY id DESC LIMIT %s",
+            (*params, limit),
+        )
+        return list(cur.fetchall())
 
 
 # --- helpers -------------------------------------------------------------------------------

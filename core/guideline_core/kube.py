@@ -4,6 +4,7 @@ and building and reading GuidelineJob objects."""
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from typing import Any, Final
 
@@ -53,6 +54,9 @@ def new_event_id() -> uuid.UUID:
     return uuid7()
 
 
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+
+
 def guideline_job_manifest(
     *,
     event_id: uuid.UUID,
@@ -62,17 +66,23 @@ def guideline_job_manifest(
     provider: str | None = None,
     max_retries: int | None = None,
     submitted_by: str | None = None,
+    tenant: str | None = None,
+    annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The GuidelineJob body the API creates for a submission (named by generateName)."""
+    """The GuidelineJob the API's dispatcher creates for a job, named after its event_id
+    (so that creating it twice is recognised as the same object)."""
     spec: dict[str, Any] = {"guidelineText": guideline_text}
     optional = {"title": title, "model": model, "provider": provider, "maxRetries": max_retries}
     spec.update({k: v for k, v in optional.items() if v is not None})
-    metadata: dict[str, Any] = {
-        "generateName": gj.GENERATE_NAME,
-        "labels": {gj.LABEL_EVENT_ID: str(event_id), gj.LABEL_PART_OF: gj.PART_OF},
-    }
+    labels = {gj.LABEL_EVENT_ID: str(event_id), gj.LABEL_PART_OF: gj.PART_OF}
+    if tenant and _LABEL_VALUE.match(tenant):
+        labels[gj.LABEL_TENANT] = tenant
+    metadata: dict[str, Any] = {"name": gj.cr_name_for(event_id), "labels": labels}
+    notes = dict(annotations or {})
     if submitted_by:
-        metadata["annotations"] = {gj.ANNOTATION_SUBMITTED_BY: submitted_by}
+        notes[gj.ANNOTATION_SUBMITTED_BY] = submitted_by
+    if notes:
+        metadata["annotations"] = notes
     return {"apiVersion": gj.API_VERSION, "kind": gj.KIND, "metadata": metadata, "spec": spec}
 
 

@@ -7,10 +7,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guideline_core.resource import MAX_GUIDELINE_CHARS, Provider
+
+
+class TenantLimits(BaseModel):
+    """Limits of one tenant; a field left out takes the installation-wide default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_pending_jobs: int | None = Field(None, ge=0)
+    max_running_jobs: int | None = Field(None, ge=1)
+    submissions_per_minute: int | None = Field(None, ge=0)
+    allowed_models: list[str] | None = None
 
 
 class CommonSettings(BaseSettings):
@@ -26,6 +37,47 @@ class CommonSettings(BaseSettings):
     )
     namespace: str = Field("default", description="Namespace holding the GuidelineJobs.")
     log_level: str = Field("INFO", description="Python log level of the JSON logs.")
+    rate_limit_per_minute: int = Field(
+        600,
+        description="Jobs submitted per tenant per minute, counted in PostgreSQL (so across "
+        "API replicas); 0 turns the limit off. Per tenant: `tenant_limits`.",
+    )
+    tenant_max_pending_jobs: int = Field(
+        500,
+        ge=0,
+        description="PENDING jobs one tenant may have (429 `tenant_backlog_full` beyond), "
+        "so that no tenant fills the whole backlog.",
+    )
+    tenant_max_running_jobs: int | None = Field(
+        None,
+        ge=1,
+        description="Jobs of one tenant running at once; default: no limit below "
+        "`max_concurrent_jobs`.",
+    )
+    allowed_models: list[str] = Field(
+        default_factory=list,
+        description="Models a submission may name (JSON list); empty: any model.",
+    )
+    tenant_limits: dict[str, TenantLimits] = Field(
+        default_factory=dict,
+        description='Per-tenant overrides, JSON: `{"team-a": {"max_pending_jobs": 50, '
+        '"max_running_jobs": 2, "submissions_per_minute": 60, "allowed_models": '
+        '["gpt-4o-mini"]}}`.',
+    )
+
+    def limits_for(self, tenant: str) -> TenantLimits:
+        """The limits in force for `tenant`: its overrides over the defaults."""
+        own = self.tenant_limits.get(tenant) or TenantLimits()
+        return TenantLimits(
+            max_pending_jobs=_first(own.max_pending_jobs, self.tenant_max_pending_jobs),
+            max_running_jobs=_first(own.max_running_jobs, self.tenant_max_running_jobs),
+            submissions_per_minute=_first(own.submissions_per_minute, self.rate_limit_per_minute),
+            allowed_models=_first(own.allowed_models, self.allowed_models or None),
+        )
+
+
+def _first(*values: object) -> object:
+    return next((v for v in values if v is not None), None)
 
 
 class ApiSettings(CommonSettings):
@@ -62,8 +114,30 @@ class ApiSettings(CommonSettings):
     max_pending_jobs: int = Field(
         1000, description="Backlog of PENDING jobs above which POST /jobs answers 429."
     )
-    rate_limit_per_minute: int = Field(
-        600, description="POST /jobs per API key per minute; 0 turns the limit off."
+    max_batch_size: int = Field(500, ge=1, description="Most guidelines in one POST /jobs/batch.")
+    dispatch_batch_size: int = Field(
+        50, ge=1, description="Rows the dispatcher claims per pass to create their CRs."
+    )
+    dispatch_concurrency: int = Field(
+        8, ge=1, description="Kubernetes calls the dispatcher makes at once."
+    )
+    dispatch_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often the dispatcher looks for rows of other API replicas or due "
+        "for another try (a submission to this replica wakes it at once).",
+    )
+    dispatch_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A claimed row is left to its dispatcher this long; then another may "
+        "take it (a replica that died mid-dispatch).",
+    )
+    dispatch_max_backoff_seconds: float = Field(
+        30.0, gt=0, description="Longest wait between tries while Kubernetes is down."
+    )
+    dispatcher_enabled: bool = Field(
+        True, description="Run the outbox dispatcher in this API process."
     )
     idempotency_window_hours: int = Field(
         24, ge=1, description="An Idempotency-Key may be reused for a new job after this."

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,11 +16,23 @@ import uvicorn
 from fastapi.testclient import TestClient
 from guideline_api.app import create_app
 from guideline_api.auth import hash_key
+from guideline_core import db
 from guideline_core.settings import ApiSettings
+from support.cluster import wait_for
 
 ALICE_KEY = "alice-test-key-0123456789abcdef"
 BOB_KEY = "bob-test-key-fedcba9876543210"
-KEY_HASHES = f"alice:{hash_key(ALICE_KEY)},bob:{hash_key(BOB_KEY)}"
+# A second member of alice's tenant, and an admin (of tenant `ops`, seeing every tenant).
+ALICE2_KEY = "alice2-test-key-00112233445566"
+ADMIN_KEY = "admin-test-key-99887766554433"
+KEY_HASHES = ",".join(
+    [
+        f"alice:{hash_key(ALICE_KEY)}",
+        f"bob:{hash_key(BOB_KEY)}",
+        f"alice2:{hash_key(ALICE2_KEY)}:alice:member",
+        f"root:{hash_key(ADMIN_KEY)}:ops:admin",
+    ]
+)
 
 
 def auth(key: str = ALICE_KEY) -> dict[str, str]:
@@ -106,3 +119,15 @@ def running_server(settings: ApiSettings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+def dispatched_row(database: Any, event_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The job's row once the API's dispatcher has created its GuidelineJob (cr_uid set)."""
+
+    def done() -> dict[str, Any] | None:
+        with database.connection() as conn:
+            row = db.get_job(conn, uuid.UUID(event_id))
+        ready = row is not None and row["cr_uid"] is not None and not row["dispatch_pending"]
+        return row if ready else None
+
+    return wait_for(done, timeout, 0.05, f"dispatch of job {event_id}")

@@ -318,12 +318,13 @@ class Stack:
     def submit(
         self, text: str = "Staff must wash hands.", event_id: uuid.UUID | None = None, **spec: Any
     ) -> dict[str, Any]:
-        """Submit as the API does: INSERT the row (unless `event_id`'s exists), create the
-        CR (generateName, event-id label), COMMIT. Returns the created GuidelineJob."""
+        """Submit as the API and its dispatcher do: INSERT the row (unless `event_id`'s
+        exists), create the CR named after the event_id, record its uid in the row.
+        Returns the created GuidelineJob."""
         assert self.database is not None
         event_id = event_id or kube.new_event_id()
         manifest = kube.guideline_job_manifest(
-            event_id=event_id, guideline_text=text, submitted_by="e2e", **spec
+            event_id=event_id, guideline_text=text, submitted_by="e2e", tenant="e2e", **spec
         )
         with self.database.connection() as conn:
             db.insert_job(
@@ -334,11 +335,22 @@ class Stack:
                     guideline_text=text,
                     title=spec.get("title"),
                     model=spec.get("model"),
+                    max_retries=spec.get("max_retries"),
                     submitted_by="e2e",
+                    tenant="e2e",
                 ),
             )
-            created = self.cluster.create(manifest, namespace=self.namespace)
-        return created["items"][0] if "items" in created else created
+        created = self.cluster.create(manifest, namespace=self.namespace)
+        created = created["items"][0] if "items" in created else created
+        with self.database.connection() as conn:
+            db.finish_dispatch(
+                conn,
+                event_id,
+                0,
+                cr_name=created["metadata"]["name"],
+                cr_uid=created["metadata"]["uid"],
+            )
+        return created
 
     def create_unrecorded(
         self, name: str, text: str = "Staff must wash hands.", **spec: Any

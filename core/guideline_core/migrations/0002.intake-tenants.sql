@@ -13,6 +13,10 @@ ALTER TABLE jobs
     ADD COLUMN run               integer     NOT NULL DEFAULT 0,
     ADD COLUMN cancel_requested_at timestamptz,
     ADD COLUMN dispatch_pending  boolean     NOT NULL DEFAULT false,
+    -- bumped by every request the dispatcher must carry; a pass finishes a row only if
+    -- no newer request arrived meanwhile
+    ADD COLUMN dispatch_seq      integer     NOT NULL DEFAULT 0,
+    ADD COLUMN dispatched_at     timestamptz,
     ADD COLUMN dispatch_attempts integer     NOT NULL DEFAULT 0,
     ADD COLUMN dispatch_after    timestamptz,
     ADD COLUMN dispatch_error    text;

@@ -1,0 +1,25 @@
+"""What every request of one app shares: settings, the job store, the cluster, the keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from guideline_core import db
+from guideline_core.settings import ApiSettings
+
+from guideline_api.auth import KeyStore
+from guideline_api.dispatcher import Dispatcher
+from guideline_api.kubeapi import KubeGateway
+from guideline_api.metrics import ApiMetrics
+
+
+@dataclass
+class Context:
+    """Everything an endpoint needs, built once per app."""
+
+    settings: ApiSettings
+    store: db.Database  # the job store (PostgreSQL), the system of record
+    kube: KubeGateway
+    keys: KeyStore
+    metrics: ApiMetrics
+    dispatcher: Dispatcher

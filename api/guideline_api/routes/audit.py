@@ -1,0 +1,51 @@
+"""`GET /audit`: who did what (admin keys only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from guideline_api import service
+from guideline_api.deps import CtxDep, CurrentPrincipal
+from guideline_api.errors import ApiError, Reason
+from guideline_api.schemas import AuditEntry, AuditPage
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+@router.get(
+    "",
+    response_model=AuditPage,
+    summary="The audit trail",
+    responses={
+        401: {"description": "No or bad API key."},
+        403: {"description": "Not an admin key."},
+        422: {"description": "A bad filter or cursor."},
+    },
+)
+def list_audit(
+    ctx: CtxDep,
+    principal: CurrentPrincipal,
+    tenant: str | None = Query(None, description="Only entries of this tenant."),
+    event_id: str | None = Query(None, description="Only entries about this job."),
+    limit: int = Query(100, ge=1, le=500, description="Page size (1-500)."),
+    cursor: str | None = Query(None, description="`next_cursor` of the previous page."),
+) -> AuditPage:
+    """Every state change (with who caused it: an API key, the operator, a Kubernetes
+    user), every cancel and retry request and every read of a guideline text, newest first.
+    Kept as long as the jobs (`db_retention_days`)."""
+    before = None
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise ApiError(422, Reason.INVALID_CURSOR, "cursor is not one this API returned")
+        before = int(cursor)
+    job = service.parse_event_id(event_id) if event_id is not None else None
+    rows = service.audit_page(
+        ctx, principal, tenant=tenant, event_id=job, limit=limit, before_id=before
+    )
+    page = rows[:limit]
+    items = [
+        AuditEntry.model_validate({**r, "event_id": str(r["event_id"]) if r["event_id"] else None})
+        for r in page
+    ]
+    next_cursor = str(page[-1]["id"]) if len(rows) > limit else None
+    return AuditPage(items=items, next_cursor=next_cursor)

@@ -1,0 +1,389 @@
+"""The `/jobs` endpoints: HTTP in, a service call, HTTP out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from guideline_core.resource import Phase
+
+from guideline_api import service
+from guideline_api.deps import CtxDep, CurrentPrincipal, RawBody
+from guideline_api.errors import ApiError, Reason
+from guideline_api.schemas import (
+    CONTROL_RULE,
+    BatchItemResult,
+    BatchResult,
+    ItemError,
+    JobPage,
+    JobView,
+    SubmitBatch,
+    SubmitJob,
+)
+from guideline_api.service import Submission
+from guideline_api.submission import (
+    check_idempotency_key,
+    decode_json_object,
+    parse_submission,
+    validate_submission,
+)
+from guideline_api.views import decode_cursor, encode_cursor, to_view
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+REPLAY_HEADER = "Idempotent-Replayed"
+
+
+def _err(reason: str, message: str, desc: str | None = None) -> dict[str, Any]:
+    return {
+        "description": desc or message,
+        "content": {
+            "application/json": {"example": {"error": {"reason": reason, "message": message}}}
+        },
+    }
+
+
+AUTH_ERRORS = {401: _err(Reason.MISSING_API_KEY, "an API key is required", "No/bad key.")}
+DB_DOWN = {
+    503: _err(
+        Reason.DATABASE_UNAVAILABLE,
+        "database unavailable: connection refused",
+        "PostgreSQL is unreachable; nothing was recorded. Safe to retry (with the same "
+        "Idempotency-Key).",
+    )
+}
+NOT_FOUND = {404: _err(Reason.NOT_FOUND, "no job with event_id ...", "No such job (or not yours).")}
+LIMITS = {
+    429: _err(
+        Reason.BACKLOG_FULL,
+        "1000 jobs are waiting (limit 1000); retry later",
+        "The backlog, the tenant's share of it (`tenant_backlog_full`) or the tenant's "
+        "submissions per minute (`rate_limited`) is exhausted; see Retry-After.",
+    )
+}
+
+SUBMIT_DESCRIPTION = (
+    "Records the job (PENDING) in PostgreSQL and answers **202** with the job and "
+    "`Location: /jobs/{event_id}`; it never waits for Kubernetes or the LLM. The API's "
+    "dispatcher then creates the job's GuidelineJob (within milliseconds normally; while "
+    "Kubernetes is unreachable the job stays PENDING with a `status_reason` saying so, and "
+    "runs once it is back).\n\n"
+    "**Idempotency-Key** (optional header, 1-255 printable ASCII characters): within "
+    "`idempotency_window_hours` the same key from the same tenant returns the job it "
+    "created with **200** and `Idempotent-Replayed: true`, and creates nothing, also when "
+    "requests race. The same key with a different body is a 422 "
+    "(`idempotency_key_reused`). After the window the key may name a new job.\n\n"
+    "**Limits**: bodies over `max_body_bytes` are refused unread (413 `body_too_large`); "
+    "a `guideline_text` longer than `max_guideline_chars` is 413 `text_too_long`; a "
+    "`model` outside the tenant's allowlist is 422 `model_not_allowed`; more than "
+    "`max_pending_jobs` PENDING jobs is 429 `backlog_full`, more than the tenant's "
+    "`max_pending_jobs` is 429 `tenant_backlog_full`, more than its submissions per minute "
+    "(counted in PostgreSQL, across API replicas) is 429 `rate_limited`; each 429 carries "
+    "`Retry-After`.\n\n"
+    "**Input rule**: " + CONTROL_RULE
+)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobView,
+    summary="Submit a guideline",
+    description=SUBMIT_DESCRIPTION,
+    responses={
+        200: {"description": "Idempotent replay: the job this Idempotency-Key created."},
+        **AUTH_ERRORS,
+        413: _err(Reason.TEXT_TOO_LONG, "guideline_text has 100001 characters", "Too big."),
+        415: _err(Reason.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"),
+        422: _err(
+            Reason.CONTROL_CHARACTERS,
+            "guideline_text: contains control character U+0000 at index 4; ...",
+            "Malformed JSON, invalid UTF-8, a missing/blank/mistyped field, a forbidden "
+            "control character, a model not allowed, or an Idempotency-Key reused with "
+            "another body.",
+        ),
+        **LIMITS,
+        **DB_DOWN,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SubmitJob.model_json_schema()}},
+        }
+    },
+)
+def submit_job(
+    request: Request,
+    response: Response,
+    ctx: CtxDep,
+    principal: CurrentPrincipal,
+    body: RawBody,
+    idempotency_key: str | None = Header(
+        None,
+        alias="Idempotency-Key",
+        description="Makes retries of this request safe: one key, one job.",
+    ),
+) -> JobView:
+    """Submit a guideline for summarizing (see the description above)."""
+    job = parse_submission(body, request.headers.get("content-type"))
+    key = check_idempotency_key(idempotency_key)
+    outcome = service.submit(ctx, principal, Submission(job, key))
+    event_id = str(outcome.row["event_id"])
+    request.state.event_id = event_id  # for the access log line
+    response.headers["Location"] = f"/jobs/{event_id}"
+    if not outcome.created:
+        response.status_code = 200
+        response.headers[REPLAY_HEADER] = "true"
+    return to_view(outcome.row)
+
+
+def _batch_items(
+    data: dict[str, Any], max_items: int, batch_key: str | None
+) -> list[Submission | ApiError]:
+    extra = set(data) - {"items"}
+    if extra:
+        raise ApiError(
+            422, Reason.VALIDATION, f"unknown field(s) {sorted(extra)}; expected only `items`"
+        )
+    items = data.get("items")
+    if not isinstance(items, list) or not items:
+        raise ApiError(
+            422,
+            Reason.VALIDATION,
+            "`items` must be a non-empty list of submissions",
+            details=[{"field": "items", "message": "expected a non-empty list", "type": "list"}],
+        )
+    if len(items) > max_items:
+        raise ApiError(
+            413,
+            Reason.BATCH_TOO_LARGE,
+            f"a batch holds at most {max_items} items, not {len(items)}",
+        )
+    parsed: list[Submission | ApiError] = []
+    for index, item in enumerate(items):
+        try:
+            own_key = item.pop("idempotency_key", None) if isinstance(item, dict) else None
+            if own_key is not None and not isinstance(own_key, str):
+                raise ApiError(
+                    422, Reason.INVALID_IDEMPOTENCY_KEY, "idempotency_key must be a string"
+                )
+            key = own_key if own_key is not None else (batch_key and f"{batch_key}:{index}")
+            job = validate_submission(item, field_prefix=f"items.{index}.")
+            parsed.append(Submission(job, check_idempotency_key(key)))
+        except ApiError as err:
+            parsed.append(err)
+    return parsed
+
+
+def _item_result(index: int, answer: service.Outcome | ApiError) -> BatchItemResult:
+    if isinstance(answer, ApiError):
+        return BatchItemResult(
+            index=index,
+            error=ItemError(reason=answer.reason, message=answer.message, details=answer.details),
+        )
+    return BatchItemResult(
+        index=index,
+        event_id=str(answer.row["event_id"]),
+        status=answer.row["status"],
+        replayed=None if answer.created else True,
+    )
+
+
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=BatchResult,
+    summary="Submit many guidelines at once",
+    description=(
+        "Up to `max_batch_size` submissions (each as for `POST /jobs`, plus an optional "
+        "`idempotency_key`) accepted in **one transaction**: the answer lists, in order, "
+        "each item's job (`event_id`, `status`, `replayed` for an Idempotency-Key replay) "
+        "or its error (`reason`, `message`, `details` naming `items.<index>.<field>`). An "
+        "invalid item does not stop the others. An `Idempotency-Key` header gives item *i* "
+        "the key `<header>:<i>` unless it has its own, so a retried batch creates nothing "
+        "twice. A limit the whole batch would exceed (backlog, tenant backlog, rate) is a "
+        "429 for the batch and records nothing. This is how a corpus is ingested."
+    ),
+    responses={
+        **AUTH_ERRORS,
+        413: _err(Reason.BATCH_TOO_LARGE, "a batch holds at most 500 items", "Too many."),
+        415: _err(Reason.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"),
+        422: _err(Reason.VALIDATION, "`items` must be a non-empty list of submissions"),
+        **LIMITS,
+        **DB_DOWN,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SubmitBatch.model_json_schema()}},
+        }
+    },
+)
+def submit_batch(
+    request: Request,
+    ctx: CtxDep,
+    principal: CurrentPrincipal,
+    body: RawBody,
+    idempotency_key: str | None = Header(
+        None,
+        alias="Idempotency-Key",
+        description="Derives each item's key as `<key>:<index>` (unless the item has one).",
+    ),
+) -> BatchResult:
+    """Submit a batch (see the description above)."""
+    data = decode_json_object(body, request.headers.get("content-type"))
+    batch_key = check_idempotency_key(idempotency_key)
+    items = _batch_items(data, ctx.settings.max_batch_size, batch_key)
+    answers = service.submit_many(ctx, principal, items)
+    results = [_item_result(i, a) for i, a in enumerate(answers)]
+    accepted = sum(1 for a in answers if isinstance(a, service.Outcome) and a.created)
+    rejected = sum(1 for a in answers if isinstance(a, ApiError))
+    return BatchResult(items=results, accepted=accepted, rejected=rejected)
+
+
+@router.get(
+    "/{event_id}",
+    response_model=JobView,
+    summary="Get a job",
+    responses={
+        **AUTH_ERRORS,
+        **NOT_FOUND,
+        422: _err(Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
+        **DB_DOWN,
+    },
+)
+def get_job(
+    ctx: CtxDep,
+    principal: CurrentPrincipal,
+    event_id: str = Path(description="The job's event_id (a UUID)."),
+    include: str | None = Query(
+        None,
+        description="Comma-separated extras: `history` (status transitions and API "
+        "requests, attempts included), `text` (the submitted guideline_text, verbatim; "
+        "each read is recorded in the audit trail).",
+    ),
+) -> JobView:
+    """The job from PostgreSQL (primary-key lookup): `result` when COMPLETED, `error` when
+    FAILED or CANCELLED, `queue` (position in its tenant's queue) when PENDING. A job of
+    another tenant is a 404, exactly like one that does not exist."""
+    extras = frozenset(part.strip() for part in (include or "").split(",") if part.strip())
+    detail = service.get(ctx, principal, service.parse_event_id(event_id), extras)
+    return to_view(detail.row, queue=detail.queue, history=detail.history, text=detail.text)
+
+
+@router.get(
+    "",
+    response_model=JobPage,
+    summary="List jobs",
+    responses={
+        **AUTH_ERRORS,
+        403: _err(Reason.FORBIDDEN, "a member key sees only its own tenant's jobs"),
+        422: _err(Reason.INVALID_CURSOR, "cursor is not one this API returned"),
+        **DB_DOWN,
+    },
+)
+def list_jobs(
+    ctx: CtxDep,
+    principal: CurrentPrincipal,
+    status: str | None = Query(
+        None,
+        description="Only jobs in this status: PENDING, PROCESSING, COMPLETED, FAILED "
+        "(the dead-letter queue) or CANCELLED.",
+    ),
+    tenant: str | None = Query(
+        None, description="Admin keys: only this tenant's jobs (members see only their own)."
+    ),
+    limit: int = Query(50, ge=1, le=200, description="Page size (1-200)."),
+    cursor: str | None = Query(None, description="`next_cursor` of the previous page."),
+) -> JobPage:
+    """Jobs of the caller's tenant (all tenants for an admin key) newest first (keyset
+    pagination; stable under concurrent inserts). Items carry `error` for FAILED/CANCELLED
+    jobs; fetch one job for its `result`."""
+    phase = None
+    if status is not None:
+        try:
+            phase = Phase(status.upper())
+        except ValueError:
+            raise ApiError(
+                422,
+                Reason.VALIDATION,
+                f"status must be one of {', '.join(p.value for p in Phase)}",
+                details=[{"field": "status", "message": "unknown status", "type": "enum"}],
+            ) from None
+    before = decode_cursor(cursor) if cursor else None
+    rows = service.list_page(
+        ctx, principal, status=phase, limit=limit, before=before, tenant=tenant
+    )
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    items = [to_view(r).model_copy(update={"result": None}) for r in page]
+    return JobPage(items=items, next_cursor=next_cursor)
+
+
+CANCEL_DOC: dict[str, Any] = dict(
+    status_code=202,
+    response_model=JobView,
+    responses={
+        **AUTH_ERRORS,
+        **NOT_FOUND,
+        409: _err(Reason.JOB_FINISHED, "job ... is already COMPLETED; nothing to cancel"),
+        **DB_DOWN,
+    },
+)
+CANCEL_DESCRIPTION = (
+    "Cancels a PENDING or PROCESSING job: it is **CANCELLED at once** (the answer and every "
+    "later read say so); the dispatcher then sets the `cancel-requested` annotation on its "
+    "GuidelineJob and the operator deletes the Job and its pod. A finished job is a 409."
+)
+
+
+@router.delete("/{event_id}", summary="Cancel a job", description=CANCEL_DESCRIPTION, **CANCEL_DOC)
+def delete_job(
+    ctx: CtxDep,
+    principal: CurrentPrincipal,
+    event_id: str = Path(description="The job's event_id."),
+) -> JobView:
+    """Cancel a job (same as POST /jobs/{event_id}/cancel)."""
+    return to_view(service.cancel(ctx, principal, service.parse_event_id(event_id)))
+
+
+@router.post(
+    "/{event_id}/cancel", summary="Cancel a job", description=CANCEL_DESCRIPTION, **CANCEL_DOC
+)
+def cancel_job(
+    ctx: CtxDep,
+    principal: CurrentPrincipal,
+    event_id: str = Path(description="The job's event_id."),
+) -> JobView:
+    """Cancel a job (same as DELETE /jobs/{event_id})."""
+    return to_view(service.cancel(ctx, principal, service.parse_event_id(event_id)))
+
+
+@router.post(
+    "/{event_id}/retry",
+    status_code=202,
+    response_model=JobView,
+    summary="Retry a failed or cancelled job",
+    description=(
+        "Starts a new attempt of a FAILED or CANCELLED job (the dead-letter queue): it is "
+        "**PENDING at once** (the answer and every later read say so, never the old "
+        "outcome); the dispatcher bumps the `retry-requested` counter annotation of its "
+        "GuidelineJob (re-creating it, with its `max_retries`, if retention deleted it) and "
+        "the operator runs a new Job with the same event_id; `attempts` keeps counting and "
+        "`?include=history` keeps every attempt. Any other status is a 409."
+    ),
+    responses={
+        **AUTH_ERRORS,
+        **NOT_FOUND,
+        409: _err(Reason.JOB_NOT_RETRYABLE, "job ... is COMPLETED; only FAILED ..."),
+        **LIMITS,
+        **DB_DOWN,
+    },
+)
+def retry_job(
+    ctx: CtxDep,
+    principal: CurrentPrincipal,
+    event_id: str = Path(description="The job's event_id."),
+) -> JobView:
+    """Retry a FAILED or CANCELLED job."""
+    return to_view(service.retry(ctx, principal, service.parse_event_id(event_id)))

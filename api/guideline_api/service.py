@@ -1,0 +1,417 @@
+"""What each /jobs request does: submit (one guideline or a batch), read, list, cancel and
+retry, and the audit trail. HTTP stays in the routers; this module speaks rows and
+principals, and raises ApiError for the caller to translate.
+
+Every write is decided in PostgreSQL alone (the row is the acceptance); the dispatcher
+carries it to Kubernetes afterwards, so no request waits for the cluster and what a request
+answered is what a later read shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg2.errors
+from guideline_core import db, kube, logs
+from guideline_core.db import DatabaseUnavailableError
+from guideline_core.resource import Phase
+from psycopg2.extensions import connection as PgConnection  # noqa: N812
+
+from guideline_api.auth import Principal
+from guideline_api.context import Context
+from guideline_api.errors import ApiError, Reason
+from guideline_api.schemas import SubmitJob
+from guideline_api.submission import request_hash
+from guideline_api.views import queue_info
+
+log = logging.getLogger(__name__)
+
+INCLUDES = frozenset({"history", "text"})
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One validated guideline and its Idempotency-Key."""
+
+    job: SubmitJob
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a submission came to: the job's row, and whether it is new (else a replay)."""
+
+    row: dict[str, Any]
+    created: bool
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """One job as read, with the extras asked for."""
+
+    row: dict[str, Any]
+    queue: Any = None
+    history: list[dict[str, Any]] | None = None
+    text: str | None = None
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+@contextmanager
+def _transaction(ctx: Context) -> Iterator[PgConnection]:
+    try:
+        with ctx.store.connection() as conn:
+            yield conn
+    except DatabaseUnavailableError as exc:
+        raise ApiError(503, Reason.DATABASE_UNAVAILABLE, f"database unavailable: {exc}") from exc
+
+
+def parse_event_id(value: str) -> uuid.UUID:
+    """A path's event_id as a UUID; 422 otherwise."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApiError(
+            422, Reason.INVALID_EVENT_ID, f"{value[:80]!r} is not a valid event_id (a UUID)"
+        ) from None
+
+
+def _not_found(event_id: uuid.UUID) -> ApiError:
+    return ApiError(404, Reason.NOT_FOUND, f"no job with event_id {event_id}")
+
+
+def _visible(principal: Principal, row: dict[str, Any] | None) -> bool:
+    return row is not None and (principal.is_admin or row["tenant"] == principal.tenant)
+
+
+def _tenant_scope(principal: Principal, tenant: str | None) -> str | None:
+    """The tenant a listing is limited to: a member's own; an admin's choice (None: all)."""
+    if principal.is_admin:
+        return tenant
+    if tenant is not None and tenant != principal.tenant:
+        raise ApiError(403, Reason.FORBIDDEN, "a member key sees only its own tenant's jobs")
+    return principal.tenant
+
+
+# --------------------------------------------------------------------------- submission
+
+
+def _check_limits(conn: PgConnection, ctx: Context, tenant: str, new: int) -> None:
+    """429 when `new` more jobs would overfill the backlog or the tenant's share of it."""
+    settings = ctx.settings
+    pending = db.count_status(conn, Phase.PENDING)
+    if pending + new > settings.max_pending_jobs:
+        raise ApiError(
+            429,
+            Reason.BACKLOG_FULL,
+            f"{pending} jobs are waiting (limit {settings.max_pending_jobs}); retry later",
+            headers={"Retry-After": str(settings.backlog_retry_after_seconds)},
+        )
+    limit = settings.limits_for(tenant).max_pending_jobs
+    if limit is not None:
+        mine = db.count_tenant_status(conn, tenant, Phase.PENDING)
+        if mine + new > limit:
+            raise ApiError(
+                429,
+                Reason.TENANT_BACKLOG_FULL,
+                f"tenant {tenant} has {mine} jobs waiting (limit {limit}); retry later",
+                headers={"Retry-After": str(settings.backlog_retry_after_seconds)},
+            )
+
+
+def _count_rate(conn: PgConnection, ctx: Context, tenant: str, new: int) -> None:
+    """Count `new` submissions in the tenant's minute (in PostgreSQL, shared by every API
+    replica); 429 past its limit. Called last in the transaction: the counter's row lock
+    is then held only until the commit."""
+    limit = ctx.settings.limits_for(tenant).submissions_per_minute
+    if not limit or new == 0:
+        return
+    total = db.count_submission(conn, tenant, new)
+    if total > limit:
+        wait = max(1, math.ceil(60 - time.time() % 60))
+        raise ApiError(
+            429,
+            Reason.RATE_LIMITED,
+            f"rate limit of {limit} submissions per minute for tenant {tenant} exceeded; "
+            "retry later",
+            headers={"Retry-After": str(wait)},
+        )
+
+
+def _check_model(ctx: Context, tenant: str, job: SubmitJob) -> None:
+    allowed = ctx.settings.limits_for(tenant).allowed_models
+    if job.model is not None and allowed is not None and job.model not in allowed:
+        raise ApiError(
+            422,
+            Reason.MODEL_NOT_ALLOWED,
+            f"model {job.model!r} is not allowed for tenant {tenant}; allowed: "
+            f"{', '.join(allowed) or 'none'}",
+            details=[{"field": "model", "message": "not in the allowlist", "type": "allowlist"}],
+        )
+
+
+def _check_size(ctx: Context, job: SubmitJob) -> None:
+    chars = len(job.guideline_text)
+    if chars > ctx.settings.max_guideline_chars:
+        raise ApiError(
+            413,
+            Reason.TEXT_TOO_LONG,
+            f"guideline_text has {chars} characters; the limit is "
+            f"{ctx.settings.max_guideline_chars}",
+        )
+
+
+def _replay(
+    conn: PgConnection, ctx: Context, tenant: str, sub: Submission, digest: str
+) -> dict[str, Any] | None:
+    """The job this tenant's Idempotency-Key already made, if it is still in its window;
+    422 if the key came with another body."""
+    key = sub.idempotency_key
+    if key is None:
+        return None
+    prior = db.find_by_idempotency_key(conn, tenant, key, ctx.settings.idempotency_window_hours)
+    if prior is None:
+        return None
+    if prior["expired"]:
+        db.release_idempotency_key(conn, prior["event_id"])
+        return None
+    if prior["request_hash"] != digest:
+        raise ApiError(
+            422,
+            Reason.IDEMPOTENCY_KEY_REUSED,
+            f"Idempotency-Key {key!r} was already used with a different request body "
+            f"(job {prior['event_id']}); use a new key for a new job",
+        )
+    return prior
+
+
+def _insert(
+    conn: PgConnection, ctx: Context, principal: Principal, sub: Submission, digest: str
+) -> Outcome:
+    """Insert one job (inside a savepoint, so a lost idempotency race leaves the rest of the
+    transaction intact and finds the winner's job instead)."""
+    job = sub.job
+    event_id = kube.new_event_id()
+    with conn.cursor() as cur:
+        cur.execute("SAVEPOINT submission")
+    try:
+        db.insert_job(
+            conn,
+            db.NewJob(
+                event_id=event_id,
+                namespace=ctx.kube.namespace,
+                guideline_text=job.guideline_text,
+                title=job.title,
+                model=job.model,
+                provider=job.provider,
+                max_retries=job.max_retries,
+                submitted_by=principal.key_id,
+                tenant=principal.tenant,
+                idempotency_key=sub.idempotency_key,
+                request_hash=digest,
+                dispatch_pending=True,
+            ),
+        )
+    except psycopg2.errors.UniqueViolation:
+        # The unique index made us wait for the winner's commit; its row is visible now.
+        with conn.cursor() as cur:
+            cur.execute("ROLLBACK TO SAVEPOINT submission")
+        prior = _replay(conn, ctx, principal.tenant, sub, digest)
+        if prior is None:
+            raise ApiError(
+                503, Reason.DATABASE_UNAVAILABLE, "could not record the job; retry"
+            ) from None
+        return Outcome(prior, created=False)
+    row = db.get_job(conn, event_id)
+    assert row is not None
+    return Outcome(row, created=True)
+
+
+def submit_many(
+    ctx: Context, principal: Principal, items: Sequence[Submission | ApiError]
+) -> list[Outcome | ApiError]:
+    """Accept a batch in one transaction: each valid item becomes a job (or replays the
+    job of its Idempotency-Key); items already refused (an ApiError) and items refused here
+    (a model not allowed, a key reused with another body) are answered as errors in place.
+    A limit the whole batch would exceed is a 429 for the batch, and nothing is recorded."""
+    tenant = principal.tenant
+    answers: list[Outcome | ApiError | None] = []
+    with _transaction(ctx) as conn:
+        todo: list[tuple[int, Submission, str]] = []
+        for index, item in enumerate(items):
+            answers.append(item if isinstance(item, ApiError) else None)
+            if isinstance(item, ApiError):
+                continue
+            try:
+                _check_size(ctx, item.job)
+                _check_model(ctx, tenant, item.job)
+                digest = request_hash(item.job)
+                prior = _replay(conn, ctx, tenant, item, digest)
+            except ApiError as err:
+                answers[index] = err
+                continue
+            if prior is not None:
+                answers[index] = Outcome(prior, created=False)
+            else:
+                todo.append((index, item, digest))
+        if todo:
+            _check_limits(conn, ctx, tenant, len(todo))
+        created = 0
+        for index, item, digest in todo:
+            outcome = _insert(conn, ctx, principal, item, digest)
+            answers[index] = outcome
+            created += outcome.created
+        _count_rate(conn, ctx, tenant, created)
+    if created:
+        ctx.dispatcher.wake()
+    for answer in answers:
+        if isinstance(answer, Outcome) and answer.created:
+            ctx.metrics.jobs_submitted.labels(answer.row["provider"] or "default").inc()
+            with logs.bind(event_id=str(answer.row["event_id"])):
+                log.info(
+                    "job accepted",
+                    extra={"submitted_by": principal.key_id, "tenant": tenant},
+                )
+        elif isinstance(answer, Outcome):
+            ctx.metrics.idempotent_replays.inc()
+    return [a for a in answers if a is not None]
+
+
+def submit(ctx: Context, principal: Principal, sub: Submission) -> Outcome:
+    """Accept one guideline: the committed row is the acceptance (see submit_many)."""
+    (answer,) = submit_many(ctx, principal, [sub])
+    if isinstance(answer, ApiError):
+        raise answer
+    return answer
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def get(
+    ctx: Context, principal: Principal, event_id: uuid.UUID, include: frozenset[str]
+) -> JobDetail:
+    """One job of the caller's tenant (another tenant's is a 404, like a missing one)."""
+    unknown = include - INCLUDES
+    if unknown:
+        raise ApiError(
+            422, Reason.VALIDATION, f"unknown include {sorted(unknown)}; allowed: history, text"
+        )
+    with _transaction(ctx) as conn:
+        row = db.get_job(conn, event_id)
+        if not _visible(principal, row):
+            raise _not_found(event_id)
+        assert row is not None
+        queue = None
+        if row["status"] == Phase.PENDING:
+            queue = queue_info(conn, row, ctx.settings.operator_heartbeat_stale_seconds)
+        history = db.job_history(conn, event_id) if "history" in include else None
+        text = None
+        if "text" in include:
+            text = db.get_guideline_text(conn, event_id)
+            db.add_audit(
+                conn,
+                tenant=row["tenant"],
+                actor=principal.key_id,
+                action="read_text",
+                event_id=event_id,
+                detail={"principal_tenant": principal.tenant},
+            )
+    return JobDetail(row=row, queue=queue, history=history, text=text)
+
+
+def list_page(
+    ctx: Context,
+    principal: Principal,
+    *,
+    status: Phase | None,
+    limit: int,
+    before: Any,
+    tenant: str | None,
+) -> list[dict[str, Any]]:
+    """Up to `limit` + 1 jobs newest first, of the tenants the caller may see (the extra
+    row tells the router there is a next page)."""
+    scope = _tenant_scope(principal, tenant)
+    with _transaction(ctx) as conn:
+        return db.list_jobs(conn, status=status, limit=limit + 1, before=before, tenant=scope)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def _locked_visible(conn: PgConnection, principal: Principal, eid: uuid.UUID) -> dict[str, Any]:
+    row = db.lock_job(conn, eid)
+    if not _visible(principal, row):
+        raise _not_found(eid)
+    assert row is not None
+    return row
+
+
+def cancel(ctx: Context, principal: Principal, eid: uuid.UUID) -> dict[str, Any]:
+    """Cancel an unfinished job: CANCELLED at once; the dispatcher then has the operator
+    remove its Job and pod. A finished job is a 409."""
+    with _transaction(ctx) as conn:
+        row = _locked_visible(conn, principal, eid)
+        if Phase(row["status"]).terminal:
+            raise ApiError(
+                409, Reason.JOB_FINISHED, f"job {eid} is already {row['status']}; nothing to cancel"
+            )
+        db.request_cancel(conn, row, principal.key_id, f"cancelled by {principal.key_id}")
+        fresh = db.get_job(conn, eid)
+    ctx.dispatcher.wake()
+    ctx.metrics.job_requests.labels("cancel").inc()
+    with logs.bind(event_id=str(eid)):
+        log.info("cancel requested", extra={"submitted_by": principal.key_id})
+    return fresh or row
+
+
+def retry(ctx: Context, principal: Principal, eid: uuid.UUID) -> dict[str, Any]:
+    """Start a new run of a FAILED or CANCELLED job: PENDING at once (same event_id,
+    attempts keep counting, its max_retries kept); any other status is a 409."""
+    with _transaction(ctx) as conn:
+        row = _locked_visible(conn, principal, eid)
+        if row["status"] not in (Phase.FAILED, Phase.CANCELLED):
+            raise ApiError(
+                409,
+                Reason.JOB_NOT_RETRYABLE,
+                f"job {eid} is {row['status']}; only FAILED or CANCELLED jobs can be retried",
+            )
+        _check_limits(conn, ctx, row["tenant"], 1)
+        run = db.request_retry(
+            conn, row, principal.key_id, f"retry requested by {principal.key_id}"
+        )
+        fresh = db.get_job(conn, eid)
+    ctx.dispatcher.wake()
+    ctx.metrics.job_requests.labels("retry").inc()
+    with logs.bind(event_id=str(eid)):
+        log.info("retry requested", extra={"submitted_by": principal.key_id, "run": run})
+    return fresh or row
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def audit_page(
+    ctx: Context,
+    principal: Principal,
+    *,
+    tenant: str | None,
+    event_id: uuid.UUID | None,
+    limit: int,
+    before_id: int | None,
+) -> list[dict[str, Any]]:
+    """Up to `limit` + 1 audit entries newest first; for admin keys only (403 otherwise)."""
+    if not principal.is_admin:
+        raise ApiError(403, Reason.FORBIDDEN, "the audit trail is for admin keys")
+    with _transaction(ctx) as conn:
+        return db.list_audit(
+            conn, limit=limit + 1, tenant=tenant, event_id=event_id, before_id=before_id
+        )
