@@ -247,3 +247,25 @@ def test_key_from_env_and_flag_and_errors(server: Server) -> None:
     assert missing.returncode == 2 and "HTTP 404 not_found" in missing.stderr
     unreachable = run(server, "--url", f"http://127.0.0.1:{free_port()}", "list")
     assert unreachable.returncode == 2 and "cannot reach" in unreachable.stderr
+
+
+def test_batch_submits_a_corpus_and_is_safe_to_rerun(
+    server: Server, database: db.Database, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for n in range(5):
+        (corpus / f"g{n}.md").write_text(f"{GUIDELINE}\nSection {n}.")
+    (corpus / "blank.md").write_text("   \n")
+    files = sorted(str(p) for p in corpus.iterdir())
+    first = run(server, "batch", *files, "--batch-size", "2", "--idempotency-key", "corpus-1")
+    assert first.returncode == 2, first.stderr  # one file refused
+    assert "blank.md: validation_error" in first.stderr
+    lines = first.stdout.splitlines()
+    assert len(lines) == 5 and all(line.split()[1] == "PENDING" for line in lines)
+    assert {Path(line.split()[2]).name for line in lines} == {f"g{n}.md" for n in range(5)}
+    again = run(server, "batch", *files, "--batch-size", "2", "--idempotency-key", "corpus-1")
+    assert again.stdout == first.stdout  # the same jobs: nothing submitted twice
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT title FROM jobs ORDER BY title")
+        assert [r[0] for r in cur.fetchall()] == [f"g{n}" for n in range(5)]

@@ -87,19 +87,27 @@ class Api:
             raise _error_of(response)
         return response
 
-    def submit(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        """POST /jobs, retrying transient failures (429, 503, a lost connection) with the
-        same Idempotency-Key, so a retry never makes a second job."""
+    def _post_safely(self, path: str, body: dict[str, Any], idempotency_key: str) -> Any:
+        """POST, retrying transient failures (429, 503, a lost connection) with the same
+        Idempotency-Key, so a retry never makes a second job."""
         for attempt in range(5):
             try:
                 return self.request(
-                    "POST", "/jobs", json=body, headers={"Idempotency-Key": idempotency_key}
+                    "POST", path, json=body, headers={"Idempotency-Key": idempotency_key}
                 ).json()
             except ClientError as exc:
                 if exc.retry_after is None or attempt == 4:
                     raise
                 time.sleep(min(exc.retry_after, 30.0))
         raise AssertionError("unreachable")
+
+    def submit(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """POST /jobs (safe to retry, see `_post_safely`)."""
+        return self._post_safely("/jobs", body, idempotency_key)
+
+    def submit_batch(self, items: list[dict[str, Any]], idempotency_key: str) -> dict[str, Any]:
+        """POST /jobs/batch (item i's key is `<idempotency_key>:<i>`, so it is safe to retry)."""
+        return self._post_safely("/jobs/batch", {"items": items}, idempotency_key)
 
     def get(self, event_id: str) -> dict[str, Any]:
         """GET /jobs/{event_id}."""
@@ -214,25 +222,30 @@ def _exit_for(job: dict[str, Any]) -> int:
 # -------------------------------------------------------------------------- commands
 
 
-def cmd_submit(api: Api, args: argparse.Namespace) -> int:
-    """Submit a file (or `-` for stdin)."""
+def _submission(file: str, args: argparse.Namespace, title: str | None) -> dict[str, Any]:
+    """The body of one submission: the file's text (or stdin's) and the common options."""
     try:
-        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
         text = raw.decode("utf-8")
     except OSError as exc:
-        raise ClientError(f"cannot read {args.file}: {exc.strerror}") from exc
+        raise ClientError(f"cannot read {file}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
-        raise ClientError(f"{args.file} is not UTF-8 text") from exc
+        raise ClientError(f"{file} is not UTF-8 text") from exc
     body: dict[str, Any] = {"guideline_text": text}
-    title = args.title or (None if args.file == "-" else Path(args.file).stem)
     for key, value in (
-        ("title", title),
+        ("title", title or (None if file == "-" else Path(file).stem)),
         ("model", args.model),
         ("provider", args.provider),
         ("max_retries", args.max_retries),
     ):
         if value is not None:
             body[key] = value
+    return body
+
+
+def cmd_submit(api: Api, args: argparse.Namespace) -> int:
+    """Submit a file (or `-` for stdin)."""
+    body = _submission(args.file, args, args.title)
     job = api.submit(body, args.idempotency_key or str(uuid.uuid4()))
     if not args.wait:
         _emit(args, job, f"{job['event_id']}  {job['status']}")
@@ -240,6 +253,30 @@ def cmd_submit(api: Api, args: argparse.Namespace) -> int:
     if not args.json:
         print(f"submitted {job['event_id']}; waiting...", file=sys.stderr)
     return _wait_and_print(api, args, job["event_id"])
+
+
+def cmd_batch(api: Api, args: argparse.Namespace) -> int:
+    """Submit many files in batches of `--batch-size` (one transaction each); one line
+    per file: its event_id and status, or its error. Exit 2 if any file was refused."""
+    key = args.idempotency_key or str(uuid.uuid4())
+    refused = 0
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(args.files), args.batch_size):
+        files = args.files[start : start + args.batch_size]
+        items = [_submission(f, args, None) for f in files]
+        answer = api.submit_batch(items, f"{key}:{start}")
+        for file, item in zip(files, answer["items"], strict=True):
+            results.append({"file": file, **item})
+            if "error" in item:
+                refused += 1
+                if not args.json:
+                    error = item["error"]
+                    print(f"{file}: {error['reason']}: {error['message']}", file=sys.stderr)
+            elif not args.json:
+                print(f"{item['event_id']}  {item['status']}  {file}")
+    if args.json:
+        print(json.dumps({"items": results}, indent=2, ensure_ascii=False))
+    return EXIT_ERROR if refused else EXIT_OK
 
 
 def _wait_and_print(api: Api, args: argparse.Namespace, event_id: str) -> int:
@@ -355,6 +392,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     waiting(p)
     p.set_defaults(func=cmd_submit)
+
+    p = add("batch", "submit many guideline files at once (POST /jobs/batch)")
+    p.add_argument("files", nargs="+", help="UTF-8 text files; the title is each file's name")
+    p.add_argument("--model", help="LLM model for every file (default: the server's)")
+    p.add_argument(
+        "--provider", choices=["openai", "extractive"], help="default: the server's setting"
+    )
+    p.add_argument("--max-retries", type=int, help="pod retries for each job (0-10)")
+    p.add_argument(
+        "--batch-size", type=int, default=500, help="files per request (default %(default)s)"
+    )
+    p.add_argument(
+        "--idempotency-key",
+        help="makes re-running this command safe: each file gets one job (default: new)",
+    )
+    p.set_defaults(func=cmd_batch)
 
     p = add("status", "show a job: status, and its summary and checklist when done")
     p.add_argument("event_id")

@@ -285,9 +285,17 @@ class Reconciler:
 
     def _accept(self, cr: dict[str, Any], event_id: str) -> dict[str, Any]:
         attempts = self._ensure_row(cr)
+        # A GuidelineJob the API re-created for a retry carries its run number; its states
+        # are of that run (so the row, already at that run, takes them).
+        run = observe.retry_requested(cr) or 0
         staged = copy.deepcopy(cr)
         staged.setdefault("status", {}).update(
-            {"eventId": event_id, "phase": Phase.PENDING.value, "attempts": attempts}
+            {
+                "eventId": event_id,
+                "phase": Phase.PENDING.value,
+                "attempts": attempts,
+                "retryRequests": run,
+            }
         )
         kueue = self.settings.kueue_queue_name
         conditions = observe.conditions_for(
@@ -303,6 +311,7 @@ class Reconciler:
                 "eventId": event_id,
                 "phase": Phase.PENDING.value,
                 "attempts": attempts,
+                "retryRequests": run,
                 "observedGeneration": cr["metadata"].get("generation"),
                 "conditions": conditions,
             },

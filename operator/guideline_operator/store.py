@@ -59,4 +59,5 @@ def job_state(
         error=error,
         reason=reason,
         message=message,
+        run=observe.current_run(cr),
     )
