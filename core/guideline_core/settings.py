@@ -67,7 +67,7 @@ class CommonSettings(BaseSettings):
 
     def limits_for(self, tenant: str) -> TenantLimits:
         """The limits in force for `tenant`: its overrides over the defaults."""
-        own = self.tenant_limits.get(tenant) or TenantLimits()
+        own = TenantLimits.model_validate(self.tenant_limits.get(tenant) or {})
         return TenantLimits(
             max_pending_jobs=_first(own.max_pending_jobs, self.tenant_max_pending_jobs),
             max_running_jobs=_first(own.max_running_jobs, self.tenant_max_running_jobs),
