@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help deps system-deps venv build-k8s cluster cluster-down up down demo test \
+.PHONY: help deps system-deps venv build-k8s build-vegeta cluster cluster-down up down demo test \
         test-fast test-faults lint format bench clean
 
 help: ## List the targets
@@ -27,6 +27,9 @@ deps: system-deps venv build-k8s ## Everything the stack and the tests need
 
 build-k8s: ## Build (once, cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd, helm
 	@bash hack/build-k8s.sh
+
+build-vegeta: ## Build (once, cached) vegeta, the open-loop load generator of make bench
+	@bash hack/build-vegeta.sh >/dev/null
 
 cluster: system-deps venv ## Start the local control plane + node agent; prints the kubeconfig path
 	@bash hack/cluster.sh up
@@ -63,7 +66,7 @@ format: venv ## Apply ruff's formatting and fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: deps ## Benchmarks: prints figures, writes bench-results/*.json and a plot
+bench: deps build-vegeta ## Benchmarks: prints figures, writes bench-results/*.json and a plot
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean: down ## Stop everything and remove .local/ (the build cache outside the repo stays)
