@@ -6,7 +6,9 @@
 
 Sections: profile (pyinstrument of POST /jobs), latency (open-loop POST /jobs and its
 floor), e2e (throughput and orchestration overhead), peer (Celery + Redis side by side),
-reads (GET latency over 100,000 rows), scale (a burst of 2,000 submissions).
+reads (GET latency over 100,000 rows), scale (a burst of 2,000 submissions), burst (2,000
+submissions from vegeta on the full stack, kube-apiserver writes per job, slot hand-over,
+a steady 100/s, the Celery peer under the same loads).
 
 Everything the run needs is started here and stopped at the end: by default a private
 local control plane in .local/bench (purged afterwards; `--local-dir .local` uses the
@@ -34,7 +36,7 @@ from typing import Any
 
 from bench import REPO_ROOT
 
-SECTIONS = ("profile", "latency", "e2e", "peer", "reads", "scale")
+SECTIONS = ("profile", "latency", "e2e", "peer", "reads", "scale", "burst")
 
 
 def _floats(text: str) -> list[float]:
@@ -62,6 +64,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-seconds", type=float, help="burst length in s (50; quick 10)")
     p.add_argument("--scale-concurrency", type=int, default=8, help="maxConcurrentJobs (8)")
     p.add_argument("--scale-timeout", type=float, default=7200, help="max drain wait in s")
+    p.add_argument("--burst-jobs", type=int, help="burst submissions (2000; quick 100)")
+    p.add_argument("--burst-seconds", type=float, help="burst length in s (50; quick 5)")
+    p.add_argument("--burst-concurrency", type=int, default=8, help="maxConcurrentJobs (8)")
+    p.add_argument("--burst-timeout", type=float, default=7200, help="max drain wait in s")
+    p.add_argument("--burst-parts", default="burst,steady,peer", help="burst,steady,peer (all)")
+    p.add_argument("--rate", type=float, help="steady POST/s of burst (100)")
+    p.add_argument("--rate-seconds", type=float, help="steady duration in s (20; quick 5)")
     p.add_argument("--peer-rates", type=_floats, help="submit rates for peer (25,50,100)")
     p.add_argument("--peer-concurrency", type=int, default=4, help="worker processes (4)")
     p.add_argument("--profile-requests", type=int, help="POSTs profiled (200; quick 50)")
@@ -82,6 +91,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "read_rates": [50.0, 200.0],
         "scale_jobs": 100 if q else 2000,
         "scale_seconds": 10.0 if q else 50.0,
+        "burst_jobs": 100 if q else 2000,
+        "burst_seconds": 5.0 if q else 50.0,
+        "rate": 100.0,
+        "rate_seconds": 5.0 if q else 20.0,
         "peer_rates": [25.0, 50.0, 100.0],
         "profile_requests": 50 if q else 200,
     }
@@ -92,6 +105,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.sections) - set(SECTIONS)
     if unknown:
         p.error(f"unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    args.burst_parts = [s.strip() for s in args.burst_parts.split(",") if s.strip()]
+    if set(args.burst_parts) - {"burst", "steady", "peer"}:
+        p.error("--burst-parts: choose from burst, steady, peer")
     return args
 
 
@@ -161,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path = out / f"{stamp}.json"
     log(f"work directory (server logs): {workdir}")
     status = 0
-    from bench import e2e, latency, peer, profile, reads, scale
+    from bench import burst, e2e, latency, peer, profile, reads, scale
     from bench.env import Environment
 
     try:
@@ -213,6 +229,18 @@ def main(argv: list[str] | None = None) -> int:
                             args.scale_seconds,
                             args.scale_concurrency,
                             args.scale_timeout,
+                            log,
+                        )
+                    elif section == "burst":
+                        results["burst"] = burst.run(
+                            env,
+                            args.burst_jobs,
+                            args.burst_seconds,
+                            args.burst_concurrency,
+                            args.burst_timeout,
+                            args.rate,
+                            args.rate_seconds,
+                            args.burst_parts,
                             log,
                         )
                 except Exception as exc:  # keep the other sections' figures

@@ -212,6 +212,7 @@ class Environment:
             "GUIDELINE_API_KEY_HASHES": f"bench:{hash_key(self.api_key)}",
             "GUIDELINE_RATE_LIMIT_PER_MINUTE": "0",
             "GUIDELINE_MAX_PENDING_JOBS": "10000000",
+            "GUIDELINE_TENANT_MAX_PENDING_JOBS": "10000000",
             "GUIDELINE_LOG_LEVEL": "INFO",
             **overrides,
         }

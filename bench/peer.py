@@ -92,13 +92,15 @@ def ensure_redis(log: Any = print) -> str:
 class Peer:
     """Redis, the peer API and (when asked) the Celery worker."""
 
-    def __init__(self, env: Environment, concurrency: int, log: Any = print) -> None:
+    def __init__(
+        self, env: Environment, concurrency: int, log: Any = print, name: str = "peer"
+    ) -> None:
         self.env = env
         self.concurrency = concurrency
         self.log = log
-        self.workdir = env.workdir / "peer"
+        self.workdir = env.workdir / name
         self.workdir.mkdir(exist_ok=True)
-        self.database_url = env.pg.create_database("peer")
+        self.database_url = env.pg.create_database(name)  # one per Peer in a run
         self.redis_port = free_port()
         self.redis = Process(
             "redis",

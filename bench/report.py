@@ -268,9 +268,118 @@ def render(results: dict[str, Any]) -> str:
                 ],
             )
         )
+    if "burst" in results:
+        parts.append(render_burst(results["burst"]))
     for note in results.get("notes", []):
         parts.append(textwrap.fill(f"note: {note}", 100))
     return "\n".join(parts) + "\n"
+
+
+def _percentiles(p: dict[str, Any]) -> list[Any]:
+    return [p[k] for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "errors", "max_send_lag_ms")]
+
+
+def render_burst(b: dict[str, Any]) -> str:
+    """Section burst: POST latency (ours, and the peer's under the same load), kube-apiserver
+    writes, slot hand-over, drain, memory, nothing lost."""
+    out = ["\n## Burst on the full stack (vegeta, open loop; ms from the scheduled send)"]
+    peer = b.get("peer", {})
+    ratios = b.get("p99_ratio_ours_over_peer", {})
+    rows = []
+    for name in ("burst", "steady"):
+        if name in b:
+            p = b[name]["post"]
+            load = (
+                f"{b[name]['jobs']:,} in {b[name]['submit_seconds']:g} s"
+                if name == "burst"
+                else f"{b[name]['rate']:g}/s for {b[name]['seconds']:g} s"
+            )
+            rows.append([f"ours {name}", load, *_percentiles(p), None])
+        if name in peer:
+            p = peer[name]
+            rows.append([f"celery {name}", "same", *_percentiles(p), ratios.get(name)])
+    out.append(
+        table(
+            [
+                "POST /jobs",
+                "load",
+                "p50",
+                "p95",
+                "p99",
+                "max",
+                "errors",
+                "send lag",
+                "ours/peer p99",
+            ],
+            rows,
+        )
+    )
+    if "burst" in b:
+        s = b["burst"]
+        w, h, m, lost = s["kube_writes"], s["handover"], s["memory"], s["lost"]
+        pod, job = h["from_pod_finished"], h["from_job_completed"]
+        out.append(
+            f"\nmaxConcurrentJobs {s['max_concurrent_jobs']}, fake LLM answering at once\n"
+            + table(
+                ["", "value"],
+                [
+                    ["kube-apiserver writes per job (all but leases)", w["per_job"]],
+                    [
+                        "  to GuidelineJobs (+ status) per job",
+                        f"{w['guidelinejob_per_job']} ({w['guidelinejob']:,} in all, "
+                        f"status {w['guidelinejob_status']:,}, "
+                        f"rejected {w['guidelinejob_rejected']:,})",
+                    ],
+                    [
+                        "slot freed (pod finished) -> next Job, p50 / p99 / mean ms",
+                        f"{pod['p50_ms']} / {pod['p99_ms']} / {pod['mean_ms']} "
+                        f"({pod['count']} gaps)",
+                    ],
+                    [
+                        "slot freed (Job completed) -> next Job, p50 / p99 / mean ms",
+                        f"{job['p50_ms']} / {job['p99_ms']} / {job['mean_ms']} "
+                        f"({job['count']} gaps)",
+                    ],
+                    [
+                        "drain s (first POST -> last COMPLETED) / pod-start bound s",
+                        f"{s['drain_s']} / {s['pod_start_bound_s']} (x{s['drain_over_bound']}; "
+                        f"a pod holds a slot {h['slot_held_mean_s']} s on average)",
+                    ],
+                    [
+                        "API RSS start -> peak MiB",
+                        f"{m['api']['start_mib']} -> {m['api']['peak_mib']}",
+                    ],
+                    [
+                        "operator RSS start -> peak MiB",
+                        f"{m['operator']['start_mib']} -> {m['operator']['peak_mib']}",
+                    ],
+                    [
+                        "accepted / COMPLETED / rows / GuidelineJobs",
+                        f"{lost['accepted']} / {lost['completed']} / {lost['rows']} / "
+                        f"{lost['guidelinejobs']}: "
+                        + ("nothing lost" if lost["nothing_lost"] else "SOMETHING LOST"),
+                    ],
+                ],
+            )
+            + "\nkube-apiserver writes by resource (create/update/patch/delete, from "
+            "apiserver_request_total before and after):\n"
+            + table(
+                ["resource", "verb", "code", "count", "per job"],
+                [
+                    [
+                        r["resource"],
+                        r["verb"],
+                        r["code"],
+                        r["count"],
+                        round(r["count"] / max(w["jobs"], 1), 2),
+                    ]
+                    for r in w["by_resource"][:15]
+                ],
+            )
+            + "\nhand-over: creation of the k-th Job minus the (k-C)-th slot freeing, both "
+            "sorted, for jobs already waiting; Kubernetes timestamps, 1 s resolution"
+        )
+    return "\n".join(out)
 
 
 def plot(results: dict[str, Any], path: Path) -> Path | None:
