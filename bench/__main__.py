@@ -1,6 +1,6 @@
 """`python -m bench`: run the benchmarks and print the figures.
 
-    .venv/bin/python -m bench                       # everything (about an hour on 2 cores)
+    .venv/bin/python -m bench                       # everything (hours: 2 bursts of 2,000)
     .venv/bin/python -m bench --quick               # every section, short (a few minutes)
     .venv/bin/python -m bench --only latency,e2e    # some sections
 
