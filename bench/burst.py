@@ -317,9 +317,14 @@ def run_steady(
     try:
         bodies = request_bodies(1024, DISTINCT_TEXTS, title="steady")
         count = max(1, round(rate * seconds))
-        step, _ = vegeta.attack(
+        step, accepted = vegeta.attack(
             f"{env.api_url}/jobs", env.headers, bodies, count, seconds, env.workdir, "steady"
         )
+        # The API's dispatcher creates the GuidelineJobs after the 202s; a reset while it
+        # still does would leave some behind without their rows.
+        deadline = time.monotonic() + 300
+        while env.count_guidelinejobs() < len(accepted) and time.monotonic() < deadline:
+            time.sleep(2.0)
     finally:
         env.stop_operator()
     env.reset()
