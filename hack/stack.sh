@@ -39,13 +39,17 @@ start_postgres() {
 }
 
 ensure_api_key() {
-  if [[ ! -s "$LOCAL_DIR/api-key" ]]; then
-    umask 077
-    echo "gi_local_$(openssl rand -hex 24)" > "$LOCAL_DIR/api-key"
+  # An admin key of tenant `local`, made by `guideline-api keys` (the file keeps its hash
+  # only). A key file from an earlier release (`local:<hash>`, a member) is replaced.
+  local keys="$LOCAL_DIR/api-keys"
+  if [[ -s "$LOCAL_DIR/api-key" ]] && grep -Eq '^local:[0-9a-f]{64}:local:admin$' "$keys" 2>/dev/null; then
+    return
   fi
-  local hash
-  hash="$(tr -d '\n' < "$LOCAL_DIR/api-key" | sha256sum | cut -d' ' -f1)"
-  echo "local:$hash" > "$LOCAL_DIR/api-keys"
+  "$VENV_BIN/guideline-api" keys revoke local --keys-file "$keys" >/dev/null 2>&1 || true
+  local key
+  key="$("$VENV_BIN/guideline-api" keys create --tenant local --role admin --id local \
+    --keys-file "$keys" | tail -n 1)"
+  (umask 077 && printf '%s\n' "$key" > "$LOCAL_DIR/api-key")
 }
 
 apply_cluster_config() {

@@ -310,7 +310,9 @@ def test_authentication_and_audit_trail(
 ) -> None:
     keys_file = tmp_path / "api-keys"
     keys_file.write_text(f"# mounted Secret\ncarol:{hash_key('carol-key-1')}\n")
-    with_file = settings.model_copy(update={"api_keys_file": str(keys_file)})
+    with_file = settings.model_copy(
+        update={"api_keys_file": str(keys_file), "api_keys_reload_seconds": 0}
+    )
     with api_client(with_file) as client:
         body = {"guideline_text": TEXT}
         missing = client.post("/jobs", json=body)

@@ -13,6 +13,7 @@ from starlette.types import Scope
 
 from guideline_api import health
 from guideline_api.auth import KeyStore
+from guideline_api.authgate import AuthGate
 from guideline_api.context import Context
 from guideline_api.dispatcher import Dispatcher
 from guideline_api.errors import install_handlers
@@ -85,7 +86,9 @@ def create_app(
         settings=settings,
         store=database,
         kube=kube_api,
-        keys=KeyStore(settings.api_key_hashes, settings.api_keys_file),
+        keys=KeyStore(
+            settings.api_key_hashes, settings.api_keys_file, settings.api_keys_reload_seconds
+        ),
         metrics=metrics,
         dispatcher=Dispatcher(database, kube_api, settings, metrics),
     )
@@ -126,7 +129,7 @@ def create_app(
     def on_error(request: Request, reason: str) -> None:
         count_reject(request.method, route_template(request.scope, known_routes), reason)
 
-    def on_body_reject(scope: Scope, reason: str) -> None:
+    def on_body_reject(scope: Scope, reason: str) -> None:  # also the AuthGate's 401s
         count_reject(scope["method"], route_template(scope, known_routes), reason)
 
     install_handlers(app, on_error)
@@ -136,6 +139,9 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=on_body_reject
     )
+    if settings.auth_enabled:
+        # Outside the size cap: an unauthenticated body is never buffered.
+        app.add_middleware(AuthGate, verify=ctx.keys.verify, on_reject=on_body_reject)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=lambda: known_routes)
     ctx.metrics.add_queue_collector(lambda: health.status_counts(ctx))
     return app

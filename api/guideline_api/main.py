@@ -1,6 +1,7 @@
 """Console script `guideline-api`: apply migrations, then serve the API with uvicorn.
 
-`guideline-api new-key` and `guideline-api hash-key` help provision API keys.
+`guideline-api keys create|list|revoke` manages the keys file; `new-key` and `hash-key`
+(earlier releases) still print `key_id:sha256hex` lines.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 from guideline_core import db, logs
 from guideline_core.settings import ApiSettings
 
-from guideline_api.auth import KEY_ID_PATTERN, hash_key, new_key
+from guideline_api.auth import KEY_ID_PATTERN, Role, hash_key, new_key
+from guideline_api.keyfile import KeyFileError, create_key, read_keys, revoke_key
 
 log = logging.getLogger("guideline_api")
 
@@ -49,7 +52,71 @@ def serve(settings: ApiSettings) -> None:
         log_config=None,  # keep our JSON handler; uvicorn's loggers propagate to it
         access_log=False,  # the metrics middleware logs each request instead
         server_header=False,
+        # Bounds on what one client can hold: connections and tasks at once (then 503),
+        # idle keep-alive connections, the header buffer of a request, the listen queue.
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.timeout_keep_alive_seconds,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        backlog=settings.backlog,
     )
+
+
+def _keys_file(given: str | None, parser: argparse.ArgumentParser) -> Path:
+    path = given or ApiSettings().api_keys_file
+    if not path:
+        parser.error("no keys file: pass --keys-file or set GUIDELINE_API_KEYS_FILE")
+    return Path(path)
+
+
+def keys_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`guideline-api keys create|list|revoke`."""
+    path = _keys_file(args.keys_file, parser)
+    if args.keys_command == "create":
+        try:
+            entry, key = create_key(path, args.tenant, Role(args.role), args.id)
+        except KeyFileError as exc:
+            parser.error(str(exc))
+        print(f"created key {entry.key_id} (tenant {entry.tenant}, role {entry.role}) in {path}")
+        print("the key is shown only now; store it safely:")
+        print(key)  # alone on the last line, for scripts: `... | tail -n 1`
+        return 0
+    if args.keys_command == "list":
+        print("KEY_ID\tTENANT\tROLE\tSHA256")
+        for entry in read_keys(path):
+            print(f"{entry.key_id}\t{entry.tenant}\t{entry.role}\t{entry.digest[:8]}…")
+        return 0
+    removed = revoke_key(path, args.key_id)
+    if not removed:
+        print(f"no key {args.key_id!r} in {path}", file=sys.stderr)
+        return 1
+    print(f"revoked key {args.key_id} ({removed} entry) in {path}")
+    return 0
+
+
+def _add_keys_parser(sub: argparse._SubParsersAction) -> None:
+    keys = sub.add_parser(
+        "keys",
+        help="manage API keys in the keys file (GUIDELINE_API_KEYS_FILE or --keys-file)",
+        description="Entries are `key_id:sha256hex:tenant:role` lines; the running API "
+        "picks up a changed file without a restart.",
+    )
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser(
+        "create", help="create a key: prints it once (alone on the last line)"
+    )
+    create.add_argument("--tenant", required=True, help="the tenant the key belongs to")
+    create.add_argument(
+        "--role",
+        choices=[r.value for r in Role],
+        default=Role.MEMBER.value,
+        help="member (its tenant's jobs) or admin (every tenant); default member",
+    )
+    create.add_argument("--id", default=None, help="key id (default: <tenant>-<random>)")
+    list_ = keys_sub.add_parser("list", help="key ids, tenants, roles, a hash prefix")
+    revoke = keys_sub.add_parser("revoke", help="remove a key: it stops working at once")
+    revoke.add_argument("key_id")
+    for p in (create, list_, revoke):
+        p.add_argument("--keys-file", default=None, help="default: GUIDELINE_API_KEYS_FILE")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,7 +140,11 @@ def main(argv: list[str] | None = None) -> None:
         "hash-key", help="read a key on stdin and print its `key_id:sha256hex` line"
     )
     hk.add_argument("--id", required=True, help="key id recorded as submitted_by")
+    _add_keys_parser(sub)
     args = parser.parse_args(argv)
+
+    if args.command == "keys":
+        sys.exit(keys_command(args, parser))
 
     if args.command in ("new-key", "hash-key"):
         if not KEY_ID_PATTERN.match(args.id):

@@ -106,10 +106,18 @@ class ApiSettings(CommonSettings):
     auth_enabled: bool = Field(True, description="Require a bearer API key on /jobs.")
     api_keys_file: str | None = Field(
         None,
-        description="File of API keys, one `key_id:sha256hex` per line (a mounted Secret).",
+        description="File of API keys (a mounted Secret, or kept by `guideline-api keys`), one "
+        "`key_id:sha256hex:tenant:role` per line; `key_id:sha256hex` is a member of tenant "
+        "key_id.",
+    )
+    api_keys_reload_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="The keys file is checked for changes at most this often (a revoked key "
+        "stops working within this time).",
     )
     api_key_hashes: str = Field(
-        "", description="Comma-separated `key_id:sha256hex` pairs, added to api_keys_file."
+        "", description="Comma-separated entries as in api_keys_file, added to its keys."
     )
     max_pending_jobs: int = Field(
         1000, description="Backlog of PENDING jobs above which POST /jobs answers 429."
@@ -164,6 +172,30 @@ class ApiSettings(CommonSettings):
     )
     db_acquire_timeout_seconds: float = Field(
         5.0, gt=0, description="How long a request waits for a free database connection (503)."
+    )
+    limit_concurrency: int | None = Field(
+        256,
+        ge=1,
+        description="Most connections and requests the HTTP server holds at once; more are "
+        "answered 503 at once (uvicorn's limit_concurrency). None: unbounded.",
+    )
+    timeout_keep_alive_seconds: int = Field(
+        5, ge=1, description="An idle keep-alive connection is closed after this."
+    )
+    max_header_bytes: int = Field(
+        16 * 1024,
+        ge=1024,
+        description="Largest request line and headers accepted by the h11 HTTP implementation "
+        "(uvicorn's h11_max_incomplete_event_size).",
+    )
+    backlog: int = Field(
+        2048, ge=1, description="Connections the kernel queues before the server accepts them."
+    )
+    health_cache_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="/health and /metrics answer from figures refreshed in the background this "
+        "often (never a count per call); each answer says how old its figures are.",
     )
 
 
