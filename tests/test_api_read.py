@@ -17,11 +17,13 @@ from guideline_core import db
 from guideline_core.kube import new_event_id
 from guideline_core.resource import Phase
 from support.api import (
+    ADMIN_KEY,
     BOB_KEY,
     api_client,
     auth,
     dead_database_url,
     dead_kubeconfig,
+    health_when,
     make_settings,
 )
 
@@ -183,7 +185,7 @@ def test_unknown_job_is_404_and_malformed_id_is_422(client: TestClient) -> None:
     assert client.post(f"/jobs/{unknown}/cancel", headers=auth()).status_code == 404
     assert client.delete("/jobs/nope", headers=auth()).status_code == 422
     assert client.post(f"/jobs/{unknown}/retry", headers=auth()).status_code == 404
-    assert client.get("/nowhere").json()["error"]["reason"] == "not_found"
+    assert client.get("/nowhere", headers=auth()).json()["error"]["reason"] == "not_found"
 
 
 def test_list_newest_first_with_status_filter_and_cursor_pages(
@@ -274,9 +276,10 @@ def test_health_reports_queue_and_operator_and_is_degraded_without_kubernetes(
     add_job(database)
     add_job(database)
     add_job(database, status=Phase.PROCESSING)
-    response = client.get("/health")
-    assert response.status_code == 200  # the Kubernetes API is down: jobs wait, none lost
-    health = response.json()
+    admin = auth(ADMIN_KEY)  # error strings and the operator's identity: admins only
+    health = health_when(client, lambda h: (h["queue_size"], h["running"]) == (2, 1), admin)
+    # The Kubernetes API is down: jobs wait, none lost.
+    assert client.get("/health").status_code == 200
     assert health["status"] == "degraded"
     assert health["database"]["ok"] is True
     assert health["kubernetes"]["ok"] is False and health["kubernetes"]["error"]
@@ -284,11 +287,11 @@ def test_health_reports_queue_and_operator_and_is_degraded_without_kubernetes(
     assert health["operator"]["alive"] is False
     with database.connection() as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO operator_heartbeat (identity) VALUES ('op-1')")
-    operator = client.get("/health").json()["operator"]
-    assert operator["alive"] is True and operator["identity"] == "op-1"
+    operator = health_when(client, lambda h: h["operator"]["alive"], admin)["operator"]
+    assert operator["identity"] == "op-1"
     with database.connection() as conn, conn.cursor() as cur:
         cur.execute("UPDATE operator_heartbeat SET seen_at = now() - interval '10 minutes'")
-    assert client.get("/health").json()["operator"]["alive"] is False
+    health_when(client, lambda h: not h["operator"]["alive"], admin)
     # Readiness needs only the database: reads keep working without Kubernetes.
     assert client.get("/health/ready").status_code == 200
     assert client.get("/health/live").json() == {"status": "ok"}
@@ -314,6 +317,7 @@ def test_metrics_expose_the_documented_names(client: TestClient, database: db.Da
     client.get("/jobs", headers=auth())
     client.get(f"/jobs/{uuid.uuid4()}", headers=auth())
     client.post("/jobs", content=b"{", headers={**auth(), "Content-Type": "application/json"})
+    health_when(client, lambda h: h["queue_size"] == 1)  # the gauges' cache caught up
     text = client.get("/metrics").text
     assert "# TYPE http_request_duration_seconds histogram" in text
     assert (

@@ -20,6 +20,7 @@ from guideline_api.errors import install_handlers
 from guideline_api.kubeapi import KubeGateway
 from guideline_api.limits import BodyLimitMiddleware
 from guideline_api.metrics import ApiMetrics, MetricsMiddleware, route_template
+from guideline_api.monitor import HealthMonitor
 from guideline_api.routes import audit, jobs
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,15 @@ def create_app(
         ),
         metrics=metrics,
         dispatcher=Dispatcher(database, kube_api, settings, metrics),
+        monitor=HealthMonitor(
+            database,
+            kube_api,
+            interval=settings.health_cache_seconds,
+            # A refresh may wait for a database connect and a Kubernetes call.
+            stale_after=3 * settings.health_cache_seconds
+            + settings.db_acquire_timeout_seconds
+            + 2 * settings.kube_timeout_seconds,
+        ),
     )
     if not settings.auth_enabled:
         log.warning("authentication is OFF: every request is served as 'anonymous'")
@@ -101,7 +111,9 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.dispatcher_enabled:
             ctx.dispatcher.start()
+        ctx.monitor.start()
         yield
+        ctx.monitor.stop()
         ctx.dispatcher.stop()
         ctx.store.close()
         ctx.kube.close()
@@ -143,5 +155,10 @@ def create_app(
         # Outside the size cap: an unauthenticated body is never buffered.
         app.add_middleware(AuthGate, verify=ctx.keys.verify, on_reject=on_body_reject)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=lambda: known_routes)
-    ctx.metrics.add_queue_collector(lambda: health.status_counts(ctx))
+
+    def figures() -> tuple[dict[str, int] | None, float]:
+        snap = ctx.monitor.snapshot()
+        return snap.counts, snap.age()
+
+    ctx.metrics.add_queue_collector(figures)
     return app

@@ -11,6 +11,7 @@ from guideline_api.auth import KeyStore
 from guideline_api.dispatcher import Dispatcher
 from guideline_api.kubeapi import KubeGateway
 from guideline_api.metrics import ApiMetrics
+from guideline_api.monitor import HealthMonitor
 
 
 @dataclass
@@ -23,3 +24,4 @@ class Context:
     keys: KeyStore
     metrics: ApiMetrics
     dispatcher: Dispatcher
+    monitor: HealthMonitor  # the cached figures of /health and /metrics

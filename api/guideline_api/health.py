@@ -1,40 +1,36 @@
-"""Health checks and the Prometheus endpoint (no authentication)."""
+"""Health checks and the Prometheus endpoint (no authentication).
+
+They answer from the HealthMonitor's cached figures, never from a query of their own.
+Error strings and the operator's identity (a pod name) are shown only to a caller with an
+admin key: to anyone else they would map the cluster's insides.
+"""
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from guideline_core import db
-from guideline_core.db import DatabaseUnavailableError
 from guideline_core.resource import Phase
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from guideline_api.context import Context
 from guideline_api.deps import get_ctx
-from guideline_api.kubeapi import KubernetesUnavailableError
+from guideline_api.authgate import bearer_token
+from guideline_api.monitor import Check
 from guideline_api.schemas import CheckResult, Health, OperatorHealth
 
 router = APIRouter(tags=["operations"])
 
 
-def status_counts(ctx: Context) -> dict[str, int] | None:
-    """Jobs per status, or None when the database cannot be reached."""
-    try:
-        with ctx.store.connection() as conn:
-            return db.count_by_status(conn)
-    except DatabaseUnavailableError:
-        return None
+def _sees_details(ctx: Context, request: Request) -> bool:
+    token = bearer_token(request.scope)
+    principal = ctx.keys.verify(token) if token else None
+    return principal is not None and principal.is_admin
 
 
-def _check_kube(ctx: Context) -> CheckResult:
-    start = time.perf_counter()
-    try:
-        ctx.kube.ping()
-    except KubernetesUnavailableError as exc:
-        return CheckResult(ok=False, error=str(exc)[:500])
-    return CheckResult(ok=True, latency_ms=round((time.perf_counter() - start) * 1000, 2))
+def _result(check: Check, details: bool) -> CheckResult:
+    return CheckResult(
+        ok=check.ok, latency_ms=check.latency_ms, error=check.error if details else None
+    )
 
 
 @router.get(
@@ -47,43 +43,41 @@ def health(request: Request) -> JSONResponse:
     """Database and Kubernetes API reachability, queue size (PENDING), running jobs
     (PROCESSING) and whether the operator's heartbeat is fresh. The database down is
     `unavailable` (503); Kubernetes down or a stale operator is `degraded` with 200: the
-    API still accepts work, which runs once they are back."""
+    API still accepts work, which runs once they are back. Figures are at most
+    `figures_age_seconds` old; `error` and `operator.identity` only for an admin key."""
     ctx = get_ctx(request)
-    start = time.perf_counter()
+    details = _sees_details(ctx, request)
+    snap = ctx.monitor.snapshot()
+    age = snap.age()
     operator = None
-    queue_size = running = None
-    try:
-        with ctx.store.connection() as conn:
-            counts = db.count_by_status(conn)
-            beat = db.latest_heartbeat(conn)
-        database = CheckResult(ok=True, latency_ms=round((time.perf_counter() - start) * 1000, 2))
-        queue_size, running = counts[Phase.PENDING], counts[Phase.PROCESSING]
+    if snap.database.ok:
+        beat = snap.heartbeat
+        beat_age = beat["age"] + age if beat else None
         stale = ctx.settings.operator_heartbeat_stale_seconds
         operator = OperatorHealth(
-            alive=beat is not None and beat["age"] <= stale,
-            identity=beat["identity"] if beat else None,
+            alive=beat_age is not None and beat_age <= stale,
+            identity=beat["identity"] if beat and details else None,
             last_seen=beat["seen_at"] if beat else None,
-            age_seconds=round(beat["age"], 1) if beat else None,
+            age_seconds=round(beat_age, 1) if beat_age is not None else None,
         )
-    except DatabaseUnavailableError as exc:
-        database = CheckResult(ok=False, error=str(exc)[:500])
-    kubernetes = _check_kube(ctx)
     # PostgreSQL is the system of record: without it nothing is accepted. Without
     # Kubernetes submissions are still accepted (they wait in the outbox), so that is
     # degraded, not unavailable.
-    if not database.ok:
+    if not snap.database.ok:
         status = "unavailable"
-    elif not kubernetes.ok or operator is None or not operator.alive:
+    elif not snap.kubernetes.ok or operator is None or not operator.alive:
         status = "degraded"
     else:
         status = "ok"
+    counts = snap.counts or {}
     body = Health(
         status=status,
-        database=database,
-        kubernetes=kubernetes,
+        database=_result(snap.database, details),
+        kubernetes=_result(snap.kubernetes, details),
         operator=operator,
-        queue_size=queue_size,
-        running=running,
+        queue_size=counts.get(Phase.PENDING) if snap.counts else None,
+        running=counts.get(Phase.PROCESSING) if snap.counts else None,
+        figures_age_seconds=round(age, 3),
     )
     return JSONResponse(
         body.model_dump(mode="json"), status_code=503 if status == "unavailable" else 200
@@ -102,13 +96,13 @@ async def live() -> dict[str, str]:
     responses={503: {"description": "The database is unreachable."}},
 )
 def ready(request: Request) -> JSONResponse:
-    """200 when the database answers. Kubernetes is not required: without it the API still
-    serves reads, and POST /jobs answers 503 itself."""
+    """200 when the database answered at the last refresh. Kubernetes is not required:
+    without it the API still serves reads and accepts jobs (they wait in the outbox)."""
     ctx = get_ctx(request)
-    try:
-        ctx.store.ping()
-    except DatabaseUnavailableError as exc:
-        return JSONResponse({"status": "unavailable", "error": str(exc)[:500]}, status_code=503)
+    snap = ctx.monitor.snapshot()
+    if not snap.database.ok:
+        error = snap.database.error if _sees_details(ctx, request) else None
+        return JSONResponse({"status": "unavailable", "error": error}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
@@ -121,6 +115,7 @@ def ready(request: Request) -> JSONResponse:
 def metrics(request: Request) -> Response:
     """Prometheus text format: `http_request_duration_seconds`, `queue_size`,
     `jobs_running`, `jobs_by_status`, `jobs_submitted_total`, `jobs_rejected_total` (by
-    reason), `jobs_idempotent_replays_total`, `job_requests_total`, `api_database_up`."""
+    reason), `jobs_idempotent_replays_total`, `job_requests_total`, `api_database_up`,
+    `api_health_figures_age_seconds` (the gauges from the last background refresh)."""
     ctx = get_ctx(request)
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

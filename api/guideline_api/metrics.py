@@ -66,23 +66,32 @@ class ApiMetrics:
             registry=self.registry,
         )
 
-    def add_queue_collector(self, counts: Callable[[], dict[str, int] | None]) -> None:
-        """Register gauges computed at scrape time from `counts()` (jobs per status, or
-        None when the database cannot be reached)."""
-        self.registry.register(_QueueCollector(counts))
+    def add_queue_collector(
+        self, figures: Callable[[], tuple[dict[str, int] | None, float]]
+    ) -> None:
+        """Register gauges read at scrape time from `figures()`: jobs per status (None when
+        the database could not be reached) and the age of those figures in seconds (they
+        come from a cache, not from a query per scrape)."""
+        self.registry.register(_QueueCollector(figures))
 
 
 class _QueueCollector(Collector):
-    def __init__(self, counts: Callable[[], dict[str, int] | None]):
-        self._counts = counts
+    def __init__(self, figures: Callable[[], tuple[dict[str, int] | None, float]]):
+        self._figures = figures
 
     def describe(self) -> Iterable[Any]:
         return []
 
     def collect(self) -> Iterable[Any]:
-        counts = self._counts()
+        counts, age = self._figures()
+        fresh = GaugeMetricFamily(
+            "api_health_figures_age_seconds",
+            "Age of the queue and database figures (refreshed in the background).",
+        )
+        fresh.add_metric([], age)
+        yield fresh
         up = GaugeMetricFamily(
-            "api_database_up", "1 if the database answered at the last scrape, else 0."
+            "api_database_up", "1 if the database answered at the last refresh, else 0."
         )
         up.add_metric([], 0.0 if counts is None else 1.0)
         yield up

@@ -272,3 +272,6 @@ class Health(BaseModel):
     operator: OperatorHealth | None = None
     queue_size: int | None = Field(None, description="PENDING jobs.")
     running: int | None = Field(None, description="PROCESSING jobs.")
+    figures_age_seconds: float = Field(
+        0.0, description="Age of these figures (refreshed in the background)."
+    )

@@ -7,11 +7,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi.testclient import TestClient
 from guideline_api.app import create_app
@@ -87,9 +88,28 @@ def make_settings(database_url: str, kubeconfig: Path | str, **overrides: Any) -
         "rate_limit_per_minute": 0,
         "db_pool_max": 8,
         "kube_timeout_seconds": 5.0,
+        "health_cache_seconds": 0.1,  # tests wait for fresh /health figures, not 2 s
     }
     values.update(overrides)
     return ApiSettings(_env_file=None, **values)
+
+
+def health_when(
+    client: TestClient | httpx.Client,
+    check: Callable[[dict[str, Any]], bool],
+    headers: dict[str, str] | None = None,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """The first /health body for which `check` holds (its figures are refreshed in the
+    background, so a change shows up within `health_cache_seconds`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get("/health", headers=headers).json()
+        if check(body):
+            return body
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"/health did not reach the expected figures: {body}")
+        time.sleep(0.05)
 
 
 @contextmanager
