@@ -25,6 +25,7 @@ import psycopg2.extras
 import psycopg2.pool
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
+from guideline_core import dsn, logs
 from guideline_core.resource import TERMINAL_PHASES, Phase
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,32 @@ class DatabaseUnavailableError(RuntimeError):
 # --- migrations ----------------------------------------------------------------------------
 
 
-def migrate(database_url: str) -> int:
-    """Apply pending migrations under yoyo's lock; returns how many were applied."""
-    from yoyo import get_backend, read_migrations
+def protect(database_url: str) -> None:
+    """Keep the password of `database_url` out of every log line of this process."""
+    for secret in dsn.password_of(database_url):
+        logs.register_secret(secret)
 
-    backend = get_backend(database_url)  # postgresql:// means psycopg2 to yoyo
+
+def _unavailable(exc: Exception) -> DatabaseUnavailableError:
+    # libpq's own text; scrubbed anyway, as it leaves the process in HTTP answers too.
+    return DatabaseUnavailableError(logs.scrub(str(exc).strip()))
+
+
+def migrate(database_url: str) -> int:
+    """Apply pending migrations under yoyo's lock; returns how many were applied. The URL
+    may be in keyword form (converted for yoyo, which takes URLs only)."""
+    from yoyo import get_backend, read_migrations
+    from yoyo.connections import BadConnectionURI
+
+    protect(database_url)
+    try:
+        # postgresql:// means psycopg2 to yoyo
+        backend = get_backend(dsn.to_uri(database_url))
+    except BadConnectionURI:
+        # Its message quotes the whole URL, password included.
+        raise ValueError("database URL is not a valid PostgreSQL connection string") from None
+    except psycopg2.OperationalError as exc:
+        raise _unavailable(exc) from None
     migrations_dir = resources.files("guideline_core") / "migrations"
     with resources.as_file(migrations_dir) as path:
         migrations = read_migrations(str(path))
@@ -121,6 +143,7 @@ class Database:
         connect_timeout: int = 3,
         acquire_timeout: float | None = None,
     ):
+        protect(url)
         self.url = url
         self._minconn, self._maxconn = minconn, maxconn
         self._connect_timeout = connect_timeout
@@ -141,7 +164,7 @@ class Database:
                         application_name="guideline-ingest",
                     )
                 except psycopg2.OperationalError as exc:
-                    raise DatabaseUnavailableError(str(exc).strip()) from exc
+                    raise _unavailable(exc) from exc
             return self._pool
 
     @contextmanager
@@ -168,7 +191,7 @@ class Database:
             except psycopg2.pool.PoolError as exc:
                 raise DatabaseUnavailableError(f"connection pool exhausted: {exc}") from exc
             except psycopg2.OperationalError as exc:
-                raise DatabaseUnavailableError(str(exc).strip()) from exc
+                raise _unavailable(exc) from exc
             if not _dead(conn):
                 break
             pool.putconn(conn, close=True)  # e.g. left behind by a server restart
@@ -180,7 +203,7 @@ class Database:
                 yield conn
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             broken = True
-            raise DatabaseUnavailableError(str(exc).strip()) from exc
+            raise _unavailable(exc) from exc
         finally:
             pool.putconn(conn, close=broken or bool(conn.closed))
 

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from guideline_core import dsn
+
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "log_context", default=None
 )
@@ -26,6 +28,14 @@ def register_secret(value: str | None) -> None:
     """Make the formatter replace `value` wherever it would appear in a log line."""
     if value and len(value) >= 4 and value not in _SECRETS:
         _SECRETS.append(value)
+
+
+def scrub(text: str) -> str:
+    """`text` without registered secrets and connection-string passwords (for log lines,
+    and for messages that leave the process some other way, such as an HTTP error)."""
+    for secret in _SECRETS:
+        text = text.replace(secret, "***")
+    return dsn.redact(text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,10 +52,7 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _RESERVED})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        line = json.dumps(entry, default=str, ensure_ascii=False)
-        for secret in _SECRETS:
-            line = line.replace(secret, "***")
-        return line
+        return scrub(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 def configure(level: str = "INFO", component: str | None = None) -> None:

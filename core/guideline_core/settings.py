@@ -33,7 +33,9 @@ class CommonSettings(BaseSettings):
 
     database_url: str = Field(
         "postgresql://guideline@127.0.0.1:5432/guideline",
-        description="libpq URL of the PostgreSQL database (system of record).",
+        description="PostgreSQL database (system of record): a libpq URL or keyword string "
+        "(`host=... dbname=... password=...`); its password never reaches a log line.",
+        repr=False,  # no password in a repr of the settings
     )
     namespace: str = Field("default", description="Namespace holding the GuidelineJobs.")
     log_level: str = Field("INFO", description="Python log level of the JSON logs.")
