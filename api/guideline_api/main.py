@@ -12,12 +12,16 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from guideline_core import db, logs
 from guideline_core.settings import ApiSettings
 
 from guideline_api.auth import KEY_ID_PATTERN, Role, hash_key, new_key
 from guideline_api.keyfile import KeyFileError, create_key, read_keys, revoke_key
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger("guideline_api")
 
@@ -36,16 +40,11 @@ def _migrate_with_retry(url: str, wait_seconds: float = 30.0) -> None:
             time.sleep(1.0)
 
 
-def serve(settings: ApiSettings) -> None:
-    """Migrate and serve until interrupted."""
+def uvicorn_config(app: Any, settings: ApiSettings) -> uvicorn.Config:
+    """The HTTP server's configuration for `app` (also what the tests serve with)."""
     import uvicorn
 
-    from guideline_api.app import create_app
-
-    _migrate_with_retry(settings.database_url)
-    app = create_app(settings)
-    log.info("serving", extra={"host": settings.host, "port": settings.port})
-    uvicorn.run(
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -59,6 +58,18 @@ def serve(settings: ApiSettings) -> None:
         h11_max_incomplete_event_size=settings.max_header_bytes,
         backlog=settings.backlog,
     )
+
+
+def serve(settings: ApiSettings) -> None:
+    """Migrate and serve until interrupted."""
+    import uvicorn
+
+    from guideline_api.app import create_app
+
+    _migrate_with_retry(settings.database_url)
+    app = create_app(settings)
+    log.info("serving", extra={"host": settings.host, "port": settings.port})
+    uvicorn.Server(uvicorn_config(app, settings)).run()
 
 
 def _keys_file(given: str | None, parser: argparse.ArgumentParser) -> Path:

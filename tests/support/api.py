@@ -4,6 +4,8 @@ server on a free port, and kubeconfigs of a live or a dead Kubernetes API."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,6 +19,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from guideline_api.app import create_app
 from guideline_api.auth import hash_key
+from guideline_api.main import uvicorn_config
 from guideline_core import db
 from guideline_core.settings import ApiSettings
 from support.cluster import wait_for
@@ -39,6 +42,18 @@ KEY_HASHES = ",".join(
 def auth(key: str = ALICE_KEY) -> dict[str, str]:
     """The Authorization header for `key`."""
     return {"Authorization": f"Bearer {key}"}
+
+
+def keys_cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`guideline-api keys ...` run as the console script (a child process)."""
+    script = Path(sys.executable).parent / "guideline-api"
+    return subprocess.run(
+        [str(script), "keys", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
 
 
 def free_port() -> int:
@@ -121,12 +136,11 @@ def api_client(settings: ApiSettings) -> Iterator[TestClient]:
 
 @contextmanager
 def running_server(settings: ApiSettings) -> Iterator[str]:
-    """A real uvicorn server with the app on a free port; yields its base URL."""
+    """A real uvicorn server with the app on a free port, configured as `guideline-api`
+    serves (its limits included); yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
+    served = settings.model_copy(update={"host": "127.0.0.1", "port": port})
+    server = uvicorn.Server(uvicorn_config(create_app(served), served))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
