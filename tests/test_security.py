@@ -5,29 +5,53 @@ Tenants (API): a member key reads, lists, cancels and retries only its tenant's 
 another tenant's job is a 404 exactly like a missing one; admin keys see every tenant;
 idempotency keys are scoped by tenant; every read of a guideline text and every state
 change is in the audit trail, which only admins may read.
+
+API keys: the `guideline-api keys` CLI, tenants and roles of keys, revocation without a
+restart. Unauthenticated requests are cheap: 401 before a body is read, /health and
+/metrics from cached figures, uvicorn's limits. /health shows errors and pod names to admins
+only. Database passwords never reach a log line. Text processing stays linear on the worst
+inputs found and on fuzzed ones.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from guideline_core import db
+from guideline_api.auth import KeyStore, Principal, Role, hash_key
+from guideline_core import db, logs
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
+from psycopg2.extensions import parse_dsn
 from support.api import (
     ADMIN_KEY,
     ALICE2_KEY,
     ALICE_KEY,
     BOB_KEY,
     auth,
+    dead_kubeconfig,
     dispatched_row,
+    free_port,
+    health_when,
+    keys_cli,
     make_settings,
     running_server,
 )
-from support.cluster import LocalCluster
+from support.cluster import REPO_ROOT, LocalCluster, wait_for
+from support.pg import PgServer
 
 pytestmark = pytest.mark.cluster
 SECRET = "CONFIDENTIAL protocol: staff must double-check the dose before administering."
@@ -168,3 +192,351 @@ def test_the_audit_trail_records_reads_and_changes_and_is_for_admins(
     ).json()
     ids = [e["id"] for e in first["items"] + rest["items"]]
     assert ids == sorted(ids, reverse=True) and len(ids) == len(set(ids)) == 5
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+def _created_key(result: subprocess.CompletedProcess[str]) -> str:
+    key = result.stdout.splitlines()[-1]
+    assert key.startswith("gi_") and " " not in key, result.stdout
+    return key
+
+
+def _key_id(keys_file: Path, tenant: str) -> str:
+    rows = [
+        line.split("\t") for line in keys_cli("list", "--keys-file", keys_file).stdout.splitlines()
+    ]
+    [row] = [r for r in rows[1:] if r[1] == tenant]
+    return row[0]
+
+
+def test_keys_cli_round_trip_through_a_real_server(database: db.Database, tmp_path: Path) -> None:
+    keys = tmp_path / "keys" / "api-keys"
+    member = _created_key(keys_cli("create", "--tenant", "team-a", "--keys-file", keys))
+    admin = _created_key(
+        keys_cli("create", "--tenant", "ops", "--role", "admin", "--keys-file", keys)
+    )
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    listed = keys_cli("list", "--keys-file", keys).stdout
+    assert "team-a\tmember" in listed and "ops\tadmin" in listed
+    for secret in (member, admin, hash_key(member), hash_key(admin)):
+        assert secret not in listed  # neither a key nor a whole hash is ever shown
+    store = KeyStore(keys_file=str(keys))
+    assert store.verify(member) == Principal(_key_id(keys, "team-a"), "team-a", Role.MEMBER)
+    assert store.verify(admin).is_admin
+
+    settings = make_settings(
+        database.url, dead_kubeconfig(tmp_path), api_key_hashes="", api_keys_file=str(keys)
+    )
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=10) as client:
+        assert client.get("/jobs", headers=auth(member)).status_code == 200
+        assert client.get("/jobs", headers=auth(admin)).status_code == 200
+        assert client.get("/jobs").status_code == 401
+
+        # Revoked while the server runs: refused within the reload interval, no restart.
+        keys_cli("revoke", _key_id(keys, "team-a"), "--keys-file", keys)
+        wait_for(
+            lambda: client.get("/jobs", headers=auth(member)).status_code == 401,
+            timeout=10,
+            message="revoked key refused",
+        )
+        assert client.get("/jobs", headers=auth(admin)).status_code == 200
+        # A key created while it runs is accepted the same way.
+        late = _created_key(keys_cli("create", "--tenant", "team-b", "--keys-file", keys))
+        wait_for(
+            lambda: client.get("/jobs", headers=auth(late)).status_code == 200,
+            timeout=10,
+            message="new key accepted",
+        )
+    assert keys_cli("revoke", "no-such-key", "--keys-file", keys, check=False).returncode == 1
+
+
+def test_concurrent_key_creation_loses_no_key(tmp_path: Path) -> None:
+    keys = tmp_path / "api-keys"
+    script = Path(sys.executable).parent / "guideline-api"
+    procs = [
+        subprocess.Popen(
+            [str(script), "keys", "create", "--tenant", f"t{i}", "--keys-file", str(keys)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    created = [p.communicate(timeout=60)[0].splitlines()[-1] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    store = KeyStore(keys_file=str(keys))
+    assert store.count() == 8
+    assert {store.verify(key).tenant for key in created} == {f"t{i}" for i in range(8)}
+    assert not [p for p in keys.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_short_lines_of_earlier_releases_stay_valid(tmp_path: Path) -> None:
+    keys = tmp_path / "api-keys"
+    keys.write_text(
+        f"# mounted Secret\ncarol:{hash_key('carol-key')}\n"
+        f"dave:{hash_key('dave-key')}:team-d:admin\nnot a key line\n"
+    )
+    store = KeyStore(keys_file=str(keys), reload_seconds=0)
+    assert store.verify("carol-key") == Principal("carol", "carol", Role.MEMBER)
+    assert store.verify("dave-key") == Principal("dave", "team-d", Role.ADMIN)
+    assert store.verify("carol-key ") is None
+    keys_cli("revoke", "carol", "--keys-file", keys)
+    text = keys.read_text()
+    assert "carol" not in text and "# mounted Secret" in text and "not a key line" in text
+    assert store.verify("carol-key") is None
+    assert store.verify("dave-key") is not None
+
+
+def test_keys_file_is_looked_at_once_per_reload_interval(tmp_path: Path) -> None:
+    keys = tmp_path / "api-keys"
+    keys.write_text(f"erin:{hash_key('erin-key')}\n")
+    now = [0.0]
+    store = KeyStore(keys_file=str(keys), reload_seconds=5.0, clock=lambda: now[0])
+    assert store.verify("erin-key") is not None
+    keys.unlink()
+    now[0] = 4.9  # within the interval: the file is not even stat'ed
+    assert store.verify("erin-key") is not None
+    now[0] = 5.0
+    assert store.verify("erin-key") is None
+
+
+# ------------------------------------------------------- unauthenticated requests are cheap
+
+
+def _raw_post(url: str, head: dict[str, str], body: bytes, timeout: float = 10) -> int:
+    """POST /jobs on a raw socket sending only `body` (maybe less than the headers
+    announce); the status code of the answer, read without sending more."""
+    parts = urlsplit(url)
+    lines = [
+        "POST /jobs HTTP/1.1",
+        f"Host: {parts.netloc}",
+        *(f"{k}: {v}" for k, v in head.items()),
+    ]
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_unauthenticated_bodies_are_refused_unread(database: db.Database, tmp_path: Path) -> None:
+    settings = make_settings(database.url, dead_kubeconfig(tmp_path))
+    json_head = {"Content-Type": "application/json"}
+    with running_server(settings) as url:
+        # 10 MB announced, 64 KB sent: an answer proves the server did not wait for the
+        # rest. 401, not 413: nothing about the request is looked at before the key.
+        ten_mb = {**json_head, "Content-Length": str(10 * 1024 * 1024)}
+        assert _raw_post(url, ten_mb, b"x" * 65536) == 401
+        # Within the size cap (which buffers what it admits), still refused before reading.
+        under_cap = {**json_head, "Content-Length": str(settings.max_body_bytes - 1)}
+        assert _raw_post(url, under_cap, b"{") == 401
+        chunked = {**json_head, "Transfer-Encoding": "chunked"}
+        assert _raw_post(url, chunked, b"10000\r\n" + b"y" * 1000) == 401
+        wrong_key = {**under_cap, "Authorization": "Bearer not-a-key"}
+        assert _raw_post(url, wrong_key, b"{") == 401
+        # With a key the size cap answers as before, also unread.
+        assert _raw_post(url, {**ten_mb, **auth()}, b"x" * 1024) == 413
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'jobs_rejected_total{reason="missing_api_key"} 3.0' in metrics
+        assert 'jobs_rejected_total{reason="invalid_api_key"} 1.0' in metrics
+
+
+def test_health_and_metrics_never_query_per_call(tmp_path: Path) -> None:
+    with PgServer(tmp_path / "pg", options="-c log_statement=all") as pg:
+        url = pg.create_database("health")
+        settings = make_settings(url, dead_kubeconfig(tmp_path), health_cache_seconds=0.5)
+        with running_server(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
+            health_when(client, lambda h: h["database"]["ok"])
+            start = time.monotonic()
+            for _ in range(150):
+                client.get("/health")
+                client.get("/metrics")
+                client.get("/health/ready")
+            elapsed = time.monotonic() - start
+            last = client.get("/health").json()
+        counted = pg.log.read_text().count("FROM jobs GROUP BY status")
+    assert last["figures_age_seconds"] <= 0.5 + settings.db_acquire_timeout_seconds
+    # One count per refresh (every 0.5 s), not one per each of the 450 calls.
+    assert counted <= elapsed / 0.5 + 4, (counted, elapsed)
+
+
+def test_server_limits_concurrency(database: db.Database, tmp_path: Path) -> None:
+    settings = make_settings(database.url, dead_kubeconfig(tmp_path), limit_concurrency=4)
+    with running_server(settings) as url:
+        parts = urlsplit(url)
+        idle = [socket.create_connection((parts.hostname, parts.port)) for _ in range(4)]
+        try:
+            time.sleep(0.2)  # the server has accepted them
+            assert httpx.get(f"{url}/health/live", timeout=5).status_code == 503
+        finally:
+            for sock in idle:
+                sock.close()
+        wait_for(lambda: httpx.get(f"{url}/health/live", timeout=5).status_code == 200, 10)
+
+
+# ------------------------------------------------------------------------ /health redaction
+
+
+def test_health_shows_errors_and_pod_names_only_to_admins(
+    database: db.Database, tmp_path: Path
+) -> None:
+    kubeconfig = dead_kubeconfig(tmp_path)
+    port = str(urlsplit(kubeconfig.read_text().split("server: ")[1].split()[0]).port)
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO operator_heartbeat (identity) VALUES ('operator-7d9f-x2k4p')")
+    settings = make_settings(database.url, kubeconfig)
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=10) as client:
+        full = health_when(client, lambda h: h["kubernetes"]["error"], auth(ADMIN_KEY))
+        assert port in full["kubernetes"]["error"]
+        assert full["operator"]["identity"] == "operator-7d9f-x2k4p"
+        for headers in ({}, auth(ALICE_KEY), auth("not-a-key")):
+            response = client.get("/health", headers=headers)
+            assert response.status_code == 200  # Kubernetes down is `degraded`
+            body = response.json()
+            assert body["kubernetes"] == {"ok": False, "latency_ms": None, "error": None}
+            assert body["operator"]["identity"] is None and body["operator"]["alive"] is True
+            assert port not in response.text and "operator-7d9f" not in response.text
+
+
+# ------------------------------------------------------------- database passwords in logs
+
+PASSWORD = "Tr0ub4dor-and-3"
+
+
+def _dead_urls() -> list[str]:
+    port = free_port()
+    return [
+        f"host=127.0.0.1 port={port} user=guideline password={PASSWORD} dbname=guideline",
+        f"host=127.0.0.1 port={port} user=guideline password='{PASSWORD}' dbname=guideline",
+        f"postgresql://guideline:{PASSWORD}@127.0.0.1:{port}/guideline",
+    ]
+
+
+@pytest.mark.parametrize("url", _dead_urls())
+def test_migrate_never_prints_the_password(url: str) -> None:
+    script = Path(sys.executable).parent / "guideline-migrate"
+    result = subprocess.run(
+        [str(script), "--database-url", url], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "Connection refused" in result.stderr  # the real failure is reported...
+    assert PASSWORD not in result.stdout + result.stderr  # ...without the password
+
+
+def _api_log_until(env: dict[str, str], needle: str, timeout: float = 30) -> str:
+    """Start `guideline-api` with `env`, read its stderr until `needle` shows, stop it."""
+    script = Path(sys.executable).parent / "guideline-api"
+    proc = subprocess.Popen(
+        [str(script)], env={**os.environ, **env}, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT
+    )
+    seen = []
+    try:
+        deadline = time.monotonic() + timeout
+        assert proc.stderr is not None
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            seen.append(line)
+            if needle in line or not line:
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    return "".join(seen)
+
+
+@pytest.mark.parametrize("url", _dead_urls()[::2])
+def test_api_logs_a_failing_database_without_its_password(url: str, tmp_path: Path) -> None:
+    log = _api_log_until(
+        {
+            "GUIDELINE_DATABASE_URL": url,
+            "GUIDELINE_PORT": str(free_port()),
+            "GUIDELINE_KUBECONFIG": str(dead_kubeconfig(tmp_path)),
+        },
+        "retrying migrations",
+    )
+    assert "retrying migrations" in log and "Connection refused" in log
+    assert PASSWORD not in log
+
+
+def test_formatter_masks_passwords_in_messages_tracebacks_and_reprs(postgres_url: str) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.getLogger("test_security.passwords")
+    logger.addHandler(handler)
+    try:
+        [keyword, _, url] = _dead_urls()
+        try:
+            db.Database(keyword).ping()
+        except db.DatabaseUnavailableError:
+            logger.exception("database down", extra={"url": keyword, "other": url})
+        # Never registered anywhere: the formatter recognises the connection strings.
+        logger.warning("as given: host=h password=An0therOne dbname=x, postgresql://u:Pw9xyz@h/d")
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 2 and "Connection refused" in lines[0]["exc"]
+    text = stream.getvalue()
+    for secret in (PASSWORD, "An0therOne", "Pw9xyz"):
+        assert secret not in text
+
+
+def test_settings_repr_has_no_database_url() -> None:
+    url = "postgresql://guideline:ReprOnly77@db.internal:5432/guideline"
+    settings = ApiSettings(_env_file=None, database_url=url)
+    assert settings.database_url == url and "ReprOnly77" not in repr(settings)
+
+
+def test_migrations_accept_the_keyword_form(postgres_url: str) -> None:
+    params = parse_dsn(postgres_url)
+    keyword = " ".join(f"{k}={v}" for k, v in params.items())
+    assert "://" not in keyword
+    assert db.migrate(keyword) == 0  # connected, found every migration applied
+
+
+# ---------------------------------------------------------------- cost of text processing
+
+
+def _textfuzz(*args: str, deadline: float, tmp_path: Path) -> dict:
+    """Run support.textfuzz in a child (a catastrophic regex cannot be interrupted) and
+    return its report; the input it was stuck on if it missed `deadline`."""
+    report = tmp_path / "textfuzz.json"
+    cmd = [sys.executable, "-m", "support.textfuzz", *args, "--report", str(report)]
+    try:
+        done = subprocess.run(cmd, cwd=REPO_ROOT / "tests", timeout=deadline, capture_output=True)
+    except subprocess.TimeoutExpired:
+        stuck = json.loads(report.read_text())
+        pytest.fail(f"{stuck['running']} still busy after {deadline} s on {stuck['input'][:200]!r}")
+    result = json.loads(report.read_text())
+    assert done.returncode == 0, (done.stderr.decode()[-2000:], result)
+    return result
+
+
+def test_worst_text_inputs_found_stay_within_budget(tmp_path: Path) -> None:
+    # Each took 5 s to hours before its fix; 1 s is a budget a linear pass never nears.
+    result = _textfuzz("worst", "--budget", "1", deadline=120, tmp_path=tmp_path)
+    assert len(result["results"]) >= 8 and not result["over_budget"]
+
+
+def test_fuzzed_text_inputs_stay_within_budget(tmp_path: Path) -> None:
+    # Pumped inputs of 30,000 characters: beyond the runner's 24,000-character chunks, and
+    # long enough that anything quadratic would take far more than 2 s.
+    result = _textfuzz(
+        "fuzz",
+        "--examples",
+        "25",
+        "--size",
+        "30000",
+        "--budget",
+        "2",
+        "--seed",
+        "10",
+        deadline=300,
+        tmp_path=tmp_path,
+    )
+    assert set(result["slowest"]) >= {"chunk_text", "heading_of", "split_units", "dsn_redact"}
