@@ -39,7 +39,9 @@ only its tenant's jobs; another tenant's job is a 404) or an `admin` (all tenant
 `?tenant=` filters, `GET /audit`).
 
 **Authentication.** Send `Authorization: Bearer <api key>` on every `/jobs` request;
-`/health*`, `/metrics`, `/docs` and `/openapi.json` are open. Without a valid key: **401**.
+`/health*`, `/metrics`, `/docs` and `/openapi.json` are open. Without a valid key: **401**,
+on every other path (also one that does not exist), before the request body is read.
+`/health` shows dependency errors and the operator's identity only to an admin key.
 
 **Errors.** Every non-2xx answer has the body
 `{"error": {"reason": "<code>", "message": "<text>", "details": [...]}}` where `details`
