@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for the build, the local stack and the tests:
 # PostgreSQL's server (Debian), openssl, util-linux (unshare), Go >= 1.26 for the control
-# plane build. Idempotent and quick when everything is present.
+# plane build, chromium (headless: the screenshot test of `guideline-client show --html`). Idempotent and quick when everything is present.
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
@@ -12,6 +12,7 @@ command -v make >/dev/null || need+=(make)
 command -v curl >/dev/null || need+=(curl)
 command -v go >/dev/null || need+=(golang-go)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
+command -v chromium >/dev/null || need+=(chromium)
 if ((${#need[@]})); then
   echo "[deps] apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -22,6 +22,7 @@ from guideline_runner.providers import make_provider
 from guideline_runner.text import chunk_text, group_texts
 from hypothesis import given
 from hypothesis import strategies as st
+from support.checklists import assert_grounded_in, item_fields
 from support.fake_llm import FakeLLM, user_text
 
 API_KEY = "sk-test-Zq8PFNOTAREALKEY4hV2m"
@@ -38,8 +39,14 @@ CHECKLIST = [
         "item": "Wash hands before and after patient contact",
         "priority": "high",
         "category": "hygiene",
+        "quote": "must wash their hands before and after every patient contact",
     },
-    {"item": "Report incidents within 24 hours", "priority": "high", "category": "incidents"},
+    {
+        "item": "Report incidents within 24 hours",
+        "priority": "high",
+        "category": "incidents",
+        "quote": "Incidents must be reported to the ward manager within 24 hours.",
+    },
 ]
 
 
@@ -86,14 +93,17 @@ def test_summary_then_checklist_built_from_the_summary(fake: FakeLLM) -> None:
     result = chain(fake)
 
     assert result.summary == "Wash hands; report incidents in 24 h."
-    assert [i.model_dump(mode="json") for i in result.checklist] == CHECKLIST
+    assert item_fields(result.checklist) == item_fields(CHECKLIST)
+    assert_grounded_in(result.checklist, GUIDELINE)
+    assert [i.source.quote for i in result.checklist] == [i["quote"] for i in CHECKLIST]
     assert (result.provider, result.model, result.degraded) == ("openai", "fake-model-1", False)
     steps = [r["step"] for r in fake.requests()]
     assert steps == ["summarize", "checklist"]
     summarize, checklist = fake.requests()
     assert "must wash their hands" in user_text(summarize["body"])
     assert "Wash hands; report incidents in 24 h." in user_text(checklist["body"])
-    assert "must wash their hands" not in user_text(checklist["body"])
+    # The guideline itself comes along, for the model to quote from.
+    assert "<guideline>\n" + GUIDELINE + "\n</guideline>" in user_text(checklist["body"])
     response_format = checklist["body"]["response_format"]
     assert response_format["type"] == "json_schema"
     assert response_format["json_schema"]["strict"] is True

@@ -233,6 +233,11 @@ class OperatorSettings(CommonSettings):
     openai_secret_key: str = Field(
         "api-key", description="The key in `openai_secret_name` holding the OpenAI key."
     )
+    runner_cache_secret_name: str = Field(
+        "guideline-runner-cache",
+        description="Secret (may be absent: no chunk cache) whose key `database-url` becomes "
+        "the runner pods' GUIDELINE_CACHE_DATABASE_URL.",
+    )
     runner_config_map: str = Field(
         "guideline-runner-config", description="ConfigMap whose keys become runner env."
     )
@@ -304,6 +309,31 @@ class RunnerSettings(CommonSettings):
     )
     fallback_to_extractive: bool = Field(
         False, description="Complete with the extractive provider (degraded) if the LLM fails."
+    )
+    review_min_grounding: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="A result whose share of grounded items (quote found in the text) is "
+        "below this needs review (per job: review.min_grounding).",
+    )
+    review_min_coverage: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="A result whose share of obligation sentences covered by an item's "
+        "source is below this needs review (per job: review.min_coverage).",
+    )
+    drop_ungrounded_items: bool = Field(
+        False,
+        description="Leave items whose quote is not in the text out of the checklist "
+        "(else they are kept with grounded: false); counted in quality either way.",
+    )
+    cache_database_url: SecretStr | None = Field(
+        None,
+        description="libpq URL for the per-chunk summary cache (a role that may only SELECT "
+        "and INSERT chunk_summaries); unset: no cache. The operator passes it from the "
+        "optional Secret `runner_cache_secret_name`.",
     )
     job_name: str | None = Field(None, description="The GuidelineJob this pod runs.")
     event_id: str | None = Field(

@@ -1,5 +1,7 @@
 """The two-step chain, free of Kubernetes: (1) summarize the guideline (map-reduce when it
-is longer than the provider takes at once), (2) build a checklist from the summary.
+is longer than the provider takes at once, reusing cached summaries of unchanged parts),
+(2) build a checklist from the summary, then ground every item in the text and measure
+the result's quality (coverage of the guideline's obligations, the review gate).
 
 `run_chain` adds what wraps the steps: the soft time limit over the whole chain, reuse of
 a summary kept from an earlier attempt, and the optional fallback to the extractive
@@ -21,11 +23,21 @@ from guideline_core import logs
 from guideline_core.resource import FailureReason
 from guideline_core.settings import RunnerSettings
 
+from guideline_runner import quality
+from guideline_runner.chunk_cache import ChunkCache
 from guideline_runner.errors import ChainError
-from guideline_runner.models import ChainResult, PartialSummary, Usage
+from guideline_runner.grounding import ground
+from guideline_runner.models import (
+    ChainResult,
+    ChunkCacheReport,
+    PartialSummary,
+    ReviewThresholds,
+    Usage,
+)
+from guideline_runner.obligations import obligations_of
 from guideline_runner.providers.base import Completion, Provider
 from guideline_runner.providers.extractive import ExtractiveProvider
-from guideline_runner.text import chunk_text, group_texts
+from guideline_runner.text import content_chunks, group_texts
 
 log = logging.getLogger(__name__)
 
@@ -87,28 +99,63 @@ def _call(cancel: threading.Event, fn: Callable[[], Completion[T]]) -> Completio
     return fn()
 
 
+@dataclass(frozen=True)
+class Gate:
+    """How items are grounded and a result is judged: the review thresholds, and whether
+    ungrounded items are left out."""
+
+    thresholds: ReviewThresholds
+    drop_ungrounded: bool = False
+
+    @classmethod
+    def of(cls, settings: RunnerSettings, thresholds: ReviewThresholds | None = None) -> Gate:
+        """The gate of the settings, with a job's own thresholds if it has them."""
+        return cls(
+            thresholds=thresholds
+            or ReviewThresholds(
+                min_grounding=settings.review_min_grounding,
+                min_coverage=settings.review_min_coverage,
+            ),
+            drop_ungrounded=settings.drop_ungrounded_items,
+        )
+
+
 def summarize(
-    text: str, provider: Provider, cancel: threading.Event | None = None
+    text: str,
+    provider: Provider,
+    cancel: threading.Event | None = None,
+    cache: ChunkCache | None = None,
 ) -> Completion[str]:
     """Step 1: the summary of `text`. Longer than `provider.max_input_chars`, the text is
-    cut at paragraph/sentence boundaries (nothing dropped), each part summarized, and the
-    partial summaries combined, in rounds if they are themselves too long."""
+    cut at paragraph boundaries chosen by content (nothing dropped), each part summarized
+    (or its summary taken from `cache`), and the partial summaries combined, in rounds if
+    they are themselves too long."""
     cancel = cancel or threading.Event()
     limit = provider.max_input_chars
     if limit is None or len(text) <= limit:
         return _call(cancel, lambda: provider.summarize(text.strip()))
-    parts = [p.strip() for p in chunk_text(text, limit)]
+    parts = [p.strip() for p in content_chunks(text, limit)]
     parts = [p for p in parts if p]
-    log.info("guideline split for map-reduce", extra={"parts": len(parts), "chars": len(text)})
+    cached = cache.lookup(parts) if cache is not None else {}
+    log.info(
+        "guideline split for map-reduce",
+        extra={"parts": len(parts), "chars": len(text), "cached_parts": len(cached)},
+    )
     usage = Usage()
     summaries: list[str] = []
     for number, part in enumerate(parts, start=1):
+        if number - 1 in cached:
+            summaries.append(cached[number - 1])
+            usage += Usage(calls_saved=1)
+            continue
         completion = _call(
             cancel,
             lambda part=part, number=number: provider.summarize(
                 part, part=number, parts=len(parts)
             ),
         )
+        if cache is not None:
+            cache.store(part, completion.value)
         summaries.append(completion.value)
         usage += completion.usage
     rounds = 0
@@ -134,25 +181,30 @@ def _steps(
     on_summary: Callable[[PartialSummary], None] | None,
     attempt: int | None,
     cancel: threading.Event,
+    gate: Gate,
+    cache: ChunkCache | None,
 ) -> ChainResult:
     usage: dict[str, Usage] = {}
     durations: dict[str, float] = {}
     reused = partial is not None
+    report = cache.report if cache is not None else ChunkCacheReport(enabled=False)
     if partial is not None:
         summary = partial.summary
         usage[SUMMARIZE] = partial.usage.get(SUMMARIZE, Usage())
         durations[SUMMARIZE] = partial.durations.get(SUMMARIZE, 0.0)
+        report = partial.chunk_cache or report
         log.info(
             "summary taken from an earlier attempt; skipping step 1",
             extra={"step": SUMMARIZE, "partial_attempt": partial.attempt},
         )
     else:
         with _step(SUMMARIZE, chars=len(text), provider=provider.name) as record:
-            completion = summarize(text, provider, cancel)
+            completion = summarize(text, provider, cancel, cache)
             record.usage = completion.usage
         summary = completion.value
         usage[SUMMARIZE] = completion.usage
         durations[SUMMARIZE] = record.duration
+        report = cache.report if cache is not None else report
         if on_summary is not None:
             on_summary(
                 PartialSummary(
@@ -160,6 +212,7 @@ def _steps(
                     attempt=attempt,
                     usage={SUMMARIZE: completion.usage},
                     durations={SUMMARIZE: record.duration},
+                    chunk_cache=report,
                 )
             )
     with _step(CHECKLIST, summary_chars=len(summary), provider=provider.name) as record:
@@ -167,13 +220,29 @@ def _steps(
         record.usage = items.usage
     usage[CHECKLIST] = items.usage
     durations[CHECKLIST] = record.duration
+    grounded = ground(items.value, text, drop_ungrounded=gate.drop_ungrounded)
+    measured = quality.assess(grounded, obligations_of(text))
+    review = quality.review(measured, gate.thresholds)
+    log.info(
+        "checklist grounded",
+        extra={
+            "items": measured.items,
+            "grounded_items": measured.grounded_items,
+            "coverage": measured.coverage,
+            "needs_review": bool(review.reasons),
+        },
+    )
     return ChainResult(
         summary=summary,
-        checklist=items.value,
+        checklist=grounded.items,
         provider=provider.name,
         model=provider.model,
+        quality=measured,
+        needs_review=bool(review.reasons),
+        review=review,
         usage=usage,
         durations=durations,
+        chunk_cache=report,
         summary_reused=reused,
     )
 
@@ -219,11 +288,15 @@ def run_chain(
     *,
     on_summary: Callable[[PartialSummary], None] | None = None,
     attempt: int | None = None,
+    thresholds: ReviewThresholds | None = None,
+    cache: ChunkCache | None = None,
 ) -> ChainResult:
     """Summarize `text`, then build its checklist, within `settings.soft_timeout_seconds`.
 
     With `partial_summary` (kept by an earlier attempt) step 1 is skipped. `on_summary` is
-    called once step 1 has succeeded (the runner stores it in status.partial). Raises
+    called once step 1 has succeeded (the runner stores it in status.partial). Items are
+    grounded and judged against `thresholds` (default: the settings'); `cache` holds
+    summaries of map-reduce parts (None: no cache). Raises
     `ChainError`; if `settings.fallback_to_extractive` is on and the LLM failed for good
     (rejected, unusable answer, soft timeout), completes with the extractive provider
     instead and marks the result `degraded`.
@@ -234,11 +307,14 @@ def run_chain(
         )
     if provider.name == ExtractiveProvider.name:
         partial_summary = None  # never label an LLM's summary as extractive
+    gate = Gate.of(settings, thresholds)
     try:
         return _within(
             settings.soft_timeout_seconds,
             provider,
-            lambda cancel: _steps(text, provider, partial_summary, on_summary, attempt, cancel),
+            lambda cancel: _steps(
+                text, provider, partial_summary, on_summary, attempt, cancel, gate, cache
+            ),
         )
     except ChainError as err:
         if not (
@@ -252,5 +328,5 @@ def run_chain(
             extra={"reason": str(err.reason), "error": err.message},
         )
         fallback = ExtractiveProvider(max_items=settings.max_checklist_items)
-        result = _steps(text, fallback, None, None, attempt, threading.Event())
+        result = _steps(text, fallback, None, None, attempt, threading.Event(), gate, None)
         return result.model_copy(update={"degraded": True})

@@ -5,10 +5,12 @@ keeps the API key out of every message the runner writes."""
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import openai
 from guideline_core.resource import FailureReason, RunnerExit
+
+if TYPE_CHECKING:  # the SDK is imported only by the openai provider (start-up time)
+    import openai
 
 MAX_MESSAGE_CHARS: Final = 600
 
@@ -71,6 +73,8 @@ def from_openai_error(exc: openai.OpenAIError, step: str, timeout: float) -> Cha
     """Classify an error the SDK raised after its own retries: connection errors,
     timeouts, 408, 429 and 5xx may succeed in a new pod; other 4xx, invalid answers and
     client-side errors (missing credentials) will not."""
+    import openai
+
     where = f"in step {step}"
     if isinstance(exc, openai.APITimeoutError):
         return ChainError(

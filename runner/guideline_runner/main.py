@@ -27,9 +27,11 @@ from kubernetes.client import CustomObjectsApi
 
 from guideline_runner import errors
 from guideline_runner.chain import run_chain
+from guideline_runner.chunk_cache import ChunkCache
 from guideline_runner.errors import ChainError
-from guideline_runner.models import PartialSummary
+from guideline_runner.models import PartialSummary, ReviewThresholds
 from guideline_runner.providers import make_provider
+from guideline_runner.providers.prompts import SUMMARIZE_PROMPT_VERSION
 from guideline_runner.status import GuidelineJobClient
 
 log = logging.getLogger("guideline_runner")
@@ -73,6 +75,15 @@ def _partial_of(status: dict[str, Any]) -> PartialSummary | None:
     except pydantic.ValidationError:
         log.warning("status.partial is unusable; running step 1 again")
         return None
+
+
+def thresholds_of(spec: dict[str, Any], settings: RunnerSettings) -> ReviewThresholds:
+    """The job's review thresholds: `spec.review` where it sets them, else the settings'."""
+    review = spec.get("review") or {}
+    return ReviewThresholds(
+        min_grounding=review.get("minGrounding", settings.review_min_grounding),
+        min_coverage=review.get("minCoverage", settings.review_min_coverage),
+    )
 
 
 def _process(settings: RunnerSettings) -> int:
@@ -141,6 +152,10 @@ def _process(settings: RunnerSettings) -> int:
             except ChainError as error:  # only an optimization for a retried pod
                 log.warning("could not keep the summary", extra={"error": error.message})
 
+        url = settings.cache_database_url
+        cache = ChunkCache(
+            url.get_secret_value() if url else None, provider.model, SUMMARIZE_PROMPT_VERSION
+        )
         try:
             result = run_chain(
                 text,
@@ -149,6 +164,8 @@ def _process(settings: RunnerSettings) -> int:
                 _partial_of(status),
                 on_summary=save_partial,
                 attempt=attempt,
+                thresholds=thresholds_of(spec, settings),
+                cache=cache,
             )
         except ChainError as error:
             return _fail(settings, job, error)
@@ -165,6 +182,7 @@ def _process(settings: RunnerSettings) -> int:
             )
         finally:
             provider.close()
+            cache.close()
         try:
             job.patch_status({"result": result.to_status()})
         except ChainError as error:
@@ -177,6 +195,8 @@ def _process(settings: RunnerSettings) -> int:
                 "degraded": result.degraded,
                 "summary_reused": result.summary_reused,
                 "checklist_items": len(result.checklist),
+                "needs_review": result.needs_review,
+                "calls_saved": sum(u.calls_saved for u in result.usage.values()),
                 "duration_s": round(time.monotonic() - started, 3),
             },
         )

@@ -1,15 +1,18 @@
-"""Data the chain produces: checklist items (also the schema the LLM must answer in),
-token usage, the partial result kept after step 1, and the final result."""
+"""Data the chain produces: checklist items as a provider proposes them (also the schema
+the LLM must answer in) and as the result carries them (with their verified source), the
+quality block and review gate, token usage, the partial result kept after step 1, and the
+final result."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_ITEM_CHARS: Final = 1000
 MAX_CATEGORY_CHARS: Final = 64
+MAX_QUOTE_CHARS: Final = 4000
 
 
 class Priority(StrEnum):
@@ -21,8 +24,8 @@ class Priority(StrEnum):
     LOW = "low"
 
 
-class ChecklistItem(BaseModel):
-    """One actionable item of a checklist."""
+class ItemFields(BaseModel):
+    """What every checklist item says."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
@@ -37,12 +40,92 @@ class ChecklistItem(BaseModel):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class DraftItem(ItemFields):
+    """An item as a provider proposes it: with the verbatim passage of the guideline it
+    comes from (`quote`), and where the provider knows it (the extractive one), the
+    passage's offsets. Nothing here is trusted: grounding verifies it against the text."""
+
+    quote: str | None = Field(None, max_length=MAX_QUOTE_CHARS)
+    start: int | None = Field(None, ge=0, exclude=True)
+    end: int | None = Field(None, ge=0, exclude=True)
+
+
 class ChecklistAnswer(BaseModel):
     """The JSON object the LLM must answer the checklist step with."""
 
     model_config = ConfigDict(extra="ignore")
 
-    items: list[ChecklistItem] = Field(min_length=1)
+    items: list[DraftItem] = Field(min_length=1)
+
+
+class Source(BaseModel):
+    """Where an item comes from: `guideline_text[start:end] == quote` exactly (Python
+    string indices into the submitted text). `match` says whether the provider's quote was
+    found as given or only after normalising whitespace, quote marks, dashes and case."""
+
+    quote: str
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    match: Literal["exact", "normalized"] = "exact"
+
+
+class ChecklistItem(ItemFields):
+    """One actionable item of a result, with its verified source (null if the provider's
+    quote is not in the guideline: then `grounded` is false)."""
+
+    source: Source | None = None
+    grounded: bool = False
+
+
+class Passage(BaseModel):
+    """A sentence of the guideline: `guideline_text[start:end] == text`."""
+
+    text: str
+    start: int
+    end: int
+
+
+class Quality(BaseModel):
+    """How far a checklist can be trusted, measured against the guideline."""
+
+    items: int = Field(description="Items the provider proposed.")
+    grounded_items: int = Field(description="Of those, items whose quote is in the text.")
+    ungrounded_items: int
+    dropped_items: int = Field(0, description="Ungrounded items left out (by the setting).")
+    grounding: float = Field(description="grounded_items / items.")
+    obligations: int = Field(description="Obligation sentences of the guideline.")
+    covered_obligations: int = Field(description="Of those, covered by an item's source.")
+    coverage: float = Field(description="covered_obligations / obligations (1 if none).")
+    uncovered: list[Passage] = Field(default_factory=list)
+    duplicates: list[list[int]] = Field(
+        default_factory=list, description="Groups of checklist indices saying the same thing."
+    )
+
+
+class ReviewThresholds(BaseModel):
+    """Below either, a result needs review (it is still COMPLETED)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_grounding: float = Field(ge=0, le=1)
+    min_coverage: float = Field(ge=0, le=1)
+
+
+class Review(BaseModel):
+    """Why `needs_review` is what it is."""
+
+    thresholds: ReviewThresholds
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ChunkCacheReport(BaseModel):
+    """What the per-chunk summary cache did for this result."""
+
+    enabled: bool
+    chunks: int = 0
+    hits: int = 0
+    stored: int = 0
+    note: str | None = None
 
 
 def checklist_response_format(max_items: int) -> dict[str, Any]:
@@ -55,8 +138,14 @@ def checklist_response_format(max_items: int) -> dict[str, Any]:
             "item": {"type": "string", "description": "One concrete action, imperative."},
             "priority": {"type": "string", "enum": [p.value for p in Priority]},
             "category": {"type": "string", "description": "Short lowercase grouping label."},
+            "quote": {
+                "type": "string",
+                "description": "The sentence or passage of the guideline this item comes "
+                "from, copied verbatim (same words, same order, nothing added or left out "
+                "in between).",
+            },
         },
-        "required": ["item", "priority", "category"],
+        "required": ["item", "priority", "category", "quote"],
         "additionalProperties": False,
     }
     schema = {
@@ -84,6 +173,8 @@ class Usage(BaseModel):
     completion_tokens: int = 0
     total_tokens: int = 0
     calls: int = 0
+    # LLM calls not made because the chunk cache had their answer.
+    calls_saved: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -91,6 +182,7 @@ class Usage(BaseModel):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             total_tokens=self.total_tokens + other.total_tokens,
             calls=self.calls + other.calls,
+            calls_saved=self.calls_saved + other.calls_saved,
         )
 
 
@@ -103,6 +195,7 @@ class PartialSummary(BaseModel):
     attempt: int | None = None
     usage: dict[str, Usage] = Field(default_factory=dict)
     durations: dict[str, float] = Field(default_factory=dict)
+    chunk_cache: ChunkCacheReport | None = None
 
     def to_status(self) -> dict[str, Any]:
         """The body of `status.partial`."""
@@ -117,8 +210,12 @@ class ChainResult(BaseModel):
     provider: str
     model: str
     degraded: bool = False
+    quality: Quality
+    needs_review: bool
+    review: Review
     usage: dict[str, Usage]
     durations: dict[str, float]
+    chunk_cache: ChunkCacheReport
     # Not part of status.result: whether step 1 was taken from status.partial.
     summary_reused: bool = Field(False, exclude=True)
 

@@ -1,12 +1,14 @@
 """Splitting text without losing any of it: chunks for map-reduce summarization (cut at
-paragraph, then sentence, then word boundaries) and sentences for the extractive
-provider."""
+paragraph, then sentence, then word boundaries) and the sentences of a guideline with
+their offsets (for the extractive provider and the obligation finder)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
-from typing import Final
+from functools import lru_cache
+from typing import Any, Final
 
 _PARAGRAPH_BREAK: Final = re.compile(r"\n[ \t]*\n\s*")
 # End of a sentence (with closing quotes/brackets) or of a line, and the blank after it.
@@ -48,6 +50,54 @@ def chunk_text(text: str, max_chars: int) -> list[str]:
     return chunks
 
 
+def _pieces(text: str, max_chars: int) -> list[str]:
+    """`text` cut after every paragraph break, pieces longer than `max_chars` cut again by
+    `chunk_text`; the concatenation is exactly `text`."""
+    pieces: list[str] = []
+    start = 0
+    for match in _PARAGRAPH_BREAK.finditer(text):
+        pieces.extend(chunk_text(text[start : match.end()], max_chars))
+        start = match.end()
+    if start < len(text):
+        pieces.extend(chunk_text(text[start:], max_chars))
+    return pieces
+
+
+def _is_anchor(piece: str, expected_chars: int) -> bool:
+    """Whether a chunk may end after `piece`: decided by the piece's own content (a hash),
+    with a probability that grows with its length, so chunks average `expected_chars`."""
+    digest = hashlib.sha256(piece.strip().encode("utf-8", "surrogatepass")).digest()
+    draw = int.from_bytes(digest[:8], "big") / 2**64
+    return draw < len(piece) / expected_chars
+
+
+def content_chunks(text: str, max_chars: int) -> list[str]:
+    """Cut `text` into consecutive chunks of at most `max_chars` characters whose
+    concatenation is exactly `text`, at paragraph breaks chosen by their content
+    (content-defined chunking): a chunk ends after a paragraph that is an "anchor" (see
+    `_is_anchor`) once it holds a quarter of `max_chars`, or before it would overflow.
+
+    Editing one section changes the chunks around it only: after the edit the cuts fall
+    at the same anchors as before, so the per-chunk summary cache still has the other
+    chunks' summaries. (Cutting at fixed sizes would shift every later cut.)"""
+    if max_chars < 1:
+        raise ValueError("max_chars must be positive")
+    minimum, expected = max_chars // 4, max(1, max_chars // 3)
+    chunks: list[str] = []
+    current = ""
+    for piece in _pieces(text, max_chars):
+        if current and len(current) + len(piece) > max_chars:
+            chunks.append(current)
+            current = ""
+        current += piece
+        if len(current) >= minimum and _is_anchor(piece, expected):
+            chunks.append(current)
+            current = ""
+    if current or not chunks:
+        chunks.append(current)
+    return chunks
+
+
 def group_texts(texts: Sequence[str], max_chars: int, separator_chars: int = 2) -> list[list[str]]:
     """Pack consecutive `texts` into groups of at most `max_chars` characters (separators
     counted). A group always takes at least two texts when two remain, so every round of
@@ -68,8 +118,6 @@ def group_texts(texts: Sequence[str], max_chars: int, separator_chars: int = 2) 
     return groups
 
 
-# A blank after a sentence end (possibly closed by a quote or bracket) before a capital.
-_SENTENCE_END: Final = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"')\]]))\s+(?=[\"'(\[]?[A-Z0-9])")
 _BULLET: Final = re.compile(
     r"^\s*(?:[-*\u2022\u25aa\u25e6\u2013]|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)])\s+"
 )
@@ -79,17 +127,23 @@ _HEADING_MD: Final = re.compile(r"\s{0,3}#{1,6}\s+")
 
 
 class Unit:
-    """A sentence or list item of a guideline, with its position and section heading."""
+    """A sentence or list item of a guideline: its text with whitespace collapsed, its
+    place among the units, the section heading above it, and its span in the original
+    text (`text[start:end]` is the sentence as written, line breaks included)."""
 
-    __slots__ = ("heading", "index", "text")
+    __slots__ = ("end", "heading", "index", "start", "text")
 
-    def __init__(self, text: str, index: int, heading: str | None) -> None:
+    def __init__(self, text: str, index: int, heading: str | None, start: int, end: int) -> None:
         self.text = text
         self.index = index
         self.heading = heading
+        self.start = start
+        self.end = end
 
     def __repr__(self) -> str:
-        return f"Unit({self.index}, {self.text!r}, heading={self.heading!r})"
+        return (
+            f"Unit({self.index}, {self.text!r}, heading={self.heading!r}, {self.start}:{self.end})"
+        )
 
 
 def heading_of(line: str) -> str | None:
@@ -117,39 +171,80 @@ def heading_of(line: str) -> str | None:
     return None
 
 
-def split_units(text: str) -> list[Unit]:
-    """The sentences and list items of `text` in order, each with the nearest heading
-    above it. Headings themselves are not units. Lines of a paragraph are joined, except
-    that a bulleted or numbered line starts a new item."""
-    units: list[Unit] = []
-    heading: str | None = None
-    blocks: list[tuple[str | None, str]] = []
-    paragraph: list[str] = []
+@lru_cache(maxsize=1)
+def _segmenter() -> Any:
+    # pysbd (rule-based, the Golden Rules of sentence boundaries: abbreviations, numbers,
+    # "e.g.", quotes) is imported on first use so the runner starts without it.
+    import pysbd
 
-    def flush() -> None:
-        if paragraph:
-            blocks.append((heading, " ".join(paragraph)))
-            paragraph.clear()
+    return pysbd.Segmenter(language="en", clean=False)
 
-    for line in text.splitlines():
-        if not line.strip():
-            flush()
+
+def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The sentences of `text[start:end]` as (start, end) offsets into `text`, without
+    the blanks around them."""
+    # Line breaks inside a paragraph end a sentence to pysbd; blanks of the same length
+    # keep every offset valid.
+    block = text[start:end].replace("\r", " ").replace("\n", " ")
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for segment in _segmenter().segment(block):
+        piece = segment.strip()
+        if not piece:
             continue
-        found = heading_of(line)
+        found = block.find(piece, cursor)
+        if found < 0:  # pysbd keeps the text with clean=False; never seen, but stay exact
+            continue
+        spans.append((start + found, start + found + len(piece)))
+        cursor = found + len(piece)
+    return spans
+
+
+def _blocks(text: str) -> list[tuple[str | None, int, int]]:
+    """Paragraphs and list items of `text` as (heading above, start, end) spans; headings
+    and blank lines are not part of any block, nor a list item's bullet."""
+    blocks: list[tuple[str | None, int, int]] = []
+    heading: str | None = None
+    current: list[int] | None = None  # [start, end] of the open block
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        line_start, offset = offset, offset + len(line)
+        content = line.rstrip("\r\n")
+        if not content.strip():
+            current = None
+            continue
+        found = heading_of(content)
         if found is not None:
-            flush()
+            current = None
             heading = found
             continue
-        if _BULLET.match(line):
-            flush()
-            paragraph.append(_BULLET.sub("", line, count=1).strip())
-            continue
-        paragraph.append(line.strip())
-    flush()
+        bullet = _BULLET.match(content)
+        if bullet or current is None:
+            lead = bullet.end() if bullet else len(content) - len(content.lstrip())
+            current = [line_start + lead, line_start + len(content.rstrip())]
+            blocks.append((heading, current[0], current[1]))
+        else:
+            current[1] = line_start + len(content.rstrip())
+            blocks[-1] = (heading, current[0], current[1])
+    return blocks
 
-    for block_heading, block in blocks:
-        for sentence in _SENTENCE_END.split(block):
-            sentence = _WHITESPACE.sub(" ", sentence).strip()
-            if sentence:
-                units.append(Unit(sentence, len(units), block_heading))
-    return units
+
+def split_units(text: str) -> list[Unit]:
+    """The sentences and list items of `text` in order, each with the nearest heading
+    above it and its span. Headings themselves are not units. Lines of a paragraph are
+    joined, except that a bulleted or numbered line starts a new item; sentences are found
+    by pysbd."""
+    return list(_units(text))
+
+
+@lru_cache(maxsize=4)
+def _units(text: str) -> tuple[Unit, ...]:
+    # The checklist and the obligation finder both split the same text; pysbd needs
+    # about 2.6 s for 100,000 characters, so it runs once.
+    units: list[Unit] = []
+    for heading, block_start, block_end in _blocks(text):
+        for start, end in sentence_spans(text, block_start, block_end):
+            units.append(
+                Unit(_WHITESPACE.sub(" ", text[start:end]), len(units), heading, start, end)
+            )
+    return tuple(units)

@@ -3,14 +3,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from guideline_core.resource import Provider as ProviderName
 from guideline_core.settings import RunnerSettings
 
 from guideline_runner.providers.base import Completion, Provider
 from guideline_runner.providers.extractive import ExtractiveProvider
-from guideline_runner.providers.openai_llm import OpenAIProvider
 
 __all__ = ["Completion", "ExtractiveProvider", "OpenAIProvider", "Provider", "make_provider"]
+
+
+def __getattr__(name: str) -> Any:
+    # The openai SDK costs about a second of CPU to import: only the openai provider
+    # loads it (docs/benchmarks.md, "Runner start-up").
+    if name == "OpenAIProvider":
+        from guideline_runner.providers.openai_llm import OpenAIProvider
+
+        return OpenAIProvider
+    raise AttributeError(name)
 
 
 def make_provider(
@@ -21,6 +32,8 @@ def make_provider(
     chosen = ProviderName(name or settings.provider)
     if chosen is ProviderName.EXTRACTIVE:
         return ExtractiveProvider(max_items=settings.max_checklist_items)
+    from guideline_runner.providers.openai_llm import OpenAIProvider
+
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     return OpenAIProvider(
         model=model or settings.model,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from guideline_runner.models import ChecklistItem, Usage
+from guideline_runner.models import DraftItem, Usage
 
 T = TypeVar("T")
 
@@ -36,7 +36,7 @@ class Provider(Protocol):
         """One summary from the summaries of consecutive parts of one guideline."""
         ...
 
-    def checklist(self, summary: str, *, guideline: str) -> Completion[list[ChecklistItem]]:
+    def checklist(self, summary: str, *, guideline: str) -> Completion[list[DraftItem]]:
         """Checklist items built from `summary` (`guideline` is the full original text)."""
         ...
 

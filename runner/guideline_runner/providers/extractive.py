@@ -11,6 +11,12 @@ not an LLM and its results say so (`provider: extractive`, `model: extractive-v1
   (must, shall, required, never, do not, ...) high; recommendations (should, ensure,
   recommended, avoid, imperatives) medium; options (may, can, optional) low. Category is
   the section heading above the sentence, else a topic found by keywords, else `general`.
+  Each item's quote is its sentence as written, with its offsets: grounded by
+  construction. A sentence that opens with a pronoun ("They must be put on ...") would
+  lose what it refers to, so the item starts with the sentence before it in the same
+  section ("Gloves are not a substitute for hand hygiene. They must be put on ...", the
+  quote spanning both), or, when that is too long or there is none, with the section
+  heading ("Gloves: They must be put on ...").
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Final
 
-from guideline_runner.models import MAX_CATEGORY_CHARS, ChecklistItem, Priority, Usage
+from guideline_runner.models import MAX_CATEGORY_CHARS, DraftItem, Priority, Usage
+from guideline_runner.obligations import priority_of
 from guideline_runner.providers.base import Completion
 from guideline_runner.text import Unit, split_units
+
+__all__ = ["ExtractiveProvider", "extractive_checklist", "extractive_summary", "priority_of"]
 
 MODEL: Final = "extractive-v1"
 
@@ -33,29 +42,13 @@ def _wordset(words: str) -> frozenset[str]:
 
 
 MAX_ITEM_TEXT: Final = 300
+# Words that open a sentence which cannot stand alone: it refers to the one before.
+_REFERRING: Final = re.compile(
+    r"^(?:they|them|their|it|its|this|these|those|that|such|he|she|both|each of them)\b",
+    re.IGNORECASE,
+)
 SUMMARY_BUDGET_CHARS: Final = 1500
 
-_HIGH: Final = re.compile(
-    r"\b(must|shall|required|requires?|mandatory|never|prohibited|forbidden|"
-    r"(?:is|are) not (?:permitted|allowed)|may not|cannot|can not|do not|don't|"
-    r"must not|shall not|always|need(?:s)? to|ha(?:ve|s) to|(?:is|are) responsible for)\b",
-    re.IGNORECASE,
-)
-_MEDIUM: Final = re.compile(
-    r"\b(should|ought to|ensures?|recommended|recommends?|avoid|expected to|"
-    r"make sure)\b",
-    re.IGNORECASE,
-)
-_LOW: Final = re.compile(r"\b(may|can|could|optional(?:ly)?|consider|encouraged)\b", re.IGNORECASE)
-_IMPERATIVE_VERBS: Final = _wordset(
-    """use keep check verify review document record report store encrypt wear wash follow
-    notify inform submit obtain complete maintain update lock label dispose remove clean
-    disinfect train test log protect restrict limit apply confirm provide include assign
-    approve monitor audit rotate enable disable install patch validate sign return call
-    contact escalate retain delete archive ensure avoid schedule inspect measure prepare
-    wait register back secure close turn put place"""
-)
-_NOT_IMPERATIVE_NEXT: Final = frozenset({"of", "is", "are", "was", "were", "by", "and", "or"})
 _TOPICS: Final = (
     ("security", ("password", "access", "encrypt", "credential", "authentic", "secur", "patch")),
     ("privacy", ("personal data", "privacy", "consent", "gdpr", "confidential")),
@@ -75,24 +68,6 @@ _STOPWORDS: Final = _wordset(
     without before after during between through against above below again further once here
     off own nor few"""
 )
-
-
-def priority_of(sentence: str) -> Priority | None:
-    """The priority a normative or imperative sentence implies, None for a descriptive
-    one."""
-    if _HIGH.search(sentence):
-        return Priority.HIGH
-    if _MEDIUM.search(sentence):
-        return Priority.MEDIUM
-    words = sentence.split(maxsplit=2)
-    if words:
-        first = words[0].lower().strip(",:;")
-        second = words[1].lower() if len(words) > 1 else ""
-        if first in _IMPERATIVE_VERBS and second not in _NOT_IMPERATIVE_NEXT:
-            return Priority.MEDIUM
-    if _LOW.search(sentence):
-        return Priority.LOW
-    return None
 
 
 def _category(unit: Unit) -> str:
@@ -155,24 +130,45 @@ def extractive_summary(text: str, budget_chars: int = SUMMARY_BUDGET_CHARS) -> s
     return " ".join(units[i].text for i in sorted(chosen))
 
 
-def extractive_checklist(text: str, max_items: int) -> list[ChecklistItem]:
+def _standalone(unit: Unit, before: Unit | None, text: str) -> DraftItem | None:
+    """The item of a normative `unit`, with the antecedent a referring sentence needs."""
+    priority = priority_of(unit.text)
+    if priority is None:
+        return None
+    wording, start = unit.text, unit.start
+    if _REFERRING.match(unit.text):
+        joined = f"{before.text} {unit.text}" if before is not None else ""
+        if before is not None and before.heading == unit.heading and len(joined) <= MAX_ITEM_TEXT:
+            wording, start = joined, before.start
+        elif unit.heading:
+            wording = f"{unit.heading}: {unit.text}"
+    return DraftItem(
+        item=_item_text(wording),
+        priority=priority,
+        category=_category(unit),
+        quote=text[start : unit.end],
+        start=start,
+        end=unit.end,
+    )
+
+
+def extractive_checklist(text: str, max_items: int) -> list[DraftItem]:
     """One item per normative or imperative sentence of `text`, in order; if there are
     more than `max_items`, the higher-priority ones are kept."""
-    candidates: list[tuple[int, Unit, Priority]] = []
+    candidates: list[tuple[int, DraftItem]] = []
     seen: set[str] = set()
-    for unit in split_units(text):
-        priority = priority_of(unit.text)
+    units = split_units(text)
+    for unit in units:
         key = unit.text.lower()
-        if priority is None or key in seen:
+        before = units[unit.index - 1] if unit.index else None
+        item = None if key in seen else _standalone(unit, before, text)
+        if item is None:
             continue
         seen.add(key)
-        candidates.append((unit.index, unit, priority))
+        candidates.append((unit.index, item))
     rank = {Priority.HIGH: 0, Priority.MEDIUM: 1, Priority.LOW: 2}
-    kept = sorted(candidates, key=lambda c: (rank[c[2]], c[0]))[:max_items]
-    return [
-        ChecklistItem(item=_item_text(unit.text), priority=priority, category=_category(unit))
-        for _index, unit, priority in sorted(kept, key=lambda c: c[0])
-    ]
+    kept = sorted(candidates, key=lambda c: (rank[c[1].priority], c[0]))[:max_items]
+    return [item for _index, item in sorted(kept, key=lambda c: c[0])]
 
 
 class ExtractiveProvider:
@@ -193,7 +189,7 @@ class ExtractiveProvider:
         """An extractive summary of the joined summaries."""
         return Completion(extractive_summary("\n\n".join(summaries)), Usage())
 
-    def checklist(self, summary: str, *, guideline: str) -> Completion[list[ChecklistItem]]:
+    def checklist(self, summary: str, *, guideline: str) -> Completion[list[DraftItem]]:
         """Items from the normative sentences of the whole guideline (not the summary,
         which keeps only some of them)."""
         return Completion(extractive_checklist(guideline, self.max_items), Usage())

@@ -17,7 +17,7 @@ from guideline_core.resource import FailureReason
 from guideline_runner.errors import ChainError, from_openai_error
 from guideline_runner.models import (
     ChecklistAnswer,
-    ChecklistItem,
+    DraftItem,
     Usage,
     checklist_response_format,
 )
@@ -147,9 +147,10 @@ class OpenAIProvider:
         )
         return Completion(content, usage)
 
-    def checklist(self, summary: str, *, guideline: str) -> Completion[list[ChecklistItem]]:
-        """Checklist items from `summary`, answered as JSON of a strict schema and
-        validated; anything else is an `InvalidOutput` error."""
+    def checklist(self, summary: str, *, guideline: str) -> Completion[list[DraftItem]]:
+        """Checklist items from `summary`, each with its verbatim quote of `guideline`,
+        answered as JSON of a strict schema and validated; anything else is an
+        `InvalidOutput` error."""
         content, usage = self._call(
             "checklist",
             [
@@ -157,7 +158,7 @@ class OpenAIProvider:
                     "role": "system",
                     "content": prompts.CHECKLIST_SYSTEM.format(max_items=self.max_items),
                 },
-                {"role": "user", "content": prompts.checklist_user(summary)},
+                {"role": "user", "content": prompts.checklist_user(summary, guideline)},
             ],
             response_format=checklist_response_format(self.max_items),
         )

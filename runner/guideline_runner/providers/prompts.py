@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
+
+# Part of the chunk cache's key: change it whenever SUMMARIZE_SYSTEM or summarize_user
+# changes what a summary of a part would be, so older summaries are not reused.
+SUMMARIZE_PROMPT_VERSION: Final = "summarize-v1"
 
 SUMMARIZE_SYSTEM = (
     "You summarize written guidelines (policies, procedures, standards) for the people who "
@@ -22,8 +27,10 @@ CHECKLIST_SYSTEM = (
     "concrete action a person can check off, phrased as an imperative. priority is 'high' "
     "for obligations and prohibitions (must, shall, required, never), 'medium' for "
     "recommendations (should), 'low' for options (may, can). category is a short lowercase "
-    "label grouping related items. Give at most {max_items} items. Answer only with JSON "
-    "matching the given schema."
+    "label grouping related items. quote is the sentence or passage of the guideline (not "
+    "of the summary) that the item comes from, copied verbatim: it is checked against the "
+    "guideline, and an item whose quote is not there is flagged. Give at most {max_items} "
+    "items. Answer only with JSON matching the given schema."
 )
 
 
@@ -42,6 +49,10 @@ def combine_user(summaries: Sequence[str]) -> str:
     return f"Summaries of the parts, in order:\n\n{parts}"
 
 
-def checklist_user(summary: str) -> str:
-    """The user message of the checklist call: the summary from step 1."""
-    return f"Summary of the guideline:\n\n{summary}"
+def checklist_user(summary: str, guideline: str) -> str:
+    """The user message of the checklist call: the summary from step 1, and the guideline
+    itself to quote from."""
+    return (
+        f"Summary of the guideline:\n\n{summary}\n\n"
+        f"The guideline, to quote from:\n\n<guideline>\n{guideline}\n</guideline>"
+    )
