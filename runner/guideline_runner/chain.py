@@ -24,7 +24,7 @@ from guideline_core.resource import FailureReason
 from guideline_core.settings import RunnerSettings
 
 from guideline_runner import quality
-from guideline_runner.chunk_cache import ChunkCache
+from guideline_runner.chunk_cache import DISABLED_NOTE, ChunkCache
 from guideline_runner.errors import ChainError
 from guideline_runner.grounding import ground
 from guideline_runner.models import (
@@ -187,7 +187,9 @@ def _steps(
     usage: dict[str, Usage] = {}
     durations: dict[str, float] = {}
     reused = partial is not None
-    report = cache.report if cache is not None else ChunkCacheReport(enabled=False)
+    report = (
+        cache.report if cache is not None else ChunkCacheReport(enabled=False, note=DISABLED_NOTE)
+    )
     if partial is not None:
         summary = partial.summary
         usage[SUMMARIZE] = partial.usage.get(SUMMARIZE, Usage())

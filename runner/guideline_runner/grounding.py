@@ -44,7 +44,7 @@ _FOLD: Final = str.maketrans(
         "\u00ad": "",  # soft hyphen: invisible
     }
 )
-_WRAPPING: Final = " \t\r\n\"'\u201c\u201d\u2018\u2019\u00ab\u00bb"
+_QUOTE_MARKS: Final = "\"'\u201c\u201d\u2018\u2019\u00ab\u00bb"
 
 
 def _normalise(text: str) -> tuple[str, list[int]]:
@@ -67,6 +67,15 @@ def _normalise(text: str) -> tuple[str, list[int]]:
         chars.pop()
         origin.pop()
     return "".join(chars), origin
+
+
+def _unwrapped(quote: str) -> str:
+    """`quote` without blanks around it and without quote marks wrapping all of it (models
+    often put a quotation in quotes)."""
+    quote = quote.strip()
+    if len(quote) >= 2 and quote[0] in _QUOTE_MARKS and quote[-1] in _QUOTE_MARKS:
+        quote = quote[1:-1].strip()
+    return quote
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,7 @@ class Locator:
         exact = [(at, at + len(quote)) for at in self._occurrences(self.text, quote)]
         if exact and len(quote.strip()) >= MIN_QUOTE_CHARS:
             return self._pick(exact, taken, "exact")
-        needle, _ = _normalise(quote.strip(_WRAPPING))
+        needle, _ = _normalise(_unwrapped(quote))
         if len(needle) < MIN_QUOTE_CHARS:
             return None
         if self._normalised is None:

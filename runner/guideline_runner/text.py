@@ -118,12 +118,15 @@ def group_texts(texts: Sequence[str], max_chars: int, separator_chars: int = 2) 
     return groups
 
 
+# A list marker: a bullet, "1." or "1)" or "a)", or a clause number such as "3.1" or "2.4.1".
 _BULLET: Final = re.compile(
-    r"^\s*(?:[-*\u2022\u25aa\u25e6\u2013]|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)])\s+"
+    r"^\s*(?:[-*\u2022\u25aa\u25e6\u2013]|\(?\d{1,3}[.)]|\d{1,3}(?:\.\d{1,3})+\.?"
+    r"|\(?[a-zA-Z][.)])\s+"
 )
 # Only the opening `#`s: the closing ones are stripped with str methods. The former
 # `(.*?)\s*#*\s*$` was cubic in a run of blanks inside a heading (2,000 blanks: 30 s).
 _HEADING_MD: Final = re.compile(r"\s{0,3}#{1,6}\s+")
+_NUMBERED: Final = re.compile(r"^\s*\d{1,3}(?:\.\d{1,3})*[.)]?\s+")
 
 
 class Unit:
@@ -157,18 +160,27 @@ def heading_of(line: str) -> str | None:
     title = stripped[markdown.end() :].rstrip().rstrip("#").rstrip() if markdown else "\n"
     if "\n" not in title:  # a heading is one line
         return title.strip() or None
-    if len(stripped) > 80 or _BULLET.match(stripped):
+    if len(stripped) > 80:
+        return None
+    numbered = _NUMBERED.match(stripped)
+    if numbered:  # "3. Sharps" is a numbered heading, "3. Wash hands." a list item
+        title = stripped[numbered.end() :]
+        return title if title and title[-1] not in ".!?;,:" and _title_like(title) else None
+    if _BULLET.match(stripped):
         return None
     if stripped.endswith(":") and len(stripped.split()) <= 8:
         return stripped.rstrip(":").strip() or None
     if stripped[-1] in ".!?;,":
         return None
-    words = [w for w in re.findall(r"[A-Za-z][\w'-]*", stripped)]
+    return stripped.rstrip(":").strip() if _title_like(stripped) else None
+
+
+def _title_like(line: str) -> bool:
+    """Up to eight words, in upper case or with every longer word capitalised."""
+    words = re.findall(r"[A-Za-z][\w'-]*", line)
     if not words or len(words) > 8:
-        return None
-    if stripped.isupper() or all(w[0].isupper() or len(w) <= 3 for w in words):
-        return stripped.rstrip(":").strip()
-    return None
+        return False
+    return line.isupper() or all(w[0].isupper() or len(w) <= 3 for w in words)
 
 
 @lru_cache(maxsize=1)
