@@ -51,7 +51,10 @@ def test_an_exact_quote_gets_its_offsets_in_the_original_text() -> None:
 
 
 def test_whitespace_quote_marks_and_case_are_normalised_and_mapped_back() -> None:
-    text = "Staff \u201cmust\u201d clean their\n  hands \u2013 always \u2013 before touching a patient."
+    text = (
+        "Staff \u201cmust\u201d clean their\n  hands \u2013 always \u2013 "
+        "before touching a patient."
+    )
     quote = '"MUST" clean their hands - always - before touching'
 
     found = Locator(text).find(quote)
