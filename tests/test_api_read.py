@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,61 +26,13 @@ from support.api import (
     health_when,
     make_settings,
 )
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+from support.rows import T0, add_job
 
 
 @pytest.fixture
 def client(database: db.Database, tmp_path: Path) -> Iterator[TestClient]:
     with api_client(make_settings(database.url, dead_kubeconfig(tmp_path))) as c:
         yield c
-
-
-def add_job(
-    database: db.Database,
-    *,
-    status: Phase = Phase.PENDING,
-    created_at: datetime | None = None,
-    text: str = "Staff must wash hands.",
-    attempts: int = 0,
-    result: dict | None = None,
-    error: dict | None = None,
-    title: str | None = None,
-    tenant: str = "alice",
-) -> uuid.UUID:
-    """A job row as the API and then the operator would have written it."""
-    event_id = new_event_id()
-    with database.connection() as conn:
-        db.insert_job(
-            conn,
-            db.NewJob(
-                event_id=event_id,
-                namespace="default",
-                guideline_text=text,
-                title=title,
-                cr_name=f"gj-{event_id.hex[:5]}",
-                submitted_by=tenant,
-                tenant=tenant,
-                created_at=created_at,
-            ),
-        )
-        if status != Phase.PENDING:
-            db.mirror_state(
-                conn,
-                db.JobState(
-                    event_id=event_id,
-                    status=status,
-                    attempts=attempts,
-                    started_at=(created_at or T0) + timedelta(seconds=1),
-                    completed_at=(created_at or T0) + timedelta(seconds=9)
-                    if status.terminal
-                    else None,
-                    result=result,
-                    error=error,
-                    reason=(error or {}).get("reason"),
-                ),
-            )
-    return event_id
 
 
 def test_completed_job_shows_result_and_no_error_or_queue(

@@ -188,6 +188,8 @@ class Dispatcher:
             submitted_by=row["submitted_by"],
             tenant=row["tenant"],
             annotations=annotations,
+            supersedes=row.get("supersedes"),
+            review=row.get("review_thresholds"),
         )
         name = manifest["metadata"]["name"]
         try:

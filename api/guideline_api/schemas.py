@@ -40,6 +40,30 @@ def _check_chars(value: str, forbidden: re.Pattern[str]) -> str:
     return value
 
 
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class ReviewThresholds(BaseModel):
+    """This job's own review thresholds (each default: the runner's setting)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    min_grounding: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Needs review when fewer items than this share are grounded (default "
+        "GUIDELINE_REVIEW_MIN_GROUNDING, 1.0: every item).",
+    )
+    min_coverage: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Needs review when fewer obligation sentences than this share are "
+        "covered by an item's source (default GUIDELINE_REVIEW_MIN_COVERAGE, 0.8).",
+    )
+
+
 class SubmitJob(BaseModel):
     """A guideline to summarize and turn into a checklist."""
 
@@ -81,6 +105,15 @@ class SubmitJob(BaseModel):
         ge=0,
         le=MAX_RETRIES_LIMIT,
         description="Pod retries of this job (the Job's backoffLimit); default: operator's.",
+    )
+    supersedes: str | None = Field(
+        None,
+        pattern=UUID_PATTERN,
+        description="event_id of the job whose guideline this one replaces (422 if there is "
+        "no such job): the result then has `changes` against that job's checklist.",
+    )
+    review: ReviewThresholds | None = Field(
+        None, description="Thresholds of the review gate for this job."
     )
 
     @field_validator("guideline_text")
@@ -132,6 +165,8 @@ _OPTIONAL = (
     "guideline_text",
     "cr_name",
     "status_reason",
+    "supersedes",
+    "needs_review",
 )
 
 
@@ -157,8 +192,15 @@ class JobView(BaseModel):
     submitted_by: str
     tenant: str = Field(description="The tenant the job belongs to.")
     cr_name: str | None = Field(None, description="The GuidelineJob's name in the cluster.")
+    supersedes: str | None = Field(None, description="The job this one replaces.")
+    needs_review: bool | None = Field(
+        None, description="When COMPLETED: whether the result fell below a review threshold."
+    )
     result: dict[str, Any] | None = Field(
-        None, description="`summary`, `checklist` and the runner's metadata (provider, ...)."
+        None,
+        description="`summary`, `checklist` (each item with its `source` and `grounded`), "
+        "`quality`, `needs_review`, `review`, `changes` (when it supersedes a job) and the "
+        "runner's metadata (provider, usage, ...).",
     )
     error: JobError | None = None
     queue: QueueInfo | None = None

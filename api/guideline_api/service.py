@@ -29,6 +29,7 @@ from guideline_api.context import Context
 from guideline_api.errors import ApiError, Reason
 from guideline_api.schemas import SubmitJob
 from guideline_api.submission import request_hash
+from guideline_api.versions import check_supersedes, with_changes
 from guideline_api.views import queue_info
 
 log = logging.getLogger(__name__)
@@ -218,6 +219,8 @@ def _insert(
                 idempotency_key=sub.idempotency_key,
                 request_hash=digest,
                 dispatch_pending=True,
+                supersedes=uuid.UUID(job.supersedes) if job.supersedes else None,
+                review_thresholds=job.review.model_dump(exclude_none=True) if job.review else None,
             ),
         )
     except psycopg2.errors.UniqueViolation:
@@ -253,6 +256,7 @@ def submit_many(
             try:
                 _check_size(ctx, item.job)
                 _check_model(ctx, tenant, item.job)
+                check_supersedes(conn, item.job.supersedes, lambda r: _visible(principal, r))
                 digest = request_hash(item.job)
                 prior = _replay(conn, ctx, tenant, item, digest)
             except ApiError as err:
@@ -310,6 +314,7 @@ def get(
         if not _visible(principal, row):
             raise _not_found(event_id)
         assert row is not None
+        row = with_changes(conn, row)
         queue = None
         if row["status"] == Phase.PENDING:
             queue = queue_info(conn, row, ctx.settings.operator_heartbeat_stale_seconds)
@@ -336,12 +341,20 @@ def list_page(
     limit: int,
     before: Any,
     tenant: str | None,
+    needs_review: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Up to `limit` + 1 jobs newest first, of the tenants the caller may see (the extra
-    row tells the router there is a next page)."""
+    row tells the router there is a next page); `needs_review` filters on the review gate."""
     scope = _tenant_scope(principal, tenant)
     with _transaction(ctx) as conn:
-        return db.list_jobs(conn, status=status, limit=limit + 1, before=before, tenant=scope)
+        return db.list_jobs(
+            conn,
+            status=status,
+            limit=limit + 1,
+            before=before,
+            tenant=scope,
+            needs_review=needs_review,
+        )
 
 
 # --------------------------------------------------------------------------- requests

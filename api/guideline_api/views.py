@@ -64,6 +64,8 @@ def to_view(
             "submitted_by": row["submitted_by"],
             "tenant": row["tenant"],
             "cr_name": row.get("cr_name"),
+            "supersedes": str(row["supersedes"]) if row.get("supersedes") else None,
+            "needs_review": result.get("needs_review") if result else None,
             "result": result,
             "error": error,
             "queue": queue,

@@ -35,7 +35,8 @@ JOB_COLUMNS = (
     "event_id, namespace, cr_name, status, title, model, provider, attempts, result, error, "
     "submitted_by, idempotency_key, request_hash, created_at, updated_at, started_at, "
     "completed_at, tenant, created_by, max_retries, cr_uid, run, cancel_requested_at, "
-    "dispatch_pending, dispatch_seq, dispatch_attempts, dispatch_error, dispatched_at"
+    "dispatch_pending, dispatch_seq, dispatch_attempts, dispatch_error, dispatched_at, "
+    "supersedes, review_thresholds"
 )
 DELETED_REASON = "Deleted"
 DELETED_MESSAGE = "the GuidelineJob was deleted before it finished"
@@ -244,6 +245,8 @@ class NewJob:
     max_retries: int | None = None
     cr_uid: str | None = None
     dispatch_pending: bool = False  # True: the dispatcher still has to create the CR
+    supersedes: uuid.UUID | None = None
+    review_thresholds: Mapping[str, float] | None = None
 
 
 def insert_job(conn: PgConnection, job: NewJob) -> bool:
@@ -257,9 +260,9 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
             INSERT INTO jobs (event_id, namespace, cr_name, status, title, guideline_text,
                               model, provider, submitted_by, idempotency_key, request_hash,
                               tenant, created_by, max_retries, cr_uid, dispatch_pending,
-                              created_at, updated_at)
+                              created_at, updated_at, supersedes, review_thresholds)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                    coalesce(%s, now()), coalesce(%s, now()))
+                    coalesce(%s, now()), coalesce(%s, now()), %s, %s)
             ON CONFLICT (event_id) DO NOTHING
             """,
             (
@@ -281,6 +284,8 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
                 job.dispatch_pending,
                 job.created_at,
                 job.created_at,
+                job.supersedes,
+                _json(job.review_thresholds),
             ),
         )
         inserted = cur.rowcount == 1
@@ -374,9 +379,12 @@ def list_jobs(
     limit: int,
     before: tuple[datetime, uuid.UUID] | None = None,
     tenant: str | None = None,
+    needs_review: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Jobs newest first, optionally of one status and one tenant, after a keyset cursor
-    (created_at, event_id) of the last row of the previous page."""
+    (created_at, event_id) of the last row of the previous page. `needs_review` True:
+    only results flagged for review (a partial index serves it); False: only COMPLETED
+    jobs whose result is not flagged."""
     clauses: list[str] = []
     params: list[Any] = []
     if tenant is not None:
@@ -385,6 +393,12 @@ def list_jobs(
     if status is not None:
         clauses.append("status = %s")
         params.append(str(status))
+    if needs_review is True:
+        clauses.append("(result ->> 'needs_review') = 'true'")
+    elif needs_review is False:
+        clauses.append(
+            "status = 'COMPLETED' AND (result ->> 'needs_review') IS DISTINCT FROM 'true'"
+        )
     if before is not None:
         clauses.append("(created_at, event_id) < (%s, %s)")
         params.extend(before)

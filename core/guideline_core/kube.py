@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any, Final
 
 import urllib3
@@ -68,11 +69,26 @@ def guideline_job_manifest(
     submitted_by: str | None = None,
     tenant: str | None = None,
     annotations: dict[str, str] | None = None,
+    supersedes: uuid.UUID | str | None = None,
+    review: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The GuidelineJob the API's dispatcher creates for a job, named after its event_id
-    (so that creating it twice is recognised as the same object)."""
+    (so that creating it twice is recognised as the same object). `review` holds the
+    job's own thresholds (`min_grounding`, `min_coverage`)."""
     spec: dict[str, Any] = {"guidelineText": guideline_text}
-    optional = {"title": title, "model": model, "provider": provider, "maxRetries": max_retries}
+    thresholds = {
+        camel: review[snake]
+        for snake, camel in (("min_grounding", "minGrounding"), ("min_coverage", "minCoverage"))
+        if review and review.get(snake) is not None
+    }
+    optional = {
+        "title": title,
+        "model": model,
+        "provider": provider,
+        "maxRetries": max_retries,
+        "supersedes": str(supersedes) if supersedes else None,
+        "review": thresholds or None,
+    }
     spec.update({k: v for k, v in optional.items() if v is not None})
     labels = {gj.LABEL_EVENT_ID: str(event_id), gj.LABEL_PART_OF: gj.PART_OF}
     if tenant and _LABEL_VALUE.match(tenant):

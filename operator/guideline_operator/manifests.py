@@ -132,6 +132,16 @@ def _env(req: JobRequest, settings: OperatorSettings) -> list[dict[str, Any]]:
                 }
             },
         },
+        {
+            "name": gj.ENV_CACHE_DATABASE_URL,
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": settings.runner_cache_secret_name,
+                    "key": gj.CACHE_SECRET_KEY,
+                    "optional": True,
+                }
+            },
+        },
     ]
 
 

@@ -35,6 +35,7 @@ def ensure_row(conn: PgConnection, cr: Mapping[str, Any], lock_timeout_s: float 
             provider=spec.get("provider"),
             submitted_by=annotations.get(gj.ANNOTATION_SUBMITTED_BY) or "kubectl",
             created_at=observe.parse_time(metadata.get("creationTimestamp")),
+            supersedes=uuid.UUID(spec["supersedes"]) if spec.get("supersedes") else None,
         ),
         lock_timeout_s,
     )

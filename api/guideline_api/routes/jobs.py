@@ -295,6 +295,11 @@ def list_jobs(
     ),
     limit: int = Query(50, ge=1, le=200, description="Page size (1-200)."),
     cursor: str | None = Query(None, description="`next_cursor` of the previous page."),
+    needs_review: bool | None = Query(
+        None,
+        description="true: only COMPLETED jobs whose result needs review (grounding or "
+        "coverage below its thresholds); false: only COMPLETED jobs that do not.",
+    ),
 ) -> JobPage:
     """Jobs of the caller's tenant (all tenants for an admin key) newest first (keyset
     pagination; stable under concurrent inserts). Items carry `error` for FAILED/CANCELLED
@@ -312,7 +317,13 @@ def list_jobs(
             ) from None
     before = decode_cursor(cursor) if cursor else None
     rows = service.list_page(
-        ctx, principal, status=phase, limit=limit, before=before, tenant=tenant
+        ctx,
+        principal,
+        status=phase,
+        limit=limit,
+        before=before,
+        tenant=tenant,
+        needs_review=needs_review,
     )
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None

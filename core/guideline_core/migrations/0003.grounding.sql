@@ -1,5 +1,7 @@
 -- Grounded checklists (issue 12): versions of a guideline, per-job review thresholds,
 -- the needs-review listing, and the content-addressed cache of per-chunk summaries.
+-- depends: 0002.intake-tenants
+
 ALTER TABLE jobs ADD COLUMN supersedes uuid;
 ALTER TABLE jobs ADD COLUMN review_thresholds jsonb;
 
