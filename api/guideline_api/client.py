@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from guideline_api.review_html import review_page
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 LOCAL_KEY_FILE = Path(".local") / "api-key"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -28,6 +30,8 @@ examples:
   guideline-client submit hand-hygiene.txt --wait
   guideline-client submit policy.md --title "Data retention" --provider extractive
   guideline-client status 0192f7a0-...        # the job, its summary and checklist
+  guideline-client show 0192f7a0-... --html -o review.html   # sources highlighted
+  guideline-client list --needs-review        # results below a review threshold
   guideline-client wait 0192f7a0-... --timeout 300
   guideline-client list --status FAILED       # the dead-letter queue
   guideline-client cancel 0192f7a0-...
@@ -186,13 +190,75 @@ def format_job(job: dict[str, Any]) -> str:
         lines += ["", "Summary", "-------"]
         for para in str(result.get("summary", "")).split("\n"):
             lines.extend(textwrap.wrap(para, 88) or [""])
-        checklist = result.get("checklist") or []
-        lines += ["", f"Checklist ({len(checklist)} items)", "---------"]
-        for n, item in enumerate(checklist, 1):
-            wrapped = textwrap.wrap(_item_text(item), 84) or [""]
-            lines.append(f"{n:>2}. [ ] {wrapped[0]}")
-            lines.extend(f"        {rest}" for rest in wrapped[1:])
+        lines += _format_checklist(result)
     return "\n".join(lines)
+
+
+def _quoted(text: str, indent: str) -> list[str]:
+    """A passage on indented lines, in quotation marks, its line breaks folded."""
+    wrapped = textwrap.wrap(f"“{' '.join(text.split())}”", 88 - len(indent)) or [""]
+    return [indent + line for line in wrapped]
+
+
+def _format_checklist(result: dict[str, Any]) -> list[str]:
+    """The checklist with each item's source, the quality line, the uncovered
+    obligations, and the changes against a superseded job."""
+    checklist = result.get("checklist") or []
+    lines = ["", f"Checklist ({len(checklist)} items)", "---------"]
+    for n, item in enumerate(checklist, 1):
+        wrapped = textwrap.wrap(_item_text(_own_fields(item)), 84) or [""]
+        lines.append(f"{n:>2}. [ ] {wrapped[0]}")
+        lines.extend(f"        {rest}" for rest in wrapped[1:])
+        source = item.get("source") if isinstance(item, dict) else None
+        if source:
+            lines.extend(_quoted(source["quote"], "        "))
+            lines.append(f"        (characters {source['start']}-{source['end']})")
+        elif isinstance(item, dict) and "grounded" in item:
+            lines.append("        NOT GROUNDED: its quote is not in the guideline")
+    quality = result.get("quality")
+    if quality:
+        lines += [
+            "",
+            f"Quality:   {quality['grounded_items']} of {quality['items']} items grounded, "
+            f"{quality['covered_obligations']} of {quality['obligations']} obligations "
+            f"covered ({quality['coverage']:.0%})"
+            + (
+                f", {len(quality['duplicates'])} duplicate group(s)"
+                if quality["duplicates"]
+                else ""
+            ),
+        ]
+        if result.get("needs_review"):
+            reasons = (result.get("review") or {}).get("reasons") or []
+            lines.append(f"NEEDS REVIEW: {'; '.join(reasons)}")
+        uncovered = quality.get("uncovered") or []
+        if uncovered:
+            lines += ["", f"Obligations no item covers ({len(uncovered)})", "-------------"]
+            for passage in uncovered:
+                lines.extend(_quoted(passage["text"], "  - "))
+                lines[-1] += f" ({passage['start']}-{passage['end']})"
+    changes = result.get("changes")
+    if changes:
+        lines += ["", f"Changes against {changes['supersedes']}", "-------"]
+        if not changes.get("available"):
+            lines.append(f"  not available: {changes.get('reason')}")
+        else:
+            lines.append(
+                f"  {len(changes['added'])} added, {len(changes['removed'])} removed, "
+                f"{len(changes['changed'])} changed, {changes['unchanged']} unchanged"
+            )
+            lines += [f"  + {i.get('item')}" for i in changes["added"]]
+            lines += [f"  - {i.get('item')}" for i in changes["removed"]]
+            lines += [f"  ~ {c['after'].get('item')}" for c in changes["changed"]]
+            lines += [f"  ! newly uncovered: {p['text']}" for p in changes["newly_uncovered"]]
+    return lines
+
+
+def _own_fields(item: Any) -> Any:
+    """An item without its source fields (they get lines of their own)."""
+    if isinstance(item, dict):
+        return {k: v for k, v in item.items() if k not in ("source", "grounded")}
+    return item
 
 
 def format_list(page: dict[str, Any]) -> str:
@@ -200,6 +266,8 @@ def format_list(page: dict[str, Any]) -> str:
     rows = [f"{'EVENT_ID':36}  {'STATUS':10}  {'ATTEMPTS':>8}  {'CREATED':25}  TITLE / ERROR"]
     for job in page["items"]:
         note = job.get("title") or ""
+        if job.get("needs_review"):
+            note = f"NEEDS REVIEW  {note}"
         if job.get("error"):
             note = f"{job['error'].get('reason')}: {job['error'].get('message') or ''}"
         rows.append(
@@ -298,6 +366,23 @@ def cmd_status(api: Api, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_show(api: Api, args: argparse.Namespace) -> int:
+    """Show one job with its guideline: as text, or as an HTML review page."""
+    job = api.request("GET", f"/jobs/{args.event_id}", params={"include": "text"}).json()
+    if not args.html:
+        _emit(args, job, format_job(job))
+        return EXIT_OK
+    if job["status"] != "COMPLETED":
+        raise ClientError(f"job {job['event_id']} is {job['status']}; nothing to review yet")
+    page = review_page(job)
+    if args.output in (None, "-"):
+        sys.stdout.write(page)
+    else:
+        Path(args.output).write_text(page, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_wait(api: Api, args: argparse.Namespace) -> int:
     """Wait for a job to finish and show it."""
     return _wait_and_print(api, args, args.event_id)
@@ -310,6 +395,8 @@ def cmd_list(api: Api, args: argparse.Namespace) -> int:
         params["status"] = args.status.upper()
     if args.cursor:
         params["cursor"] = args.cursor
+    if args.needs_review:
+        params["needs_review"] = "true"
     page = api.request("GET", "/jobs", params=params).json()
     _emit(args, page, format_list(page))
     return EXIT_OK
@@ -413,6 +500,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("event_id")
     p.set_defaults(func=cmd_status)
 
+    p = add("show", "show a job with its sources; --html writes a page to review them")
+    p.add_argument("event_id")
+    p.add_argument(
+        "--html", action="store_true", help="the guideline with each item's source highlighted"
+    )
+    p.add_argument("-o", "--output", help="file for the HTML page (default: stdout)")
+    p.set_defaults(func=cmd_show)
+
     p = add("wait", "wait until a job finishes, then show it")
     p.add_argument("event_id")
     waiting(p)
@@ -427,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--limit", type=int, default=50, help="page size, 1-200 (default 50)")
     p.add_argument("--cursor", help="next_cursor of the previous page")
+    p.add_argument(
+        "--needs-review", action="store_true", help="only results below a review threshold"
+    )
     p.set_defaults(func=cmd_list)
 
     p = add("cancel", "cancel a PENDING or PROCESSING job")
