@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from guideline_core import kube
 from guideline_core.resource import PLURAL, FailureReason, RunnerExit
+from support.checklists import item_fields
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.fake_llm import FakeLLM, FakeLLMProcess, user_text
 
@@ -35,8 +36,18 @@ GUIDELINE = (
 )
 SUMMARY = "Wear coats and glasses; collect chemical waste; report spills."
 CHECKLIST = [
-    {"item": "Wear a lab coat and safety glasses", "priority": "high", "category": "ppe"},
-    {"item": "Report spills to the lab manager", "priority": "medium", "category": "incidents"},
+    {
+        "item": "Wear a lab coat and safety glasses",
+        "priority": "high",
+        "category": "ppe",
+        "quote": "Everyone must wear a lab coat and safety glasses in the laboratory.",
+    },
+    {
+        "item": "Report spills to the lab manager",
+        "priority": "medium",
+        "category": "incidents",
+        "quote": "Spills should be reported to the lab manager at once.",
+    },
 ]
 RUNNER_RBAC = REPO_ROOT / "hack" / "manifests" / "runner-rbac.yaml"
 
@@ -127,7 +138,7 @@ def test_success_writes_partial_and_result(
     status = status_of(cluster, namespace, name)
     result = status["result"]
     assert result["summary"] == SUMMARY
-    assert result["checklist"] == CHECKLIST
+    assert item_fields(result["checklist"]) == item_fields(CHECKLIST)
     assert (result["provider"], result["model"], result["degraded"]) == (
         "openai",
         "fake-model-2",
@@ -185,7 +196,7 @@ def test_a_retried_run_reuses_the_kept_summary(
     assert SUMMARY in user_text(fake.requests()[0]["body"])
     result = status_of(cluster, namespace, name)["result"]
     assert result["summary"] == SUMMARY
-    assert result["checklist"] == CHECKLIST
+    assert item_fields(result["checklist"]) == item_fields(CHECKLIST)
 
 
 @pytest.mark.parametrize(

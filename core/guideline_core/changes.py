@@ -4,7 +4,8 @@ supersedes: a pure function of the two stored results (`result` of each job).
 Items are matched by their source passages, not by position or offsets (an edit earlier
 in the text moves every offset after it): first by the same passage (whitespace and case
 aside), then, among what is left, by a passage that was edited (similar enough wording,
-`MIN_SIMILARITY`). A matched pair whose item, priority or category differ, or whose
+`MIN_SIMILARITY`), last by the same wording (a source that appeared or vanished). A
+matched pair whose item, priority or category differ, or whose
 passage was edited, is `changed`; new items without a match are `added`, old ones
 `removed`. Items without a source are matched by their wording only. `newly_uncovered`
 are the obligations no item covers now that were not uncovered before.
@@ -63,6 +64,14 @@ def _pair(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) ->
         if best is not None:
             matched[j] = best
             free_old.discard(best)
+    # Last, the same wording: an item whose source appeared, vanished or moved elsewhere.
+    for j, item in enumerate(new):
+        if j in matched:
+            continue
+        same = [i for i in sorted(free_old) if _norm(old[i].get("item")) == _norm(item.get("item"))]
+        if same:
+            matched[j] = same[0]
+            free_old.discard(same[0])
     return matched
 
 

@@ -44,8 +44,18 @@ OPERATOR_BIN = str(Path(sys.executable).parent / "guideline-operator")
 OPENAI_TEST_KEY = "sk-test-e2e-OPERATOR-NOTAREALKEY-7f3a91"
 FAKE_SUMMARY = "Fake summary: staff must wash hands before and after every patient contact."
 FAKE_CHECKLIST = [
-    {"item": "Wash hands before every patient contact", "priority": "high", "category": "hygiene"},
-    {"item": "Audit hand hygiene monthly", "priority": "medium", "category": "monitoring"},
+    {
+        "item": "Wash hands before every patient contact",
+        "priority": "high",
+        "category": "hygiene",
+        "quote": "Staff must wash hands",
+    },
+    {
+        "item": "Audit hand hygiene monthly",
+        "priority": "medium",
+        "category": "monitoring",
+        "quote": "audit hand hygiene every month",
+    },
 ]
 DEFAULT_SCRIPT: dict[str, Any] = {"summary": FAKE_SUMMARY, "checklist": FAKE_CHECKLIST}
 DEFAULT_RUNNER_ENV = {
@@ -294,6 +304,17 @@ class Stack:
     def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """kubectl in the stack's namespace."""
         return self.cluster.kubectl("-n", self.namespace, *args, input=input)
+
+    def enable_chunk_cache(self, url: str | None = None) -> None:
+        """Create the Secret whose `database-url` the runner pods get as
+        GUIDELINE_CACHE_DATABASE_URL (default: the test database's URL)."""
+        self.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "guideline-runner-cache",
+            f"--from-literal={gj.CACHE_SECRET_KEY}={url or self.database_url}",
+        )
 
     def set_runner_config(self, **env: str) -> None:
         """(Re)write the runner ConfigMap: the fake's URL, DEFAULT_RUNNER_ENV, the stack's
