@@ -68,6 +68,10 @@ apply_cluster_config() {
     kc -n "$NAMESPACE" create secret generic guideline-openai --from-literal=api-key="$OPENAI_API_KEY" \
       --dry-run=client -o yaml | kc apply -f - >/dev/null
   fi
+  # The runner's per-chunk summary cache; locally the main URL will do (in production a
+  # role that may only SELECT and INSERT chunk_summaries: docs/contracts.md, "Database").
+  kc -n "$NAMESPACE" create secret generic guideline-runner-cache \
+    --from-literal=database-url="$DATABASE_URL" --dry-run=client -o yaml | kc apply -f - >/dev/null
   say "runner provider: $provider"
 }
 

@@ -56,6 +56,11 @@ def test_explain_prints_the_field_description(cluster: LocalCluster) -> None:
     assert " ".join(description.split()[:8]) in " ".join(out.split())
     spec_out = cluster.kubectl("explain", f"{gj.SHORT_NAME}.spec").stdout
     assert "guidelineText\t<string> -required-" in spec_out
+    for field in ("supersedes", "review.minCoverage"):
+        out = cluster.kubectl("explain", f"{gj.SHORT_NAME}.spec.{field}").stdout
+        assert f"FIELD: {field.rsplit('.', 1)[-1]}" in out
+    source = cluster.kubectl("explain", f"{gj.SHORT_NAME}.status.result.checklist.source").stdout
+    assert "guidelineText[start:end] == quote" in " ".join(source.split())
 
 
 def test_maximum_size_guideline_is_accepted(cluster: LocalCluster, namespace: str) -> None:
@@ -96,6 +101,16 @@ def test_maximum_size_counts_characters_not_bytes(cluster: LocalCluster, namespa
             {"guidelineText": ["a"]}, "spec.guidelineText in body must be of type string", id="list"
         ),
         pytest.param({"guidelineText": None}, "spec.guidelineText: Required value", id="null"),
+        pytest.param(
+            {"guidelineText": "ok", "supersedes": "job-1"},
+            "spec.supersedes in body should match",
+            id="supersedes-not-a-uuid",
+        ),
+        pytest.param(
+            {"guidelineText": "ok", "review": {"minCoverage": 1.5}},
+            "spec.review.minCoverage in body should be less than or equal to 1",
+            id="coverage-above-1",
+        ),
     ],
 )
 def test_invalid_guideline_text_is_rejected(

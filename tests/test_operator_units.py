@@ -213,6 +213,10 @@ def test_job_manifest_follows_the_contract() -> None:
             "secretKeyRef": {"name": "guideline-openai", "key": "api-key", "optional": True}
         },
     }
+    # The chunk cache's URL, from a Secret that may be absent (then: no cache).
+    assert env["GUIDELINE_CACHE_DATABASE_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "guideline-runner-cache", "key": "database-url", "optional": True}
+    }
     assert container["envFrom"] == [
         {"configMapRef": {"name": "guideline-runner-config", "optional": True}}
     ]
