@@ -194,10 +194,13 @@ def format_job(job: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _quoted(text: str, indent: str) -> list[str]:
-    """A passage on indented lines, in quotation marks, its line breaks folded."""
+def _quoted(text: str, indent: str, first: str | None = None) -> list[str]:
+    """A passage on indented lines (the first after `first`), in quotation marks, its line
+    breaks folded."""
     wrapped = textwrap.wrap(f"“{' '.join(text.split())}”", 88 - len(indent)) or [""]
-    return [indent + line for line in wrapped]
+    return [
+        (first if first is not None and n == 0 else indent) + line for n, line in enumerate(wrapped)
+    ]
 
 
 def _format_checklist(result: dict[str, Any]) -> list[str]:
@@ -235,7 +238,7 @@ def _format_checklist(result: dict[str, Any]) -> list[str]:
         if uncovered:
             lines += ["", f"Obligations no item covers ({len(uncovered)})", "-------------"]
             for passage in uncovered:
-                lines.extend(_quoted(passage["text"], "  - "))
+                lines.extend(_quoted(passage["text"], "    ", first="  - "))
                 lines[-1] += f" ({passage['start']}-{passage['end']})"
     changes = result.get("changes")
     if changes:
