@@ -18,6 +18,7 @@ from guideline_runner.models import DraftItem, Priority
 from guideline_runner.obligations import obligations_of
 from guideline_runner.providers import make_provider
 from guideline_runner.providers.extractive import extractive_checklist
+from guideline_runner.text import content_chunks
 from support.checklists import assert_grounded_in
 from support.fake_llm import FakeLLM
 
@@ -236,3 +237,33 @@ def test_thresholds_per_job_and_drop_by_setting(fake: FakeLLM) -> None:
     dropped = chain_with(fake, WARDS, drop_ungrounded_items=True)
     assert len(dropped.checklist) == 5 and dropped.quality.dropped_items == 1
     assert dropped.needs_review is True  # the count is reported either way
+
+
+def test_offsets_are_global_across_map_reduce_parts(fake: FakeLLM) -> None:
+    sections = [
+        f"## Area {n}\n\n" + " ".join(f"Item {n}.{k} must be checked daily." for k in range(12))
+        for n in range(12)
+    ]
+    text = "\n\n".join(sections)
+    parts = content_chunks(text, 1200)
+    assert len(parts) >= 4
+    boundary = len(parts[0]) + len(parts[1])  # where part 3 starts in the text
+    spanning = text[boundary - 40 : boundary + 30]  # the end of part 2 and the start of part 3
+    last = "Item 11.7 must be checked daily."
+    fake.set_script(
+        {
+            "summary": "part",
+            "checklist": [
+                {"item": "Check 11.7", "priority": "high", "category": "c", "quote": last},
+                {"item": "Across", "priority": "high", "category": "c", "quote": spanning},
+            ],
+        }
+    )
+
+    result = chain_with(fake, text, chunk_chars=1200)
+
+    assert len(fake.requests("summarize")) == len([p for p in parts if p.strip()])
+    late, across = result.checklist
+    assert late.source is not None and late.source.start == text.index(last) > boundary
+    assert across.source is not None and across.source.start == boundary - 40
+    assert_grounded_in(result.checklist, text)
