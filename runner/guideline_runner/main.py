@@ -204,13 +204,16 @@ def _process(settings: RunnerSettings) -> int:
 
 
 def setup_logging(settings: RunnerSettings) -> None:
-    """JSON-lines logs on stderr, with the API key redacted from every log line and from
-    every message the runner writes (status, termination message)."""
+    """JSON-lines logs on stderr, with the API key and the cache's database URL redacted
+    from every log line and from every message the runner writes (status, termination
+    message)."""
     logs.configure(settings.log_level, component="runner")
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-    logs.register_secret(key)
-    errors.register_secret(key)
+    cache_url = settings.cache_database_url
+    for secret in (key, cache_url.get_secret_value() if cache_url else None):
+        logs.register_secret(secret)
+        errors.register_secret(secret)
 
 
 def _bad_settings(exc: pydantic.ValidationError) -> int:
