@@ -5,13 +5,14 @@ two stored results (a pure function), `supersedes` and `review` validated on sub
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from guideline_core import db
+from guideline_core import db, kube
 from guideline_core.changes import checklist_changes
 from guideline_core.resource import Phase
 from guideline_core.settings import RunnerSettings
@@ -164,3 +165,43 @@ def test_the_review_listing_shows_only_flagged_results(
     assert [j["event_id"] for j in passed["items"]] == [str(fine)]
     bad = client.get("/jobs", params={"needs_review": "maybe"}, headers=auth())
     assert bad.status_code == 422
+
+
+def test_a_submission_records_what_it_supersedes_and_its_thresholds(
+    client: TestClient, database: db.Database
+) -> None:
+    mine = add_job(database, status=Phase.COMPLETED, text=V1, result=extractive_result(V1))
+    bobs = add_job(database, status=Phase.COMPLETED, text=V1, tenant="bob")
+    body = {"guideline_text": V2, "supersedes": str(mine), "review": {"min_coverage": 0.5}}
+
+    accepted = client.post("/jobs", json=body, headers=auth())
+
+    assert accepted.status_code == 202, accepted.text
+    event_id = accepted.json()["event_id"]
+    assert accepted.json()["supersedes"] == str(mine)
+    with database.connection() as conn:
+        row = db.get_job(conn, uuid.UUID(event_id))
+    assert row is not None and row["supersedes"] == mine
+    assert row["review_thresholds"] == {"min_coverage": 0.5}
+    # Another tenant's job is as unknown as a missing one.
+    other = client.post("/jobs", json={**body, "supersedes": str(bobs)}, headers=auth())
+    assert other.status_code == 422 and "no job with event_id" in other.json()["error"]["message"]
+    batch = client.post(
+        "/jobs/batch",
+        json={"items": [{"guideline_text": V2, "supersedes": str(bobs)}, {"guideline_text": V2}]},
+        headers=auth(),
+    ).json()
+    assert "error" in batch["items"][0] and "event_id" in batch["items"][1]
+
+
+def test_the_guideline_job_carries_supersedes_and_the_thresholds_in_camel_case() -> None:
+    event_id = uuid.uuid4()
+    spec = kube.guideline_job_manifest(
+        event_id=uuid.uuid4(),
+        guideline_text=V2,
+        supersedes=event_id,
+        review={"min_coverage": 0.5},
+    )["spec"]
+    assert spec["supersedes"] == str(event_id) and spec["review"] == {"minCoverage": 0.5}
+    plain = kube.guideline_job_manifest(event_id=uuid.uuid4(), guideline_text=V2)["spec"]
+    assert "supersedes" not in plain and "review" not in plain
