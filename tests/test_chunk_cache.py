@@ -26,7 +26,7 @@ CHUNK_CHARS = 3000
 
 def long_guideline(edited_section: int | None = None) -> str:
     sections = []
-    for n in range(24):
+    for n in range(40):
         rules = " ".join(
             f"Rule {n}.{k}: the operator must check valve {n}-{k} before the shift starts."
             for k in range(4 + n % 5)

@@ -75,14 +75,15 @@ def content_chunks(text: str, max_chars: int) -> list[str]:
     """Cut `text` into consecutive chunks of at most `max_chars` characters whose
     concatenation is exactly `text`, at paragraph breaks chosen by their content
     (content-defined chunking): a chunk ends after a paragraph that is an "anchor" (see
-    `_is_anchor`) once it holds a quarter of `max_chars`, or before it would overflow.
+    `_is_anchor`) once it holds half of `max_chars`, or before it would overflow (chunks
+    average about three quarters of `max_chars`).
 
     Editing one section changes the chunks around it only: after the edit the cuts fall
     at the same anchors as before, so the per-chunk summary cache still has the other
     chunks' summaries. (Cutting at fixed sizes would shift every later cut.)"""
     if max_chars < 1:
         raise ValueError("max_chars must be positive")
-    minimum, expected = max_chars // 4, max(1, max_chars // 3)
+    minimum, expected = max_chars // 2, max(1, max_chars // 4)
     chunks: list[str] = []
     current = ""
     for piece in _pieces(text, max_chars):
