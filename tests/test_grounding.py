@@ -14,6 +14,7 @@ import pytest
 from guideline_core.settings import RunnerSettings
 from guideline_runner.chain import run_chain
 from guideline_runner.grounding import Locator, covers, ground
+from guideline_runner.main import thresholds_of
 from guideline_runner.models import DraftItem, Priority
 from guideline_runner.obligations import obligations_of
 from guideline_runner.providers import make_provider
@@ -267,3 +268,12 @@ def test_offsets_are_global_across_map_reduce_parts(fake: FakeLLM) -> None:
     assert late.source is not None and late.source.start == text.index(last) > boundary
     assert across.source is not None and across.source.start == boundary - 40
     assert_grounded_in(result.checklist, text)
+
+
+def test_a_jobs_own_thresholds_come_from_its_spec() -> None:
+    settings = RunnerSettings(review_min_grounding=0.9, review_min_coverage=0.7)
+    assert thresholds_of({"review": {"minCoverage": 0.5}}, settings).model_dump() == {
+        "min_grounding": 0.9,
+        "min_coverage": 0.5,
+    }
+    assert thresholds_of({}, settings).model_dump() == {"min_grounding": 0.9, "min_coverage": 0.7}
