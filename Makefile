@@ -6,13 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help deps system-deps venv build-k8s build-vegeta cluster cluster-down up down demo test \
+.PHONY: help deps system-deps venv build-k8s build-vegeta image cluster cluster-down up down demo test \
         test-fast test-faults lint format bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-system-deps: ## Install missing system packages (PostgreSQL server, openssl, Go) with apt
+system-deps: ## Install missing system packages (PostgreSQL, openssl, Go, buildah, runc) with apt
 	@bash hack/install-system-deps.sh
 
 $(BIN)/.installed: pyproject.toml
@@ -30,6 +30,9 @@ build-k8s: ## Build (once, cached) kube-apiserver, controller-manager, scheduler
 
 build-vegeta: ## Build (once, cached) vegeta, the open-loop load generator of make bench
 	@bash hack/build-vegeta.sh >/dev/null
+
+image: system-deps ## Build the image (Dockerfile, no registry) and the PostgreSQL image; load them into the node
+	@bash hack/build-images.sh
 
 cluster: system-deps venv ## Start the local control plane + node agent; prints the kubeconfig path
 	@bash hack/cluster.sh up

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks for the build, the local stack and the tests:
 # PostgreSQL's server (Debian), openssl, util-linux (unshare), Go >= 1.26 for the control
-# plane build, chromium (headless: the screenshot test of `guideline-client show --html`). Idempotent and quick when everything is present.
+# plane build, chromium (headless: the screenshot test of `guideline-client show --html`);
+# buildah, runc and debootstrap for `make image` (images built from Debian packages, no
+# registry). Idempotent and quick when everything is present.
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
@@ -13,6 +15,9 @@ command -v curl >/dev/null || need+=(curl)
 command -v go >/dev/null || need+=(golang-go)
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 command -v chromium >/dev/null || need+=(chromium)
+command -v buildah >/dev/null || need+=(buildah)
+command -v runc >/dev/null || need+=(runc)
+command -v debootstrap >/dev/null || need+=(debootstrap)
 if ((${#need[@]})); then
   echo "[deps] apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -21,3 +21,11 @@ if [[ -z "${GOTOOLCHAIN:-}" ]] && command -v go >/dev/null; then
   go_minor="$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')"
   if ((go_minor < 26)); then export GOTOOLCHAIN=go1.26.8; else export GOTOOLCHAIN=local; fi
 fi
+# The images of `make image` (hack/build-images.sh) and the local node's binaries.
+APP_VERSION="$(awk -F'"' '/^appVersion:/{print $2}' "$REPO_ROOT/charts/guideline-ingest/Chart.yaml")"
+APP_IMAGE="docker.io/library/guideline-ingest:$APP_VERSION"
+POSTGRES_IMAGE="docker.io/library/guideline-ingest-postgresql:$POSTGRESQL_MAJOR"
+DEBIAN_BASE_IMAGE="localhost/guideline-ingest-debian:$DEBIAN_SUITE"
+PYTHON_BASE_IMAGE="localhost/guideline-ingest-python:$DEBIAN_SUITE"
+IMAGE_CACHE="$GI_CACHE_ROOT/images"
+NODE_BIN="$K8S_CACHE/node/bin"
