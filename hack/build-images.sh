@@ -24,7 +24,7 @@ now() { date +%s.%N; }
 elapsed() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
 
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
-BUILD_OPTS=(--layers --network=host --isolation=oci --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)")
+BUILD_OPTS=(--layers --force-rm --network=host --isolation=oci --ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)")
 # Only the Dockerfile's pip reaches a registry over HTTPS (apt uses Debian's signed HTTP
 # mirrors, and ca-certificates' own postinst must be free to write its bundle).
 CA_MOUNT=()
