@@ -54,8 +54,8 @@ test: deps ## The whole test suite (starts and stops its own cluster and Postgre
 	$(BIN)/lint-imports
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: venv ## Only the tests that need no cluster
-	$(BIN)/pytest -m "not cluster" $(PYTEST_ARGS)
+test-fast: venv ## Only the tests that need no cluster and build no image
+	$(BIN)/pytest -m "not cluster and not image" $(PYTEST_ARGS)
 
 test-faults: deps ## Only the fault-injection tests
 	$(BIN)/pytest -m fault $(PYTEST_ARGS)

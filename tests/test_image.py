@@ -7,7 +7,6 @@ console script starts as UID 10001 on a read-only root filesystem."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 import yaml
+from support.api import free_port
 from support.containers import build_images, container, image_names, inspect, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -23,10 +23,7 @@ CHART = yaml.safe_load((REPO_ROOT / "charts" / "guideline-ingest" / "Chart.yaml"
 VALUES = yaml.safe_load((REPO_ROOT / "charts" / "guideline-ingest" / "values.yaml").read_text())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = pytest.mark.image
 
 
 @pytest.fixture(scope="module")
