@@ -245,6 +245,12 @@ class OperatorSettings(CommonSettings):
     runner_cpu_limit: str = Field("1", description="CPU limit of a runner pod.")
     runner_memory_request: str = Field("128Mi", description="Memory request of a runner pod.")
     runner_memory_limit: str = Field("512Mi", description="Memory limit of a runner pod.")
+    runner_pod_template_file: str = Field(
+        "",
+        description="JSON file (the chart's mounted ConfigMap `<release>-runner-pod`) with the "
+        "runner pods' pull secrets, scheduling, annotations, resources and extra env; "
+        "empty: none.",
+    )
     resync_interval_seconds: float = Field(30.0, description="Period of the reconcile timer.")
     cr_retention_seconds: int = Field(
         86_400, description="Finished GuidelineJobs are deleted from the cluster after this."

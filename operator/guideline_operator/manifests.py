@@ -27,6 +27,8 @@ import kopf
 from guideline_core import resource as gj
 from guideline_core.settings import OperatorSettings
 
+from guideline_operator import podtemplate
+
 RUNNER_CONTAINER: Final = "runner"
 KUEUE_QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
 # Annotations on the Job (and its pods) that let the operator rebuild its view after a
@@ -236,5 +238,7 @@ def build_job(req: JobRequest, settings: OperatorSettings) -> dict[str, Any]:
             },
         },
     }
+    # The chart's pull secrets, scheduling, annotations, resources and extra env.
+    podtemplate.apply(job["spec"]["template"], podtemplate.load(settings.runner_pod_template_file))
     kopf.adopt(job, owner=owner_body(req), nested="spec.template")
     return job
