@@ -38,7 +38,8 @@ RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/whe
 
 # ---- runtime stage: the base, the venv, a non-root user; no pip, no compiler -------------
 FROM ${PYTHON_IMAGE} AS runtime
-ARG VERSION=0.1.0
+# The project's version (pyproject.toml), passed by `make image` (the Makefile's VERSION).
+ARG VERSION
 LABEL org.opencontainers.image.title="guideline-ingest" \
       org.opencontainers.image.description="Guidelines to summary and checklist with an LLM: API, operator and runner" \
       org.opencontainers.image.version="${VERSION}" \

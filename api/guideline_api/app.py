@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from guideline_core import db
+from guideline_core import db, version
 from guideline_core.settings import ApiSettings
 from starlette.types import Scope
 
@@ -122,7 +122,7 @@ def create_app(
 
     app = FastAPI(
         title="guideline-ingest",
-        version="0.1.0",
+        version=version(),
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_tags=[

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from guideline_core import version
 
 from guideline_api.review_html import review_page
 
@@ -454,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[connection_options(defaults=True)],
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
