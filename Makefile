@@ -5,12 +5,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The one version of the project, defined in pyproject.toml: the image label (make image),
+# the API, the CLI and the chart's appVersion (a test compares them) all read it.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
+export VERSION
 
-.PHONY: help deps system-deps venv build-k8s build-vegeta image cluster cluster-down up down demo test \
+.PHONY: help version deps system-deps venv build-k8s build-vegeta build-promtool image cluster \
+        cluster-down up down demo test \
         test-fast test-faults lint format bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+version: ## Print the project's version (pyproject.toml)
+	@echo $(VERSION)
 
 system-deps: ## Install missing system packages (PostgreSQL, openssl, Go, buildah, runc) with apt
 	@bash hack/install-system-deps.sh
@@ -23,7 +31,7 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed ## Create .venv with the project and its dev dependencies
 
-deps: system-deps venv build-k8s ## Everything the stack and the tests need
+deps: system-deps venv build-k8s build-promtool ## Everything the stack and the tests need
 
 build-k8s: ## Build (once, cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd, helm
 	@bash hack/build-k8s.sh
@@ -33,6 +41,9 @@ build-vegeta: ## Build (once, cached) vegeta, the open-loop load generator of ma
 
 image: system-deps ## Build the image (Dockerfile, no registry) and the PostgreSQL image; load them into the node
 	@bash hack/build-images.sh
+
+build-promtool: ## Build (once, cached) promtool, which checks the chart's alert rules in the suite
+	@bash hack/build-promtool.sh >/dev/null
 
 cluster: system-deps venv ## Start the local control plane + node agent; prints the kubeconfig path
 	@bash hack/cluster.sh up
