@@ -34,6 +34,18 @@ from guideline_operator.manifests import JobRequest, build_job
 from support.api import make_settings, running_server
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.fake_llm import FakeLLMProcess
+from support.helm import (
+    CHART,
+    RELEASE,
+    Helm,
+    component,
+    docs,
+    env_of,
+    expand,
+    of_kind,
+    runner_pod_file,
+    token_kubeconfig,
+)
 from support.stack import (
     DEFAULT_SCRIPT,
     FAKE_SUMMARY,
@@ -45,11 +57,9 @@ from support.stack import (
 
 pytestmark = pytest.mark.cluster
 
-CHART = REPO_ROOT / "charts" / "guideline-ingest"
 ALL_ON = REPO_ROOT / "tests" / "data" / "values-all-on.yaml"
 SERVICEMONITOR_CRD = REPO_ROOT / "tests" / "data" / "servicemonitor-crd.yaml"
 README = CHART / "README.md"
-RELEASE = "gi"
 # Values that render every "external" branch: database, OpenAI key and API keys from
 # existing Secrets, CRDs managed outside the release, auth off.
 EXTERNAL = [
@@ -67,62 +77,6 @@ RESTRICTED_LABELS = {
 }
 
 
-def docs(text: str) -> list[dict[str, Any]]:
-    """The objects of a multi-document YAML stream."""
-    return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
-def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] == kind]
-
-
-def component(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    """The one object of `kind` labelled app.kubernetes.io/component=name."""
-    found = [
-        o
-        for o in of_kind(objects, kind)
-        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == name
-    ]
-    assert len(found) == 1, f"{kind} of component {name}: {[o['metadata']['name'] for o in found]}"
-    return found[0]
-
-
-@dataclass
-class Helm:
-    """The cached helm binary on the local cluster, with its state in a throw-away home."""
-
-    cluster: LocalCluster
-    home: Path
-
-    def run(
-        self, *args: str, check: bool = True, timeout: float = 180
-    ) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.cluster.kubeconfig),
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-        }
-        cmd = [str(self.cluster.helm_path), *args]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        # Helm notes (on stderr) that files/crds is a symlink to the repository's crds/.
-        result.stderr = "\n".join(
-            line for line in result.stderr.splitlines() if "found symbolic link" not in line
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
-        return result
-
-    def template(self, *args: str, namespace: str = "default") -> list[dict[str, Any]]:
-        kube_version = self.cluster.version.lstrip("v")
-        out = self.run(
-            "template", RELEASE, str(CHART), "--namespace", namespace,
-            f"--kube-version={kube_version}", *args,
-        ).stdout  # fmt: skip
-        return docs(out)
-
-
 @pytest.fixture(scope="module")
 def helm(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
     return Helm(cluster, tmp_path_factory.mktemp("helm-home"))
@@ -131,12 +85,20 @@ def helm(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Hel
 @pytest.fixture(scope="module")
 def crds(cluster: LocalCluster) -> None:
     """The CRDs the chart's objects need, applied the way `crds.install=false` users do,
-    plus a stand-in for the Prometheus Operator's ServiceMonitor CRD."""
+    stand-ins for the Prometheus Operator's CRDs, and the PriorityClass the all-on values
+    give runner pods."""
     cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"), "-f", str(SERVICEMONITOR_CRD))
+    priority = {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {"name": "gi-all-runner-test"},
+        "value": 1000,
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(priority))
     cluster.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s",
         "crd/kopfpeerings.kopf.dev", "crd/servicemonitors.monitoring.coreos.com",
-        "crd/guidelinejobs.ingest.guidelines.dev",
+        "crd/prometheusrules.monitoring.coreos.com", "crd/guidelinejobs.ingest.guidelines.dev",
     )  # fmt: skip
 
 
@@ -332,12 +294,6 @@ def test_containers_are_hardened_probed_and_bounded(helm: Helm, rendering: str) 
                 assert {"cpu", "memory"} <= set(container["resources"][bound]), name
 
 
-def env_of(workload: dict[str, Any]) -> dict[str, str]:
-    """The literal env values of a workload's first container."""
-    container = workload["spec"]["template"]["spec"]["containers"][0]
-    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
-
-
 def test_settings_env_names_exist_in_the_components_settings(installed: Installed) -> None:
     """Every GUIDELINE_* variable the chart sets is a real setting (a typo would be ignored)."""
     pairs = [
@@ -361,14 +317,19 @@ def test_settings_env_names_exist_in_the_components_settings(installed: Installe
 
 
 def test_runner_job_built_by_the_operator_is_admitted(
-    cluster: LocalCluster, installed: Installed
+    cluster: LocalCluster, installed: Installed, tmp_path: Path
 ) -> None:
-    """The operator's own Job builder, given the settings the chart passes it, makes a Job
-    whose ServiceAccount, ConfigMap, Secret and image are the chart's, and whose pod the
-    restricted namespace admits."""
+    """The operator's own Job builder, given the settings the chart passes it (the runner-pod
+    ConfigMap as the operator reads it, mounted), makes a Job whose ServiceAccount,
+    ConfigMap, Secret, image, pull secrets, scheduling and resources are the chart's, and
+    whose pod the restricted namespace admits."""
     operator = component(installed.objects, "StatefulSet", "operator")
     env = env_of(operator)
     fields = {k.removeprefix("GUIDELINE_").lower(): v for k, v in env.items()}
+    mounts = operator["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    [mount] = [m for m in mounts if m["name"] == "runner-pod"]
+    assert fields["runner_pod_template_file"].startswith(mount["mountPath"] + "/")
+    fields["runner_pod_template_file"] = str(runner_pod_file(installed.objects, tmp_path))
     settings = OperatorSettings(_env_file=None, **fields)
     runner_sa = component(installed.objects, "ServiceAccount", "runner")["metadata"]["name"]
     config_map = component(installed.objects, "ConfigMap", "runner")["metadata"]["name"]
@@ -391,7 +352,26 @@ def test_runner_job_built_by_the_operator_is_admitted(
         ),
         settings,
     )
-    assert job["spec"]["template"]["spec"]["serviceAccountName"] == runner_sa
+    pod_spec = job["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == runner_sa
+    values = yaml.safe_load(
+        (ALL_ON if installed.values == "all-on" else CHART / "values.yaml").read_text()
+    )
+    runner = values["runner"]
+    assert pod_spec.get("imagePullSecrets", []) == [{"name": n} for n in values["imagePullSecrets"]]
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
+        assert pod_spec.get(key) == (runner.get(key) or None), key
+    container = pod_spec["containers"][0]
+    assert container["resources"] == runner["resources"]
+    annotations = job["spec"]["template"]["metadata"]["annotations"]
+    assert runner.get("podAnnotations", {}).items() <= annotations.items()
+    env_names = [e["name"] for e in container["env"]]
+    assert len(env_names) == len(set(env_names))  # extra env never shadows the operator's
+    assert {e["name"] for e in runner.get("extraEnv", [])} <= set(env_names)
+    if installed.values == "all-on":
+        assert len(pod_spec["imagePullSecrets"]) == 2
+        by_name = {e["name"]: e for e in container["env"]}
+        assert by_name["GUIDELINE_JOB_NAME"]["value"] == "gj-chart-check"
     result = dry_run_create(cluster, installed.namespace, job)
     assert result.returncode == 0, result.stderr
     result = dry_run_create(cluster, installed.namespace, pod_from_template(job, "runner"))
@@ -601,35 +581,6 @@ def test_api_service_selects_only_the_api_pods(helm: Helm) -> None:
 # end to end with the chart's ServiceAccounts and nothing more
 
 
-def token_kubeconfig(cluster: LocalCluster, path: Path, token: str, namespace: str) -> Path:
-    """A kubeconfig that authenticates with nothing but a ServiceAccount token."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "local",
-                "cluster": {
-                    "server": cluster.api_url,
-                    "certificate-authority": str(cluster.ca_file),
-                },
-            }
-        ],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [
-            {"name": "sa", "context": {"cluster": "local", "user": "sa", "namespace": namespace}}
-        ],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def expand(arg: str, env: dict[str, str]) -> str:
-    """The kubelet's $(VAR) expansion of a container argument."""
-    return re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg)
-
-
 def test_submit_run_complete_with_the_charts_service_accounts(
     cluster: LocalCluster, helm: Helm, crds: None, postgres_url: str, tmp_path: Path
 ) -> None:
@@ -672,6 +623,7 @@ def test_submit_run_complete_with_the_charts_service_accounts(
             "GUIDELINE_METRICS_PORT": str(metrics_port),
             "GUIDELINE_LIVENESS_PORT": str(liveness_port),
             "GUIDELINE_RESYNC_INTERVAL_SECONDS": "3",
+            "GUIDELINE_RUNNER_POD_TEMPLATE_FILE": str(runner_pod_file(objects, tmp_path)),
             "KUBECONFIG": str(
                 token_kubeconfig(cluster, tmp_path / "operator.kubeconfig", tokens["operator"], ns)
             ),

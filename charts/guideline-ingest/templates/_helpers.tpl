@@ -166,13 +166,54 @@ imagePullSecrets:
 {{- end }}
 {{- end -}}
 
-{{/* The env entry of the database URL. */}}
+{{/* The env entries of the database URL. With the in-chart PostgreSQL's password in an
+existing Secret the URL carries no password and libpq takes it from PGPASSWORD (any
+character works; nothing is pasted into a URL). */}}
 {{- define "gi.databaseEnv" -}}
+{{- $pg := .Values.postgresql -}}
+{{- if and (include "gi.inChartPostgresql" .) $pg.auth.existingSecret -}}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $pg.auth.existingSecret }}
+      key: {{ $pg.auth.existingSecretPasswordKey }}
+- name: GUIDELINE_DATABASE_URL
+  value: {{ printf "postgresql://%s@%s:5432/%s" $pg.auth.username (include "gi.postgresql.fullname" .) $pg.auth.database | quote }}
+{{- else -}}
 - name: GUIDELINE_DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ include "gi.databaseSecret" . }}
       key: {{ include "gi.databaseSecretKey" . }}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret and key of the in-chart PostgreSQL's password. */}}
+{{- define "gi.postgresql.secret" -}}
+{{- default (include "gi.postgresql.fullname" .) .Values.postgresql.auth.existingSecret -}}
+{{- end -}}
+{{- define "gi.postgresql.secretKey" -}}
+{{- if .Values.postgresql.auth.existingSecret -}}{{ .Values.postgresql.auth.existingSecretPasswordKey }}{{- else -}}password{{- end -}}
+{{- end -}}
+
+{{/* The ConfigMap the operator mounts: what it adds to every runner pod. */}}
+{{- define "gi.runnerPodConfigMap" -}}
+{{- printf "%s-runner-pod" (include "gi.fullname" .) -}}
+{{- end -}}
+
+{{/* Its content (operator/guideline_operator/podtemplate.py reads it). */}}
+{{- define "gi.runnerPodTemplate" -}}
+{{- $r := .Values.runner -}}
+{{- $secrets := list -}}
+{{- range .Values.imagePullSecrets }}{{ if . }}{{ $secrets = append $secrets (dict "name" .) }}{{ end }}{{ end -}}
+{{- $spec := dict "imagePullSecrets" $secrets "nodeSelector" $r.nodeSelector "tolerations" $r.tolerations "affinity" $r.affinity "priorityClassName" $r.priorityClassName -}}
+{{- dict "annotations" $r.podAnnotations "spec" $spec "resources" $r.resources "env" $r.extraEnv | toPrettyJson -}}
+{{- end -}}
+
+{{/* Names of cluster-scoped objects: unique per release *and* namespace, since a release
+of the same name may exist in another namespace. */}}
+{{- define "gi.clusterName" -}}
+{{- printf "%s-%s" (include "gi.fullname" .) .Release.Namespace | trunc 200 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/* Fail early on settings that cannot work together. */}}
@@ -185,6 +226,12 @@ imagePullSecrets:
 {{- end -}}
 {{- if and (eq (include "gi.runnerProvider" .) "openai") (not (include "gi.openaiConfigured" .)) (not .Values.openai.baseUrl) -}}
 {{- fail "runner.provider=openai needs openai.apiKey, openai.existingSecret or openai.baseUrl" -}}
+{{- end -}}
+{{- if and .Values.postgresql.auth.password .Values.postgresql.auth.existingSecret -}}
+{{- fail "set postgresql.auth.password or postgresql.auth.existingSecret, not both" -}}
+{{- end -}}
+{{- if and .Values.api.podDisruptionBudget.maxUnavailable .Values.api.podDisruptionBudget.minAvailable -}}
+{{- fail "set api.podDisruptionBudget.maxUnavailable or minAvailable, not both" -}}
 {{- end -}}
 {{- if and .Values.api.apiKeys.hashes .Values.api.apiKeys.existingSecret -}}
 {{- fail "set api.apiKeys.hashes or api.apiKeys.existingSecret, not both" -}}

@@ -1,0 +1,163 @@
+"""The chart under test and the cached helm binary, for the chart's tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from support.cluster import REPO_ROOT, LocalCluster, wait_for
+from support.stack import OPERATOR_BIN, OperatorProcess, free_port
+
+CHART = REPO_ROOT / "charts" / "guideline-ingest"
+RELEASE = "gi"
+
+
+def docs(text: str) -> list[dict[str, Any]]:
+    """The objects of a multi-document YAML stream."""
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def component(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    """The one object of `kind` labelled app.kubernetes.io/component=name."""
+    found = [
+        o
+        for o in of_kind(objects, kind)
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == name
+    ]
+    assert len(found) == 1, f"{kind} of component {name}: {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+@dataclass
+class Helm:
+    """The cached helm binary on the local cluster, with its state in a throw-away home."""
+
+    cluster: LocalCluster
+    home: Path
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+        }
+        cmd = [str(self.cluster.helm_path), *args]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        # Helm notes (on stderr) that files/crds is a symlink to the repository's crds/.
+        result.stderr = "\n".join(
+            line for line in result.stderr.splitlines() if "found symbolic link" not in line
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def template(self, *args: str, namespace: str = "default") -> list[dict[str, Any]]:
+        kube_version = self.cluster.version.lstrip("v")
+        out = self.run(
+            "template", RELEASE, str(CHART), "--namespace", namespace,
+            f"--kube-version={kube_version}", *args,
+        ).stdout  # fmt: skip
+        return docs(out)
+
+
+def env_of(workload: dict[str, Any]) -> dict[str, str]:
+    """The literal env values of a workload's first container."""
+    container = workload["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def token_kubeconfig(cluster: LocalCluster, path: Path, token: str, namespace: str) -> Path:
+    """A kubeconfig that authenticates with nothing but a ServiceAccount token."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {
+                    "server": cluster.api_url,
+                    "certificate-authority": str(cluster.ca_file),
+                },
+            }
+        ],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [
+            {"name": "sa", "context": {"cluster": "local", "user": "sa", "namespace": namespace}}
+        ],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def expand(arg: str, env: dict[str, str]) -> str:
+    """The kubelet's $(VAR) expansion of a container argument."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg)
+
+
+def runner_pod_file(objects: list[dict[str, Any]], directory: Path) -> Path:
+    """The chart's runner-pod ConfigMap written where the operator would find it mounted."""
+    [config] = [
+        o for o in of_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-runner-pod")
+    ]
+    path = directory / "pod-template.json"
+    path.write_text(config["data"]["pod-template.json"])
+    return path
+
+
+def start_chart_operator(
+    cluster: LocalCluster,
+    objects: list[dict[str, Any]],
+    namespace: str,
+    database_url: str,
+    directory: Path,
+) -> OperatorProcess:
+    """The operator as the chart's StatefulSet runs it (replica 0: its arguments, its env,
+    the runner-pod ConfigMap as mounted), with nothing but the operator ServiceAccount's
+    token; returns once its liveness endpoint answers."""
+    sa = component(objects, "ServiceAccount", "operator")["metadata"]["name"]
+    token = cluster.kubectl(
+        "create", "token", sa, "-n", namespace, "--duration=30m"
+    ).stdout.strip()  # fmt: skip
+    operator = component(objects, "StatefulSet", "operator")
+    container = operator["spec"]["template"]["spec"]["containers"][0]
+    metrics_port, liveness_port = free_port(), free_port()
+    kubeconfig = token_kubeconfig(cluster, directory / "operator.kubeconfig", token, namespace)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        **env_of(operator),
+        "POD_INDEX": "0",
+        "POD_ID": f"{operator['metadata']['name']}-0",
+        "GUIDELINE_NAMESPACE": namespace,
+        "GUIDELINE_DATABASE_URL": database_url,
+        "GUIDELINE_METRICS_PORT": str(metrics_port),
+        "GUIDELINE_LIVENESS_PORT": str(liveness_port),
+        "GUIDELINE_RESYNC_INTERVAL_SECONDS": "3",
+        "GUIDELINE_RUNNER_POD_TEMPLATE_FILE": str(runner_pod_file(objects, directory)),
+        "KUBECONFIG": str(kubeconfig),
+    }
+    log_path = directory / "operator.log"
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            [OPERATOR_BIN, *(expand(a, env) for a in container["args"])],
+            env=env, cwd=directory, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    op = OperatorProcess(proc, log_path, metrics_port, liveness_port)
+    wait_for(lambda: op.healthy() or not op.alive(), timeout=60, message="operator liveness")
+    assert op.alive(), op.log_text()[-4000:]
+    return op
