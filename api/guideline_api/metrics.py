@@ -1,5 +1,9 @@
 """Prometheus metrics of the API (one registry per app) and the request-timing middleware,
-which also writes one structured log line per request."""
+which also writes one structured log line per request.
+
+Names: `guideline_api_*` for what this process does, `guideline_db_*` for figures it reads
+from PostgreSQL (the same in every replica: aggregate them with max, not sum); the
+operator's are `guideline_job*`, `guideline_llm_*` and `guideline_operator_*`."""
 
 from __future__ import annotations
 
@@ -24,42 +28,42 @@ class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.request_duration = Histogram(
-            "http_request_duration_seconds",
+            "guideline_api_http_request_duration_seconds",
             "HTTP request latency by method, route template and status code.",
             ["method", "route", "status"],
             registry=self.registry,
         )
         self.jobs_submitted = Counter(
-            "jobs_submitted_total",
+            "guideline_api_jobs_submitted_total",
             "Jobs accepted by POST /jobs (idempotent replays not counted).",
             ["provider"],
             registry=self.registry,
         )
         self.jobs_rejected = Counter(
-            "jobs_rejected_total",
+            "guideline_api_jobs_rejected_total",
             "POST /jobs requests refused, by error reason.",
             ["reason"],
             registry=self.registry,
         )
         self.idempotent_replays = Counter(
-            "jobs_idempotent_replays_total",
+            "guideline_api_idempotent_replays_total",
             "POST /jobs answered with the job an Idempotency-Key already created.",
             registry=self.registry,
         )
         self.job_requests = Counter(
-            "job_requests_total",
+            "guideline_api_job_requests_total",
             "Cancel and retry requests accepted, by kind.",
             ["kind"],
             registry=self.registry,
         )
         self.dispatch_lag = Histogram(
-            "guideline_dispatch_lag_seconds",
+            "guideline_api_dispatch_lag_seconds",
             "Time from a job's acceptance to its GuidelineJob created by the dispatcher.",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=self.registry,
         )
         self.dispatch_failures = Counter(
-            "guideline_dispatch_failures_total",
+            "guideline_api_dispatch_failures_total",
             "Dispatch attempts that failed: `unavailable` (retried with backoff) or "
             "`rejected` (the job FAILED).",
             ["kind"],
@@ -124,7 +128,7 @@ def route_template(scope: Scope, routes: Iterable[BaseRoute]) -> str:
 
 
 class MetricsMiddleware:
-    """Times every HTTP request into `http_request_duration_seconds` and logs it."""
+    """Times every HTTP request into `guideline_api_http_request_duration_seconds`; logs it."""
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics, routes: Callable[[], list[BaseRoute]]):
         self.app = app

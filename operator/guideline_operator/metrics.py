@@ -1,5 +1,12 @@
 """The operator's Prometheus metrics (prometheus-client), served on `metrics_port`.
 
+Names: `guideline_job*` for what happened to jobs (only the operator sees every outcome),
+`guideline_llm_*` for the LLM use of completed jobs, `guideline_operator_*` for the operator
+process itself; the API's are `guideline_api_*` and `guideline_db_*`, so no name means two
+things. Label values are bounded: outcomes and failure reasons are enums, `step` is a known
+chain step and `model` a model of `allowed_models` (any other: `other`), since the runner
+writes the result these come from.
+
 Terminal transitions are recorded once, by the reconcile pass that writes them; a resync
 that finds a job already terminal records nothing. LLM figures come from the result the
 runner wrote (`result.usage` and `result.durations`, per chain step).
@@ -7,82 +14,90 @@ runner wrote (`result.usage` and `result.durations`, per chain step).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
+from guideline_core.resource import FailureReason
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _JOB_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 240, 300, 600, 1800)
 _LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
+OTHER: Final = "other"
+LLM_STEPS: Final = frozenset({"summarize", "checklist"})
+TOKEN_KINDS: Final = frozenset({"prompt", "completion"})
+FAILURE_REASONS: Final = frozenset(r.value for r in FailureReason)
 
 
 class Metrics:
     """Every metric the operator exports, registered in one registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None):
+    def __init__(self, registry: CollectorRegistry | None = None, models: Iterable[str] = ()):
         self.registry = registry or CollectorRegistry()
+        self.models = frozenset(models)
         r = self.registry
         self.job_processing_seconds = Histogram(
-            "job_processing_seconds",
+            "guideline_job_processing_seconds",
             "Runner start to terminal state, by outcome (completed, failed, cancelled).",
             ["outcome"],
             buckets=_JOB_BUCKETS,
             registry=r,
         )
-        self.jobs_completed = Counter(
-            "jobs_completed_total", "Jobs that reached COMPLETED.", registry=r
-        )
-        self.jobs_failed = Counter(
-            "jobs_failed_total", "Jobs that reached FAILED, by reason.", ["reason"], registry=r
-        )
-        self.jobs_cancelled = Counter(
-            "jobs_cancelled_total", "Jobs that reached CANCELLED.", registry=r
+        self.jobs_finished = Counter(
+            "guideline_jobs_finished_total",
+            "Jobs that reached a terminal state, by outcome (completed, failed, cancelled) "
+            "and, for failed, the reason (empty otherwise).",
+            ["outcome", "reason"],
+            registry=r,
         )
         self.queue_size = Gauge(
-            "queue_size", "GuidelineJobs waiting for a free slot (PENDING, no Job).", registry=r
+            "guideline_operator_queue_length",
+            "GuidelineJobs waiting for a free slot (PENDING, no Job).",
+            registry=r,
         )
         self.jobs_running = Gauge(
-            "jobs_running",
+            "guideline_operator_jobs_active",
             "Jobs holding a slot (created, not finished, not suspended).",
             registry=r,
         )
         self.queue_wait_seconds = Histogram(
-            "queue_wait_seconds",
+            "guideline_job_queue_wait_seconds",
             "Accepted (or retry requested) to the first runner pod start of that run.",
             buckets=_JOB_BUCKETS,
             registry=r,
         )
         self.job_end_to_end_seconds = Histogram(
-            "job_end_to_end_seconds",
+            "guideline_job_end_to_end_seconds",
             "Accepted (or retry requested) to terminal state, by outcome.",
             ["outcome"],
             buckets=_JOB_BUCKETS,
             registry=r,
         )
         self.llm_call_seconds = Histogram(
-            "llm_call_seconds",
+            "guideline_llm_step_duration_seconds",
             "Duration of each LLM chain step of completed jobs, by step and model.",
             ["step", "model"],
             buckets=_LLM_BUCKETS,
             registry=r,
         )
         self.llm_tokens = Counter(
-            "llm_tokens_total",
+            "guideline_llm_tokens_total",
             "Tokens used by completed jobs, by step, model and kind (prompt, completion).",
             ["step", "model", "kind"],
             registry=r,
         )
         self.db_purged_rows = Counter(
-            "db_purged_rows_total", "Finished job rows deleted by the retention purge.", registry=r
+            "guideline_operator_db_purged_rows_total",
+            "Finished job rows deleted by the retention purge.",
+            registry=r,
         )
         self.crs_deleted = Counter(
-            "crs_retention_deleted_total",
+            "guideline_operator_retention_deleted_total",
             "Finished GuidelineJobs deleted from the cluster by retention.",
             registry=r,
         )
         self.reconcile_errors = Counter(
-            "reconcile_errors_total",
+            "guideline_operator_reconcile_errors_total",
             "Reconcile passes that raised, by stage.",
             ["stage"],
             registry=r,
@@ -104,14 +119,12 @@ class Metrics:
         result: Mapping[str, Any] | None,
     ) -> None:
         """A job reached a terminal phase (`outcome` is completed, failed or cancelled)."""
-        if outcome == "completed":
-            self.jobs_completed.inc()
-            if result:
-                self.llm_figures(result)
-        elif outcome == "failed":
-            self.jobs_failed.labels(reason=reason or "Unknown").inc()
-        else:
-            self.jobs_cancelled.inc()
+        known = reason if reason in FAILURE_REASONS else OTHER
+        self.jobs_finished.labels(
+            outcome=outcome, reason=known if outcome == "failed" else ""
+        ).inc()
+        if outcome == "completed" and result:
+            self.llm_figures(result)
         if completed_at and run_started_at:
             self.job_processing_seconds.labels(outcome=outcome).observe(
                 max(0.0, (completed_at - run_started_at).total_seconds())
@@ -126,12 +139,13 @@ class Metrics:
 
         `result.durations` is {step: seconds}; `result.usage` is {step: {prompt_tokens,
         completion_tokens, ...}}. Unknown shapes are skipped, never fatal."""
-        model = str(result.get("model") or result.get("provider") or "unknown")
+        model = str(result.get("model") or "")
+        model = model if model in self.models else OTHER
         durations = result.get("durations")
         if isinstance(durations, Mapping):
             for step, seconds in durations.items():
                 if isinstance(seconds, int | float) and not isinstance(seconds, bool):
-                    self.llm_call_seconds.labels(step=str(step), model=model).observe(seconds)
+                    self.llm_call_seconds.labels(step=_step(step), model=model).observe(seconds)
         usage = result.get("usage")
         if isinstance(usage, Mapping):
             for step, counts in usage.items():
@@ -142,4 +156,10 @@ class Metrics:
                     if not counted or not isinstance(value, int) or isinstance(value, bool):
                         continue
                     kind = key.removesuffix("_tokens")
-                    self.llm_tokens.labels(step=str(step), model=model, kind=kind).inc(value)
+                    if kind in TOKEN_KINDS:
+                        self.llm_tokens.labels(step=_step(step), model=model, kind=kind).inc(value)
+
+
+def _step(step: object) -> str:
+    """A chain step's label value: a known step, else `other`."""
+    return str(step) if step in LLM_STEPS else OTHER
