@@ -271,13 +271,16 @@ def test_metrics_expose_the_documented_names(client: TestClient, database: db.Da
     client.post("/jobs", content=b"{", headers={**auth(), "Content-Type": "application/json"})
     health_when(client, lambda h: h["queue_size"] == 1)  # the gauges' cache caught up
     text = client.get("/metrics").text
-    assert "# TYPE http_request_duration_seconds histogram" in text
+    assert "# TYPE guideline_api_http_request_duration_seconds histogram" in text
     assert (
-        'http_request_duration_seconds_count{method="GET",route="/jobs/{event_id}",status="404"}'
+        'guideline_api_http_request_duration_seconds_count{method="GET",route="/jobs/{event_id}",status="404"}'
         " 1.0" in text
     )
-    assert 'http_request_duration_seconds_count{method="GET",route="/jobs",status="200"}' in text
+    assert (
+        'guideline_api_http_request_duration_seconds_count{method="GET",route="/jobs",status="200"}'
+        in text
+    )
     assert "queue_size 1.0" in text
-    assert "# TYPE jobs_submitted_total counter" in text
-    assert 'jobs_rejected_total{reason="malformed_json"} 1.0' in text
+    assert "# TYPE guideline_api_jobs_submitted_total counter" in text
+    assert 'guideline_api_jobs_rejected_total{reason="malformed_json"} 1.0' in text
     assert "api_database_up 1.0" in text

@@ -153,8 +153,8 @@ def test_idempotency_key_replays_the_job_and_rejects_another_body(
     dispatched_row(database, first.json()["event_id"])
     assert len(guideline_jobs(cluster, namespace)) == 2
     metrics = client.get("/metrics").text
-    assert "jobs_idempotent_replays_total 1.0" in metrics
-    assert 'jobs_rejected_total{reason="idempotency_key_reused"} 1.0' in metrics
+    assert "guideline_api_idempotent_replays_total 1.0" in metrics
+    assert 'guideline_api_jobs_rejected_total{reason="idempotency_key_reused"} 1.0' in metrics
 
 
 def race(http: httpx.Client, key: str, racers: int) -> list[httpx.Response]:
@@ -240,7 +240,10 @@ def test_backlog_over_the_limit_is_429_until_it_drains(
             )
         again = client.post("/jobs", json={"guideline_text": TEXT}, headers=auth())
         assert again.status_code == 202
-        assert 'jobs_rejected_total{reason="backlog_full"} 1.0' in client.get("/metrics").text
+        assert (
+            'guideline_api_jobs_rejected_total{reason="backlog_full"} 1.0'
+            in client.get("/metrics").text
+        )
 
 
 def test_tenant_backlog_is_429_while_other_tenants_submit(
@@ -277,7 +280,10 @@ def test_rate_limit_is_per_tenant_and_shared_by_api_replicas(
         # Another tenant has its own minute; reads are not limited.
         assert one.post("/jobs", json=body, headers=auth(BOB_KEY)).status_code == 202
         assert one.get("/jobs", headers=auth()).status_code == 200
-        assert 'jobs_rejected_total{reason="rate_limited"} 1.0' in two.get("/metrics").text
+        assert (
+            'guideline_api_jobs_rejected_total{reason="rate_limited"} 1.0'
+            in two.get("/metrics").text
+        )
     assert count_rows(database) == 4
 
 
@@ -376,7 +382,7 @@ def test_kubernetes_down_still_accepts_and_each_job_runs_once_it_is_back(
         assert "not created yet" in message
         assert client.get(f"/jobs/{eid}", headers=auth()).json()["status"] == "PENDING"
         metrics = client.get("/metrics").text
-        assert 'guideline_dispatch_failures_total{kind="unavailable"}' in metrics
+        assert 'guideline_api_dispatch_failures_total{kind="unavailable"}' in metrics
     assert count_rows(database) == 4
     assert guideline_jobs(cluster, namespace) == []
     with api_client(settings) as client:
@@ -414,7 +420,7 @@ def test_health_is_200_with_both_dependencies_up(client: TestClient, database: d
         cur.execute("INSERT INTO operator_heartbeat (identity) VALUES ('op-a')")
     health_when(client, lambda h: h["status"] == "ok")
     metrics = client.get("/metrics").text
-    assert 'jobs_submitted_total{provider="default"} 1.0' in metrics
+    assert 'guideline_api_jobs_submitted_total{provider="default"} 1.0' in metrics
     assert "queue_size 1.0" in metrics
 
 

@@ -125,7 +125,7 @@ def test_body_over_the_byte_limit_is_413_before_parsing(
         assert chunked.status_code == 413
         assert "more than 1000 bytes received" in _error(chunked)["message"]
         metrics = client.get("/metrics").text
-        assert 'jobs_rejected_total{reason="body_too_large"} 2.0' in metrics
+        assert 'guideline_api_jobs_rejected_total{reason="body_too_large"} 2.0' in metrics
     assert _rows(database) == 0
 
 

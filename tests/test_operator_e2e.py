@@ -114,15 +114,25 @@ def test_example_applied_with_kubectl_completes(make_stack: Any) -> None:
         assert reason in reasons, reasons
     # Metrics of the completed job, once.
     text = stack.op.metrics()
-    assert metric(text, "jobs_completed_total") == 1
-    assert metric(text, "job_processing_seconds_count", '{outcome="completed"}') == 1
-    assert metric(text, "job_end_to_end_seconds_count", '{outcome="completed"}') == 1
-    assert metric(text, "queue_wait_seconds_count") == 1
+    assert metric(text, "guideline_jobs_finished_total", '{outcome="completed",reason=""}') == 1
+    assert metric(text, "guideline_job_processing_seconds_count", '{outcome="completed"}') == 1
+    assert metric(text, "guideline_job_end_to_end_seconds_count", '{outcome="completed"}') == 1
+    assert metric(text, "guideline_job_queue_wait_seconds_count") == 1
     assert (
-        metric(text, "llm_tokens_total", '{kind="prompt",model="fake-model",step="summarize"}') > 0
+        metric(text, "guideline_llm_tokens_total", '{kind="prompt",model="other",step="summarize"}')
+        > 0
     )
-    assert metric(text, "llm_call_seconds_count", '{model="fake-model",step="checklist"}') == 1
-    for name in ("queue_size", "jobs_running", "jobs_failed_total"):
+    assert (
+        metric(
+            text, "guideline_llm_step_duration_seconds_count", '{model="other",step="checklist"}'
+        )
+        == 1
+    )
+    for name in (
+        "guideline_operator_queue_length",
+        "guideline_operator_jobs_active",
+        "guideline_jobs_finished_total",
+    ):
         assert f"# TYPE {name.removesuffix('_total')}" in text
     # JSON logs: the lines about this job carry its event_id; the key is nowhere.
     records = stack.op.log_records()
@@ -219,7 +229,14 @@ def test_always_500_fails_after_backoff_limit_plus_one_attempts(make_stack: Any)
     row = assert_row_matches(stack, done)
     assert row["error"]["reason"] == "BackoffLimitExceeded"
     text = stack.op.metrics()
-    assert metric(text, "jobs_failed_total", '{reason="BackoffLimitExceeded"}') == 1
+    assert (
+        metric(
+            text,
+            "guideline_jobs_finished_total",
+            '{outcome="failed",reason="BackoffLimitExceeded"}',
+        )
+        == 1
+    )
 
 
 def test_401_fails_after_exactly_one_attempt(make_stack: Any) -> None:
@@ -420,8 +437,9 @@ def test_max_concurrent_jobs_is_honoured_and_the_queue_says_where_a_job_stands(
     assert created == names
     assert len(watch.started) == 6
     text = stack.op.metrics()
-    assert metric(text, "queue_size") == 0 and metric(text, "jobs_running") == 0
-    assert metric(text, "jobs_completed_total") == 6
+    assert metric(text, "guideline_operator_queue_length") == 0
+    assert metric(text, "guideline_operator_jobs_active") == 0
+    assert metric(text, "guideline_jobs_finished_total", '{outcome="completed",reason=""}') == 6
 
 
 def test_soft_timeout_fails_with_processing_timeout_without_retries(make_stack: Any) -> None:
@@ -462,7 +480,7 @@ def test_retention_deletes_finished_guidelinejobs_and_keeps_rows(make_stack: Any
     row = stack.row(event_id)
     assert row is not None and row["status"] == "COMPLETED"
     assert row["result"]["summary"] == FAKE_SUMMARY
-    assert metric(stack.op.metrics(), "crs_retention_deleted_total") == 1
+    assert metric(stack.op.metrics(), "guideline_operator_retention_deleted_total") == 1
 
 
 # --- restarts ---------------------------------------------------------------------------------

@@ -225,6 +225,6 @@ def test_the_operators_purge_counts_in_its_metric(database: db.Database) -> None
         namespaces=["wards"],
     )
     assert rec.purge() == 1
-    assert metrics.registry.get_sample_value("db_purged_rows_total") == 1
+    assert metrics.registry.get_sample_value("guideline_operator_db_purged_rows_total") == 1
     with database.connection() as conn:
         assert db.get_job(conn, uuid.UUID(uid)) is None

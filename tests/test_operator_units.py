@@ -494,7 +494,7 @@ def sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) ->
 
 
 def test_metrics_record_terminal_figures_and_llm_usage() -> None:
-    metrics = Metrics()
+    metrics = Metrics(models=["gpt-4o-mini"])
     result = {
         "summary": "s",
         "checklist": [],
@@ -532,18 +532,72 @@ def test_metrics_record_terminal_figures_and_llm_usage() -> None:
         completed_at=NOW,
         result=None,
     )
-    assert sample(metrics, "jobs_completed_total") == 1
-    assert sample(metrics, "jobs_failed_total", {"reason": "BackoffLimitExceeded"}) == 1
-    assert sample(metrics, "job_processing_seconds_sum", {"outcome": "completed"}) == 10
-    assert sample(metrics, "job_end_to_end_seconds_sum", {"outcome": "completed"}) == 12
-    tokens = {"step": "summarize", "model": "gpt-4o-mini", "kind": "prompt"}
-    assert sample(metrics, "llm_tokens_total", tokens) == 100
-    assert sample(metrics, "llm_tokens_total", {**tokens, "kind": "total"}) is None
-    assert sample(metrics, "llm_tokens_total", {**tokens, "kind": "calls"}) is None
     assert (
-        sample(metrics, "llm_call_seconds_sum", {"step": "checklist", "model": "gpt-4o-mini"})
+        sample(metrics, "guideline_jobs_finished_total", {"outcome": "completed", "reason": ""})
+        == 1
+    )
+    assert (
+        sample(
+            metrics,
+            "guideline_jobs_finished_total",
+            {"outcome": "failed", "reason": "BackoffLimitExceeded"},
+        )
+        == 1
+    )
+    assert sample(metrics, "guideline_job_processing_seconds_sum", {"outcome": "completed"}) == 10
+    assert sample(metrics, "guideline_job_end_to_end_seconds_sum", {"outcome": "completed"}) == 12
+    tokens = {"step": "summarize", "model": "gpt-4o-mini", "kind": "prompt"}
+    assert sample(metrics, "guideline_llm_tokens_total", tokens) == 100
+    assert sample(metrics, "guideline_llm_tokens_total", {**tokens, "kind": "total"}) is None
+    assert sample(metrics, "guideline_llm_tokens_total", {**tokens, "kind": "calls"}) is None
+    assert (
+        sample(
+            metrics,
+            "guideline_llm_step_duration_seconds_sum",
+            {"step": "checklist", "model": "gpt-4o-mini"},
+        )
         == 0.5
     )
+
+
+def test_metric_labels_are_bounded() -> None:
+    """The runner writes the result: a model outside allowed_models, an unknown step or an
+    unknown failure reason become `other`, so no result can mint new series."""
+    metrics = Metrics(models=["gpt-4o-mini"])
+    for i in range(3):
+        metrics.llm_figures(
+            {
+                "model": f"invented-{i}",
+                "durations": {f"step-{i}": 1.0, "summarize": 1.0},
+                "usage": {"summarize": {"prompt_tokens": 1, f"kind{i}_tokens": 5}},
+            }
+        )
+        metrics.finished(
+            "failed", reason=f"Made up {i}", queued_at=None, run_started_at=None,
+            completed_at=None, result=None,
+        )  # fmt: skip
+    models = {
+        s.labels["model"]
+        for f in metrics.registry.collect()
+        for s in f.samples
+        if "model" in s.labels
+    }
+    steps = {
+        s.labels["step"]
+        for f in metrics.registry.collect()
+        for s in f.samples
+        if "step" in s.labels
+    }
+    assert models == {"other"} and steps == {"summarize", "other"}
+    failed = {"outcome": "failed", "reason": "other"}
+    assert sample(metrics, "guideline_jobs_finished_total", failed) == 3
+    kinds = {
+        s.labels["kind"]
+        for f in metrics.registry.collect()
+        for s in f.samples
+        if "kind" in s.labels
+    }
+    assert kinds == {"prompt"}
 
 
 @pytest.mark.parametrize("bad", [{"usage": "x", "durations": [1]}, {"usage": {"s": 3}}, {}])
@@ -551,7 +605,10 @@ def test_llm_figures_tolerate_unknown_shapes(bad: dict[str, Any]) -> None:
     metrics = Metrics()
     metrics.llm_figures(bad)
     assert (
-        sample(metrics, "llm_tokens_total", {"step": "s", "model": "unknown", "kind": "x"}) is None
+        sample(
+            metrics, "guideline_llm_tokens_total", {"step": "s", "model": "unknown", "kind": "x"}
+        )
+        is None
     )
 
 

@@ -113,7 +113,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
     kube = Kube()  # loads the credentials: fails here without any
     database = db.Database(settings.database_url, minconn=1, maxconn=settings.handler_workers + 4)
-    metrics = Metrics(REGISTRY)
+    models = {*settings.allowed_models}
+    for limits in settings.tenant_limits.values():
+        models.update(limits.allowed_models or ())
+    metrics = Metrics(REGISTRY, models=models)  # the only model label values
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)
     rec = Reconciler(settings, kube, database, metrics, namespaces=namespaces)
