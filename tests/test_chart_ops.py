@@ -78,7 +78,7 @@ def test_edit_and_view_users_work_with_guidelinejobs(
 ) -> None:
     helm.run("install", RELEASE, str(CHART), "-n", namespace, "--set=crds.install=false")
     try:
-        for user, role, *_ in USER_TABLE:
+        for user, role in sorted({(row[0], row[1]) for row in USER_TABLE if row[1]}):
             if role:
                 cluster.kubectl(
                     "create", "rolebinding", f"{user}-{role}", f"--clusterrole={role}",
@@ -144,18 +144,9 @@ def test_api_pod_disruption_budget(helm: Helm) -> None:
     ]
     assert not pdb["spec"]["selector"]["matchLabels"].items() <= operator_labels.items()
     [kept] = of_kind(
-        helm.template(
-            "--set=api.podDisruptionBudget.minAvailable=2",
-            "--set=api.podDisruptionBudget.maxUnavailable=null",
-        ),
-        "PodDisruptionBudget",
+        helm.template("--set=api.podDisruptionBudget.minAvailable=2"), "PodDisruptionBudget"
     )
     assert kept["spec"]["minAvailable"] == 2 and "maxUnavailable" not in kept["spec"]
-    both = helm.run(
-        "template", RELEASE, str(CHART), "--set=api.podDisruptionBudget.minAvailable=1",
-        check=False,
-    )  # fmt: skip
-    assert both.returncode != 0 and "not both" in both.stderr
     off = helm.template("--set=api.podDisruptionBudget.enabled=false")
     assert of_kind(off, "PodDisruptionBudget") == []
 
@@ -200,8 +191,9 @@ def test_in_chart_postgresql_takes_an_existing_secret(helm: Helm) -> None:
         url = env["GUIDELINE_DATABASE_URL"]["value"]
         assert url == f"postgresql://guideline@{RELEASE}-guideline-ingest-postgresql:5432/guideline"
     refused = helm.run(
-        "template", RELEASE, str(CHART), "--set=postgresql.auth.existingSecret=team-pg",
-        "--set=postgresql.auth.password=also", check=False,
+        "template", RELEASE, str(CHART), f"--kube-version={helm.cluster.version.lstrip('v')}",
+        "--set=postgresql.auth.existingSecret=team-pg", "--set=postgresql.auth.password=also",
+        check=False,
     )  # fmt: skip
     assert refused.returncode != 0 and "not both" in refused.stderr
 
@@ -225,6 +217,7 @@ def test_uninstall_hook_pod_is_admitted_by_restricted_pod_security(
     spec = job["spec"]["template"]["spec"]
     assert spec["serviceAccountName"] == f"{RELEASE}-guideline-ingest-operator"
     assert job["spec"]["activeDeadlineSeconds"] == 120  # bounded: never blocks forever
+    cluster.kubectl("create", "serviceaccount", spec["serviceAccountName"], "-n", namespace)
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "hook-"}, "spec": spec}
     result = cluster.kubectl(
         "create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(pod),

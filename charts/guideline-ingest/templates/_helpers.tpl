@@ -230,9 +230,6 @@ of the same name may exist in another namespace. */}}
 {{- if and .Values.postgresql.auth.password .Values.postgresql.auth.existingSecret -}}
 {{- fail "set postgresql.auth.password or postgresql.auth.existingSecret, not both" -}}
 {{- end -}}
-{{- if and .Values.api.podDisruptionBudget.maxUnavailable .Values.api.podDisruptionBudget.minAvailable -}}
-{{- fail "set api.podDisruptionBudget.maxUnavailable or minAvailable, not both" -}}
-{{- end -}}
 {{- if and .Values.api.apiKeys.hashes .Values.api.apiKeys.existingSecret -}}
 {{- fail "set api.apiKeys.hashes or api.apiKeys.existingSecret, not both" -}}
 {{- end -}}
