@@ -228,7 +228,11 @@ def installed(
     """The chart installed (CRDs managed outside the release, as they already exist in
     this shared cluster) into its own restricted namespace."""
     ns = restricted_namespace(cluster, f"t-helm-{request.param}")
-    args = [*RENDERINGS[request.param], "--set=crds.install=false"]
+    args = [
+        *RENDERINGS[request.param],
+        "--set=crds.install=false",
+        "--set=crds.installKopfPeering=false",
+    ]
     result = helm.run("install", RELEASE, str(CHART), "-n", ns, *args)
     manifest = helm.run("get", "manifest", RELEASE, "-n", ns).stdout
     yield Installed(ns, request.param, docs(manifest), result.stdout)
