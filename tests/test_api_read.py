@@ -261,7 +261,7 @@ def test_health_and_reads_answer_503_when_the_database_is_down(tmp_path: Path) -
         assert response.status_code == 503
         assert response.json()["error"]["reason"] == "database_unavailable"
         metrics = client.get("/metrics").text
-        assert "api_database_up 0.0" in metrics
+        assert "guideline_api_database_up 0.0" in metrics
 
 
 def test_metrics_expose_the_documented_names(client: TestClient, database: db.Database) -> None:
@@ -280,7 +280,7 @@ def test_metrics_expose_the_documented_names(client: TestClient, database: db.Da
         'guideline_api_http_request_duration_seconds_count{method="GET",route="/jobs",status="200"}'
         in text
     )
-    assert "queue_size 1.0" in text
+    assert 'guideline_db_jobs{status="PENDING"} 1.0' in text
     assert "# TYPE guideline_api_jobs_submitted_total counter" in text
     assert 'guideline_api_jobs_rejected_total{reason="malformed_json"} 1.0' in text
-    assert "api_database_up 1.0" in text
+    assert "guideline_api_database_up 1.0" in text

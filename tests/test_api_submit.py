@@ -421,7 +421,7 @@ def test_health_is_200_with_both_dependencies_up(client: TestClient, database: d
     health_when(client, lambda h: h["status"] == "ok")
     metrics = client.get("/metrics").text
     assert 'guideline_api_jobs_submitted_total{provider="default"} 1.0' in metrics
-    assert "queue_size 1.0" in metrics
+    assert 'guideline_db_jobs{status="PENDING"} 1.0' in metrics
 
 
 def test_batch_accepts_valid_items_in_one_transaction_and_reports_each_error_by_index(

@@ -342,8 +342,8 @@ def test_unauthenticated_bodies_are_refused_unread(database: db.Database, tmp_pa
         # With a key the size cap answers as before, also unread.
         assert _raw_post(url, {**ten_mb, **auth()}, b"x" * 1024) == 413
         metrics = httpx.get(f"{url}/metrics").text
-        assert 'jobs_rejected_total{reason="missing_api_key"} 3.0' in metrics
-        assert 'jobs_rejected_total{reason="invalid_api_key"} 1.0' in metrics
+        assert 'guideline_api_jobs_rejected_total{reason="missing_api_key"} 3.0' in metrics
+        assert 'guideline_api_jobs_rejected_total{reason="invalid_api_key"} 1.0' in metrics
 
 
 def test_health_and_metrics_never_query_per_call(tmp_path: Path) -> None:

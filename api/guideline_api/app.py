@@ -19,7 +19,7 @@ from guideline_api.dispatcher import Dispatcher
 from guideline_api.errors import install_handlers
 from guideline_api.kubeapi import KubeGateway
 from guideline_api.limits import BodyLimitMiddleware
-from guideline_api.metrics import ApiMetrics, MetricsMiddleware, route_template
+from guideline_api.metrics import ApiMetrics, Figures, MetricsMiddleware, route_template
 from guideline_api.monitor import HealthMonitor
 from guideline_api.routes import audit, jobs
 
@@ -158,9 +158,12 @@ def create_app(
         app.add_middleware(AuthGate, verify=ctx.keys.verify, on_reject=on_body_reject)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=lambda: known_routes)
 
-    def figures() -> tuple[dict[str, int] | None, float]:
+    def figures() -> Figures:
         snap = ctx.monitor.snapshot()
-        return snap.counts, snap.age()
+        beat = (snap.heartbeat or {}).get("age")
+        # The heartbeat's age when the figures were read, plus the time since.
+        heartbeat_age = None if beat is None else float(beat) + snap.age()
+        return Figures(snap.counts, snap.age(), heartbeat_age)
 
     ctx.metrics.add_queue_collector(figures)
     return app

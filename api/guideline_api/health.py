@@ -113,9 +113,7 @@ def ready(request: Request) -> JSONResponse:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )
 def metrics(request: Request) -> Response:
-    """Prometheus text format: `http_request_duration_seconds`, `queue_size`,
-    `jobs_running`, `jobs_by_status`, `jobs_submitted_total`, `jobs_rejected_total` (by
-    reason), `jobs_idempotent_replays_total`, `job_requests_total`, `api_database_up`,
-    `api_health_figures_age_seconds` (the gauges from the last background refresh)."""
+    """Prometheus text format: the `guideline_api_*` and `guideline_db_*` metrics (README,
+    "Metrics"); the database gauges come from the last background refresh."""
     ctx = get_ctx(request)
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -8,10 +8,13 @@ operator's are `guideline_job*`, `guideline_llm_*` and `guideline_operator_*`.""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from guideline_core.resource import Phase
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -70,49 +73,60 @@ class ApiMetrics:
             registry=self.registry,
         )
 
-    def add_queue_collector(
-        self, figures: Callable[[], tuple[dict[str, int] | None, float]]
-    ) -> None:
-        """Register gauges read at scrape time from `figures()`: jobs per status (None when
-        the database could not be reached) and the age of those figures in seconds (they
-        come from a cache, not from a query per scrape)."""
+    def add_queue_collector(self, figures: Callable[[], Figures]) -> None:
+        """Register gauges read at scrape time from `figures()` (a cache refreshed in the
+        background, never a query per scrape)."""
         self.registry.register(_QueueCollector(figures))
 
 
+@dataclass(frozen=True)
+class Figures:
+    """What the background refresh last read: jobs per status (None when the database could
+    not be reached), the age of the figures, and the newest operator heartbeat's age now
+    (None: no heartbeat row at all)."""
+
+    counts: dict[str, int] | None
+    age: float
+    heartbeat_age: float | None
+
+
 class _QueueCollector(Collector):
-    def __init__(self, figures: Callable[[], tuple[dict[str, int] | None, float]]):
+    def __init__(self, figures: Callable[[], Figures]):
         self._figures = figures
 
     def describe(self) -> Iterable[Any]:
         return []
 
     def collect(self) -> Iterable[Any]:
-        counts, age = self._figures()
+        figures = self._figures()
         fresh = GaugeMetricFamily(
-            "api_health_figures_age_seconds",
-            "Age of the queue and database figures (refreshed in the background).",
+            "guideline_api_figures_age_seconds",
+            "Age of the database figures (refreshed in the background).",
         )
-        fresh.add_metric([], age)
+        fresh.add_metric([], figures.age)
         yield fresh
         up = GaugeMetricFamily(
-            "api_database_up", "1 if the database answered at the last refresh, else 0."
+            "guideline_api_database_up", "1 if the database answered at the last refresh, else 0."
         )
-        up.add_metric([], 0.0 if counts is None else 1.0)
+        up.add_metric([], 0.0 if figures.counts is None else 1.0)
         yield up
-        if counts is None:
+        if figures.counts is None:
             return
-        queue = GaugeMetricFamily("queue_size", "Jobs waiting to start (PENDING).")
-        queue.add_metric([], float(counts.get("PENDING", 0)))
-        yield queue
-        running = GaugeMetricFamily("jobs_running", "Jobs being processed (PROCESSING).")
-        running.add_metric([], float(counts.get("PROCESSING", 0)))
-        yield running
         by_status = GaugeMetricFamily(
-            "jobs_by_status", "Jobs in the database by status.", labels=["status"]
+            "guideline_db_jobs",
+            "Jobs in the database by status (the same in every API replica: use max).",
+            labels=["status"],
         )
-        for status, n in sorted(counts.items()):
-            by_status.add_metric([status], float(n))
+        for status in Phase:
+            by_status.add_metric([status.value], float(figures.counts.get(status.value, 0)))
         yield by_status
+        beat = GaugeMetricFamily(
+            "guideline_db_operator_heartbeat_age_seconds",
+            "Age of the newest operator heartbeat row (+Inf: none); the operator writes it "
+            "every heartbeat interval, so this alerts also when no operator runs at all.",
+        )
+        beat.add_metric([], math.inf if figures.heartbeat_age is None else figures.heartbeat_age)
+        yield beat
 
 
 def route_template(scope: Scope, routes: Iterable[BaseRoute]) -> str:
