@@ -22,7 +22,9 @@ if [[ -z "${GOTOOLCHAIN:-}" ]] && command -v go >/dev/null; then
   if ((go_minor < 26)); then export GOTOOLCHAIN=go1.26.8; else export GOTOOLCHAIN=local; fi
 fi
 # The images of `make image` (hack/build-images.sh) and the local node's binaries.
-APP_VERSION="$(awk -F'"' '/^appVersion:/{print $2}' "$REPO_ROOT/charts/guideline-ingest/Chart.yaml")"
+# The project's one version, read from pyproject.toml like the Makefile's VERSION (the
+# chart's appVersion equals it: tests/test_version.py).
+APP_VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO_ROOT/pyproject.toml")"
 APP_IMAGE="docker.io/library/guideline-ingest:$APP_VERSION"
 POSTGRES_IMAGE="docker.io/library/guideline-ingest-postgresql:$POSTGRESQL_MAJOR"
 DEBIAN_BASE_IMAGE="localhost/guideline-ingest-debian:$DEBIAN_SUITE"

@@ -47,6 +47,21 @@ def test_the_image_label_gets_it_from_the_makefile() -> None:
     assert PYPROJECT_VERSION not in dockerfile
 
 
+def test_make_image_tags_and_labels_it() -> None:
+    """hack/build-images.sh (make image) tags the image and passes VERSION from hack/lib.sh."""
+    done = subprocess.run(
+        ["bash", "-c", 'source hack/lib.sh && echo "$APP_VERSION $APP_IMAGE"'],
+        capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert done.stdout.split() == [
+        PYPROJECT_VERSION,
+        f"docker.io/library/guideline-ingest:{PYPROJECT_VERSION}",
+    ]
+    assert (
+        '--build-arg "VERSION=$APP_VERSION"' in (REPO_ROOT / "hack" / "build-images.sh").read_text()
+    )
+
+
 def test_the_charts_app_version_is_it() -> None:
     chart = yaml.safe_load((REPO_ROOT / "charts" / "guideline-ingest" / "Chart.yaml").read_text())
     assert chart["appVersion"] == PYPROJECT_VERSION
