@@ -68,7 +68,6 @@ DEFAULT_RUNNER_ENV = {
 DEFAULT_OPERATOR = {
     "resync_interval_seconds": 3,
     "heartbeat_interval_seconds": 2,
-    "queue_refresh_seconds": 1,
     "log_level": "INFO",
 }
 
