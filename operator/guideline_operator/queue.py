@@ -199,7 +199,9 @@ class Registry:
                 self._pushed[uid] = entry.order
                 heapq.heappush(self._heaps.setdefault(tenant, []), (entry.order, uid))
             if tenant not in self._turns:
-                self._turns.append(tenant)
+                # A tenant that had nothing waiting is next in turn: its job gets the next
+                # free slot, however many the others have queued.
+                self._turns.insert(self._cursor, tenant)
         elif uid in waiting:
             waiting.discard(uid)
             self._waiting_total -= 1

@@ -36,6 +36,7 @@ from guideline_core import logs
 from guideline_core import resource as gj
 from guideline_core.resource import FailureReason, Phase
 from guideline_core.settings import OperatorSettings
+from kubernetes.client.exceptions import ApiException
 
 from guideline_operator import manifests, observe, store
 from guideline_operator.admission import Admission
@@ -124,7 +125,15 @@ class Reconciler:
         cached = self._namespace_tenants.get(namespace)
         if cached and time.monotonic() - cached[0] < NAMESPACE_TENANT_TTL_SECONDS:
             return cached[1]
-        labels = self.kube.namespace_labels(namespace)
+        try:
+            labels = self.kube.namespace_labels(namespace)
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            # No RBAC to read namespaces (the chart grants none cluster-wide): the
+            # operator's configured default is this namespace's tenant.
+            log.warning("cannot read the namespace's tenant label; using default_tenant")
+            labels = {}
         tenant = labels.get(gj.LABEL_TENANT) or self.settings.default_tenant
         self._namespace_tenants[namespace] = (time.monotonic(), tenant)
         return tenant
