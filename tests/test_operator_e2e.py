@@ -15,6 +15,7 @@ from guideline_core import db
 from guideline_core import resource as gj
 from guideline_core.resource import Phase
 from guideline_operator import manifests
+from support.apiserver import WriteCounter
 from support.checklists import item_fields
 from support.cluster import REPO_ROOT, LocalCluster, local_dir, process_alive, wait_for
 from support.stack import FAKE_CHECKLIST, FAKE_SUMMARY, OPENAI_TEST_KEY, PodWatch, Stack
@@ -424,6 +425,25 @@ def test_max_concurrent_jobs_is_honoured_and_the_queue_says_where_a_job_stands(
     text = stack.op.metrics()
     assert metric(text, "queue_size") == 0 and metric(text, "jobs_running") == 0
     assert metric(text, "jobs_completed_total") == 6
+
+
+def test_writes_per_job_are_at_most_six_whatever_the_queue(
+    cluster: LocalCluster, make_stack: Any
+) -> None:
+    stack = make_stack(operator={"max_concurrent_jobs": 2})
+    counter = WriteCounter(cluster)
+    for count in (1, 16):  # alone, and 14 of them queued behind 2 slots
+        before = counter.snapshot()
+        created = stack.submit_many([f"Guideline {i}: wash hands." for i in range(count)])
+        for body in created:
+            done = stack.wait_for_phase(body["metadata"]["name"], *TERMINAL, timeout=180)
+            assert done["status"]["phase"] == "COMPLETED", done["status"]
+        writes = counter.snapshot() - before
+        # kube-apiserver's own count: the create, the operator's and the runner's writes.
+        total = writes.total(resource=gj.PLURAL, group=gj.GROUP)
+        print(f"{count} job(s): {total} GuidelineJob writes, {total / count:.2f} per job")
+        print(json.dumps(writes.table(), indent=1))
+        assert total <= 6 * count, writes.table()
 
 
 def test_soft_timeout_fails_with_processing_timeout_without_retries(make_stack: Any) -> None:

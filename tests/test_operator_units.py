@@ -520,6 +520,14 @@ def test_tenants_take_turns_whatever_one_has_queued() -> None:
     assert {first.name, second.name} == {"f0", "s0"}
 
 
+def test_a_tenant_that_arrives_is_next_in_turn() -> None:
+    registry = filled(*[("flood", body_of(f"f{i}", i, f"0195-{i:05d}")) for i in range(50)])
+    admit(registry, registry.next_waiting(lambda t: 0))
+    registry.upsert(body_of("s0", 100, "0195-99999"))
+    registry.set_tenant("uid-s0", "small")
+    assert registry.next_waiting(lambda t: 0).name == "s0"  # the very next free slot
+
+
 def test_a_tenants_running_limit_holds_and_others_use_the_slots() -> None:
     registry = filled(
         *[("a", body_of(f"a{i}", i, f"0195-{i:04d}")) for i in range(5)],

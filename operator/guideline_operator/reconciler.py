@@ -576,6 +576,12 @@ class Reconciler:
         """The periodic pass (kopf timer). A finished job this process already mirrored
         only gets its retention checked; everything else is reconciled in full."""
         metadata = body["metadata"]
+        entry = self.registry.get(metadata.get("uid") or "")
+        if entry is not None and entry.waiting and self.registry.tenant(entry.uid) is not None:
+            # A job waiting in the queue changes only through its own events (a cancel
+            # request, deletion) or admission: resyncing it would cost O(queue) reads.
+            self.admission.pump(force=False)
+            return
         phase = observe.phase_of(body)
         retry = observe.retry_requested(body)
         retry_pending = retry is not None and retry > observe.current_run(body)
@@ -596,9 +602,10 @@ class Reconciler:
 
 
 def _attempts_before_of(cr: Mapping[str, Any]) -> int:
-    """Attempts of earlier runs, for a Job re-created after its admission: the admission
-    counted the run's first attempt in status.attempts."""
-    return max(0, int((cr.get("status") or {}).get("attempts") or 0) - 1)
+    """Attempts of earlier runs, for a Job (re)created after its admission: an admission
+    to PROCESSING counted the run's first attempt in status.attempts already."""
+    attempts = int((cr.get("status") or {}).get("attempts") or 0)
+    return max(0, attempts - 1) if observe.phase_of(cr) == Phase.PROCESSING else attempts
 
 
 def _uuid(event_id: str) -> uuid.UUID:
