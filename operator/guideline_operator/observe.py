@@ -600,6 +600,20 @@ def conditions_for(
     return conds
 
 
+def pending_conditions(
+    cr: Mapping[str, Any],
+    status_update: Mapping[str, Any],
+    stage: Stage,
+    *,
+    now: datetime,
+    queue_message: str | None = None,
+) -> list[dict[str, Any]]:
+    """The conditions of `cr` once `status_update` is applied and it waits in `stage`
+    (PENDING: accepted, retried, or waiting for Kueue)."""
+    staged = {**cr, "status": {**(cr.get("status") or {}), **status_update}}
+    return conditions_for(staged, Phase.PENDING, stage, now=now, queue_message=queue_message)
+
+
 def desired_status(cr: Mapping[str, Any], obs: Observation, *, now: datetime) -> dict[str, Any]:
     """The operator's status fields for `obs` (a full set; see `status_patch`)."""
     status = cr.get("status") or {}

@@ -23,7 +23,6 @@ Design decisions (see also docs/contracts.md):
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
@@ -280,12 +279,10 @@ class Reconciler:
         }
         if run:
             patch["retryRequests"] = run
-        staged = copy.deepcopy(cr)
-        staged.setdefault("status", {}).update(patch)
         kueue = self.settings.kueue_queue_name
-        patch["conditions"] = observe.conditions_for(
-            staged,
-            Phase.PENDING,
+        patch["conditions"] = observe.pending_conditions(
+            cr,
+            patch,
             Stage.QUEUED,
             now=now(),
             queue_message=f"waiting for admission by Kueue (queue {kueue})" if kueue else None,
@@ -311,12 +308,9 @@ class Reconciler:
                 metadata["name"],
                 {"metadata": {"annotations": {gj.ANNOTATION_CANCEL_REQUESTED: None}}},
             )
-        staged = copy.deepcopy(cr)
-        staged["status"].update({"retryRequests": requested, "phase": Phase.PENDING.value})
-        staged["status"].pop("jobName", None)
-        conditions = observe.conditions_for(
-            staged,
-            Phase.PENDING,
+        conditions = observe.pending_conditions(
+            cr,
+            {"retryRequests": requested, "phase": Phase.PENDING.value, "jobName": None},
             Stage.QUEUED,
             now=now(),
             queue_message=f"retry {requested}: waiting for a free slot",
@@ -511,19 +505,16 @@ class Reconciler:
     def _start_suspended(self, cr: dict[str, Any]) -> None:
         """With Kueue: write status.jobName, create the Job suspended; Kueue starts it."""
         kueue = self.settings.kueue_queue_name
-        staged = copy.deepcopy(cr)
-        staged.setdefault("status", {})["jobName"] = observe.current_job_name(cr)
-        conditions = observe.conditions_for(
-            staged,
-            Phase.PENDING,
+        name = observe.current_job_name(cr)
+        conditions = observe.pending_conditions(
+            cr,
+            {"jobName": name},
             Stage.SUSPENDED,
             now=now(),
             queue_message=f"waiting for admission by Kueue (queue {kueue})",
         )
         before = int((cr.get("status") or {}).get("attempts") or 0)
-        cr = self._patch_status(
-            cr, {"jobName": staged["status"]["jobName"], "conditions": conditions}
-        )
+        cr = self._patch_status(cr, {"jobName": name, "conditions": conditions})
         self._create_job(cr, attempts_before=before)
 
     def _admit(self, entry: QueueEntry) -> bool:
