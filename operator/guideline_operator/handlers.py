@@ -25,6 +25,7 @@ kopf settings that matter here:
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
 import threading
@@ -69,10 +70,12 @@ class Retry:
     def later(self, key: tuple[str, str], delay: float, call: Callable[[], None]) -> None:
         """Run `call` in `delay` seconds unless one is pending for `key` already."""
 
+        context = contextvars.copy_context()  # kopf's (its Event poster lives there)
+
         def run() -> None:
             with self._lock:
                 self._pending.pop(key, None)
-            call()
+            context.run(call)
 
         with self._lock:
             if key in self._pending:
