@@ -172,7 +172,7 @@ def register(
         plain = _plain(body)
         rec.cr_seen(plain, deleted=type == "DELETED")
         metadata = plain.get("metadata") or {}
-        if type == "DELETED" or metadata.get("deletionTimestamp"):
+        if type == "DELETED" or metadata.get("deletionTimestamp") or rec.queued(metadata["uid"]):
             return
         reconcile(metadata["namespace"], metadata["name"], "resume" if type is None else "event")
 

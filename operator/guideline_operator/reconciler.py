@@ -151,6 +151,14 @@ class Reconciler:
         if metadata.get("uid"):
             self.event_ids[key] = store.trusted_event_id(body) or metadata["uid"]
 
+    def queued(self, uid: str) -> bool:
+        """True if the GuidelineJob waits in the queue with its tenant known: nothing but
+        admission, or an event that takes it out of the queue (a cancel request, deletion),
+        changes it, so a pass over it would read three objects to write nothing (and
+        passes over every waiting job, at start-up or on each resync, cost O(queue))."""
+        entry = self.registry.get(uid)
+        return entry is not None and entry.waiting and self.registry.tenant(uid) is not None
+
     def load_registry(self) -> int:
         """Fill the registry from one list of every GuidelineJob in scope and their tenants
         from one query (at start-up, so the first admission pass knows the whole queue)."""
@@ -567,10 +575,7 @@ class Reconciler:
         """The periodic pass (kopf timer). A finished job this process already mirrored
         only gets its retention checked; everything else is reconciled in full."""
         metadata = body["metadata"]
-        entry = self.registry.get(metadata.get("uid") or "")
-        if entry is not None and entry.waiting and self.registry.tenant(entry.uid) is not None:
-            # A job waiting in the queue changes only through its own events (a cancel
-            # request, deletion) or admission: resyncing it would cost O(queue) reads.
+        if self.queued(metadata.get("uid") or ""):
             self.admission.pump(force=False)
             return
         phase = observe.phase_of(body)
