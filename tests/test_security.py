@@ -836,9 +836,9 @@ def test_operator_a_tenants_single_job_starts_within_one_slot_turnover_during_a_
         operator={"max_concurrent_jobs": 1},
         script={"summary": FAKE_SUMMARY, "checklist": FAKE_CHECKLIST, "latency": 0.5},
     )
-    flood = stack.submit_many([f"Flood {i}." for i in range(300)], tenant="flood")
+    flood = stack.submit_many([f"Flood {i}." for i in range(100)], tenant="flood")
     wait_for(
-        lambda: sum(r.get("msg") == "accepted" for r in stack.op.log_records()) >= 300,
+        lambda: sum(r.get("msg") == "accepted" for r in stack.op.log_records()) >= 100,
         timeout=180,
         message="the flood accepted",
     )
@@ -858,4 +858,4 @@ def test_operator_a_tenants_single_job_starts_within_one_slot_turnover_during_a_
     assert small in created_after[:2], created_after[:5]
     flood_names = {f["metadata"]["name"] for f in flood}
     waiting = [n for n in flood_names if stack.status(n).get("phase") == "PENDING"]
-    assert len(waiting) > 250  # the flood was still queued: the turn was fair, not luck
+    assert len(waiting) > 80  # the flood was still queued: the turn was fair, not luck
