@@ -269,6 +269,33 @@ def test_only_allowlisted_labels_reach_the_job_and_pods() -> None:
     assert manifests.allowed_labels(labels, []) == {}
 
 
+def test_the_event_id_label_is_believed_only_for_the_cr_its_row_records() -> None:
+    from guideline_operator import store
+
+    claimed = cr()  # labelled EVENT_ID, uid cr-uid-1, name gj-abcde in ns1
+    row = {"cr_uid": "cr-uid-1", "cr_name": "gj-abcde", "namespace": "ns1"}
+
+    def rows(found: dict[str, Any] | None) -> Any:
+        return lambda event_id: found if str(event_id) == EVENT_ID else None
+
+    assert store.identify(claimed, rows(row)) == (EVENT_ID, True)
+    # Someone else's CR claiming the job (another uid, another name): a job of its own.
+    assert store.identify(claimed, rows({**row, "cr_uid": "victims-uid"})) == ("cr-uid-1", False)
+    squat = {**row, "cr_uid": None, "cr_name": "gj-other"}
+    assert store.identify(claimed, rows(squat)) == ("cr-uid-1", False)
+    assert store.identify(claimed, rows(None)) == ("cr-uid-1", False)
+    # The dispatcher's CR, not recorded yet (first create, or a re-create in the outbox).
+    for pending in ({**row, "cr_uid": None}, {**row, "cr_uid": "old", "dispatch_pending": True}):
+        with pytest.raises(store.NotRecordedYetError):
+            store.identify(claimed, rows(pending))
+    # In another namespace the same name is another object.
+    other_ns = {**row, "cr_uid": None, "namespace": "ns2"}
+    assert store.identify(claimed, rows(other_ns)) == ("cr-uid-1", False)
+    bad = cr()
+    bad["metadata"]["labels"] = {gj.LABEL_EVENT_ID: "not-a-uuid"}
+    assert store.identify(bad, rows(row)) == ("cr-uid-1", False)
+
+
 # --- observing Jobs and pods -------------------------------------------------------------
 
 

@@ -34,8 +34,9 @@ def identify(
 
     The event-id label is a claim anyone who may create a GuidelineJob can make; it is
     believed only for the CR the row records (`row.cr_uid == metadata.uid`, written by the
-    API's dispatcher after it created the CR). A row with no uid yet whose `cr_name` is this
-    CR's name is the dispatcher's own CR not recorded yet: NotRecordedYetError. Anything else is
+    API's dispatcher after it created the CR). A row whose `cr_name` is this CR's name and
+    which has no uid yet, or is still in the outbox (`dispatch_pending`: a re-create), is
+    the dispatcher's CR not recorded yet: NotRecordedYetError. Anything else is
     someone else's CR claiming that job: it gets a job (and row) of its own."""
     metadata = cr["metadata"]
     uid = metadata["uid"]
@@ -52,10 +53,12 @@ def identify(
     if row.get("cr_uid") == uid:
         return str(event_id), True
     if (
-        row.get("cr_uid") is None
+        (row.get("cr_uid") is None or row.get("dispatch_pending"))
         and row.get("cr_name") == metadata.get("name")
         and row.get("namespace") == metadata.get("namespace")
     ):
+        # The dispatcher's create (or re-create, after retention) not recorded yet. It
+        # records only a CR it made itself, so a CR squatting the name waits here forever.
         raise NotRecordedYetError(f"job {event_id}: the row does not record this CR's uid yet")
     return uid, False
 
