@@ -13,9 +13,8 @@ import pytest
 import yaml
 from guideline_core import db
 from guideline_core import resource as gj
-from guideline_core.resource import Phase
 from guideline_operator import manifests
-from support.apiserver import WriteCounter
+from support import kube_writes
 from support.checklists import item_fields
 from support.cluster import REPO_ROOT, LocalCluster, local_dir, process_alive, wait_for
 from support.stack import FAKE_CHECKLIST, FAKE_SUMMARY, OPENAI_TEST_KEY, PodWatch, Stack
@@ -361,18 +360,19 @@ def test_retry_of_a_failed_job(make_stack: Any) -> None:
 
 
 def test_a_guidelinejob_recreated_for_a_retry_keeps_counting_attempts(make_stack: Any) -> None:
-    stack = make_stack()
+    stack = make_stack(script={"rules": [{"step": "any", "times": None, "status": 401}]})
     job = stack.submit("Staff must wash hands.")
     name, event_id = job["metadata"]["name"], job["metadata"]["labels"][gj.LABEL_EVENT_ID]
-    assert stack.wait_for_phase(name, *TERMINAL)["status"]["attempts"] == 1
+    failed = stack.wait_for_phase(name, *TERMINAL)["status"]
+    assert failed["phase"] == "FAILED" and failed["attempts"] == 1
+    stack.fake.set_script({"summary": FAKE_SUMMARY, "checklist": FAKE_CHECKLIST})
     # Retention removed the CR; a retry through the API makes the row PENDING for run 1
     # and its dispatcher re-creates the CR (same name) asking for run 1.
     stack.kubectl("delete", gj.PLURAL, name, "--wait=true")
     with stack.database.connection() as conn:
-        db.mirror_state(
-            conn,
-            db.JobState(event_id=uuid.UUID(event_id), status=Phase.PENDING, attempts=1, run=1),
-        )
+        row = db.lock_job(conn, uuid.UUID(event_id))
+        assert row is not None and row["status"] == "FAILED"
+        db.request_retry(conn, row, "e2e", "retry after retention")
     again = stack.submit(
         "Staff must wash hands.",
         event_id=uuid.UUID(event_id),
@@ -431,19 +431,18 @@ def test_writes_per_job_are_at_most_six_whatever_the_queue(
     cluster: LocalCluster, make_stack: Any
 ) -> None:
     stack = make_stack(operator={"max_concurrent_jobs": 2})
-    counter = WriteCounter(cluster)
     for count in (1, 16):  # alone, and 14 of them queued behind 2 slots
-        before = counter.snapshot()
+        before = kube_writes.scrape(cluster)
         created = stack.submit_many([f"Guideline {i}: wash hands." for i in range(count)])
         for body in created:
             done = stack.wait_for_phase(body["metadata"]["name"], *TERMINAL, timeout=180)
             assert done["status"]["phase"] == "COMPLETED", done["status"]
-        writes = counter.snapshot() - before
+        delta = kube_writes.writes_since(before, kube_writes.scrape(cluster))
         # kube-apiserver's own count: the create, the operator's and the runner's writes.
-        total = writes.total(resource=gj.PLURAL, group=gj.GROUP)
+        total = kube_writes.guidelinejob_writes(delta)
         print(f"{count} job(s): {total} GuidelineJob writes, {total / count:.2f} per job")
-        print(json.dumps(writes.table(), indent=1))
-        assert total <= 6 * count, writes.table()
+        print(json.dumps(kube_writes.summary(delta, count), indent=1))
+        assert total <= 6 * count, kube_writes.breakdown(delta)
 
 
 def test_soft_timeout_fails_with_processing_timeout_without_retries(make_stack: Any) -> None:

@@ -275,16 +275,6 @@ class OperatorSettings(CommonSettings):
     watch_timeout_seconds: int = Field(
         300, gt=0, description="Watch requests are renewed after this (server side)."
     )
-    tenant_max_running_jobs: int = Field(
-        0,
-        ge=0,
-        description="Jobs of one tenant running at once (0: only `max_concurrent_jobs` limits); "
-        "tenants take turns for free slots either way.",
-    )
-    tenant_running_limits: dict[str, int] = Field(
-        default_factory=dict,
-        description='Per-tenant overrides of `tenant_max_running_jobs` (JSON, e.g. {"team-a": 2}).',
-    )
     default_tenant: str = Field(
         "default",
         description="Tenant of GuidelineJobs applied with kubectl in a namespace without the "

@@ -25,8 +25,9 @@ Starter = Callable[[QueueEntry], bool]
 
 
 def tenant_limit(settings: OperatorSettings, tenant: str) -> int:
-    """The running-jobs limit of a tenant (0: none beyond `max_concurrent_jobs`)."""
-    return settings.tenant_running_limits.get(tenant, settings.tenant_max_running_jobs)
+    """The running-jobs limit of a tenant (`tenant_max_running_jobs`, per tenant
+    `tenant_limits`; 0: none beyond `max_concurrent_jobs`)."""
+    return settings.limits_for(tenant).max_running_jobs or 0
 
 
 class Admission:
