@@ -432,6 +432,19 @@ def test_writes_per_job_are_at_most_six_whatever_the_queue(
 ) -> None:
     stack = make_stack(operator={"max_concurrent_jobs": 2})
     for count in (1, 16):  # alone, and 14 of them queued behind 2 slots
+        # Another test's namespace being emptied deletes its collections of every resource
+        # (GuidelineJobs too), which this counter cannot tell apart: measure once it is done.
+        wait_for(
+            lambda: (
+                not [
+                    n
+                    for n in cluster.get_json("namespaces")["items"]
+                    if n["status"].get("phase") == "Terminating"
+                ]
+            ),
+            timeout=180,
+            message="no namespace being deleted",
+        )
         before = kube_writes.scrape(cluster)
         created = stack.submit_many([f"Guideline {i}: wash hands." for i in range(count)])
         for body in created:
