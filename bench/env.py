@@ -23,7 +23,6 @@ BIN = Path(sys.executable).parent
 OPERATOR_SETTINGS: dict[str, Any] = {
     "resync_interval_seconds": 30,
     "heartbeat_interval_seconds": 10,
-    "queue_refresh_seconds": 5,
     "log_level": "INFO",
 }
 

@@ -269,7 +269,7 @@ start_apiserver() {
     --tls-cert-file="$PKI_DIR/apiserver.crt" --tls-private-key-file="$PKI_DIR/apiserver.key" \
     --client-ca-file="$PKI_DIR/ca.crt" \
     --authorization-mode=Node,RBAC \
-    --enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,NodeRestriction,PodSecurity,TaintNodesByCondition,DefaultTolerationSeconds,Priority,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy \
+    --enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,NodeRestriction,PodSecurity,TaintNodesByCondition,DefaultTolerationSeconds,Priority,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy,MutatingAdmissionPolicy \
     --service-account-issuer="$SA_ISSUER" --api-audiences="$SA_ISSUER" \
     --service-account-key-file="$PKI_DIR/sa.pub" \
     --service-account-signing-key-file="$PKI_DIR/sa.key" \
@@ -368,6 +368,9 @@ cmd_up() {
   if ! is_running kube-scheduler; then start_scheduler; started+=(kube-scheduler); fi
   if ! is_running node-agent; then start_node_agent; started+=(node-agent); fi
   kubectl apply --server-side --force-conflicts -f "$REPO_ROOT/crds/" >/dev/null
+  # GuidelineJobs' admission policies (created-by from the request's user, the runner's
+  # status writes limited to its own GuidelineJob).
+  kubectl apply --server-side --force-conflicts -f "$HACK_DIR/manifests/admission-policies.yaml" >/dev/null
   wait_until 60 kube-controller-manager kube-controller-manager healthz "$KCM_PORT"
   wait_until 60 kube-scheduler kube-scheduler healthz "$SCHEDULER_PORT"
   phases+=("controllers $(elapsed "$t0")s")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from guideline_core import db
@@ -64,3 +64,20 @@ def cluster() -> Iterator[LocalCluster]:
     os.environ["KUBECONFIG"] = str(local.kubeconfig)
     yield local
     local.stop_if_started_here()
+
+
+@pytest.fixture
+def make_stack(cluster: LocalCluster, postgres_url: str, tmp_path: Path) -> Iterator[Any]:
+    """A factory of operator stacks (`support.stack.Stack`), closed at the end of the test."""
+    from support.stack import Stack
+
+    stacks: list[Stack] = []
+
+    def make(**options: Any) -> Stack:
+        stack = Stack(cluster, postgres_url, tmp_path / f"stack{len(stacks)}", **options)
+        stacks.append(stack)
+        return stack.start()
+
+    yield make
+    for stack in reversed(stacks):
+        stack.close()

@@ -40,16 +40,22 @@ def applied_cr(uid: str, **status: Any) -> dict[str, Any]:
     }
 
 
+def ensure_row(conn: Any, cr: dict[str, Any], event_id: str | None = None) -> bool:
+    """Record a kubectl-applied CR's row as the operator does (tenant of its namespace)."""
+    return db.ensure_job(conn, store.new_row(cr, event_id or cr["metadata"]["uid"], "wards-team"))
+
+
 def test_ensure_row_for_a_kubectl_applied_cr(database: db.Database) -> None:
     uid = str(uuid.uuid4())
     with database.connection() as conn:
-        assert store.ensure_row(conn, applied_cr(uid))
-        assert not store.ensure_row(conn, applied_cr(uid))  # idempotent
+        assert ensure_row(conn, applied_cr(uid))
+        assert not ensure_row(conn, applied_cr(uid))  # idempotent
         row = db.get_job(conn, uuid.UUID(uid))
         text = db.get_guideline_text(conn, uuid.UUID(uid))
     assert row["status"] == "PENDING" and row["cr_name"] == "hand-hygiene"
     assert row["namespace"] == "wards" and row["title"] == "Hand hygiene"
-    assert row["submitted_by"] == "kubectl"
+    assert row["submitted_by"] == "kubectl" and row["tenant"] == "wards-team"
+    assert row["cr_uid"] == uid
     assert row["created_at"] == datetime(2025, 3, 1, 12, tzinfo=UTC)
     assert text == "Staff must wash hands."
 
@@ -75,7 +81,7 @@ def test_ensure_row_waits_for_the_apis_uncommitted_insert(database: db.Database)
 
         def operator_side() -> None:
             with database.connection() as conn:
-                outcome["inserted"] = store.ensure_row(conn, body)
+                outcome["inserted"] = ensure_row(conn, body, str(event_id))
 
         worker = threading.Thread(target=operator_side)
         worker.start()
@@ -108,7 +114,7 @@ def test_job_state_mirrors_status(database: db.Database) -> None:
     assert state.status == Phase.FAILED and state.attempts == 4
     assert state.result is None and state.reason == "BackoffLimitExceeded"
     with database.connection() as conn:
-        store.ensure_row(conn, failed)
+        ensure_row(conn, failed)
         assert db.mirror_state(conn, state)
         assert not db.mirror_state(conn, state)
         row = db.get_job(conn, uuid.UUID(uid))
@@ -122,9 +128,12 @@ def test_job_state_mirrors_status(database: db.Database) -> None:
 def test_mark_deleted_only_touches_unfinished_rows(database: db.Database) -> None:
     running, done = str(uuid.uuid4()), str(uuid.uuid4())
     with database.connection() as conn:
-        store.ensure_row(conn, applied_cr(running))
-        store.ensure_row(conn, applied_cr(done))
-        db.mirror_state(conn, store.job_state(applied_cr(done, phase="COMPLETED", result={"s": 1})))
+        ensure_row(conn, applied_cr(running))
+        ensure_row(conn, applied_cr(done))
+        db.mirror_state(
+            conn,
+            store.job_state(applied_cr(done, phase="COMPLETED", eventId=done, result={"s": 1})),
+        )
         assert db.mark_deleted(conn, running, 2, None)
         assert not db.mark_deleted(conn, running, 2, None)
         assert not db.mark_deleted(conn, done, 1, None)
@@ -143,7 +152,7 @@ def test_purge_deletes_only_old_finished_rows(database: db.Database) -> None:
     }
     with database.connection() as conn:
         for uid in ids.values():
-            store.ensure_row(conn, applied_cr(uid))
+            ensure_row(conn, applied_cr(uid))
         for name, phase, age in (
             ("old_done", Phase.COMPLETED, 40),
             ("old_failed", Phase.FAILED, 31),
@@ -190,15 +199,12 @@ def test_heartbeat_upserts(database: db.Database) -> None:
 
 
 def test_the_operators_purge_counts_in_its_metric(database: db.Database) -> None:
-    from guideline_core.settings import OperatorSettings
-    from guideline_operator.kubeapi import Kube
+    from guideline_operator.housekeeping import Heartbeat
     from guideline_operator.metrics import Metrics
-    from guideline_operator.reconciler import Reconciler
-    from kubernetes import client
 
     uid = str(uuid.uuid4())
     with database.connection() as conn:
-        store.ensure_row(conn, applied_cr(uid))
+        ensure_row(conn, applied_cr(uid))
         db.mirror_state(
             conn,
             db.JobState(
@@ -209,21 +215,15 @@ def test_the_operators_purge_counts_in_its_metric(database: db.Database) -> None
             ),
         )
     metrics = Metrics()
-    kept = Reconciler(
-        OperatorSettings(db_retention_days=0),
-        Kube(client.ApiClient()),
-        database,
-        metrics,
-        namespaces=["wards"],
-    )
+
+    def heartbeat(days: int) -> Heartbeat:
+        return Heartbeat(
+            database, metrics, identity="t", interval=1, retention_days=days, purge_interval=1
+        )
+
+    kept = heartbeat(0)
     assert kept.purge() == 0  # 0 days: keep forever
-    rec = Reconciler(
-        OperatorSettings(db_retention_days=7),
-        Kube(client.ApiClient()),
-        database,
-        metrics,
-        namespaces=["wards"],
-    )
+    rec = heartbeat(7)
     assert rec.purge() == 1
     assert metrics.registry.get_sample_value("guideline_operator_db_purged_rows_total") == 1
     with database.connection() as conn:

@@ -17,6 +17,7 @@ from guideline_operator.observe import Stage
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 EVENT_ID = "0195a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+JOB0 = manifests.job_name("gj-abcde", "cr-uid-1", 0)  # the first run's Job of `cr()`
 
 
 def ts(seconds: float) -> str:
@@ -45,7 +46,7 @@ def cr(
 
 
 def job(
-    name: str = "gj-abcde",
+    name: str = JOB0,
     conditions: list[dict[str, Any]] | None = None,
     *,
     suspend: bool = False,
@@ -89,7 +90,7 @@ def pod(
     exit_code: int | None = None,
     message: str = "",
     finished: float | None = None,
-    job_name: str = "gj-abcde",
+    job_name: str = JOB0,
 ) -> dict[str, Any]:
     state: dict[str, Any] = {}
     if exit_code is not None:
@@ -118,9 +119,7 @@ def pod(
 
 
 def admitted(extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return cr(
-        status={"phase": "PENDING", "eventId": EVENT_ID, "jobName": "gj-abcde", **(extra or {})}
-    )
+    return cr(status={"phase": "PENDING", "eventId": EVENT_ID, "jobName": JOB0, **(extra or {})})
 
 
 # --- the Job manifest ----------------------------------------------------------------------
@@ -137,15 +136,11 @@ def test_job_manifest_follows_the_contract() -> None:
         event_id=EVENT_ID,
         attempts_before=2,
         queued_at=NOW,
-        cr_labels=((gj.LABEL_EVENT_ID, EVENT_ID), ("team", "infection-control")),
+        cr_labels=(("team", "infection-control"),),
     )
     manifest = manifests.build_job(request, settings)
     meta, spec = manifest["metadata"], manifest["spec"]
-    assert (manifest["apiVersion"], manifest["kind"], meta["name"]) == (
-        "batch/v1",
-        "Job",
-        "gj-abcde",
-    )
+    assert (manifest["apiVersion"], manifest["kind"], meta["name"]) == ("batch/v1", "Job", JOB0)
     assert meta["namespace"] == "ns1"
     [owner] = meta["ownerReferences"]
     assert owner == {
@@ -162,7 +157,7 @@ def test_job_manifest_follows_the_contract() -> None:
         assert labels[gj.LABEL_JOB_NAME] == "gj-abcde"
         assert labels[gj.LABEL_COMPONENT] == "runner"
         assert labels[gj.LABEL_MANAGED_BY] == "guideline-operator"
-        assert labels["team"] == "infection-control"  # the CR's own labels are inherited
+        assert labels["team"] == "infection-control"  # an allowed label of the CR
     assert meta["annotations"][manifests.ANNOTATION_ATTEMPTS_BEFORE] == "2"
     assert pod_meta["annotations"][manifests.ANNOTATION_CR_NAME] == "gj-abcde"
     assert observe.parse_time(meta["annotations"][manifests.ANNOTATION_QUEUED_AT]) == NOW
@@ -230,7 +225,7 @@ def test_job_manifest_retry_name_spec_retries_and_kueue() -> None:
         cr_name="gj-abcde", cr_uid="u", namespace="ns1", event_id=EVENT_ID, run=2, max_retries=0
     )
     manifest = manifests.build_job(request, settings)
-    assert manifest["metadata"]["name"] == "gj-abcde-r2"
+    assert manifest["metadata"]["name"] == manifests.job_name("gj-abcde", "u", 2)
     assert manifest["spec"]["backoffLimit"] == 0  # spec.maxRetries wins over the setting
     assert manifest["spec"]["suspend"] is True
     assert manifest["metadata"]["labels"][manifests.KUEUE_QUEUE_LABEL] == "team-queue"
@@ -239,14 +234,66 @@ def test_job_manifest_retry_name_spec_retries_and_kueue() -> None:
 
 def test_long_names_become_valid_job_names_and_label_values() -> None:
     long_name = "a-guideline-job-applied-with-kubectl-and-a-very-long-descriptive-name-x" * 2
-    names = {manifests.job_name(long_name, run) for run in range(12)}
+    names = {manifests.job_name(long_name, "uid-1", run) for run in range(12)}
     assert len(names) == 12
-    assert all(len(n) <= 63 and not n.endswith("-") for n in names)
-    assert manifests.job_name(long_name, 3).endswith("-r3")
+    # At most 57 characters: the pods' generateName `<job>-` is never truncated.
+    assert all(len(n) <= manifests.MAX_JOB_NAME and not n.startswith("-") for n in names)
     value = manifests.label_value(long_name)
     assert len(value) <= 63 and value == manifests.label_value(long_name)
     assert manifests.label_value(long_name + "b") != value
-    assert manifests.job_name("gj-short", 0) == "gj-short"
+    assert manifests.job_name("gj-short", "uid-1", 0).startswith("gj-short-")
+
+
+def test_job_names_of_two_guidelinejobs_never_collide() -> None:
+    # Before: CR `x-r1` run 0 and CR `x` run 1 were both Job `x-r1`.
+    first = manifests.job_name("x", "uid-of-x", 1)
+    other = manifests.job_name(first, "uid-of-other", 0)
+    assert first != other and manifests.job_name("x-r1", "uid-of-other", 0) != first
+    # A fixed-length suffix: equal names imply equal CR names (one CR per namespace).
+    names = {manifests.job_name(f"cr-{i}", f"uid-{i}", run) for i in range(50) for run in range(3)}
+    assert len(names) == 150
+    assert {len(n) - len(n.rsplit("-", 1)[0]) for n in names} == {1 + manifests.JOB_SUFFIX_CHARS}
+
+
+def test_only_allowlisted_labels_reach_the_job_and_pods() -> None:
+    labels = {
+        "team": "a",
+        "app": "payments",
+        gj.LABEL_MANAGED_BY: "x",
+        "kueue.x-k8s.io/queue-name": "q",
+    }
+    allowed = manifests.allowed_labels(
+        labels, ["team", gj.LABEL_MANAGED_BY, manifests.KUEUE_QUEUE_LABEL]
+    )
+    assert allowed == {"team": "a"}  # never the operator's own, never an unlisted one
+    assert manifests.allowed_labels(labels, []) == {}
+
+
+def test_the_event_id_label_is_believed_only_for_the_cr_its_row_records() -> None:
+    from guideline_operator import store
+
+    claimed = cr()  # labelled EVENT_ID, uid cr-uid-1, name gj-abcde in ns1
+    row = {"cr_uid": "cr-uid-1", "cr_name": "gj-abcde", "namespace": "ns1"}
+
+    def rows(found: dict[str, Any] | None) -> Any:
+        return lambda event_id: found if str(event_id) == EVENT_ID else None
+
+    assert store.identify(claimed, rows(row)) == (EVENT_ID, True)
+    # Someone else's CR claiming the job (another uid, another name): a job of its own.
+    assert store.identify(claimed, rows({**row, "cr_uid": "victims-uid"})) == ("cr-uid-1", False)
+    squat = {**row, "cr_uid": None, "cr_name": "gj-other"}
+    assert store.identify(claimed, rows(squat)) == ("cr-uid-1", False)
+    assert store.identify(claimed, rows(None)) == ("cr-uid-1", False)
+    # The dispatcher's CR, not recorded yet (first create, or a re-create in the outbox).
+    for pending in ({**row, "cr_uid": None}, {**row, "cr_uid": "old", "dispatch_pending": True}):
+        with pytest.raises(store.NotRecordedYetError):
+            store.identify(claimed, rows(pending))
+    # In another namespace the same name is another object.
+    other_ns = {**row, "cr_uid": None, "namespace": "ns2"}
+    assert store.identify(claimed, rows(other_ns)) == ("cr-uid-1", False)
+    bad = cr()
+    bad["metadata"]["labels"] = {gj.LABEL_EVENT_ID: "not-a-uuid"}
+    assert store.identify(bad, rows(row)) == ("cr-uid-1", False)
 
 
 # --- observing Jobs and pods -------------------------------------------------------------
@@ -350,16 +397,16 @@ def test_missing_job_of_an_admitted_run() -> None:
     # The runner finished and the Job was removed since: the result stands.
     obs = observe.observe(admitted({"result": {"summary": "s"}}), None, [], NOW)
     assert obs.phase == Phase.COMPLETED
-    # It was running and vanished without a result: lost, never re-run.
+    # Admitted as PROCESSING and its Job vanished without a result: it is re-created.
     obs = observe.observe(admitted({"phase": "PROCESSING"}), None, [], NOW)
-    assert obs.phase == Phase.FAILED and obs.error["reason"] == FailureReason.JOB_LOST
+    assert (obs.phase, obs.stage) == (Phase.PROCESSING, Stage.MISSING)
 
 
 def test_retry_run_looks_at_its_own_job() -> None:
     retried = cr(
         status={"phase": "PENDING", "retryRequests": 2, "attempts": 4, "eventId": EVENT_ID}
     )
-    assert observe.current_job_name(retried) == "gj-abcde-r2"
+    assert observe.current_job_name(retried) == manifests.job_name("gj-abcde", "cr-uid-1", 2)
     obs = observe.observe(retried, None, [], NOW)
     assert obs.stage == Stage.QUEUED and obs.attempts == 4
 
@@ -432,36 +479,106 @@ def test_queued_condition_keeps_the_position_written_by_the_queue() -> None:
 # --- the queue -----------------------------------------------------------------------------
 
 
-def entry(name: str, created: float, event_id: str, **status: Any) -> queue.QueueEntry:
-    body = cr(name=name, status={"phase": "PENDING", **status})
+def body_of(name: str, created: float, event_id: str, **status: Any) -> dict[str, Any]:
+    """An accepted GuidelineJob (status.eventId set) waiting in the queue."""
+    body = cr(name=name, status={"phase": "PENDING", "eventId": event_id, **status})
     body["metadata"].update(
         uid=f"uid-{name}", creationTimestamp=ts(created), labels={gj.LABEL_EVENT_ID: event_id}
     )
-    return queue.entry_from_body(body)
+    return body
 
 
-def test_queue_order_is_submission_order_with_admitted_runs_first() -> None:
-    a = entry("a", 10, "0195-0003")
-    b = entry("b", 5, "0195-0002")
-    c = entry("c", 5, "0195-0001")  # same second as b: event_id breaks the tie
-    d = entry("d", 20, "0195-0004", jobName="d")  # admitted, its Job not created yet
-    finished = entry("e", 0, "0195-0000", phase="COMPLETED")
-    running = entry("f", 1, "0195-0005")
-    cancelled = queue.entry_from_body(
-        cr(name="g", status={"phase": "PENDING"}, **{gj.ANNOTATION_CANCEL_REQUESTED: ts(0)})
+def filled(*bodies: tuple[str, dict[str, Any]]) -> queue.Registry:
+    registry = queue.Registry()
+    for tenant, body in bodies:
+        registry.upsert(body)
+        registry.set_tenant(body["metadata"]["uid"], tenant)
+    return registry
+
+
+def admit(registry: queue.Registry, entry: queue.QueueEntry) -> None:
+    """What the reconciler's admission write does to the registry."""
+    body = body_of(entry.name, 0, entry.event_id, phase="PROCESSING", jobName=entry.job_name)
+    body["metadata"]["resourceVersion"] = str(int(entry.resource_version) + 1)
+    registry.upsert(body)
+
+
+def test_queue_order_is_submission_order() -> None:
+    registry = filled(
+        ("t", body_of("a", 10, "0195-0003")),
+        ("t", body_of("b", 5, "0195-0002")),
+        ("t", body_of("c", 5, "0195-0001")),  # same second as b: event_id breaks the tie
+        ("t", body_of("e", 0, "0195-0000", phase="COMPLETED")),
+        (
+            "t",
+            cr(
+                name="g",
+                status={"phase": "PENDING", "eventId": "0195-0009"},
+                **{gj.ANNOTATION_CANCEL_REQUESTED: ts(0)},
+            ),
+        ),
     )
-    ordered = queue.waiting([a, b, c, d, finished, running, cancelled], {("ns1", "f")})
-    assert [e.name for e in ordered] == ["d", "c", "b", "a"]
-    free, admit = queue.plan(ordered, running=3, limit=4)
-    assert free == 1 and [e.name for e in admit] == ["d"]
-    assert queue.plan(ordered, running=6, limit=4) == (0, [])
+    assert registry.waiting_count() == 3
+    order = []
+    while (entry := registry.next_waiting(lambda t: 0)) is not None:
+        order.append(entry.name)
+        admit(registry, entry)
+    assert order == ["c", "b", "a"]
+    assert registry.running() == 3 and registry.waiting_count() == 0
+
+
+def test_unaccepted_or_unknown_tenant_jobs_are_not_admitted() -> None:
+    registry = queue.Registry()
+    registry.upsert(cr(name="new", status={}))  # not accepted yet: its pass accepts it first
+    accepted = body_of("b", 0, "0195-0001")
+    registry.upsert(accepted)  # no tenant recorded yet
+    assert registry.next_waiting(lambda t: 0) is None
+    registry.set_tenant("uid-b", "t")
+    assert registry.next_waiting(lambda t: 0).name == "b"
+
+
+def test_tenants_take_turns_whatever_one_has_queued() -> None:
+    flood = [("flood", body_of(f"f{i}", i, f"0195-{i:05d}")) for i in range(2000)]
+    registry = filled(*flood, ("small", body_of("s0", 5000, "0195-99999")))
+    first = registry.next_waiting(lambda t: 0)
+    admit(registry, first)
+    second = registry.next_waiting(lambda t: 0)
+    # Submitted last, started within one slot turnover.
+    assert {first.name, second.name} == {"f0", "s0"}
+
+
+def test_a_tenant_that_arrives_is_next_in_turn() -> None:
+    registry = filled(*[("flood", body_of(f"f{i}", i, f"0195-{i:05d}")) for i in range(50)])
+    admit(registry, registry.next_waiting(lambda t: 0))
+    registry.upsert(body_of("s0", 100, "0195-99999"))
+    registry.set_tenant("uid-s0", "small")
+    assert registry.next_waiting(lambda t: 0).name == "s0"  # the very next free slot
+
+
+def test_a_tenants_running_limit_holds_and_others_use_the_slots() -> None:
+    registry = filled(
+        *[("a", body_of(f"a{i}", i, f"0195-{i:04d}")) for i in range(5)],
+        *[("b", body_of(f"b{i}", 100 + i, f"0195-1{i:03d}")) for i in range(5)],
+    )
+    limits = {"a": 1}
+    started = []
+    while (entry := registry.next_waiting(lambda t: limits.get(t, 0))) is not None:
+        started.append(entry.name)
+        admit(registry, entry)
+    assert started.count("a0") == 1 and not any(n.startswith("a") and n != "a0" for n in started)
+    assert registry.running("a") == 1 and registry.running("b") == 5
 
 
 def test_retry_entry_waits_for_its_new_job() -> None:
-    retried = entry("a", 0, "0195-0001", retryRequests=1, jobName=None)
-    assert retried.job_name == "a-r1"
-    assert [e.name for e in queue.waiting([retried], {("ns1", "a")})] == ["a"]
-    assert queue.waiting([retried], {("ns1", "a-r1")}) == []
+    admitted_before = body_of("a", 0, "0195-0001", phase="FAILED", jobName="whatever")
+    registry = filled(("t", admitted_before))
+    assert registry.waiting_count() == 0 and registry.running() == 0
+    retried = body_of("a", 0, "0195-0001", retryRequests=1, jobName=None)
+    retried["metadata"]["resourceVersion"] = "200"
+    registry.upsert(retried)
+    [entry] = registry.snapshot()
+    assert entry.job_name == manifests.job_name("a", "uid-a", 1) and entry.waiting
+    assert registry.next_waiting(lambda t: 0).name == "a"
 
 
 def test_registry_ignores_a_stale_watch_event() -> None:
@@ -637,7 +754,7 @@ def test_command_line_overrides_settings(monkeypatch: pytest.MonkeyPatch) -> Non
         parse_args(["--standalone", "--peering", "gl"])
 
 
-def test_kopf_settings_keep_the_guideline_out_of_annotations() -> None:
+def test_kopf_settings_write_no_diff_base() -> None:
     import kopf
     from guideline_core.settings import OperatorSettings
     from guideline_operator.handlers import kopf_settings
@@ -645,13 +762,12 @@ def test_kopf_settings_keep_the_guideline_out_of_annotations() -> None:
     ks = kopf_settings(OperatorSettings())
     body = cr(status={"phase": "PENDING"})
     body["spec"]["guidelineText"] = "x" * gj.MAX_GUIDELINE_CHARS
-    body["spec"]["title"] = "Hand hygiene"
-    essence = ks.persistence.diffbase_storage.build(body=kopf.Body(body))
-    assert (
-        "guidelineText" not in essence.get("spec", {})
-        and essence["spec"]["title"] == "Hand hygiene"
-    )
-    assert "status" not in essence
+    storage = ks.persistence.diffbase_storage
+    # Every object reads as handled already (no create/update cause), and nothing is stored.
+    assert storage.fetch(body=kopf.Body(body)) == storage.build(body=kopf.Body(body))
+    patch = kopf.Patch()
+    storage.store(body=kopf.Body(body), patch=patch, essence=storage.build(body=kopf.Body(body)))
+    assert not patch
     assert ks.persistence.finalizer == "ingest.guidelines.dev/operator"
     # kopf's progress lives under status.kopf, apart from the operator's status fields.
     assert ks.persistence.progress_storage._field == ("status", "kopf", "progress")

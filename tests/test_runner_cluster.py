@@ -325,6 +325,12 @@ def test_runner_pods_with_only_the_runner_rbac(cluster: LocalCluster, namespace:
     )  # fmt: skip
     good = create_guideline_job(cluster, namespace)["metadata"]["name"]
     bad = create_guideline_job(cluster, namespace)["metadata"]["name"]
+    for name in (good, bad):  # as the operator does before it creates the Job: the runner
+        # ServiceAccount may write only the status of the GuidelineJob of its pod's Job
+        cluster.kubectl(
+            "patch", PLURAL, name, "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"jobName": f"run-{name}"}}),
+        )  # fmt: skip
     with FakeLLMProcess({"summary": SUMMARY, "checklist": CHECKLIST}) as fake:
         cluster.create(
             [

@@ -11,6 +11,12 @@ restart. Unauthenticated requests are cheap: 401 before a body is read, /health 
 /metrics from cached figures, uvicorn's limits. /health shows errors and pod names to admins
 only. Database passwords never reach a log line. Text processing stays linear on the worst
 inputs found and on fuzzed ones.
+
+The operator and the cluster (section "operator" below): a GuidelineJob affects only its
+own row (the confused deputy), labels reach Jobs and pods only from an allowlist, Job
+names cannot collide, a runner writes only its own GuidelineJob's status, kubectl-applied
+jobs belong to their namespace's tenant and record the authenticated creator, the CRD
+applies the API's input rules, and admission is fair across tenants under a flood.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from guideline_api.auth import KeyStore, Principal, Role, hash_key
 from guideline_core import db, logs
+from guideline_core import resource as gj
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
 from psycopg2.extensions import parse_dsn
@@ -52,6 +60,7 @@ from support.api import (
 )
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.pg import PgServer
+from support.stack import FAKE_CHECKLIST, FAKE_SUMMARY, Stack
 
 pytestmark = pytest.mark.cluster
 SECRET = "CONFIDENTIAL protocol: staff must double-check the dose before administering."
@@ -540,3 +549,313 @@ def test_fuzzed_text_inputs_stay_within_budget(tmp_path: Path) -> None:
         tmp_path=tmp_path,
     )
     assert set(result["slowest"]) >= {"chunk_text", "heading_of", "split_units", "dsn_redact"}
+
+
+# --------------------------------------------------------------------------- operator
+
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+HANG = {"rules": [{"step": "any", "times": None, "status": "hang", "seconds": 120}]}
+
+
+def kubectl_cr(name: str, text: str = "Staff must wash hands.", **metadata: Any) -> dict[str, Any]:
+    """A GuidelineJob as a user applies it with kubectl."""
+    return {
+        "apiVersion": gj.API_VERSION,
+        "kind": gj.KIND,
+        "metadata": {"name": name, **metadata},
+        "spec": {"guidelineText": text},
+    }
+
+
+def victim_snapshot(stack: Stack, name: str, event_id: str) -> dict[str, Any]:
+    """Everything of a job an attacker might change: its row, history and CR status."""
+    row = stack.row(event_id)
+    assert row is not None
+    return {"row": row, "history": stack.history(event_id), "status": stack.status(name)}
+
+
+# --- operator: a GuidelineJob only ever affects its own row (the confused deputy) -------
+
+
+@pytest.mark.cluster
+def test_operator_a_cr_with_a_victims_event_id_leaves_the_victims_job_unchanged(
+    make_stack: Any,
+) -> None:
+    stack = make_stack()
+    victim = stack.submit("The victim's confidential protocol.", tenant="victims")
+    name = victim["metadata"]["name"]
+    event_id = victim["metadata"]["labels"][gj.LABEL_EVENT_ID]
+    assert stack.wait_for_phase(name, *TERMINAL)["status"]["phase"] == "COMPLETED"
+    before = victim_snapshot(stack, name, event_id)
+
+    # The attacker may create GuidelineJobs: one claims the victim's job by its label, and
+    # asks for a cancel and a retry of it.
+    evil = stack.cluster.create(
+        kubectl_cr(
+            "evil",
+            "Attacker text.",
+            labels={gj.LABEL_EVENT_ID: event_id},
+            annotations={
+                gj.ANNOTATION_CANCEL_REQUESTED: "2025-01-01T00:00:00Z",
+                gj.ANNOTATION_RETRY_REQUESTED: "5",
+            },
+        ),
+        namespace=stack.namespace,
+    )
+    done = stack.wait_for_phase("evil", *TERMINAL)
+    uid = evil["metadata"]["uid"]
+    # The attacker's CR became a job of its own: its uid, its own row and label.
+    assert done["status"]["eventId"] == uid
+    assert done["metadata"]["labels"][gj.LABEL_EVENT_ID] == uid
+    own = stack.row(uid)
+    assert own is not None and own["cr_uid"] == uid and own["tenant"] == "default"
+    # The victim's row (status, result, attempts, run, updated_at), history and CR status
+    # are exactly as they were, also after a few resyncs.
+    stack.op.metrics()  # the operator is alive
+    wait_for(lambda: stack.history(uid), timeout=30, message="the attacker's own history")
+    after = victim_snapshot(stack, name, event_id)
+    assert after == before
+    assert after["row"]["result"]["summary"] == FAKE_SUMMARY
+
+
+@pytest.mark.cluster
+def test_operator_a_cr_claiming_a_queued_job_cannot_cancel_or_run_it(make_stack: Any) -> None:
+    stack = make_stack(operator={"max_concurrent_jobs": 1}, script=HANG)
+    running = stack.submit()["metadata"]["name"]
+    stack.wait_for_phase(running, "PROCESSING")
+    victim = stack.submit("Queued victim.", tenant="victims")
+    name, event_id = victim["metadata"]["name"], victim["metadata"]["labels"][gj.LABEL_EVENT_ID]
+    wait_for(lambda: stack.status(name).get("phase") == "PENDING", timeout=30, message="queued")
+    stack.cluster.create(
+        kubectl_cr(
+            "evil-cancel",
+            labels={gj.LABEL_EVENT_ID: event_id},
+            annotations={gj.ANNOTATION_CANCEL_REQUESTED: "2025-01-01T00:00:00Z"},
+        ),
+        namespace=stack.namespace,
+    )
+    stack.wait_for_phase("evil-cancel", "CANCELLED")
+    row = stack.row(event_id)
+    assert row["status"] == "PENDING" and row["cr_uid"] == victim["metadata"]["uid"]
+    assert stack.status(name)["phase"] == "PENDING"
+
+
+@pytest.mark.cluster
+def test_operator_waits_for_the_dispatcher_to_record_its_cr(make_stack: Any) -> None:
+    stack = make_stack()
+    created = stack.submit(record=False)
+    name, uid = created["metadata"]["name"], created["metadata"]["uid"]
+    event_id = created["metadata"]["labels"][gj.LABEL_EVENT_ID]
+    # Not recorded yet: the operator neither accepts it nor makes a row of its own for it.
+    wait_for(
+        lambda: any(
+            r.get("msg") == "waiting for the API to record its GuidelineJob"
+            for r in stack.op.log_records()
+        ),
+        timeout=30,
+        message="the operator waits",
+    )
+    assert not stack.status(name).get("phase")
+    assert stack.row(uid) is None
+    stack.record(uuid.UUID(event_id), created)
+    done = stack.wait_for_phase(name, *TERMINAL)
+    assert done["status"]["phase"] == "COMPLETED" and done["status"]["eventId"] == event_id
+
+
+# --- the operator: labels and Job names -----------------------------------------------------
+
+
+@pytest.mark.cluster
+def test_operator_a_label_push_does_not_reach_the_job_or_pod(make_stack: Any) -> None:
+    stack = make_stack(operator={"propagated_labels": ["team"]}, script=HANG)
+    pushed = {"app": "payments", "role": "db", "team": "ward-7"}
+    stack.cluster.create(kubectl_cr("pushy", labels=pushed), namespace=stack.namespace)
+    stack.wait_for_phase("pushy", "PROCESSING")
+    [pod] = wait_for(lambda: stack.pods_of("pushy"), timeout=60, message="runner pod")
+    [job] = stack.jobs_of("pushy")
+    for labels in (job["metadata"]["labels"], pod["metadata"]["labels"]):
+        # A Service or NetworkPolicy selecting app=payments never selects a runner pod.
+        assert "app" not in labels and "role" not in labels
+        assert labels["team"] == "ward-7"  # on the allowlist
+    selected = stack.cluster.pods(stack.namespace, "app=payments")
+    assert selected == []
+
+
+@pytest.mark.cluster
+def test_operator_job_names_of_two_guidelinejobs_cannot_collide(make_stack: Any) -> None:
+    stack = make_stack(script={"rules": [{"step": "any", "times": None, "status": 401}]})
+    first = stack.cluster.create(kubectl_cr("x"), namespace=stack.namespace)
+    assert stack.wait_for_phase("x", *TERMINAL)["status"]["phase"] == "FAILED"
+    stack.fake.set_script({"summary": FAKE_SUMMARY, "checklist": FAKE_CHECKLIST})
+    # Before: CR `x-r1`'s Job was named `x-r1`, exactly the Job of x's first retry.
+    second = stack.cluster.create(kubectl_cr("x-r1"), namespace=stack.namespace)
+    assert stack.wait_for_phase("x-r1", *TERMINAL)["status"]["phase"] == "COMPLETED"
+    stack.retry("x", 1)
+    retried = wait_for(
+        lambda: (
+            (b := stack.get("x"))["status"].get("retryRequests") == 1
+            and b["status"]["phase"] in TERMINAL
+            and b
+        ),
+        timeout=120,
+        message="x retried",
+    )
+    assert retried["status"]["phase"] == "COMPLETED"
+    jobs = stack.cluster.get_json("jobs", "-n", stack.namespace)["items"]
+    owners = {j["metadata"]["name"]: j["metadata"]["ownerReferences"][0]["uid"] for j in jobs}
+    assert len(owners) == 3  # x run 0, x run 1, x-r1 run 0: three distinct names
+    uids = sorted(owners.values())
+    assert uids == sorted([first["metadata"]["uid"]] * 2 + [second["metadata"]["uid"]])
+
+
+# --- the runner writes only its own status --------------------------------------------------
+
+
+def pod_token(cluster: LocalCluster, namespace: str, pod: dict[str, Any]) -> str:
+    """A runner ServiceAccount token bound to `pod`, as the kubelet mounts it."""
+    return cluster.kubectl(
+        "create", "token", "guideline-runner", "-n", namespace, "--bound-object-kind=Pod",
+        f"--bound-object-name={pod['metadata']['name']}",
+        f"--bound-object-uid={pod['metadata']['uid']}",
+    ).stdout.strip()  # fmt: skip
+
+
+def patch_status(
+    cluster: LocalCluster, token: str, namespace: str, name: str, status: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl_as_token(
+        token, "patch", gj.PLURAL, name, "-n", namespace, "--subresource=status",
+        "--type=merge", "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+
+
+@pytest.mark.cluster
+def test_runner_token_may_write_only_its_own_guidelinejobs_status(make_stack: Any) -> None:
+    stack = make_stack(operator={"max_concurrent_jobs": 2}, script=HANG)
+    mine = stack.submit("Mine.")["metadata"]["name"]
+    other = stack.submit("Someone else's.")["metadata"]["name"]
+    for name in (mine, other):
+        stack.wait_for_phase(name, "PROCESSING")
+    [pod] = wait_for(
+        lambda: [p for p in stack.pods_of(mine) if p["status"].get("phase") == "Running"],
+        timeout=60,
+        message="my runner pod",
+    )
+    token = pod_token(stack.cluster, stack.namespace, pod)
+    # Another GuidelineJob's status: denied by the admission policy (RBAC alone allows it).
+    denied = patch_status(stack.cluster, token, stack.namespace, other, {"result": {"x": 1}})
+    assert denied.returncode != 0 and "only the status of the GuidelineJob" in denied.stderr
+    assert "result" not in stack.status(other)
+    # Its own: the runner's fields yes, the operator's no.
+    allowed = patch_status(stack.cluster, token, stack.namespace, mine, {"partial": {"s": "x"}})
+    assert allowed.returncode == 0, allowed.stderr
+    forged = patch_status(stack.cluster, token, stack.namespace, mine, {"phase": "COMPLETED"})
+    assert forged.returncode != 0 and "operator's status fields" in forged.stderr
+    assert stack.status(mine)["phase"] == "PROCESSING"
+
+
+# --- kubectl-applied GuidelineJobs: tenant from the namespace, creator from the request -----
+
+
+@pytest.mark.cluster
+def test_kubectl_cr_belongs_to_its_namespaces_tenant_and_records_the_real_creator(
+    make_stack: Any,
+) -> None:
+    stack = make_stack()
+    stack.cluster.kubectl("label", "namespace", stack.namespace, f"{gj.LABEL_TENANT}=ward-7")
+    forged = {gj.ANNOTATION_CREATED_BY: "someone-else", gj.ANNOTATION_SUBMITTED_BY: "admin"}
+    created = stack.cluster.create(
+        kubectl_cr("mine", labels={gj.LABEL_TENANT: "other-tenant"}, annotations=forged),
+        namespace=stack.namespace,
+    )
+    whoami = json.loads(stack.cluster.kubectl("auth", "whoami", "-o", "json").stdout)
+    user = whoami["status"]["userInfo"]["username"]
+    assert created["metadata"]["annotations"][gj.ANNOTATION_CREATED_BY] == user
+    # An update cannot change it either.
+    stack.kubectl("annotate", "--overwrite", gj.PLURAL, "mine", f"{gj.ANNOTATION_CREATED_BY}=x")
+    assert stack.get("mine")["metadata"]["annotations"][gj.ANNOTATION_CREATED_BY] == user
+    done = stack.wait_for_phase("mine", *TERMINAL)
+    row = stack.row(done["status"]["eventId"])
+    assert row["tenant"] == "ward-7" and row["created_by"] == user
+
+
+# --- the CRD applies the API's input rules --------------------------------------------------
+
+BAD_INPUTS = [
+    {"guidelineText": "Wash hands.\x00"},
+    {"guidelineText": "Wash\x1b[31m hands."},
+    {"guidelineText": "Wash hands.\x85"},
+    {"guidelineText": "Wash hands.", "title": "Title\nwith a line feed"},
+    {"guidelineText": "Wash hands.", "model": "gpt-4o; rm -rf /"},
+    {"guidelineText": "Wash hands.", "model": "-leading-dash"},
+]
+GOOD_INPUTS = [
+    {"guidelineText": "Wash hands.\n\tBefore each patient.\r\n"},
+    {"guidelineText": "Wash hands.", "title": "Hand hygiene", "model": "org/model-1.5:beta"},
+]
+
+
+@pytest.mark.cluster
+def test_crd_rejects_exactly_what_the_api_rejects(cluster: LocalCluster) -> None:
+    from guideline_api.schemas import SubmitJob
+    from pydantic import ValidationError
+
+    def api_accepts(spec: dict[str, Any]) -> bool:
+        body = {"guideline_text": spec["guidelineText"]}
+        body.update({k: spec[k] for k in ("title", "model") if k in spec})
+        try:
+            SubmitJob.model_validate(body)
+        except ValidationError:
+            return False
+        return True
+
+    namespace = cluster.create_namespace("t-sec-crd")
+    try:
+        for i, spec in enumerate(BAD_INPUTS + GOOD_INPUTS):
+            manifest = kubectl_cr(f"input-{i}")
+            manifest["spec"] = spec
+            result = cluster.kubectl(
+                "create", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False
+            )
+            assert (result.returncode == 0) == api_accepts(spec) == (spec in GOOD_INPUTS), (
+                spec,
+                result.stderr,
+            )
+    finally:
+        cluster.delete_namespace(namespace)
+
+
+# --- fair admission under a flood -----------------------------------------------------------
+
+
+@pytest.mark.cluster
+def test_operator_a_tenants_single_job_starts_within_one_slot_turnover_during_a_flood(
+    make_stack: Any,
+) -> None:
+    stack = make_stack(
+        operator={"max_concurrent_jobs": 1},
+        script={"summary": FAKE_SUMMARY, "checklist": FAKE_CHECKLIST, "latency": 0.5},
+    )
+    flood = stack.submit_many([f"Flood {i}." for i in range(100)], tenant="flood")
+    wait_for(
+        lambda: sum(r.get("msg") == "accepted" for r in stack.op.log_records()) >= 100,
+        timeout=180,
+        message="the flood accepted",
+    )
+    small = stack.submit("One small job.", tenant="small")["metadata"]["name"]
+    done = stack.wait_for_phase(small, *TERMINAL, timeout=120)
+    assert done["status"]["phase"] == "COMPLETED"
+    records = stack.op.log_records()
+    accepted_at = next(
+        i
+        for i, r in enumerate(records)
+        if r.get("msg") == "accepted" and r.get("guidelinejob") == small
+    )
+    created_after = [
+        r["guidelinejob"] for r in records[accepted_at:] if r.get("msg") == "created Job"
+    ]
+    # At most the one flood job whose slot was turning over went first.
+    assert small in created_after[:2], created_after[:5]
+    flood_names = {f["metadata"]["name"] for f in flood}
+    waiting = [n for n in flood_names if stack.status(n).get("phase") == "PENDING"]
+    assert len(waiting) > 80  # the flood was still queued: the turn was fair, not luck

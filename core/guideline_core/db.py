@@ -879,6 +879,20 @@ def list_audit(
         return list(cur.fetchall())
 
 
+# --- the operator: tenants of queued jobs --------------------------------------------------
+
+
+def tenants_of(conn: PgConnection, event_ids: list[uuid.UUID]) -> dict[str, str]:
+    """event_id (as text) -> tenant of the rows among `event_ids` that exist (one query)."""
+    if not event_ids:
+        return {}
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT event_id, tenant FROM jobs WHERE event_id = ANY(%s::uuid[])", (event_ids,)
+        )
+        return {str(event_id): tenant for event_id, tenant in cur.fetchall()}
+
+
 # --- helpers -------------------------------------------------------------------------------
 
 

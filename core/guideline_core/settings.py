@@ -281,8 +281,15 @@ class OperatorSettings(CommonSettings):
     watch_timeout_seconds: int = Field(
         300, gt=0, description="Watch requests are renewed after this (server side)."
     )
-    queue_refresh_seconds: float = Field(
-        5.0, gt=0, description="Shortest period of rewriting queue positions of waiting jobs."
+    default_tenant: str = Field(
+        "default",
+        description="Tenant of GuidelineJobs applied with kubectl in a namespace without the "
+        "label ingest.guidelines.dev/tenant.",
+    )
+    propagated_labels: list[str] = Field(
+        default_factory=list,
+        description="Label keys copied from a GuidelineJob to its Job and pods (JSON list); "
+        "no other label of a GuidelineJob reaches them.",
     )
     db_purge_interval_seconds: float = Field(
         3600.0, gt=0, description="Period of the database retention purge (db_retention_days)."

@@ -4,26 +4,31 @@ Handlers are registered on an explicit `kopf.OperatorRegistry` (not kopf's globa
 the resync interval can come from settings and importing this module has no side effects.
 
 kopf settings that matter here:
-- diff-base storage: `AnnotationsDiffBaseStorage` without `spec.guidelineText`. kopf keeps
-  the last handled "essence" of each object in an annotation; annotations share a 256 KiB
-  limit, and a 100,000-character guideline (JSON-escaped: up to 600 KB) would not fit, so
-  the CR could no longer be patched at all. The text is immutable anyway (CEL rule).
-- progress storage: `status.kopf.progress` (the CRD reserves `status.kopf` for it), apart
-  from the operator's fields, which `Reconciler` writes with its own merge patches.
-- finalizer: kopf puts one on every GuidelineJob because of the resync timer (kopf needs
-  it to stop timers cleanly), and it is kept on purpose: with it, the delete handler is
-  guaranteed to run, so a job deleted while PENDING or PROCESSING always ends as
-  CANCELLED (reason Deleted) in its database row instead of staying PROCESSING forever.
-  The price: GuidelineJobs cannot be deleted while no operator runs (uninstall deletes
-  them first). Jobs and pods get no finalizer (they are only watched, `on.event`).
+- GuidelineJobs are reconciled from `on.event` (level-based: every event runs the same
+  idempotent pass), not from kopf's create/update/resume handlers: those persist their
+  progress and a diff base in the object, 2 more writes per GuidelineJob whatever it does.
+  The diff base is therefore never stored (`NoDiffBase`): kopf sees no changes to handle,
+  and a pass that fails for a temporary reason is retried by `Retry` (a timer) and by
+  the resync timer.
+- finalizer: kopf puts one on every GuidelineJob because of the resync timer and the
+  delete handler (the admission policy of the chart adds it at creation, which saves kopf
+  that write), and it is kept on purpose: with it, the delete handler is guaranteed to
+  run, so a job deleted while PENDING or PROCESSING always ends as CANCELLED (reason
+  Deleted) in its database row instead of staying PROCESSING forever. The price:
+  GuidelineJobs cannot be deleted while no operator runs (uninstall deletes them first).
+  Jobs and pods get no finalizer (they are only watched, `on.event`).
+- progress storage: `status.kopf.progress` (the CRD reserves `status.kopf` for it), used
+  only by the delete handler's retries.
 - posting: kopf's own INFO chatter is not turned into Events (WARNING and up only); the
   transition Events are posted explicitly.
 """
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -35,21 +40,56 @@ from guideline_core.settings import OperatorSettings
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from guideline_operator import store
+from guideline_operator.housekeeping import Heartbeat
 from guideline_operator.reconciler import Reconciler
 
 log = logging.getLogger("guideline_operator")
 CR = (gj.GROUP, gj.VERSION, gj.PLURAL)
-DIFFBASE_KEY = "last-handled-configuration"
 FINALIZER = f"{gj.GROUP}/operator"
 TRANSIENT = (ApiException, HTTPError, OSError, db.DatabaseUnavailableError, psycopg2.Error)
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """A diff base that is never written: every object reads as already handled."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return self.build(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
+class Retry:
+    """Re-runs a failed pass after a short delay, at most one pending per GuidelineJob."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str], threading.Timer] = {}
+        self._lock = threading.Lock()
+
+    def later(self, key: tuple[str, str], delay: float, call: Callable[[], None]) -> None:
+        """Run `call` in `delay` seconds unless one is pending for `key` already."""
+
+        context = contextvars.copy_context()  # kopf's (its Event poster lives there)
+
+        def run() -> None:
+            with self._lock:
+                self._pending.pop(key, None)
+            context.run(call)
+
+        with self._lock:
+            if key in self._pending:
+                return
+            timer = threading.Timer(delay, run)
+            timer.daemon = True
+            self._pending[key] = timer
+        timer.start()
 
 
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     """kopf's settings for this operator (see the module docstring)."""
     ks = kopf.OperatorSettings()
-    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=gj.GROUP, key=DIFFBASE_KEY, ignored_fields=["spec.guidelineText"]
-    )
+    ks.persistence.diffbase_storage = NoDiffBase()
     ks.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     ks.persistence.finalizer = FINALIZER
     ks.posting.level = logging.WARNING
@@ -81,8 +121,25 @@ def _retrying(call: Callable[[], None]) -> None:
         raise kopf.TemporaryError(f"{type(exc).__name__}: {exc}"[:500], delay=2) from exc
 
 
-def register(registry: kopf.OperatorRegistry, rec: Reconciler, settings: OperatorSettings) -> None:
+def register(
+    registry: kopf.OperatorRegistry,
+    rec: Reconciler,
+    heartbeat: Heartbeat,
+    settings: OperatorSettings,
+) -> None:
     """Register every handler of the operator on `registry`."""
+    retry = Retry()
+
+    def reconcile(namespace: str, name: str, cause: str) -> None:
+        try:
+            rec.reconcile(namespace, name, cause=cause)
+        except store.NotRecordedYetError as exc:
+            log.info("waiting for the API to record its GuidelineJob", extra={"why": str(exc)})
+            retry.later((namespace, name), 1.0, lambda: reconcile(namespace, name, "retry"))
+        except TRANSIENT as exc:
+            rec.metrics.reconcile_errors.labels(stage="reconcile").inc()
+            log.warning("reconcile failed; retrying", extra={"error": str(exc)[:500]})
+            retry.later((namespace, name), 2.0, lambda: reconcile(namespace, name, "retry"))
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> Any:
@@ -91,7 +148,7 @@ def register(registry: kopf.OperatorRegistry, rec: Reconciler, settings: Operato
     @kopf.on.startup(registry=registry)
     def startup(**_: Any) -> None:
         known = rec.load_registry()
-        rec.start_background()
+        heartbeat.start()
         log.info(
             "operator started",
             extra={
@@ -99,26 +156,25 @@ def register(registry: kopf.OperatorRegistry, rec: Reconciler, settings: Operato
                 "guidelinejobs": known,
                 "max_concurrent_jobs": settings.max_concurrent_jobs,
                 "kueue_queue": settings.kueue_queue_name,
-                "identity": rec.identity,
+                "identity": heartbeat.identity,
             },
         )
+        rec.admission.pump()
 
     @kopf.on.cleanup(registry=registry)
     def cleanup(**_: Any) -> None:
-        rec.stop_background()
-        rec.db.close()
+        heartbeat.stop()
+        rec.mirror.db.close()
         log.info("operator stopped")
 
     @kopf.on.event(*CR, registry=registry)
     def guidelinejob_event(type: str | None, body: Any, **_: Any) -> None:
-        rec.cr_seen(_plain(body), deleted=type == "DELETED")
-
-    @kopf.on.resume(*CR, registry=registry)
-    @kopf.on.create(*CR, registry=registry)
-    @kopf.on.update(*CR, registry=registry)
-    def guidelinejob_changed(namespace: str, name: str, reason: Any, **_: Any) -> None:
-        cause = str(getattr(reason, "value", reason))
-        _retrying(lambda: rec.reconcile(namespace, name, cause=cause))
+        plain = _plain(body)
+        rec.cr_seen(plain, deleted=type == "DELETED")
+        metadata = plain.get("metadata") or {}
+        if type == "DELETED" or metadata.get("deletionTimestamp") or rec.queued(metadata["uid"]):
+            return
+        reconcile(metadata["namespace"], metadata["name"], "resume" if type is None else "event")
 
     @kopf.on.delete(*CR, registry=registry)
     def guidelinejob_deleted(body: Any, **_: Any) -> None:
@@ -128,6 +184,8 @@ def register(registry: kopf.OperatorRegistry, rec: Reconciler, settings: Operato
     def resync(body: Any, **_: Any) -> None:
         try:
             rec.resync(_plain(body))
+        except store.NotRecordedYetError:
+            pass  # the next tick decides
         except TRANSIENT as exc:  # the next tick retries
             rec.metrics.reconcile_errors.labels(stage="resync").inc()
             log.warning("resync failed", extra={"error": str(exc)[:500]})
@@ -146,6 +204,8 @@ def register(registry: kopf.OperatorRegistry, rec: Reconciler, settings: Operato
 def _child(rec: Reconciler, type_: str | None, body: Any) -> None:
     try:
         rec.child_event(_plain(body), type_)
+    except store.NotRecordedYetError:
+        pass  # its GuidelineJob's own events and timer decide
     except TRANSIENT as exc:  # on.event handlers are not retried: the resync timer is
         rec.metrics.reconcile_errors.labels(stage="child").inc()
         log.warning("reconcile after a Job/pod event failed", extra={"error": str(exc)[:500]})

@@ -111,6 +111,11 @@ class Kube:
                 return None
             raise
 
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        """The labels of a namespace (raises ApiException, e.g. 403 without RBAC)."""
+        body = self.request("GET", f"/api/v1/namespaces/{quote(namespace)}")
+        return dict((body.get("metadata") or {}).get("labels") or {})
+
     def list_crs(self, namespace: str | None) -> list[dict[str, Any]]:
         """Every GuidelineJob in a namespace (all namespaces if None), 50 per page."""
         path = (

@@ -17,13 +17,16 @@ from collections.abc import Mapping, Sequence
 
 import kopf
 from guideline_core import db, logs
+from guideline_core.kube import new_api_client
 from guideline_core.settings import OperatorSettings
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY, start_http_server
 
 from guideline_operator import handlers
+from guideline_operator.housekeeping import Heartbeat, identity
 from guideline_operator.kubeapi import Kube
 from guideline_operator.metrics import Metrics
+from guideline_operator.mirror import DatabaseMirror
 from guideline_operator.reconciler import Reconciler
 
 log = logging.getLogger("guideline_operator")
@@ -111,7 +114,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         # every liveness probe: only their warnings are worth a line.
         for noisy in ("kopf.objects", "aiohttp.access"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    kube = Kube()  # loads the credentials: fails here without any
+    # One HTTP connection per handler worker plus the admission pass and the heartbeat:
+    # a smaller pool makes workers wait for (or urllib3 discard) connections under load.
+    kube = Kube(new_api_client(pool_size=settings.handler_workers + 4))  # fails without credentials
     database = db.Database(settings.database_url, minconn=1, maxconn=settings.handler_workers + 4)
     models = {*settings.allowed_models}
     for limits in settings.tenant_limits.values():
@@ -119,12 +124,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     metrics = Metrics(REGISTRY, models=models)  # the only model label values
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)
-    rec = Reconciler(settings, kube, database, metrics, namespaces=namespaces)
+    rec = Reconciler(
+        settings, kube, DatabaseMirror(database, metrics), metrics, namespaces=namespaces
+    )
+    heartbeat = Heartbeat(
+        database,
+        metrics,
+        identity=identity(),
+        interval=settings.heartbeat_interval_seconds,
+        retention_days=settings.db_retention_days,
+        purge_interval=settings.db_purge_interval_seconds,
+    )
     log_filter = KopfRecordFilter(rec.event_ids)
     for handler in logging.getLogger().handlers:
         handler.addFilter(log_filter)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, rec, settings)
+    handlers.register(registry, rec, heartbeat, settings)
     if settings.peering_name and not settings.standalone:
         for namespace in namespaces or [None]:
             try:

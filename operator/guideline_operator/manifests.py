@@ -1,9 +1,10 @@
 """The batch/v1 Job that runs one attempt series ("run") of a GuidelineJob: pure functions.
 
-The manifest follows docs/contracts.md ("The Job"): named `<cr>` for the first run and
-`<cr>-r<N>` for the N-th retry request, owned by the GuidelineJob (`kopf.adopt`), labelled
-with the event_id on the Job and its pods, and with a pod that meets the `restricted` Pod
-Security Standard. Nothing here talks to the cluster; `build_job` is unit-tested.
+The manifest follows docs/contracts.md ("The Job"): named `<cr>-<hash of uid and run>`
+(a fixed-length suffix, so no two GuidelineJobs' Jobs can share a name), owned by the
+GuidelineJob (`kopf.adopt`), labelled with the event_id on the Job and its pods (and only
+with the CR labels `settings.propagated_labels` allows), and with a pod that meets the
+`restricted` Pod Security Standard. Nothing here talks to the cluster; `build_job` is unit-tested.
 
 Time limits, from the inside out: each LLM call has the runner's request timeout and the
 SDK's own retries (exponential backoff, honouring Retry-After); one attempt (pod) is bounded
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -39,7 +41,12 @@ ANNOTATION_ATTEMPTS_BEFORE: Final = f"{gj.GROUP}/attempts-before"
 ANNOTATION_QUEUED_AT: Final = f"{gj.GROUP}/queued-at"
 TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
 RUNNER_UID: Final = 10001
-MAX_NAME: Final = 63  # a Job's name becomes its pods' job-name label: a label value.
+MAX_NAME: Final = 63  # a label value's limit.
+# A Job's pods are named `<job>-<5 random>` from generateName `<job>-`, which the API server
+# truncates beyond 58 characters: with Job names of at most 57 the pod name always starts
+# with the whole Job name (the runner's status admission policy relies on it).
+MAX_JOB_NAME: Final = 57
+JOB_SUFFIX_CHARS: Final = 10
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
@@ -55,7 +62,7 @@ class JobRequest:
     max_retries: int | None = None
     attempts_before: int = 0
     queued_at: datetime | None = None
-    cr_labels: tuple[tuple[str, str], ...] = ()
+    cr_labels: tuple[tuple[str, str], ...] = ()  # already filtered by `allowed_labels`
 
 
 def _shorten(value: str, limit: int) -> str:
@@ -66,12 +73,23 @@ def _shorten(value: str, limit: int) -> str:
     return f"{value[: limit - 9].rstrip('-.')}-{digest}"
 
 
-def job_name(cr_name: str, run: int = 0) -> str:
-    """The Job's name: `<cr>` for the first run, `<cr>-r<N>` for the N-th retry request.
+def job_name(cr_name: str, cr_uid: str, run: int = 0) -> str:
+    """The Job of run `run` of a GuidelineJob: `<cr>-<10 hex of sha256(uid/run)>`.
 
-    Names too long for a label value (63) keep a prefix and gain a stable hash."""
-    suffix = f"-r{run}" if run else ""
-    return _shorten(cr_name, MAX_NAME - len(suffix)) + suffix
+    The suffix has a fixed length and depends on the CR's uid (which the API server picks),
+    so two GuidelineJobs never share a Job name: equal names would need equal prefixes, i.e.
+    the same CR name in the namespace. (Before, CR `X-r1` collided with CR `X`'s first
+    retry.) Long CR names keep a prefix and a hash of the whole name."""
+    digest = hashlib.sha256(f"{cr_uid}/{run}".encode()).hexdigest()[:JOB_SUFFIX_CHARS]
+    return f"{_shorten(cr_name, MAX_JOB_NAME - JOB_SUFFIX_CHARS - 1)}-{digest}"
+
+
+def allowed_labels(labels: Mapping[str, str], allowlist: Iterable[str]) -> dict[str, str]:
+    """The CR labels that may pass to its Job and pods: only keys in `allowlist`, and
+    never one of the operator's own (selectors and ownership rely on those)."""
+    own = set(runner_labels("", "")) | {KUEUE_QUEUE_LABEL}
+    allowed = set(allowlist) - own
+    return {k: v for k, v in labels.items() if k in allowed}
 
 
 def label_value(value: str) -> str:
@@ -106,7 +124,8 @@ def selector_for(cr_name: str) -> str:
 
 
 def owner_body(req: JobRequest) -> dict[str, Any]:
-    """The minimal GuidelineJob body `kopf.adopt` needs to own a Job."""
+    """The minimal GuidelineJob body `kopf.adopt` needs to own a Job (kopf.adopt copies the
+    owner's labels onto the child: only the allowed ones are given)."""
     return {
         "apiVersion": gj.API_VERSION,
         "kind": gj.KIND,
@@ -153,8 +172,8 @@ def build_job(req: JobRequest, settings: OperatorSettings) -> dict[str, Any]:
     With `settings.kueue_queue_name` the Job is created suspended and carries Kueue's
     queue-name label, so Kueue admits it; otherwise it starts at once (the operator only
     creates it when a slot is free)."""
-    name = job_name(req.cr_name, req.run)
-    labels = runner_labels(req.cr_name, req.event_id)
+    name = job_name(req.cr_name, req.cr_uid, req.run)
+    labels = {**dict(req.cr_labels), **runner_labels(req.cr_name, req.event_id)}
     annotations = {
         ANNOTATION_CR_NAME: req.cr_name,
         ANNOTATION_RUN: str(req.run),

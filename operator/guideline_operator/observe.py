@@ -131,6 +131,15 @@ def pod_started(pod: Mapping[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Running", "Succeeded")
 
 
+def pod_succeeded(pod: Mapping[str, Any]) -> bool:
+    """True if the runner pod has succeeded (the kubelet's verdict, or its container exited
+    0): the Job controller's own bookkeeping may come later."""
+    if (pod.get("status") or {}).get("phase") == "Succeeded":
+        return True
+    terminated = pod_termination(pod)
+    return terminated is not None and terminated.get("exitCode") == 0
+
+
 def pod_running(pod: Mapping[str, Any]) -> bool:
     """True if the runner pod is running right now."""
     if (pod.get("status") or {}).get("phase") != "Running":
@@ -219,7 +228,8 @@ def current_run(cr: Mapping[str, Any]) -> int:
 
 def current_job_name(cr: Mapping[str, Any]) -> str:
     """The name of the Job of the current run."""
-    return manifests.job_name(cr["metadata"]["name"], current_run(cr))
+    metadata = cr["metadata"]
+    return manifests.job_name(metadata["name"], metadata.get("uid") or "", current_run(cr))
 
 
 def cancel_requested(cr: Mapping[str, Any]) -> bool:
@@ -355,23 +365,10 @@ def observe(
                 message="the runner wrote its result; its Job is gone",
                 job_name=expected,
             )
-        if previous == Phase.PROCESSING:
-            return Observation(
-                Phase.FAILED,
-                Stage.DONE,
-                known_attempts,
-                started_at,
-                completed_at=now,
-                error={
-                    "reason": FailureReason.JOB_LOST.value,
-                    "message": f"Job {expected} disappeared before it finished",
-                },
-                reason=FailureReason.JOB_LOST.value,
-                message=f"Job {expected} disappeared before it finished",
-                job_name=expected,
-            )
+        # Admitted, and its Job was never created (a crash in between) or removed before
+        # its pod finished: the run's Job is (re)created.
         return Observation(
-            Phase.PENDING,
+            previous if previous == Phase.PROCESSING else Phase.PENDING,
             Stage.MISSING,
             known_attempts,
             started_at,
@@ -394,6 +391,18 @@ def observe(
         "queued_at": queued_at(job),
     }
     outcome = job_outcome(job)
+    succeeded = sorted((p for p in pods if pod_succeeded(p)), key=_finish_time)
+    if outcome is None and succeeded and status.get("result"):
+        # The runner wrote its result and its pod succeeded: done, without waiting for the
+        # Job controller to mark the Job Complete.
+        return Observation(
+            Phase.COMPLETED,
+            Stage.DONE,
+            completed_at=parse_time((pod_termination(succeeded[0]) or {}).get("finishedAt")) or now,
+            reason="Completed",
+            message=f"completed after {attempts} attempt(s)",
+            **common,
+        )
     if outcome is not None:
         cond = _true_condition(job, outcome) or {}
         completed_at = parse_time(cond.get("lastTransitionTime")) or now
@@ -425,14 +434,38 @@ def observe(
     if started or previous == Phase.PROCESSING:
         return Observation(
             Phase.PROCESSING,
-            Stage.RUNNING,
+            Stage.RUNNING if started else Stage.STARTING,
             reason="Running",
-            message=f"runner pod running (attempt {attempts})",
+            message=processing_message(attempts, job["metadata"]["name"]),
             **common,
         )
     if job_suspended(job):
         return Observation(Phase.PENDING, Stage.SUSPENDED, reason="WaitingForKueue", **common)
     return Observation(Phase.PENDING, Stage.STARTING, reason="Starting", **common)
+
+
+def processing_message(attempts: int, job_name: str) -> str:
+    """The Running condition's message: the same from admission to the pod's end, so the
+    pod starting costs no write."""
+    return f"attempt {attempts} in Job {job_name}"
+
+
+def admitted(cr: Mapping[str, Any], now: datetime) -> Observation:
+    """The state written when the current run is admitted, just before its Job is created:
+    PROCESSING, its first attempt counted, startedAt now (if the job had not started)."""
+    status = cr.get("status") or {}
+    name = current_job_name(cr)
+    attempts = int(status.get("attempts") or 0) + 1
+    return Observation(
+        Phase.PROCESSING,
+        Stage.STARTING,
+        attempts,
+        started_at=parse_time(status.get("startedAt")) or now,
+        reason="Running",
+        message=processing_message(attempts, name),
+        job_name=name,
+        queued_at=queued_since(cr),
+    )
 
 
 # --- status -------------------------------------------------------------------------------
@@ -543,7 +576,7 @@ def conditions_for(
     ):
         put(ConditionType.QUEUED, False, "Admitted", f"Job {current_job_name(cr)} created")
     if phase == Phase.PROCESSING:
-        put(ConditionType.RUNNING, True, "PodRunning", message or "runner pod running")
+        put(ConditionType.RUNNING, True, "Running", message or "running")
     else:
         why = {
             Stage.QUEUED: ("Queued", "waiting in the queue"),
@@ -565,6 +598,20 @@ def conditions_for(
         put(ConditionType.SUCCEEDED, False, "NotFinished", "")
         put(ConditionType.FAILED, False, "NotFinished", "")
     return conds
+
+
+def pending_conditions(
+    cr: Mapping[str, Any],
+    status_update: Mapping[str, Any],
+    stage: Stage,
+    *,
+    now: datetime,
+    queue_message: str | None = None,
+) -> list[dict[str, Any]]:
+    """The conditions of `cr` once `status_update` is applied and it waits in `stage`
+    (PENDING: accepted, retried, or waiting for Kueue)."""
+    staged = {**cr, "status": {**(cr.get("status") or {}), **status_update}}
+    return conditions_for(staged, Phase.PENDING, stage, now=now, queue_message=queue_message)
 
 
 def desired_status(cr: Mapping[str, Any], obs: Observation, *, now: datetime) -> dict[str, Any]:

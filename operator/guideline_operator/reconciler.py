@@ -1,42 +1,29 @@
-"""The operator's logic: one idempotent reconcile pass per GuidelineJob, and the admission
-pass that starts queued jobs when slots free up.
+"""The reconcile pass: one idempotent pass per GuidelineJob that accepts it, starts its
+runs, carries out cancel and retry requests, and mirrors what its Job and pods show.
 
 Design decisions (see also docs/contracts.md):
 
-- Level-based, not edge-based. Every entry point (CR created/resumed/annotated, a Job or
-  pod event, the resync timer) runs the same `reconcile()`: it lists the CR's Jobs and
-  pods, then reads the CR fresh from the API server (in that order, so a `status.result`
-  the runner wrote before its Job completed is always seen), computes the state with the
-  pure functions of `observe`, and writes only what differs. Re-running it, after a
-  restart or a lost watch event, writes the same state and never creates a second Job.
-- The queue: Jobs are created only when a slot is free ("create later"), not created
-  suspended and unsuspended. The GuidelineJob itself is the durable queue entry (phase
-  PENDING, Queued condition), so a restart loses nothing; etcd does not hold a second
-  object per waiting job; a queued job picks up the runner image and limits in force when
-  it starts; and `activeDeadlineSeconds`/`startTime` are never affected by waiting. Only
-  with Kueue (`kueue_queue_name`) are Jobs created at once, suspended, with Kueue's
-  queue-name label: admission is then Kueue's job, as Kueue requires.
-- Slots are counted from the Jobs themselves (listed, not cached): a Job takes a slot
-  until it has a Complete or Failed condition (the Job controller sets those only once its
-  pods have terminated). One admission pass runs at a time; a pass requested while another
-  runs makes that one go round again.
-- `status.jobName` is written before the Job is created. A missing Job whose name is in
-  status was either never created (a crash in between: create it) or has finished and
-  been removed while the operator was away (the runner's `status.result` or the phase
-  PROCESSING tells which): a finished CR never gets a second Job.
+- Level-based, not edge-based. Every entry point (a CR, Job or pod event, the resync
+  timer) runs the same `reconcile()`: it lists the CR's Jobs and pods, then reads the CR
+  fresh from the API server (in that order, so a `status.result` the runner wrote before
+  its pod ended is always seen), computes the state with the pure functions of `observe`,
+  and writes only what differs. Re-running it writes nothing and never creates a second Job.
+- Constant work per job: a job's CR is written when its state changes and only then
+  (accepted; admitted = PROCESSING, just before its Job is created; finished), never
+  while it waits in the queue. The pod starting is not a write: the admission write
+  already says what the running pod's status says.
+- Trust: the event-id label is believed only on the CR its row records (`store.identify`);
+  once accepted, a CR's event_id is its `status.eventId`, which only the operator writes.
+- Collaborators: the queue and admission (`admission.Admission` over `queue.Registry`),
+  the database mirror (`mirror.DatabaseMirror`) and the retention of finished CRs
+  (`housekeeping.Retention`); this class only holds the pass itself.
 - A per-GuidelineJob lock serializes the passes of one CR within this process (kopf runs
-  sync handlers in a thread pool, and a Job event and the timer can arrive together);
-  peering keeps other replicas passive.
+  sync handlers in a thread pool); peering keeps other replicas passive.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import logging
-import os
-import socket
 import threading
 import time
 import uuid
@@ -44,23 +31,25 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg2
-from guideline_core import db, logs
+from guideline_core import logs
 from guideline_core import resource as gj
-from guideline_core.kube import event_id_of
-from guideline_core.resource import ConditionType, FailureReason, Phase
+from guideline_core.resource import FailureReason, Phase
 from guideline_core.settings import OperatorSettings
 from kubernetes.client.exceptions import ApiException
 
 from guideline_operator import manifests, observe, store
+from guideline_operator.admission import Admission
+from guideline_operator.housekeeping import Retention
 from guideline_operator.kubeapi import Kube
 from guideline_operator.metrics import Metrics
+from guideline_operator.mirror import DatabaseMirror
 from guideline_operator.observe import Observation, Stage
-from guideline_operator.queue import QueueEntry, Registry, waiting
+from guideline_operator.queue import QueueEntry, Registry
 
 log = logging.getLogger("guideline_operator")
 
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
+NAMESPACE_TENANT_TTL_SECONDS = 30.0
 
 
 def kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -73,22 +62,9 @@ def kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -
         log.info("event", extra={"reason": reason, "event_message": message})
 
 
-def identity() -> str:
-    """This operator's identity for the heartbeat: the pod name, else the hostname."""
-    return os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or socket.gethostname()
-
-
-def _fingerprint(state: db.JobState) -> str:
-    """A digest of the fields `db.mirror_state` writes."""
-    fields = [
-        state.status,
-        state.attempts,
-        state.started_at,
-        state.completed_at,
-        state.result,
-        state.error,
-    ]
-    return hashlib.sha256(json.dumps(fields, default=str, sort_keys=True).encode()).hexdigest()
+def now() -> datetime:
+    """The current time, to the second (the precision the API stores)."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 class Reconciler:
@@ -98,39 +74,28 @@ class Reconciler:
         self,
         settings: OperatorSettings,
         kube: Kube,
-        database: db.Database,
+        mirror: DatabaseMirror,
         metrics: Metrics,
         *,
         namespaces: list[str] | None,
         events: EventSink = kopf_event,
-        heartbeat_identity: str | None = None,
     ):
         self.settings = settings
         self.kube = kube
-        self.db = database
+        self.mirror = mirror
         self.metrics = metrics
         self.namespaces = namespaces  # None: every namespace
         self.events = events
         self.registry = Registry()
-        self.event_ids: dict[tuple[str, str], str] = {}
-        self.identity = heartbeat_identity or identity()
+        self.admission = Admission(self.registry, settings, metrics, self._admit)
+        self.retention = Retention(kube, metrics, seconds=settings.cr_retention_seconds)
+        self.event_ids: dict[tuple[str, str], str] = {}  # for log lines
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self._mirrored: dict[str, str] = {}  # event_id -> fingerprint of the state written
-        self._rows: set[str] = set()  # event_ids whose row is known to exist
-        self._pump_lock = threading.Lock()
-        self._pump_wanted = threading.Event()
-        self._last_pump = 0.0
-        self._last_refresh = 0.0
-        self._stop = threading.Event()
-        self._background: threading.Thread | None = None
+        self._started_runs: set[tuple[str, int]] = set()  # (uid, run) whose pod start was seen
+        self._namespace_tenants: dict[str, tuple[float, str]] = {}
 
     # --- helpers ---------------------------------------------------------------------------
-
-    @staticmethod
-    def now() -> datetime:
-        """The current time, to the second (the precision the API stores)."""
-        return datetime.now(UTC).replace(microsecond=0)
 
     def _lock(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -139,10 +104,10 @@ class Reconciler:
     def _event(self, cr: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         self.events(cr, type_, reason, message)
 
-    def _bind(self, cr: Mapping[str, Any]) -> Any:
+    def _bind(self, cr: Mapping[str, Any], event_id: str | None = None) -> Any:
         metadata = cr["metadata"]
         return logs.bind(
-            event_id=event_id_of(dict(cr)),
+            event_id=event_id or store.trusted_event_id(cr) or metadata.get("uid"),
             guidelinejob=metadata["name"],
             namespace=metadata.get("namespace"),
         )
@@ -152,6 +117,25 @@ class Reconciler:
         updated = self.kube.patch_cr_status(metadata["namespace"], metadata["name"], patch)
         self.registry.upsert(updated)
         return updated
+
+    def namespace_tenant(self, namespace: str) -> str:
+        """The tenant of a namespace: its `ingest.guidelines.dev/tenant` label, else the
+        `default_tenant` setting (cached for a short while)."""
+        cached = self._namespace_tenants.get(namespace)
+        if cached and time.monotonic() - cached[0] < NAMESPACE_TENANT_TTL_SECONDS:
+            return cached[1]
+        try:
+            labels = self.kube.namespace_labels(namespace)
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            # No RBAC to read namespaces (the chart grants none cluster-wide): the
+            # operator's configured default is this namespace's tenant.
+            log.warning("cannot read the namespace's tenant label; using default_tenant")
+            labels = {}
+        tenant = labels.get(gj.LABEL_TENANT) or self.settings.default_tenant
+        self._namespace_tenants[namespace] = (time.monotonic(), tenant)
+        return tenant
 
     # --- watch-fed bookkeeping ------------------------------------------------------------
 
@@ -165,31 +149,48 @@ class Reconciler:
             return
         self.registry.upsert(body)
         if metadata.get("uid"):
-            self.event_ids[key] = event_id_of(dict(body))
+            self.event_ids[key] = store.trusted_event_id(body) or metadata["uid"]
+
+    def queued(self, uid: str) -> bool:
+        """True if the GuidelineJob waits in the queue with its tenant known: nothing but
+        admission, or an event that takes it out of the queue (a cancel request, deletion),
+        changes it, so a pass over it would read three objects to write nothing (and
+        passes over every waiting job, at start-up or on each resync, cost O(queue))."""
+        entry = self.registry.get(uid)
+        return entry is not None and entry.waiting and self.registry.tenant(uid) is not None
 
     def load_registry(self) -> int:
-        """Fill the registry from one list of every GuidelineJob in scope (at start-up, so
-        the first admission pass already knows the whole queue)."""
-        count = 0
+        """Fill the registry from one list of every GuidelineJob in scope and their tenants
+        from one query (at start-up, so the first admission pass knows the whole queue)."""
+        accepted: dict[str, str] = {}
         for namespace in self.namespaces or [None]:
             for body in self.kube.list_crs(namespace):
                 self.cr_seen(body)
-                count += 1
-        return count
+                if event_id := store.trusted_event_id(body):
+                    accepted[event_id] = body["metadata"]["uid"]
+        try:
+            tenants = self.mirror.tenants(_uuids(accepted))
+        except Exception as exc:  # the passes learn each tenant from its row then
+            log.warning("could not read the tenants of queued jobs", extra={"error": str(exc)})
+            tenants = {}
+        for event_id, tenant in tenants.items():
+            self.registry.set_tenant(accepted[event_id], tenant)
+        return len(self.registry)
 
     # --- the reconcile pass -----------------------------------------------------------------
 
     def reconcile(self, namespace: str, name: str, *, cause: str = "") -> None:
-        """Bring one GuidelineJob, its Job and its row in line with what is observed."""
+        """Bring one GuidelineJob, its Job and its row in line with what is observed.
+        Raises store.NotRecordedYetError, or an API / database error, to be retried."""
         with self._lock(namespace, name):
             wake = self._reconcile_locked(namespace, name, cause)
         if wake is not None:
-            self.pump(force=wake)
+            self.admission.pump(force=wake)
 
     def _reconcile_locked(self, namespace: str, name: str, cause: str) -> bool | None:
-        """One pass; returns whether to run the admission pass: True now (a job was
-        accepted, retried or finished: the queue changed), False when it has not run for a
-        second (the job still waits), None not at all."""
+        """One pass; returns whether to run the admission pass: True now (the queue
+        changed), False when it has not run for a second (the job still waits), None not
+        at all."""
         selector = manifests.selector_for(name)
         jobs = self.kube.list_jobs(namespace, selector)
         pods = self.kube.list_pods(namespace, selector)
@@ -199,8 +200,10 @@ class Reconciler:
         self.cr_seen(cr)
         uid = cr["metadata"]["uid"]
         own_jobs = {j["metadata"]["name"]: j for j in jobs if observe.owned_by(j, uid)}
-        event_id = event_id_of(cr)
-        with self._bind(cr):
+        event_id = store.trusted_event_id(cr)
+        if event_id is None:
+            event_id, _ = store.identify(cr, lambda e: self.mirror.row(e))
+        with self._bind(cr, event_id):
             log.debug("reconcile", extra={"cause": cause})
             try:
                 return self._reconcile_cr(cr, event_id, own_jobs, pods)
@@ -215,19 +218,16 @@ class Reconciler:
         own_jobs: Mapping[str, dict[str, Any]],
         pods: list[dict[str, Any]],
     ) -> bool | None:
-        try:
-            uuid.UUID(event_id)
-        except ValueError:
-            self._reject(cr, f"label {gj.LABEL_EVENT_ID}={event_id!r} is not a UUID")
-            return None
         cr = self._ensure_label(cr, event_id)
         status = cr.get("status") or {}
         queue_changed = False
         if not status.get("phase"):
             cr = self._accept(cr, event_id)
             queue_changed = True
-        elif status.get("eventId") != event_id:
-            cr = self._patch_status(cr, {"eventId": event_id})
+        elif self.registry.tenant(cr["metadata"]["uid"]) is None:
+            row = self.mirror.row(_uuid(event_id))
+            if row is not None:
+                self.registry.set_tenant(cr["metadata"]["uid"], row["tenant"])
         retried = self._maybe_retry(cr)
         queue_changed = queue_changed or retried is not cr
         cr = retried
@@ -240,43 +240,29 @@ class Reconciler:
         if phase.terminal:
             self._upkeep_terminal(cr, own_jobs)
             return None
-        obs = observe.observe(cr, job, run_pods, self.now())
-        if obs.stage == Stage.MISSING or (
-            obs.stage == Stage.QUEUED and self.settings.kueue_queue_name
-        ):
-            # With Kueue, Kueue admits (the Job is created suspended at once); the missing
-            # Job of an admitted run is recreated: the run was admitted already.
-            self._start_run(cr)
+        obs = observe.observe(cr, job, run_pods, now())
+        if obs.stage == Stage.MISSING:
+            self._create_job(cr)  # admitted before: its Job is (re)created
             return None
+        if obs.stage == Stage.QUEUED:
+            if self.settings.kueue_queue_name:
+                self._start_suspended(cr)  # Kueue admits: the Job is created at once
+                return None
+            return queue_changed
         self._apply(cr, obs)
         if obs.phase.terminal or queue_changed:
             return True
-        return False if obs.stage == Stage.QUEUED else None
-
-    def _reject(self, cr: dict[str, Any], message: str) -> None:
-        """FAILED without a Job or a row: the GuidelineJob cannot be identified."""
-        if observe.phase_of(cr) == Phase.FAILED:
-            return
-        error = {"reason": FailureReason.INVALID_INPUT.value, "message": message}
-        rejected = Observation(
-            Phase.FAILED,
-            Stage.DONE,
-            0,
-            completed_at=self.now(),
-            error=error,
-            reason=error["reason"],
-            message=message,
-        )
-        self._patch_status(cr, observe.desired_status(cr, rejected, now=self.now()))
-        log.warning("rejected a GuidelineJob", extra={"problem": message})
-        self._event(cr, "Warning", "Rejected", message)
+        return None
 
     def _ensure_label(self, cr: dict[str, Any], event_id: str) -> dict[str, Any]:
         labels = cr["metadata"].get("labels") or {}
         if labels.get(gj.LABEL_EVENT_ID) == event_id:
             return cr
         metadata = cr["metadata"]
-        log.info("labelling a GuidelineJob made without the API with its event_id")
+        log.info(
+            "labelling a GuidelineJob with its own event_id",
+            extra={"claimed": labels.get(gj.LABEL_EVENT_ID)},
+        )
         return self.kube.patch_cr(
             metadata["namespace"],
             metadata["name"],
@@ -284,41 +270,35 @@ class Reconciler:
         )
 
     def _accept(self, cr: dict[str, Any], event_id: str) -> dict[str, Any]:
-        attempts = self._ensure_row(cr)
-        # A GuidelineJob the API re-created for a retry carries its run number; its states
-        # are of that run (so the row, already at that run, takes them).
+        metadata = cr["metadata"]
+        row = self.mirror.row(_uuid(event_id))
+        if row is None:  # a GuidelineJob made with kubectl (or claiming a job not its own)
+            tenant = self.namespace_tenant(metadata["namespace"])
+            row = self.mirror.ensure_row(store.new_row(cr, event_id, tenant))
+        self.registry.set_tenant(metadata["uid"], row["tenant"])
+        # A CR the API re-created for a retry (the old one was retained away) carries its
+        # run number: it is accepted as that run, and the attempts continue the row's count.
         run = observe.retry_requested(cr) or 0
-        staged = copy.deepcopy(cr)
-        staged.setdefault("status", {}).update(
-            {
-                "eventId": event_id,
-                "phase": Phase.PENDING.value,
-                "attempts": attempts,
-                "retryRequests": run,
-            }
-        )
+        patch: dict[str, Any] = {
+            "eventId": event_id,
+            "phase": Phase.PENDING.value,
+            "attempts": int(row.get("attempts") or 0),
+            "observedGeneration": metadata.get("generation"),
+        }
+        if run:
+            patch["retryRequests"] = run
         kueue = self.settings.kueue_queue_name
-        conditions = observe.conditions_for(
-            staged,
-            Phase.PENDING,
+        patch["conditions"] = observe.pending_conditions(
+            cr,
+            patch,
             Stage.QUEUED,
-            now=self.now(),
+            now=now(),
             queue_message=f"waiting for admission by Kueue (queue {kueue})" if kueue else None,
         )
-        cr = self._patch_status(
-            cr,
-            {
-                "eventId": event_id,
-                "phase": Phase.PENDING.value,
-                "attempts": attempts,
-                "retryRequests": run,
-                "observedGeneration": cr["metadata"].get("generation"),
-                "conditions": conditions,
-            },
-        )
-        log.info("accepted", extra={"phase": "PENDING"})
+        cr = self._patch_status(cr, patch)
+        log.info("accepted", extra={"phase": "PENDING", "tenant": row["tenant"], "run": run})
         self._event(cr, "Normal", "Accepted", f"accepted as event_id {event_id}")
-        self._sync_db(cr, reason="Accepted")
+        self.mirror.sync(cr, reason="Accepted")
         return cr
 
     def _maybe_retry(self, cr: dict[str, Any]) -> dict[str, Any]:
@@ -336,14 +316,11 @@ class Reconciler:
                 metadata["name"],
                 {"metadata": {"annotations": {gj.ANNOTATION_CANCEL_REQUESTED: None}}},
             )
-        staged = copy.deepcopy(cr)
-        staged["status"].update({"retryRequests": requested, "phase": Phase.PENDING.value})
-        staged["status"].pop("jobName", None)
-        conditions = observe.conditions_for(
-            staged,
-            Phase.PENDING,
+        conditions = observe.pending_conditions(
+            cr,
+            {"retryRequests": requested, "phase": Phase.PENDING.value, "jobName": None},
             Stage.QUEUED,
-            now=self.now(),
+            now=now(),
             queue_message=f"retry {requested}: waiting for a free slot",
         )
         cr = self._patch_status(
@@ -354,7 +331,6 @@ class Reconciler:
                 "error": None,
                 "completedAt": None,
                 "jobName": None,
-                "queuePosition": None,
                 # The runner's fields of the failed run; status.partial stays so the new
                 # run can skip the summary step.
                 "result": None,
@@ -363,7 +339,7 @@ class Reconciler:
                 "observedGeneration": metadata.get("generation"),
             },
         )
-        new_job = manifests.job_name(metadata["name"], requested)
+        new_job = manifests.job_name(metadata["name"], metadata["uid"], requested)
         log.info("retry requested", extra={"retry": requested, "job": new_job})
         self._event(
             cr,
@@ -371,7 +347,7 @@ class Reconciler:
             "RetryRequested",
             f"retry {requested}: a new run will start as Job {new_job}",
         )
-        self._sync_db(cr, reason="RetryRequested", message=f"retry {requested}")
+        self.mirror.sync(cr, reason="RetryRequested", message=f"retry {requested}")
         return cr
 
     def _cancel(
@@ -382,8 +358,8 @@ class Reconciler:
         run_pods: list[dict[str, Any]],
     ) -> None:
         metadata = cr["metadata"]
-        now = self.now()
-        seen = observe.observe(cr, job, run_pods, now) if job is not None else None
+        at = now()
+        seen = observe.observe(cr, job, run_pods, at) if job is not None else None
         if seen is not None and seen.phase.terminal:
             self._apply(cr, seen)  # it finished before the request was seen: that stands
             return
@@ -400,7 +376,7 @@ class Reconciler:
             seen.attempts if seen else int(status.get("attempts") or 0),
             started_at=seen.started_at if seen else observe.parse_time(status.get("startedAt")),
             run_started_at=seen.run_started_at if seen else None,
-            completed_at=now,
+            completed_at=at,
             error={"reason": FailureReason.CANCELLED.value, "message": message},
             reason=FailureReason.CANCELLED.value,
             message=message,
@@ -409,34 +385,11 @@ class Reconciler:
         )
         self._apply(cr, cancelled)
 
-    def _upkeep_terminal(self, cr: dict[str, Any], jobs: Mapping[str, Mapping[str, Any]]) -> None:
-        metadata = cr["metadata"]
-        if observe.phase_of(cr) == Phase.CANCELLED:
-            for job_obj in jobs.values():
-                if observe.job_outcome(job_obj) is None:
-                    # A Job created in a race with the cancel request: it must not run.
-                    self.kube.delete_job(metadata["namespace"], job_obj["metadata"]["name"])
-        self._sync_db(cr)
-        self._retention(cr)
-
-    def _retention(self, cr: Mapping[str, Any]) -> bool:
-        completed = observe.parse_time((cr.get("status") or {}).get("completedAt"))
-        if completed is None:
-            return False
-        age = (self.now() - completed).total_seconds()
-        if age < self.settings.cr_retention_seconds:
-            return False
-        metadata = cr["metadata"]
-        if self.kube.delete_cr(metadata["namespace"], metadata["name"]):
-            self.metrics.crs_deleted.inc()
-            log.info("retention: deleted the finished GuidelineJob", extra={"age_s": int(age)})
-        return True
-
     def _apply(self, cr: dict[str, Any], obs: Observation) -> dict[str, Any]:
         status = cr.get("status") or {}
         previous = observe.phase_of(cr)
         previous_attempts = int(status.get("attempts") or 0)
-        desired = observe.desired_status(cr, obs, now=self.now())
+        desired = observe.desired_status(cr, obs, now=now())
         patch = observe.status_patch(status, desired)
         if patch:
             cr = self._patch_status(cr, patch)
@@ -445,7 +398,8 @@ class Reconciler:
         elif obs.phase == Phase.PROCESSING and obs.attempts > previous_attempts:
             log.info("runner attempt started", extra={"attempt": obs.attempts})
             self._event(cr, "Normal", "AttemptStarted", f"runner attempt {obs.attempts} started")
-        self._sync_db(cr, reason=obs.reason, message=obs.message)
+        self._pod_started(cr, obs)
+        self.mirror.sync(cr, reason=obs.reason, message=obs.message)
         return cr
 
     def _transition(self, cr: Mapping[str, Any], previous: Phase | None, obs: Observation) -> None:
@@ -460,11 +414,7 @@ class Reconciler:
             },
         )
         queued_at = obs.queued_at or observe.parse_time(cr["metadata"].get("creationTimestamp"))
-        if previous == Phase.PENDING and obs.run_started_at is not None:
-            self.metrics.started(queued_at, obs.run_started_at)
-        if new == Phase.PROCESSING:
-            self._event(cr, "Normal", "Processing", f"runner pod started (attempt {obs.attempts})")
-        elif new.terminal:
+        if new.terminal:
             outcome = {Phase.COMPLETED: "completed", Phase.FAILED: "failed"}.get(new, "cancelled")
             self.metrics.finished(
                 outcome,
@@ -481,97 +431,115 @@ class Reconciler:
             else:
                 self._event(cr, "Normal", "Cancelled", obs.message)
 
-    def _start_run(self, cr: dict[str, Any]) -> dict[str, Any]:
-        """Create the current run's Job (status.jobName first, see the module docs)."""
+    def _pod_started(self, cr: Mapping[str, Any], obs: Observation) -> None:
+        """The first runner pod of a run started: its queue wait and an Event (no write)."""
+        if obs.run_started_at is None:
+            return
+        key = (cr["metadata"]["uid"], observe.current_run(cr))
+        if key in self._started_runs:
+            return
+        self._started_runs.add(key)
+        queued_at = obs.queued_at or observe.parse_time(cr["metadata"].get("creationTimestamp"))
+        self.metrics.started(queued_at, obs.run_started_at)
+        self._event(cr, "Normal", "Processing", f"runner pod started (attempt {obs.attempts})")
+
+    def _upkeep_terminal(self, cr: dict[str, Any], jobs: Mapping[str, Mapping[str, Any]]) -> None:
         metadata = cr["metadata"]
-        status = cr.get("status") or {}
-        run = observe.current_run(cr)
-        name = manifests.job_name(metadata["name"], run)
+        if observe.phase_of(cr) == Phase.CANCELLED:
+            for job_obj in jobs.values():
+                if observe.job_outcome(job_obj) is None:
+                    # A Job created in a race with the cancel request: it must not run.
+                    self.kube.delete_job(metadata["namespace"], job_obj["metadata"]["name"])
+        self.mirror.sync(cr)
+        self.retention.apply(cr, now())
+
+    # --- starting runs ----------------------------------------------------------------------
+
+    def _job_manifest(self, cr: Mapping[str, Any], attempts_before: int) -> dict[str, Any]:
+        metadata = cr["metadata"]
         request = manifests.JobRequest(
             cr_name=metadata["name"],
             cr_uid=metadata["uid"],
             namespace=metadata["namespace"],
-            event_id=event_id_of(cr),
-            run=run,
+            event_id=(cr.get("status") or {})["eventId"],
+            run=observe.current_run(cr),
             max_retries=(cr.get("spec") or {}).get("maxRetries"),
-            attempts_before=int(status.get("attempts") or 0),
-            queued_at=observe.queued_since(cr) or self.now(),
-            cr_labels=tuple(sorted((metadata.get("labels") or {}).items())),
+            attempts_before=attempts_before,
+            queued_at=observe.queued_since(cr) or now(),
+            cr_labels=tuple(
+                sorted(
+                    manifests.allowed_labels(
+                        metadata.get("labels") or {}, self.settings.propagated_labels
+                    ).items()
+                )
+            ),
         )
-        manifest = manifests.build_job(request, self.settings)
-        kueue = self.settings.kueue_queue_name
-        staged = copy.deepcopy(cr)
-        staged.setdefault("status", {})["jobName"] = name
-        conditions = observe.conditions_for(
-            staged,
-            Phase.PENDING,
-            Stage.SUSPENDED if kueue else Stage.STARTING,
-            now=self.now(),
-            queue_message=f"waiting for admission by Kueue (queue {kueue})" if kueue else None,
-        )
-        cr = self._patch_status(
-            cr, {"jobName": name, "queuePosition": None, "conditions": conditions}
-        )
-        created = self.kube.create_job(metadata["namespace"], manifest)
-        if created:
-            log.info("created Job", extra={"job": name, "run": run, "suspended": bool(kueue)})
+        return manifests.build_job(request, self.settings)
+
+    def _create_job(self, cr: dict[str, Any], attempts_before: int | None = None) -> None:
+        """Create the current run's Job (status.jobName is already written)."""
+        if attempts_before is None:
+            attempts_before = _attempts_before_of(cr)
+        manifest = self._job_manifest(cr, attempts_before)
+        name = manifest["metadata"]["name"]
+        if self.kube.create_job(cr["metadata"]["namespace"], manifest):
+            suspended = bool(self.settings.kueue_queue_name)
+            log.info("created Job", extra={"job": name, "suspended": suspended})
             self._event(
                 cr,
                 "Normal",
                 "JobCreated",
                 f"created Job {name}"
-                + (f" (suspended; Kueue queue {kueue} admits it)" if kueue else ""),
+                + (
+                    f" (suspended; Kueue queue {self.settings.kueue_queue_name} admits it)"
+                    if suspended
+                    else ""
+                ),
             )
+
+    def _start(self, cr: dict[str, Any]) -> dict[str, Any]:
+        """Admit the current run: write PROCESSING and status.jobName, then create its Job
+        (status first: a missing Job whose name is in status is created by the next pass)."""
+        before = int((cr.get("status") or {}).get("attempts") or 0)
+        previous = observe.phase_of(cr)
+        obs = observe.admitted(cr, now())
+        desired = observe.desired_status(cr, obs, now=now())
+        cr = self._patch_status(cr, observe.status_patch(cr.get("status") or {}, desired))
+        self._transition(cr, previous, obs)
+        self._create_job(cr, attempts_before=before)
+        self.mirror.sync(cr, reason="Admitted", message=f"Job {obs.job_name}")
         return cr
 
-    # --- the database mirror ----------------------------------------------------------------
+    def _start_suspended(self, cr: dict[str, Any]) -> None:
+        """With Kueue: write status.jobName, create the Job suspended; Kueue starts it."""
+        kueue = self.settings.kueue_queue_name
+        name = observe.current_job_name(cr)
+        conditions = observe.pending_conditions(
+            cr,
+            {"jobName": name},
+            Stage.SUSPENDED,
+            now=now(),
+            queue_message=f"waiting for admission by Kueue (queue {kueue})",
+        )
+        before = int((cr.get("status") or {}).get("attempts") or 0)
+        cr = self._patch_status(cr, {"jobName": name, "conditions": conditions})
+        self._create_job(cr, attempts_before=before)
 
-    def _ensure_row(self, cr: Mapping[str, Any]) -> int:
-        """Make sure the job's row exists; returns the attempts it records (a GuidelineJob
-        the API re-created for a retry after retention continues the count)."""
-        event_id = event_id_of(dict(cr))
-        if event_id in self._rows:
-            return 0
-        try:
-            with self.db.connection() as conn:
-                if store.ensure_row(conn, cr):
-                    log.info("recorded a GuidelineJob that had no database row")
-                row = db.get_job(conn, uuid.UUID(event_id))
-            self._rows.add(event_id)
-            return int(row["attempts"]) if row else 0
-        except (db.DatabaseUnavailableError, psycopg2.Error) as exc:
-            self.metrics.reconcile_errors.labels(stage="database").inc()
-            log.warning(
-                "could not record the job's row; the resync retries", extra={"error": str(exc)}
-            )
-            return 0
-
-    def _sync_db(
-        self, cr: Mapping[str, Any], reason: str | None = None, message: str | None = None
-    ) -> None:
-        """Mirror the CR's state into its row, unless this process already wrote it."""
-        if not (cr.get("status") or {}).get("phase"):
-            return
-        state = store.job_state(cr, reason, message)
-        event_id = str(state.event_id)
-        fingerprint = _fingerprint(state)
-        if self._mirrored.get(event_id) == fingerprint:
-            return
-        self._ensure_row(cr)
-        try:
-            with self.db.connection() as conn:
-                changed = db.mirror_state(conn, state)
-            self._mirrored[event_id] = fingerprint
-            if changed:
-                log.debug("mirrored into the database", extra={"status": state.status.value})
-        except (db.DatabaseUnavailableError, psycopg2.Error) as exc:
-            # Forget the older state written: resync() skips finished jobs it holds a
-            # fingerprint of, and this one's row does not show the finished state yet.
-            self._mirrored.pop(event_id, None)
-            self.metrics.reconcile_errors.labels(stage="database").inc()
-            log.warning(
-                "could not mirror the job's state; the resync retries", extra={"error": str(exc)}
-            )
+    def _admit(self, entry: QueueEntry) -> bool:
+        """The admission pass's starter: re-read the CR, start it if it still waits."""
+        with self._lock(entry.namespace, entry.name):
+            cr = self.kube.get_cr(entry.namespace, entry.name)
+            if cr is None or cr["metadata"].get("deletionTimestamp"):
+                if cr is None:
+                    self.registry.remove(entry.uid)
+                return False
+            self.cr_seen(cr)
+            fresh = self.registry.get(entry.uid)
+            if cr["metadata"]["uid"] != entry.uid or fresh is None or not fresh.waiting:
+                return False
+            with self._bind(cr):
+                self._start(cr)
+            return True
 
     # --- deletion and the timer ------------------------------------------------------------
 
@@ -581,56 +549,44 @@ class Reconciler:
         kopf retries and keeps its finalizer until the row is right."""
         metadata = body["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
+        event_id = store.trusted_event_id(body)
         with self._lock(namespace, name), self._bind(body):
             phase = observe.phase_of(body)
-            try:
-                uuid.UUID(event_id_of(dict(body)))
-            except ValueError:
-                phase = Phase.FAILED  # rejected: it never had a Job or a row
             if phase is None or not phase.terminal:
                 for job_obj in self.kube.list_jobs(namespace, manifests.selector_for(name)):
                     if observe.owned_by(job_obj, metadata["uid"]):
                         self.kube.delete_job(namespace, job_obj["metadata"]["name"])
-                status = body.get("status") or {}
-                with self.db.connection() as conn:
-                    db.mark_deleted(
-                        conn,
-                        event_id_of(dict(body)),
+                if event_id is not None:  # never accepted: no row of its own to record in
+                    status = body.get("status") or {}
+                    self.mirror.mark_deleted(
+                        event_id,
                         int(status.get("attempts") or 0),
                         observe.parse_time(status.get("startedAt")),
                     )
-                log.info("deleted before it finished: recorded as CANCELLED (Deleted)")
-            event_id = event_id_of(dict(body))
-            self._mirrored.pop(event_id, None)
-            self._rows.discard(event_id)
+                    log.info("deleted before it finished: recorded as CANCELLED (Deleted)")
+            if event_id is not None:
+                self.mirror.forget(event_id)
         self.cr_seen(body, deleted=True)
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
-        self.pump()
+        self.admission.pump()
 
     def resync(self, body: Mapping[str, Any]) -> None:
         """The periodic pass (kopf timer). A finished job this process already mirrored
         only gets its retention checked; everything else is reconciled in full."""
         metadata = body["metadata"]
-        namespace, name = metadata["namespace"], metadata["name"]
+        if self.queued(metadata.get("uid") or ""):
+            self.admission.pump(force=False)
+            return
         phase = observe.phase_of(body)
         retry = observe.retry_requested(body)
-        retry_pending = retry is not None and retry > int(
-            (body.get("status") or {}).get("retryRequests") or 0
-        )
+        retry_pending = retry is not None and retry > observe.current_run(body)
         if phase is not None and phase.terminal and not retry_pending:
-            try:
-                state = store.job_state(body)
-            except ValueError:  # a rejected GuidelineJob (its event_id is not a UUID)
-                state = None
-            # Mirrored by this process in exactly this state: nothing to do but retention.
-            if state and self._mirrored.get(str(state.event_id)) == _fingerprint(state):
-                completed = observe.parse_time((body.get("status") or {}).get("completedAt"))
-                age = (self.now() - completed).total_seconds() if completed else 0.0
-                if age < self.settings.cr_retention_seconds:
-                    return
-        self.reconcile(namespace, name, cause="resync")
-        self.pump(force=False)
+            state = store.job_state(body) if store.trusted_event_id(body) else None
+            if state and self.mirror.already(state) and not self.retention.due(body, now()):
+                return
+        self.reconcile(metadata["namespace"], metadata["name"], cause="resync")
+        self.admission.pump(force=False)
 
     def child_event(self, body: Mapping[str, Any], type_: str | None) -> None:
         """A Job or pod of ours changed: reconcile the GuidelineJob it belongs to."""
@@ -639,148 +595,18 @@ class Reconciler:
         if not name or not metadata.get("namespace"):
             return
         self.reconcile(metadata["namespace"], name, cause=f"{body.get('kind')} {type_}")
-        if body.get("kind") == "Job" and (type_ == "DELETED" or observe.job_outcome(body)):
-            self.pump()
 
-    # --- the admission pass ---------------------------------------------------------------
 
-    def pump(self, *, force: bool = True) -> None:
-        """Start queued jobs while slots are free and refresh queue positions. Never blocks
-        on another pass: if one is running, it is asked to go round once more."""
-        if not force and time.monotonic() - self._last_pump < 1.0:
-            return
-        self._pump_wanted.set()
-        while self._pump_wanted.is_set():
-            if not self._pump_lock.acquire(blocking=False):
-                return
-            try:
-                self._pump_wanted.clear()
-                self._pump_once()
-            except Exception:
-                self.metrics.reconcile_errors.labels(stage="queue").inc()
-                log.exception("admission pass failed; the next event or resync retries")
-                return
-            finally:
-                self._last_pump = time.monotonic()
-                self._pump_lock.release()
+def _attempts_before_of(cr: Mapping[str, Any]) -> int:
+    """Attempts of earlier runs, for a Job (re)created after its admission: an admission
+    to PROCESSING counted the run's first attempt in status.attempts already."""
+    attempts = int((cr.get("status") or {}).get("attempts") or 0)
+    return max(0, attempts - 1) if observe.phase_of(cr) == Phase.PROCESSING else attempts
 
-    def _pump_once(self) -> None:
-        jobs: list[dict[str, Any]] = []
-        for namespace in self.namespaces or [None]:
-            jobs.extend(self.kube.list_jobs(namespace, manifests.managed_selector()))
-        running = sum(1 for j in jobs if observe.job_active(j))
-        existing = {(j["metadata"]["namespace"], j["metadata"]["name"]) for j in jobs}
-        queue = waiting(self.registry.snapshot(), existing)
-        if self.settings.kueue_queue_name:
-            self.metrics.queue_size.set(len(queue))
-            self.metrics.jobs_running.set(running)
-            return
-        free = max(0, self.settings.max_concurrent_jobs - running)
-        still: list[QueueEntry] = []
-        for entry in queue:
-            if free > 0 and self._admit(entry):
-                free -= 1
-                running += 1
-                continue
-            still.append(entry)
-        self.metrics.queue_size.set(len(still))
-        self.metrics.jobs_running.set(running)
-        self._refresh_positions(still, running)
 
-    def _admit(self, entry: QueueEntry) -> bool:
-        with self._lock(entry.namespace, entry.name):
-            cr = self.kube.get_cr(entry.namespace, entry.name)
-            if cr is None or cr["metadata"].get("deletionTimestamp"):
-                return False
-            self.cr_seen(cr)
-            if cr["metadata"]["uid"] != entry.uid:
-                return False
-            if observe.phase_of(cr) != Phase.PENDING or observe.cancel_requested(cr):
-                return False
-            with self._bind(cr):
-                self._start_run(cr)
-            return True
+def _uuid(event_id: str) -> uuid.UUID:
+    return uuid.UUID(event_id)
 
-    def _refresh_positions(self, queue: list[QueueEntry], running: int) -> None:
-        now = time.monotonic()
-        # A full refresh rewrites every queued CR; its period grows with the queue so a
-        # long backlog costs about 20 writes a second at most.
-        interval = max(self.settings.queue_refresh_seconds, len(queue) / 20.0)
-        full = now - self._last_refresh >= interval
-        if full:
-            self._last_refresh = now
-        for position, entry in enumerate(queue, start=1):
-            if entry.phase != Phase.PENDING or not entry.queued:
-                continue  # not accepted yet (its accept pass asks for a new pass)
-            if entry.queue_position is not None and not full:
-                continue
-            message = observe.queue_message(position, len(queue), running)
-            if entry.queue_position == position and entry.queued_message == message:
-                continue
-            conditions = observe.set_condition(
-                entry.conditions,
-                ConditionType.QUEUED,
-                True,
-                Stage.QUEUED.value,
-                message,
-                now=self.now(),
-                generation=entry.generation,
-            )
-            try:
-                updated = self.kube.patch_cr_status(
-                    entry.namespace,
-                    entry.name,
-                    {"queuePosition": position, "conditions": conditions},
-                    resource_version=entry.resource_version,
-                )
-            except ApiException as exc:
-                if exc.status in (404, 409):
-                    continue  # changed or gone since the registry saw it: next pass
-                raise
-            self.registry.upsert(updated)
 
-    # --- heartbeat and database retention ------------------------------------------------
-
-    def start_background(self) -> None:
-        """Start the heartbeat / purge thread."""
-        self._stop.clear()
-        self._background = threading.Thread(
-            target=self._background_loop, name="heartbeat", daemon=True
-        )
-        self._background.start()
-
-    def stop_background(self, timeout: float = 5.0) -> None:
-        """Stop the heartbeat / purge thread."""
-        self._stop.set()
-        if self._background is not None:
-            self._background.join(timeout)
-            self._background = None
-
-    def _background_loop(self) -> None:
-        next_purge = 0.0
-        while True:
-            try:
-                with self.db.connection() as conn:
-                    db.heartbeat(conn, self.identity)
-            except (db.DatabaseUnavailableError, psycopg2.Error) as exc:
-                log.warning("heartbeat failed", extra={"error": str(exc)})
-            if self.settings.db_retention_days > 0 and time.monotonic() >= next_purge:
-                next_purge = time.monotonic() + self.settings.db_purge_interval_seconds
-                self.purge()
-            if self._stop.wait(self.settings.heartbeat_interval_seconds):
-                return
-
-    def purge(self) -> int:
-        """Delete rows of jobs finished more than `db_retention_days` ago; returns how many."""
-        days = self.settings.db_retention_days
-        if days <= 0:
-            return 0
-        try:
-            with self.db.connection() as conn:
-                purged = db.purge_finished(conn, days)
-        except (db.DatabaseUnavailableError, psycopg2.Error) as exc:
-            log.warning("retention purge failed", extra={"error": str(exc)})
-            return 0
-        self.metrics.db_purged_rows.inc(purged)
-        log.info("retention purge", extra={"purged_rows": purged, "older_than_days": days})
-        return purged
+def _uuids(event_ids: Mapping[str, str]) -> list[uuid.UUID]:
+    return [uuid.UUID(e) for e in event_ids]

@@ -68,7 +68,6 @@ DEFAULT_RUNNER_ENV = {
 DEFAULT_OPERATOR = {
     "resync_interval_seconds": 3,
     "heartbeat_interval_seconds": 2,
-    "queue_refresh_seconds": 1,
     "log_level": "INFO",
 }
 
@@ -180,6 +179,8 @@ class Stack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.database = db.Database(self.database_url)
         self.namespace = self.cluster.create_namespace(self.prefix)
+        # Served by an operator: admission adds its finalizer at creation (one write less).
+        self.cluster.kubectl("label", "namespace", self.namespace, f"{gj.GROUP}/operator=enabled")
         self.kubectl("apply", "-f", str(RUNNER_RBAC))
         self.kubectl(
             "create",
@@ -337,41 +338,91 @@ class Stack:
     # --- submitting and reading jobs -------------------------------------------------------------
 
     def submit(
-        self, text: str = "Staff must wash hands.", event_id: uuid.UUID | None = None, **spec: Any
+        self,
+        text: str = "Staff must wash hands.",
+        event_id: uuid.UUID | None = None,
+        *,
+        tenant: str = "e2e",
+        record: bool = True,
+        annotations: dict[str, str] | None = None,
+        **spec: Any,
     ) -> dict[str, Any]:
-        """Submit as the API and its dispatcher do: INSERT the row (unless `event_id`'s
-        exists), create the CR named after the event_id, record its uid in the row.
-        Returns the created GuidelineJob."""
-        assert self.database is not None
+        """Submit as the API and its dispatcher do: commit the row (PENDING), create the CR
+        named `gj-<event_id>` (event-id and tenant labels), then record its uid in the row
+        (unless not `record`: the dispatcher has not got that far). An existing row (a CR
+        re-created after retention) is left as it is. Returns the CR."""
         event_id = event_id or kube.new_event_id()
-        manifest = kube.guideline_job_manifest(
-            event_id=event_id, guideline_text=text, submitted_by="e2e", tenant="e2e", **spec
-        )
+        [created] = self.submit_many(
+            [text], tenant=tenant, record=record, annotations=annotations, event_ids=[event_id],
+            **spec,
+        )  # fmt: skip
+        return created
+
+    def submit_many(
+        self,
+        texts: list[str],
+        *,
+        tenant: str = "e2e",
+        record: bool = True,
+        annotations: dict[str, str] | None = None,
+        event_ids: list[uuid.UUID] | None = None,
+        **spec: Any,
+    ) -> list[dict[str, Any]]:
+        """`submit` for many texts at once: one transaction, one `kubectl create`."""
+        assert self.database is not None
+        event_ids = event_ids or [kube.new_event_id() for _ in texts]
+        manifests = []
         with self.database.connection() as conn:
-            db.insert_job(
-                conn,
-                db.NewJob(
-                    event_id=event_id,
-                    namespace=self.namespace,
-                    guideline_text=text,
-                    title=spec.get("title"),
-                    model=spec.get("model"),
-                    max_retries=spec.get("max_retries"),
-                    submitted_by="e2e",
-                    tenant="e2e",
-                ),
-            )
-        created = self.cluster.create(manifest, namespace=self.namespace)
-        created = created["items"][0] if "items" in created else created
+            for event_id, text in zip(event_ids, texts, strict=True):
+                name = gj.cr_name_for(event_id)
+                db.insert_job(
+                    conn,
+                    db.NewJob(
+                        event_id=event_id,
+                        namespace=self.namespace,
+                        guideline_text=text,
+                        cr_name=name,
+                        title=spec.get("title"),
+                        model=spec.get("model"),
+                        submitted_by="e2e",
+                        tenant=tenant,
+                        max_retries=spec.get("max_retries"),
+                        dispatch_pending=True,
+                    ),
+                )
+                manifests.append(
+                    kube.guideline_job_manifest(
+                        event_id=event_id,
+                        guideline_text=text,
+                        submitted_by="e2e",
+                        tenant=tenant,
+                        annotations=annotations,
+                        **spec,
+                    )
+                )
+        created = [
+            item
+            for doc in self.cluster.create(manifests, namespace=self.namespace)
+            for item in doc.get("items", [doc])
+        ]
+        if record:
+            for event_id, body in zip(event_ids, created, strict=True):
+                self.record(event_id, body)
+        return list(created)
+
+    def record(self, event_id: uuid.UUID, created: dict[str, Any]) -> None:
+        """Record a created CR in its row, as the dispatcher does."""
+        assert self.database is not None
         with self.database.connection() as conn:
+            row = db.get_job(conn, event_id)
+            assert row is not None
             db.finish_dispatch(
                 conn,
                 event_id,
-                0,
+                row["dispatch_seq"],
                 cr_name=created["metadata"]["name"],
                 cr_uid=created["metadata"]["uid"],
             )
-        return created
 
     def create_unrecorded(
         self, name: str, text: str = "Staff must wash hands.", **spec: Any
