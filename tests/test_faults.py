@@ -292,6 +292,14 @@ def assert_nothing_lost(
         message=f"all jobs terminal (now {dict(statuses(database_url))})",
     )
     found = rows(database_url)
+
+    # COMPLETED is written as soon as the result is in and a pod succeeded; the Job
+    # controller marks the Job Complete a moment later.
+    def jobs_complete() -> bool:
+        jobs = by_event_id(stack.cluster.get_json("jobs", "-n", stack.namespace)["items"])
+        return all(any(complete(j) for j in jobs.get(eid, [])) for eid in found)
+
+    wait_for(jobs_complete, timeout=120, interval=1.0, message="every Job Complete")
     crs = {
         k: v[0]
         for k, v in by_event_id(

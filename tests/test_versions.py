@@ -125,6 +125,22 @@ def test_changes_wait_for_the_superseded_result(client: TestClient, database: db
     assert changes["available"] is False and "FAILED" in changes["reason"]
 
 
+def test_changes_never_compare_with_another_tenants_job(
+    client: TestClient, database: db.Database
+) -> None:
+    """A kubectl-applied job may name any event_id in spec.supersedes: another tenant's
+    checklist stays out of its answer, as if that job did not exist."""
+    theirs = add_job(
+        database, status=Phase.COMPLETED, text=V1, result=extractive_result(V1), tenant="bob"
+    )
+    mine = add_job(
+        database, status=Phase.COMPLETED, text=V2, result=extractive_result(V2), supersedes=theirs
+    )
+    changes = client.get(f"/jobs/{mine}", headers=auth()).json()["result"]["changes"]
+    assert changes["available"] is False and "gone" in changes["reason"]
+    assert "added" not in changes and "changed" not in changes
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

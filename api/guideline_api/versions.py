@@ -42,6 +42,10 @@ def with_changes(conn: Any, row: dict[str, Any]) -> dict[str, Any]:
     if not superseded or row["status"] != Phase.COMPLETED or not isinstance(result, dict):
         return row
     old = db.get_job(conn, superseded)
+    if old is not None and old["tenant"] != row["tenant"]:
+        # A GuidelineJob applied with kubectl may name any event_id: another tenant's job
+        # is as unknown to it as a missing one, and its checklist is never compared.
+        old = None
     if old is None or old["status"] != Phase.COMPLETED or not old.get("result"):
         state = "gone" if old is None else old["status"]
         changes: dict[str, Any] = {
