@@ -13,7 +13,7 @@ from typing import Any
 
 import urllib3
 from guideline_core import resource as gj
-from guideline_core.kube import event_id_of, new_api_client
+from guideline_core.kube import new_api_client
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -150,40 +150,6 @@ class KubeGateway:
             raise KubernetesUnavailableError(
                 f"GuidelineJob API not found (is the CRD installed?): {_api_message(exc)}"
             ) from exc
-
-    def find(self, event_id: str, name: str | None) -> dict[str, Any] | None:
-        """The GuidelineJob of an event_id: by name when known (checking its label), else
-        by label selector; None if there is none."""
-        api = self._api()
-        if name:
-            try:
-                obj = self._call(
-                    "reading the GuidelineJob",
-                    api.get_namespaced_custom_object,
-                    gj.GROUP,
-                    gj.VERSION,
-                    self.namespace,
-                    gj.PLURAL,
-                    name,
-                )
-            except ApiException:
-                obj = None
-            if obj is not None and event_id_of(obj) == event_id:
-                return obj
-        try:
-            found = self._call(
-                "looking up the GuidelineJob",
-                api.list_namespaced_custom_object,
-                gj.GROUP,
-                gj.VERSION,
-                self.namespace,
-                gj.PLURAL,
-                label_selector=f"{gj.LABEL_EVENT_ID}={event_id}",
-            )
-        except ApiException as exc:
-            raise KubernetesUnavailableError(f"GuidelineJob API not found: {exc.reason}") from exc
-        items = found.get("items") or []
-        return items[0] if items else None
 
     def patch_annotations(
         self, name: str, annotations: dict[str, str | None], resource_version: str | None = None
