@@ -779,6 +779,30 @@ def test_kubectl_cr_belongs_to_its_namespaces_tenant_and_records_the_real_creato
     assert row["tenant"] == "ward-7" and row["created_by"] == user
 
 
+def test_kubectl_cr_with_a_model_outside_its_tenants_allowlist_fails_without_running(
+    make_stack: Any,
+) -> None:
+    """The allowlist holds for kubectl too: the operator fails such a job before it takes
+    a slot (the API answers the same submission 422)."""
+    limits = {"ward-8": {"allowed_models": ["gpt-4o-mini"]}}
+    stack = make_stack(operator={"tenant_limits": limits})
+    stack.cluster.kubectl("label", "namespace", stack.namespace, f"{gj.LABEL_TENANT}=ward-8")
+    for name, model in (("pricey", "o1-pro"), ("allowed", "gpt-4o-mini")):
+        cr = kubectl_cr(name)
+        cr["spec"]["model"] = model
+        stack.cluster.create(cr, namespace=stack.namespace)
+    refused = stack.wait_for_phase("pricey", *TERMINAL)
+    assert refused["status"]["phase"] == "FAILED"
+    assert refused["status"]["error"]["reason"] == "InvalidInput"
+    assert "not allowed for tenant ward-8" in refused["status"]["error"]["message"]
+    row = stack.row(refused["status"]["eventId"])
+    assert row["status"] == "FAILED" and row["tenant"] == "ward-8"
+    assert not stack.cluster.get_json(
+        "jobs", "-n", stack.namespace, "-l", f"{gj.LABEL_JOB_NAME}=pricey"
+    )["items"]
+    assert stack.wait_for_phase("allowed", *TERMINAL)["status"]["phase"] == "COMPLETED"
+
+
 # --- the CRD applies the API's input rules --------------------------------------------------
 
 BAD_INPUTS = [

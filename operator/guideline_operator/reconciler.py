@@ -223,6 +223,8 @@ class Reconciler:
         queue_changed = False
         if not status.get("phase"):
             cr = self._accept(cr, event_id)
+            if self._refuse_model(cr):
+                return True
             queue_changed = True
         elif self.registry.tenant(cr["metadata"]["uid"]) is None:
             row = self.mirror.row(_uuid(event_id))
@@ -300,6 +302,32 @@ class Reconciler:
         self._event(cr, "Normal", "Accepted", f"accepted as event_id {event_id}")
         self.mirror.sync(cr, reason="Accepted")
         return cr
+
+    def _refuse_model(self, cr: dict[str, Any]) -> bool:
+        """A just-accepted job naming a model outside its tenant's allowlist (possible only
+        for a GuidelineJob applied with kubectl: the API answers such a submission 422) is
+        FAILED InvalidInput before it takes a slot; True if it was."""
+        model = (cr.get("spec") or {}).get("model")
+        tenant = self.registry.tenant(cr["metadata"]["uid"])
+        allowed = self.settings.limits_for(tenant).allowed_models if tenant else None
+        if not model or allowed is None or model in allowed:
+            return False
+        message = f"model {model!r} is not allowed for tenant {tenant}"
+        log.warning("model not allowed", extra={"model": model, "tenant": tenant})
+        self._apply(
+            cr,
+            Observation(
+                Phase.FAILED,
+                Stage.DONE,
+                int((cr.get("status") or {}).get("attempts") or 0),
+                completed_at=now(),
+                error={"reason": FailureReason.INVALID_INPUT.value, "message": message},
+                reason=FailureReason.INVALID_INPUT.value,
+                message=message,
+                queued_at=observe.queued_since(cr),
+            ),
+        )
+        return True
 
     def _maybe_retry(self, cr: dict[str, Any]) -> dict[str, Any]:
         requested = observe.retry_requested(cr)
