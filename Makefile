@@ -39,7 +39,7 @@ build-k8s: ## Build (once, cached) kube-apiserver, controller-manager, scheduler
 build-vegeta: ## Build (once, cached) vegeta, the open-loop load generator of make bench
 	@bash hack/build-vegeta.sh >/dev/null
 
-image: system-deps ## Build the image (Dockerfile, no registry) and the PostgreSQL image; load them into the node
+image: system-deps ## Build the image (Dockerfile, no registry) and the PostgreSQL image (buildah; archives cached for a node)
 	@bash hack/build-images.sh
 
 build-promtool: ## Build (once, cached) promtool, which checks the chart's alert rules in the suite
