@@ -551,5 +551,6 @@ def test_bad_input_sweep_finds_no_server_error(
         app.state.ctx.store.close()
         app.state.ctx.kube.close()
         cluster.delete_namespace(namespace)
-    # The sweep reached the handlers: jobs were created, and bad input was refused.
-    assert seen[202] >= 1 and seen[422] >= 1 and seen[200] >= 1, seen
+    # The sweep reached the handlers: reads were served and bad input was refused. (Generated
+    # submissions rarely make a job now: most name a random `supersedes` job, a 422.)
+    assert seen[422] >= 1 and seen[200] >= 1, seen
