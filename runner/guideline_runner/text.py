@@ -184,6 +184,10 @@ def _title_like(line: str) -> bool:
     return line.isupper() or all(w[0].isupper() or len(w) <= 3 for w in words)
 
 
+# Longest piece of text given to pysbd at once (longer sentences are rare in guidelines).
+SEGMENT_MAX_CHARS: Final = 400
+
+
 @lru_cache(maxsize=1)
 def _segmenter() -> Any:
     # pysbd (rule-based, the Golden Rules of sentence boundaries: abbreviations, numbers,
@@ -200,16 +204,23 @@ def sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     # keep every offset valid.
     block = text[start:end].replace("\r", " ").replace("\n", " ")
     spans: list[tuple[int, int]] = []
-    cursor = 0
-    for segment in _segmenter().segment(block):
-        piece = segment.strip()
-        if not piece:
-            continue
-        found = block.find(piece, cursor)
-        if found < 0:  # pysbd keeps the text with clean=False; never seen, but stay exact
-            continue
-        spans.append((start + found, start + found + len(piece)))
-        cursor = found + len(piece)
+    base = start
+    # pysbd's rules backtrack on some punctuation runs (a crafted 30,000-character line
+    # took 38 s, cubic in its length): it only ever sees pieces of at most
+    # SEGMENT_MAX_CHARS, cut at a sentence end or a blank where there is one, so the cost
+    # stays linear in the text.
+    for part in chunk_text(block, SEGMENT_MAX_CHARS):
+        cursor = 0
+        for segment in _segmenter().segment(part):
+            piece = segment.strip()
+            if not piece:
+                continue
+            found = part.find(piece, cursor)
+            if found < 0:  # pysbd keeps the text with clean=False; never seen, stay exact
+                continue
+            spans.append((base + found, base + found + len(piece)))
+            cursor = found + len(piece)
+        base += len(part)
     return spans
 
 
