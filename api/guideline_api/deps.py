@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from guideline_api.auth import ANONYMOUS, Principal, Role
@@ -53,3 +53,13 @@ async def read_body(request: Request, _principal: CurrentPrincipal) -> bytes:
 
 
 RawBody = Annotated[bytes, Depends(read_body)]
+
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Makes retries of this request safe: one key, one job (in a batch, item "
+        "i gets `<key>:<i>` unless it has its own `idempotency_key`).",
+    ),
+]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from guideline_core.resource import Phase
 
 from guideline_api import service
-from guideline_api.deps import CtxDep, CurrentPrincipal, RawBody
+from guideline_api.deps import CtxDep, CurrentPrincipal, IdempotencyKeyHeader, RawBody
 from guideline_api.errors import ApiError, Reason
 from guideline_api.schemas import (
     CONTROL_RULE,
@@ -118,11 +118,7 @@ def submit_job(
     ctx: CtxDep,
     principal: CurrentPrincipal,
     body: RawBody,
-    idempotency_key: str | None = Header(
-        None,
-        alias="Idempotency-Key",
-        description="Makes retries of this request safe: one key, one job.",
-    ),
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobView:
     """Submit a guideline for summarizing (see the description above)."""
     job = parse_submission(body, request.headers.get("content-type"))
@@ -224,11 +220,7 @@ def submit_batch(
     ctx: CtxDep,
     principal: CurrentPrincipal,
     body: RawBody,
-    idempotency_key: str | None = Header(
-        None,
-        alias="Idempotency-Key",
-        description="Derives each item's key as `<key>:<index>` (unless the item has one).",
-    ),
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> BatchResult:
     """Submit a batch (see the description above)."""
     data = decode_json_object(body, request.headers.get("content-type"))
