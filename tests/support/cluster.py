@@ -19,6 +19,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+
+class CommandFailed(subprocess.CalledProcessError):
+    """A failed kubectl/helm call whose message carries its stderr (pytest shows only str())."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstderr: {(self.stderr or '').strip()[-2000:]}"
+
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HACK = REPO_ROOT / "hack"
 CLUSTER_SH = HACK / "cluster.sh"
@@ -178,9 +186,7 @@ class LocalCluster:
         cmd = [str(self.kubectl_path), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
         result = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(
-                result.returncode, cmd, output=result.stdout, stderr=result.stderr
-            )
+            raise CommandFailed(result.returncode, cmd, output=result.stdout, stderr=result.stderr)
         return result
 
     def kubectl_as_token(
@@ -197,9 +203,7 @@ class LocalCluster:
         ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(
-                result.returncode, cmd, output=result.stdout, stderr=result.stderr
-            )
+            raise CommandFailed(result.returncode, cmd, output=result.stdout, stderr=result.stderr)
         return result
 
     def get_json(self, *args: str) -> Any:
@@ -212,9 +216,7 @@ class LocalCluster:
         if result.returncode != 0:
             if "NotFound" in result.stderr or "not found" in result.stderr:
                 return None
-            raise subprocess.CalledProcessError(
-                result.returncode, "kubectl get", stderr=result.stderr
-            )
+            raise CommandFailed(result.returncode, "kubectl get", stderr=result.stderr)
         return json.loads(result.stdout)
 
     def create(self, manifest: dict[str, Any] | list[dict[str, Any]], namespace: str = "") -> Any:
