@@ -228,13 +228,17 @@ def test_uninstall_hook_pod_is_admitted_by_restricted_pod_security(
     assert hook_jobs(helm, "--set=uninstall.releaseGuidelineJobs=false") == []
 
 
-def submit(cluster: LocalCluster, namespace: str, title: str) -> str:
-    body = {
+def guidelinejob_body(generate_name: str, title: str) -> dict[str, Any]:
+    return {
         "apiVersion": "ingest.guidelines.dev/v1alpha1",
         "kind": "GuidelineJob",
-        "metadata": {"generateName": "gj-uninstall-"},
+        "metadata": {"generateName": generate_name},
         "spec": {"title": title, "guidelineText": "Staff must wash their hands. " * 20},
     }
+
+
+def submit(cluster: LocalCluster, namespace: str, title: str) -> str:
+    body = guidelinejob_body("gj-uninstall-", title)
     made = cluster.kubectl(
         "create", "-n", namespace, "-f", "-", "-o", "json", input=json.dumps(body)
     )
@@ -269,6 +273,18 @@ def restore_crds(cluster: LocalCluster) -> Iterator[None]:
     cluster.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", f"crd/{GJ_CRD}",
         "crd/kopfpeerings.kopf.dev",
+    )  # fmt: skip
+    # Established is not yet "accepted by every admission policy bound to it": the first
+    # create after a re-created CRD has failed once in CI. Wait until one would be accepted.
+    probe = guidelinejob_body("gj-probe-", "probe")
+    wait_for(
+        lambda: cluster.kubectl(
+            "create", "--dry-run=server", "-n", "default", "-f", "-", input=json.dumps(probe),
+            check=False,
+        ).returncode == 0,
+        timeout=60,
+        interval=1,
+        message="a GuidelineJob accepted after the CRDs were re-created",
     )  # fmt: skip
 
 
