@@ -50,7 +50,10 @@ def database(postgres_url: str) -> Iterator[db.Database]:
     """A connection pool on the session database, emptied before each test."""
     database = db.Database(postgres_url)
     with database.connection() as conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE jobs, job_events, operator_heartbeat, audit_log, tenant_rate CASCADE")
+        cur.execute(
+            "TRUNCATE jobs, job_events, operator_heartbeat, audit_log, tenant_rate, "
+            "webhook_secrets CASCADE"
+        )
     yield database
     database.close()
 

@@ -22,6 +22,7 @@ from guideline_api.limits import BodyLimitMiddleware
 from guideline_api.metrics import ApiMetrics, Figures, MetricsMiddleware, route_template
 from guideline_api.monitor import HealthMonitor
 from guideline_api.routes import audit, jobs
+from guideline_api.webhooks.delivery import DeliveryWorker
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,12 @@ The API's dispatcher then creates the job's `GuidelineJob`. Poll `GET /jobs/{eve
 until `status` is `COMPLETED` (with `result`), `FAILED` or `CANCELLED` (with `error`). While
 `PENDING`, `queue.position` says how many jobs of your tenant are ahead.
 
+**Webhooks.** Instead of polling, give `callback_url` (or have a tenant default): every
+terminal state is POSTed there as the job's JSON, signed as the Standard Webhooks
+specification says (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64
+HMAC-SHA256>` with your tenant's `whsec_` secret), retried with backoff for up to 24 h
+under the same `webhook-id`; `GET /jobs/{event_id}` shows each delivery under `webhook`.
+
 **Tenants.** Every API key belongs to a tenant and is a `member` (sees, cancels and retries
 only its tenant's jobs; another tenant's job is a 404) or an `admin` (all tenants,
 `?tenant=` filters, `GET /audit`).
@@ -43,14 +50,14 @@ only its tenant's jobs; another tenant's job is a 404) or an `admin` (all tenant
 on every other path (also one that does not exist), before the request body is read.
 `/health` shows dependency errors and the operator's identity only to an admin key.
 
-**Errors.** Every non-2xx answer has the body
-`{"error": {"reason": "<code>", "message": "<text>", "details": [...]}}` where `details`
-(field, message, type) appears only for field validation errors. Codes: `malformed_json`,
-`invalid_utf8`, `validation_error`, `control_characters` (422), `unsupported_media_type`
-(415), `body_too_large`, `text_too_long` (413), `invalid_event_id`, `invalid_cursor`,
-`invalid_idempotency_key`, `idempotency_key_reused` (422), `not_found` (404),
-`job_finished`, `job_not_retryable` (409), `missing_api_key`, `invalid_api_key` (401),
-`model_not_allowed` (422), `forbidden` (403), `batch_too_large` (413), `backlog_full`,
+**Errors.** Every non-2xx answer has the body `{"error": {"reason": "<code>", "message":
+"<text>", "details": [...]}}` where `details` (field, message, type) appears only for field
+validation errors. Codes: `malformed_json`, `invalid_utf8`, `validation_error`,
+`control_characters` (422), `unsupported_media_type` (415), `body_too_large`,
+`text_too_long` (413), `invalid_event_id`, `invalid_cursor`, `invalid_idempotency_key`,
+`idempotency_key_reused` (422), `not_found` (404), `job_finished`, `job_not_retryable`
+(409), `missing_api_key`, `invalid_api_key` (401), `model_not_allowed`,
+`callback_url_refused` (422), `forbidden` (403), `batch_too_large` (413), `backlog_full`,
 `tenant_backlog_full`, `rate_limited` (429, with `Retry-After`), `database_unavailable`
 (503). Kubernetes being down is no error: jobs wait PENDING (see `status_reason`).
 
@@ -94,6 +101,7 @@ def create_app(
         ),
         metrics=metrics,
         dispatcher=Dispatcher(database, kube_api, settings, metrics),
+        webhooks=DeliveryWorker(database, settings, metrics),
         monitor=HealthMonitor(
             database,
             kube_api,
@@ -113,9 +121,12 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.dispatcher_enabled:
             ctx.dispatcher.start()
+        if settings.webhook_enabled:
+            ctx.webhooks.start()
         ctx.monitor.start()
         yield
         ctx.monitor.stop()
+        ctx.webhooks.stop()
         ctx.dispatcher.stop()
         ctx.store.close()
         ctx.kube.close()

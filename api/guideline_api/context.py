@@ -12,6 +12,7 @@ from guideline_api.dispatcher import Dispatcher
 from guideline_api.kubeapi import KubeGateway
 from guideline_api.metrics import ApiMetrics
 from guideline_api.monitor import HealthMonitor
+from guideline_api.webhooks.delivery import DeliveryWorker
 
 
 @dataclass
@@ -25,3 +26,4 @@ class Context:
     metrics: ApiMetrics
     dispatcher: Dispatcher
     monitor: HealthMonitor  # the cached figures of /health and /metrics
+    webhooks: DeliveryWorker  # the webhook outbox's delivery worker

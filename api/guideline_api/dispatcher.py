@@ -1,26 +1,23 @@
 """The outbox dispatcher: makes the cluster match what the API committed.
 
 A submission, a cancel and a retry are decided in PostgreSQL and answered at once; each
-leaves its row `dispatch_pending`. This thread (one per API process) claims such rows in
-batches (`FOR UPDATE SKIP LOCKED` under a lease, so API replicas never take the same row),
-and for each one creates its GuidelineJob (named after the event_id: a repeated create is
-recognised as the same object) or carries the cancel/retry request to the GuidelineJob's
-annotations, with bounded concurrency and exponential backoff while kube-apiserver is slow
-or down. A row whose dispatcher died is taken again when its lease runs out.
+leaves its row `dispatch_pending`. This thread (one per API process, an
+`outbox.OutboxWorker`) claims such rows in batches (`FOR UPDATE SKIP LOCKED` under a lease,
+so API replicas never take the same row), and for each one creates its GuidelineJob (named
+after the event_id: a repeated create is recognised as the same object) or carries the
+cancel/retry request to the GuidelineJob's annotations, with bounded concurrency and
+exponential backoff while kube-apiserver is slow or down. A row whose dispatcher died is
+taken again when its lease runs out.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from guideline_core import db, kube, logs
 from guideline_core import resource as gj
-from guideline_core.db import DatabaseUnavailableError
 from guideline_core.resource import FailureReason, Phase
 from guideline_core.settings import ApiSettings
 
@@ -32,6 +29,7 @@ from guideline_api.kubeapi import (
     KubernetesUnavailableError,
 )
 from guideline_api.metrics import ApiMetrics
+from guideline_api.outbox import OutboxWorker, backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -60,79 +58,34 @@ def _is_own(obj: dict[str, Any], row: dict[str, Any]) -> bool:
     )
 
 
-class Dispatcher:
+class Dispatcher(OutboxWorker):
     """Carries committed rows to the cluster; `wake()` after a commit starts a pass now."""
+
+    name = "dispatcher"
 
     def __init__(
         self, store: db.Database, kube_api: KubeGateway, settings: ApiSettings, metrics: ApiMetrics
     ):
+        super().__init__(
+            batch_size=settings.dispatch_batch_size,
+            concurrency=settings.dispatch_concurrency,
+            poll_seconds=settings.dispatch_poll_seconds,
+        )
         self._store = store
         self._kube = kube_api
         self._settings = settings
         self._metrics = metrics
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._workers: ThreadPoolExecutor | None = None
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        """Run passes in a background thread until `stop()`."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._workers = ThreadPoolExecutor(
-            self._settings.dispatch_concurrency, thread_name_prefix="dispatch"
-        )
-        self._thread = threading.Thread(target=self._loop, name="dispatcher", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish the pass under way and stop."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        if self._workers is not None:
-            self._workers.shutdown(wait=True, cancel_futures=True)
-            self._workers = None
-
-    def wake(self) -> None:
-        """Start a pass now (a row was just committed)."""
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                claimed = self.run_once()
-            except DatabaseUnavailableError as exc:
-                log.warning("dispatcher: database unavailable", extra={"error": str(exc)})
-                claimed = 0
-            except Exception:
-                log.exception("dispatcher pass failed")
-                claimed = 0
-            if claimed < self._settings.dispatch_batch_size:
-                self._wake.wait(self._settings.dispatch_poll_seconds)
-
-    # ------------------------------------------------------------------ one pass
-
-    def run_once(self) -> int:
-        """Claim one batch and dispatch it; returns how many rows were claimed."""
+    def claim(self) -> list[dict[str, Any]]:
+        """Lease one batch of rows whose cluster state is behind."""
         with self._store.connection() as conn:
-            rows = db.claim_dispatch(
+            return db.claim_dispatch(
                 conn, self._settings.dispatch_batch_size, self._settings.dispatch_lease_seconds
             )
-        if not rows:
-            return 0
-        if self._workers is None:
-            for row in rows:
-                self.dispatch(row)
-        else:
-            list(self._workers.map(self.dispatch, rows))
-        return len(rows)
+
+    def handle(self, row: dict[str, Any]) -> None:
+        """Dispatch one claimed row."""
+        self.dispatch(row)
 
     def dispatch(self, row: dict[str, Any]) -> None:
         """Bring one claimed row's GuidelineJob in line with it; on a transient failure,
@@ -212,8 +165,7 @@ class Dispatcher:
 
     def _defer(self, row: dict[str, Any], error: str) -> None:
         attempts = max(1, int(row["dispatch_attempts"]))
-        ceiling = min(self._settings.dispatch_max_backoff_seconds, 0.5 * 2 ** min(attempts, 16))
-        delay = random.uniform(ceiling / 2, ceiling)  # jitter: replicas do not retry in step
+        delay = backoff_delay(attempts, 1.0, self._settings.dispatch_max_backoff_seconds)
         self._metrics.dispatch_failures.labels("unavailable").inc()
         log.warning(
             "GuidelineJob not created yet; retrying",

@@ -42,6 +42,7 @@ class Reason:
     JOB_FINISHED = "job_finished"
     JOB_NOT_RETRYABLE = "job_not_retryable"
     MODEL_NOT_ALLOWED = "model_not_allowed"
+    CALLBACK_URL_REFUSED = "callback_url_refused"
     FORBIDDEN = "forbidden"
     MISSING_API_KEY = "missing_api_key"
     INVALID_API_KEY = "invalid_api_key"

@@ -1,7 +1,8 @@
 """Console script `guideline-api`: apply migrations, then serve the API with uvicorn.
 
 `guideline-api keys create|list|revoke` manages the keys file; `new-key` and `hash-key`
-(earlier releases) still print `key_id:sha256hex` lines.
+(earlier releases) still print `key_id:sha256hex` lines. `guideline-api webhook-secret
+create|rotate|show --tenant T` manages a tenant's webhook signing secrets (in PostgreSQL).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from guideline_core import db, logs
 from guideline_core.settings import ApiSettings
 
-from guideline_api.auth import KEY_ID_PATTERN, Role, hash_key, new_key
+from guideline_api.auth import KEY_ID_PATTERN, TENANT_PATTERN, Role, hash_key, new_key
 from guideline_api.keyfile import KeyFileError, create_key, read_keys, revoke_key
+from guideline_api.webhooks import store
 
 if TYPE_CHECKING:
     import uvicorn
@@ -130,6 +132,74 @@ def _add_keys_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--keys-file", default=None, help="default: GUIDELINE_API_KEYS_FILE")
 
 
+def webhook_secret_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`guideline-api webhook-secret create|rotate|show --tenant T`."""
+    if not TENANT_PATTERN.match(args.tenant):
+        parser.error("--tenant: letters, digits, '.', '_' or '-' (max 63)")
+    settings = ApiSettings()
+    database = db.Database(args.database_url or settings.database_url, maxconn=1)
+    try:
+        with database.connection() as conn:
+            if args.secret_command == "rotate":
+                grace = settings.webhook_secret_grace_seconds
+                grace = grace if args.grace_seconds is None else args.grace_seconds
+                new = store.rotate_secret(conn, args.tenant, grace)
+                print(
+                    f"rotated the webhook secret of tenant {args.tenant}; the previous one "
+                    f"keeps signing for {grace:g} s (every delivery carries both signatures)"
+                )
+                print(new["secret"])
+                return 0
+            if args.secret_command == "create":
+                active = store.ensure_secret(conn, args.tenant)
+                print(f"webhook secret of tenant {args.tenant} (the current one):")
+                print(active[-1]["secret"])
+                return 0
+            active = store.active_secrets(conn, args.tenant)
+    except db.DatabaseUnavailableError as exc:
+        print(f"database unavailable: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        database.close()
+    if not active:
+        print(f"tenant {args.tenant} has no webhook secret (create one)", file=sys.stderr)
+        return 1
+    print("CREATED\tEXPIRES\tSECRET")
+    for entry in active:  # the current one last
+        expires = entry["expires_at"].isoformat() if entry["expires_at"] else "-"
+        print(f"{entry['created_at'].isoformat()}\t{expires}\t{entry['secret']}")
+    return 0
+
+
+def _add_webhook_secret_parser(sub: argparse._SubParsersAction) -> None:
+    secret = sub.add_parser(
+        "webhook-secret",
+        help="manage a tenant's webhook signing secrets (whsec_..., kept in PostgreSQL)",
+        description="Deliveries are signed with every active secret of the job's tenant "
+        "(Standard Webhooks); a tenant without one gets one at its first delivery.",
+    )
+    secret_sub = secret.add_subparsers(dest="secret_command", required=True)
+    create = secret_sub.add_parser(
+        "create", help="make the tenant's secret unless it has one; print the current one"
+    )
+    rotate = secret_sub.add_parser(
+        "rotate",
+        help="a new current secret (printed alone on the last line); the old one keeps "
+        "signing for the grace period",
+    )
+    rotate.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=None,
+        help="how long the old secret keeps signing (default GUIDELINE_WEBHOOK_SECRET_GRACE_"
+        "SECONDS, 86400)",
+    )
+    show = secret_sub.add_parser("show", help="the active secrets, the current one last")
+    for p in (create, rotate, show):
+        p.add_argument("--tenant", required=True, help="the tenant")
+        p.add_argument("--database-url", default=None, help="default: GUIDELINE_DATABASE_URL")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `guideline-api`."""
     parser = argparse.ArgumentParser(
@@ -152,10 +222,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     hk.add_argument("--id", required=True, help="key id recorded as submitted_by")
     _add_keys_parser(sub)
+    _add_webhook_secret_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "keys":
         sys.exit(keys_command(args, parser))
+    if args.command == "webhook-secret":
+        sys.exit(webhook_secret_command(args, parser))
 
     if args.command in ("new-key", "hash-key"):
         if not KEY_ID_PATTERN.match(args.id):

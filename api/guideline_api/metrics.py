@@ -1,9 +1,10 @@
 """Prometheus metrics of the API (one registry per app) and the request-timing middleware,
 which also writes one structured log line per request.
 
-Names: `guideline_api_*` for what this process does, `guideline_db_*` for figures it reads
-from PostgreSQL (the same in every replica: aggregate them with max, not sum); the
-operator's are `guideline_job*`, `guideline_llm_*` and `guideline_operator_*`."""
+Names: `guideline_api_*` for what this process does, `guideline_webhook_*` for the webhooks
+it delivers, `guideline_db_*` for figures it reads from PostgreSQL (the same in every
+replica: aggregate them with max, not sum); the operator's are `guideline_job*`,
+`guideline_llm_*` and `guideline_operator_*`."""
 
 from __future__ import annotations
 
@@ -70,6 +71,20 @@ class ApiMetrics:
             "Dispatch attempts that failed: `unavailable` (retried with backoff) or "
             "`rejected` (the job FAILED).",
             ["kind"],
+            registry=self.registry,
+        )
+        self.webhook_deliveries = Counter(
+            "guideline_webhook_deliveries",
+            "Webhook delivery attempts by outcome: `delivered` (a 2xx answer) or `failed` "
+            "(another answer, no answer, or a refused target; tried again with backoff).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("delivered", "failed"):
+            self.webhook_deliveries.labels(outcome)  # present (at 0) before the first one
+        self.webhook_abandoned = Counter(
+            "guideline_webhook_deliveries_abandoned",
+            "Webhook deliveries given up: no 2xx within webhook_max_age_seconds.",
             registry=self.registry,
         )
 

@@ -15,6 +15,8 @@ from guideline_core.resource import (
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 from pydantic_core import PydanticCustomError
 
+from guideline_api.webhooks.targets import MAX_URL_CHARS, TargetRefusedError, check_form
+
 CONTROL_RULE = (
     "Text must be valid Unicode sent as UTF-8. Control characters (Unicode category Cc: "
     "U+0000-U+001F, U+007F-U+009F) are rejected, except tab (U+0009), line feed (U+000A) "
@@ -115,6 +117,16 @@ class SubmitJob(BaseModel):
     review: ReviewThresholds | None = Field(
         None, description="Thresholds of the review gate for this job."
     )
+    callback_url: str | None = Field(
+        None,
+        max_length=MAX_URL_CHARS,
+        description="Webhook: on every terminal state (COMPLETED, FAILED, CANCELLED; again "
+        "after a retry) the job's JSON is POSTed here, signed as Standard Webhooks says "
+        "(`webhook-id`, `webhook-timestamp`, `webhook-signature`). An http(s) URL whose host "
+        "resolves only to public addresses (422 `callback_url_refused` otherwise). Default: "
+        "the tenant's `callback_url`, if it has one.",
+        examples=["https://hooks.example.com/guidelines"],
+    )
 
     @field_validator("guideline_text")
     @classmethod
@@ -127,6 +139,18 @@ class SubmitJob(BaseModel):
     @classmethod
     def _title(cls, value: str | None) -> str | None:
         return None if value is None else _check_chars(value, _LINE_FORBIDDEN)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_form(value)
+            except TargetRefusedError as exc:
+                raise PydanticCustomError(
+                    "callback_url", "{problem}", {"problem": str(exc)}
+                ) from None
+        return value
 
 
 class JobError(BaseModel):
@@ -145,6 +169,33 @@ class QueueInfo(BaseModel):
     running: int = Field(description="Jobs PROCESSING now (all tenants).")
     tenants_waiting: int = Field(0, description="Tenants with PENDING jobs, admitted in turn.")
     message: str
+
+
+class WebhookDelivery(BaseModel):
+    """One delivery of a job's terminal state to its callback URL (retried under the same
+    `webhook_id`)."""
+
+    webhook_id: str = Field(description="The `webhook-id` header of every attempt.")
+    run: int = Field(description="Which run of the job (0, then one more per retry).")
+    status: str = Field(description="The terminal status this delivery reports.")
+    state: Literal["pending", "delivered", "failed"] = Field(
+        description="`pending` (being tried), `delivered` (a 2xx answer), `failed` (given up "
+        "after webhook_max_age_seconds)."
+    )
+    attempts: int
+    created_at: datetime
+    last_attempt_at: datetime | None = None
+    last_status: int | None = Field(None, description="HTTP status of the last attempt.")
+    last_error: str | None = Field(None, description="Why the last attempt failed.")
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+
+class WebhookInfo(BaseModel):
+    """Where the job's terminal states are POSTed, and how that went."""
+
+    url: str
+    deliveries: list[WebhookDelivery]
 
 
 class HistoryEntry(BaseModel):
@@ -167,6 +218,7 @@ _OPTIONAL = (
     "status_reason",
     "supersedes",
     "needs_review",
+    "webhook",
 )
 
 
@@ -206,6 +258,9 @@ class JobView(BaseModel):
     queue: QueueInfo | None = None
     history: list[HistoryEntry] | None = None
     guideline_text: str | None = None
+    webhook: WebhookInfo | None = Field(
+        None, description="When the job has a callback URL: its webhook deliveries."
+    )
 
     @model_serializer(mode="wrap")
     def _drop_absent(self, handler: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg2.errors
@@ -31,6 +31,7 @@ from guideline_api.schemas import SubmitJob
 from guideline_api.submission import request_hash
 from guideline_api.versions import check_supersedes, with_changes
 from guideline_api.views import queue_info
+from guideline_api.webhooks import store, targets
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Submission:
 
     job: SubmitJob
     idempotency_key: str | None = None
+    callback_url: str | None = None  # the checked webhook URL (the job's or its tenant's)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class JobDetail:
     queue: Any = None
     history: list[dict[str, Any]] | None = None
     text: str | None = None
+    deliveries: list[dict[str, Any]] | None = None
 
 
 # --------------------------------------------------------------------------- plumbing
@@ -170,6 +173,26 @@ def _check_size(ctx: Context, job: SubmitJob) -> None:
         )
 
 
+def _with_callback(ctx: Context, tenant: str, item: Submission) -> Submission:
+    """`item` with its checked callback URL (its own, else its tenant's default); 422 if
+    the URL is one webhooks may not call. Resolves the host: done before the transaction."""
+    own = item.job.callback_url
+    url = own or ctx.settings.limits_for(tenant).callback_url
+    if url is None:
+        return item
+    try:
+        targets.resolve(url, ctx.settings.webhook_allow_private)
+    except targets.TargetRefusedError as exc:
+        whose = "callback_url" if own else f"the default callback_url of tenant {tenant}"
+        raise ApiError(
+            422,
+            Reason.CALLBACK_URL_REFUSED,
+            f"{whose}: {exc}",
+            details=[{"field": "callback_url", "message": str(exc), "type": "callback_url"}],
+        ) from None
+    return replace(item, callback_url=url)
+
+
 def _replay(
     conn: PgConnection, ctx: Context, tenant: str, sub: Submission, digest: str
 ) -> dict[str, Any] | None:
@@ -221,6 +244,7 @@ def _insert(
                 dispatch_pending=True,
                 supersedes=uuid.UUID(job.supersedes) if job.supersedes else None,
                 review_thresholds=job.review.model_dump(exclude_none=True) if job.review else None,
+                callback_url=sub.callback_url,
             ),
         )
     except psycopg2.errors.UniqueViolation:
@@ -247,6 +271,15 @@ def submit_many(
     A limit the whole batch would exceed is a 429 for the batch, and nothing is recorded."""
     tenant = principal.tenant
     answers: list[Outcome | ApiError | None] = []
+    checked: list[Submission | ApiError] = []
+    for item in items:
+        try:
+            checked.append(
+                item if isinstance(item, ApiError) else _with_callback(ctx, tenant, item)
+            )
+        except ApiError as err:
+            checked.append(err)
+    items = checked
     with _transaction(ctx) as conn:
         todo: list[tuple[int, Submission, str]] = []
         for index, item in enumerate(items):
@@ -319,6 +352,7 @@ def get(
         if row["status"] == Phase.PENDING:
             queue = queue_info(conn, row, ctx.settings.operator_heartbeat_stale_seconds)
         history = db.job_history(conn, event_id) if "history" in include else None
+        deliveries = store.deliveries_of(conn, event_id) if row.get("callback_url") else None
         text = None
         if "text" in include:
             text = db.get_guideline_text(conn, event_id)
@@ -330,7 +364,7 @@ def get(
                 event_id=event_id,
                 detail={"principal_tenant": principal.tenant},
             )
-    return JobDetail(row=row, queue=queue, history=history, text=text)
+    return JobDetail(row=row, queue=queue, history=history, text=text, deliveries=deliveries)
 
 
 def list_page(
@@ -380,6 +414,7 @@ def cancel(ctx: Context, principal: Principal, eid: uuid.UUID) -> dict[str, Any]
         db.request_cancel(conn, row, principal.key_id, f"cancelled by {principal.key_id}")
         fresh = db.get_job(conn, eid)
     ctx.dispatcher.wake()
+    ctx.webhooks.wake()  # its delivery, if it has a callback URL, was queued by the trigger
     ctx.metrics.job_requests.labels("cancel").inc()
     with logs.bind(event_id=str(eid)):
         log.info("cancel requested", extra={"submitted_by": principal.key_id})

@@ -39,8 +39,9 @@ def to_view(
     queue: QueueInfo | None = None,
     history: list[dict[str, Any]] | None = None,
     text: str | None = None,
+    deliveries: list[dict[str, Any]] | None = None,
 ) -> JobView:
-    """The API representation of a job row."""
+    """The API representation of a job row (with `deliveries`, its webhook section)."""
     status = row["status"]
     result = row.get("result") if status == Phase.COMPLETED else None
     error = None
@@ -71,6 +72,11 @@ def to_view(
             "queue": queue,
             "history": history,
             "guideline_text": text,
+            "webhook": (
+                {"url": row["callback_url"], "deliveries": deliveries}
+                if deliveries is not None and row.get("callback_url")
+                else None
+            ),
         }
     )
 

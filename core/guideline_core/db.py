@@ -36,7 +36,7 @@ JOB_COLUMNS = (
     "submitted_by, idempotency_key, request_hash, created_at, updated_at, started_at, "
     "completed_at, tenant, created_by, max_retries, cr_uid, run, cancel_requested_at, "
     "dispatch_pending, dispatch_seq, dispatch_attempts, dispatch_error, dispatched_at, "
-    "supersedes, review_thresholds"
+    "supersedes, review_thresholds, callback_url"
 )
 DELETED_REASON = "Deleted"
 DELETED_MESSAGE = "the GuidelineJob was deleted before it finished"
@@ -247,6 +247,7 @@ class NewJob:
     dispatch_pending: bool = False  # True: the dispatcher still has to create the CR
     supersedes: uuid.UUID | None = None
     review_thresholds: Mapping[str, float] | None = None
+    callback_url: str | None = None  # webhook of its terminal states (checked by the API)
 
 
 def insert_job(conn: PgConnection, job: NewJob) -> bool:
@@ -260,9 +261,10 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
             INSERT INTO jobs (event_id, namespace, cr_name, status, title, guideline_text,
                               model, provider, submitted_by, idempotency_key, request_hash,
                               tenant, created_by, max_retries, cr_uid, dispatch_pending,
-                              created_at, updated_at, supersedes, review_thresholds)
+                              created_at, updated_at, supersedes, review_thresholds,
+                              callback_url)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                    coalesce(%s, now()), coalesce(%s, now()), %s, %s)
+                    coalesce(%s, now()), coalesce(%s, now()), %s, %s, %s)
             ON CONFLICT (event_id) DO NOTHING
             """,
             (
@@ -286,6 +288,7 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
                 job.created_at,
                 job.supersedes,
                 _json(job.review_thresholds),
+                job.callback_url,
             ),
         )
         inserted = cur.rowcount == 1

@@ -22,6 +22,12 @@ class TenantLimits(BaseModel):
     max_running_jobs: int | None = Field(None, ge=1)
     submissions_per_minute: int | None = Field(None, ge=0)
     allowed_models: list[str] | None = None
+    callback_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="Webhook URL of the tenant's jobs that name none themselves (checked "
+        "like a submission's `callback_url` at each submission).",
+    )
 
 
 class CommonSettings(BaseSettings):
@@ -64,7 +70,7 @@ class CommonSettings(BaseSettings):
         default_factory=dict,
         description='Per-tenant overrides, JSON: `{"team-a": {"max_pending_jobs": 50, '
         '"max_running_jobs": 2, "submissions_per_minute": 60, "allowed_models": '
-        '["gpt-4o-mini"]}}`.',
+        '["gpt-4o-mini"], "callback_url": "https://hooks.example.com/guidelines"}}`.',
     )
 
     def limits_for(self, tenant: str) -> TenantLimits:
@@ -75,6 +81,7 @@ class CommonSettings(BaseSettings):
             max_running_jobs=_first(own.max_running_jobs, self.tenant_max_running_jobs),
             submissions_per_minute=_first(own.submissions_per_minute, self.rate_limit_per_minute),
             allowed_models=_first(own.allowed_models, self.allowed_models or None),
+            callback_url=own.callback_url,
         )
 
 
@@ -148,6 +155,47 @@ class ApiSettings(CommonSettings):
     )
     dispatcher_enabled: bool = Field(
         True, description="Run the outbox dispatcher in this API process."
+    )
+    webhook_enabled: bool = Field(
+        True, description="Run the webhook delivery worker in this API process."
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Allow callback URLs whose host resolves to a private, loopback, "
+        "link-local or otherwise non-global address (refused by default, at submission and "
+        "again at each delivery).",
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, description="Connect, send and read timeout of one webhook delivery."
+    )
+    webhook_backoff_base_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Wait after the first failed delivery; doubled after each further "
+        "failure (with jitter: a random share between half and all of it).",
+    )
+    webhook_max_backoff_seconds: float = Field(
+        3600.0, gt=0, description="Longest wait between two tries of one delivery."
+    )
+    webhook_max_age_seconds: float = Field(
+        86_400.0,
+        gt=0,
+        description="A delivery not accepted (2xx) this long after the job finished is "
+        "given up (state `failed`).",
+    )
+    webhook_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often the delivery worker looks for due deliveries (a cancel through "
+        "this replica wakes it at once).",
+    )
+    webhook_batch_size: int = Field(20, ge=1, description="Deliveries claimed per pass.")
+    webhook_concurrency: int = Field(4, ge=1, description="Webhook POSTs made at once.")
+    webhook_secret_grace_seconds: float = Field(
+        86_400.0,
+        ge=0,
+        description="After `guideline-api webhook-secret rotate`, the previous secret keeps "
+        "signing (next to the new one) this long.",
     )
     idempotency_window_hours: int = Field(
         24, ge=1, description="An Idempotency-Key may be reused for a new job after this."

@@ -256,11 +256,18 @@ def get_job(
     ),
 ) -> JobView:
     """The job from PostgreSQL (primary-key lookup): `result` when COMPLETED, `error` when
-    FAILED or CANCELLED, `queue` (position in its tenant's queue) when PENDING. A job of
-    another tenant is a 404, exactly like one that does not exist."""
+    FAILED or CANCELLED, `queue` (position in its tenant's queue) when PENDING, `webhook`
+    (its deliveries) when it has a callback URL. A job of another tenant is a 404, exactly
+    like one that does not exist."""
     extras = frozenset(part.strip() for part in (include or "").split(",") if part.strip())
     detail = service.get(ctx, principal, service.parse_event_id(event_id), extras)
-    return to_view(detail.row, queue=detail.queue, history=detail.history, text=detail.text)
+    return to_view(
+        detail.row,
+        queue=detail.queue,
+        history=detail.history,
+        text=detail.text,
+        deliveries=detail.deliveries,
+    )
 
 
 @router.get(

@@ -1,0 +1,176 @@
+"""The webhook tables (migration 0005): tenants' signing secrets and the delivery outbox.
+Rows enter the outbox by a trigger on `jobs` (a terminal state of a job with a callback
+URL); the delivery worker claims them here."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg2.extras
+from psycopg2.extensions import connection as PgConnection  # noqa: N812
+
+from guideline_api.webhooks.signing import new_secret
+
+DELIVERY_VIEW_COLUMNS = (
+    "webhook_id, run, status, state, attempts, created_at, last_attempt_at, last_status, "
+    "last_error, next_attempt_at, delivered_at"
+)
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def _lock_tenant(conn: PgConnection, tenant: str) -> None:
+    """Serialize secret changes of one tenant (concurrent rotations, a first delivery)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('webhook-secret:' || %s))", (tenant,))
+
+
+def active_secrets(conn: PgConnection, tenant: str) -> list[dict[str, Any]]:
+    """The tenant's secrets that still sign (the current one last)."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            "SELECT id, secret, created_at, expires_at FROM webhook_secrets "
+            "WHERE tenant = %s AND (expires_at IS NULL OR expires_at > now()) ORDER BY id",
+            (tenant,),
+        )
+        return list(cur.fetchall())
+
+
+def ensure_secret(conn: PgConnection, tenant: str) -> list[dict[str, Any]]:
+    """The tenant's active secrets, after creating one if it has none (so a delivery is
+    never unsigned; `guideline-api webhook-secret show` then tells it)."""
+    found = active_secrets(conn, tenant)
+    if found and found[-1]["expires_at"] is None:
+        return found
+    _lock_tenant(conn, tenant)
+    found = active_secrets(conn, tenant)
+    if not found or found[-1]["expires_at"] is not None:
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO webhook_secrets (tenant, secret) VALUES (%s, %s)",
+                (tenant, new_secret()),
+            )
+        found = active_secrets(conn, tenant)
+    return found
+
+
+def rotate_secret(conn: PgConnection, tenant: str, grace_seconds: float) -> dict[str, Any]:
+    """A new current secret for `tenant`; the previous ones keep signing for
+    `grace_seconds` (at most: one already due earlier keeps its earlier end). Expired
+    secrets are deleted on the way. Returns the new secret's row."""
+    _lock_tenant(conn, tenant)
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            "DELETE FROM webhook_secrets WHERE tenant = %s AND expires_at <= now()", (tenant,)
+        )
+        cur.execute(
+            "UPDATE webhook_secrets SET expires_at = now() + make_interval(secs => %s) "
+            "WHERE tenant = %s AND expires_at IS NULL",
+            (grace_seconds, tenant),
+        )
+        cur.execute(
+            "INSERT INTO webhook_secrets (tenant, secret) VALUES (%s, %s) "
+            "RETURNING id, secret, created_at, expires_at",
+            (tenant, new_secret()),
+        )
+        return dict(cur.fetchone())
+
+
+# --------------------------------------------------------------------------- deliveries
+
+
+def claim_deliveries(conn: PgConnection, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+    """Claim up to `limit` due deliveries (oldest due first) for one attempt each: the
+    attempt is counted and the row leased for `lease_seconds` (SKIP LOCKED: replicas
+    claiming at once get disjoint rows; a replica that dies mid-attempt leaves the row
+    to be taken again when the lease ends)."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            """
+            UPDATE webhook_deliveries
+               SET attempts = attempts + 1, last_attempt_at = now(),
+                   next_attempt_at = now() + make_interval(secs => %s)
+             WHERE webhook_id IN (
+                   SELECT webhook_id FROM webhook_deliveries
+                    WHERE state = 'pending' AND next_attempt_at <= now()
+                    ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)
+            RETURNING webhook_id, event_id, run, status, url, tenant, job, body, attempts,
+                      created_at
+            """,
+            (lease_seconds, limit),
+        )
+        return sorted(cur.fetchall(), key=lambda r: r["created_at"])
+
+
+def set_body(conn: PgConnection, webhook_id: str, body: str) -> str:
+    """Fix the body of a delivery at its first attempt; returns the body stored (an
+    earlier attempt's, if one got there first)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE webhook_deliveries SET body = coalesce(body, %s) WHERE webhook_id = %s "
+            "RETURNING body",
+            (body, webhook_id),
+        )
+        row = cur.fetchone()
+        return row[0] if row else body
+
+
+def finish_attempt(
+    conn: PgConnection,
+    webhook_id: str,
+    attempt: int,
+    *,
+    status_code: int | None,
+    error: str | None,
+    retry_in: float,
+    max_age_seconds: float,
+) -> str | None:
+    """Record the outcome of attempt number `attempt` (no error: delivered). A failed one
+    is tried again in `retry_in` seconds, unless that is past `max_age_seconds` after the
+    job finished: then the delivery is given up (`failed`). Returns the delivery's state
+    now, or None if the attempt is no longer the row's latest (its lease ran out and
+    another attempt was claimed): its outcome is then not written."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            UPDATE webhook_deliveries
+               SET state = CASE
+                       WHEN %(ok)s THEN 'delivered'
+                       WHEN created_at + make_interval(secs => %(max_age)s)
+                            < now() + make_interval(secs => %(retry_in)s) THEN 'failed'
+                       ELSE 'pending' END,
+                   last_status = %(code)s, last_error = %(error)s,
+                   delivered_at = CASE WHEN %(ok)s THEN now() END,
+                   next_attempt_at = CASE
+                       WHEN %(ok)s THEN NULL
+                       WHEN created_at + make_interval(secs => %(max_age)s)
+                            < now() + make_interval(secs => %(retry_in)s) THEN NULL
+                       ELSE now() + make_interval(secs => %(retry_in)s) END
+             WHERE webhook_id = %(id)s AND attempts = %(attempt)s AND state = 'pending'
+            RETURNING state
+            """,
+            {
+                "ok": error is None,
+                "max_age": max_age_seconds,
+                "retry_in": retry_in,
+                "code": status_code,
+                "error": None if error is None else error[:500],
+                "id": webhook_id,
+                "attempt": attempt,
+            },
+        )
+        row = cur.fetchone()
+        return row[0] if row else None
+
+
+def deliveries_of(conn: PgConnection, event_id: uuid.UUID) -> list[dict[str, Any]]:
+    """A job's deliveries, oldest first."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            f"SELECT {DELIVERY_VIEW_COLUMNS} FROM webhook_deliveries WHERE event_id = %s "
+            "ORDER BY created_at, run",
+            (event_id,),
+        )
+        return list(cur.fetchall())

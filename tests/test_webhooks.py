@@ -1,0 +1,409 @@
+"""Webhooks end to end: the real API server (uvicorn), the real PostgreSQL and a real HTTP
+receiver on loopback. Terminal states come through the real paths: a cancel through the
+API, and COMPLETED/FAILED through `db.mirror_state`, the function the operator mirrors
+with. Signatures are checked with `standardwebhooks`, the specification's own library, as
+a receiver would. No cluster: the API points at a dead Kubernetes API (jobs stay PENDING
+until a test finishes them)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from guideline_core import db
+from guideline_core.resource import Phase
+from guideline_core.settings import ApiSettings
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from support.api import auth, dead_kubeconfig, make_settings, running_server
+from support.cluster import wait_for
+from support.webhooks import Receiver, webhook_secret_cli
+
+TEXT = "Staff must wash hands before every patient contact."
+RESULT = {"summary": "Wash hands.", "checklist": [{"item": "Wash hands"}], "provider": "x"}
+
+
+def settings_for(database: db.Database, tmp_path: Path, **overrides: Any) -> ApiSettings:
+    """A test API whose webhooks may call loopback and retry within fractions of a second."""
+    values: dict[str, Any] = {
+        "webhook_allow_private": True,
+        "webhook_poll_seconds": 0.05,
+        "webhook_backoff_base_seconds": 0.2,
+        "webhook_max_backoff_seconds": 0.5,
+        "webhook_timeout_seconds": 5.0,
+        "dispatch_max_backoff_seconds": 5.0,
+    }
+    values.update(overrides)
+    return make_settings(database.url, dead_kubeconfig(tmp_path), **values)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    yield r
+    r.stop()
+
+
+@contextmanager
+def api(settings: ApiSettings) -> Iterator[httpx.Client]:
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+def submit(client: httpx.Client, callback_url: str | None, **extra: Any) -> str:
+    body: dict[str, Any] = {"guideline_text": TEXT, **extra}
+    if callback_url is not None:
+        body["callback_url"] = callback_url
+    response = client.post("/jobs", json=body, headers=auth())
+    assert response.status_code == 202, response.text
+    return response.json()["event_id"]
+
+
+def complete(database: db.Database, event_id: str, status: Phase = Phase.COMPLETED, **kw: Any):
+    """What the operator mirrors when the job's run ends."""
+    with database.connection() as conn:
+        row = db.get_job(conn, uuid.UUID(event_id))
+        assert row is not None
+        changed = db.mirror_state(
+            conn,
+            db.JobState(
+                event_id=row["event_id"],
+                status=status,
+                attempts=row["attempts"] + 1,
+                completed_at=row["created_at"],
+                result=RESULT if status == Phase.COMPLETED else None,
+                error=None if status == Phase.COMPLETED else {"reason": "X", "message": "m"},
+                run=row["run"],
+                **kw,
+            ),
+        )
+        assert changed
+
+
+def deliveries(client: httpx.Client, event_id: str) -> list[dict[str, Any]]:
+    job = client.get(f"/jobs/{event_id}", headers=auth()).json()
+    return job["webhook"]["deliveries"]
+
+
+def delivery_when(client: httpx.Client, event_id: str, check: Any, what: str) -> dict[str, Any]:
+    """The job's only delivery (as GET /jobs/{id} shows it) once `check` holds for it."""
+
+    def found() -> dict[str, Any] | None:
+        items = deliveries(client, event_id)
+        return items[0] if items and check(items[0]) else None
+
+    return wait_for(found, 30, 0.05, what)
+
+
+def counter(client: httpx.Client, name: str, **labels: str) -> float:
+    text = client.get("/metrics").text
+    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = rf"^{name}{{{selector}}} (\S+)$" if labels else rf"^{name} (\S+)$"
+    match = re.search(pattern, text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+# ------------------------------------------------------------------------------ delivery
+
+
+def test_a_completed_job_is_posted_signed_and_its_delivery_is_shown(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    secret = webhook_secret_cli(database.url, "create", "--tenant", "alice")
+    assert secret.startswith("whsec_")
+    with api(settings_for(database, tmp_path)) as client:
+        eid = submit(client, receiver.url)
+        job = client.get(f"/jobs/{eid}", headers=auth()).json()
+        assert job["webhook"] == {"url": receiver.url, "deliveries": []}
+        complete(database, eid)
+        (got,) = receiver.answered(1)
+        payload = Webhook(secret).verify(got.body, got.headers)
+        assert got.headers["content-type"] == "application/json"
+        assert re.fullmatch(r"msg_[0-9a-f]{32}", got.webhook_id)
+        # The body is the job as GET /jobs/{event_id} shows it (without its webhook part).
+        job = client.get(f"/jobs/{eid}", headers=auth()).json()
+        (delivery,) = job.pop("webhook")["deliveries"]
+        assert payload == job
+        assert payload["status"] == "COMPLETED" and payload["result"] == RESULT
+        delivery = delivery_when(client, eid, lambda d: d["state"] == "delivered", "delivered")
+        assert delivery["webhook_id"] == got.webhook_id
+        assert delivery["status"] == "COMPLETED" and delivery["run"] == 0
+        assert delivery["attempts"] == 1 and delivery["last_status"] == 200
+        assert delivery["last_error"] is None and delivery["delivered_at"] is not None
+        assert delivery["next_attempt_at"] is None
+        assert counter(client, "guideline_webhook_deliveries_total", outcome="delivered") == 1
+        # A wrong secret does not verify: the check above is not vacuous.
+        with pytest.raises(WebhookVerificationError):
+            Webhook(secret.replace(secret[8], "A" if secret[8] != "A" else "B", 1)).verify(
+                got.body, got.headers
+            )
+
+
+def test_a_receiver_that_drops_the_connection_gets_the_retry_with_the_same_webhook_id(
+    database: db.Database, tmp_path: Path
+) -> None:
+    receiver = Receiver(mode="drop").start()
+    try:
+        with api(settings_for(database, tmp_path)) as client:
+            eid = submit(client, receiver.url)
+            cancelled = client.post(f"/jobs/{eid}/cancel", headers=auth())
+            assert cancelled.status_code == 202, cancelled.text
+            receiver.wait_until(lambda r: len(r) >= 1)
+            failing = delivery_when(
+                client, eid, lambda d: d["last_error"] is not None, "a failed attempt recorded"
+            )
+            assert failing["state"] == "pending" and failing["last_status"] is None
+            assert failing["next_attempt_at"] is not None
+            receiver.mode = "ok"
+            (answered,) = receiver.answered(1)
+            secret = webhook_secret_cli(database.url, "show", "--tenant", "alice").split("\t")[-1]
+            for attempt in receiver.received:
+                assert attempt.webhook_id == failing["webhook_id"]
+                assert attempt.body == answered.body  # every retry sends the same bytes
+                Webhook(secret).verify(attempt.body, attempt.headers)
+            assert json.loads(answered.body)["status"] == "CANCELLED"
+            done = delivery_when(client, eid, lambda d: d["state"] == "delivered", "delivered")
+            assert done["attempts"] == len(receiver.received) >= 2
+            assert counter(client, "guideline_webhook_deliveries_total", outcome="failed") >= 1
+    finally:
+        receiver.stop()
+
+
+def test_a_receiver_that_was_down_gets_the_delivery_when_it_is_back(
+    database: db.Database, tmp_path: Path
+) -> None:
+    receiver = Receiver()  # not started: its port refuses connections
+    with api(settings_for(database, tmp_path)) as client:
+        eid = submit(client, receiver.url)
+        assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
+        down = delivery_when(client, eid, lambda d: d["attempts"] >= 2, "two failed attempts")
+        assert down["state"] == "pending" and "Connect" in down["last_error"]
+        receiver.start()
+        try:
+            (got,) = receiver.answered(1)
+            assert got.webhook_id == down["webhook_id"]
+            done = delivery_when(client, eid, lambda d: d["state"] == "delivered", "delivered")
+            assert done["attempts"] > down["attempts"]
+        finally:
+            receiver.stop()
+
+
+def test_a_delivery_queued_while_no_api_runs_is_made_when_one_starts(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = settings_for(database, tmp_path)
+    with api(settings) as client:
+        eid = submit(client, receiver.url)
+    # The API is gone; the operator finishes the job: the outbox row is in PostgreSQL.
+    complete(database, eid)
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT state, attempts FROM webhook_deliveries WHERE event_id = %s", (eid,))
+        assert cur.fetchall() == [("pending", 0)]
+    assert receiver.received == []
+    with api(settings) as client:
+        (got,) = receiver.answered(1)
+        assert json.loads(got.body)["event_id"] == eid
+        delivery_when(client, eid, lambda d: d["state"] == "delivered", "delivered")
+
+
+def test_two_api_replicas_make_each_attempt_once(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    settings = settings_for(database, tmp_path, webhook_batch_size=2)
+    with api(settings) as first, api(settings) as second:
+        eids = [submit(client, receiver.url) for client in (first, second) for _ in range(6)]
+        with database.connection() as conn:  # all finish at once: both replicas race
+            for eid in eids:
+                row = db.get_job(conn, uuid.UUID(eid))
+                assert row is not None
+                db.mirror_state(
+                    conn,
+                    db.JobState(
+                        event_id=row["event_id"], status=Phase.COMPLETED, attempts=1, result=RESULT
+                    ),
+                )
+        got = receiver.answered(len(eids))
+        assert sorted(json.loads(g.body)["event_id"] for g in got) == sorted(eids)
+        assert len({g.webhook_id for g in got}) == len(eids)
+        for eid in eids:
+            done = delivery_when(first, eid, lambda d: d["state"] == "delivered", "delivered")
+            assert done["attempts"] == 1
+    assert len(receiver.received) == len(eids)
+
+
+def test_a_retry_that_finishes_again_is_delivered_again(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    with api(settings_for(database, tmp_path)) as client:
+        eid = submit(client, receiver.url)
+        assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
+        receiver.answered(1)
+        assert client.post(f"/jobs/{eid}/retry", headers=auth()).status_code == 202
+        complete(database, eid, Phase.FAILED)
+        first, second = receiver.answered(2)
+        assert [json.loads(g.body)["status"] for g in (first, second)] == ["CANCELLED", "FAILED"]
+        assert first.webhook_id != second.webhook_id
+        wait_for(
+            lambda: [d["state"] for d in deliveries(client, eid)] == ["delivered"] * 2 or None,
+            30,
+            0.05,
+            "both delivered",
+        )
+        assert [(d["run"], d["status"]) for d in deliveries(client, eid)] == [
+            (0, "CANCELLED"),
+            (1, "FAILED"),
+        ]
+
+
+def test_a_delivery_is_given_up_after_the_max_age(database: db.Database, tmp_path: Path) -> None:
+    nobody = Receiver()  # never started
+    with api(settings_for(database, tmp_path, webhook_max_age_seconds=1.0)) as client:
+        eid = submit(client, nobody.url)
+        assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
+        gone = delivery_when(client, eid, lambda d: d["state"] == "failed", "given up")
+        assert gone["attempts"] >= 1 and gone["next_attempt_at"] is None
+        assert gone["last_error"] and gone["delivered_at"] is None
+        assert counter(client, "guideline_webhook_deliveries_abandoned_total") == 1
+
+
+# ------------------------------------------------------------------------------ targets
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("http://127.0.0.1:9/hook", "loopback"),
+        ("http://localhost/hook", "loopback"),
+        ("http://[::1]:8080/", "loopback"),
+        ("https://169.254.169.254/latest/meta-data", "link-local"),
+        ("http://10.1.2.3/", "private"),
+        ("http://192.168.0.10:8443/x", "private"),
+        ("http://[::ffff:10.0.0.1]/", "private"),
+        ("http://0.0.0.0/", "unspecified"),
+    ],
+)
+def test_private_loopback_and_link_local_targets_are_refused(
+    database: db.Database, tmp_path: Path, url: str, kind: str
+) -> None:
+    with api(settings_for(database, tmp_path, webhook_allow_private=False)) as client:
+        response = client.post(
+            "/jobs", json={"guideline_text": TEXT, "callback_url": url}, headers=auth()
+        )
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["reason"] == "callback_url_refused"
+        assert f"a {kind} address" in error["message"]
+        assert error["details"][0]["field"] == "callback_url"
+    with database.connection() as conn:
+        assert db.count_status(conn, Phase.PENDING) == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("ftp://example.com/hook", "http:// or https://"),
+        ("https://user:pw@example.com/hook", "credentials"),
+        ("https:///hook", "no host"),
+        ("https://exa mple.com/", "spaces"),
+        ("http://example.com:99999/", "not a valid URL"),
+    ],
+)
+def test_malformed_callback_urls_are_refused(
+    database: db.Database, tmp_path: Path, url: str, problem: str
+) -> None:
+    with api(settings_for(database, tmp_path)) as client:
+        response = client.post(
+            "/jobs", json={"guideline_text": TEXT, "callback_url": url}, headers=auth()
+        )
+        assert response.status_code == 422, response.text
+        error = response.json()["error"]
+        assert error["reason"] == "validation_error" and problem in error["message"]
+        assert error["details"][0]["field"] == "callback_url"
+
+
+def test_a_tenant_default_callback_url_is_used_and_checked(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    limits = {"alice": {"callback_url": receiver.url}}
+    with api(settings_for(database, tmp_path, tenant_limits=limits)) as client:
+        eid = submit(client, None)
+        own = submit(client, f"{receiver.url}?own=1")
+        assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
+        assert client.post(f"/jobs/{own}/cancel", headers=auth()).status_code == 202
+        receiver.answered(2)
+        job = client.get(f"/jobs/{eid}", headers=auth()).json()
+        assert job["webhook"]["url"] == receiver.url
+        assert client.get(f"/jobs/{own}", headers=auth()).json()["webhook"]["url"].endswith("=1")
+    strict = settings_for(database, tmp_path, tenant_limits=limits, webhook_allow_private=False)
+    with api(strict) as client:
+        response = client.post(
+            "/jobs/batch", json={"items": [{"guideline_text": TEXT}]}, headers=auth()
+        )
+        assert response.status_code == 202, response.text
+        (item,) = response.json()["items"]
+        assert item["error"]["reason"] == "callback_url_refused"
+        assert "default callback_url of tenant alice" in item["error"]["message"]
+
+
+def test_the_target_is_checked_again_at_delivery(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    with api(settings_for(database, tmp_path)) as client:
+        eid = submit(client, receiver.url)  # accepted where loopback was allowed
+    complete(database, eid)
+    with api(settings_for(database, tmp_path, webhook_allow_private=False)) as client:
+        refused = delivery_when(
+            client, eid, lambda d: d["last_error"] is not None, "a refused attempt"
+        )
+        assert refused["state"] == "pending"
+        assert "callback_url refused" in refused["last_error"]
+        assert "loopback" in refused["last_error"]
+    assert receiver.received == []  # refused before any connection was made
+
+
+# ------------------------------------------------------------------------------ secrets
+
+
+def test_during_a_rotation_both_secrets_verify_and_after_it_only_the_new(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    old = webhook_secret_cli(database.url, "create", "--tenant", "alice")
+    assert webhook_secret_cli(database.url, "create", "--tenant", "alice") == old  # idempotent
+    new = webhook_secret_cli(database.url, "rotate", "--tenant", "alice", "--grace-seconds", "3600")
+    assert new.startswith("whsec_") and new != old
+    with api(settings_for(database, tmp_path)) as client:
+        eid = submit(client, receiver.url)
+        assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
+        (got,) = receiver.answered(1)
+        assert len(got.headers["webhook-signature"].split(" ")) == 2
+        assert Webhook(old).verify(got.body, got.headers)["event_id"] == eid
+        assert Webhook(new).verify(got.body, got.headers)["event_id"] == eid
+        # Rotating again without grace: only the newest secret signs from now on.
+        newest = webhook_secret_cli(
+            database.url, "rotate", "--tenant", "alice", "--grace-seconds", "0"
+        )
+        again = submit(client, receiver.url)
+        assert client.post(f"/jobs/{again}/cancel", headers=auth()).status_code == 202
+        _, later = receiver.answered(2)
+        assert len(later.headers["webhook-signature"].split(" ")) == 2  # old still in grace
+        Webhook(newest).verify(later.body, later.headers)
+        Webhook(old).verify(later.body, later.headers)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(new).verify(later.body, later.headers)
+
+
+def test_a_tenant_without_a_secret_gets_one_at_its_first_delivery(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    with api(settings_for(database, tmp_path)) as client:
+        eid = submit(client, receiver.url)
+        assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
+        (got,) = receiver.answered(1)
+    shown = webhook_secret_cli(database.url, "show", "--tenant", "alice")
+    Webhook(shown.split("\t")[-1]).verify(got.body, got.headers)
