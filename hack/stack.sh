@@ -52,6 +52,14 @@ ensure_api_key() {
   (umask 077 && printf '%s\n' "$key" > "$LOCAL_DIR/api-key")
 }
 
+ensure_webhook_secret() {
+  # The local tenant's webhook signing secret (kept in PostgreSQL; made once, then shown).
+  local secret
+  secret="$("$VENV_BIN/guideline-api" webhook-secret create --tenant local \
+    --database-url "$DATABASE_URL" | tail -n 1)"
+  (umask 077 && printf '%s\n' "$secret" > "$LOCAL_DIR/webhook-secret")
+}
+
 apply_cluster_config() {
   kc apply -f "$REPO_ROOT/crds/" >/dev/null
   kc -n "$NAMESPACE" apply -f "$HACK_DIR/manifests/runner-rbac.yaml" >/dev/null
@@ -81,7 +89,8 @@ start_component() { # name, command...
   (
     export KUBECONFIG="$KUBECONFIG_PATH" GUIDELINE_DATABASE_URL="$DATABASE_URL" \
       GUIDELINE_NAMESPACE="$NAMESPACE" GUIDELINE_API_KEYS_FILE="$LOCAL_DIR/api-keys" \
-      GUIDELINE_HOST="$API_HOST" GUIDELINE_PORT="$API_PORT"
+      GUIDELINE_HOST="$API_HOST" GUIDELINE_PORT="$API_PORT" \
+      GUIDELINE_WEBHOOK_ALLOW_PRIVATE="${GUIDELINE_WEBHOOK_ALLOW_PRIVATE:-true}"
     setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 < /dev/null &
     echo $! > "$RUN_DIR/$name.pid"
   )
@@ -116,11 +125,12 @@ case "${1:-}" in
     ensure_api_key
     apply_cluster_config
     "$VENV_BIN/guideline-migrate" --database-url "$DATABASE_URL" >/dev/null
+    ensure_webhook_secret
     start_component operator "$VENV_BIN/guideline-operator" --standalone --namespace "$NAMESPACE"
     start_component api "$VENV_BIN/guideline-api"
     wait_api
     say "up in $(python3 -c "print(f'{$EPOCHREALTIME - $t0:.1f}')") s: API http://$API_HOST:$API_PORT (docs at /docs)"
-    say "API key in .local/api-key; kubeconfig: export KUBECONFIG=$KUBECONFIG_PATH"
+    say "API key in .local/api-key, webhook secret in .local/webhook-secret; kubeconfig: export KUBECONFIG=$KUBECONFIG_PATH"
     ;;
   down)
     stop_pidfile api

@@ -8,7 +8,10 @@ until a test finishes them)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +24,8 @@ from guideline_core import db
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from support.api import auth, dead_kubeconfig, make_settings, running_server
-from support.cluster import wait_for
+from support.api import auth, dead_kubeconfig, free_port, make_settings, running_server
+from support.cluster import REPO_ROOT, wait_for
 from support.webhooks import Receiver, webhook_secret_cli
 
 TEXT = "Staff must wash hands before every patient contact."
@@ -407,3 +410,40 @@ def test_a_tenant_without_a_secret_gets_one_at_its_first_delivery(
         (got,) = receiver.answered(1)
     shown = webhook_secret_cli(database.url, "show", "--tenant", "alice")
     Webhook(shown.split("\t")[-1]).verify(got.body, got.headers)
+
+
+def test_the_readme_receiver_example_verifies_and_prints_each_delivery(
+    database: db.Database, tmp_path: Path
+) -> None:
+    secret = webhook_secret_cli(database.url, "create", "--tenant", "alice")
+    port = free_port()
+    example = REPO_ROOT / "examples" / "webhook-receiver.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(example), str(port)],
+        env={**os.environ, "WEBHOOK_SECRET": secret},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/hook"
+        forged = wait_for(lambda: _post_or_none(url), 30, 0.1, "the example listening")
+        assert forged.status_code == 400  # unsigned: rejected
+        with api(settings_for(database, tmp_path)) as client:
+            eid = submit(client, url)
+            assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
+            line = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
+            assert line["event_id"] == eid and line["status"] == "CANCELLED"
+            assert line["reason"] == "Cancelled"
+            done = delivery_when(client, eid, lambda d: d["state"] == "delivered", "delivered")
+            assert done["last_status"] == 204
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _post_or_none(url: str) -> httpx.Response | None:
+    try:
+        return httpx.post(url, content=b"{}", headers={"webhook-id": "msg_x"})
+    except httpx.TransportError:
+        return None
