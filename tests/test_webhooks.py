@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from guideline_api.outbox import backoff_delay
 from guideline_core import db
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
@@ -447,3 +448,13 @@ def _post_or_none(url: str) -> httpx.Response | None:
         return httpx.post(url, content=b"{}", headers={"webhook-id": "msg_x"})
     except httpx.TransportError:
         return None
+
+
+def test_the_backoff_doubles_with_jitter_up_to_its_ceiling() -> None:
+    """The schedule both outbox workers use (webhooks: base 5 s, ceiling 1 h by default)."""
+    for attempt in range(1, 16):
+        top = min(3600.0, 5.0 * 2 ** (attempt - 1))
+        delays = [backoff_delay(attempt, 5.0, 3600.0) for _ in range(200)]
+        assert all(top / 2 <= d <= top for d in delays), (attempt, min(delays), max(delays))
+        assert len(set(delays)) > 1  # jittered, not in step
+    assert backoff_delay(10_000, 5.0, 3600.0) <= 3600.0
