@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from typing import Any
 
 import httpx
 from guideline_core import db, logs
+from guideline_core.db import DatabaseUnavailableError
 from guideline_core.settings import ApiSettings
 
 from guideline_api.metrics import ApiMetrics
@@ -48,13 +50,20 @@ class DeliveryWorker(OutboxWorker):
         self._db = store_db
         self._settings = settings
         self._metrics = metrics
-        # Longer than any one attempt can take, so no other replica claims it meanwhile.
-        self._lease = 3 * settings.webhook_timeout_seconds + 10
+        # Longer than a whole batch can take (its attempts run `concurrency` at a time, each
+        # at most a connect, a write and a read timeout), so no replica claims a row while
+        # its attempt is under way.
+        rounds = math.ceil(settings.webhook_batch_size / settings.webhook_concurrency)
+        self._lease = rounds * (3 * settings.webhook_timeout_seconds + 5) + 10
         self._http = httpx.Client(
             timeout=settings.webhook_timeout_seconds,
             follow_redirects=False,
             trust_env=False,
-            limits=httpx.Limits(max_connections=settings.webhook_concurrency),
+            # No kept-alive connections: a pooled one is keyed by the address alone, and two
+            # hosts on one address must not share a TLS session verified for one of them.
+            limits=httpx.Limits(
+                max_connections=settings.webhook_concurrency, max_keepalive_connections=0
+            ),
             headers={"User-Agent": USER_AGENT},
         )
 
@@ -71,11 +80,19 @@ class DeliveryWorker(OutboxWorker):
     def handle(self, row: dict[str, Any]) -> None:
         """Make one attempt of one delivery and record it."""
         with logs.bind(event_id=str(row["event_id"])):
-            with self._db.connection() as conn:
-                body = row["body"] or store.set_body(
-                    conn, row["webhook_id"], render(conn, row["job"])
-                )
-                active = [s["secret"] for s in store.ensure_secret(conn, row["tenant"])]
+            try:
+                with self._db.connection() as conn:
+                    body = row["body"] or store.set_body(
+                        conn, row["webhook_id"], render(conn, row["job"])
+                    )
+                    active = [s["secret"] for s in store.ensure_secret(conn, row["tenant"])]
+            except DatabaseUnavailableError:
+                raise  # nothing can be recorded: the lease ends and the attempt is made again
+            except Exception as exc:
+                # A failed attempt like any other, so that it ends within the max age.
+                log.exception("webhook delivery could not be prepared")
+                self._record(row, None, f"internal error preparing the delivery: {exc}")
+                return
             code, error = self._post(row, body.encode("utf-8"), active)
             self._record(row, code, error)
 
