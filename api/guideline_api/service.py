@@ -173,23 +173,31 @@ def _check_size(ctx: Context, job: SubmitJob) -> None:
         )
 
 
-def _with_callback(ctx: Context, tenant: str, item: Submission) -> Submission:
+def _with_callback(
+    ctx: Context, tenant: str, item: Submission, seen: dict[str, str | None]
+) -> Submission:
     """`item` with its checked callback URL (its own, else its tenant's default); 422 if
-    the URL is one webhooks may not call. Resolves the host: done before the transaction."""
+    the URL is one webhooks may not call. Resolves the host (once per URL of a batch:
+    `seen` maps a URL checked before to its refusal or None): done before the transaction."""
     own = item.job.callback_url
     url = own or ctx.settings.limits_for(tenant).callback_url
     if url is None:
         return item
-    try:
-        targets.resolve(url, ctx.settings.webhook_allow_private)
-    except targets.TargetRefusedError as exc:
+    if url not in seen:
+        try:
+            targets.resolve(url, ctx.settings.webhook_allow_private)
+            seen[url] = None
+        except targets.TargetRefusedError as exc:
+            seen[url] = str(exc)
+    refusal = seen[url]
+    if refusal is not None:
         whose = "callback_url" if own else f"the default callback_url of tenant {tenant}"
         raise ApiError(
             422,
             Reason.CALLBACK_URL_REFUSED,
-            f"{whose}: {exc}",
-            details=[{"field": "callback_url", "message": str(exc), "type": "callback_url"}],
-        ) from None
+            f"{whose}: {refusal}",
+            details=[{"field": "callback_url", "message": refusal, "type": "callback_url"}],
+        )
     return replace(item, callback_url=url)
 
 
@@ -272,10 +280,11 @@ def submit_many(
     tenant = principal.tenant
     answers: list[Outcome | ApiError | None] = []
     checked: list[Submission | ApiError] = []
+    seen: dict[str, str | None] = {}
     for item in items:
         try:
             checked.append(
-                item if isinstance(item, ApiError) else _with_callback(ctx, tenant, item)
+                item if isinstance(item, ApiError) else _with_callback(ctx, tenant, item, seen)
             )
         except ApiError as err:
             checked.append(err)
