@@ -458,3 +458,16 @@ def test_the_backoff_doubles_with_jitter_up_to_its_ceiling() -> None:
         assert all(top / 2 <= d <= top for d in delays), (attempt, min(delays), max(delays))
         assert len(set(delays)) > 1  # jittered, not in step
     assert backoff_delay(10_000, 5.0, 3600.0) <= 3600.0
+
+
+def test_the_openapi_document_describes_the_webhook(database: db.Database, tmp_path: Path) -> None:
+    with api(settings_for(database, tmp_path)) as client:
+        document = client.get("/openapi.json").json()
+        assert client.post("/job-finished", headers=auth()).status_code == 404  # not served
+    post = document["webhooks"]["job-finished"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/JobView"}
+    headers = {p["name"] for p in post["parameters"] if p["in"] == "header"}
+    assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    submission = document["paths"]["/jobs"]["post"]["requestBody"]["content"]
+    assert "callback_url" in submission["application/json"]["schema"]["properties"]

@@ -21,7 +21,7 @@ from guideline_api.kubeapi import KubeGateway
 from guideline_api.limits import BodyLimitMiddleware
 from guideline_api.metrics import ApiMetrics, Figures, MetricsMiddleware, route_template
 from guideline_api.monitor import HealthMonitor
-from guideline_api.routes import audit, jobs
+from guideline_api.routes import audit, jobs, webhooks
 from guideline_api.webhooks.delivery import DeliveryWorker
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,7 @@ def create_app(
             {"name": "jobs", "description": "Submit guidelines and follow their jobs."},
             {"name": "audit", "description": "Who did what (admin keys)."},
             {"name": "operations", "description": "Health checks and Prometheus metrics."},
+            {"name": "webhooks", "description": "What the API POSTs to a job's callback_url."},
         ],
     )
     app.state.ctx = ctx
@@ -161,6 +162,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(audit.router)
     app.include_router(health.router)
+    app.webhooks.include_router(webhooks.router)  # documented, not served
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=on_body_reject
     )
