@@ -198,22 +198,73 @@ def test_a_receiver_that_was_down_gets_the_delivery_when_it_is_back(
             receiver.stop()
 
 
-def test_a_delivery_queued_while_no_api_runs_is_made_when_one_starts(
-    database: db.Database, tmp_path: Path, receiver: Receiver
-) -> None:
+def test_deliveries_survive_an_api_restart(database: db.Database, tmp_path: Path) -> None:
+    """One delivery is retrying when the API stops, another is queued while none runs: the
+    next API process makes both (the first under its webhook-id of before)."""
+    receiver = Receiver()  # down for now
     settings = settings_for(database, tmp_path)
     with api(settings) as client:
-        eid = submit(client, receiver.url)
-    # The API is gone; the operator finishes the job: the outbox row is in PostgreSQL.
-    complete(database, eid)
+        retrying = submit(client, receiver.url)
+        queued = submit(client, receiver.url)
+        assert client.post(f"/jobs/{retrying}/cancel", headers=auth()).status_code == 202
+        before = delivery_when(client, retrying, lambda d: d["attempts"] >= 1, "an attempt")
+        assert before["state"] == "pending"
+    # The API is gone; the operator finishes the other job: its delivery is in PostgreSQL.
+    complete(database, queued)
     with database.connection() as conn, conn.cursor() as cur:
-        cur.execute("SELECT state, attempts FROM webhook_deliveries WHERE event_id = %s", (eid,))
+        cur.execute("SELECT state, attempts FROM webhook_deliveries WHERE event_id = %s", (queued,))
         assert cur.fetchall() == [("pending", 0)]
-    assert receiver.received == []
-    with api(settings) as client:
-        (got,) = receiver.answered(1)
-        assert json.loads(got.body)["event_id"] == eid
-        delivery_when(client, eid, lambda d: d["state"] == "delivered", "delivered")
+    receiver.start()
+    try:
+        with api(settings) as client:
+            got = receiver.answered(2)
+            ids = {json.loads(g.body)["event_id"]: g.webhook_id for g in got}
+            assert set(ids) == {retrying, queued}
+            assert ids[retrying] == before["webhook_id"]
+            for eid in (retrying, queued):
+                delivery_when(client, eid, lambda d: d["state"] == "delivered", "delivered")
+    finally:
+        receiver.stop()
+
+
+def test_a_stopping_api_gives_back_the_deliveries_it_claimed_but_did_not_attempt(
+    database: db.Database, tmp_path: Path
+) -> None:
+    """One attempt at a time; the API stops while the first of five claimed deliveries
+    is under way: that one ends (a timeout), the other four are due again at once, their
+    attempt not counted, and the next API process delivers each of them once."""
+    receiver = Receiver(mode="hold").start()
+    settings = settings_for(
+        database, tmp_path, webhook_concurrency=1, webhook_batch_size=5, webhook_timeout_seconds=1
+    )
+    try:
+        with api(settings) as client:
+            eids = [submit(client, receiver.url) for _ in range(5)]
+            with database.connection() as conn:  # finished together: claimed in one batch
+                for eid in eids:
+                    db.mirror_state(
+                        conn,
+                        db.JobState(event_id=uuid.UUID(eid), status=Phase.COMPLETED, attempts=1),
+                    )
+            (held,) = receiver.wait_until(lambda r: len(r) == 1)
+        with database.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT webhook_id, attempts, last_error IS NULL, next_attempt_at <= now() "
+                "FROM webhook_deliveries"
+            )
+            rows = {r[0]: r[1:] for r in cur.fetchall()}
+        assert rows.pop(held.webhook_id)[:2] == (1, False)  # attempted: it timed out
+        assert sorted(rows.values()) == [(0, True, True)] * 4
+        receiver.let_go()
+        receiver.mode = "ok"
+        with api(settings) as client:
+            got = receiver.answered(5)
+            assert len({g.webhook_id for g in got}) == 5
+            for eid in eids:
+                delivery_when(client, eid, lambda d: d["state"] == "delivered", "delivered")
+    finally:
+        receiver.stop()
+    assert len(receiver.received) == 6  # the held attempt, then each delivery once
 
 
 def test_two_api_replicas_make_each_attempt_once(

@@ -10,7 +10,7 @@ import logging
 import random
 import threading
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Any
 
 from guideline_core.db import DatabaseUnavailableError
@@ -58,9 +58,11 @@ class OutboxWorker(ABC):
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the pass under way and stop."""
+        """Finish the rows being handled, give back the ones not started, and stop."""
         self._stop.set()
         self._wake.set()
+        if self._workers is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -86,6 +88,10 @@ class OutboxWorker(ABC):
             if claimed < self._batch_size:
                 self._wake.wait(self._poll_seconds)
 
+    def release(self, rows: list[dict[str, Any]]) -> None:  # noqa: B027 (optional hook)
+        """Give back rows claimed but never handled (the worker stopped first), so that
+        they need not wait for their lease to end. Default: they wait."""
+
     def run_once(self) -> int:
         """Claim one batch and handle it; returns how many rows were claimed."""
         rows = self.claim()
@@ -94,6 +100,25 @@ class OutboxWorker(ABC):
         if self._workers is None:
             for row in rows:
                 self.handle(row)
-        else:
-            list(self._workers.map(self.handle, rows))
+            return len(rows)
+        unhandled: list[dict[str, Any]] = []
+        failures: list[BaseException] = []
+        try:
+            futures = [(row, self._workers.submit(self.handle, row)) for row in rows]
+        except RuntimeError:  # stopped between the claim and the hand-over
+            futures, unhandled = [], list(rows)
+        for row, future in futures:
+            try:
+                future.result()
+            except CancelledError:
+                unhandled.append(row)
+            except Exception as exc:
+                failures.append(exc)
+        if unhandled:
+            try:
+                self.release(unhandled)
+            except Exception:
+                log.exception(f"{self.name}: claimed rows not released (their lease ends)")
+        if failures:
+            raise failures[0]
         return len(rows)

@@ -33,13 +33,15 @@ class Received:
 
 class Receiver:
     """Records POSTs on http://127.0.0.1:<port>/hook; `mode` is "ok" (200), "drop" (the
-    connection is closed without an answer) or an HTTP status to answer with."""
+    connection is closed without an answer), "hold" (no answer until `let_go()`: the
+    sender times out) or an HTTP status to answer with."""
 
     def __init__(self, port: int | None = None, mode: str | int = "ok"):
         self.port = port or free_port()
         self.mode: str | int = mode
         self.received: list[Received] = []
         self._changed = threading.Condition()
+        self._held = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -59,6 +61,10 @@ class Receiver:
                 if mode == "drop":
                     self.close_connection = True
                     return  # no status line: the client sees the connection closed
+                if mode == "hold":
+                    receiver._held.wait(60)
+                    self.close_connection = True
+                    return
                 status = 200 if mode == "ok" else int(mode)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -75,6 +81,7 @@ class Receiver:
 
     def stop(self) -> None:
         """Stop listening (the port refuses connections from now on)."""
+        self.let_go()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -82,6 +89,10 @@ class Receiver:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+
+    def let_go(self) -> None:
+        """End every held request (their senders have given up by now)."""
+        self._held.set()
 
     def _record(self, item: Received) -> None:
         with self._changed:

@@ -77,6 +77,13 @@ class DeliveryWorker(OutboxWorker):
         with self._db.connection() as conn:
             return store.claim_deliveries(conn, self._settings.webhook_batch_size, self._lease)
 
+    def release(self, rows: list[dict[str, Any]]) -> None:
+        """Claimed deliveries this process will not attempt (it is stopping): due again now,
+        their attempt not counted."""
+        with self._db.connection() as conn:
+            for row in rows:
+                store.release_claim(conn, row["webhook_id"], int(row["attempts"]))
+
     def handle(self, row: dict[str, Any]) -> None:
         """Make one attempt of one delivery and record it."""
         with logs.bind(event_id=str(row["event_id"])):

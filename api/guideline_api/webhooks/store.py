@@ -90,7 +90,7 @@ def claim_deliveries(conn: PgConnection, limit: int, lease_seconds: float) -> li
         cur.execute(
             """
             UPDATE webhook_deliveries
-               SET attempts = attempts + 1, last_attempt_at = now(),
+               SET attempts = attempts + 1,
                    next_attempt_at = now() + make_interval(secs => %s)
              WHERE webhook_id IN (
                    SELECT webhook_id FROM webhook_deliveries
@@ -102,6 +102,16 @@ def claim_deliveries(conn: PgConnection, limit: int, lease_seconds: float) -> li
             (lease_seconds, limit),
         )
         return sorted(cur.fetchall(), key=lambda r: r["created_at"])
+
+
+def release_claim(conn: PgConnection, webhook_id: str, attempt: int) -> None:
+    """Undo the claim of attempt number `attempt`, not made: due now, not counted."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE webhook_deliveries SET attempts = attempts - 1, next_attempt_at = now() "
+            "WHERE webhook_id = %s AND attempts = %s AND state = 'pending'",
+            (webhook_id, attempt),
+        )
 
 
 def set_body(conn: PgConnection, webhook_id: str, body: str) -> str:
@@ -141,7 +151,7 @@ def finish_attempt(
                        WHEN created_at + make_interval(secs => %(max_age)s)
                             < now() + make_interval(secs => %(retry_in)s) THEN 'failed'
                        ELSE 'pending' END,
-                   last_status = %(code)s, last_error = %(error)s,
+                   last_status = %(code)s, last_error = %(error)s, last_attempt_at = now(),
                    delivered_at = CASE WHEN %(ok)s THEN now() END,
                    next_attempt_at = CASE
                        WHEN %(ok)s THEN NULL
