@@ -87,6 +87,11 @@ class Dispatcher(OutboxWorker):
         """Dispatch one claimed row."""
         self.dispatch(row)
 
+    def release(self, rows: list[dict[str, Any]]) -> None:
+        """Rows this process will not dispatch (it is stopping): due again at once."""
+        with self._store.connection() as conn:
+            db.release_dispatch(conn, [row["event_id"] for row in rows])
+
     def dispatch(self, row: dict[str, Any]) -> None:
         """Bring one claimed row's GuidelineJob in line with it; on a transient failure,
         leave the row for a later try with backoff."""

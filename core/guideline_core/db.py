@@ -762,6 +762,18 @@ def defer_dispatch(conn: PgConnection, event_id: uuid.UUID, error: str, delay: f
         )
 
 
+def release_dispatch(conn: PgConnection, event_ids: list[uuid.UUID]) -> None:
+    """Give back rows a stopping dispatcher claimed but never started: due again at once,
+    the claim not counted as an attempt."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE jobs SET dispatch_after = NULL, "
+            "dispatch_attempts = greatest(dispatch_attempts - 1, 0) "
+            "WHERE event_id = ANY(%s::uuid[]) AND dispatch_pending",
+            (event_ids,),
+        )
+
+
 def outbox_size(conn: PgConnection) -> int:
     """Rows whose cluster state is behind (served by the partial outbox index)."""
     with conn.cursor() as cur:
