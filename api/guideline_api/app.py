@@ -11,7 +11,7 @@ from guideline_core import db, version
 from guideline_core.settings import ApiSettings
 from starlette.types import Scope
 
-from guideline_api import health
+from guideline_api import health, tracing
 from guideline_api.auth import KeyStore
 from guideline_api.authgate import AuthGate
 from guideline_api.context import Context
@@ -85,6 +85,7 @@ def create_app(
         pool_size=max(settings.db_pool_max, settings.dispatch_concurrency),
     )
     metrics = ApiMetrics()
+    tracer = tracing.setup()
     ctx = Context(
         settings=settings,
         store=database,
@@ -93,7 +94,7 @@ def create_app(
             settings.api_key_hashes, settings.api_keys_file, settings.api_keys_reload_seconds
         ),
         metrics=metrics,
-        dispatcher=Dispatcher(database, kube_api, settings, metrics),
+        dispatcher=Dispatcher(database, kube_api, settings, metrics, tracer=tracer),
         monitor=HealthMonitor(
             database,
             kube_api,
@@ -103,6 +104,7 @@ def create_app(
             + settings.db_acquire_timeout_seconds
             + 2 * settings.kube_timeout_seconds,
         ),
+        tracer=tracer,
     )
     if not settings.auth_enabled:
         log.warning("authentication is OFF: every request is served as 'anonymous'")
@@ -119,6 +121,7 @@ def create_app(
         ctx.dispatcher.stop()
         ctx.store.close()
         ctx.kube.close()
+        ctx.tracer.shutdown()
 
     app = FastAPI(
         title="guideline-ingest",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from guideline_core import db
 from guideline_core.settings import ApiSettings
+from guideline_core.tracing import NOOP, Tracer
 
 from guideline_api.auth import KeyStore
 from guideline_api.dispatcher import Dispatcher
@@ -25,3 +26,4 @@ class Context:
     metrics: ApiMetrics
     dispatcher: Dispatcher
     monitor: HealthMonitor  # the cached figures of /health and /metrics
+    tracer: Tracer = NOOP  # spans of submissions (guideline_api.tracing)

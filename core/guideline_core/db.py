@@ -247,6 +247,7 @@ class NewJob:
     dispatch_pending: bool = False  # True: the dispatcher still has to create the CR
     supersedes: uuid.UUID | None = None
     review_thresholds: Mapping[str, float] | None = None
+    trace_context: Mapping[str, str] | None = None  # W3C carrier of the submission's span
 
 
 def insert_job(conn: PgConnection, job: NewJob) -> bool:
@@ -260,9 +261,10 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
             INSERT INTO jobs (event_id, namespace, cr_name, status, title, guideline_text,
                               model, provider, submitted_by, idempotency_key, request_hash,
                               tenant, created_by, max_retries, cr_uid, dispatch_pending,
-                              created_at, updated_at, supersedes, review_thresholds)
+                              created_at, updated_at, supersedes, review_thresholds,
+                              trace_context)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                    coalesce(%s, now()), coalesce(%s, now()), %s, %s)
+                    coalesce(%s, now()), coalesce(%s, now()), %s, %s, %s)
             ON CONFLICT (event_id) DO NOTHING
             """,
             (
@@ -286,6 +288,7 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
                 job.created_at,
                 job.supersedes,
                 _json(job.review_thresholds),
+                _json(job.trace_context or None),
             ),
         )
         inserted = cur.rowcount == 1
@@ -704,7 +707,8 @@ def latest_heartbeat(conn: PgConnection) -> dict[str, Any] | None:
 def claim_dispatch(conn: PgConnection, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
     """Claim up to `limit` rows whose cluster state is behind (oldest first), leasing them
     for `lease_seconds` so no other dispatcher takes them meanwhile (SKIP LOCKED: replicas
-    claiming at the same moment get disjoint rows). Each row comes with its text."""
+    claiming at the same moment get disjoint rows). Each row comes with its text and its
+    trace context."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute(
             f"""
@@ -715,7 +719,7 @@ def claim_dispatch(conn: PgConnection, limit: int, lease_seconds: float) -> list
                     WHERE dispatch_pending AND (dispatch_after IS NULL OR dispatch_after <= now())
                     ORDER BY dispatch_after NULLS FIRST, created_at
                     LIMIT %s FOR UPDATE SKIP LOCKED)
-            RETURNING {JOB_COLUMNS}, guideline_text
+            RETURNING {JOB_COLUMNS}, guideline_text, trace_context
             """,
             (lease_seconds, limit),
         )
