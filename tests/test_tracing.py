@@ -24,6 +24,7 @@ from guideline_operator import manifests
 from guideline_operator import tracing as op_tracing
 from support.api import api_client, auth, make_settings
 from support.cluster import LocalCluster, wait_for
+from support.helm import CHART, Helm, component, env_of, of_kind, runner_pod_file
 from support.otlp import STATUS_ERROR, OtlpReceiver, ReceivedSpan
 from support.stack import Stack
 
@@ -213,6 +214,62 @@ def test_the_dispatcher_passes_the_rows_context_on_with_tracing_off() -> None:
     for stored in (None, {}, {"traceparent": "forged"}):
         with api_tracing.dispatch(tracing.NOOP, {**row, "trace_context": stored}) as annotations:
             assert annotations == {}
+
+
+# --- the chart ----------------------------------------------------------------------------
+
+
+@pytest.mark.cluster
+def test_the_chart_passes_the_endpoint_to_the_api_the_operator_and_the_runner_pods(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    helm = Helm(cluster, tmp_path / "helm-home")
+
+    def runner_env(objects: list[dict[str, Any]]) -> dict[str, str]:
+        path = runner_pod_file(objects, tmp_path)
+        settings = OperatorSettings(_env_file=None, runner_pod_template_file=str(path))
+        request = manifests.JobRequest(cr_name="gj-x", cr_uid="u", namespace="ns", event_id="e")
+        job = manifests.build_job(request, settings)
+        return env_of({"spec": job["spec"]})
+
+    def workloads(objects: list[dict[str, Any]]) -> list[dict[str, str]]:
+        return [
+            env_of(component(objects, "Deployment", "api")),
+            env_of(component(objects, "StatefulSet", "operator")),
+            runner_env(objects),
+        ]
+
+    off = helm.template("--set=networkPolicy.enabled=true")
+    for env in workloads(off):
+        assert not [k for k in env if k.startswith("OTEL_")], env
+    on = helm.template(
+        "--set=networkPolicy.enabled=true",
+        "--set=tracing.otlpEndpoint=http://otel-collector.observability:4318",
+        "--set=tracing.env.OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+        "--set-string=tracing.env.OTEL_TRACES_SAMPLER_ARG=0.1",
+        "--set=tracing.collector.cidrs={10.20.0.0/16}",
+    )
+    for env in workloads(on):
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4318"
+        assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+        assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
+        assert tracing.enabled(env)
+    [runner_policy] = [
+        p for p in of_kind(on, "NetworkPolicy") if p["metadata"]["name"].endswith("-runner")
+    ]
+    assert {
+        "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+        "ports": [{"protocol": "TCP", "port": 4318}],
+    } in runner_policy["spec"]["egress"]
+    [closed] = [
+        p for p in of_kind(off, "NetworkPolicy") if p["metadata"]["name"].endswith("-runner")
+    ]
+    assert len(closed["spec"]["egress"]) == len(runner_policy["spec"]["egress"]) - 1
+    refused = helm.run(
+        "template", "t", str(CHART), f"--kube-version={cluster.version.lstrip('v')}",
+        "--set=tracing.env.GUIDELINE_DATABASE_URL=x", check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "OTEL_" in refused.stderr
 
 
 # --- the whole path on the control plane -------------------------------------------------

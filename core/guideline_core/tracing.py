@@ -234,6 +234,9 @@ class _OtelTracer(Tracer):
 
         from guideline_core import version
 
+        for name in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+            if os.environ.get(name, "http/protobuf") != "http/protobuf":
+                log.warning("only OTLP over http/protobuf is supported", extra={name: "ignored"})
         detected = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
         name = str(detected.attributes.get(SERVICE_NAME) or "")
         defaults = {SERVICE_VERSION: version()}
