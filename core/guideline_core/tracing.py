@@ -189,8 +189,9 @@ NOOP: Final = Tracer()
 def setup(service_name: str, environ: Mapping[str, str] | None = None) -> Tracer:
     """The component's tracer: the no-op `NOOP` unless `enabled(environ)`; else an SDK
     provider exporting over OTLP/HTTP, `service.name` from `OTEL_SERVICE_NAME` (or
-    `OTEL_RESOURCE_ATTRIBUTES`) else `service_name`. Never raises: a broken configuration
-    logs a warning and leaves tracing off."""
+    `OTEL_RESOURCE_ATTRIBUTES`) else `service_name`. `environ` is for the on/off decision
+    (the SDK reads os.environ). Never raises: a broken configuration logs a warning and
+    leaves tracing off."""
     if not enabled(environ):
         return NOOP
     try:
