@@ -22,7 +22,7 @@ from guideline_core import tracing
 from guideline_core.settings import OperatorSettings
 from guideline_operator import manifests
 from guideline_operator import tracing as op_tracing
-from support.api import api_client, auth, make_settings
+from support.api import api_client, auth, dead_kubeconfig, make_settings
 from support.cluster import LocalCluster, wait_for
 from support.helm import CHART, Helm, component, env_of, of_kind, runner_pod_file
 from support.otlp import STATUS_ERROR, OtlpReceiver, ReceivedSpan
@@ -205,6 +205,37 @@ def test_the_runner_pod_continues_the_job_creation_span(otlp: OtlpReceiver) -> N
     tracer.shutdown()
     [received] = otlp.wait_for(lambda spans: len(spans) == 1)
     assert received.service == "guideline-operator" and received.parent_span_id == PARENT[36:52]
+
+
+def test_each_submission_starts_a_trace_linked_to_the_callers(
+    otlp: OtlpReceiver, database: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    settings = make_settings(database.url, dead_kubeconfig(tmp_path), dispatcher_enabled=False)
+    caller = {"traceparent": PARENT, "tracestate": STATE, **auth()}
+    with api_client(settings) as api:
+        one = api.post("/jobs", json={"guideline_text": "Wash hands."}, headers=caller)
+        batch = api.post(
+            "/jobs/batch",
+            json={"items": [{"guideline_text": "Wear gloves."}, {"guideline_text": "x" * 10}]},
+            headers={**auth(), "traceparent": "00-forged"},
+        )
+    assert one.status_code == batch.status_code == 202, (one.text, batch.text)
+    spans = otlp.wait_for(lambda spans: len(spans) == 3)
+    assert {s.name for s in spans} == {"guideline.submit"}
+    by_job = {s.attributes["guideline.event_id"]: s for s in spans}
+    first = by_job[one.json()["event_id"]]
+    # Its own trace, linked to the caller's span.
+    assert first.trace_id != PARENT[3:35] and first.parent_span_id == ""
+    assert first.links == ((PARENT[3:35], PARENT[36:52]),)
+    items = [by_job[i["event_id"]] for i in batch.json()["items"]]
+    assert len({s.trace_id for s in items}) == 2 and all(s.links == () for s in items)
+    assert [s.attributes["guideline.submission.index"] for s in items] == [0, 1]
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT event_id::text, trace_context FROM jobs")
+        stored = dict(cur.fetchall())
+    for event_id, span in by_job.items():
+        assert stored[event_id]["traceparent"].split("-")[1:3] == [span.trace_id, span.span_id]
 
 
 def test_the_dispatcher_passes_the_rows_context_on_with_tracing_off() -> None:

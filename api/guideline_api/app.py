@@ -160,6 +160,8 @@ def create_app(
         # Outside the size cap: an unauthenticated body is never buffered.
         app.add_middleware(AuthGate, verify=ctx.keys.verify, on_reject=on_body_reject)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=lambda: known_routes)
+    if tracer.enabled:
+        app.add_middleware(tracing.CallerContext)
 
     def figures() -> Figures:
         snap = ctx.monitor.snapshot()

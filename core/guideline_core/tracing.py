@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from guideline_core import logs
@@ -163,8 +163,10 @@ class Tracer:
         parent: Mapping[str, Any] | None = None,
         attributes: Mapping[str, Any] | None = None,
         kind: str = "internal",
+        links: Sequence[Mapping[str, Any]] = (),
     ) -> Span:
-        """A span that is not made current; the caller ends it (`Span.end`)."""
+        """A span that is not made current; the caller ends it (`Span.end`). `links`: W3C
+        carriers of related spans of other traces (invalid ones are left out)."""
         return _NOOP_SPAN
 
     def active(self) -> bool:
@@ -266,12 +268,15 @@ class _OtelTracer(Tracer):
         parent: Mapping[str, Any] | None = None,
         attributes: Mapping[str, Any] | None = None,
         kind: str = "internal",
+        links: Sequence[Mapping[str, Any]] = (),
     ) -> Span:
+        related = [self._trace.get_current_span(self._context(c)) for c in links if clean(c)]
         span = self._tracer.start_span(
             name,
             context=self._context(parent),
             kind=self._kinds[kind],
             attributes={k: v for k, v in (attributes or {}).items() if v is not None},
+            links=[self._trace.Link(s.get_span_context()) for s in related],
         )
         return _OtelSpan(span, self)
 

@@ -40,6 +40,7 @@ class ReceivedSpan:
     status_code: int  # 0 unset, 1 ok, 2 error
     attributes: dict[str, Any] = field(default_factory=dict)
     resource: dict[str, Any] = field(default_factory=dict)
+    links: tuple[tuple[str, str], ...] = ()  # (trace id, span id) of each linked span
 
 
 def _value(value: common_pb2.AnyValue) -> Any:
@@ -75,6 +76,7 @@ def decode(body: bytes) -> list[ReceivedSpan]:
                         status_code=span.status.code,
                         attributes=_attributes(span.attributes),
                         resource=resource,
+                        links=tuple((k.trace_id.hex(), k.span_id.hex()) for k in span.links),
                     )
                 )
     return spans
