@@ -70,6 +70,9 @@ apply_cluster_config() {
   local cm_args=(--from-literal=GUIDELINE_PROVIDER="$provider")
   [[ -n "${OPENAI_BASE_URL:-}" ]] && cm_args+=(--from-literal=OPENAI_BASE_URL="$OPENAI_BASE_URL")
   [[ -n "${GUIDELINE_MODEL:-}" ]] && cm_args+=(--from-literal=GUIDELINE_MODEL="$GUIDELINE_MODEL")
+  # Tracing: the API and the operator inherit OTEL_*; the runner pods get the endpoint here.
+  [[ -n "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ]] &&
+    cm_args+=(--from-literal=OTEL_EXPORTER_OTLP_ENDPOINT="$OTEL_EXPORTER_OTLP_ENDPOINT")
   kc -n "$NAMESPACE" create configmap guideline-runner-config "${cm_args[@]}" \
     --dry-run=client -o yaml | kc apply -f - >/dev/null
   if [[ -n "${OPENAI_API_KEY:-}" ]]; then

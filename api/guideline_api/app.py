@@ -11,7 +11,7 @@ from guideline_core import db, version
 from guideline_core.settings import ApiSettings
 from starlette.types import Scope
 
-from guideline_api import health
+from guideline_api import health, tracing
 from guideline_api.auth import KeyStore
 from guideline_api.authgate import AuthGate
 from guideline_api.context import Context
@@ -92,6 +92,7 @@ def create_app(
         pool_size=max(settings.db_pool_max, settings.dispatch_concurrency),
     )
     metrics = ApiMetrics()
+    tracer = tracing.setup()
     ctx = Context(
         settings=settings,
         store=database,
@@ -100,7 +101,7 @@ def create_app(
             settings.api_key_hashes, settings.api_keys_file, settings.api_keys_reload_seconds
         ),
         metrics=metrics,
-        dispatcher=Dispatcher(database, kube_api, settings, metrics),
+        dispatcher=Dispatcher(database, kube_api, settings, metrics, tracer=tracer),
         webhooks=DeliveryWorker(database, settings, metrics),
         monitor=HealthMonitor(
             database,
@@ -111,6 +112,7 @@ def create_app(
             + settings.db_acquire_timeout_seconds
             + 2 * settings.kube_timeout_seconds,
         ),
+        tracer=tracer,
     )
     if not settings.auth_enabled:
         log.warning("authentication is OFF: every request is served as 'anonymous'")
@@ -130,6 +132,7 @@ def create_app(
         ctx.dispatcher.stop()
         ctx.store.close()
         ctx.kube.close()
+        ctx.tracer.shutdown()
 
     app = FastAPI(
         title="guideline-ingest",
@@ -170,6 +173,8 @@ def create_app(
         # Outside the size cap: an unauthenticated body is never buffered.
         app.add_middleware(AuthGate, verify=ctx.keys.verify, on_reject=on_body_reject)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=lambda: known_routes)
+    if tracer.enabled:
+        app.add_middleware(tracing.CallerContext)
 
     def figures() -> Figures:
         snap = ctx.monitor.snapshot()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from guideline_core import db
 from guideline_core.settings import ApiSettings
+from guideline_core.tracing import NOOP, Tracer
 
 from guideline_api.auth import KeyStore
 from guideline_api.dispatcher import Dispatcher
@@ -27,3 +28,4 @@ class Context:
     dispatcher: Dispatcher
     monitor: HealthMonitor  # the cached figures of /health and /metrics
     webhooks: DeliveryWorker  # the webhook outbox's delivery worker
+    tracer: Tracer = NOOP  # spans of submissions (guideline_api.tracing)

@@ -20,7 +20,9 @@ from guideline_core import db, kube, logs
 from guideline_core import resource as gj
 from guideline_core.resource import FailureReason, Phase
 from guideline_core.settings import ApiSettings
+from guideline_core.tracing import NOOP, Tracer
 
+from guideline_api import tracing
 from guideline_api.kubeapi import (
     AlreadyExistsError,
     ConflictError,
@@ -64,7 +66,13 @@ class Dispatcher(OutboxWorker):
     name = "dispatcher"
 
     def __init__(
-        self, store: db.Database, kube_api: KubeGateway, settings: ApiSettings, metrics: ApiMetrics
+        self,
+        store: db.Database,
+        kube_api: KubeGateway,
+        settings: ApiSettings,
+        metrics: ApiMetrics,
+        *,
+        tracer: Tracer = NOOP,
     ):
         super().__init__(
             batch_size=settings.dispatch_batch_size,
@@ -72,6 +80,7 @@ class Dispatcher(OutboxWorker):
             poll_seconds=settings.dispatch_poll_seconds,
         )
         self._store = store
+        self._tracer = tracer
         self._kube = kube_api
         self._settings = settings
         self._metrics = metrics
@@ -135,7 +144,14 @@ class Dispatcher(OutboxWorker):
         return None, None
 
     def _create(self, row: dict[str, Any]) -> tuple[str, str]:
+        with tracing.dispatch(self._tracer, row) as trace_annotations:
+            return self._create_traced(row, trace_annotations)
+
+    def _create_traced(
+        self, row: dict[str, Any], trace_annotations: dict[str, str]
+    ) -> tuple[str, str]:
         annotations = {k: v for k, v in desired_annotations(row).items() if v is not None}
+        annotations.update(trace_annotations)
         manifest = kube.guideline_job_manifest(
             event_id=row["event_id"],
             guideline_text=row["guideline_text"],

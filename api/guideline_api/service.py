@@ -24,6 +24,7 @@ from guideline_core.db import DatabaseUnavailableError
 from guideline_core.resource import Phase
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
+from guideline_api import tracing
 from guideline_api.auth import Principal
 from guideline_api.context import Context
 from guideline_api.errors import ApiError, Reason
@@ -226,7 +227,12 @@ def _replay(
 
 
 def _insert(
-    conn: PgConnection, ctx: Context, principal: Principal, sub: Submission, digest: str
+    conn: PgConnection,
+    ctx: Context,
+    principal: Principal,
+    sub: Submission,
+    digest: str,
+    trace_context: dict[str, str] | None = None,
 ) -> Outcome:
     """Insert one job (inside a savepoint, so a lost idempotency race leaves the rest of the
     transaction intact and finds the winner's job instead)."""
@@ -253,6 +259,7 @@ def _insert(
                 supersedes=uuid.UUID(job.supersedes) if job.supersedes else None,
                 review_thresholds=job.review.model_dump(exclude_none=True) if job.review else None,
                 callback_url=sub.callback_url,
+                trace_context=trace_context,
             ),
         )
     except psycopg2.errors.UniqueViolation:
@@ -289,7 +296,7 @@ def submit_many(
         except ApiError as err:
             checked.append(err)
     items = checked
-    with _transaction(ctx) as conn:
+    with tracing.Submissions(ctx.tracer, tenant, len(items)) as spans, _transaction(ctx) as conn:
         todo: list[tuple[int, Submission, str]] = []
         for index, item in enumerate(items):
             answers.append(item if isinstance(item, ApiError) else None)
@@ -312,7 +319,9 @@ def submit_many(
             _check_limits(conn, ctx, tenant, len(todo))
         created = 0
         for index, item, digest in todo:
-            outcome = _insert(conn, ctx, principal, item, digest)
+            span = spans.start(index)
+            outcome = _insert(conn, ctx, principal, item, digest, span.carrier())
+            spans.accepted(span, outcome.row, outcome.created)
             answers[index] = outcome
             created += outcome.created
         _count_rate(conn, ctx, tenant, created)

@@ -248,6 +248,7 @@ class NewJob:
     supersedes: uuid.UUID | None = None
     review_thresholds: Mapping[str, float] | None = None
     callback_url: str | None = None  # webhook of its terminal states (checked by the API)
+    trace_context: Mapping[str, str] | None = None  # W3C carrier of the submission's span
 
 
 def insert_job(conn: PgConnection, job: NewJob) -> bool:
@@ -262,9 +263,9 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
                               model, provider, submitted_by, idempotency_key, request_hash,
                               tenant, created_by, max_retries, cr_uid, dispatch_pending,
                               created_at, updated_at, supersedes, review_thresholds,
-                              callback_url)
+                              callback_url, trace_context)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                    coalesce(%s, now()), coalesce(%s, now()), %s, %s, %s)
+                    coalesce(%s, now()), coalesce(%s, now()), %s, %s, %s, %s)
             ON CONFLICT (event_id) DO NOTHING
             """,
             (
@@ -289,6 +290,7 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
                 job.supersedes,
                 _json(job.review_thresholds),
                 job.callback_url,
+                _json(job.trace_context or None),
             ),
         )
         inserted = cur.rowcount == 1
@@ -707,7 +709,8 @@ def latest_heartbeat(conn: PgConnection) -> dict[str, Any] | None:
 def claim_dispatch(conn: PgConnection, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
     """Claim up to `limit` rows whose cluster state is behind (oldest first), leasing them
     for `lease_seconds` so no other dispatcher takes them meanwhile (SKIP LOCKED: replicas
-    claiming at the same moment get disjoint rows). Each row comes with its text."""
+    claiming at the same moment get disjoint rows). Each row comes with its text and its
+    trace context."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute(
             f"""
@@ -718,7 +721,7 @@ def claim_dispatch(conn: PgConnection, limit: int, lease_seconds: float) -> list
                     WHERE dispatch_pending AND (dispatch_after IS NULL OR dispatch_after <= now())
                     ORDER BY dispatch_after NULLS FIRST, created_at
                     LIMIT %s FOR UPDATE SKIP LOCKED)
-            RETURNING {JOB_COLUMNS}, guideline_text
+            RETURNING {JOB_COLUMNS}, guideline_text, trace_context
             """,
             (lease_seconds, limit),
         )

@@ -165,6 +165,7 @@ def register(
     def cleanup(**_: Any) -> None:
         heartbeat.stop()
         rec.mirror.db.close()
+        rec.tracer.shutdown()
         log.info("operator stopped")
 
     @kopf.on.event(*CR, registry=registry)

@@ -22,7 +22,7 @@ from guideline_core.settings import OperatorSettings
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY, start_http_server
 
-from guideline_operator import handlers
+from guideline_operator import handlers, tracing
 from guideline_operator.housekeeping import Heartbeat, identity
 from guideline_operator.kubeapi import Kube
 from guideline_operator.metrics import Metrics
@@ -125,7 +125,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)
     rec = Reconciler(
-        settings, kube, DatabaseMirror(database, metrics), metrics, namespaces=namespaces
+        settings,
+        kube,
+        DatabaseMirror(database, metrics),
+        metrics,
+        namespaces=namespaces,
+        tracer=tracing.setup(),
     )
     heartbeat = Heartbeat(
         database,

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import kopf
 from guideline_core import resource as gj
+from guideline_core import tracing
 from guideline_core.settings import OperatorSettings
 
 from guideline_operator import podtemplate
@@ -63,6 +64,7 @@ class JobRequest:
     attempts_before: int = 0
     queued_at: datetime | None = None
     cr_labels: tuple[tuple[str, str], ...] = ()  # already filtered by `allowed_labels`
+    trace_context: tuple[tuple[str, str], ...] = ()  # W3C carrier the runner continues
 
 
 def _shorten(value: str, limit: int) -> str:
@@ -139,6 +141,7 @@ def owner_body(req: JobRequest) -> dict[str, Any]:
 
 
 def _env(req: JobRequest, settings: OperatorSettings) -> list[dict[str, Any]]:
+    trace = [{"name": k, "value": v} for k, v in tracing.to_env(dict(req.trace_context)).items()]
     return [
         {"name": gj.ENV_JOB_NAME, "value": req.cr_name},
         {"name": gj.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -163,6 +166,7 @@ def _env(req: JobRequest, settings: OperatorSettings) -> list[dict[str, Any]]:
                 }
             },
         },
+        *trace,
     ]
 
 

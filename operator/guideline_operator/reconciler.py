@@ -35,9 +35,11 @@ from guideline_core import logs
 from guideline_core import resource as gj
 from guideline_core.resource import FailureReason, Phase
 from guideline_core.settings import OperatorSettings
+from guideline_core.tracing import NOOP, Tracer
 from kubernetes.client.exceptions import ApiException
 
 from guideline_operator import manifests, observe, store
+from guideline_operator import tracing as op_tracing
 from guideline_operator.admission import Admission
 from guideline_operator.housekeeping import Retention
 from guideline_operator.kubeapi import Kube
@@ -79,6 +81,7 @@ class Reconciler:
         *,
         namespaces: list[str] | None,
         events: EventSink = kopf_event,
+        tracer: Tracer = NOOP,
     ):
         self.settings = settings
         self.kube = kube
@@ -86,6 +89,7 @@ class Reconciler:
         self.metrics = metrics
         self.namespaces = namespaces  # None: every namespace
         self.events = events
+        self.tracer = tracer  # spans of transitions (guideline_operator.tracing)
         self.registry = Registry()
         self.admission = Admission(self.registry, settings, metrics, self._admit)
         self.retention = Retention(kube, metrics, seconds=settings.cr_retention_seconds)
@@ -271,6 +275,7 @@ class Reconciler:
             {"metadata": {"labels": {gj.LABEL_EVENT_ID: event_id, gj.LABEL_PART_OF: gj.PART_OF}}},
         )
 
+    @op_tracing.traced(op_tracing.ACCEPT_SPAN)
     def _accept(self, cr: dict[str, Any], event_id: str) -> dict[str, Any]:
         metadata = cr["metadata"]
         row = self.mirror.row(_uuid(event_id))
@@ -413,6 +418,7 @@ class Reconciler:
         )
         self._apply(cr, cancelled)
 
+    @op_tracing.traced_outcome
     def _apply(self, cr: dict[str, Any], obs: Observation) -> dict[str, Any]:
         status = cr.get("status") or {}
         previous = observe.phase_of(cr)
@@ -494,6 +500,7 @@ class Reconciler:
             max_retries=(cr.get("spec") or {}).get("maxRetries"),
             attempts_before=attempts_before,
             queued_at=observe.queued_since(cr) or now(),
+            trace_context=tuple(sorted(op_tracing.runner_context(self.tracer, cr).items())),
             cr_labels=tuple(
                 sorted(
                     manifests.allowed_labels(
@@ -504,6 +511,7 @@ class Reconciler:
         )
         return manifests.build_job(request, self.settings)
 
+    @op_tracing.traced(op_tracing.JOB_CREATE_SPAN)
     def _create_job(self, cr: dict[str, Any], attempts_before: int | None = None) -> None:
         """Create the current run's Job (status.jobName is already written)."""
         if attempts_before is None:
@@ -525,6 +533,7 @@ class Reconciler:
                 ),
             )
 
+    @op_tracing.traced(op_tracing.ADMIT_SPAN)
     def _start(self, cr: dict[str, Any]) -> dict[str, Any]:
         """Admit the current run: write PROCESSING and status.jobName, then create its Job
         (status first: a missing Job whose name is in status is created by the next pass)."""

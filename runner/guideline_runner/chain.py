@@ -23,7 +23,7 @@ from guideline_core import logs
 from guideline_core.resource import FailureReason
 from guideline_core.settings import RunnerSettings
 
-from guideline_runner import quality
+from guideline_runner import quality, tracing
 from guideline_runner.chunk_cache import DISABLED_NOTE, ChunkCache
 from guideline_runner.errors import ChainError
 from guideline_runner.grounding import ground
@@ -64,7 +64,7 @@ class _StepRecord:
 def _step(name: str, **fields: Any) -> Iterator[_StepRecord]:
     """Log the start and the end (duration, tokens) or failure of one chain step."""
     record = _StepRecord()
-    with logs.bind(step=name):
+    with logs.bind(step=name), tracing.step(name, fields) as span:
         log.info("step started", extra=fields)
         started = time.monotonic()
         try:
@@ -81,6 +81,9 @@ def _step(name: str, **fields: Any) -> Iterator[_StepRecord]:
             )
             raise
         record.duration = round(time.monotonic() - started, 3)
+        span.set("guideline.llm.calls", record.usage.calls)
+        span.set("guideline.llm.calls_saved", record.usage.calls_saved)
+        span.set("guideline.llm.total_tokens", record.usage.total_tokens)
         log.info(
             "step finished",
             extra={

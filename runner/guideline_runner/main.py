@@ -25,7 +25,7 @@ from guideline_core.resource import ENV_TERMINATION_MESSAGE_PATH, FailureReason,
 from guideline_core.settings import RunnerSettings
 from kubernetes.client import CustomObjectsApi
 
-from guideline_runner import errors
+from guideline_runner import errors, tracing
 from guideline_runner.chain import run_chain
 from guideline_runner.chunk_cache import ChunkCache
 from guideline_runner.errors import ChainError
@@ -240,20 +240,38 @@ def run(settings: RunnerSettings | None = None) -> int:
         except pydantic.ValidationError as exc:
             return _bad_settings(exc)
     setup_logging(settings)
-    with logs.bind(event_id=settings.event_id, job=settings.job_name, namespace=settings.namespace):
-        try:
-            return _process(settings)
-        except Exception as exc:  # last resort: still honour the exit-code contract
-            log.exception("runner crashed")
-            return _fail(
-                settings,
-                None,
-                ChainError(
-                    FailureReason.INTERNAL,
-                    f"Runner crashed: {type(exc).__name__}: {exc}",
-                    retryable=True,
-                ),
-            )
+    tracing.setup()
+    try:
+        with (
+            logs.bind(
+                event_id=settings.event_id, job=settings.job_name, namespace=settings.namespace
+            ),
+            tracing.run(settings.event_id, settings.job_name, settings.namespace) as span,
+        ):
+            code = _run_logged(settings)
+            span.set("guideline.exit_code", int(code))
+            if code != RunnerExit.OK:
+                span.fail(f"runner exit code {int(code)}")
+            return code
+    finally:
+        tracing.shutdown()
+
+
+def _run_logged(settings: RunnerSettings) -> int:
+    """`_process`, with a crash turned into a failure of the exit-code contract."""
+    try:
+        return _process(settings)
+    except Exception as exc:  # last resort: still honour the exit-code contract
+        log.exception("runner crashed")
+        return _fail(
+            settings,
+            None,
+            ChainError(
+                FailureReason.INTERNAL,
+                f"Runner crashed: {type(exc).__name__}: {exc}",
+                retryable=True,
+            ),
+        )
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

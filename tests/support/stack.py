@@ -9,8 +9,9 @@ running as a subprocess against the test database.
 
 `operator` settings are `OperatorSettings` field names (lower case, without the
 GUIDELINE_ prefix); `operator_args` replace `--standalone` on its command line;
-`runner` entries become keys of the runner ConfigMap (env names); `script` is the fake
-LLM's initial script (see support.fake_llm).
+`runner` entries become keys of the runner ConfigMap (env names); `env` entries are added
+as they are to the operator's environment (e.g. OTEL_*); `script` is the fake LLM's
+initial script (see support.fake_llm).
 Leaving the block deletes the GuidelineJobs while the operator still runs (it holds a
 finalizer on them), stops the operator and the fake, and deletes the namespace.
 """
@@ -151,6 +152,7 @@ class Stack:
     workdir: Path
     operator: dict[str, Any] = field(default_factory=dict)
     runner: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
     script: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SCRIPT))
     prefix: str = "t-op"
     operator_args: tuple[str, ...] = ()
@@ -240,7 +242,7 @@ class Stack:
 
     def operator_env(self, **overrides: Any) -> dict[str, str]:
         """The operator's environment: GUIDELINE_* settings from scratch (no inherited
-        variables, no .env), KUBECONFIG and the test database."""
+        variables, no .env), KUBECONFIG, the test database and the stack's `env`."""
         settings = {**DEFAULT_OPERATOR, **self.operator, **overrides}
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -248,6 +250,7 @@ class Stack:
             "KUBECONFIG": str(self.cluster.kubeconfig),
             "GUIDELINE_DATABASE_URL": self.database_url,
             "GUIDELINE_NAMESPACE": self.namespace,
+            **self.env,
         }
         for key, value in settings.items():
             env[f"GUIDELINE_{key.upper()}"] = (

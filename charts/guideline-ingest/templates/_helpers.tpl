@@ -202,12 +202,31 @@ character works; nothing is pasted into a URL). */}}
 {{- end -}}
 
 {{/* Its content (operator/guideline_operator/podtemplate.py reads it). */}}
+{{/* OpenTelemetry env entries (a list) of the API, the operator and the runner pods: empty
+while tracing.otlpEndpoint is. */}}
+{{- define "gi.tracingEnvList" -}}
+{{- $env := list -}}
+{{- with .Values.tracing.otlpEndpoint -}}
+{{- $env = append $env (dict "name" "OTEL_EXPORTER_OTLP_ENDPOINT" "value" .) -}}
+{{- $env = append $env (dict "name" "OTEL_EXPORTER_OTLP_PROTOCOL" "value" "http/protobuf") -}}
+{{- range $name, $value := $.Values.tracing.env -}}
+{{- $env = append $env (dict "name" $name "value" ($value | toString)) -}}
+{{- end -}}
+{{- end -}}
+{{- dict "env" $env | toJson -}}
+{{- end -}}
+
+{{- define "gi.tracingEnv" -}}
+{{- with (include "gi.tracingEnvList" . | fromJson).env }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
 {{- define "gi.runnerPodTemplate" -}}
 {{- $r := .Values.runner -}}
+{{- $tracing := (include "gi.tracingEnvList" . | fromJson).env -}}
 {{- $secrets := list -}}
 {{- range .Values.imagePullSecrets }}{{ if . }}{{ $secrets = append $secrets (dict "name" .) }}{{ end }}{{ end -}}
 {{- $spec := dict "imagePullSecrets" $secrets "nodeSelector" $r.nodeSelector "tolerations" $r.tolerations "affinity" $r.affinity "priorityClassName" $r.priorityClassName -}}
-{{- dict "annotations" $r.podAnnotations "spec" $spec "resources" $r.resources "env" $r.extraEnv | toPrettyJson -}}
+{{- dict "annotations" $r.podAnnotations "spec" $spec "resources" $r.resources "env" (concat $tracing $r.extraEnv) | toPrettyJson -}}
 {{- end -}}
 
 {{/* Names of cluster-scoped objects: unique per release *and* namespace, since a release

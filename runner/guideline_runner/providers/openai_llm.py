@@ -14,6 +14,7 @@ import openai
 import pydantic
 from guideline_core.resource import FailureReason
 
+from guideline_runner import tracing
 from guideline_runner.errors import ChainError, from_openai_error
 from guideline_runner.models import (
     ChecklistAnswer,
@@ -51,6 +52,7 @@ class OpenAIProvider:
         self.max_input_chars = max_input_chars
         self.max_items = max_items
         self.timeout = timeout
+        tracing.instrument_openai()  # before the client exists; nothing when tracing is off
         # A missing key fails the first call (not construction), so that the chain's
         # fallback to the extractive provider covers it like any other rejection.
         self._client = (
