@@ -57,7 +57,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 mode = receiver.mode
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver._record(Received(headers, body, answered=mode != "drop"))
+                receiver._record(Received(headers, body, answered=mode not in ("drop", "hold")))
                 if mode == "drop":
                     self.close_connection = True
                     return  # no status line: the client sees the connection closed
