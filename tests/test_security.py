@@ -61,6 +61,7 @@ from support.api import (
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.pg import PgServer
 from support.stack import FAKE_CHECKLIST, FAKE_SUMMARY, Stack
+from support.textfuzz import MAX_GROWTH, growth
 
 pytestmark = pytest.mark.cluster
 SECRET = "CONFIDENTIAL protocol: staff must double-check the dose before administering."
@@ -526,23 +527,39 @@ def _textfuzz(*args: str, deadline: float, tmp_path: Path) -> dict:
     return result
 
 
-def test_worst_text_inputs_found_stay_within_budget(tmp_path: Path) -> None:
-    # Each took 5 s to hours before its fix; 1 s is a budget a linear pass never nears.
-    result = _textfuzz("worst", "--budget", "1", deadline=120, tmp_path=tmp_path)
-    assert len(result["results"]) >= 8 and not result["over_budget"]
+def test_worst_text_inputs_found_grow_linearly(tmp_path: Path) -> None:
+    # Each took 5 s to hours before its fix (quadratic or cubic in its pumped run).
+    result = _textfuzz("worst", deadline=300, tmp_path=tmp_path)
+    assert len(result["results"]) >= 8 and not result["super_linear"], result["results"]
 
 
-def test_fuzzed_text_inputs_stay_within_budget(tmp_path: Path) -> None:
+def _quadratic(text: str) -> int:
+    return sum(text.count("x", 0, i) for i in range(0, len(text), 8))
+
+
+def _linear(text: str) -> int:
+    return sum(text.count(c) for c in "x \t.#" * 400)
+
+
+def test_growth_check_tells_quadratic_from_linear(tmp_path: Path) -> None:
+    """The check the two tests around rely on: it flags a quadratic pass and not a
+    linear one of similar cost."""
+    report = tmp_path / "r.json"
+    quadratic = growth("quadratic", _quadratic, ("", " ", "x"), 240_000, report)
+    linear = growth("linear", _linear, ("", " ", "x"), 240_000, report)
+    assert quadratic["growth"] is not None and quadratic["growth"] > MAX_GROWTH, quadratic
+    assert linear["growth"] is not None and linear["growth"] < MAX_GROWTH, linear
+
+
+def test_fuzzed_text_inputs_grow_linearly(tmp_path: Path) -> None:
     # Pumped inputs of 30,000 characters: beyond the runner's 24,000-character chunks, and
-    # long enough that anything quadratic would take far more than 2 s.
+    # long enough that anything quadratic costs well above the noise floor.
     result = _textfuzz(
         "fuzz",
         "--examples",
         "25",
         "--size",
         "30000",
-        "--budget",
-        "2",
         "--seed",
         "10",
         deadline=300,

@@ -1,6 +1,9 @@
 """A fuzzer for the cost of text processing: every function that reads user text (the
 runner's splitting, the extractive provider, the prompts, the API's validators, core's
-redaction) on pumped inputs, each within a time budget.
+redaction) on pumped inputs, checked for how their cost grows: an input pumped to a
+quarter of its length must cost at least a quarter as much (within a factor), which a
+linear pass always meets and a quadratic or cubic one never does. A growth ratio measured
+in one process holds on a loaded machine, where a budget in seconds does not.
 
 Super-linear regular expressions and loops show only on long inputs with a repeated part,
 so an input is `prefix + motif * k + suffix` (the shape of every catastrophic input found
@@ -9,8 +12,8 @@ about. Runs in a child process, because a catastrophic regular expression cannot
 interrupted from inside (the `re` engine holds the GIL): the parent kills it after a
 deadline, and the input being worked on is always in the report file.
 
-    python -m support.textfuzz worst --budget 1 --report r.json     # the regression inputs
-    python -m support.textfuzz fuzz --examples 300 --size 20000 --budget 2 --report r.json
+    python -m support.textfuzz worst --report r.json     # the regression inputs
+    python -m support.textfuzz fuzz --examples 300 --size 20000 --report r.json
 """
 
 from __future__ import annotations
@@ -68,24 +71,24 @@ def _pump(motif: str, size: int, prefix: str = "", suffix: str = "") -> str:
     return prefix + motif * repeats + suffix
 
 
-def worst_inputs() -> list[tuple[str, str]]:
-    """The regression inputs, (target, input): each was super-linear in its target before
-    the fix (figures in the README's "Security model")."""
+def worst_inputs() -> list[tuple[str, tuple[str, str, str], int]]:
+    """The regression inputs, (target, (prefix, motif, suffix), size): each was
+    super-linear in its target before the fix (figures in the README's "Security model")."""
     cases = [
         # `_HEADING_MD`'s `(.*?)\s*#*\s*$`: cubic in a run of blanks (2,000: 30-40 s).
-        ("heading_of", _pump(" ", 4_000, "# a", "b")),
-        ("split_units", _pump(" ", 4_000, "# a", "b")),
-        ("extractive_checklist", _pump(" ", 4_000, "# a", "b")),
-        ("extractive_summary", _pump(" ", 4_000, "## x", ".")),
-        ("split_units", _pump(" \t", 4_000, "### Title", "z")),
+        ("heading_of", ("# a", " ", "b"), 4_000),
+        ("split_units", ("# a", " ", "b"), 4_000),
+        ("extractive_checklist", ("# a", " ", "b"), 4_000),
+        ("extractive_summary", ("## x", " ", "."), 4_000),
+        ("split_units", ("### Title", " \t", "z"), 4_000),
         # `_SENTENCE_BREAK`'s `[ \t]*\n`: quadratic in a run of blanks without a newline.
-        ("chunk_text", _pump(" ", 100_000, "", "x")),
-        ("chunk_text", _pump("\t ", 100_000, "a", "x")),
-        ("chunk_text_small", _pump(" ", 100_000, "", "x")),
+        ("chunk_text", ("", " ", "x"), 100_000),
+        ("chunk_text", ("a", "\t ", "x"), 100_000),
+        ("chunk_text_small", ("", " ", "x"), 100_000),
         # pysbd's rules on a punctuation run: cubic in one sentence's length (9,000
         # characters: 3.6 s, 30,000: 38 s); the splitter now sees short pieces only.
-        ("obligations_of", _pump("?*]", 15_000, "(#a", "- ")),
-        ("split_units", _pump("?*]", 15_000, "(#a", "- ")),
+        ("obligations_of", ("(#a", "?*]", "- "), 15_000),
+        ("split_units", ("(#a", "?*]", "- "), 15_000),
     ]
     return cases
 
@@ -116,39 +119,77 @@ INTERESTING = [
 BLANKS = " \t\n\r\u00a0"
 
 
-def _run(name: str, func: Target, value: str, report: Path) -> float:
-    report.write_text(json.dumps({"running": name, "input": value}))
-    start = time.perf_counter()
-    func(value)
-    return time.perf_counter() - start
+# Linear work grows 4x from a quarter of the input to all of it; quadratic 16x, cubic 64x.
+MAX_GROWTH = 10.0
+# A quarter input cheaper than this is too cheap for a ratio to be told from timer noise
+# and from which branch the pumped shape happens to take; every input found catastrophic
+# here cost seconds at a quarter of its size.
+NOISE_FLOOR_SECONDS = 0.02
 
 
-def run_worst(budget: float, report: Path) -> int:
-    """Run every worst input; 1 if any took longer than `budget` seconds."""
+def _timed(func: Target, value: str, repeats: int) -> float:
+    """The fastest of `repeats` runs (the least disturbed by other load)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func(value)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def growth(name: str, func: Target, shape: tuple[str, str, str], size: int, report: Path) -> dict:
+    """Cost of the input pumped to `size // 4` and, when that is above the noise floor,
+    to `size`, and their ratio (None below the floor)."""
+    prefix, motif, suffix = shape
+    full, quarter = _pump(motif, size, prefix, suffix), _pump(motif, size // 4, prefix, suffix)
+    report.write_text(json.dumps({"running": name, "input": quarter}))
+    small = _timed(func, quarter, 3)
+    result = {
+        "target": name,
+        "chars": len(full),
+        "quarter_seconds": round(small, 4),
+        "growth": None,
+    }
+    if small >= NOISE_FLOOR_SECONDS:
+        report.write_text(json.dumps({"running": name, "input": full}))
+        result["growth"] = round(_timed(func, full, 2) / small, 2)
+    return result
+
+
+def _warm(funcs: dict[str, Target]) -> None:
+    """One call each on a small input: lazy imports and compiled patterns are not timed."""
+    for func in funcs.values():
+        func("# Warm-up\n\nStaff must wash their hands. Gloves are worn.\n- one\n")
+
+
+def run_worst(report: Path) -> int:
+    """Run every worst input; 1 if any grows faster than linearly."""
     funcs = targets()
-    results = []
-    for name, value in worst_inputs():
-        elapsed = _run(name, funcs[name], value, report)
-        results.append({"target": name, "chars": len(value), "seconds": round(elapsed, 4)})
-    over = [r for r in results if r["seconds"] > budget]
-    report.write_text(json.dumps({"results": results, "over_budget": over}))
+    _warm(funcs)
+    results = [
+        growth(name, funcs[name], shape, size, report) for name, shape, size in worst_inputs()
+    ]
+    over = [r for r in results if r["growth"] is not None and r["growth"] > MAX_GROWTH]
+    report.write_text(json.dumps({"results": results, "super_linear": over}))
     return 1 if over else 0
 
 
-def run_fuzz(examples: int, size: int, budget: float, seed: int, report: Path) -> int:
-    """Hypothesis over pumped inputs for every target; 1 at the first one over budget."""
+def run_fuzz(examples: int, size: int, seed: int, report: Path) -> int:
+    """Hypothesis over pumped inputs for every target; 1 at the first that grows faster
+    than linearly."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hseed
     from hypothesis import strategies as st
 
     funcs = targets()
+    _warm(funcs)
     slowest: dict[str, float] = {}
     part = st.one_of(st.sampled_from(INTERESTING), st.text(ALPHABET, max_size=4))
 
     @hseed(seed)
     @settings(
         max_examples=examples,
-        deadline=None,  # the budget below is ours, per target
+        deadline=None,  # the growth check below is ours, per target
         database=None,
         phases=[Phase.generate],  # no shrinking: a slow input is reported as found
         suppress_health_check=list(HealthCheck),
@@ -162,12 +203,14 @@ def run_fuzz(examples: int, size: int, budget: float, seed: int, report: Path) -
         suffix=part,
     )
     def check(prefix: str, motif: str, suffix: str) -> None:
-        value = _pump(motif, size, prefix, suffix)
         for name, func in funcs.items():
-            elapsed = _run(name, func, value, report)
-            slowest[name] = max(slowest.get(name, 0.0), elapsed)
-            if elapsed > budget:
-                raise AssertionError(f"{name} took {elapsed:.2f} s on {value[:60]!r}...")
+            result = growth(name, func, (prefix, motif, suffix), size, report)
+            slowest[name] = max(slowest.get(name, 0.0), result["quarter_seconds"])
+            if result["growth"] is not None and result["growth"] > MAX_GROWTH:
+                raise AssertionError(
+                    f"{name} grew {result['growth']}x from {size // 4} to {size} characters "
+                    f"on {_pump(motif, 60, prefix, suffix)!r}..."
+                )
 
     try:
         check()
@@ -183,15 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of the child process (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m support.textfuzz")
     parser.add_argument("mode", choices=["worst", "fuzz"])
-    parser.add_argument("--budget", type=float, default=1.0, help="seconds per input")
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--size", type=int, default=20_000, help="characters per input")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.mode == "worst":
-        return run_worst(args.budget, args.report)
-    return run_fuzz(args.examples, args.size, args.budget, args.seed, args.report)
+        return run_worst(args.report)
+    return run_fuzz(args.examples, args.size, args.seed, args.report)
 
 
 if __name__ == "__main__":
