@@ -81,9 +81,9 @@ save() {
 # the kubelet looks), when it runs.
 import_into_node() {
   local sock="$RUN_DIR/containerd/containerd.sock" f
-  [[ -S "$sock" && -x "$NODE_BIN/ctr" ]] || { log "no local node running: images stay in $IMAGE_CACHE"; return; }
-  for f in "$IMAGE_CACHE"/*.tar; do
-    "$NODE_BIN/ctr" --address "$sock" -n k8s.io images import --no-unpack=false "$f" >/dev/null
+  [[ -S "$sock" && -x "$CONTAINERD_BIN/ctr" ]] || { log "no local node running: images stay in $IMAGE_CACHE"; return; }
+  for f in "$IMAGE_CACHE"/app.tar "$IMAGE_CACHE"/postgresql.tar; do
+    "$CONTAINERD_BIN/ctr" --address "$sock" -n k8s.io images import "$f" >/dev/null
   done
   log "imported into the node's containerd: $APP_IMAGE $POSTGRES_IMAGE"
 }
