@@ -104,10 +104,10 @@ root = "$CONTAINERD_DIR/root"
 state = "$CONTAINERD_RUN/state"
 imports = []
 
-[grpc]
+[plugins.'io.containerd.server.v1.grpc']
   address = "$CONTAINERD_SOCK"
 
-[ttrpc]
+[plugins.'io.containerd.server.v1.ttrpc']
   address = "$CONTAINERD_SOCK.ttrpc"
 
 [plugins.'io.containerd.cri.v1.images']
@@ -137,7 +137,7 @@ imports = []
   stream_server_port = "0"
 EOF
   [[ -s "$RUN_DIR/ip_forward.saved" ]] || cat "$IP_FORWARD" > "$RUN_DIR/ip_forward.saved"
-  launch containerd "$CONTAINERD_BIN/containerd" --config "$CONTAINERD_DIR/config.toml" --log-level warn
+  launch containerd "$CONTAINERD_BIN/containerd" --config "$CONTAINERD_DIR/config.toml" --log-level ${CONTAINERD_LOG_LEVEL:-warn}
 }
 
 containerd_ready() { ctr_ version; }
