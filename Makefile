@@ -11,7 +11,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
 export VERSION
 
 .PHONY: help version deps system-deps venv build-k8s build-vegeta build-promtool image cluster \
-        cluster-down up down demo test \
+        cluster-down helm-demo up down demo test \
         test-fast test-faults lint format bench clean
 
 help: ## List the targets
@@ -45,11 +45,14 @@ image: system-deps ## Build the image (Dockerfile, no registry) and the PostgreS
 build-promtool: ## Build (once, cached) promtool, which checks the chart's alert rules in the suite
 	@bash hack/build-promtool.sh >/dev/null
 
-cluster: system-deps venv ## Start the local control plane + node agent; prints the kubeconfig path
+cluster: system-deps venv ## Start the local control plane + node (GUIDELINE_NODE=agent|real); prints the kubeconfig path
 	@bash hack/cluster.sh up
 
-cluster-down: ## Stop the local control plane and node agent, leaving no process behind
+cluster-down: ## Stop the local cluster (either node), leaving no process, mount or rule behind
 	@bash hack/cluster.sh down
+
+helm-demo: system-deps venv ## The chart on the real node: image, helm install, port-forward :8080, a job
+	@bash hack/helm-demo.sh
 
 up: system-deps venv ## Start the whole stack: control plane, PostgreSQL, operator, API on :8000
 	@bash hack/stack.sh up

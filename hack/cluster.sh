@@ -76,7 +76,9 @@ KCM_CONTROLLERS=(
   clusterrole-aggregation-controller resourcequota-controller
   endpoints-controller endpointslice-controller
 )
-REAL_NODE_CONTROLLERS=(deployment-controller replicaset-controller statefulset-controller disruption-controller)
+REAL_NODE_CONTROLLERS=(deployment-controller replicaset-controller statefulset-controller
+  disruption-controller persistentvolume-binder-controller persistentvolume-protection-controller
+  persistentvolumeclaim-protection-controller)
 [[ "$NODE_MODE" == real ]] && KCM_CONTROLLERS+=("${REAL_NODE_CONTROLLERS[@]}")
 
 log() { echo "[cluster] $*" >&2; }
@@ -478,6 +480,7 @@ stop_pod_processes() {
 cmd_down() {
   local purge=false c
   [[ "${1:-}" == --purge ]] && purge=true
+  stop_component helm-demo-port-forward
   stop_component node-agent
   stop_pod_processes
   stop_real_node
