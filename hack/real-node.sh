@@ -119,6 +119,9 @@ imports = []
   # Network namespaces under the state dir (.local/run/containerd), not /var/run/netns.
   netns_mounts_under_state_dir = true
   disable_apparmor = true
+  # Processes here lack CAP_SYS_RESOURCE: no oom_score_adj below containerd's own (the
+  # kubelet asks -998 for sandboxes, which runc could not write), no rlimit above its hard one.
+  restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
@@ -189,6 +192,8 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 200Mi, nodefs.available: 2%, imagefs.available: 2%}
 failSwapOn: false
+# No CAP_SYS_RESOURCE here: the kubelet cannot lower its own OOM score (default -999).
+oomScoreAdj: 0
 serializeImagePulls: false
 maxPods: 110
 EOF
