@@ -16,6 +16,7 @@
 #   hack/cluster.sh stop COMPONENT   stop one component (fault tests); `up` starts it again
 #   hack/cluster.sh restart COMPONENT
 #   hack/cluster.sh kubeconfig       print the admin kubeconfig's path
+#   hack/cluster.sh import-images    (real node) import `make image`'s archives into containerd
 #
 # Components: etcd kube-apiserver kube-controller-manager kube-scheduler, then node-agent
 # (agent) or containerd kubelet kube-proxy coredns (real).
@@ -548,7 +549,7 @@ lock() {
 }
 
 case "${1:-}" in
-  up | down | stop | restart) lock ;;
+  up | down | stop | restart | import-images) lock ;;
 esac
 case "${1:-}" in
   up) cmd_up ;;
@@ -557,5 +558,6 @@ case "${1:-}" in
   stop) valid_component "${2:-}"; stop_component "$2" ;;
   restart) valid_component "${2:-}"; stop_component "$2"; cmd_up ;;
   kubeconfig) echo "$KUBECONFIG_PATH" ;;
-  *) echo "usage: $0 up | down [--purge] | status | stop COMPONENT | restart COMPONENT | kubeconfig" >&2; exit 2 ;;
+  import-images) is_running containerd || die "the real node's containerd is not running"; import_images ;;
+  *) echo "usage: $0 up | down [--purge] | status | stop COMPONENT | restart COMPONENT | kubeconfig | import-images" >&2; exit 2 ;;
 esac

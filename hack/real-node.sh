@@ -280,7 +280,7 @@ stop_containers() {
   fi
   local p cmd
   for p in /proc/[0-9]*; do
-    cmd="$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" || continue
+    cmd="$({ tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null)" || continue
     [[ "$cmd" == *containerd-shim-runc-v2*"-address $CONTAINERD_SOCK "* ]] || continue
     log "stopping leftover shim ${p#/proc/}"
     kill -KILL "${p#/proc/}" 2>/dev/null || true
@@ -300,20 +300,19 @@ node_mounts() { findmnt -rn -o TARGET | grep -E "^($KUBELET_DIR|$CONTAINERD_DIR|
 # remove_chains IPTABLES: rules jumping to KUBE-*/CNI-* chains, then those chains (what
 # kube-proxy --cleanup leaves: the kubelet's canaries, the bridge plugin's chains).
 remove_chains() {
-  local ipt="$1" table line chain
+  local ipt="$1" table rules line chains chain
   command -v "$ipt" >/dev/null || return 0
   for table in filter nat mangle raw; do
-    "$ipt-save" -t "$table" 2>/dev/null | grep -qE '^:(KUBE|CNI)-' || continue
+    rules="$("$ipt-save" -t "$table" 2>/dev/null)" || continue
+    chains="$(sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\).*/\1/p' <<<"$rules")"
+    [[ -n "$chains" ]] || continue
     while read -r line; do
-      # shellcheck disable=SC2086
-      "$ipt" -t "$table" -D ${line#-A } 2>/dev/null || true
-    done < <("$ipt-save" -t "$table" | grep -E '^-A .* -j (KUBE|CNI)-')
-    for chain in $("$ipt-save" -t "$table" | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\).*/\1/p'); do
-      "$ipt" -t "$table" -F "$chain" 2>/dev/null || true
-    done
-    for chain in $("$ipt-save" -t "$table" | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\).*/\1/p'); do
-      "$ipt" -t "$table" -X "$chain" 2>/dev/null || true
-    done
+      [[ -n "$line" ]] || continue
+      # iptables-save quotes the rule's words (comments) as a shell would.
+      eval "\"\$ipt\" -t \"\$table\" -D ${line#-A }" 2>/dev/null || true
+    done <<<"$(grep -E '^-A [A-Z]+ .*-j (KUBE|CNI)-' <<<"$rules" || true)"
+    for chain in $chains; do "$ipt" -t "$table" -F "$chain" 2>/dev/null || true; done
+    for chain in $chains; do "$ipt" -t "$table" -X "$chain" 2>/dev/null || true; done
   done
 }
 
@@ -342,7 +341,7 @@ stop_real_node() {
   else
     rm -rf "$CONTAINERD_RUN"
   fi
-  if [[ -x "$K8S_BIN/kube-proxy" ]] && iptables-save 2>/dev/null | grep -q '^:KUBE-'; then
+  if [[ -x "$K8S_BIN/kube-proxy" ]] && grep -q '^:KUBE-' <<<"$(iptables-save 2>/dev/null)"; then
     "$K8S_BIN/kube-proxy" --cleanup >>"$LOG_DIR/kube-proxy.log" 2>&1 || true
   fi
   remove_chains iptables
