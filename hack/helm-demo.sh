@@ -4,7 +4,7 @@
 #   2. the images (hack/build-images.sh: imported into the node's containerd),
 #   3. namespace guideline-ingest enforcing the `restricted` Pod Security Standard, a
 #      hostPath PersistentVolume for the in-chart PostgreSQL (no dynamic provisioner here),
-#   4. `helm upgrade --install` with the in-chart PostgreSQL (Debian's PostgreSQL 15 image of
+#   4. `helm upgrade --install` (CRDs off: `hack/cluster.sh up` applies crds/) with the in-chart PostgreSQL (Debian's PostgreSQL 15 image of
 #      `make image`), NetworkPolicies on and an API key whose hash goes into the chart's
 #      Secret (the key itself: .local/helm-demo/api-key),
 #   5. waits for the rollout, port-forwards the API Service to 127.0.0.1:8080 (left running;
@@ -63,10 +63,11 @@ hash="$(printf %s "$key" | sha256sum | cut -d' ' -f1)"
 say "helm upgrade --install $RELEASE charts/guideline-ingest -n $NAMESPACE"
 "$HELM" --kubeconfig "$KUBECONFIG_PATH" upgrade --install "$RELEASE" charts/guideline-ingest \
   -n "$NAMESPACE" \
+  --set crds.install=false \
   --set networkPolicy.enabled=true \
   --set postgresql.image.repository=guideline-ingest-postgresql \
   --set-string postgresql.image.tag="$POSTGRESQL_MAJOR" \
-  --set "api.apiKeys.hashes[0]=demo:$hash:demo:member" >/dev/null
+  --set "api.apiKeys.hashes[0]=demo:$hash" >/dev/null
 
 t1="$(now)"
 kc -n "$NAMESPACE" rollout status "statefulset/$RELEASE-postgresql" --timeout=300s
@@ -79,10 +80,11 @@ if [[ -s "$PF_PID" ]] && kill -0 "$(cat "$PF_PID")" 2>/dev/null; then
   kill "$(cat "$PF_PID")" 2>/dev/null || true
 fi
 setsid "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" -n "$NAMESPACE" port-forward \
-  "service/$RELEASE-api" "127.0.0.1:$LOCAL_PORT:8000" </dev/null >>"$LOG_DIR/helm-demo-port-forward.log" 2>&1 &
+  --address 127.0.0.1 "service/$RELEASE-api" "$LOCAL_PORT:8000" </dev/null >>"$LOG_DIR/helm-demo-port-forward.log" 2>&1 &
 echo $! > "$PF_PID"
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$LOCAL_PORT/health/live" >/dev/null 2>&1 && break
+  kill -0 "$(cat "$PF_PID")" 2>/dev/null || { tail -n 5 "$LOG_DIR/helm-demo-port-forward.log" >&2; exit 1; }
   sleep 0.2
 done
 say "API Service port-forwarded to http://127.0.0.1:$LOCAL_PORT (pid $(cat "$PF_PID"))"
