@@ -347,6 +347,9 @@ stop_real_node() {
   remove_chains iptables
   remove_chains ip6tables
   remove_pod_cgroups
+  # The shims' sockets are always under /run/containerd/s (containerd's compiled-in state
+  # dir): that directory, when empty, goes too.
+  rmdir /run/containerd/s /run/containerd 2>/dev/null || true
   if [[ -s "$RUN_DIR/ip_forward.saved" ]]; then
     cat "$RUN_DIR/ip_forward.saved" > "$IP_FORWARD"
     rm -f "$RUN_DIR/ip_forward.saved"
