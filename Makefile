@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The real node's tests (marker node) run with GUIDELINE_NODE=real: `make test-node`.
+# `make test` runs the rest on the default node (the node agent).
+PYTEST_MARKERS ?= not node
 # The one version of the project, defined in pyproject.toml: the image label (make image),
 # the API, the CLI and the chart's appVersion (a test compares them) all read it.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
@@ -12,7 +15,7 @@ export VERSION
 
 .PHONY: help version deps system-deps venv build-k8s build-vegeta build-promtool image cluster \
         cluster-down helm-demo up down demo test \
-        test-fast test-faults lint format bench clean
+        test-fast test-faults test-node lint format bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -66,7 +69,10 @@ demo: up ## Start the stack, submit examples/hand-hygiene.md, print summary and 
 test: deps ## The whole test suite (starts and stops its own cluster and PostgreSQL)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS)
+
+test-node: deps ## The real node's tests (GUIDELINE_NODE=real: kubelet, containerd, the chart in containers)
+	GUIDELINE_NODE=real $(BIN)/pytest -m node $(PYTEST_ARGS)
 
 test-fast: venv ## Only the tests that need no cluster and build no image
 	$(BIN)/pytest -m "not cluster and not image" $(PYTEST_ARGS)
