@@ -6,9 +6,10 @@ settings) admitted as a pod by PodSecurity, the README's least-privilege table p
 each ServiceAccount's own token, the CRDs rendered exactly from crds/, and skaffold.yaml
 consistent with the chart.
 
-No container runtime here: the local node agent runs only what the tests start, and the
-Deployment/StatefulSet controllers are not running, so the chart's pods are judged by
-admission (the API server's PodSecurity plugin), not run."""
+On the default node (the node agent) the Deployment/StatefulSet controllers are not
+running, so the chart's pods are judged by admission (the API server's PodSecurity plugin),
+not run; `test_chart_runs_on_the_real_node` (marker node, `make test-node`) runs them in
+containers on the real node."""
 
 from __future__ import annotations
 
