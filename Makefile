@@ -66,7 +66,7 @@ down: ## Stop the whole stack
 demo: up ## Start the stack, submit examples/hand-hygiene.md, print summary and checklist
 	@bash hack/stack.sh demo
 
-test: deps ## The whole test suite (starts and stops its own cluster and PostgreSQL)
+test: deps ## The test suite but the real node's (make test-node); starts and stops its own cluster and PostgreSQL
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS)
