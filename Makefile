@@ -5,14 +5,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The real node's tests (marker node) run with GUIDELINE_NODE=real: `make test-node`.
+# `make test` runs the rest on the default node (the node agent).
+PYTEST_MARKERS ?= not node
 # The one version of the project, defined in pyproject.toml: the image label (make image),
 # the API, the CLI and the chart's appVersion (a test compares them) all read it.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
 export VERSION
 
 .PHONY: help version deps system-deps venv build-k8s build-vegeta build-promtool image cluster \
-        cluster-down up down demo test \
-        test-fast test-faults lint format bench clean
+        cluster-down helm-demo up down demo test \
+        test-fast test-faults test-node lint format bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -45,11 +48,14 @@ image: system-deps ## Build the image (Dockerfile, no registry) and the PostgreS
 build-promtool: ## Build (once, cached) promtool, which checks the chart's alert rules in the suite
 	@bash hack/build-promtool.sh >/dev/null
 
-cluster: system-deps venv ## Start the local control plane + node agent; prints the kubeconfig path
+cluster: system-deps venv ## Start the local control plane + node (GUIDELINE_NODE=agent|real); prints the kubeconfig path
 	@bash hack/cluster.sh up
 
-cluster-down: ## Stop the local control plane and node agent, leaving no process behind
+cluster-down: ## Stop the local cluster (either node), leaving no process, mount or rule behind
 	@bash hack/cluster.sh down
+
+helm-demo: system-deps venv ## The chart on the real node: image, helm install, port-forward :8080, a job
+	@bash hack/helm-demo.sh
 
 up: system-deps venv ## Start the whole stack: control plane, PostgreSQL, operator, API on :8000
 	@bash hack/stack.sh up
@@ -60,10 +66,13 @@ down: ## Stop the whole stack
 demo: up ## Start the stack, submit examples/hand-hygiene.md, print summary and checklist
 	@bash hack/stack.sh demo
 
-test: deps ## The whole test suite (starts and stops its own cluster and PostgreSQL)
+test: deps ## The test suite but the real node's (make test-node); starts and stops its own cluster and PostgreSQL
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS)
+
+test-node: deps ## The real node's tests (GUIDELINE_NODE=real: kubelet, containerd, the chart in containers)
+	GUIDELINE_NODE=real $(BIN)/pytest -m node $(PYTEST_ARGS)
 
 test-fast: venv ## Only the tests that need no cluster and build no image
 	$(BIN)/pytest -m "not cluster and not image" $(PYTEST_ARGS)

@@ -77,15 +77,13 @@ save() {
   log "saved $image to $file"
 }
 
-# import_into_node: the archives into the local node's containerd (namespace k8s.io, where
-# the kubelet looks), when it runs.
+# import_into_node: the archives into the local real node's containerd (namespace k8s.io,
+# where the kubelet looks), when it runs (hack/cluster.sh imports them at start otherwise).
 import_into_node() {
-  local sock="$RUN_DIR/containerd/containerd.sock" f
-  [[ -S "$sock" && -x "$NODE_BIN/ctr" ]] || { log "no local node running: images stay in $IMAGE_CACHE"; return; }
-  for f in "$IMAGE_CACHE"/*.tar; do
-    "$NODE_BIN/ctr" --address "$sock" -n k8s.io images import --no-unpack=false "$f" >/dev/null
-  done
-  log "imported into the node's containerd: $APP_IMAGE $POSTGRES_IMAGE"
+  local sock="$RUN_DIR/containerd/containerd.sock"
+  [[ -S "$sock" ]] || { log "no local node running: images stay in $IMAGE_CACHE"; return; }
+  bash "$HACK_DIR/cluster.sh" import-images
+  log "in the node's containerd: $APP_IMAGE $POSTGRES_IMAGE"
 }
 
 cmd_build() {

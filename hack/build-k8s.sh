@@ -2,19 +2,27 @@
 # Builds the real Kubernetes control plane (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubectl), etcd and helm from their Go modules into a versioned cache
 # outside the checkout. Idempotent: a binary already in the cache is not rebuilt.
+#   hack/build-k8s.sh [kubernetes] [etcd] [helm] [node]   (default: the first three)
+# `node` builds the real node's kubelet and kube-proxy from the same module and version
+# (hack/cluster.sh builds them on a real node's first start).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 mkdir -p "$K8S_BIN" "$GOMODCACHE" "$GOCACHE"
 KUBE_STAGING_VERSION="v0.${KUBE_VERSION#v1.}"   # v1.37.2 -> v0.37.2
 KUBE_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+KUBE_NODE_CMDS=(kubelet kube-proxy)
 
 log() { echo "[build-k8s] $*" >&2; }
 
-build_kubernetes() {
-  local missing=()
-  for c in "${KUBE_CMDS[@]}"; do [[ -x "$K8S_BIN/$c" ]] || missing+=("$c"); done
-  [[ ${#missing[@]} -eq 0 ]] && { log "kubernetes $KUBE_VERSION cached"; return; }
+build_kubernetes() { kube_build "${KUBE_CMDS[@]}"; }
+build_node() { kube_build "${KUBE_NODE_CMDS[@]}"; }
+
+# kube_build CMD...: the commands of k8s.io/kubernetes that are not in the cache yet.
+kube_build() {
+  local missing=() c t0
+  for c in "$@"; do [[ -x "$K8S_BIN/$c" ]] || missing+=("$c"); done
+  [[ ${#missing[@]} -eq 0 ]] && { log "$* $KUBE_VERSION cached"; return; }
   local src="$K8S_CACHE/src/kubernetes"
   mkdir -p "$src"
   cd "$src"
@@ -39,7 +47,7 @@ build_kubernetes() {
     echo "package tools"
     echo
     echo "import ("
-    for c in "${KUBE_CMDS[@]}"; do echo "	_ \"k8s.io/kubernetes/cmd/$c\""; done
+    for c in "${KUBE_CMDS[@]}" "${KUBE_NODE_CMDS[@]}"; do echo "	_ \"k8s.io/kubernetes/cmd/$c\""; done
     echo ")"
   } > tools.go
   log "go mod tidy (downloads modules through the Go module proxy)"
@@ -54,8 +62,10 @@ build_kubernetes() {
   done
   for c in "${missing[@]}"; do
     log "building $c"
+    t0="$(date +%s)"
     CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$K8S_BIN/$c.tmp" "k8s.io/kubernetes/cmd/$c"
     mv "$K8S_BIN/$c.tmp" "$K8S_BIN/$c"
+    log "built $c in $(($(date +%s) - t0))s"
   done
 }
 

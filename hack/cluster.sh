@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # The local Kubernetes control plane for development and tests: etcd, kube-apiserver,
-# kube-controller-manager and kube-scheduler built from source (hack/build-k8s.sh), plus
-# the node agent (hack/node_agent.py, a stand-in for the kubelet), all on loopback.
+# kube-controller-manager and kube-scheduler built from source (hack/build-k8s.sh), plus one
+# node, chosen by GUIDELINE_NODE:
+#   agent (default)  the node agent (hack/node_agent.py, a stand-in for the kubelet that runs
+#                    each pod's command as a local process), all on loopback
+#   real             a real node (hack/real-node.sh): containerd 2.x + runc, the kubelet,
+#                    kube-proxy (iptables), CNI bridge networking and CoreDNS, pods in
+#                    containers of their images (built by hack/build-k8s.sh node and
+#                    hack/build-node.sh on first use)
+# A running cluster keeps its mode (.local/run/node-mode) until `down`.
 #
 #   hack/cluster.sh up               start what is not running (idempotent), print the kubeconfig
 #   hack/cluster.sh down [--purge]   stop everything; --purge also deletes certificates and etcd data
@@ -9,24 +16,33 @@
 #   hack/cluster.sh stop COMPONENT   stop one component (fault tests); `up` starts it again
 #   hack/cluster.sh restart COMPONENT
 #   hack/cluster.sh kubeconfig       print the admin kubeconfig's path
+#   hack/cluster.sh import-images    (real node) import `make image`'s archives into containerd
 #
-# Components: etcd kube-apiserver kube-controller-manager kube-scheduler node-agent.
+# Components: etcd kube-apiserver kube-controller-manager kube-scheduler, then node-agent
+# (agent) or containerd kubelet kube-proxy coredns (real).
 # Runtime files: .local/pki (certificates), .local/etcd (data), .local/run/<component>.pid,
 # .local/run/ports.env, .local/log/<component>.log, .local/kubeconfig (admin).
 # `down` keeps certificates and etcd data so the next `up` is a warm start (objects survive);
 # `down --purge` starts the next `up` from scratch.
 #
-# Networking: everything listens on 127.0.0.1 and there is no kube-proxy, so the
+# Networking (agent): everything listens on 127.0.0.1 and there is no kube-proxy, so the
 # `kubernetes` Service's ClusterIP (10.0.0.1) is not routable and the API server runs with
 # --endpoint-reconciler-type=none (it refuses a loopback advertise address otherwise). The
 # node agent gives every pod KUBERNETES_SERVICE_HOST=127.0.0.1 and KUBERNETES_SERVICE_PORT=
 # <apiserver port> instead, which in-cluster clients use.
+# Networking (real): the API server listens on all addresses and advertises the host's
+# address (NODE_IP), its endpoint reconciler keeps the `kubernetes` Service pointing there,
+# and kube-proxy makes the ClusterIP routable from pods (hack/real-node.sh says more).
 #
-# Environment: GUIDELINE_LOCAL_DIR (another .local, i.e. a second cluster side by side),
-# GUIDELINE_NODE_NAME (default guideline-node), GUIDELINE_STOP_GRACE_SECONDS (default 15).
+# Environment: GUIDELINE_NODE (agent | real), GUIDELINE_LOCAL_DIR (another .local, i.e. a
+# second cluster side by side; the real node's bridge and iptables rules are host-wide, so
+# one real node per host), GUIDELINE_NODE_NAME (default guideline-node), GUIDELINE_NODE_IP
+# (real: the address to advertise), GUIDELINE_STOP_GRACE_SECONDS (default 15).
 # Concurrent invocations are serialized by a lock (.local/run/cluster.lock).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=real-node.sh
+source "$HACK_DIR/real-node.sh"
 
 PKI_DIR="$LOCAL_DIR/pki"
 ETCD_DIR="$LOCAL_DIR/etcd"
@@ -39,10 +55,20 @@ SA_ISSUER="https://kubernetes.default.svc.cluster.local"
 SERVICE_CIDR="10.0.0.0/24"
 SERVICE_IP="10.0.0.1"
 STOP_GRACE_SECONDS="${GUIDELINE_STOP_GRACE_SECONDS:-15}"
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler node-agent)
+NODE_MODE_FILE="$RUN_DIR/node-mode"
+# The running cluster's mode unless GUIDELINE_NODE says which to start.
+NODE_MODE="${GUIDELINE_NODE:-$(cat "$NODE_MODE_FILE" 2>/dev/null || echo agent)}"
+case "$NODE_MODE" in
+  agent) NODE_COMPONENTS=(node-agent) ;;
+  real) NODE_COMPONENTS=(containerd kubelet kube-proxy coredns) ;;
+  *) echo "[cluster] error: GUIDELINE_NODE must be agent or real, not '$NODE_MODE'" >&2; exit 2 ;;
+esac
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler "${NODE_COMPONENTS[@]}")
+ALL_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler node-agent containerd kubelet kube-proxy coredns)
 # Controllers the tests and the service rely on (canonical names of v1.37; `--help` lists
-# them). Deployments/ReplicaSets are left out on purpose: the node agent would run their
-# pods as local processes, which nothing here wants.
+# them). With the node agent, Deployments/ReplicaSets/StatefulSets are left out on purpose:
+# it would run their pods as local processes, which nothing here wants; the real node runs
+# them in containers (REAL_NODE_CONTROLLERS).
 KCM_CONTROLLERS=(
   job-controller garbage-collector-controller ttl-after-finished-controller
   serviceaccount-controller serviceaccount-token-controller
@@ -51,6 +77,10 @@ KCM_CONTROLLERS=(
   clusterrole-aggregation-controller resourcequota-controller
   endpoints-controller endpointslice-controller
 )
+REAL_NODE_CONTROLLERS=(deployment-controller replicaset-controller statefulset-controller
+  disruption-controller persistentvolume-binder-controller persistentvolume-protection-controller
+  persistentvolumeclaim-protection-controller)
+[[ "$NODE_MODE" == real ]] && KCM_CONTROLLERS+=("${REAL_NODE_CONTROLLERS[@]}")
 
 log() { echo "[cluster] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -82,13 +112,15 @@ is_running() {
 # restarted on its own (fault tests) comes back on the same address.
 choose_ports() {
   local any_running=false c
-  for c in "${COMPONENTS[@]}"; do is_running "$c" && any_running=true; done
-  if [[ -s "$PORTS_FILE" ]] && { $any_running || ports_free; }; then return; fi
+  for c in "${ALL_COMPONENTS[@]}"; do is_running "$c" && any_running=true; done
+  # (A ports.env from before the real node lacks its ports: chosen anew when nothing runs.)
+  if [[ -s "$PORTS_FILE" ]] && { $any_running || { grep -q COREDNS_READY_PORT "$PORTS_FILE" && ports_free; }; }; then return; fi
   $any_running && die "components run but $PORTS_FILE is missing; run: hack/cluster.sh down"
   python3 - "$PORTS_FILE" <<'PY'
 import socket, sys
 names = ["ETCD_PORT", "ETCD_PEER_PORT", "APISERVER_PORT", "KCM_PORT", "SCHEDULER_PORT",
-         "NODE_AGENT_PORT"]
+         "NODE_AGENT_PORT", "KUBELET_PORT", "KUBELET_HEALTHZ_PORT", "PROXY_HEALTHZ_PORT",
+         "PROXY_METRICS_PORT", "COREDNS_HEALTH_PORT", "COREDNS_READY_PORT"]
 socks = []
 for _ in names:  # hold every socket open until all are chosen, so the ports differ
     s = socket.socket()
@@ -263,9 +295,10 @@ start_etcd() {
 }
 
 start_apiserver() {
+  local net=(--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --endpoint-reconciler-type=none)
+  [[ "$NODE_MODE" == real ]] && net=(--bind-address=0.0.0.0 --advertise-address="$NODE_IP" --endpoint-reconciler-type=lease)
   launch kube-apiserver "$K8S_BIN/kube-apiserver" \
-    --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" "${net[@]}" --secure-port="$APISERVER_PORT" \
     --tls-cert-file="$PKI_DIR/apiserver.crt" --tls-private-key-file="$PKI_DIR/apiserver.key" \
     --client-ca-file="$PKI_DIR/ca.crt" \
     --authorization-mode=Node,RBAC \
@@ -275,7 +308,6 @@ start_apiserver() {
     --service-account-signing-key-file="$PKI_DIR/sa.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --allow-privileged=true \
-    --endpoint-reconciler-type=none \
     --kubelet-client-certificate="$PKI_DIR/apiserver-kubelet-client.crt" \
     --kubelet-client-key="$PKI_DIR/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$PKI_DIR/ca.crt" \
@@ -353,10 +385,18 @@ cmd_up() {
     bash "$HACK_DIR/build-k8s.sh" >>"$LOG_DIR/build-k8s.log" 2>&1 || die "build failed, see $LOG_DIR/build-k8s.log"
   fi
   [[ -x "$PYTHON" ]] || die "no virtualenv at $REPO_ROOT/.venv"
+  check_mode
+  [[ "$NODE_MODE" == real ]] && build_real_node
   make_pki
   choose_ports
   load_ports
   write_kubeconfigs
+  if [[ "$NODE_MODE" == real ]]; then
+    NODE_IP="$(node_ip)"
+    [[ -n "$NODE_IP" ]] || die "no global IPv4 address on this host to advertise (set GUIDELINE_NODE_IP)"
+    real_node_pki "$NODE_IP"
+  fi
+  echo "$NODE_MODE" > "$NODE_MODE_FILE"
   local phases=()
   if ! is_running etcd; then start_etcd; started+=(etcd); fi
   wait_until 60 etcd etcd etcd_ready
@@ -366,7 +406,7 @@ cmd_up() {
   phases+=("apiserver $(elapsed "$t0")s")
   if ! is_running kube-controller-manager; then start_controller_manager; started+=(kube-controller-manager); fi
   if ! is_running kube-scheduler; then start_scheduler; started+=(kube-scheduler); fi
-  if ! is_running node-agent; then start_node_agent; started+=(node-agent); fi
+  [[ "$NODE_MODE" == agent ]] && ! is_running node-agent && { start_node_agent; started+=(node-agent); }
   kubectl apply --server-side --force-conflicts -f "$REPO_ROOT/crds/" >/dev/null
   # GuidelineJobs' admission policies (created-by from the request's user, the runner's
   # status writes limited to its own GuidelineJob).
@@ -374,11 +414,12 @@ cmd_up() {
   wait_until 60 kube-controller-manager kube-controller-manager healthz "$KCM_PORT"
   wait_until 60 kube-scheduler kube-scheduler healthz "$SCHEDULER_PORT"
   phases+=("controllers $(elapsed "$t0")s")
-  wait_until 90 node-agent "node $NODE_NAME (Ready, untainted)" node_ready
+  [[ "$NODE_MODE" == real ]] && start_real_node "$NODE_IP" "$t0"
+  wait_until 90 "$([[ "$NODE_MODE" == real ]] && echo kubelet || echo node-agent)" "node $NODE_NAME (Ready, untainted)" node_ready
   phases+=("node $(elapsed "$t0")s")
   kubectl wait --for=condition=Established --timeout=60s -f "$REPO_ROOT/crds/" >/dev/null
   if ((${#started[@]})); then
-    log "started ${started[*]}; control plane ready in $(elapsed "$t0")s (ready at: ${phases[*]})"
+    log "started ${started[*]}; cluster ($NODE_MODE node) ready in $(elapsed "$t0")s (ready at: ${phases[*]})"
   else
     log "already running and healthy"
   fi
@@ -440,13 +481,19 @@ stop_pod_processes() {
 cmd_down() {
   local purge=false c
   [[ "${1:-}" == --purge ]] && purge=true
-  for c in node-agent kube-scheduler kube-controller-manager kube-apiserver etcd; do
+  stop_component helm-demo-port-forward
+  stop_component node-agent
+  stop_pod_processes
+  stop_real_node
+  for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do
     stop_component "$c"
   done
-  stop_pod_processes
+  rm -f "$NODE_MODE_FILE"
   if $purge; then
     rm -rf "$ETCD_DIR" "$PKI_DIR" "$RUN_DIR" "$KUBECONFIG_PATH" "$LOCAL_DIR"/*.kubeconfig \
-      "$LOCAL_DIR/kube-scheduler.yaml"
+      "$LOCAL_DIR/kube-scheduler.yaml" "$LOCAL_DIR/kubelet.yaml" "$LOCAL_DIR/kube-proxy.yaml" \
+      "$LOCAL_DIR/Corefile" "$CNI_DIR" "$KUBELET_DIR"
+    [[ -n "$(node_mounts)" ]] || rm -rf "$CONTAINERD_DIR"
     log "stopped; certificates, etcd data and kubeconfigs removed"
   else
     log "stopped (certificates and etcd data kept; 'down --purge' removes them)"
@@ -482,6 +529,17 @@ valid_component() {
   die "unknown component '$1' (one of: ${COMPONENTS[*]})"
 }
 
+# check_mode: a running cluster is not switched to the other node under it.
+check_mode() {
+  local running c
+  running="$(cat "$NODE_MODE_FILE" 2>/dev/null || true)"
+  [[ -z "$running" || "$running" == "$NODE_MODE" ]] && return 0
+  for c in "${ALL_COMPONENTS[@]}"; do
+    is_running "$c" && die "the cluster runs with GUIDELINE_NODE=$running; run 'hack/cluster.sh down' first"
+  done
+  return 0
+}
+
 # One cluster.sh at a time changes the cluster: test sessions running side by side all call
 # `up`, and a `down` must not interleave with a start.
 lock() {
@@ -491,7 +549,7 @@ lock() {
 }
 
 case "${1:-}" in
-  up | down | stop | restart) lock ;;
+  up | down | stop | restart | import-images) lock ;;
 esac
 case "${1:-}" in
   up) cmd_up ;;
@@ -500,5 +558,6 @@ case "${1:-}" in
   stop) valid_component "${2:-}"; stop_component "$2" ;;
   restart) valid_component "${2:-}"; stop_component "$2"; cmd_up ;;
   kubeconfig) echo "$KUBECONFIG_PATH" ;;
-  *) echo "usage: $0 up | down [--purge] | status | stop COMPONENT | restart COMPONENT | kubeconfig" >&2; exit 2 ;;
+  import-images) is_running containerd || die "the real node's containerd is not running"; import_images ;;
+  *) echo "usage: $0 up | down [--purge] | status | stop COMPONENT | restart COMPONENT | kubeconfig | import-images" >&2; exit 2 ;;
 esac

@@ -3,7 +3,8 @@
 # PostgreSQL's server (Debian), openssl, util-linux (unshare), Go >= 1.26 for the control
 # plane build, chromium (headless: the screenshot test of `guideline-client show --html`);
 # buildah, runc and debootstrap for `make image` (images built from Debian packages, no
-# registry). Idempotent and quick when everything is present.
+# registry); the CNI plugins and iptables for the real local node (GUIDELINE_NODE=real).
+# Idempotent and quick when everything is present.
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
@@ -18,6 +19,8 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v buildah >/dev/null || need+=(buildah)
 command -v runc >/dev/null || need+=(runc)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+[[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || need+=(iptables)
 if ((${#need[@]})); then
   echo "[deps] apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -30,4 +30,9 @@ POSTGRES_IMAGE="docker.io/library/guideline-ingest-postgresql:$POSTGRESQL_MAJOR"
 DEBIAN_BASE_IMAGE="localhost/guideline-ingest-debian:$DEBIAN_SUITE"
 PYTHON_BASE_IMAGE="localhost/guideline-ingest-python:$DEBIAN_SUITE"
 IMAGE_CACHE="$GI_CACHE_ROOT/images"
-NODE_BIN="$K8S_CACHE/node/bin"
+# The real node's own pieces (hack/build-node.sh), each in a cache keyed by its version.
+CONTAINERD_BIN="$GI_CACHE_ROOT/containerd-$CONTAINERD_VERSION/bin"
+COREDNS_BIN="$GI_CACHE_ROOT/coredns-$COREDNS_VERSION/bin"
+PAUSE_IMAGE="localhost/guideline-ingest-pause:$PAUSE_VERSION"
+# Debian's containernetworking-plugins.
+CNI_BIN_DIR=/usr/lib/cni

@@ -6,9 +6,10 @@ settings) admitted as a pod by PodSecurity, the README's least-privilege table p
 each ServiceAccount's own token, the CRDs rendered exactly from crds/, and skaffold.yaml
 consistent with the chart.
 
-No container runtime here: the local node agent runs only what the tests start, and the
-Deployment/StatefulSet controllers are not running, so the chart's pods are judged by
-admission (the API server's PodSecurity plugin), not run."""
+On the default node (the node agent) the Deployment/StatefulSet controllers are not
+running, so the chart's pods are judged by admission (the API server's PodSecurity plugin),
+not run; `test_chart_runs_on_the_real_node` (marker node, `make test-node`) runs them in
+containers on the real node."""
 
 from __future__ import annotations
 
@@ -687,3 +688,147 @@ def test_submit_run_complete_with_the_charts_service_accounts(
         fake.stop()
         helm.run("uninstall", RELEASE, "-n", ns, "--wait=false", check=False)
         cluster.delete_namespace(ns)
+
+
+@contextlib.contextmanager
+def port_forward(cluster: LocalCluster, namespace: str, target: str, port: int) -> Iterator[str]:
+    """`kubectl port-forward` of target's port to a free loopback port; yields the URL."""
+    local = free_port()
+    proc = subprocess.Popen(
+        [str(cluster.kubectl_path), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
+         "port-forward", "--address", "127.0.0.1", target, f"{local}:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{local}"
+    try:
+
+        def live() -> bool:
+            try:
+                return httpx.get(f"{url}/health/live", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(live, timeout=60, message=f"the API through port-forward of {target}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def release_objects(cluster: LocalCluster, namespace: str) -> list[str]:
+    """What of the release runs or exists in the namespace (by its instance label)."""
+    out = cluster.kubectl(
+        "-n", namespace, "get",
+        "pods,services,deployments,statefulsets,replicasets,jobs,configmaps,secrets,"
+        "networkpolicies,poddisruptionbudgets,serviceaccounts,roles,rolebindings",
+        "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "name",
+    ).stdout  # fmt: skip
+    return out.split()
+
+
+@pytest.mark.node
+def test_chart_runs_on_the_real_node(
+    cluster: LocalCluster, helm: Helm, crds: None, tmp_path: Path
+) -> None:
+    """`make helm-demo`'s install as a test, on the real node (GUIDELINE_NODE=real): the
+    images of `make image` in containers, the in-chart PostgreSQL, NetworkPolicies on, a
+    restricted namespace. Every pod becomes Ready through its own probes; a job submitted
+    through the API Service reaches COMPLETED by a runner pod in a container of the image;
+    `helm upgrade` with a changed value rolls the Deployment; `helm uninstall` leaves
+    nothing of the release but the PostgreSQL claim a StatefulSet keeps."""
+    from support.containers import build_images, image_names
+
+    build_images()
+    app_image, _ = image_names()
+    ns = restricted_namespace(cluster, "t-chart-node")
+    volume = tmp_path / "pgdata"
+    volume.mkdir()
+    os.chown(volume, 999, 999)
+    volume.chmod(0o700)
+    pv = f"{ns}-postgresql"
+    cluster.create({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+        "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": {"path": str(volume), "type": "Directory"},
+            "claimRef": {"namespace": ns, "name": f"data-{RELEASE}-postgresql-0"},
+        },
+    })  # fmt: skip
+    api_key = f"node-{uuid.uuid4().hex}"
+    try:
+        helm.run(
+            "install", RELEASE, str(CHART), "-n", ns, "--set=crds.install=false",
+            "--set=fullnameOverride=gi", "--set=networkPolicy.enabled=true",
+            "--set=postgresql.image.repository=guideline-ingest-postgresql",
+            "--set-string=postgresql.image.tag=15",
+            f"--set=api.apiKeys.hashes[0]=node:{hash_key(api_key)}",
+        )  # fmt: skip
+        for workload in (
+            "statefulset/gi-postgresql",
+            "deployment/gi-api",
+            "statefulset/gi-operator",
+        ):
+            cluster.kubectl("-n", ns, "rollout", "status", workload, "--timeout=300s", timeout=320)
+        pods = cluster.pods(ns, f"app.kubernetes.io/instance={RELEASE}")
+        assert len(pods) == 5, [p["metadata"]["name"] for p in pods]  # 2 API, 2 operator, PG
+        for pod in pods:
+            ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")
+            assert ready["status"] == "True", pod["metadata"]["name"]
+            for container in pod["spec"]["containers"]:
+                assert container.get("readinessProbe"), (pod["metadata"]["name"], container["name"])
+            for status in pod["status"]["containerStatuses"]:
+                assert status["containerID"].startswith("containerd://"), status
+
+        with port_forward(cluster, ns, "service/gi-api", 8000) as url:
+            headers = {"Authorization": f"Bearer {api_key}"}
+            text = (REPO_ROOT / "examples" / "hand-hygiene.md").read_text()
+            created = httpx.post(
+                f"{url}/jobs", json={"guideline_text": text, "title": "Hand hygiene"},
+                headers=headers, timeout=30,
+            )  # fmt: skip
+            assert created.status_code == 202, created.text
+            event_id = created.json()["event_id"]
+
+            def finished() -> dict[str, Any] | None:
+                job = httpx.get(f"{url}/jobs/{event_id}", headers=headers, timeout=10).json()
+                return job if job["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
+
+            job = wait_for(finished, timeout=300, interval=1, message="the job finished")
+            assert job["status"] == "COMPLETED", job
+        runners = cluster.pods(ns, "app.kubernetes.io/component=runner")
+        assert runners, "no runner pod"
+        runner = runners[0]["status"]["containerStatuses"][0]
+        assert runner["containerID"].startswith("containerd://")
+        assert runner["image"] == app_image
+        assert runner["state"]["terminated"]["exitCode"] == 0
+
+        def api_pods() -> list[dict[str, Any]]:
+            return cluster.pods(ns, "app.kubernetes.io/component=api")
+
+        old_hashes = {p["metadata"]["labels"]["pod-template-hash"] for p in api_pods()}
+        helm.run(
+            "upgrade", RELEASE, str(CHART), "-n", ns, "--reuse-values", "--set=api.logLevel=DEBUG"
+        )
+        cluster.kubectl(
+            "-n", ns, "rollout", "status", "deployment/gi-api", "--timeout=300s", timeout=320
+        )  # fmt: skip
+
+        def rolled() -> list[dict[str, Any]] | None:
+            pods = [p for p in api_pods() if not p["metadata"].get("deletionTimestamp")]
+            hashes = {p["metadata"]["labels"]["pod-template-hash"] for p in pods}
+            return pods if len(pods) == 2 and not hashes & old_hashes else None
+
+        for pod in wait_for(rolled, timeout=120, message="only new API pods"):
+            env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+            assert env["GUIDELINE_LOG_LEVEL"] == "DEBUG"
+
+        helm.run("uninstall", RELEASE, "-n", ns, "--wait", "--timeout=300s", timeout=320)
+
+        def gone() -> bool:
+            return not release_objects(cluster, ns)
+
+        wait_for(gone, timeout=120, message="none of the release's objects left")
+    finally:
+        cluster.delete_namespace(ns)
+        cluster.kubectl("delete", "pv", pv, "--ignore-not-found")
