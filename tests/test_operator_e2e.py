@@ -435,9 +435,12 @@ def test_max_concurrent_jobs_is_honoured_and_the_queue_says_where_a_job_stands(
             )
     assert watch.max_running <= 2
     assert watch.max_running == 2  # the slots were used
-    # Admitted (their Jobs created) in submission order.
+    # The first two take the free slots in whatever order the operator sees them (their
+    # events are handled concurrently); every job that had to wait is admitted in
+    # submission order.
     created = [r["guidelinejob"] for r in stack.op.log_records() if r.get("msg") == "created Job"]
-    assert created == names
+    assert sorted(created) == sorted(names)
+    assert created[2:] == [n for n in names if n not in created[:2]]
     assert len(watch.started) == 6
     text = stack.op.metrics()
     assert metric(text, "guideline_operator_queue_length") == 0
