@@ -21,6 +21,7 @@ from guideline_api.kubeapi import KubeGateway
 from guideline_api.limits import BodyLimitMiddleware
 from guideline_api.metrics import ApiMetrics, Figures, MetricsMiddleware, route_template
 from guideline_api.monitor import HealthMonitor
+from guideline_api.notify import EventHub
 from guideline_api.routes import audit, jobs, webhooks
 from guideline_api.webhooks.delivery import DeliveryWorker
 
@@ -113,6 +114,7 @@ def create_app(
             + 2 * settings.kube_timeout_seconds,
         ),
         tracer=tracer,
+        events=EventHub(database.url),
     )
     if not settings.auth_enabled:
         log.warning("authentication is OFF: every request is served as 'anonymous'")
@@ -126,7 +128,9 @@ def create_app(
         if settings.webhook_enabled:
             ctx.webhooks.start()
         ctx.monitor.start()
+        ctx.events.start()
         yield
+        ctx.events.stop()
         ctx.monitor.stop()
         ctx.webhooks.stop()
         ctx.dispatcher.stop()
