@@ -1,7 +1,8 @@
 """`guideline-client` as its console script against a real `guideline-api` process on
 PostgreSQL (no cluster: the test writes job states as the operator would): -o table|json|
-yaml, --version, shell completion, and `wait` / `submit --wait` following the event stream
-through a killed and restarted API, a dropped connection and 503s, and Ctrl-C."""
+yaml, shell completion (--version: tests/test_version.py), and `wait` / `submit --wait`
+following the event stream through a killed and restarted API, a dropped connection and
+503s, and Ctrl-C."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from guideline_core import db, version
+from guideline_core import db
 from guideline_core.resource import Phase
 from support.api import ApiProcess, auth
 from support.cli import CliProcess, run_cli
@@ -62,12 +63,6 @@ def mirror(database: db.Database, event_id: str, status: Phase, attempts: int, *
                 **kw,
             ),
         )
-
-
-def test_version_is_the_projects() -> None:
-    out = run_cli("http://127.0.0.1:9", "--version")
-    assert out.returncode == 0
-    assert out.stdout.strip() == f"guideline-client {version()}"
 
 
 def test_completion_scripts(tmp_path: Path) -> None:

@@ -32,9 +32,10 @@ Turns long written guidelines into a summary and an actionable checklist.
 
 **Flow.** `POST /jobs` (or `POST /jobs/batch` for many) records the job in PostgreSQL and
 answers **202** at once with its `event_id`; it waits neither for Kubernetes nor for the LLM.
-The API's dispatcher then creates the job's `GuidelineJob`. Poll `GET /jobs/{event_id}`
-until `status` is `COMPLETED` (with `result`), `FAILED` or `CANCELLED` (with `error`). While
-`PENDING`, `queue.position` says how many jobs of your tenant are ahead.
+The API's dispatcher then creates the job's `GuidelineJob`. Follow
+`GET /jobs/{event_id}/events` (Server-Sent Events, resumable with `Last-Event-ID`) or poll
+`GET /jobs/{event_id}` until `status` is `COMPLETED` (with `result`), `FAILED` or `CANCELLED`
+(with `error`). While `PENDING`, `queue.position` says how many jobs of your tenant are ahead.
 
 **Webhooks.** Instead of polling, give `callback_url` (or have a tenant default): every
 terminal state is POSTed there as the job's JSON, signed as the Standard Webhooks
