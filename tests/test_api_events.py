@@ -245,6 +245,8 @@ def test_many_streams_share_one_listener_and_no_pooled_connection(
             assert cur.fetchone()[0] == 2  # one per replica
         # 12 open streams on a pool of 4 connections, and the API still answers.
         assert httpx.get(f"{a.url}/jobs/{event_id}", headers=auth()).status_code == 200
+        metrics = httpx.get(f"{a.url}/metrics").text
+        assert "\nguideline_api_event_streams 12.0\n" in metrics
         mirror(database, event_id, Phase.COMPLETED, 1, result={"s": 1})
         assert all(statuses(r.until_end()) == ["COMPLETED"] for r in readers)
     finally:

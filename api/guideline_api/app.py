@@ -189,4 +189,5 @@ def create_app(
         return Figures(snap.counts, snap.age(), heartbeat_age)
 
     ctx.metrics.add_queue_collector(figures)
+    ctx.metrics.event_streams.set_function(ctx.events.streams)
     return app

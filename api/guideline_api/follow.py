@@ -61,7 +61,8 @@ class Progress:
 
 
 class _Reader(threading.Thread):
-    """Reads the stream, reconnecting, and posts ("event" | "note" | "refused" | "end", x)."""
+    """Reads the stream, reconnecting; posts ("event" | "note" | "refused" | "failed" |
+    "end", value) for the main thread."""
 
     def __init__(self, http: httpx.Client, event_id: str, out: queue.Queue[tuple[str, Any]]):
         super().__init__(name="event-stream", daemon=True)
@@ -88,6 +89,10 @@ class _Reader(threading.Thread):
                 wait = min(_retry_after(exc.response, delay), MAX_BACKOFF)
             except (httpx.HTTPError, ValueError) as exc:  # ValueError: a torn JSON line
                 reason = _why(exc)
+            except Exception as exc:  # the client closed under us, or a bug: not retried
+                if not self.stopped.is_set():
+                    self.out.put(("failed", exc))
+                return
             wait *= random.uniform(0.8, 1.2)
             self.out.put(("note", f"reconnecting in {wait:.1f}s ({reason})"))
             if self.stopped.wait(wait):
@@ -166,6 +171,8 @@ class Follow:
                     return self.progress
                 if kind == "refused":
                     raise StreamRefusedError(value)
+                if kind == "failed":
+                    raise value
                 if kind == "note":
                     self.progress.note = value
                 else:
