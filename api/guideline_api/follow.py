@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import queue
 import random
+import shutil
 import sys
 import threading
 import time
@@ -48,8 +49,8 @@ class Progress:
     note: str = ""  # e.g. "reconnecting in 2s (connection lost)"
     terminal: bool = False
 
-    def line(self, elapsed: float) -> str:
-        """The progress line, e.g. `PENDING | attempt 0 | queue position 3 | 12s`."""
+    def line(self, elapsed: float, with_id: bool = True) -> str:
+        """The progress line, e.g. `<event_id>: PENDING | attempt 0 | queue position 3 | 12s`."""
         parts = [self.status, f"attempt {self.attempts}"]
         if self.position is not None and self.status == "PENDING":
             parts.append(f"queue position {self.position}")
@@ -57,7 +58,7 @@ class Progress:
         parts.append(f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s")
         if self.note:
             parts.append(self.note)
-        return f"{self.event_id}: " + " | ".join(parts)
+        return (f"{self.event_id}: " if with_id else "") + " | ".join(parts)
 
 
 class _Reader(threading.Thread):
@@ -196,14 +197,15 @@ class Follow:
         p = self.progress
         if p.status == "?" and not p.note:
             return  # nothing to say before the first event
-        line = p.line(elapsed)
         if self.live:
-            self._printed = line
-            self.err.write("\r\033[K" + line)
+            # One line redrawn in place: without the id (printed before), cut to the width.
+            width = shutil.get_terminal_size().columns - 1
+            self._printed = p.line(elapsed, with_id=False)[:width]
+            self.err.write("\r\033[K" + self._printed)
             self.err.flush()
             return
         # Not a terminal: a line when something changed, not for the ticking clock.
         key = (p.status, p.attempts, p.position, p.note)
         if key != self._last:
             self._last = key
-            print(line, file=self.err, flush=True)
+            print(p.line(elapsed), file=self.err, flush=True)
