@@ -16,6 +16,7 @@ import pytest
 from guideline_core import db
 from guideline_core.resource import Phase
 from support.api import ALICE_KEY, BOB_KEY, ApiProcess, auth
+from support.cluster import wait_for
 from support.events import Event, StreamReader
 from support.rows import add_job
 
@@ -285,3 +286,34 @@ def test_the_events_path_is_in_the_openapi_document(apis: list[ApiProcess]) -> N
     operation = document["paths"]["/jobs/{event_id}/events"]["get"]
     assert "text/event-stream" in operation["responses"]["200"]["content"]
     assert any(p["name"] == "Last-Event-ID" for p in operation["parameters"])
+
+
+def test_a_lost_listener_connection_comes_back_and_streams_go_on(
+    apis: list[ApiProcess], database: db.Database
+) -> None:
+    a, _ = apis
+    event_id = submit(a.url)
+    reader = StreamReader(a.url, event_id, ALICE_KEY)
+    try:
+        reader.next()
+        listeners = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = 'guideline-ingest-listener'"
+        )
+        with database.connection() as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'guideline-ingest-listener'"
+            )
+            assert cur.fetchone()[0] == 2
+
+        def listening_again() -> bool:
+            with database.connection() as conn, conn.cursor() as cur:
+                cur.execute(listeners)
+                return cur.fetchone()[0] == 2
+
+        wait_for(listening_again, timeout=30, interval=0.1, message="listeners back")
+        mirror(database, event_id, Phase.COMPLETED, 1, result={"s": 1})
+        assert statuses(reader.until_end()) == ["COMPLETED"]
+    finally:
+        reader.close()
