@@ -261,10 +261,11 @@ class ApiSettings(CommonSettings):
         "often, and only after some job's state changed (then a `queue` event if it moved).",
     )
     graceful_shutdown_seconds: int = Field(
-        5,
+        10,
         ge=1,
-        description="On shutdown, requests still running after this (event streams: clients "
-        "reconnect with Last-Event-ID to another replica) are cancelled.",
+        description="On shutdown, requests still running after this are cancelled: event "
+        "streams, which never end by themselves (their clients resume with Last-Event-ID on "
+        "another replica). Keep it below the pod's termination grace period (30 s).",
     )
 
 
