@@ -26,7 +26,6 @@ from guideline_api.review_html import review_page
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 LOCAL_KEY_FILE = Path(".local") / "api-key"
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 FORMATS = ("table", "json", "yaml")
