@@ -21,6 +21,7 @@ from guideline_api.kubeapi import KubeGateway
 from guideline_api.limits import BodyLimitMiddleware
 from guideline_api.metrics import ApiMetrics, Figures, MetricsMiddleware, route_template
 from guideline_api.monitor import HealthMonitor
+from guideline_api.notify import EventHub
 from guideline_api.routes import audit, jobs, webhooks
 from guideline_api.webhooks.delivery import DeliveryWorker
 
@@ -31,9 +32,10 @@ Turns long written guidelines into a summary and an actionable checklist.
 
 **Flow.** `POST /jobs` (or `POST /jobs/batch` for many) records the job in PostgreSQL and
 answers **202** at once with its `event_id`; it waits neither for Kubernetes nor for the LLM.
-The API's dispatcher then creates the job's `GuidelineJob`. Poll `GET /jobs/{event_id}`
-until `status` is `COMPLETED` (with `result`), `FAILED` or `CANCELLED` (with `error`). While
-`PENDING`, `queue.position` says how many jobs of your tenant are ahead.
+The API's dispatcher then creates the job's `GuidelineJob`. Follow
+`GET /jobs/{event_id}/events` (Server-Sent Events, resumable with `Last-Event-ID`) or poll
+`GET /jobs/{event_id}` until `status` is `COMPLETED` (with `result`), `FAILED` or `CANCELLED`
+(with `error`). While `PENDING`, `queue.position` says how many jobs of your tenant are ahead.
 
 **Webhooks.** Instead of polling, give `callback_url` (or have a tenant default): every
 terminal state is POSTed there as the job's JSON, signed as the Standard Webhooks
@@ -113,6 +115,7 @@ def create_app(
             + 2 * settings.kube_timeout_seconds,
         ),
         tracer=tracer,
+        events=EventHub(database.url),
     )
     if not settings.auth_enabled:
         log.warning("authentication is OFF: every request is served as 'anonymous'")
@@ -126,7 +129,9 @@ def create_app(
         if settings.webhook_enabled:
             ctx.webhooks.start()
         ctx.monitor.start()
+        ctx.events.start()
         yield
+        ctx.events.stop()
         ctx.monitor.stop()
         ctx.webhooks.stop()
         ctx.dispatcher.stop()
@@ -184,4 +189,5 @@ def create_app(
         return Figures(snap.counts, snap.age(), heartbeat_age)
 
     ctx.metrics.add_queue_collector(figures)
+    ctx.metrics.event_streams.set_function(ctx.events.streams)
     return app

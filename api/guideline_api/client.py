@@ -17,14 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import shtab
+import yaml
 from guideline_core import version
 
+from guideline_api.follow import Follow, StreamRefusedError
 from guideline_api.review_html import review_page
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 LOCAL_KEY_FILE = Path(".local") / "api-key"
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+FORMATS = ("table", "json", "yaml")
 
 EPILOG = """\
 examples:
@@ -33,20 +37,33 @@ examples:
   guideline-client status 0192f7a0-...        # the job, its summary and checklist
   guideline-client show 0192f7a0-... --html -o review.html   # sources highlighted
   guideline-client list --needs-review        # results below a review threshold
-  guideline-client wait 0192f7a0-... --timeout 300
+  guideline-client wait 0192f7a0-... --timeout 300   # follows the job's event stream
+  guideline-client -o yaml status 0192f7a0-...      # or -o json: the API's object
   guideline-client list --status FAILED       # the dead-letter queue
   guideline-client cancel 0192f7a0-...
   guideline-client retry 0192f7a0-...
+  source <(guideline-client completion bash)   # or: completion zsh
 
 connection:
   --url      default $GUIDELINE_API_URL, else http://127.0.0.1:8000
   --api-key  default $GUIDELINE_API_KEY, else the file .local/api-key (written by `make up`)
+
+output:
+  -o table (default; text for people), -o json or -o yaml (the API's objects, for
+  scripts) on every command that prints a job or a list; --json is -o json
+
+waiting (submit --wait, wait):
+  prints the event_id, then follows GET /jobs/{id}/events with a progress line on stderr
+  (state, attempt, queue position, elapsed); a dropped connection, a restarted API or a
+  503 is survived by reconnecting with Last-Event-ID (backoff capped at 10 s); Ctrl-C
+  stops waiting, not the job
 
 exit status:
   0 success (for submit --wait / wait: the job COMPLETED)
   1 the job ended FAILED or CANCELLED
   2 the request failed (HTTP error, API unreachable, bad arguments)
   3 wait timed out (the job is still running; wait again later)
+  130 interrupted (Ctrl-C); a job being waited for keeps running
 """
 
 
@@ -73,7 +90,7 @@ class Api:
     """A thin HTTP client of the guideline-ingest API."""
 
     def __init__(self, url: str, api_key: str | None, timeout: float = 30.0):
-        headers = {"User-Agent": "guideline-client/0.1"}
+        headers = {"User-Agent": f"guideline-client/{version()}"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
@@ -114,22 +131,26 @@ class Api:
         """POST /jobs/batch (item i's key is `<idempotency_key>:<i>`, so it is safe to retry)."""
         return self._post_safely("/jobs/batch", {"items": items}, idempotency_key)
 
-    def get(self, event_id: str) -> dict[str, Any]:
-        """GET /jobs/{event_id}."""
-        return self.request("GET", f"/jobs/{event_id}").json()
+    def get(self, event_id: str, attempts: int = 1) -> dict[str, Any]:
+        """GET /jobs/{event_id}; with `attempts` > 1 transient failures (503, a restarting
+        API) are retried."""
+        for attempt in range(attempts):
+            try:
+                return self.request("GET", f"/jobs/{event_id}").json()
+            except ClientError as exc:
+                if exc.retry_after is None or attempt == attempts - 1:
+                    raise
+                time.sleep(min(exc.retry_after, 5.0))
+        raise AssertionError("unreachable")
 
-    def wait(self, event_id: str, timeout: float, interval: float = 1.0) -> dict[str, Any]:
-        """Poll until the job is terminal; raise TimeoutError with the last state."""
-        deadline = time.monotonic() + timeout
-        delay = min(0.25, interval)
-        while True:
-            job = self.get(event_id)
-            if job["status"] in TERMINAL:
-                return job
-            if time.monotonic() >= deadline:
-                raise TimeoutError(job)
-            time.sleep(delay)
-            delay = min(delay * 1.5, interval)
+    def wait(self, event_id: str, timeout: float) -> dict[str, Any]:
+        """Follow the job's event stream until it is terminal (progress on stderr), then
+        read it; TimeoutError (with the Progress) after `timeout` seconds."""
+        try:
+            Follow(self.http, event_id).run(timeout)
+        except StreamRefusedError as exc:
+            raise _error_of(exc.response) from None
+        return self.get(event_id, attempts=10)
 
 
 def _error_of(response: httpx.Response) -> ClientError:
@@ -283,8 +304,15 @@ def format_list(page: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def render(data: Any, output: str) -> str:
+    """`data` (an API object) as JSON or YAML."""
+    if output == "yaml":
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip("\n")
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else text)
+    print(text if args.output == "table" else render(data, args.output))
 
 
 def _exit_for(job: dict[str, Any]) -> int:
@@ -322,8 +350,11 @@ def cmd_submit(api: Api, args: argparse.Namespace) -> int:
     if not args.wait:
         _emit(args, job, f"{job['event_id']}  {job['status']}")
         return EXIT_OK
-    if not args.json:
-        print(f"submitted {job['event_id']}; waiting...", file=sys.stderr)
+    print(
+        f"submitted {job['event_id']}; waiting (Ctrl-C stops waiting, not the job)",
+        file=sys.stderr,
+        flush=True,
+    )
     return _wait_and_print(api, args, job["event_id"])
 
 
@@ -339,26 +370,43 @@ def cmd_batch(api: Api, args: argparse.Namespace) -> int:
         answer = api.submit_batch(items, f"{key}:{start}")
         for file, item in zip(files, answer["items"], strict=True):
             results.append({"file": file, **item})
+            table = args.output == "table"
             if "error" in item:
                 refused += 1
-                if not args.json:
+                if table:
                     error = item["error"]
                     print(f"{file}: {error['reason']}: {error['message']}", file=sys.stderr)
-            elif not args.json:
+            elif table:
                 print(f"{item['event_id']}  {item['status']}  {file}")
-    if args.json:
-        print(json.dumps({"items": results}, indent=2, ensure_ascii=False))
+    if args.output != "table":
+        print(render({"items": results}, args.output))
     return EXIT_ERROR if refused else EXIT_OK
 
 
 def _wait_and_print(api: Api, args: argparse.Namespace, event_id: str) -> int:
+    again = f"guideline-client wait {event_id}"
     try:
-        job = api.wait(event_id, args.timeout, args.interval)
+        job = api.wait(event_id, args.timeout)
     except TimeoutError as exc:
-        job = exc.args[0]
+        status = exc.args[0].status
+        print(
+            f"timed out after {args.timeout:g} s; job {event_id} is {status} and keeps "
+            f"running; wait again with: {again}",
+            file=sys.stderr,
+        )
+        try:
+            job = api.get(event_id)
+        except ClientError:
+            return EXIT_TIMEOUT
         _emit(args, job, format_job(job))
-        print(f"timed out after {args.timeout:g} s; job is {job['status']}", file=sys.stderr)
         return EXIT_TIMEOUT
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: job {event_id} keeps running; follow it again with: {again} "
+            f"(or stop it: guideline-client cancel {event_id})",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     _emit(args, job, format_job(job))
     return _exit_for(job)
 
@@ -372,6 +420,8 @@ def cmd_status(api: Api, args: argparse.Namespace) -> int:
 
 def cmd_show(api: Api, args: argparse.Namespace) -> int:
     """Show one job with its guideline: as text, or as an HTML review page."""
+    if not args.html and args.output not in FORMATS:
+        raise ClientError(f"-o {args.output}: choose table, json or yaml (a file only with --html)")
     job = api.request("GET", f"/jobs/{args.event_id}", params={"include": "text"}).json()
     if not args.html:
         _emit(args, job, format_job(job))
@@ -379,7 +429,7 @@ def cmd_show(api: Api, args: argparse.Namespace) -> int:
     if job["status"] != "COMPLETED":
         raise ClientError(f"job {job['event_id']} is {job['status']}; nothing to review yet")
     page = review_page(job)
-    if args.output in (None, "-"):
+    if args.output in (None, "-", "table"):
         sys.stdout.write(page)
     else:
         Path(args.output).write_text(page, encoding="utf-8")
@@ -389,6 +439,11 @@ def cmd_show(api: Api, args: argparse.Namespace) -> int:
 
 def cmd_wait(api: Api, args: argparse.Namespace) -> int:
     """Wait for a job to finish and show it."""
+    print(
+        f"waiting for {args.event_id} (Ctrl-C stops waiting, not the job)",
+        file=sys.stderr,
+        flush=True,
+    )
     return _wait_and_print(api, args, args.event_id)
 
 
@@ -423,7 +478,7 @@ def cmd_retry(api: Api, args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
 
-    def connection_options(defaults: bool) -> argparse.ArgumentParser:
+    def connection_options(defaults: bool, formats: bool = True) -> argparse.ArgumentParser:
         # Sub-commands repeat the options (so they go before or after the command) with
         # suppressed defaults, which would otherwise overwrite a value given before it.
         opts = argparse.ArgumentParser(add_help=False)
@@ -441,8 +496,21 @@ def build_parser() -> argparse.ArgumentParser:
             default=default(None),
             help="API key (env GUIDELINE_API_KEY, else the file .local/api-key)",
         )
+        if formats:
+            opts.add_argument(
+                "-o",
+                "--output",
+                choices=FORMATS,
+                default=default("table"),
+                help="table (default: text), json or yaml (the API's objects)",
+            )
         opts.add_argument(
-            "--json", action="store_true", default=default(False), help="print raw JSON"
+            "--json",
+            action="store_const",
+            const="json",
+            dest="output",
+            default=default("table"),
+            help="the same as -o json",
         )
         return opts
 
@@ -466,12 +534,19 @@ def build_parser() -> argparse.ArgumentParser:
             "--timeout", type=float, default=600, help="seconds to wait (default %(default)s)"
         )
         p.add_argument(
-            "--interval", type=float, default=2.0, help="poll period (default %(default)s)"
+            "--interval",
+            type=float,
+            default=2.0,
+            help="ignored: the wait follows the job's event stream (kept for scripts)",
         )
 
     p = add("submit", "submit a guideline file (UTF-8 text; `-` reads stdin)")
-    p.add_argument("file", help="the guideline text file, or - for stdin")
-    p.add_argument("--wait", action="store_true", help="wait and print the result")
+    p.add_argument("file", help="the guideline text file, or - for stdin").complete = shtab.FILE
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="print the event_id, follow the job (progress on stderr), print the result",
+    )
     p.add_argument("--title", help="title shown in listings (default: the file name)")
     p.add_argument("--model", help="LLM model, e.g. gpt-4o-mini (default: the server's)")
     p.add_argument(
@@ -486,7 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_submit)
 
     p = add("batch", "submit many guideline files at once (POST /jobs/batch)")
-    p.add_argument("files", nargs="+", help="UTF-8 text files; the title is each file's name")
+    p.add_argument(
+        "files", nargs="+", help="UTF-8 text files; the title is each file's name"
+    ).complete = shtab.FILE
     p.add_argument("--model", help="LLM model for every file (default: the server's)")
     p.add_argument(
         "--provider", choices=["openai", "extractive"], help="default: the server's setting"
@@ -505,12 +582,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("event_id")
     p.set_defaults(func=cmd_status)
 
-    p = add("show", "show a job with its sources; --html writes a page to review them")
+    help_text = "show a job with its sources; --html writes a page to review them"
+    p = sub.add_parser(
+        "show",
+        help=help_text,
+        description=help_text,
+        parents=[connection_options(defaults=False, formats=False)],
+    )
     p.add_argument("event_id")
     p.add_argument(
         "--html", action="store_true", help="the guideline with each item's source highlighted"
     )
-    p.add_argument("-o", "--output", help="file for the HTML page (default: stdout)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=argparse.SUPPRESS,
+        help="table, json or yaml; with --html: the file for the page (default: stdout)",
+    ).complete = shtab.FILE
     p.set_defaults(func=cmd_show)
 
     p = add("wait", "wait until a job finishes, then show it")
@@ -539,7 +627,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("retry", "start a new attempt of a FAILED or CANCELLED job")
     p.add_argument("event_id")
     p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser(
+        "completion",
+        help="print a shell completion script: source <(guideline-client completion bash)",
+        description="Print the completion script of a shell (generated from this parser "
+        "by shtab). bash: `source <(guideline-client completion bash)` or save it in "
+        "~/.local/share/bash-completion/completions/guideline-client; zsh: save it as "
+        "_guideline-client in a directory of $fpath.",
+    )
+    p.add_argument("shell", choices=["bash", "zsh"])
+    p.set_defaults(func=lambda _api, args: cmd_completion(parser, args))
     return parser
+
+
+def cmd_completion(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Print the completion script for `args.shell`."""
+    print(shtab.complete(parser, shell=args.shell))
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,7 @@ from guideline_api.dispatcher import Dispatcher
 from guideline_api.kubeapi import KubeGateway
 from guideline_api.metrics import ApiMetrics
 from guideline_api.monitor import HealthMonitor
+from guideline_api.notify import EventHub
 from guideline_api.webhooks.delivery import DeliveryWorker
 
 
@@ -28,4 +29,5 @@ class Context:
     dispatcher: Dispatcher
     monitor: HealthMonitor  # the cached figures of /health and /metrics
     webhooks: DeliveryWorker  # the webhook outbox's delivery worker
+    events: EventHub  # the process's LISTEN connection, waking job event streams
     tracer: Tracer = NOOP  # spans of submissions (guideline_api.tracing)

@@ -35,6 +35,7 @@ class Reason:
     TEXT_TOO_LONG = "text_too_long"
     INVALID_EVENT_ID = "invalid_event_id"
     INVALID_CURSOR = "invalid_cursor"
+    INVALID_LAST_EVENT_ID = "invalid_last_event_id"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     NOT_FOUND = "not_found"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guideline_core.resource import Phase
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.routing import BaseRoute, Match
@@ -85,6 +85,12 @@ class ApiMetrics:
         self.webhook_abandoned = Counter(
             "guideline_webhook_deliveries_abandoned",
             "Webhook deliveries given up: no 2xx within webhook_max_age_seconds.",
+            registry=self.registry,
+        )
+
+        self.event_streams = Gauge(
+            "guideline_api_event_streams",
+            "Job event streams (GET /jobs/{event_id}/events) open in this process.",
             registry=self.registry,
         )
 

@@ -372,3 +372,34 @@ class Health(BaseModel):
     figures_age_seconds: float = Field(
         0.0, description="Age of these figures (refreshed in the background)."
     )
+
+
+class EventQueue(BaseModel):
+    """A PENDING job's place, as its event stream reports it."""
+
+    position: int = Field(description="1 = next of its tenant to start.")
+
+
+class JobEvent(BaseModel):
+    """The `data:` of a `status` event of GET /jobs/{event_id}/events (its `id:` is `id`)."""
+
+    id: int = Field(description="Increasing; send it back as Last-Event-ID to resume.")
+    event_id: str
+    status: str = Field(description="PENDING, PROCESSING, COMPLETED, FAILED or CANCELLED.")
+    attempts: int = Field(description="Pod attempts so far (all runs).")
+    run: int = Field(description="0 for the first run, N for the N-th retry request.")
+    reason: str | None = Field(None, description="Why: Accepted, RetryRequested, a failure...")
+    message: str | None = None
+    at: datetime
+    terminal: bool = Field(description="True for COMPLETED, FAILED and CANCELLED.")
+    queue: EventQueue | None = Field(
+        None, description="While PENDING, on the job's latest event: its queue position."
+    )
+
+
+class QueueEvent(BaseModel):
+    """The `data:` of a `queue` event (no `id:`): a PENDING job's queue position moved."""
+
+    event_id: str
+    status: str
+    queue: EventQueue

@@ -385,6 +385,16 @@ def get(
     return JobDetail(row=row, queue=queue, history=history, text=text, deliveries=deliveries)
 
 
+def get_visible_state(ctx: Context, principal: Principal, event_id: uuid.UUID) -> dict[str, Any]:
+    """A job's status columns if the caller may see it (404 like a missing one otherwise)."""
+    with _transaction(ctx) as conn:
+        row = db.job_state(conn, event_id)
+    if not _visible(principal, row):
+        raise _not_found(event_id)
+    assert row is not None
+    return row
+
+
 def list_page(
     ctx: Context,
     principal: Principal,

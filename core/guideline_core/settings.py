@@ -247,6 +247,26 @@ class ApiSettings(CommonSettings):
         description="/health and /metrics answer from figures refreshed in the background this "
         "often (never a count per call); each answer says how old its figures are.",
     )
+    sse_heartbeat_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="An idle GET /jobs/{event_id}/events stream sends an SSE comment this "
+        "often (keeps proxies from closing it; a missing job's stream notices it), and "
+        "re-reads the job's events as a safety net for a lost NOTIFY.",
+    )
+    sse_queue_refresh_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="A PENDING job's event stream recomputes its queue position at most this "
+        "often, and only after some job's state changed (then a `queue` event if it moved).",
+    )
+    graceful_shutdown_seconds: int = Field(
+        10,
+        ge=1,
+        description="On shutdown, requests still running after this are cancelled: event "
+        "streams, which never end by themselves (their clients resume with Last-Event-ID on "
+        "another replica). Keep it below the pod's termination grace period (30 s).",
+    )
 
 
 class OperatorSettings(CommonSettings):

@@ -3,6 +3,8 @@ server on a free port, and kubeconfigs of a live or a dead Kubernetes API."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -165,3 +167,69 @@ def dispatched_row(database: Any, event_id: str, timeout: float = 30) -> dict[st
         return row if ready else None
 
     return wait_for(done, timeout, 0.05, f"dispatch of job {event_id}")
+
+
+class ApiProcess:
+    """`guideline-api` as a child process on one port, with a dead Kubernetes and no
+    dispatcher (the test plays the cluster through the database): it can be killed and
+    started again on the same port, as a crashed or restarted replica is."""
+
+    def __init__(self, database_url: str, directory: Path, **settings: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = directory / "api.log"
+        self.directory = directory
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GUIDELINE_")}
+        self.env.pop("KUBECONFIG", None)
+        self.env.update(
+            GUIDELINE_DATABASE_URL=database_url,
+            GUIDELINE_HOST="127.0.0.1",
+            GUIDELINE_PORT=str(self.port),
+            GUIDELINE_API_KEY_HASHES=KEY_HASHES,
+            GUIDELINE_KUBECONFIG=str(dead_kubeconfig(directory)),
+            GUIDELINE_DISPATCHER_ENABLED="false",
+            GUIDELINE_RATE_LIMIT_PER_MINUTE="0",
+            GUIDELINE_GRACEFUL_SHUTDOWN_SECONDS="1",
+            **settings,
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ApiProcess:
+        """Start it and wait until it serves."""
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "guideline-api")],
+                env=self.env,
+                cwd=self.directory,
+                stdout=out,
+                stderr=out,
+            )
+        proc = self.proc
+
+        def live() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"guideline-api exited: {self.log.read_text()[-2000:]}")
+            try:
+                return httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(live, timeout=60, interval=0.05, message="guideline-api serving")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no graceful shutdown, open streams just break."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM and wait (killed if it does not exit)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from guideline_core.resource import Phase
+from starlette.concurrency import run_in_threadpool
 
-from guideline_api import service
+from guideline_api import events, service
 from guideline_api.deps import CtxDep, CurrentPrincipal, IdempotencyKeyHeader, RawBody
 from guideline_api.errors import ApiError, Reason
 from guideline_api.schemas import (
@@ -267,6 +269,75 @@ def get_job(
         history=detail.history,
         text=detail.text,
         deliveries=detail.deliveries,
+    )
+
+
+EVENTS_DESCRIPTION = (
+    "The job's status changes as **Server-Sent Events** (`text/event-stream`), from "
+    "PostgreSQL (its stored history, then LISTEN/NOTIFY), so any API replica serves it:\n\n"
+    "- `event: status`, `id: <n>`, `data:` a JobEvent (status, attempts, run, reason, "
+    "`queue.position` on the latest event while PENDING), one per change (PENDING, "
+    "PROCESSING, each new attempt, COMPLETED/FAILED/CANCELLED; a retry starts again at "
+    "PENDING);\n"
+    "- `event: queue` (no `id:`), `data:` a QueueEvent: a PENDING job's position moved;\n"
+    "- `: keep-alive` comments every `sse_heartbeat_seconds` (15 s) while idle.\n\n"
+    "Ids increase; send the last one you got as `Last-Event-ID` to resume with every later "
+    "event (no gap, no duplicate). The stream ends after the event that made the job "
+    "terminal (at once if it is terminal and nothing is newer than `Last-Event-ID`); on any "
+    "other end (a dropped connection, a restarted replica, PostgreSQL lost) reconnect with "
+    "`Last-Event-ID`. `retry:` suggests 2 s."
+)
+
+
+@router.get(
+    "/{event_id}/events",
+    summary="Follow a job (Server-Sent Events)",
+    description=EVENTS_DESCRIPTION,
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The event stream.",
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": (
+                        "retry: 2000\n\n"
+                        'id: 41\nevent: status\ndata: {"id":41,"status":"PENDING",'
+                        '"attempts":0,"run":0,"reason":"Accepted","terminal":false,'
+                        '"queue":{"position":3},...}\n\n'
+                        ": keep-alive\n\n"
+                        'id: 57\nevent: status\ndata: {"id":57,"status":"COMPLETED",'
+                        '"terminal":true,...}\n\n'
+                    ),
+                }
+            },
+        },
+        **AUTH_ERRORS,
+        **NOT_FOUND,
+        422: _err(Reason.INVALID_LAST_EVENT_ID, "Last-Event-ID 'x' is not an id this stream sent"),
+        **DB_DOWN,
+    },
+)
+async def job_events(
+    request: Request,
+    ctx: CtxDep,
+    principal: CurrentPrincipal,
+    event_id: str = Path(description="The job's event_id (a UUID)."),
+    last_event_id: str | None = Header(
+        None,
+        alias="Last-Event-ID",
+        description="The `id:` of the last event received: resume after it.",
+    ),
+) -> StreamingResponse:
+    """Stream a job's events (see the description above)."""
+    eid = service.parse_event_id(event_id)
+    request.state.event_id = str(eid)
+    stream = await run_in_threadpool(events.open_stream, ctx, principal, eid, last_event_id)
+    return StreamingResponse(
+        stream.frames(),
+        media_type="text/event-stream",
+        # No caching, and no buffering by a reverse proxy (nginx honours this header).
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
