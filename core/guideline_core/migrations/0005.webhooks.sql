@@ -1,6 +1,6 @@
 -- Webhooks (issue 13): a job's callback URL, the tenants' signing secrets, and the
 -- durable outbox of deliveries the API's delivery worker works off.
--- depends: 0003.grounding
+-- depends: 0004.job-events
 
 ALTER TABLE jobs ADD COLUMN callback_url text;
 
