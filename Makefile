@@ -5,9 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-# The real node's tests (marker node) run with GUIDELINE_NODE=real: `make test-node`.
-# `make test` runs the rest on the default node (the node agent).
+# `make test` runs two sessions: every test but the real node's on the default node (the
+# node agent), then the real node's (marker node, `make test-node`) on a second local
+# cluster with GUIDELINE_NODE=real, in its own runtime directory so neither inherits the
+# other's objects.
 PYTEST_MARKERS ?= not node
+REAL_NODE_ENV := GUIDELINE_NODE=real GUIDELINE_LOCAL_DIR=$(CURDIR)/.local/real-node
 # The one version of the project, defined in pyproject.toml: the image label (make image),
 # the API, the CLI and the chart's appVersion (a test compares them) all read it.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)
@@ -66,13 +69,14 @@ down: ## Stop the whole stack
 demo: up ## Start the stack, submit examples/hand-hygiene.md, print summary and checklist
 	@bash hack/stack.sh demo
 
-test: deps ## The test suite but the real node's (make test-node); starts and stops its own cluster and PostgreSQL
+test: deps ## The whole suite: node-agent session, then the real node's; starts and stops its own clusters and PostgreSQL
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/pytest -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS)
+	status=0; $(BIN)/pytest -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS) || status=$$?; \
+	  $(REAL_NODE_ENV) $(BIN)/pytest -m node $(PYTEST_ARGS) || status=$$?; exit $$status
 
-test-node: deps ## The real node's tests (GUIDELINE_NODE=real: kubelet, containerd, the chart in containers)
-	GUIDELINE_NODE=real $(BIN)/pytest -m node $(PYTEST_ARGS)
+test-node: deps ## Only the real node's tests (GUIDELINE_NODE=real: kubelet, containerd, the chart in containers)
+	$(REAL_NODE_ENV) $(BIN)/pytest -m node $(PYTEST_ARGS)
 
 test-fast: venv ## Only the tests that need no cluster and build no image
 	$(BIN)/pytest -m "not cluster and not image" $(PYTEST_ARGS)
