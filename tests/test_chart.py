@@ -823,12 +823,19 @@ def test_chart_runs_on_the_real_node(
             env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
             assert env["GUIDELINE_LOG_LEVEL"] == "DEBUG"
 
+        # The job's GuidelineJob carries the operator's finalizer: the uninstall (its
+        # pre-delete hook a Job pod in a container here) must release it, so that deleting
+        # the namespace never hangs.
+        [gj] = (cluster.try_get_json("guidelinejobs", "-n", ns) or {}).get("items", [])
+        assert "ingest.guidelines.dev/operator" in gj["metadata"].get("finalizers", [])
         helm.run("uninstall", RELEASE, "-n", ns, "--wait", "--timeout=300s", timeout=320)
 
         def gone() -> bool:
             return not release_objects(cluster, ns)
 
         wait_for(gone, timeout=120, message="none of the release's objects left")
+        assert (cluster.try_get_json("guidelinejobs", "-n", ns) or {}).get("items") == []
+        cluster.kubectl("delete", "namespace", ns, "--timeout=120s", timeout=150)
     finally:
         cluster.delete_namespace(ns)
         cluster.kubectl("delete", "pv", pv, "--ignore-not-found")
