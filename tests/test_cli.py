@@ -243,3 +243,16 @@ def test_wait_times_out_with_exit_3_and_a_missing_job_is_exit_2(api: ApiProcess)
     assert f"Job {event_id}: PENDING" in timed_out.stdout
     missing = run_cli(api.url, "wait", str(uuid.uuid4()))
     assert missing.returncode == 2 and "HTTP 404 not_found" in missing.stderr
+
+
+def test_submit_passes_the_callback_url_and_shows_why_one_is_refused(
+    api: ApiProcess, guideline: Path
+) -> None:
+    # This API does not allow private targets (GUIDELINE_WEBHOOK_ALLOW_PRIVATE unset).
+    refused = run_cli(api.url, "submit", str(guideline), "--callback-url", "http://127.0.0.1:9/h")
+    assert refused.returncode == 2, refused.stderr
+    assert "callback_url_refused" in refused.stderr
+    batch = run_cli(
+        api.url, "batch", str(guideline), "--callback-url", "http://169.254.169.254/h", "-o", "json"
+    )
+    assert "callback_url_refused" in batch.stdout + batch.stderr, (batch.stdout, batch.stderr)

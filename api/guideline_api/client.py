@@ -337,6 +337,7 @@ def _submission(file: str, args: argparse.Namespace, title: str | None) -> dict[
         ("model", args.model),
         ("provider", args.provider),
         ("max_retries", args.max_retries),
+        ("callback_url", args.callback_url),
     ):
         if value is not None:
             body[key] = value
@@ -554,6 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-retries", type=int, help="pod retries for this job (0-10)")
     p.add_argument(
+        "--callback-url", help="webhook for the job's terminal states (default: the tenant's)"
+    )
+    p.add_argument(
         "--idempotency-key",
         help="makes re-running this command safe: one key, one job (default: a new UUID)",
     )
@@ -569,6 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--provider", choices=["openai", "extractive"], help="default: the server's setting"
     )
     p.add_argument("--max-retries", type=int, help="pod retries for each job (0-10)")
+    p.add_argument(
+        "--callback-url", help="webhook for each job's terminal states (default: the tenant's)"
+    )
     p.add_argument(
         "--batch-size", type=int, default=500, help="files per request (default %(default)s)"
     )
