@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from guideline_core import db
 from guideline_core import resource as gj
 from guideline_core.resource import Phase
-from support.api import api_client, auth, dispatched_row, make_settings
+from support.api import api_client, auth, dispatched_row, make_settings, problem
 from support.cluster import LocalCluster, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -121,8 +121,8 @@ def test_cancel_of_a_finished_job_is_409(client: TestClient, database: db.Databa
         client.post(f"/jobs/{eid}/cancel", headers=auth()),
     ):
         assert response.status_code == 409
-        assert response.json()["error"]["reason"] == "job_finished"
-        assert "COMPLETED" in response.json()["error"]["message"]
+        assert problem(response)["reason"] == "job_finished"
+        assert "COMPLETED" in problem(response)["detail"]
     assert client.get(f"/jobs/{eid}", headers=auth()).json()["status"] == "COMPLETED"
 
 
@@ -246,4 +246,4 @@ def test_retry_of_a_completed_job_is_409(client: TestClient, database: db.Databa
     set_state(database, eid, Phase.COMPLETED, 1, result={"summary": "s", "checklist": []})
     response = client.post(f"/jobs/{eid}/retry", headers=auth())
     assert response.status_code == 409
-    assert response.json()["error"]["reason"] == "job_not_retryable"
+    assert problem(response)["reason"] == "job_not_retryable"

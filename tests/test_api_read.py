@@ -25,6 +25,7 @@ from support.api import (
     dead_kubeconfig,
     health_when,
     make_settings,
+    problem,
 )
 from support.rows import T0, add_job
 
@@ -129,15 +130,21 @@ def test_unknown_job_is_404_and_malformed_id_is_422(client: TestClient) -> None:
     response = client.get(f"/jobs/{unknown}", headers=auth())
     assert response.status_code == 404
     assert response.json() == {
-        "error": {"reason": "not_found", "message": f"no job with event_id {unknown}"}
+        "type": "https://guideline-ingest.dev/problems/not_found",
+        "title": "Not found",
+        "status": 404,
+        "detail": f"no job with event_id {unknown}",
+        "instance": f"/jobs/{unknown}",
+        "reason": "not_found",
     }
+    assert response.headers["content-type"] == "application/problem+json"
     response = client.get("/jobs/not-a-uuid", headers=auth())
     assert response.status_code == 422
-    assert response.json()["error"]["reason"] == "invalid_event_id"
+    assert problem(response)["reason"] == "invalid_event_id"
     assert client.post(f"/jobs/{unknown}/cancel", headers=auth()).status_code == 404
     assert client.delete("/jobs/nope", headers=auth()).status_code == 422
     assert client.post(f"/jobs/{unknown}/retry", headers=auth()).status_code == 404
-    assert client.get("/nowhere", headers=auth()).json()["error"]["reason"] == "not_found"
+    assert problem(client.get("/nowhere", headers=auth()), 404)["reason"] == "not_found"
 
 
 def test_list_newest_first_with_status_filter_and_cursor_pages(
@@ -200,7 +207,7 @@ def test_list_rejects_bad_parameters(client: TestClient) -> None:
     ):
         response = client.get("/jobs", params=params, headers=auth())
         assert response.status_code == 422, params
-        assert response.json()["error"]["reason"] == reason
+        assert problem(response)["reason"] == reason
     assert client.get("/jobs", params={"limit": 200}, headers=auth()).status_code == 200
 
 
@@ -208,11 +215,11 @@ def test_reads_require_a_valid_key(client: TestClient, database: db.Database) ->
     eid = add_job(database)
     missing = client.get(f"/jobs/{eid}")
     assert missing.status_code == 401
-    assert missing.json()["error"]["reason"] == "missing_api_key"
+    assert problem(missing)["reason"] == "missing_api_key"
     assert missing.headers["WWW-Authenticate"].startswith("Bearer")
     wrong = client.get("/jobs", headers=auth("not-the-key"))
     assert wrong.status_code == 401
-    assert wrong.json()["error"]["reason"] == "invalid_api_key"
+    assert problem(wrong)["reason"] == "invalid_api_key"
     assert 'error="invalid_token"' in wrong.headers["WWW-Authenticate"]
     basic = client.get("/jobs", headers={"Authorization": "Basic YWxpY2U6eA=="})
     assert basic.status_code == 401
@@ -259,7 +266,7 @@ def test_health_and_reads_answer_503_when_the_database_is_down(tmp_path: Path) -
         assert client.get("/health/live").status_code == 200
         response = client.get(f"/jobs/{new_event_id()}", headers=auth())
         assert response.status_code == 503
-        assert response.json()["error"]["reason"] == "database_unavailable"
+        assert problem(response)["reason"] == "database_unavailable"
         metrics = client.get("/metrics").text
         assert "guideline_api_database_up 0.0" in metrics
 

@@ -24,12 +24,14 @@ from guideline_core.settings import ApiSettings
 from support.api import (
     BOB_KEY,
     api_client,
+    api_http,
     auth,
     dead_database_url,
     dead_kubeconfig,
     dispatched_row,
     health_when,
     make_settings,
+    problem,
     running_server,
 )
 from support.cluster import LocalCluster, wait_for
@@ -140,9 +142,9 @@ def test_idempotency_key_replays_the_job_and_rejects_another_body(
         "/jobs", json={"guideline_text": TEXT + " Changed."}, headers={**auth(), **key}
     )
     assert other.status_code == 422
-    error = other.json()["error"]
+    error = problem(other)
     assert error["reason"] == "idempotency_key_reused"
-    assert "different request body" in error["message"]
+    assert "different request body" in error["detail"]
 
     # Keys are per tenant: bob's identical key names bob's own job.
     bobs = client.post("/jobs", json={"guideline_text": TEXT}, headers={**auth(BOB_KEY), **key})
@@ -184,7 +186,7 @@ def test_concurrent_posts_with_one_key_make_one_job(
 ) -> None:
     """Real HTTP requests racing through a real server: one job, one GuidelineJob."""
     rounds, racers = 3, 4
-    with running_server(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
+    with running_server(settings) as url, api_http(url, timeout=30) as http:
         for n in range(rounds):
             answers = race(http, f"race-{n}-{uuid.uuid4()}", racers)
             statuses = sorted(r.status_code for r in answers)
@@ -225,7 +227,7 @@ def test_backlog_over_the_limit_is_429_until_it_drains(
         refused = client.post("/jobs", json={"guideline_text": TEXT}, headers=auth())
         assert refused.status_code == 429
         assert refused.headers["Retry-After"] == "7"
-        assert refused.json()["error"]["reason"] == "backlog_full"
+        assert problem(refused)["reason"] == "backlog_full"
         assert count_rows(database) == 2
         wait_for(lambda: len(guideline_jobs(cluster, namespace)) == 2, 30, message="CRs")
         # The operator takes one job (PENDING -> PROCESSING): room again.
@@ -258,8 +260,8 @@ def test_tenant_backlog_is_429_while_other_tenants_submit(
         ]
         refused = client.post("/jobs", json=body, headers=auth())
         assert refused.status_code == 429
-        assert refused.json()["error"]["reason"] == "tenant_backlog_full"
-        assert "tenant alice" in refused.json()["error"]["message"]
+        assert problem(refused)["reason"] == "tenant_backlog_full"
+        assert "tenant alice" in problem(refused)["detail"]
         assert client.post("/jobs", json=body, headers=auth(BOB_KEY)).status_code == 202
     assert count_rows(database) == 3
 
@@ -275,7 +277,7 @@ def test_rate_limit_is_per_tenant_and_shared_by_api_replicas(
         assert codes == [202, 202, 202]
         limited_answer = two.post("/jobs", json=body, headers=auth())
         assert limited_answer.status_code == 429
-        assert limited_answer.json()["error"]["reason"] == "rate_limited"
+        assert problem(limited_answer)["reason"] == "rate_limited"
         assert 1 <= int(limited_answer.headers["Retry-After"]) <= 60
         # Another tenant has its own minute; reads are not limited.
         assert one.post("/jobs", json=body, headers=auth(BOB_KEY)).status_code == 202
@@ -300,7 +302,7 @@ def test_a_model_outside_the_tenants_allowlist_is_422(
             "/jobs", json={"guideline_text": TEXT, "model": "o1-pro"}, headers=auth()
         )
         assert refused.status_code == 422
-        assert refused.json()["error"]["reason"] == "model_not_allowed"
+        assert problem(refused)["reason"] == "model_not_allowed"
         bob = client.post(
             "/jobs", json={"guideline_text": TEXT, "model": "o1-pro"}, headers=auth(BOB_KEY)
         )
@@ -327,7 +329,7 @@ def test_authentication_and_audit_trail(
         assert missing.headers["WWW-Authenticate"] == 'Bearer realm="guideline-ingest"'
         wrong = client.post("/jobs", json=body, headers=auth("carol-key-2"))
         assert wrong.status_code == 401
-        assert wrong.json()["error"]["reason"] == "invalid_api_key"
+        assert problem(wrong)["reason"] == "invalid_api_key"
         assert count_rows(database) == 0
 
         carol = client.post("/jobs", json=body, headers=auth("carol-key-1"))
@@ -401,7 +403,7 @@ def test_database_down_is_503_and_creates_no_guideline_job(
     with api_client(down) as client:
         response = client.post("/jobs", json={"guideline_text": TEXT}, headers=auth())
         assert response.status_code == 503
-        assert response.json()["error"]["reason"] == "database_unavailable"
+        assert problem(response)["reason"] == "database_unavailable"
         health = client.get("/health")
         assert health.status_code == 503
         assert health.json()["database"]["ok"] is False
@@ -485,9 +487,9 @@ def test_batch_limits_apply_to_the_whole_batch(
     with api_client(limited) as client:
         too_many = [{"guideline_text": TEXT}] * 5
         big = client.post("/jobs/batch", json={"items": too_many}, headers=auth())
-        assert big.status_code == 413 and big.json()["error"]["reason"] == "batch_too_large"
+        assert big.status_code == 413 and problem(big)["reason"] == "batch_too_large"
         over = client.post("/jobs/batch", json={"items": too_many[:4]}, headers=auth())
-        assert over.status_code == 429 and over.json()["error"]["reason"] == "backlog_full"
+        assert over.status_code == 429 and problem(over)["reason"] == "backlog_full"
         assert count_rows(database) == 0  # all or nothing for a limit
         fits = client.post("/jobs/batch", json={"items": too_many[:3]}, headers=auth())
         assert fits.status_code == 202 and fits.json()["accepted"] == 3

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from guideline_core import db
 from guideline_core.resource import MAX_GUIDELINE_CHARS
-from support.api import api_client, auth, dead_kubeconfig, make_settings
+from support.api import api_client, auth, dead_kubeconfig, make_settings, problem
 
 
 @pytest.fixture
@@ -23,10 +23,7 @@ def client(database: db.Database, tmp_path: Path) -> Iterator[TestClient]:
 
 
 def _error(response) -> dict:
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert body["error"]["reason"] and body["error"]["message"]
-    return body["error"]
+    return problem(response)
 
 
 def _rows(database: db.Database) -> int:
@@ -78,13 +75,15 @@ def test_invalid_bodies_get_a_clear_422(
 
 def test_control_character_error_states_the_rule(client: TestClient) -> None:
     error = _error(_post_raw(client, b'{"guideline_text": "a\\u0000b"}'))
-    assert "at index 1" in error["message"]
-    assert "except tab (U+0009), line feed (U+000A) and carriage return" in error["message"]
+    assert "at index 1" in error["detail"]
+    assert "except tab (U+0009), line feed (U+000A) and carriage return" in error["detail"]
     assert error["details"][0]["field"] == "guideline_text"
     assert error["details"][0]["type"] == "control_characters"
     schema = client.get("/openapi.json").json()
-    text_doc = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
-    assert "U+0009" in text_doc["schema"]["properties"]["guideline_text"]["description"]
+    text_doc = schema["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]
+    assert text_doc["schema"] == {"$ref": "#/components/schemas/SubmitJob"}
+    submit = schema["components"]["schemas"]["SubmitJob"]
+    assert "U+0009" in submit["properties"]["guideline_text"]["description"]
 
 
 def test_non_json_content_type_is_415(client: TestClient) -> None:
@@ -100,7 +99,7 @@ def test_text_over_the_character_limit_is_413(client: TestClient, database: db.D
     assert response.status_code == 413
     error = _error(response)
     assert error["reason"] == "text_too_long"
-    assert str(MAX_GUIDELINE_CHARS) in error["message"]
+    assert str(MAX_GUIDELINE_CHARS) in error["detail"]
     assert _rows(database) == 0
 
 
@@ -113,7 +112,7 @@ def test_body_over_the_byte_limit_is_413_before_parsing(
         by_length = _post_raw(client, b"x" * 1001)
         assert by_length.status_code == 413
         assert _error(by_length)["reason"] == "body_too_large"
-        assert "declared Content-Length 1001" in _error(by_length)["message"]
+        assert "declared Content-Length 1001" in _error(by_length)["detail"]
 
         def chunks() -> Iterator[bytes]:  # chunked transfer: no Content-Length
             for _ in range(20):
@@ -123,7 +122,7 @@ def test_body_over_the_byte_limit_is_413_before_parsing(
             "/jobs", content=chunks(), headers={**auth(), "Content-Type": "application/json"}
         )
         assert chunked.status_code == 413
-        assert "more than 1000 bytes received" in _error(chunked)["message"]
+        assert "more than 1000 bytes received" in _error(chunked)["detail"]
         metrics = client.get("/metrics").text
         assert 'guideline_api_jobs_rejected_total{reason="body_too_large"} 2.0' in metrics
     assert _rows(database) == 0

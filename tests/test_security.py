@@ -49,6 +49,7 @@ from support.api import (
     ALICE2_KEY,
     ALICE_KEY,
     BOB_KEY,
+    api_http,
     auth,
     dead_kubeconfig,
     dispatched_row,
@@ -56,6 +57,7 @@ from support.api import (
     health_when,
     keys_cli,
     make_settings,
+    problem,
     running_server,
 )
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
@@ -85,7 +87,7 @@ def settings(database: db.Database, cluster: LocalCluster, namespace: str) -> Ap
 
 @pytest.fixture
 def http(settings: ApiSettings) -> Iterator[httpx.Client]:
-    with running_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with running_server(settings) as url, api_http(url, timeout=30) as client:
         yield client
 
 
@@ -118,7 +120,7 @@ def test_another_tenants_job_is_indistinguishable_from_a_missing_one(
         theirs = http.get(f"/jobs/{victim}{path}", headers=auth(BOB_KEY))
         nobody = http.get(f"/jobs/{missing}{path}", headers=auth(BOB_KEY))
         assert theirs.status_code == nobody.status_code == 404
-        assert theirs.json()["error"]["reason"] == nobody.json()["error"]["reason"]
+        assert problem(theirs)["reason"] == problem(nobody)["reason"]
         assert SECRET not in theirs.text
     for method, path in (
         ("DELETE", f"/jobs/{victim}"),
@@ -136,7 +138,7 @@ def test_a_member_may_not_list_another_tenant_even_by_asking(http: httpx.Client)
     _submit(http, ALICE_KEY)
     asked = http.get("/jobs", params={"tenant": "alice"}, headers=auth(BOB_KEY))
     assert asked.status_code == 403
-    assert asked.json()["error"]["reason"] == "forbidden"
+    assert problem(asked)["reason"] == "forbidden"
     own = http.get("/jobs", params={"tenant": "bob"}, headers=auth(BOB_KEY))
     assert own.status_code == 200 and own.json()["items"] == []
 
@@ -183,7 +185,7 @@ def test_the_audit_trail_records_reads_and_changes_and_is_for_admins(
     _fail(database, _submit(http, BOB_KEY))
 
     refused = http.get("/audit", headers=auth(ALICE_KEY))
-    assert refused.status_code == 403 and refused.json()["error"]["reason"] == "forbidden"
+    assert refused.status_code == 403 and problem(refused)["reason"] == "forbidden"
     trail = http.get("/audit", params={"event_id": eid}, headers=auth(ADMIN_KEY)).json()
     entries = [(e["actor"], e["action"]) for e in reversed(trail["items"])]
     assert entries == [
@@ -239,7 +241,7 @@ def test_keys_cli_round_trip_through_a_real_server(database: db.Database, tmp_pa
     settings = make_settings(
         database.url, dead_kubeconfig(tmp_path), api_key_hashes="", api_keys_file=str(keys)
     )
-    with running_server(settings) as url, httpx.Client(base_url=url, timeout=10) as client:
+    with running_server(settings) as url, api_http(url, timeout=10) as client:
         assert client.get("/jobs", headers=auth(member)).status_code == 200
         assert client.get("/jobs", headers=auth(admin)).status_code == 200
         assert client.get("/jobs").status_code == 401
@@ -360,7 +362,7 @@ def test_health_and_metrics_never_query_per_call(tmp_path: Path) -> None:
     with PgServer(tmp_path / "pg", options="-c log_statement=all") as pg:
         url = pg.create_database("health")
         settings = make_settings(url, dead_kubeconfig(tmp_path), health_cache_seconds=0.5)
-        with running_server(settings) as base, httpx.Client(base_url=base, timeout=10) as client:
+        with running_server(settings) as base, api_http(base, timeout=10) as client:
             health_when(client, lambda h: h["database"]["ok"])
             start = time.monotonic()
             for _ in range(150):
@@ -400,7 +402,7 @@ def test_health_shows_errors_and_pod_names_only_to_admins(
     with database.connection() as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO operator_heartbeat (identity) VALUES ('operator-7d9f-x2k4p')")
     settings = make_settings(database.url, kubeconfig)
-    with running_server(settings) as url, httpx.Client(base_url=url, timeout=10) as client:
+    with running_server(settings) as url, api_http(url, timeout=10) as client:
         full = health_when(client, lambda h: h["kubernetes"]["error"], auth(ADMIN_KEY))
         assert port in full["kubernetes"]["error"]
         assert full["operator"]["identity"] == "operator-7d9f-x2k4p"

@@ -18,7 +18,7 @@ from guideline_core.resource import Phase
 from guideline_core.settings import RunnerSettings
 from guideline_runner.chain import run_chain
 from guideline_runner.providers import make_provider
-from support.api import api_client, auth, dead_kubeconfig, make_settings
+from support.api import api_client, auth, dead_kubeconfig, make_settings, problem
 from support.rows import add_job
 
 V1 = """## Sharps
@@ -158,7 +158,7 @@ def test_bad_version_or_review_fields_are_422_with_a_reason(
         "/jobs", json={"guideline_text": "Staff must wash hands.", **body}, headers=auth()
     )
     assert response.status_code == 422, response.text
-    error = response.json()["error"]
+    error = problem(response)
     assert error["reason"] == "validation_error"
     assert any(d["field"] == field for d in error["details"]), error
 
@@ -201,7 +201,7 @@ def test_a_submission_records_what_it_supersedes_and_its_thresholds(
     assert row["review_thresholds"] == {"min_coverage": 0.5}
     # Another tenant's job is as unknown as a missing one.
     other = client.post("/jobs", json={**body, "supersedes": str(bobs)}, headers=auth())
-    assert other.status_code == 422 and "no job with event_id" in other.json()["error"]["message"]
+    assert other.status_code == 422 and "no job with event_id" in problem(other)["detail"]
     batch = client.post(
         "/jobs/batch",
         json={"items": [{"guideline_text": V2, "supersedes": str(bobs)}, {"guideline_text": V2}]},

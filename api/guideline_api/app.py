@@ -11,7 +11,7 @@ from guideline_core import db, version
 from guideline_core.settings import ApiSettings
 from starlette.types import Scope
 
-from guideline_api import health, tracing
+from guideline_api import health, openapi, routes, tracing
 from guideline_api.auth import KeyStore
 from guideline_api.authgate import AuthGate
 from guideline_api.context import Context
@@ -22,46 +22,59 @@ from guideline_api.limits import BodyLimitMiddleware
 from guideline_api.metrics import ApiMetrics, Figures, MetricsMiddleware, route_template
 from guideline_api.monitor import HealthMonitor
 from guideline_api.notify import EventHub
-from guideline_api.routes import audit, jobs, webhooks
+from guideline_api.routes import webhooks
 from guideline_api.webhooks.delivery import DeliveryWorker
 
 log = logging.getLogger(__name__)
 
+SUBMIT_ROUTES = frozenset({"/jobs", "/jobs/batch"})
+
 DESCRIPTION = """
 Turns long written guidelines into a summary and an actionable checklist.
 
-**Flow.** `POST /jobs` (or `POST /jobs/batch` for many) records the job in PostgreSQL and
-answers **202** at once with its `event_id`; it waits neither for Kubernetes nor for the LLM.
-The API's dispatcher then creates the job's `GuidelineJob`. Follow
-`GET /jobs/{event_id}/events` (Server-Sent Events, resumable with `Last-Event-ID`) or poll
-`GET /jobs/{event_id}` until `status` is `COMPLETED` (with `result`), `FAILED` or `CANCELLED`
-(with `error`). While `PENDING`, `queue.position` says how many jobs of your tenant are ahead.
+**Flow.** `POST /v1/jobs` (or `POST /v1/jobs/batch` for many) records the job in PostgreSQL
+and answers **202** at once with its `event_id`; it waits neither for Kubernetes nor for the
+LLM. The API's dispatcher then creates the job's `GuidelineJob`. Follow
+`GET /v1/jobs/{event_id}/events` (Server-Sent Events, resumable with `Last-Event-ID`) or poll
+`GET /v1/jobs/{event_id}` until `status` is `COMPLETED` (with `result`), `FAILED` or
+`CANCELLED` (with `error`). While `PENDING`, `queue.position` says how many jobs of your
+tenant are ahead.
+
+**Versions.** Every `/jobs` and `/audit` operation is served under `/v1`. The unversioned
+paths (`/jobs...`, `/audit`) are aliases of the same operations, kept for older clients and
+marked deprecated here (tag `unversioned`, operationIds ending in `_unversioned`). `/health*`,
+`/metrics` and this document (`/openapi.json`) are not versioned.
 
 **Webhooks.** Instead of polling, give `callback_url` (or have a tenant default): every
 terminal state is POSTed there as the job's JSON, signed as the Standard Webhooks
 specification says (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64
 HMAC-SHA256>` with your tenant's `whsec_` secret), retried with backoff for up to 24 h
-under the same `webhook-id`; `GET /jobs/{event_id}` shows each delivery under `webhook`.
+under the same `webhook-id`; `GET /v1/jobs/{event_id}` shows each delivery under `webhook`.
 
 **Tenants.** Every API key belongs to a tenant and is a `member` (sees, cancels and retries
 only its tenant's jobs; another tenant's job is a 404) or an `admin` (all tenants,
-`?tenant=` filters, `GET /audit`).
+`?tenant=` filters, `GET /v1/audit`).
 
-**Authentication.** Send `Authorization: Bearer <api key>` on every `/jobs` request;
+**Authentication.** Send `Authorization: Bearer <api key>` on every `/v1/jobs` request;
 `/health*`, `/metrics`, `/docs` and `/openapi.json` are open. Without a valid key: **401**,
 on every other path (also one that does not exist), before the request body is read.
 `/health` shows dependency errors and the operator's identity only to an admin key.
 
-**Errors.** Every non-2xx answer has the body `{"error": {"reason": "<code>", "message":
-"<text>", "details": [...]}}` where `details` (field, message, type) appears only for field
-validation errors. Codes: `malformed_json`, `invalid_utf8`, `validation_error`,
-`control_characters` (422), `unsupported_media_type` (415), `body_too_large`,
-`text_too_long` (413), `invalid_event_id`, `invalid_cursor`, `invalid_idempotency_key`,
-`idempotency_key_reused` (422), `not_found` (404), `job_finished`, `job_not_retryable`
-(409), `missing_api_key`, `invalid_api_key` (401), `model_not_allowed`,
+**Errors.** Every error answer is an RFC 9457 problem, `application/problem+json`:
+`{"type", "title", "status", "detail", "instance", "reason", "details"?}`. `type` is
+`https://guideline-ingest.dev/problems/<reason>` (one stable URI per reason), `title` the
+reason's summary, `detail` what went wrong this time, `instance` the request's path;
+`reason` (a stable code to switch on) and `details` (field, message, type; only for field
+validation errors) are extension members. Reasons: `malformed_json`, `invalid_utf8`,
+`validation_error`, `control_characters` (422), `unsupported_media_type` (415),
+`body_too_large`, `text_too_long` (413), `invalid_event_id`, `invalid_cursor`,
+`invalid_idempotency_key`, `idempotency_key_reused` (422), `not_found` (404),
+`method_not_allowed` (405), `job_finished`, `job_not_retryable` (409), `missing_api_key`,
+`invalid_api_key` (401, with `WWW-Authenticate`), `model_not_allowed`,
 `callback_url_refused` (422), `forbidden` (403), `batch_too_large` (413), `backlog_full`,
 `tenant_backlog_full`, `rate_limited` (429, with `Retry-After`), `database_unavailable`
-(503). Kubernetes being down is no error: jobs wait PENDING (see `status_reason`).
+(503), `internal_error` (500). Kubernetes being down is no error: jobs wait PENDING (see
+`status_reason`).
 
 **Input hygiene.** UTF-8 only. Control characters (U+0000-U+001F, U+007F-U+009F) are
 rejected with `control_characters`, except tab, line feed and carriage return in
@@ -149,35 +162,44 @@ def create_app(
             {"name": "audit", "description": "Who did what (admin keys)."},
             {"name": "operations", "description": "Health checks and Prometheus metrics."},
             {"name": "webhooks", "description": "What the API POSTs to a job's callback_url."},
+            {
+                "name": "unversioned",
+                "description": "Deprecated aliases of the `/v1` operations at their old paths.",
+            },
         ],
     )
     app.state.ctx = ctx
 
     def count_reject(method: str, route: str, reason: str) -> None:
-        if method == "POST" and route in ("/jobs", "/jobs/batch"):
+        if method == "POST" and route in SUBMIT_ROUTES:
             ctx.metrics.jobs_rejected.labels(reason).inc()
 
-    # Matched by hand for requests refused before routing (the size cap).
-    known_routes = [*jobs.router.routes, *audit.router.routes, *health.router.routes]
+    # Matched by hand for requests refused before routing (the size cap, the AuthGate);
+    # under /v1 too (see metrics.route_template).
+    known_routes = [r for router in routes.VERSIONED for r in router.routes]
+    known_routes += health.router.routes
+    prefixes = (routes.VERSION_PREFIX,)
 
     def on_error(request: Request, reason: str) -> None:
-        count_reject(request.method, route_template(request.scope, known_routes), reason)
+        count_reject(request.method, route_template(request.scope, known_routes, prefixes), reason)
 
     def on_body_reject(scope: Scope, reason: str) -> None:  # also the AuthGate's 401s
-        count_reject(scope["method"], route_template(scope, known_routes), reason)
+        count_reject(scope["method"], route_template(scope, known_routes, prefixes), reason)
 
     install_handlers(app, on_error)
-    app.include_router(jobs.router)
-    app.include_router(audit.router)
-    app.include_router(health.router)
+    routes.mount(app)
+    app.include_router(health.router, generate_unique_id_function=openapi.versioned_id)
     app.webhooks.include_router(webhooks.router)  # documented, not served
+    openapi.install(app)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=on_body_reject
     )
     if settings.auth_enabled:
         # Outside the size cap: an unauthenticated body is never buffered.
         app.add_middleware(AuthGate, verify=ctx.keys.verify, on_reject=on_body_reject)
-    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics, routes=lambda: known_routes)
+    app.add_middleware(
+        MetricsMiddleware, metrics=ctx.metrics, routes=lambda: known_routes, prefixes=prefixes
+    )
     if tracer.enabled:
         app.add_middleware(tracing.CallerContext)
 

@@ -78,7 +78,7 @@ class AuthGate:
             reason = Reason.MISSING_API_KEY if token is None else Reason.INVALID_API_KEY
             if self.on_reject is not None:
                 self.on_reject(scope, reason)
-            response = error_response(unauthorized(reason))
+            response = error_response(unauthorized(reason), scope["path"])
             # The body is never read: close the connection rather than drain it.
             response.headers["Connection"] = "close"
             await response(scope, receive, send)

@@ -1,18 +1,23 @@
-"""One error body for every non-2xx answer of the API.
+"""One error body for every non-2xx answer of the API: RFC 9457 problem details.
 
-Every error is JSON of the form::
+Every error is `application/problem+json` of the form::
 
-    {"error": {"reason": "<machine-readable code>", "message": "<human-readable text>",
-               "details": [{"field": "...", "message": "...", "type": "..."}]}}
+    {"type": "https://guideline-ingest.dev/problems/<reason>", "title": "<the reason's title>",
+     "status": <HTTP status>, "detail": "<what went wrong this time>",
+     "instance": "<the request path>", "reason": "<machine-readable code>",
+     "details": [{"field": "...", "message": "...", "type": "..."}]}
 
-`details` appears only for field-level validation errors. Headers such as Retry-After and
-WWW-Authenticate accompany 429 and 401.
+`reason` (one of `Reason`, stable) and `details` (only for field-level validation errors)
+are extension members. Headers such as Retry-After and WWW-Authenticate accompany 429 and
+401.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,9 +27,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://guideline-ingest.dev/problems/"
+
 
 class Reason:
-    """The `error.reason` codes (stable; clients may switch on them)."""
+    """The `reason` codes of a problem (stable; clients may switch on them)."""
 
     MALFORMED_JSON = "malformed_json"
     INVALID_UTF8 = "invalid_utf8"
@@ -57,6 +65,43 @@ class Reason:
     INTERNAL = "internal_error"
 
 
+TITLES: dict[str, str] = {
+    Reason.MALFORMED_JSON: "The body is not valid JSON",
+    Reason.INVALID_UTF8: "The body is not valid UTF-8",
+    Reason.VALIDATION: "The request is invalid",
+    Reason.CONTROL_CHARACTERS: "The text contains forbidden control characters",
+    Reason.UNSUPPORTED_MEDIA_TYPE: "The body must be application/json",
+    Reason.BODY_TOO_LARGE: "The request body is too large",
+    Reason.TEXT_TOO_LONG: "The guideline text is too long",
+    Reason.INVALID_EVENT_ID: "The event_id is not a UUID",
+    Reason.INVALID_CURSOR: "The cursor is not one this API returned",
+    Reason.INVALID_LAST_EVENT_ID: "The Last-Event-ID is not one this stream sent",
+    Reason.INVALID_IDEMPOTENCY_KEY: "The Idempotency-Key is invalid",
+    Reason.IDEMPOTENCY_KEY_REUSED: "The Idempotency-Key was used with another body",
+    Reason.NOT_FOUND: "Not found",
+    Reason.METHOD_NOT_ALLOWED: "Method not allowed",
+    Reason.JOB_FINISHED: "The job is already finished",
+    Reason.JOB_NOT_RETRYABLE: "The job cannot be retried",
+    Reason.MODEL_NOT_ALLOWED: "The model is not allowed for this tenant",
+    Reason.FORBIDDEN: "Forbidden for this API key",
+    Reason.MISSING_API_KEY: "An API key is required",
+    Reason.INVALID_API_KEY: "The API key is not valid",
+    Reason.BACKLOG_FULL: "The backlog is full",
+    Reason.TENANT_BACKLOG_FULL: "The tenant's backlog is full",
+    Reason.BATCH_TOO_LARGE: "The batch has too many items",
+    Reason.RATE_LIMITED: "The tenant's submission rate is exceeded",
+    Reason.DATABASE_UNAVAILABLE: "The database is unavailable",
+    Reason.KUBERNETES_UNAVAILABLE: "The Kubernetes API is unavailable",
+    Reason.REJECTED_BY_KUBERNETES: "Kubernetes rejected the request",
+    Reason.INTERNAL: "Internal server error",
+}
+
+
+def problem_type(reason: str) -> str:
+    """The stable `type` URI of a reason."""
+    return PROBLEM_TYPE_BASE + reason
+
+
 class ApiError(Exception):
     """Raised anywhere in a request to answer with the standard error body."""
 
@@ -77,22 +122,59 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-def error_body(
-    reason: str, message: str, details: Sequence[Mapping[str, Any]] | None = None
+def problem_body(
+    status: int,
+    reason: str,
+    detail: str,
+    instance: str,
+    details: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON body of an error answer."""
-    error: dict[str, Any] = {"reason": reason, "message": message}
+    """The JSON body of an error answer (see the module docstring)."""
+    title = TITLES.get(reason)
+    if title is None:
+        try:
+            title = HTTPStatus(status).phrase
+        except ValueError:
+            title = "Error"
+    body: dict[str, Any] = {
+        "type": problem_type(reason),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        "reason": reason,
+    }
     if details:
-        error["details"] = list(details)
-    return {"error": error}
+        body["details"] = list(details)
+    return body
 
 
-def error_response(err: ApiError) -> JSONResponse:
-    """The response for an ApiError."""
+def problem_response(
+    status: int,
+    reason: str,
+    detail: str,
+    instance: str,
+    details: Sequence[Mapping[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An `application/problem+json` response."""
     return JSONResponse(
-        error_body(err.reason, err.message, err.details),
-        status_code=err.status,
-        headers=err.headers or None,
+        problem_body(status, reason, detail, instance, details),
+        status_code=status,
+        headers=dict(headers) if headers else None,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )
+
+
+def problem_bytes(status: int, reason: str, detail: str, instance: str) -> bytes:
+    """A problem body encoded, for middleware answering with raw ASGI messages."""
+    return json.dumps(problem_body(status, reason, detail, instance)).encode()
+
+
+def error_response(err: ApiError, instance: str) -> JSONResponse:
+    """The response for an ApiError raised while serving `instance` (the request path)."""
+    return problem_response(
+        err.status, err.reason, err.message, instance, err.details, err.headers or None
     )
 
 
@@ -102,7 +184,11 @@ def validation_details(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, An
     for e in errors:
         loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header")]
         details.append(
-            {"field": ".".join(loc) or "body", "message": e.get("msg", ""), "type": e.get("type")}
+            {
+                "field": ".".join(loc) or "body",
+                "message": e.get("msg", ""),
+                "type": str(e.get("type") or "invalid"),
+            }
         )
     return details
 
@@ -113,8 +199,9 @@ def summarize(details: Sequence[Mapping[str, Any]]) -> str:
 
 
 def install_handlers(app: FastAPI, on_error: Any = None) -> None:
-    """Make FastAPI's own errors (unknown route, 405, query-parameter validation) and
-    ApiError use the standard body. `on_error(request, reason)` is told of each one."""
+    """Make FastAPI's own errors (unknown route, 405, query-parameter validation), ApiError
+    and unexpected exceptions answer with a problem. `on_error(request, reason)` is told of
+    each one."""
 
     def notify(request: Request, reason: str) -> None:
         if on_error is not None:
@@ -123,32 +210,32 @@ def install_handlers(app: FastAPI, on_error: Any = None) -> None:
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         notify(request, exc.reason)
-        return error_response(exc)
+        return error_response(exc, request.url.path)
 
     async def request_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         details = validation_details(exc.errors())
         notify(request, Reason.VALIDATION)
-        return JSONResponse(
-            error_body(Reason.VALIDATION, summarize(details), details), status_code=422
+        return problem_response(
+            422, Reason.VALIDATION, summarize(details), request.url.path, details
         )
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        reason = {404: Reason.NOT_FOUND, 405: Reason.METHOD_NOT_ALLOWED}.get(
-            exc.status_code, f"http_{exc.status_code}"
-        )
+        path = request.url.path
+        reason, detail = {
+            404: (Reason.NOT_FOUND, f"nothing is served at {path}"),
+            405: (Reason.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {path}"),
+        }.get(exc.status_code, (f"http_{exc.status_code}", str(exc.detail)))
         notify(request, reason)
-        return JSONResponse(
-            error_body(reason, str(exc.detail)),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+        return problem_response(
+            exc.status_code, reason, detail, path, headers=getattr(exc, "headers", None)
         )
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error", exc_info=exc)
-        return JSONResponse(
-            error_body(Reason.INTERNAL, "internal error; see the server log"), status_code=500
+        return problem_response(
+            500, Reason.INTERNAL, "internal error; see the server log", request.url.path
         )
 
     app.add_exception_handler(ApiError, api_error)

@@ -16,7 +16,7 @@ from guideline_api.authgate import bearer_token
 from guideline_api.context import Context
 from guideline_api.deps import get_ctx
 from guideline_api.monitor import Check
-from guideline_api.schemas import CheckResult, Health, OperatorHealth
+from guideline_api.schemas import CheckResult, Health, Liveness, OperatorHealth, Readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -84,16 +84,17 @@ def health(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/health/live", summary="Liveness (no dependencies)")
-async def live() -> dict[str, str]:
+@router.get("/health/live", response_model=Liveness, summary="Liveness (no dependencies)")
+async def live() -> Liveness:
     """200 while the process serves requests; checks nothing else."""
-    return {"status": "ok"}
+    return Liveness(status="ok")
 
 
 @router.get(
     "/health/ready",
+    response_model=Readiness,
     summary="Readiness (database)",
-    responses={503: {"description": "The database is unreachable."}},
+    responses={503: {"model": Readiness, "description": "The database is unreachable."}},
 )
 def ready(request: Request) -> JSONResponse:
     """200 when the database answered at the last refresh. Kubernetes is not required:

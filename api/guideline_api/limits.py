@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from guideline_api.errors import Reason, error_body
+from guideline_api.errors import PROBLEM_MEDIA_TYPE, Reason, problem_bytes
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -66,18 +65,18 @@ class BodyLimitMiddleware:
     async def _reject(self, scope: Scope, send: Send, what: str) -> None:
         if self.on_reject is not None:
             self.on_reject(scope, Reason.BODY_TOO_LARGE)
-        payload = json.dumps(
-            error_body(
-                Reason.BODY_TOO_LARGE,
-                f"request body too large ({what}); the limit is {self.max_bytes} bytes",
-            )
-        ).encode()
+        payload = problem_bytes(
+            413,
+            Reason.BODY_TOO_LARGE,
+            f"request body too large ({what}); the limit is {self.max_bytes} bytes",
+            scope["path"],
+        )
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                     (b"content-length", str(len(payload)).encode()),
                     (b"connection", b"close"),
                 ],

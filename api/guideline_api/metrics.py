@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,11 +150,18 @@ class _QueueCollector(Collector):
         yield beat
 
 
-def route_template(scope: Scope, routes: Iterable[BaseRoute]) -> str:
-    """The path template of the route serving `scope` (bounded label values)."""
+def route_template(scope: Scope, routes: Iterable[BaseRoute], prefixes: Sequence[str] = ()) -> str:
+    """The path template of the route serving `scope` (bounded label values). A router
+    served under several prefixes (`/v1` and none) has one template, without the prefix:
+    FastAPI's routes keep their own path, and `routes` are matched without the prefix."""
     route = scope.get("route")
     if route is not None and hasattr(route, "path"):
         return str(route.path)
+    path = scope.get("path", "")
+    for prefix in prefixes:
+        if path.startswith(f"{prefix}/"):
+            scope = {**scope, "path": path.removeprefix(prefix)}
+            break
     for candidate in routes:
         match, _ = candidate.matches(scope)
         if match == Match.FULL and hasattr(candidate, "path"):
@@ -165,10 +172,17 @@ def route_template(scope: Scope, routes: Iterable[BaseRoute]) -> str:
 class MetricsMiddleware:
     """Times every HTTP request into `guideline_api_http_request_duration_seconds`; logs it."""
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics, routes: Callable[[], list[BaseRoute]]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: ApiMetrics,
+        routes: Callable[[], list[BaseRoute]],
+        prefixes: Sequence[str] = (),
+    ):
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        self.prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -187,7 +201,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - start
-            route = route_template(scope, self.routes())
+            route = route_template(scope, self.routes(), self.prefixes)
             self.metrics.request_duration.labels(scope["method"], route, str(status)).observe(
                 elapsed
             )

@@ -222,12 +222,48 @@ _OPTIONAL = (
 )
 
 
+JobStatus = Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+
+# The `_drop_absent` serializers leave absent members out rather than send them as null.
+# They carry no return annotation on purpose: one (`-> dict[str, Any]`) would become the
+# model's schema in the document, an untyped object; without it the document shows the
+# fields, those with a default as optional.
+
+JOB_EXAMPLE = {
+    "event_id": "0193d6a4-7f3e-7c2a-9b1d-2f6e8a4c5b10",
+    "status": "PENDING",
+    "created_at": "2026-01-05T09:30:00.123456Z",
+    "updated_at": "2026-01-05T09:30:00.123456Z",
+    "started_at": None,
+    "completed_at": None,
+    "attempts": 0,
+    "title": "Hand hygiene",
+    "model": None,
+    "provider": None,
+    "submitted_by": "alice",
+    "tenant": "alice",
+    "queue": {
+        "position": 1,
+        "ahead": 0,
+        "pending": 1,
+        "running": 0,
+        "tenants_waiting": 1,
+        "message": "waiting for a free runner slot: 0 job(s) of tenant alice ahead, 0 "
+        "running; admission takes the 1 waiting tenant(s) in turn",
+    },
+}
+
+
 class JobView(BaseModel):
     """A job as the API shows it. `result` only when COMPLETED, `error` only when FAILED or
-    CANCELLED, `queue` only when PENDING, `history`/`guideline_text` only when asked for."""
+    CANCELLED, `queue` only when PENDING, `history`/`guideline_text` only when asked for;
+    `status_reason`, `cr_name`, `supersedes` and `needs_review` only when they have a value.
+    An absent member is left out, never sent as null."""
 
-    event_id: str
-    status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
+
+    event_id: str = Field(description="The job's id (a UUID).")
+    status: JobStatus
     status_reason: str | None = Field(
         None,
         description="Why the job is where it is, when the status alone does not say (e.g. "
@@ -263,7 +299,7 @@ class JobView(BaseModel):
     )
 
     @model_serializer(mode="wrap")
-    def _drop_absent(self, handler: Any) -> dict[str, Any]:
+    def _drop_absent(self, handler: Any):  # no return annotation: see above
         data = handler(self)
         for key in _OPTIONAL:
             if data.get(key) is None:
@@ -286,25 +322,38 @@ class SubmitBatch(BaseModel):
     items: list[BatchItem] = Field(description="The submissions, in order.")
 
 
+class FieldError(BaseModel):
+    """One invalid field of a request."""
+
+    field: str = Field(description="Dotted path of the field (`items.3.guideline_text`).")
+    message: str
+    type: str = Field(description="The kind of violation (`missing`, `string_type`, ...).")
+
+
 class ItemError(BaseModel):
     """Why one item of a batch was not accepted."""
 
-    reason: str
+    reason: str = Field(description="A problem `reason` code (see Problem).")
     message: str
-    details: list[dict[str, Any]] | None = None
+    details: list[FieldError] | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler: Any):  # no return annotation: see above
+        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 class BatchItemResult(BaseModel):
-    """The outcome of one item of a batch: the job it made (or replayed) or its error."""
+    """The outcome of one item of a batch: the job it made (or replayed) or its error.
+    Absent members are left out, never sent as null."""
 
     index: int
     event_id: str | None = None
-    status: str | None = None
+    status: JobStatus | None = None
     replayed: bool | None = Field(None, description="True: an Idempotency-Key replay.")
     error: ItemError | None = None
 
     @model_serializer(mode="wrap")
-    def _drop_absent(self, handler: Any) -> dict[str, Any]:
+    def _drop_absent(self, handler: Any):  # no return annotation: see above
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
@@ -403,3 +452,49 @@ class QueueEvent(BaseModel):
     event_id: str
     status: str
     queue: EventQueue
+
+
+class Liveness(BaseModel):
+    """The process serves requests."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Whether the database answered at the last refresh; `error` only for an admin key."""
+
+    status: Literal["ok", "unavailable"]
+    error: str | None = None
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details, `application/problem+json`). `reason` and
+    `details` are extension members; switch on `reason` (or `type`, its URI)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://guideline-ingest.dev/problems/not_found",
+                    "title": "Not found",
+                    "status": 404,
+                    "detail": "no job with event_id 0193d6a4-7f3e-7c2a-9b1d-2f6e8a4c5b10",
+                    "instance": "/v1/jobs/0193d6a4-7f3e-7c2a-9b1d-2f6e8a4c5b10",
+                    "reason": "not_found",
+                }
+            ]
+        }
+    )
+
+    type: str = Field(
+        description="`https://guideline-ingest.dev/problems/<reason>`: one stable URI per "
+        "reason, documented in the README."
+    )
+    title: str = Field(description="A short summary of the reason (the same for every use).")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(description="What went wrong with this request, for humans.")
+    instance: str = Field(description="The path of the request that failed.")
+    reason: str = Field(description="The machine-readable code (stable), e.g. `not_found`.")
+    details: list[FieldError] | None = Field(
+        None, description="The invalid fields, for field-level validation errors only."
+    )

@@ -1,5 +1,7 @@
 """Helpers for the API tests: settings, API keys, an in-process client, a real uvicorn
-server on a free port, and kubeconfigs of a live or a dead Kubernetes API."""
+server on a free port and a client of it, reading a problem, and kubeconfigs of a live or a
+dead Kubernetes API. The clients made here check every response against the served OpenAPI
+document (support.contract)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from guideline_api.main import uvicorn_config
 from guideline_core import db
 from guideline_core.settings import ApiSettings
 from support.cluster import wait_for
+from support.contract import checked
 
 ALICE_KEY = "alice-test-key-0123456789abcdef"
 BOB_KEY = "bob-test-key-fedcba9876543210"
@@ -132,8 +135,37 @@ def health_when(
 @contextmanager
 def api_client(settings: ApiSettings) -> Iterator[TestClient]:
     """An in-process client of a fresh app (lifespan run, pools closed at the end)."""
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield checked(client, app.openapi())
+
+
+@contextmanager
+def api_http(base_url: str, **options: Any) -> Iterator[httpx.Client]:
+    """An httpx client of a running API whose responses are checked against the document
+    that API serves at /openapi.json."""
+    document = httpx.get(f"{base_url}/openapi.json", timeout=30).json()
+    with httpx.Client(base_url=base_url, **{"timeout": 30, **options}) as client:
+        yield checked(client, document)
+
+
+PROBLEM_TYPES = "https://guideline-ingest.dev/problems/"
+
+
+def problem(response: httpx.Response, status: int | None = None) -> dict[str, Any]:
+    """The RFC 9457 body of an error answer, after checking what every problem must have:
+    its media type, a `type` URI naming its `reason`, the HTTP status, the request path as
+    `instance`, a title and a detail. `status`, when given, must be the answer's."""
+    if status is not None:
+        assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"] == "application/problem+json", response.headers
+    body = response.json()
+    assert body["type"] == PROBLEM_TYPES + body["reason"], body
+    assert body["status"] == response.status_code, body
+    assert body["instance"] == response.request.url.path, body
+    assert body["title"] and body["detail"], body
+    assert set(body) <= {"type", "title", "status", "detail", "instance", "reason", "details"}
+    return body
 
 
 @contextmanager

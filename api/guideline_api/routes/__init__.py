@@ -1,1 +1,23 @@
-"""The API's routers, one module per resource."""
+"""The API's routers, one module per resource, and where they are served."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from guideline_api.openapi import alias_id, versioned_id
+from guideline_api.routes import audit, jobs
+
+VERSION_PREFIX = "/v1"
+VERSIONED = (jobs.router, audit.router)
+
+
+def mount(app: FastAPI) -> None:
+    """Serve every versioned router under `/v1` and, as deprecated aliases kept for older
+    clients, at its unversioned path (`/jobs`, `/audit`): a route added to one of these
+    routers is served under both."""
+    for router in VERSIONED:
+        app.include_router(router, prefix=VERSION_PREFIX, generate_unique_id_function=versioned_id)
+    for router in VERSIONED:
+        app.include_router(
+            router, deprecated=True, tags=["unversioned"], generate_unique_id_function=alias_id
+        )

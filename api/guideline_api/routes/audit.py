@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from guideline_api import service
 from guideline_api.deps import CtxDep, CurrentPrincipal
 from guideline_api.errors import ApiError, Reason
+from guideline_api.openapi import ALWAYS, problem
 from guideline_api.schemas import AuditEntry, AuditPage
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -17,9 +18,17 @@ router = APIRouter(prefix="/audit", tags=["audit"])
     response_model=AuditPage,
     summary="The audit trail",
     responses={
-        401: {"description": "No or bad API key."},
-        403: {"description": "Not an admin key."},
-        422: {"description": "A bad filter or cursor."},
+        **ALWAYS,
+        **problem(
+            403, "Not an admin key.", (Reason.FORBIDDEN, "the audit trail is for admin keys")
+        ),
+        **problem(
+            422,
+            "A bad filter, limit or cursor.",
+            (Reason.VALIDATION, "limit: Input should be less than or equal to 500"),
+            (Reason.INVALID_CURSOR, "cursor is not one this API returned"),
+            (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
+        ),
     },
 )
 def list_audit(

@@ -12,6 +12,19 @@ from starlette.concurrency import run_in_threadpool
 from guideline_api import events, service
 from guideline_api.deps import CtxDep, CurrentPrincipal, IdempotencyKeyHeader, RawBody
 from guideline_api.errors import ApiError, Reason
+from guideline_api.openapi import (
+    ALWAYS,
+    BAD_EVENT_ID,
+    BODY_TOO_LARGE,
+    FORBIDDEN_TENANT,
+    LIMITED,
+    NOT_FOUND,
+    TOO_LARGE,
+    UNSUPPORTED,
+    component_ref,
+    problem,
+    with_headers,
+)
 from guideline_api.schemas import (
     CONTROL_RULE,
     BatchItemResult,
@@ -36,37 +49,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 REPLAY_HEADER = "Idempotent-Replayed"
 
 
-def _err(reason: str, message: str, desc: str | None = None) -> dict[str, Any]:
-    return {
-        "description": desc or message,
-        "content": {
-            "application/json": {"example": {"error": {"reason": reason, "message": message}}}
-        },
-    }
-
-
-AUTH_ERRORS = {401: _err(Reason.MISSING_API_KEY, "an API key is required", "No/bad key.")}
-DB_DOWN = {
-    503: _err(
-        Reason.DATABASE_UNAVAILABLE,
-        "database unavailable: connection refused",
-        "PostgreSQL is unreachable; nothing was recorded. Safe to retry (with the same "
-        "Idempotency-Key).",
-    )
-}
-NOT_FOUND = {404: _err(Reason.NOT_FOUND, "no job with event_id ...", "No such job (or not yours).")}
-LIMITS = {
-    429: _err(
-        Reason.BACKLOG_FULL,
-        "1000 jobs are waiting (limit 1000); retry later",
-        "The backlog, the tenant's share of it (`tenant_backlog_full`) or the tenant's "
-        "submissions per minute (`rate_limited`) is exhausted; see Retry-After.",
-    )
-}
-
 SUBMIT_DESCRIPTION = (
     "Records the job (PENDING) in PostgreSQL and answers **202** with the job and "
-    "`Location: /jobs/{event_id}`; it never waits for Kubernetes or the LLM. The API's "
+    "`Location: /v1/jobs/{event_id}`; it never waits for Kubernetes or the LLM. The API's "
     "dispatcher then creates the job's GuidelineJob (within milliseconds normally; while "
     "Kubernetes is unreachable the job stays PENDING with a `status_reason` saying so, and "
     "runs once it is back).\n\n"
@@ -93,24 +78,45 @@ SUBMIT_DESCRIPTION = (
     summary="Submit a guideline",
     description=SUBMIT_DESCRIPTION,
     responses={
-        200: {"description": "Idempotent replay: the job this Idempotency-Key created."},
-        **AUTH_ERRORS,
-        413: _err(Reason.TEXT_TOO_LONG, "guideline_text has 100001 characters", "Too big."),
-        415: _err(Reason.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"),
-        422: _err(
-            Reason.CONTROL_CHARACTERS,
-            "guideline_text: contains control character U+0000 at index 4; ...",
-            "Malformed JSON, invalid UTF-8, a missing/blank/mistyped field, a forbidden "
-            "control character, a model not allowed, or an Idempotency-Key reused with "
-            "another body.",
+        200: {
+            "model": JobView,
+            "description": "Idempotent replay: the job this Idempotency-Key created.",
+            **with_headers("Location", "Idempotent-Replayed"),
+        },
+        202: {"description": "Accepted: the job, PENDING.", **with_headers("Location")},
+        **ALWAYS,
+        **problem(
+            413,
+            "The body or the guideline text is too large.",
+            BODY_TOO_LARGE,
+            (Reason.TEXT_TOO_LONG, "guideline_text has 100001 characters; the limit is 100000"),
         ),
-        **LIMITS,
-        **DB_DOWN,
+        **UNSUPPORTED,
+        **problem(
+            422,
+            "Malformed JSON, invalid UTF-8, a missing/blank/mistyped field, a forbidden "
+            "control character, a model not allowed, an unknown `supersedes` job, or an "
+            "Idempotency-Key that is invalid or reused with another body.",
+            (Reason.MALFORMED_JSON, "malformed JSON: Expecting value at line 1 column 1"),
+            (Reason.INVALID_UTF8, "request body is not valid UTF-8 (byte 12)"),
+            (Reason.VALIDATION, "guideline_text: Field required"),
+            (
+                Reason.CONTROL_CHARACTERS,
+                "guideline_text: contains control character U+0000 at index 4; ...",
+            ),
+            (Reason.MODEL_NOT_ALLOWED, "model 'gpt-4o' is not allowed for tenant alice"),
+            (
+                Reason.INVALID_IDEMPOTENCY_KEY,
+                "Idempotency-Key must be 1-255 printable ASCII characters",
+            ),
+            (Reason.IDEMPOTENCY_KEY_REUSED, "Idempotency-Key 'k1' was already used with ..."),
+        ),
+        **LIMITED,
     },
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": SubmitJob.model_json_schema()}},
+            "content": {"application/json": {"schema": component_ref(SubmitJob)}},
         }
     },
 )
@@ -128,7 +134,7 @@ def submit_job(
     outcome = service.submit(ctx, principal, Submission(job, key))
     event_id = str(outcome.row["event_id"])
     request.state.event_id = event_id  # for the access log line
-    response.headers["Location"] = f"/jobs/{event_id}"
+    response.headers["Location"] = f"{request.url.path.rstrip('/')}/{event_id}"
     if not outcome.created:
         response.status_code = 200
         response.headers[REPLAY_HEADER] = "true"
@@ -203,17 +209,32 @@ def _item_result(index: int, answer: service.Outcome | ApiError) -> BatchItemRes
         "429 for the batch and records nothing. This is how a corpus is ingested."
     ),
     responses={
-        **AUTH_ERRORS,
-        413: _err(Reason.BATCH_TOO_LARGE, "a batch holds at most 500 items", "Too many."),
-        415: _err(Reason.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"),
-        422: _err(Reason.VALIDATION, "`items` must be a non-empty list of submissions"),
-        **LIMITS,
-        **DB_DOWN,
+        202: {"description": "Each item's job or error, in order."},
+        **ALWAYS,
+        **problem(
+            413,
+            "The body is too large, or the batch has more than `max_batch_size` items.",
+            BODY_TOO_LARGE,
+            (Reason.BATCH_TOO_LARGE, "a batch holds at most 500 items, not 501"),
+        ),
+        **UNSUPPORTED,
+        **problem(
+            422,
+            "The body is not an object with a non-empty `items` list, or the "
+            "Idempotency-Key header is invalid (item errors are in the 202 answer).",
+            (Reason.MALFORMED_JSON, "malformed JSON: Expecting value at line 1 column 1"),
+            (Reason.VALIDATION, "`items` must be a non-empty list of submissions"),
+            (
+                Reason.INVALID_IDEMPOTENCY_KEY,
+                "Idempotency-Key must be 1-255 printable ASCII characters",
+            ),
+        ),
+        **LIMITED,
     },
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": SubmitBatch.model_json_schema()}},
+            "content": {"application/json": {"schema": component_ref(SubmitBatch)}},
         }
     },
 )
@@ -240,10 +261,14 @@ def submit_batch(
     response_model=JobView,
     summary="Get a job",
     responses={
-        **AUTH_ERRORS,
+        **ALWAYS,
         **NOT_FOUND,
-        422: _err(Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
-        **DB_DOWN,
+        **problem(
+            422,
+            "The event_id is not a UUID, or `include` names an unknown extra.",
+            (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
+            (Reason.VALIDATION, "unknown include ['x']; allowed: history, text"),
+        ),
     },
 )
 def get_job(
@@ -312,10 +337,14 @@ EVENTS_DESCRIPTION = (
                 }
             },
         },
-        **AUTH_ERRORS,
+        **ALWAYS,
         **NOT_FOUND,
-        422: _err(Reason.INVALID_LAST_EVENT_ID, "Last-Event-ID 'x' is not an id this stream sent"),
-        **DB_DOWN,
+        **problem(
+            422,
+            "The event_id is not a UUID, or Last-Event-ID is not an id this stream sent.",
+            (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
+            (Reason.INVALID_LAST_EVENT_ID, "Last-Event-ID 'x' is not an id this stream sent"),
+        ),
     },
 )
 async def job_events(
@@ -346,10 +375,14 @@ async def job_events(
     response_model=JobPage,
     summary="List jobs",
     responses={
-        **AUTH_ERRORS,
-        403: _err(Reason.FORBIDDEN, "a member key sees only its own tenant's jobs"),
-        422: _err(Reason.INVALID_CURSOR, "cursor is not one this API returned"),
-        **DB_DOWN,
+        **ALWAYS,
+        **FORBIDDEN_TENANT,
+        **problem(
+            422,
+            "A bad filter, limit or cursor.",
+            (Reason.VALIDATION, "limit: Input should be less than or equal to 200"),
+            (Reason.INVALID_CURSOR, "cursor is not one this API returned as next_cursor"),
+        ),
     },
 )
 def list_jobs(
@@ -405,10 +438,15 @@ CANCEL_DOC: dict[str, Any] = dict(
     status_code=202,
     response_model=JobView,
     responses={
-        **AUTH_ERRORS,
+        202: {"description": "The job, CANCELLED."},
+        **ALWAYS,
         **NOT_FOUND,
-        409: _err(Reason.JOB_FINISHED, "job ... is already COMPLETED; nothing to cancel"),
-        **DB_DOWN,
+        **problem(
+            409,
+            "The job is already finished.",
+            (Reason.JOB_FINISHED, "job ... is already COMPLETED; nothing to cancel"),
+        ),
+        **BAD_EVENT_ID,
     },
 )
 CANCEL_DESCRIPTION = (
@@ -429,7 +467,10 @@ def delete_job(
 
 
 @router.post(
-    "/{event_id}/cancel", summary="Cancel a job", description=CANCEL_DESCRIPTION, **CANCEL_DOC
+    "/{event_id}/cancel",
+    summary="Cancel a job",
+    description=CANCEL_DESCRIPTION,
+    **{**CANCEL_DOC, "responses": {**CANCEL_DOC["responses"], **TOO_LARGE}},
 )
 def cancel_job(
     ctx: CtxDep,
@@ -454,11 +495,20 @@ def cancel_job(
         "`?include=history` keeps every attempt. Any other status is a 409."
     ),
     responses={
-        **AUTH_ERRORS,
+        202: {"description": "The job, PENDING again."},
+        **ALWAYS,
         **NOT_FOUND,
-        409: _err(Reason.JOB_NOT_RETRYABLE, "job ... is COMPLETED; only FAILED ..."),
-        **LIMITS,
-        **DB_DOWN,
+        **problem(
+            409,
+            "The job is neither FAILED nor CANCELLED.",
+            (
+                Reason.JOB_NOT_RETRYABLE,
+                "job ... is COMPLETED; only FAILED or CANCELLED jobs can be retried",
+            ),
+        ),
+        **TOO_LARGE,
+        **BAD_EVENT_ID,
+        **LIMITED,
     },
 )
 def retry_job(

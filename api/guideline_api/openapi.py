@@ -1,0 +1,161 @@
+"""What the OpenAPI document says beyond the routes' own models: the problem responses
+each operation can answer (with examples and headers) and the Problem schema they use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+from guideline_api.errors import PROBLEM_MEDIA_TYPE, Reason, problem_body
+from guideline_api.schemas import Problem, SubmitBatch, SubmitJob
+
+# Models the document names by `$ref` although no route declares them as its model: the
+# request bodies (parsed by hand, see submission.py) and the problem.
+COMPONENTS: tuple[type[BaseModel], ...] = (SubmitJob, SubmitBatch, Problem)
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+def component_ref(model: type[BaseModel]) -> dict[str, str]:
+    """A `$ref` to one of COMPONENTS."""
+    assert model in COMPONENTS, model
+    return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
+
+PROBLEM_REF = component_ref(Problem)
+EXAMPLE_PATH = "/v1/jobs/0193d6a4-7f3e-7c2a-9b1d-2f6e8a4c5b10"
+
+HEADERS: dict[str, dict[str, Any]] = {
+    "WWW-Authenticate": {
+        "description": 'The scheme to use: `Bearer realm="guideline-ingest"`.',
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "Location": {
+        "description": "The job's URL (`<the path posted to>/<event_id>`).",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Idempotent-Replayed": {
+        "description": "`true`: this Idempotency-Key's job, created by an earlier request.",
+        "required": True,
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+
+
+def problem(
+    status: int,
+    description: str,
+    *examples: tuple[str, str],
+    headers: tuple[str, ...] = (),
+) -> dict[int, dict[str, Any]]:
+    """The `responses` entry of a problem answer: `examples` are (reason, detail) pairs."""
+    content = {
+        "schema": PROBLEM_REF,
+        "examples": {
+            reason: {"summary": reason, "value": problem_body(status, reason, detail, EXAMPLE_PATH)}
+            for reason, detail in examples
+        },
+    }
+    entry: dict[str, Any] = {"description": description, "content": {PROBLEM_MEDIA_TYPE: content}}
+    if headers:
+        entry["headers"] = {name: HEADERS[name] for name in headers}
+    return {status: entry}
+
+
+def with_headers(*names: str) -> dict[str, Any]:
+    """The `headers` member of a response declaring these headers."""
+    return {"headers": {name: HEADERS[name] for name in names}}
+
+
+# The answers shared by operations; each operation merges those it can give.
+UNAUTHORIZED = problem(
+    401,
+    "No API key, or one that is not valid (answered before the body is read).",
+    (Reason.MISSING_API_KEY, "an API key is required: send `Authorization: Bearer <key>`"),
+    (Reason.INVALID_API_KEY, "the API key is not valid"),
+    headers=("WWW-Authenticate",),
+)
+NOT_FOUND = problem(
+    404,
+    "No such job, or a job of another tenant.",
+    (Reason.NOT_FOUND, "no job with event_id 0193d6a4-7f3e-7c2a-9b1d-2f6e8a4c5b10"),
+)
+BODY_TOO_LARGE = (
+    Reason.BODY_TOO_LARGE,
+    "request body too large (declared Content-Length 2000000); the limit is 1048576 bytes",
+)
+TOO_LARGE = problem(413, "The body exceeds `max_body_bytes` (refused unread).", BODY_TOO_LARGE)
+BAD_EVENT_ID = problem(
+    422,
+    "The event_id is not a UUID.",
+    (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
+)
+LIMITED = problem(
+    429,
+    "The backlog, the tenant's share of it or the tenant's submissions per minute is "
+    "exhausted; see Retry-After.",
+    (Reason.BACKLOG_FULL, "1000 jobs are waiting (limit 1000); retry later"),
+    (Reason.TENANT_BACKLOG_FULL, "tenant alice has 100 jobs waiting (limit 100); retry later"),
+    (Reason.RATE_LIMITED, "rate limit of 60 submissions per minute for tenant alice exceeded"),
+    headers=("Retry-After",),
+)
+INTERNAL = problem(
+    500, "A bug; the server log has it.", (Reason.INTERNAL, "internal error; see the server log")
+)
+DB_DOWN = problem(
+    503,
+    "PostgreSQL is unreachable; nothing was recorded. Safe to retry (with the same "
+    "Idempotency-Key).",
+    (Reason.DATABASE_UNAVAILABLE, "database unavailable: connection refused"),
+)
+ALWAYS = {**UNAUTHORIZED, **INTERNAL, **DB_DOWN}
+UNSUPPORTED = problem(
+    415,
+    "The body is not sent as JSON.",
+    (Reason.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json, not text/plain"),
+)
+FORBIDDEN_TENANT = problem(
+    403,
+    "A member key asked for another tenant.",
+    (Reason.FORBIDDEN, "a member key sees only its own tenant's jobs"),
+)
+
+
+def alias_id(route: APIRoute) -> str:
+    """operationId of an unversioned alias (the /v1 operation's id is the function name)."""
+    return f"{route.name}_unversioned"
+
+
+def versioned_id(route: APIRoute) -> str:
+    """operationId of a /v1 operation: its function's name (`get_job`), which a generated
+    client makes its function name."""
+    return route.name
+
+
+def install(app: FastAPI) -> None:
+    """Serve the document with COMPONENTS in its components."""
+    build: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in COMPONENTS:
+            schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
