@@ -40,6 +40,7 @@ from guideline_core import db
 from guideline_core import resource as gj
 from support.api import auth, make_settings, running_server
 from support.cluster import LocalCluster, local_dir, process_alive, process_start_time, wait_for
+from support.contract import CHECKS
 from support.pg import PgServer
 from support.stack import DEFAULT_SCRIPT, Stack
 
@@ -512,7 +513,8 @@ def test_bad_input_sweep_finds_no_server_error(
     cluster: LocalCluster, fault_db: str, tmp_path: Path
 ) -> None:
     """schemathesis generates valid and invalid requests for every operation of the
-    OpenAPI schema and sends them to the app in-process (real database and cluster)."""
+    OpenAPI schema and sends them to the app in-process (real database and cluster); every
+    answer is below 500 and conforms to the document (status, media type, headers, body)."""
     import hypothesis
     import schemathesis
     from guideline_api.app import create_app
@@ -545,6 +547,7 @@ def test_bad_input_sweep_finds_no_server_error(
                 f"{case.method} {case.formatted_path} -> {response.status_code}: "
                 f"{response.text[:500]}"
             )
+            case.validate_response(response, checks=CHECKS)
 
         sweep()
     finally:

@@ -154,9 +154,9 @@ class Api:
 
 
 def _error_of(response: httpx.Response) -> ClientError:
-    try:
-        error = response.json()["error"]
-        text = f"HTTP {response.status_code} {error['reason']}: {error['message']}"
+    try:  # an RFC 9457 problem: `reason` (our code) and `detail`
+        error = response.json()
+        text = f"HTTP {response.status_code} {error['reason']}: {error['detail']}"
     except (ValueError, KeyError, TypeError):
         text = f"HTTP {response.status_code}: {response.text[:500]}"
     retry_after = None
