@@ -25,6 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 from guideline_api.app import create_app
 from guideline_core import db
+from guideline_core.resource import Phase
 from schemathesis.core.failures import FailureGroup
 from support.api import (
     ALICE_KEY,
@@ -38,6 +39,7 @@ from support.api import (
     running_server,
 )
 from support.contract import contract_for
+from support.rows import add_job
 
 TEXT = "Staff must wash hands before every patient contact.\nGloves should be changed."
 PACKAGE = "guideline_generated_client"
@@ -178,7 +180,9 @@ def test_v1_and_the_unversioned_aliases_serve_the_same_operations(
         assert posted.headers["Location"] == f"/v1/jobs/{event_id}"
         old = client.post("/jobs", json={"guideline_text": TEXT}, headers=auth())
         assert old.headers["Location"] == f"/jobs/{old.json()['event_id']}"
-        for path in (f"/jobs/{event_id}", "/jobs?limit=5"):
+        # A finished job (the dispatcher's retries with Kubernetes down change a PENDING one).
+        done = add_job(database, status=Phase.FAILED, error={"reason": "Timeout", "message": "t"})
+        for path in (f"/jobs/{done}", "/jobs?status=FAILED"):
             aliased, versioned = (
                 client.get(path, headers=auth()),
                 client.get(f"/v1{path}", headers=auth()),

@@ -136,7 +136,7 @@ class Submitter:
                 time.time(),
                 response.status_code,
                 body.get("event_id"),
-                (body.get("error") or {}).get("reason"),
+                body.get("reason"),  # a problem's (absent from a job)
             )
         except httpx.HTTPError as exc:
             outcome = Outcome(sent, time.time(), 0, reason=repr(exc))
