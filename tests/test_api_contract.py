@@ -22,8 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from guideline_api.app import create_app
+from guideline_api.errors import install_handlers
 from guideline_core import db
 from guideline_core.resource import Phase
 from schemathesis.core.failures import FailureGroup
@@ -260,3 +262,18 @@ def test_the_response_check_fails_on_what_the_document_does_not_allow(
             contract.check(response)
     with pytest.raises(AssertionError):  # no operation: still must be a problem
         contract.check(_forged("GET", "/v1/nowhere", 404, {"detail": "Not Found"}))
+
+
+def test_an_unexpected_exception_is_a_500_problem() -> None:
+    """The handlers the API installs (errors.install_handlers), on an app with a route that
+    fails: no route of the API fails on purpose."""
+    app = FastAPI()
+    install_handlers(app)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        failed = problem(client.get("/boom"), 500)
+    assert failed["reason"] == "internal_error" and "a bug" not in failed["detail"]
