@@ -25,7 +25,15 @@ from guideline_core import db
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from support.api import auth, dead_kubeconfig, free_port, make_settings, running_server
+from support.api import (
+    api_http,
+    auth,
+    dead_kubeconfig,
+    free_port,
+    make_settings,
+    problem,
+    running_server,
+)
 from support.cluster import REPO_ROOT, wait_for
 from support.webhooks import Receiver, webhook_secret_cli
 
@@ -56,7 +64,7 @@ def receiver() -> Iterator[Receiver]:
 
 @contextmanager
 def api(settings: ApiSettings) -> Iterator[httpx.Client]:
-    with running_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+    with running_server(settings) as url, api_http(url) as client:
         yield client
 
 
@@ -351,16 +359,16 @@ def test_private_loopback_and_link_local_targets_are_refused(
             "/jobs", json={"guideline_text": TEXT, "callback_url": url}, headers=auth()
         )
         assert response.status_code == 422, response.text
-        error = response.json()["error"]
+        error = problem(response)
         assert error["reason"] == "callback_url_refused"
-        assert f"a {kind} address" in error["message"]
+        assert f"a {kind} address" in error["detail"]
         assert error["details"][0]["field"] == "callback_url"
     with database.connection() as conn:
         assert db.count_status(conn, Phase.PENDING) == 0
 
 
 @pytest.mark.parametrize(
-    ("url", "problem"),
+    ("url", "complaint"),
     [
         ("ftp://example.com/hook", "http:// or https://"),
         ("https://user:pw@example.com/hook", "credentials"),
@@ -370,15 +378,15 @@ def test_private_loopback_and_link_local_targets_are_refused(
     ],
 )
 def test_malformed_callback_urls_are_refused(
-    database: db.Database, tmp_path: Path, url: str, problem: str
+    database: db.Database, tmp_path: Path, url: str, complaint: str
 ) -> None:
     with api(settings_for(database, tmp_path)) as client:
         response = client.post(
             "/jobs", json={"guideline_text": TEXT, "callback_url": url}, headers=auth()
         )
         assert response.status_code == 422, response.text
-        error = response.json()["error"]
-        assert error["reason"] == "validation_error" and problem in error["message"]
+        error = problem(response)
+        assert error["reason"] == "validation_error" and complaint in error["detail"]
         assert error["details"][0]["field"] == "callback_url"
 
 

@@ -83,6 +83,7 @@ TITLES: dict[str, str] = {
     Reason.JOB_FINISHED: "The job is already finished",
     Reason.JOB_NOT_RETRYABLE: "The job cannot be retried",
     Reason.MODEL_NOT_ALLOWED: "The model is not allowed for this tenant",
+    Reason.CALLBACK_URL_REFUSED: "The callback_url is not an allowed target",
     Reason.FORBIDDEN: "Forbidden for this API key",
     Reason.MISSING_API_KEY: "An API key is required",
     Reason.INVALID_API_KEY: "The API key is not valid",

@@ -150,6 +150,7 @@ def install(app: FastAPI) -> None:
         if app.openapi_schema is not None:
             return app.openapi_schema
         document = build()
+        _drop_fastapi_validation_errors(document)
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         for model in COMPONENTS:
             schema = model.model_json_schema(ref_template=REF_TEMPLATE)
@@ -159,3 +160,23 @@ def install(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def _drop_fastapi_validation_errors(document: dict[str, Any]) -> None:
+    """Remove the 422 FastAPI adds to an operation with parameters that declares none: the
+    API's operations all declare their 422 problem, so it remains only on the documented
+    webhook, where it would claim the receiver answers FastAPI's body. Its schemas go too."""
+    for path_item in [*document.get("paths", {}).values(), *document.get("webhooks", {}).values()]:
+        for operation in path_item.values():
+            answer = operation.get("responses", {}).get("422", {})
+            if (
+                answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+                == FASTAPI_422
+            ):
+                del operation["responses"]["422"]
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)

@@ -95,8 +95,9 @@ SUBMIT_DESCRIPTION = (
         **problem(
             422,
             "Malformed JSON, invalid UTF-8, a missing/blank/mistyped field, a forbidden "
-            "control character, a model not allowed, an unknown `supersedes` job, or an "
-            "Idempotency-Key that is invalid or reused with another body.",
+            "control character, a model not allowed, a refused `callback_url`, an unknown "
+            "`supersedes` job, or an Idempotency-Key that is invalid or reused with another "
+            "body.",
             (Reason.MALFORMED_JSON, "malformed JSON: Expecting value at line 1 column 1"),
             (Reason.INVALID_UTF8, "request body is not valid UTF-8 (byte 12)"),
             (Reason.VALIDATION, "guideline_text: Field required"),
@@ -105,6 +106,10 @@ SUBMIT_DESCRIPTION = (
                 "guideline_text: contains control character U+0000 at index 4; ...",
             ),
             (Reason.MODEL_NOT_ALLOWED, "model 'gpt-4o' is not allowed for tenant alice"),
+            (
+                Reason.CALLBACK_URL_REFUSED,
+                "callback_url: host '10.1.2.3' resolves to 10.1.2.3, a private address; ...",
+            ),
             (
                 Reason.INVALID_IDEMPOTENCY_KEY,
                 "Idempotency-Key must be 1-255 printable ASCII characters",
