@@ -528,5 +528,6 @@ def test_the_openapi_document_describes_the_webhook(database: db.Database, tmp_p
     assert body == {"$ref": "#/components/schemas/JobView"}
     headers = {p["name"] for p in post["parameters"] if p["in"] == "header"}
     assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
-    submission = document["paths"]["/jobs"]["post"]["requestBody"]["content"]
-    assert "callback_url" in submission["application/json"]["schema"]["properties"]
+    submission = document["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    assert submission["application/json"]["schema"] == {"$ref": "#/components/schemas/SubmitJob"}
+    assert "callback_url" in document["components"]["schemas"]["SubmitJob"]["properties"]
