@@ -211,6 +211,13 @@ def test_list_rejects_bad_parameters(client: TestClient) -> None:
     assert client.get("/jobs", params={"limit": 200}, headers=auth()).status_code == 200
 
 
+def test_the_audit_trail_refuses_a_cursor_of_unicode_digits(client: TestClient) -> None:
+    """`"²".isdigit()` is True but int("²") fails: found by the schemathesis sweep (a 500)."""
+    for cursor in ("²", "١٢"):
+        answer = client.get("/v1/audit", params={"cursor": cursor}, headers=auth(ADMIN_KEY))
+        assert problem(answer, 422)["reason"] == "invalid_cursor"
+
+
 def test_reads_require_a_valid_key(client: TestClient, database: db.Database) -> None:
     eid = add_job(database)
     missing = client.get(f"/jobs/{eid}")

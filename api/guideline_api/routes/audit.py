@@ -44,7 +44,7 @@ def list_audit(
     Kept as long as the jobs (`db_retention_days`)."""
     before = None
     if cursor is not None:
-        if not cursor.isdigit():
+        if not (cursor.isascii() and cursor.isdigit()):  # "²".isdigit() is True
             raise ApiError(422, Reason.INVALID_CURSOR, "cursor is not one this API returned")
         before = int(cursor)
     job = service.parse_event_id(event_id) if event_id is not None else None
