@@ -68,9 +68,9 @@ reason's summary, `detail` what went wrong this time, `instance` the request's p
 validation errors) are extension members. Reasons: `malformed_json`, `invalid_utf8`,
 `validation_error`, `control_characters` (422), `unsupported_media_type` (415),
 `body_too_large`, `text_too_long` (413), `invalid_event_id`, `invalid_cursor`,
-`invalid_idempotency_key`, `idempotency_key_reused` (422), `not_found` (404),
-`method_not_allowed` (405), `job_finished`, `job_not_retryable` (409), `missing_api_key`,
-`invalid_api_key` (401, with `WWW-Authenticate`), `model_not_allowed`,
+`invalid_last_event_id`, `invalid_idempotency_key`, `idempotency_key_reused` (422),
+`not_found` (404), `method_not_allowed` (405), `job_finished`, `job_not_retryable` (409),
+`missing_api_key`, `invalid_api_key` (401, with `WWW-Authenticate`), `model_not_allowed`,
 `callback_url_refused` (422), `forbidden` (403), `batch_too_large` (413), `backlog_full`,
 `tenant_backlog_full`, `rate_limited` (429, with `Retry-After`), `database_unavailable`
 (503), `internal_error` (500). Kubernetes being down is no error: jobs wait PENDING (see
