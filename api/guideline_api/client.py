@@ -125,18 +125,18 @@ class Api:
 
     def submit(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         """POST /jobs (safe to retry, see `_post_safely`)."""
-        return self._post_safely("/jobs", body, idempotency_key)
+        return self._post_safely("/v1/jobs", body, idempotency_key)
 
     def submit_batch(self, items: list[dict[str, Any]], idempotency_key: str) -> dict[str, Any]:
         """POST /jobs/batch (item i's key is `<idempotency_key>:<i>`, so it is safe to retry)."""
-        return self._post_safely("/jobs/batch", {"items": items}, idempotency_key)
+        return self._post_safely("/v1/jobs/batch", {"items": items}, idempotency_key)
 
     def get(self, event_id: str, attempts: int = 1) -> dict[str, Any]:
         """GET /jobs/{event_id}; with `attempts` > 1 transient failures (503, a restarting
         API) are retried."""
         for attempt in range(attempts):
             try:
-                return self.request("GET", f"/jobs/{event_id}").json()
+                return self.request("GET", f"/v1/jobs/{event_id}").json()
             except ClientError as exc:
                 if exc.retry_after is None or attempt == attempts - 1:
                     raise
@@ -423,7 +423,7 @@ def cmd_show(api: Api, args: argparse.Namespace) -> int:
     """Show one job with its guideline: as text, or as an HTML review page."""
     if not args.html and args.output not in FORMATS:
         raise ClientError(f"-o {args.output}: choose table, json or yaml (a file only with --html)")
-    job = api.request("GET", f"/jobs/{args.event_id}", params={"include": "text"}).json()
+    job = api.request("GET", f"/v1/jobs/{args.event_id}", params={"include": "text"}).json()
     if not args.html:
         _emit(args, job, format_job(job))
         return EXIT_OK
@@ -457,21 +457,21 @@ def cmd_list(api: Api, args: argparse.Namespace) -> int:
         params["cursor"] = args.cursor
     if args.needs_review:
         params["needs_review"] = "true"
-    page = api.request("GET", "/jobs", params=params).json()
+    page = api.request("GET", "/v1/jobs", params=params).json()
     _emit(args, page, format_list(page))
     return EXIT_OK
 
 
 def cmd_cancel(api: Api, args: argparse.Namespace) -> int:
     """Ask for a job to be cancelled."""
-    job = api.request("POST", f"/jobs/{args.event_id}/cancel").json()
+    job = api.request("POST", f"/v1/jobs/{args.event_id}/cancel").json()
     _emit(args, job, f"cancel requested for {job['event_id']} (now {job['status']})")
     return EXIT_OK
 
 
 def cmd_retry(api: Api, args: argparse.Namespace) -> int:
     """Ask for a new attempt of a FAILED or CANCELLED job."""
-    job = api.request("POST", f"/jobs/{args.event_id}/retry").json()
+    job = api.request("POST", f"/v1/jobs/{args.event_id}/retry").json()
     _emit(args, job, f"retry requested for {job['event_id']} (now {job['status']})")
     return EXIT_OK
 

@@ -104,7 +104,7 @@ class _Reader(threading.Thread):
         """One connection; True once the job's terminal event arrived."""
         headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
         timeout = httpx.Timeout(10.0, read=READ_TIMEOUT)
-        path = f"/jobs/{self.event_id}/events"
+        path = f"/v1/jobs/{self.event_id}/events"
         with connect_sse(self.http, "GET", path, headers=headers, timeout=timeout) as source:
             if source.response.status_code != 200:
                 source.response.read()
