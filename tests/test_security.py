@@ -536,11 +536,12 @@ def test_worst_text_inputs_found_grow_linearly(tmp_path: Path) -> None:
 
 
 def _quadratic(text: str) -> int:
-    return sum(text.count("x", 0, i) for i in range(0, len(text), 8))
+    n = len(text) // 30  # pure bytecode: no fast C loop to hide the n² behind a constant
+    return sum(j for i in range(n) for j in range(i))
 
 
 def _linear(text: str) -> int:
-    return sum(text.count(c) for c in "x \t.#" * 400)
+    return sum(sum(1 for _ in text) for _ in range(40))
 
 
 def test_growth_check_tells_quadratic_from_linear(tmp_path: Path) -> None:
@@ -605,6 +606,12 @@ def test_operator_a_cr_with_a_victims_event_id_leaves_the_victims_job_unchanged(
     name = victim["metadata"]["name"]
     event_id = victim["metadata"]["labels"][gj.LABEL_EVENT_ID]
     assert stack.wait_for_phase(name, *TERMINAL)["status"]["phase"] == "COMPLETED"
+    # The CR's phase comes first; the mirror's row and its COMPLETED event follow.
+    wait_for(
+        lambda: (h := stack.history(event_id)) and h[-1]["status"] == "COMPLETED",
+        timeout=30,
+        message="the victim's COMPLETED recorded",
+    )
     before = victim_snapshot(stack, name, event_id)
 
     # The attacker may create GuidelineJobs: one claims the victim's job by its label, and
