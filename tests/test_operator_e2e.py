@@ -16,7 +16,7 @@ from guideline_core import resource as gj
 from guideline_operator import manifests
 from support import kube_writes
 from support.checklists import item_fields
-from support.cluster import REPO_ROOT, LocalCluster, local_dir, process_alive, wait_for
+from support.cluster import REPO_ROOT, LocalCluster, process_alive, wait_for
 from support.stack import FAKE_CHECKLIST, FAKE_SUMMARY, OPENAI_TEST_KEY, PodWatch, Stack
 
 pytestmark = pytest.mark.cluster
@@ -289,13 +289,6 @@ def test_a_guidelinejob_with_an_invalid_event_id_label_is_a_job_of_its_own(
 # --- cancellation and retry -----------------------------------------------------------------
 
 
-def pod_process(stack: Stack, pod: dict[str, Any]) -> tuple[int, str]:
-    """The pid and start time of a running pod's process (from the node agent's state)."""
-    path = local_dir() / "run" / "pods" / f"{pod['metadata']['uid']}.pid"
-    fields = wait_for(lambda: path.exists() and path.read_text().split(), timeout=30)
-    return int(fields[0]), fields[1]
-
-
 def test_cancel_pending_and_processing(make_stack: Any) -> None:
     stack = make_stack(
         operator={"max_concurrent_jobs": 1},
@@ -312,7 +305,7 @@ def test_cancel_pending_and_processing(make_stack: Any) -> None:
     assert condition(waiting, "Queued")["status"] == "True"
     assert "queuePosition" not in waiting["status"]  # positions are computed on read
     [pod] = [p for p in stack.pods_of(running) if p["status"].get("phase") == "Running"]
-    pid, started = pod_process(stack, pod)
+    pid, started = stack.cluster.pod_process(pod)
     assert process_alive(pid, started)
 
     stack.cancel(queued)

@@ -274,7 +274,7 @@ def test_a_missing_guideline_job_is_not_retried(
     assert "not found" in message["message"]
 
 
-def runner_job(name: str, job_name: str, base_url: str) -> dict[str, Any]:
+def runner_job(name: str, job_name: str, base_url: str, image: str) -> dict[str, Any]:
     """A batch/v1 Job running the runner as the contract describes (as the operator will)."""
     env = [
         {"name": "GUIDELINE_JOB_NAME", "value": name},
@@ -306,7 +306,8 @@ def runner_job(name: str, job_name: str, base_url: str) -> dict[str, Any]:
                     "containers": [
                         {
                             "name": "runner",
-                            "image": "guideline-ingest:test",
+                            "image": image,
+                            "imagePullPolicy": "Never",
                             "command": ["guideline-runner"],
                             "env": env,
                         }
@@ -331,11 +332,14 @@ def test_runner_pods_with_only_the_runner_rbac(cluster: LocalCluster, namespace:
             "patch", PLURAL, name, "-n", namespace, "--subresource=status", "--type=merge",
             "-p", json.dumps({"status": {"jobName": f"run-{name}"}}),
         )  # fmt: skip
-    with FakeLLMProcess({"summary": SUMMARY, "checklist": CHECKLIST}) as fake:
+    image = cluster.pod_image()
+    script = {"summary": SUMMARY, "checklist": CHECKLIST}
+    with FakeLLMProcess(script, host=cluster.pod_host) as fake:
+        nowhere = fake.base_url.replace("/v1", "/nowhere/v1")
         cluster.create(
             [
-                runner_job(good, f"run-{good}", fake.base_url),
-                runner_job(bad, f"run-{bad}", fake.base_url.replace("/v1", "/nowhere/v1")),
+                runner_job(good, f"run-{good}", fake.base_url, image),
+                runner_job(bad, f"run-{bad}", nowhere, image),
             ],
             namespace=namespace,
         )

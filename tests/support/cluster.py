@@ -1,6 +1,12 @@
 """The local Kubernetes control plane for tests: started by `hack/cluster.sh up` when it is
 not already running (and then stopped again at the end of the session), plus the helpers
-tests use to talk to it with the cached kubectl."""
+tests use to talk to it with the cached kubectl.
+
+Its node is the node agent (pods are local processes on loopback) or, with
+GUIDELINE_NODE=real, the real node (pods in containers of `make image`'s image on the CNI
+bridge). What pods reach on this host listens on `pod_host` (the Node's InternalIP:
+127.0.0.1 with the node agent, the host's address on the real node), and their image is
+`pod_image()`."""
 
 from __future__ import annotations
 
@@ -107,6 +113,31 @@ def process_start_time(pid: int) -> str | None:
         return None
 
 
+_done: set[Callable[[], None]] = set()
+
+
+def _once(action: Callable[[], None]) -> None:
+    """Run `action` once per test session."""
+    if action not in _done:
+        action()
+        _done.add(action)
+
+
+@cache
+def _node_address(kubeconfig: str, kubectl: str, node: str) -> str:
+    def internal_ip() -> str | None:
+        result = subprocess.run(
+            [kubectl, "--kubeconfig", kubeconfig, "get", "node", node, "-o", "json"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if result.returncode != 0:
+            return None
+        addresses = json.loads(result.stdout).get("status", {}).get("addresses") or []
+        return next((a["address"] for a in addresses if a["type"] == "InternalIP"), None)
+
+    return wait_for(internal_ip, timeout=60, message=f"node {node}'s InternalIP")
+
+
 @dataclass
 class LocalCluster:
     """The running local control plane plus node agent, with kubectl helpers."""
@@ -166,6 +197,29 @@ class LocalCluster:
     def node_name(self) -> str:
         """The node agent's Node."""
         return os.environ.get("GUIDELINE_NODE_NAME", "guideline-node")
+
+    @property
+    def real_node(self) -> bool:
+        """True when the node is the real one (kubelet, containerd), not the node agent."""
+        mode = local_dir() / "run" / "node-mode"
+        return (mode.read_text().strip() if mode.exists() else "agent") == "real"
+
+    @property
+    def pod_host(self) -> str:
+        """The address at which pods reach a server of this host: the Node's InternalIP
+        (127.0.0.1 with the node agent, the host's address on the real node, where pods
+        have their own loopback). Servers that pods call listen there."""
+        return _node_address(str(self.kubeconfig), str(self.kubectl_path), self.node_name)
+
+    def pod_image(self) -> str:
+        """The image of the pods tests create: `make image`'s. On the real node it is built
+        (seconds when nothing changed) and imported into the node's containerd first; the
+        node agent records it and runs the command from this virtualenv."""
+        from support.containers import build_images, image_names
+
+        if self.real_node:
+            _once(build_images)
+        return image_names()[0]
 
     @property
     def ca_file(self) -> Path:
@@ -256,9 +310,29 @@ class LocalCluster:
 
     # pods
     def pod_log(self, namespace: str, pod: str) -> str:
-        """Everything a pod's container printed (the node agent's log file)."""
+        """Everything a pod's container printed (the node agent's log file; on the real
+        node, `kubectl logs`, which the kubelet serves from its CRI log files)."""
+        if self.real_node:
+            result = self.kubectl("logs", "-n", namespace, pod, "--all-containers", check=False)
+            return result.stdout if result.returncode == 0 else ""
         path = local_dir() / "log" / "pods" / f"{namespace}_{pod}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def pod_process(self, pod: dict[str, Any]) -> tuple[int, str]:
+        """The host pid and start time (see process_start_time) of a running pod's process:
+        the node agent's record of it, or on the real node the init process of its first
+        container, as containerd's runc shim recorded it."""
+        if not self.real_node:
+            path = local_dir() / "run" / "pods" / f"{pod['metadata']['uid']}.pid"
+            fields = wait_for(lambda: path.exists() and path.read_text().split()[:2], timeout=30)
+            return int(fields[0]), fields[1]
+        container_id = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+        state = local_dir() / "run" / "containerd" / "state" / "io.containerd.runtime.v2.task"
+        path = state / "k8s.io" / container_id / "init.pid"
+        pid = int(wait_for(lambda: path.exists() and path.read_text().strip(), timeout=30))
+        started = process_start_time(pid)
+        assert started is not None, f"container {container_id}'s process {pid} is gone"
+        return pid, started
 
     def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
         """The pods of a namespace (matching a label selector)."""

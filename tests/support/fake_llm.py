@@ -1,9 +1,10 @@
 """A fake OpenAI-compatible chat-completions server for tests (the only thing the suite
-fakes). It is a real HTTP server on 127.0.0.1, run in a thread of the test process
-(`FakeLLM`) or as a separate process (`python tests/support/fake_llm.py --port N
---script '<json>'`, or `FakeLLMProcess`) so that runner pods started by the node agent can
-reach it. It answers `POST /v1/chat/completions` as the openai SDK expects, following a
-script, and records every request.
+fakes). It is a real HTTP server on 127.0.0.1 (or `host`: runner pods on the real node
+reach it at `LocalCluster.pod_host`), run in a thread of the test process (`FakeLLM`) or as
+a separate process (`python tests/support/fake_llm.py --host H --port N --script '<json>'`,
+or `FakeLLMProcess`) so that runner pods started by the node can reach it. It answers
+`POST /v1/chat/completions` as the openai SDK expects, following a script, and records
+every request.
 
 Which chain step a request belongs to: the `X-Guideline-Step` header the runner sends,
 else `checklist` when the body has a `response_format`, else `summarize`.
@@ -371,11 +372,15 @@ class RemoteFakeLLM(_Client):
 class FakeLLMProcess(RemoteFakeLLM):
     """The fake as a child process (`python tests/support/fake_llm.py`). `stop()` ends it."""
 
-    def __init__(self, script: dict[str, Any] | None = None, port: int = 0) -> None:
+    def __init__(
+        self, script: dict[str, Any] | None = None, port: int = 0, host: str = "127.0.0.1"
+    ) -> None:
         self._process = subprocess.Popen(
             [
                 sys.executable,
                 str(Path(__file__).resolve()),
+                "--host",
+                host,
                 "--port",
                 str(port),
                 "--script",
@@ -385,7 +390,7 @@ class FakeLLMProcess(RemoteFakeLLM):
             text=True,
         )
         assert self._process.stdout is not None
-        line = self._process.stdout.readline()  # "listening http://127.0.0.1:N/v1"
+        line = self._process.stdout.readline()  # "listening http://<host>:N/v1"
         if not line.startswith("listening "):
             self._process.kill()
             self._process.wait(timeout=10)

@@ -1,14 +1,16 @@
 """The operator side of the stack for end-to-end tests: a fresh namespace on the local
 control plane with the runner's ServiceAccount and RBAC, the OpenAI Secret and the runner
-ConfigMap pointing at a fake LLM server process, and `guideline-operator --standalone`
-running as a subprocess against the test database.
+ConfigMap pointing at a fake LLM server process (listening where the runner pods reach
+it: `LocalCluster.pod_host`), and `guideline-operator --standalone` running as a
+subprocess against the test database.
 
     with Stack(cluster, postgres_url, tmp_path, operator={"max_concurrent_jobs": 2}) as stack:
         job = stack.submit("Staff must wash hands.")           # as the API does
         done = stack.wait_for_phase(job["metadata"]["name"], "COMPLETED")
 
 `operator` settings are `OperatorSettings` field names (lower case, without the
-GUIDELINE_ prefix); `operator_args` replace `--standalone` on its command line;
+GUIDELINE_ prefix; on the real node the runner image defaults to `make image`'s, never
+pulled); `operator_args` replace `--standalone` on its command line;
 `runner` entries become keys of the runner ConfigMap (env names); `env` entries are added
 as they are to the operator's environment (e.g. OTEL_*); `script` is the fake LLM's
 initial script (see support.fake_llm).
@@ -191,7 +193,8 @@ class Stack:
             "guideline-openai",
             f"--from-literal=api-key={OPENAI_TEST_KEY}",
         )
-        self.fake = FakeLLMProcess(self.script)
+        # Where the runner pods reach it (on the real node a pod's loopback is its own).
+        self.fake = FakeLLMProcess(self.script, host=self.cluster.pod_host)
         self.set_runner_config()
         self.start_operator(*self.operator_args)
         return self
@@ -243,7 +246,10 @@ class Stack:
     def operator_env(self, **overrides: Any) -> dict[str, str]:
         """The operator's environment: GUIDELINE_* settings from scratch (no inherited
         variables, no .env), KUBECONFIG, the test database and the stack's `env`."""
-        settings = {**DEFAULT_OPERATOR, **self.operator, **overrides}
+        node = {}
+        if self.cluster.real_node:  # `make image`'s image, imported into the node, never pulled
+            node = {"runner_image": self.cluster.pod_image(), "runner_image_pull_policy": "Never"}
+        settings = {**DEFAULT_OPERATOR, **node, **self.operator, **overrides}
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/root"),
