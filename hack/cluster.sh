@@ -418,6 +418,9 @@ cmd_up() {
   wait_until 90 "$([[ "$NODE_MODE" == real ]] && echo kubelet || echo node-agent)" "node $NODE_NAME (Ready, untainted)" node_ready
   phases+=("node $(elapsed "$t0")s")
   kubectl wait --for=condition=Established --timeout=60s -f "$REPO_ROOT/crds/" >/dev/null
+  # On a warm start the CRD is Established from etcd before the restarted API server serves
+  # it (a create answers 503 "Resource kind ... not found" for a while).
+  wait_until 60 kube-apiserver "GuidelineJobs served" kubectl get guidelinejobs.ingest.guidelines.dev -A --request-timeout=5s
   if ((${#started[@]})); then
     log "started ${started[*]}; cluster ($NODE_MODE node) ready in $(elapsed "$t0")s (ready at: ${phases[*]})"
   else
