@@ -736,10 +736,9 @@ def test_chart_runs_on_the_real_node(
     through the API Service reaches COMPLETED by a runner pod in a container of the image;
     `helm upgrade` with a changed value rolls the Deployment; `helm uninstall` leaves
     nothing of the release but the PostgreSQL claim a StatefulSet keeps."""
-    from support.containers import build_images, image_names
+    from support.containers import built_images
 
-    build_images()
-    app_image, _ = image_names()
+    app_image, _ = built_images()
     ns = restricted_namespace(cluster, "t-chart-node")
     volume = tmp_path / "pgdata"
     volume.mkdir()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from support.cluster import LocalCluster, wait_for
-from support.containers import build_images, image_names
+from support.containers import built_images
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -30,8 +30,7 @@ HARDENED = {
 @pytest.fixture(scope="module")
 def images(cluster: LocalCluster) -> tuple[str, str]:
     """`make image`, imported into the running node's containerd."""
-    build_images()
-    return image_names()
+    return built_images()
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
-"""The operator end to end: the real control plane and node agent, real PostgreSQL, the real
-runner in Job pods, and the fake LLM server. Each test gets its own namespace, fake and
-operator (`support.stack.Stack`), so the operator's settings can differ per test."""
+"""The operator end to end: the real control plane and node (the node agent, or the real
+node with GUIDELINE_NODE=real), real PostgreSQL, the real runner in Job pods, and the fake
+LLM server. Each test gets its own namespace, fake and operator (`support.stack.Stack`), so
+the operator's settings can differ per test."""
 
 from __future__ import annotations
 
@@ -304,7 +305,13 @@ def test_cancel_pending_and_processing(make_stack: Any) -> None:
     )
     assert condition(waiting, "Queued")["status"] == "True"
     assert "queuePosition" not in waiting["status"]  # positions are computed on read
-    [pod] = [p for p in stack.pods_of(running) if p["status"].get("phase") == "Running"]
+    # PROCESSING is set when the Job is created; its pod runs a moment later (a container on
+    # the real node starts in about a second).
+    [pod] = wait_for(
+        lambda: [p for p in stack.pods_of(running) if p["status"].get("phase") == "Running"],
+        timeout=60,
+        message="the runner pod running",
+    )
     pid, started = stack.cluster.pod_process(pod)
     assert process_alive(pid, started)
 

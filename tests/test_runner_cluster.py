@@ -2,7 +2,8 @@
 LLM server: as a subprocess with the admin kubeconfig (status.result, status.partial and
 a retried run that skips step 1, status.runnerError, exit codes, the termination message,
 the key kept out of everything), and as the pod of a real Job with only the runner's
-ServiceAccount and RBAC (in-cluster credentials, podFailurePolicy on exit code 42)."""
+ServiceAccount and RBAC (in-cluster credentials, podFailurePolicy on exit code 42), which
+runs on the real node (marker node)."""
 
 from __future__ import annotations
 
@@ -318,6 +319,9 @@ def runner_job(name: str, job_name: str, base_url: str, image: str) -> dict[str,
     }
 
 
+# On the real node (make test's second session): the runner in a container of `make image`'s
+# image, reaching the API server through the `kubernetes` Service and the fake at pod_host.
+@pytest.mark.node
 def test_runner_pods_with_only_the_runner_rbac(cluster: LocalCluster, namespace: str) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", str(RUNNER_RBAC))
     cluster.kubectl(

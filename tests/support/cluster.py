@@ -113,16 +113,6 @@ def process_start_time(pid: int) -> str | None:
         return None
 
 
-_done: set[Callable[[], None]] = set()
-
-
-def _once(action: Callable[[], None]) -> None:
-    """Run `action` once per test session."""
-    if action not in _done:
-        action()
-        _done.add(action)
-
-
 @cache
 def _node_address(kubeconfig: str, kubectl: str, node: str) -> str:
     def internal_ip() -> str | None:
@@ -215,11 +205,9 @@ class LocalCluster:
         """The image of the pods tests create: `make image`'s. On the real node it is built
         (seconds when nothing changed) and imported into the node's containerd first; the
         node agent records it and runs the command from this virtualenv."""
-        from support.containers import build_images, image_names
+        from support.containers import built_images, image_names
 
-        if self.real_node:
-            _once(build_images)
-        return image_names()[0]
+        return (built_images() if self.real_node else image_names())[0]
 
     @property
     def ca_file(self) -> Path:

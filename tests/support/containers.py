@@ -43,6 +43,14 @@ def build_images() -> None:
     assert result.returncode == 0, result.stderr[-4000:]
 
 
+@cache
+def built_images() -> tuple[str, str]:
+    """`build_images()` once per test session (the real node's tests share it), then
+    `image_names()`."""
+    build_images()
+    return image_names()
+
+
 def inspect(image: str) -> dict[str, Any]:
     """The image's OCI configuration (buildah inspect)."""
     out = subprocess.run(
