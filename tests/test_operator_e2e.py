@@ -20,7 +20,8 @@ from support.checklists import item_fields
 from support.cluster import REPO_ROOT, LocalCluster, process_alive, wait_for
 from support.stack import FAKE_CHECKLIST, FAKE_SUMMARY, OPENAI_TEST_KEY, PodWatch, Stack
 
-pytestmark = pytest.mark.cluster
+# On the real node (make test's second session): runner pods in containers of make image.
+pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
 EXAMPLE = REPO_ROOT / "examples" / "guidelinejob.yaml"
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
