@@ -5,12 +5,14 @@
 #   containerd  containerd 2.x, its containerd-shim-runc-v2 and ctr, from the Go module
 #               github.com/containerd/containerd/v2 (runc is Debian's)
 #   coredns     CoreDNS from its Go module with only the plugins the node uses
+#   kube-router kube-router from its Go module github.com/cloudnativelabs/kube-router/v2; the
+#               node runs only its network-policy controller (iptables + Debian's ipset)
 #   pause       the sandbox image: the kubernetes module's build/pause/linux/pause.c compiled
 #               statically, packed with buildah from scratch, saved as a docker archive
 # CNI plugins are Debian's containernetworking-plugins (hack/install-system-deps.sh).
 # Idempotent: what is in the cache is not rebuilt. Each build logs how long it took.
 #
-#   hack/build-node.sh [containerd] [coredns] [pause]   (default: all three)
+#   hack/build-node.sh [containerd] [coredns] [kube-router] [pause]   (default: all four)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -93,6 +95,23 @@ GO
   log "coredns $COREDNS_VERSION built in $(elapsed "$t0")s"
 }
 
+build_kube-router() {
+  [[ -x "$KUBE_ROUTER_BIN/kube-router" ]] && { log "kube-router $KUBE_ROUTER_VERSION cached"; return; }
+  local t0 src="$GI_CACHE_ROOT/kube-router-$KUBE_ROUTER_VERSION/src" mod=github.com/cloudnativelabs/kube-router/v2
+  t0="$(now)"
+  mkdir -p "$KUBE_ROUTER_BIN"
+  go_module_dir "$src" "$mod" "$KUBE_ROUTER_VERSION"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "%s/cmd/kube-router"\n' "$mod" > "$src/tools.go"
+  (cd "$src" && go mod tidy)
+  log "building kube-router $KUBE_ROUTER_VERSION"
+  # Upstream's flags (its Makefile): static, the version injected.
+  (cd "$src" && CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X $mod/pkg/version.Version=$KUBE_ROUTER_VERSION -X $mod/pkg/version.BuildDate=module" \
+    -o "$KUBE_ROUTER_BIN/kube-router.tmp" "$mod/cmd/kube-router")
+  mv "$KUBE_ROUTER_BIN/kube-router.tmp" "$KUBE_ROUTER_BIN/kube-router"
+  log "kube-router $KUBE_ROUTER_VERSION built in $(elapsed "$t0")s"
+}
+
 build_pause() {
   local file="$IMAGE_CACHE/pause.tar"
   [[ -s "$file" ]] && { log "pause image $PAUSE_IMAGE cached"; return; }
@@ -113,5 +132,5 @@ build_pause() {
   log "pause image $PAUSE_IMAGE built in $(elapsed "$t0")s ($file)"
 }
 
-targets=("${@:-containerd coredns pause}")
+targets=("${@:-containerd coredns kube-router pause}")
 for t in ${targets[*]}; do "build_$t"; done

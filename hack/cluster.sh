@@ -5,7 +5,8 @@
 #   agent (default)  the node agent (hack/node_agent.py, a stand-in for the kubelet that runs
 #                    each pod's command as a local process), all on loopback
 #   real             a real node (hack/real-node.sh): containerd 2.x + runc, the kubelet,
-#                    kube-proxy (iptables), CNI bridge networking and CoreDNS, pods in
+#                    kube-proxy (iptables), CNI bridge networking, CoreDNS and NetworkPolicy
+#                    enforcement (kube-router's network-policy controller), pods in
 #                    containers of their images (built by hack/build-k8s.sh node and
 #                    hack/build-node.sh on first use)
 # A running cluster keeps its mode (.local/run/node-mode) until `down`.
@@ -19,7 +20,7 @@
 #   hack/cluster.sh import-images    (real node) import `make image`'s archives into containerd
 #
 # Components: etcd kube-apiserver kube-controller-manager kube-scheduler, then node-agent
-# (agent) or containerd kubelet kube-proxy coredns (real).
+# (agent) or containerd kubelet kube-proxy coredns kube-router (real).
 # Runtime files: .local/pki (certificates), .local/etcd (data), .local/run/<component>.pid,
 # .local/run/ports.env, .local/log/<component>.log, .local/kubeconfig (admin).
 # `down` keeps certificates and etcd data so the next `up` is a warm start (objects survive);
@@ -60,11 +61,11 @@ NODE_MODE_FILE="$RUN_DIR/node-mode"
 NODE_MODE="${GUIDELINE_NODE:-$(cat "$NODE_MODE_FILE" 2>/dev/null || echo agent)}"
 case "$NODE_MODE" in
   agent) NODE_COMPONENTS=(node-agent) ;;
-  real) NODE_COMPONENTS=(containerd kubelet kube-proxy coredns) ;;
+  real) NODE_COMPONENTS=(containerd kubelet kube-proxy coredns kube-router) ;;
   *) echo "[cluster] error: GUIDELINE_NODE must be agent or real, not '$NODE_MODE'" >&2; exit 2 ;;
 esac
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler "${NODE_COMPONENTS[@]}")
-ALL_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler node-agent containerd kubelet kube-proxy coredns)
+ALL_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler node-agent containerd kubelet kube-proxy coredns kube-router)
 # Controllers the tests and the service rely on (canonical names of v1.37; `--help` lists
 # them). With the node agent, Deployments/ReplicaSets/StatefulSets are left out on purpose:
 # it would run their pods as local processes, which nothing here wants; the real node runs
@@ -114,13 +115,14 @@ choose_ports() {
   local any_running=false c
   for c in "${ALL_COMPONENTS[@]}"; do is_running "$c" && any_running=true; done
   # (A ports.env from before the real node lacks its ports: chosen anew when nothing runs.)
-  if [[ -s "$PORTS_FILE" ]] && { $any_running || { grep -q COREDNS_READY_PORT "$PORTS_FILE" && ports_free; }; }; then return; fi
+  if [[ -s "$PORTS_FILE" ]] && { $any_running || { grep -q KUBE_ROUTER_HEALTH_PORT "$PORTS_FILE" && ports_free; }; }; then return; fi
   $any_running && die "components run but $PORTS_FILE is missing; run: hack/cluster.sh down"
   python3 - "$PORTS_FILE" <<'PY'
 import socket, sys
 names = ["ETCD_PORT", "ETCD_PEER_PORT", "APISERVER_PORT", "KCM_PORT", "SCHEDULER_PORT",
          "NODE_AGENT_PORT", "KUBELET_PORT", "KUBELET_HEALTHZ_PORT", "PROXY_HEALTHZ_PORT",
-         "PROXY_METRICS_PORT", "COREDNS_HEALTH_PORT", "COREDNS_READY_PORT"]
+         "PROXY_METRICS_PORT", "COREDNS_HEALTH_PORT", "COREDNS_READY_PORT",
+         "KUBE_ROUTER_HEALTH_PORT"]
 socks = []
 for _ in names:  # hold every socket open until all are chosen, so the ports differ
     s = socket.socket()
@@ -417,6 +419,8 @@ cmd_up() {
   [[ "$NODE_MODE" == real ]] && start_real_node "$NODE_IP" "$t0"
   wait_until 90 "$([[ "$NODE_MODE" == real ]] && echo kubelet || echo node-agent)" "node $NODE_NAME (Ready, untainted)" node_ready
   phases+=("node $(elapsed "$t0")s")
+  # kube-router's network-policy controller reads its Node at start: after the kubelet's.
+  [[ "$NODE_MODE" == real ]] && start_network_policies
   kubectl wait --for=condition=Established --timeout=60s -f "$REPO_ROOT/crds/" >/dev/null
   # On a warm start the CRD is Established from etcd before the restarted API server serves
   # it (a create answers 503 "Resource kind ... not found" for a while).

@@ -3,7 +3,7 @@
 # PostgreSQL's server (Debian), openssl, util-linux (unshare), Go >= 1.26 for the control
 # plane build, chromium (headless: the screenshot test of `guideline-client show --html`);
 # buildah, runc and debootstrap for `make image` (images built from Debian packages, no
-# registry); the CNI plugins and iptables for the real local node (GUIDELINE_NODE=real).
+# registry); the CNI plugins, iptables and ipset for the real local node (GUIDELINE_NODE=real).
 # Idempotent and quick when everything is present.
 set -euo pipefail
 need=()
@@ -21,6 +21,8 @@ command -v runc >/dev/null || need+=(runc)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 [[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
 command -v iptables >/dev/null || need+=(iptables)
+# kube-router's network-policy controller (the real node's NetworkPolicy enforcement).
+command -v ipset >/dev/null || need+=(ipset)
 if ((${#need[@]})); then
   echo "[deps] apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -33,6 +33,7 @@ IMAGE_CACHE="$GI_CACHE_ROOT/images"
 # The real node's own pieces (hack/build-node.sh), each in a cache keyed by its version.
 CONTAINERD_BIN="$GI_CACHE_ROOT/containerd-$CONTAINERD_VERSION/bin"
 COREDNS_BIN="$GI_CACHE_ROOT/coredns-$COREDNS_VERSION/bin"
+KUBE_ROUTER_BIN="$GI_CACHE_ROOT/kube-router-$KUBE_ROUTER_VERSION/bin"
 PAUSE_IMAGE="localhost/guideline-ingest-pause:$PAUSE_VERSION"
 # Debian's containernetworking-plugins.
 CNI_BIN_DIR=/usr/lib/cni

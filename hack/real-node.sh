@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The real node of hack/cluster.sh (GUIDELINE_NODE=real), sourced by it: containerd 2.x with
 # the CRI plugin and Debian's runc, the kubelet, kube-proxy (iptables), CNI bridge networking
-# (Debian's plugins) and CoreDNS as a host process, all configured under .local/:
+# (Debian's plugins), CoreDNS and kube-router's network-policy controller as host processes,
+# all configured under .local/:
 #   .local/containerd/{config.toml,root}  .local/run/containerd/{containerd.sock,state,netns}
 #   .local/kubelet/ (root dir) .local/kubelet.yaml  .local/kube-proxy.yaml  .local/Corefile
 #   .local/cni/{net.d,ipam}    .local/log/pods/ (container logs, what `kubectl logs` reads)
@@ -10,6 +11,11 @@
 # all addresses and advertises NODE_IP (the host's first global IPv4 address, or
 # GUIDELINE_NODE_IP), so the `kubernetes` Service routes to it through kube-proxy; CoreDNS
 # listens on NODE_IP:53 and is the pods' nameserver (clusterDNS).
+# NetworkPolicies: kube-router (--run-firewall only: no routing, no service proxy) keeps
+# iptables chains KUBE-ROUTER-{INPUT,FORWARD,OUTPUT}, KUBE-POD-FW-*, KUBE-NWPLCY-* and ipsets
+# KUBE-SRC-*/KUBE-DST-* (through iptables-nft's xt compatibility and the kernel's ip_set).
+# kube-network-policies, what kind runs, needs nftables' `queue` expression, and this
+# kernel is built without it (# CONFIG_NFT_QUEUE is not set).
 # Uses from cluster.sh: LOCAL_DIR RUN_DIR LOG_DIR PKI_DIR NODE_NAME API_URL the *_PORT
 # variables, sign, launch, wait_until, is_running, stop_component, kubectl, log, die.
 
@@ -35,7 +41,7 @@ real_node_binaries_missing() {
   local b
   for b in "$K8S_BIN/kubelet" "$K8S_BIN/kube-proxy" "$CONTAINERD_BIN/containerd" \
     "$CONTAINERD_BIN/containerd-shim-runc-v2" "$CONTAINERD_BIN/ctr" "$COREDNS_BIN/coredns" \
-    "$IMAGE_CACHE/pause.tar" "$CNI_BIN_DIR/bridge" /usr/sbin/runc; do
+    "$KUBE_ROUTER_BIN/kube-router" "$IMAGE_CACHE/pause.tar" "$CNI_BIN_DIR/bridge" /usr/sbin/runc; do
     [[ -e "$b" ]] || return 0
   done
   return 1
@@ -43,10 +49,11 @@ real_node_binaries_missing() {
 
 build_real_node() {
   real_node_binaries_missing || return 0
-  log "building the node (kubelet, kube-proxy, containerd, CoreDNS, pause; first time only; log: $LOG_DIR/build-node.log)"
+  log "building the node (kubelet, kube-proxy, containerd, CoreDNS, kube-router, pause; first time only; log: $LOG_DIR/build-node.log)"
   { bash "$HACK_DIR/build-k8s.sh" node && bash "$HACK_DIR/build-node.sh"; } >>"$LOG_DIR/build-node.log" 2>&1 \
     || die "node build failed, see $LOG_DIR/build-node.log"
   [[ -x "$CNI_BIN_DIR/bridge" && -x /usr/sbin/runc ]] || die "CNI plugins or runc missing: run make system-deps"
+  command -v ipset >/dev/null || die "ipset missing (kube-router's network policies): run make system-deps"
 }
 
 # has_san CERT ENTRY: the certificate's subjectAltName lists ENTRY (e.g. "IP Address:1.2.3.4").
@@ -66,12 +73,14 @@ real_node_pki() {
   fi
   [[ -s "$PKI_DIR/kube-proxy.crt" ]] || sign kube-proxy "/CN=system:kube-proxy" "$CLIENT_EXT"
   [[ -s "$PKI_DIR/coredns.crt" ]] || sign coredns "/CN=system:coredns" "$CLIENT_EXT"
+  [[ -s "$PKI_DIR/kube-router.crt" ]] || sign kube-router "/CN=system:kube-router" "$CLIENT_EXT"
   chmod 600 "$PKI_DIR"/*.key
   # The kubelet is a normal node: system:node:<name> in system:nodes (the Node authorizer and
   # NodeRestriction admission apply), the same identity the node agent has.
   write_kubeconfig "$LOCAL_DIR/kubelet.kubeconfig" "system:node:$NODE_NAME" node-agent
   write_kubeconfig "$LOCAL_DIR/kube-proxy.kubeconfig" system:kube-proxy kube-proxy
   write_kubeconfig "$LOCAL_DIR/coredns.kubeconfig" system:coredns coredns
+  write_kubeconfig "$LOCAL_DIR/kube-router.kubeconfig" system:kube-router kube-router
 }
 
 start_containerd() {
@@ -247,6 +256,36 @@ EOF
   launch coredns "$COREDNS_BIN/coredns" -conf "$LOCAL_DIR/Corefile"
 }
 
+# start_network_policies: kube-router's network-policy controller, once the Node exists (it
+# reads it at start); ready when healthy and its chains are in place.
+start_network_policies() {
+  if ! is_running kube-router; then
+    kubectl apply --server-side --force-conflicts -f "$HACK_DIR/manifests/kube-router-rbac.yaml" >/dev/null
+    launch kube-router "$KUBE_ROUTER_BIN/kube-router" --kubeconfig="$LOCAL_DIR/kube-router.kubeconfig" \
+      --run-firewall=true --run-router=false --run-service-proxy=false \
+      --hostname-override="$NODE_NAME" --service-cluster-ip-range="$SERVICE_CIDR" \
+      --enable-ipv4=true --enable-ipv6=false --health-port="$KUBE_ROUTER_HEALTH_PORT" \
+      --metrics-port=0 --v=1
+    started+=(kube-router)
+  fi
+  wait_until 60 kube-router kube-router kube_router_ready
+  phases+=("network policies $(elapsed "$t0")s")
+}
+
+kube_router_ready() {
+  curl -sf --max-time 2 "http://127.0.0.1:$KUBE_ROUTER_HEALTH_PORT/healthz" >/dev/null \
+    && iptables -S KUBE-ROUTER-FORWARD >/dev/null 2>&1
+}
+
+# remove_ipsets: kube-router's sets (once no rule refers to them).
+remove_ipsets() {
+  command -v ipset >/dev/null || return 0
+  local set
+  for set in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-SRC-|KUBE-DST-)' || true); do
+    ipset destroy "$set" 2>/dev/null || log "could not destroy ipset $set"
+  done
+}
+
 coredns_ready() { curl -sf --max-time 2 "http://127.0.0.1:$COREDNS_READY_PORT/ready" >/dev/null; }
 kube_proxy_ready() { curl -sf --max-time 2 "http://127.0.0.1:$PROXY_HEALTHZ_PORT/healthz" >/dev/null; }
 
@@ -329,7 +368,8 @@ remove_pod_cgroups() {
 stop_real_node() {
   local c
   [[ -e "$RUN_DIR/real-node" ]] || return 0
-  for c in kubelet coredns kube-proxy; do stop_component "$c"; done
+  # kube-router first: it would put back the chains removed below.
+  for c in kube-router kubelet coredns kube-proxy; do stop_component "$c"; done
   stop_containers
   stop_component containerd
   unmount_node_dirs
@@ -346,6 +386,7 @@ stop_real_node() {
   fi
   remove_chains iptables
   remove_chains ip6tables
+  remove_ipsets
   remove_pod_cgroups
   # The shims' sockets are always under /run/containerd/s (containerd's compiled-in state
   # dir): that directory, when empty, goes too.

@@ -37,13 +37,19 @@ from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.fake_llm import FakeLLMProcess
 from support.helm import (
     CHART,
+    REAL_NODE_VALUES,
     RELEASE,
     Helm,
+    api_server_policy,
     component,
     docs,
     env_of,
     expand,
     of_kind,
+    port_forward,
+    postgresql_volume,
+    restricted_namespace,
+    roll_out,
     runner_pod_file,
     token_kubeconfig,
 )
@@ -73,9 +79,6 @@ EXTERNAL = [
     "--set=api.auth.enabled=false",
 ]
 RENDERINGS = {"defaults": [], "all-on": [f"--values={ALL_ON}"], "external": EXTERNAL}
-RESTRICTED_LABELS = {
-    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
-}
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +104,6 @@ def crds(cluster: LocalCluster) -> None:
         "crd/kopfpeerings.kopf.dev", "crd/servicemonitors.monitoring.coreos.com",
         "crd/prometheusrules.monitoring.coreos.com", "crd/guidelinejobs.ingest.guidelines.dev",
     )  # fmt: skip
-
-
-def restricted_namespace(cluster: LocalCluster, prefix: str) -> str:
-    """A fresh namespace whose pods must meet the restricted Pod Security Standard."""
-    name = cluster.create_namespace(prefix)
-    cluster.kubectl("label", "namespace", name, *(f"{k}={v}" for k, v in RESTRICTED_LABELS.items()))
-    return name
 
 
 @pytest.fixture(scope="module")
@@ -690,31 +686,6 @@ def test_submit_run_complete_with_the_charts_service_accounts(
         cluster.delete_namespace(ns)
 
 
-@contextlib.contextmanager
-def port_forward(cluster: LocalCluster, namespace: str, target: str, port: int) -> Iterator[str]:
-    """`kubectl port-forward` of target's port to a free loopback port; yields the URL."""
-    local = free_port()
-    proc = subprocess.Popen(
-        [str(cluster.kubectl_path), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
-         "port-forward", "--address", "127.0.0.1", target, f"{local}:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{local}"
-    try:
-
-        def live() -> bool:
-            try:
-                return httpx.get(f"{url}/health/live", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(live, timeout=60, message=f"the API through port-forward of {target}")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
 def release_objects(cluster: LocalCluster, namespace: str) -> list[str]:
     """What of the release runs or exists in the namespace (by its instance label)."""
     out = cluster.kubectl(
@@ -740,35 +711,15 @@ def test_chart_runs_on_the_real_node(
 
     app_image, _ = built_images()
     ns = restricted_namespace(cluster, "t-chart-node")
-    volume = tmp_path / "pgdata"
-    volume.mkdir()
-    os.chown(volume, 999, 999)
-    volume.chmod(0o700)
-    pv = f"{ns}-postgresql"
-    cluster.create({
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
-        "spec": {
-            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "hostPath": {"path": str(volume), "type": "Directory"},
-            "claimRef": {"namespace": ns, "name": f"data-{RELEASE}-postgresql-0"},
-        },
-    })  # fmt: skip
+    pv = postgresql_volume(cluster, ns, tmp_path / "pgdata")
     api_key = f"node-{uuid.uuid4().hex}"
     try:
         helm.run(
-            "install", RELEASE, str(CHART), "-n", ns, "--set=crds.install=false",
-            "--set=fullnameOverride=gi", "--set=networkPolicy.enabled=true",
-            "--set=postgresql.image.repository=guideline-ingest-postgresql",
-            "--set-string=postgresql.image.tag=15",
+            "install", RELEASE, str(CHART), "-n", ns, *REAL_NODE_VALUES,
+            *api_server_policy(cluster), "--set=networkPolicy.enabled=true",
             f"--set=api.apiKeys.hashes[0]=node:{hash_key(api_key)}",
         )  # fmt: skip
-        for workload in (
-            "statefulset/gi-postgresql",
-            "deployment/gi-api",
-            "statefulset/gi-operator",
-        ):
-            cluster.kubectl("-n", ns, "rollout", "status", workload, "--timeout=300s", timeout=320)
+        roll_out(cluster, ns)
         pods = cluster.pods(ns, f"app.kubernetes.io/instance={RELEASE}")
         assert len(pods) == 5, [p["metadata"]["name"] for p in pods]  # 2 API, 2 operator, PG
         for pod in pods:

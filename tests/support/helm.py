@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.stack import OPERATOR_BIN, OperatorProcess, free_port
@@ -161,3 +164,91 @@ def start_chart_operator(
     wait_for(lambda: op.healthy() or not op.alive(), timeout=60, message="operator liveness")
     assert op.alive(), op.log_text()[-4000:]
     return op
+
+
+RESTRICTED_LABELS = {
+    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
+}
+
+
+def restricted_namespace(cluster: LocalCluster, prefix: str) -> str:
+    """A fresh namespace whose pods must meet the restricted Pod Security Standard."""
+    name = cluster.create_namespace(prefix)
+    cluster.kubectl("label", "namespace", name, *(f"{k}={v}" for k, v in RESTRICTED_LABELS.items()))
+    return name
+
+
+def postgresql_volume(cluster: LocalCluster, namespace: str, directory: Path) -> str:
+    """A hostPath PersistentVolume (the real node has no provisioner) bound to the in-chart
+    PostgreSQL's claim in `namespace`; returns its name (the caller deletes it)."""
+    directory.mkdir()
+    os.chown(directory, 999, 999)
+    directory.chmod(0o700)
+    name = f"{namespace}-postgresql"
+    cluster.create({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "hostPath": {"path": str(directory), "type": "Directory"},
+            "claimRef": {"namespace": namespace, "name": f"data-{RELEASE}-postgresql-0"},
+        },
+    })  # fmt: skip
+    return name
+
+
+# `make helm-demo`'s install on the real node: the in-chart PostgreSQL of `make image`.
+REAL_NODE_VALUES = [
+    "--set=crds.install=false",
+    "--set=fullnameOverride=gi",
+    "--set=postgresql.image.repository=guideline-ingest-postgresql",
+    "--set-string=postgresql.image.tag=15",
+]
+
+
+def roll_out(cluster: LocalCluster, namespace: str) -> None:
+    """Waits for the release's workloads (fullnameOverride=gi) to be rolled out."""
+    for workload in ("statefulset/gi-postgresql", "deployment/gi-api", "statefulset/gi-operator"):
+        cluster.kubectl(
+            "-n", namespace, "rollout", "status", workload, "--timeout=300s", timeout=320
+        )  # fmt: skip
+
+
+def api_server_policy(cluster: LocalCluster) -> list[str]:
+    """`networkPolicy.kubeApiServer` for the local cluster: a runner's connection to the
+    `kubernetes` Service reaches, after kube-proxy's DNAT, the API server's address on its
+    own port (not 443/6443); that is what a policy agent judges, so the values name them."""
+    [endpoints] = cluster.get_json(
+        "endpointslices", "-n", "default", "-l", "kubernetes.io/service-name=kubernetes"
+    )["items"]
+    address = endpoints["endpoints"][0]["addresses"][0]
+    port = endpoints["ports"][0]["port"]
+    return [
+        f"--set=networkPolicy.kubeApiServer.cidrs[0]={address}/32",
+        f"--set=networkPolicy.kubeApiServer.ports[0]={port}",
+    ]
+
+
+@contextlib.contextmanager
+def port_forward(cluster: LocalCluster, namespace: str, target: str, port: int) -> Iterator[str]:
+    """`kubectl port-forward` of target's port to a free loopback port; yields the URL."""
+    local = free_port()
+    proc = subprocess.Popen(
+        [str(cluster.kubectl_path), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
+         "port-forward", "--address", "127.0.0.1", target, f"{local}:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{local}"
+    try:
+
+        def live() -> bool:
+            try:
+                return httpx.get(f"{url}/health/live", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(live, timeout=60, message=f"the API through port-forward of {target}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
