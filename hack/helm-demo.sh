@@ -5,7 +5,8 @@
 #   3. namespace guideline-ingest enforcing the `restricted` Pod Security Standard, a
 #      hostPath PersistentVolume for the in-chart PostgreSQL (no dynamic provisioner here),
 #   4. `helm upgrade --install` (CRDs off: `hack/cluster.sh up` applies crds/) with the in-chart PostgreSQL (Debian's PostgreSQL 15 image of
-#      `make image`), NetworkPolicies on and an API key whose hash goes into the chart's
+#      `make image`), NetworkPolicies on (enforced by the node's kube-router; the runner's
+#      egress to the API server narrowed to its address and port) and an API key whose hash goes into the chart's
 #      Secret (the key itself: .local/helm-demo/api-key),
 #   5. waits for the rollout, port-forwards the API Service to 127.0.0.1:8080 (left running;
 #      `make cluster-down` stops it), submits examples/hand-hygiene.md and prints the job as
@@ -60,11 +61,19 @@ fi
 key="$(cat "$DEMO_DIR/api-key")"
 hash="$(printf %s "$key" | sha256sum | cut -d' ' -f1)"
 
+# The runner pods' NetworkPolicy lets them reach the Kubernetes API where a policy agent sees
+# it: after kube-proxy's DNAT, the `kubernetes` endpoint's address and port (not 443/6443).
+api_endpoint="$(kc get endpointslices -n default -l kubernetes.io/service-name=kubernetes \
+  -o jsonpath='{.items[0].endpoints[0].addresses[0]} {.items[0].ports[0].port}')"
+read -r api_address api_port <<<"$api_endpoint"
+
 say "helm upgrade --install $RELEASE charts/guideline-ingest -n $NAMESPACE"
 "$HELM" --kubeconfig "$KUBECONFIG_PATH" upgrade --install "$RELEASE" charts/guideline-ingest \
   -n "$NAMESPACE" \
   --set crds.install=false \
   --set networkPolicy.enabled=true \
+  --set "networkPolicy.kubeApiServer.cidrs[0]=$api_address/32" \
+  --set "networkPolicy.kubeApiServer.ports[0]=$api_port" \
   --set postgresql.image.repository=guideline-ingest-postgresql \
   --set-string postgresql.image.tag="$POSTGRESQL_MAJOR" \
   --set "api.apiKeys.hashes[0]=demo:$hash" >/dev/null
