@@ -288,6 +288,14 @@ def test_the_event_id_label_is_believed_only_for_the_cr_its_row_records() -> Non
     for pending in ({**row, "cr_uid": None}, {**row, "cr_uid": "old", "dispatch_pending": True}):
         with pytest.raises(store.NotRecordedYetError):
             store.identify(claimed, rows(pending))
+    # An API row before the dispatcher recorded anything has no name yet either: the CR
+    # named as the dispatcher names it is its own, not recorded yet; another name is not.
+    unrecorded = {"cr_uid": None, "cr_name": None, "namespace": "ns1", "dispatch_pending": True}
+    dispatched = cr()
+    dispatched["metadata"]["name"] = gj.cr_name_for(EVENT_ID)
+    with pytest.raises(store.NotRecordedYetError):
+        store.identify(dispatched, rows(unrecorded))
+    assert store.identify(claimed, rows(unrecorded)) == ("cr-uid-1", False)
     # In another namespace the same name is another object.
     other_ns = {**row, "cr_uid": None, "namespace": "ns2"}
     assert store.identify(claimed, rows(other_ns)) == ("cr-uid-1", False)

@@ -52,9 +52,12 @@ def identify(
         return uid, False
     if row.get("cr_uid") == uid:
         return str(event_id), True
+    # The API's rows learn their CR's name with its uid (the dispatcher records both after
+    # the create): until then the name the dispatcher gives is derived from the event_id.
+    expected_name = row.get("cr_name") or gj.cr_name_for(event_id)
     if (
         (row.get("cr_uid") is None or row.get("dispatch_pending"))
-        and row.get("cr_name") == metadata.get("name")
+        and expected_name == metadata.get("name")
         and row.get("namespace") == metadata.get("namespace")
     ):
         # The dispatcher's create (or re-create, after retention) not recorded yet. It
