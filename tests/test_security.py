@@ -548,10 +548,13 @@ def test_growth_check_tells_quadratic_from_linear(tmp_path: Path) -> None:
     """The check the two tests around rely on: it flags a quadratic pass and not a
     linear one of similar cost."""
     report = tmp_path / "r.json"
-    quadratic = growth("quadratic", _quadratic, ("", " ", "x"), 240_000, report)
-    linear = growth("linear", _linear, ("", " ", "x"), 240_000, report)
-    assert quadratic["growth"] is not None and quadratic["growth"] > MAX_GROWTH, quadratic
-    assert linear["growth"] is not None and linear["growth"] < MAX_GROWTH, linear
+    shape = ("", " ", "x")
+    # Three tries each: a burst of load on these shared cores can slow one measurement.
+    quadratic = [growth("quadratic", _quadratic, shape, 240_000, report) for _ in range(3)]
+    linear = [growth("linear", _linear, shape, 240_000, report) for _ in range(3)]
+    assert max(q["growth"] or 0 for q in quadratic) > MAX_GROWTH, quadratic
+    assert min(x["growth"] or 0 for x in linear) < MAX_GROWTH, linear
+    assert all(x["growth"] is not None for x in linear), linear  # above the noise floor
 
 
 def test_fuzzed_text_inputs_grow_linearly(tmp_path: Path) -> None:
