@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,7 +17,7 @@ from guideline_core.resource import Phase
 from support.api import ALICE_KEY, BOB_KEY, ApiProcess, auth, problem
 from support.cluster import wait_for
 from support.events import Event, StreamReader
-from support.rows import add_job
+from support.rows import add_job, mirror
 
 
 @pytest.fixture(scope="module")
@@ -49,23 +48,6 @@ def submit(url: str, key: str = ALICE_KEY) -> str:
     return response.json()["event_id"]
 
 
-def mirror(database: db.Database, event_id: str, status: Phase, attempts: int, **kw: Any) -> None:
-    """Write a state as the operator does."""
-    now = datetime.now(UTC)
-    with database.connection() as conn:
-        assert db.mirror_state(
-            conn,
-            db.JobState(
-                event_id=uuid.UUID(event_id),
-                status=status,
-                attempts=attempts,
-                started_at=now,
-                completed_at=now if status.terminal else None,
-                **kw,
-            ),
-        )
-
-
 def stored_ids(database: db.Database, event_id: str) -> list[int]:
     with database.connection() as conn:
         return [e["id"] for e in db.events_after(conn, uuid.UUID(event_id), 0, 1000)]
@@ -91,11 +73,11 @@ def test_a_stream_follows_changes_made_through_the_other_replica_and_the_operato
         assert accepted.data["queue"] == {"position": 1} and not accepted.data["terminal"]
         assert accepted.data["event_id"] == event_id and accepted.data["run"] == 0
 
-        mirror(database, event_id, Phase.PROCESSING, 1)
+        assert mirror(database, event_id, Phase.PROCESSING, 1)
         started = reader.next()
         assert (started.data["status"], started.data["attempts"]) == ("PROCESSING", 1)
         assert started.data["queue"] is None
-        mirror(database, event_id, Phase.PROCESSING, 2)  # the pod failed, a second attempt
+        assert mirror(database, event_id, Phase.PROCESSING, 2)  # the pod failed, a second attempt
         second = reader.next()
         assert (second.data["status"], second.data["attempts"]) == ("PROCESSING", 2)
 
@@ -119,11 +101,11 @@ def test_resuming_with_last_event_id_on_another_replica_has_no_gap_and_no_duplic
     first = StreamReader(a.url, event_id, ALICE_KEY)
     try:
         seen = [first.next()]
-        mirror(database, event_id, Phase.PROCESSING, 1)
+        assert mirror(database, event_id, Phase.PROCESSING, 1)
         seen.append(first.next())
     finally:
         first.close()  # the connection drops; the job goes on meanwhile
-    mirror(
+    assert mirror(
         database,
         event_id,
         Phase.FAILED,
@@ -132,8 +114,8 @@ def test_resuming_with_last_event_id_on_another_replica_has_no_gap_and_no_duplic
         reason="BackoffLimitExceeded",
     )
     assert httpx.post(f"{b.url}/jobs/{event_id}/retry", headers=auth()).status_code == 202
-    mirror(database, event_id, Phase.PROCESSING, 2, run=1)
-    mirror(database, event_id, Phase.COMPLETED, 2, run=1, result={"summary": "ok"})
+    assert mirror(database, event_id, Phase.PROCESSING, 2, run=1)
+    assert mirror(database, event_id, Phase.COMPLETED, 2, run=1, result={"summary": "ok"})
 
     resumed = StreamReader(b.url, event_id, ALICE_KEY, last_event_id=seen[-1].id)
     try:
@@ -200,7 +182,7 @@ def test_a_pending_job_hears_when_its_queue_position_moves(
     try:
         first = reader.next()
         assert first.data["queue"] == {"position": 2}
-        mirror(database, ahead, Phase.PROCESSING, 1)
+        assert mirror(database, ahead, Phase.PROCESSING, 1)
         moved = reader.next()
     finally:
         reader.close()
@@ -248,7 +230,7 @@ def test_many_streams_share_one_listener_and_no_pooled_connection(
         assert httpx.get(f"{a.url}/jobs/{event_id}", headers=auth()).status_code == 200
         metrics = httpx.get(f"{a.url}/metrics").text
         assert "\nguideline_api_event_streams 12.0\n" in metrics
-        mirror(database, event_id, Phase.COMPLETED, 1, result={"s": 1})
+        assert mirror(database, event_id, Phase.COMPLETED, 1, result={"s": 1})
         assert all(statuses(r.until_end()) == ["COMPLETED"] for r in readers)
     finally:
         for reader in readers:
@@ -314,7 +296,7 @@ def test_a_lost_listener_connection_comes_back_and_streams_go_on(
                 return cur.fetchone()[0] == 2
 
         wait_for(listening_again, timeout=30, interval=0.1, message="listeners back")
-        mirror(database, event_id, Phase.COMPLETED, 1, result={"s": 1})
+        assert mirror(database, event_id, Phase.COMPLETED, 1, result={"s": 1})
         assert statuses(reader.until_end()) == ["COMPLETED"]
     finally:
         reader.close()

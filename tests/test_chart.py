@@ -45,6 +45,7 @@ from support.helm import (
     docs,
     env_of,
     expand,
+    job_through,
     of_kind,
     port_forward,
     postgresql_volume,
@@ -731,20 +732,8 @@ def test_chart_runs_on_the_real_node(
                 assert status["containerID"].startswith("containerd://"), status
 
         with port_forward(cluster, ns, "service/gi-api", 8000) as url:
-            headers = {"Authorization": f"Bearer {api_key}"}
             text = (REPO_ROOT / "examples" / "hand-hygiene.md").read_text()
-            created = httpx.post(
-                f"{url}/jobs", json={"guideline_text": text, "title": "Hand hygiene"},
-                headers=headers, timeout=30,
-            )  # fmt: skip
-            assert created.status_code == 202, created.text
-            event_id = created.json()["event_id"]
-
-            def finished() -> dict[str, Any] | None:
-                job = httpx.get(f"{url}/jobs/{event_id}", headers=headers, timeout=10).json()
-                return job if job["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
-
-            job = wait_for(finished, timeout=300, interval=1, message="the job finished")
+            job = job_through(url, api_key, {"guideline_text": text, "title": "Hand hygiene"})
             assert job["status"] == "COMPLETED", job
         runners = cluster.pods(ns, "app.kubernetes.io/component=runner")
         assert runners, "no runner pod"

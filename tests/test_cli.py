@@ -10,9 +10,7 @@ import json
 import subprocess
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +20,7 @@ from guideline_core.resource import Phase
 from support.api import ApiProcess, auth
 from support.cli import CliProcess, run_cli
 from support.proxy import TcpProxy
+from support.rows import mirror
 
 SETTINGS = {"GUIDELINE_SSE_HEARTBEAT_SECONDS": "0.5"}
 
@@ -46,23 +45,6 @@ def submit(url: str) -> str:
     )
     assert response.status_code == 202, response.text
     return response.json()["event_id"]
-
-
-def mirror(database: db.Database, event_id: str, status: Phase, attempts: int, **kw: Any) -> None:
-    """Write a state as the operator does."""
-    now = datetime.now(UTC)
-    with database.connection() as conn:
-        db.mirror_state(
-            conn,
-            db.JobState(
-                event_id=uuid.UUID(event_id),
-                status=status,
-                attempts=attempts,
-                started_at=now,
-                completed_at=now if status.terminal else None,
-                **kw,
-            ),
-        )
 
 
 def test_completion_scripts(tmp_path: Path) -> None:

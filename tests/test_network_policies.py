@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from guideline_api.auth import hash_key
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
@@ -25,6 +24,7 @@ from support.helm import (
     RELEASE,
     Helm,
     api_server_policy,
+    job_through,
     port_forward,
     postgresql_volume,
     restricted_namespace,
@@ -139,22 +139,10 @@ def test_network_policies_are_enforced_on_the_real_node(
         # What the policies allow still works: a job end to end (API and operator to
         # PostgreSQL, the runner pod to the Kubernetes API only).
         with port_forward(cluster, ns, "service/gi-api", 8000) as url:
-            headers = {"Authorization": f"Bearer {api_key}"}
-            created = httpx.post(
-                f"{url}/jobs", json={"guideline_text": "Staff must wash hands."},
-                headers=headers, timeout=30,
-            )  # fmt: skip
-            assert created.status_code == 202, created.text
-            event_id = created.json()["event_id"]
-
-            def finished() -> dict[str, Any] | None:
-                job = httpx.get(f"{url}/jobs/{event_id}", headers=headers, timeout=10).json()
-                return job if job["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
-
-            job = wait_for(finished, timeout=300, interval=1, message="the job finished")
+            job = job_through(url, api_key, {"guideline_text": "Staff must wash hands."})
         assert job["status"] == "COMPLETED", json.dumps(job)[:2000]
         # The runner wrote the result through the Kubernetes API; its pod then exits.
-        [runner] = cluster.pods(ns, f"ingest.guidelines.dev/event-id={event_id}")
+        [runner] = cluster.pods(ns, f"ingest.guidelines.dev/event-id={job['event_id']}")
         name = runner["metadata"]["name"]
         cluster.wait_for_pod_phase(ns, name, {"Succeeded", "Failed"}, timeout=120)
         assert cluster.get_json("pod", name, "-n", ns)["status"]["phase"] == "Succeeded"

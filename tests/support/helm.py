@@ -252,3 +252,17 @@ def port_forward(cluster: LocalCluster, namespace: str, target: str, port: int) 
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def job_through(url: str, api_key: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Submit `body` to the API at `url` and return the job once it is terminal."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    created = httpx.post(f"{url}/jobs", json=body, headers=headers, timeout=30)
+    assert created.status_code == 202, created.text
+    event_id = created.json()["event_id"]
+
+    def finished() -> dict[str, Any] | None:
+        job = httpx.get(f"{url}/jobs/{event_id}", headers=headers, timeout=10).json()
+        return job if job["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
+
+    return wait_for(finished, timeout=300, interval=1, message="the job finished")

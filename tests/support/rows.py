@@ -60,3 +60,22 @@ def add_job(
                 ),
             )
     return event_id
+
+
+def mirror(
+    database: db.Database, event_id: str, status: Phase, attempts: int, **kw: object
+) -> bool:
+    """Write a state as the operator does (`db.mirror_state`); True if it was applied."""
+    now = datetime.now(UTC)
+    with database.connection() as conn:
+        return db.mirror_state(
+            conn,
+            db.JobState(
+                event_id=uuid.UUID(event_id),
+                status=status,
+                attempts=attempts,
+                started_at=now,
+                completed_at=now if status.terminal else None,
+                **kw,  # type: ignore[arg-type]
+            ),
+        )
