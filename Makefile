@@ -81,8 +81,8 @@ test-node: deps ## Only the real node's tests (GUIDELINE_NODE=real: kubelet, con
 test-fast: venv ## Only the tests that need no cluster and build no image
 	$(BIN)/pytest -m "not cluster and not image" $(PYTEST_ARGS)
 
-test-faults: deps ## Only the fault-injection tests
-	$(BIN)/pytest -m fault $(PYTEST_ARGS)
+test-faults: deps ## Only the fault-injection tests (on the real node)
+	$(REAL_NODE_ENV) $(BIN)/pytest -m fault $(PYTEST_ARGS)
 
 lint: venv ## ruff + the import-layering contract
 	$(BIN)/ruff check .

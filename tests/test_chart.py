@@ -6,10 +6,10 @@ settings) admitted as a pod by PodSecurity, the README's least-privilege table p
 each ServiceAccount's own token, the CRDs rendered exactly from crds/, and skaffold.yaml
 consistent with the chart.
 
-On the default node (the node agent) the Deployment/StatefulSet controllers are not
-running, so the chart's pods are judged by admission (the API server's PodSecurity plugin),
-not run; `test_chart_runs_on_the_real_node` (marker node, `make test-node`) runs them in
-containers on the real node."""
+Most of these tests judge the chart's pods by admission (the API server's PodSecurity
+plugin) and run on either node. The ones that run pods are marked `node` (`make test-node`)
+and run them in containers on the real node: `test_chart_runs_on_the_real_node` (the whole
+release) and `test_submit_run_complete_with_the_charts_service_accounts` (a runner pod)."""
 
 from __future__ import annotations
 
@@ -583,15 +583,18 @@ def test_api_service_selects_only_the_api_pods(helm: Helm) -> None:
 # end to end with the chart's ServiceAccounts and nothing more
 
 
+@pytest.mark.node
 def test_submit_run_complete_with_the_charts_service_accounts(
     cluster: LocalCluster, helm: Helm, crds: None, postgres_url: str, tmp_path: Path
 ) -> None:
     """The chart installed with an external database and an OpenAI-compatible endpoint (the
     fake LLM); the API runs with the api ServiceAccount's token, the operator (peered, as
-    the chart starts it) with the operator's token, and the Job's runner pod under the
-    chart's runner ServiceAccount: a submission through the API reaches COMPLETED."""
+    the chart starts it) with the operator's token, both as local processes (replicas 0),
+    and the Job's runner pod, in a container of the chart's default image, under the chart's
+    runner ServiceAccount: a submission through the API reaches COMPLETED."""
+    cluster.pod_image()  # built and imported under the chart's default image name
     ns = restricted_namespace(cluster, "t-helm-e2e")
-    fake = FakeLLMProcess(DEFAULT_SCRIPT)
+    fake = FakeLLMProcess(DEFAULT_SCRIPT, host=cluster.pod_host)
     api_key = f"e2e-{uuid.uuid4().hex}"
     key_entry = f"e2e:{hash_key(api_key)}"
     op: OperatorProcess | None = None
@@ -601,6 +604,7 @@ def test_submit_run_complete_with_the_charts_service_accounts(
             "--set=postgresql.enabled=false", f"--set=database.url={postgres_url}",
             f"--set=openai.apiKey={OPENAI_TEST_KEY}", f"--set=openai.baseUrl={fake.base_url}",
             "--set=runner.model=fake-model", f"--set=api.apiKeys.hashes[0]={key_entry}",
+            "--set=api.replicas=0", "--set=operator.replicas=0",
         )  # fmt: skip
         objects = docs(helm.run("get", "manifest", RELEASE, "-n", ns).stdout)
         tokens = {}

@@ -288,6 +288,7 @@ def restore_crds(cluster: LocalCluster) -> Iterator[None]:
     )  # fmt: skip
 
 
+@pytest.mark.node
 @pytest.mark.parametrize("operator_running", [True, False], ids=["operator-up", "operator-down"])
 def test_uninstall_then_deleting_namespace_and_crds_never_hangs(
     cluster: LocalCluster,
@@ -300,14 +301,18 @@ def test_uninstall_then_deleting_namespace_and_crds_never_hangs(
     """install, submit, `helm uninstall` (its pre-delete hook runs as a real Job pod on the
     node), delete the namespace, delete the CRDs: each step ends in bounded time. With the
     operator up, its delete handler releases each GuidelineJob; with it down, the hook
-    removes the finalizer itself after `uninstall.timeoutSeconds`."""
+    removes the finalizer itself after `uninstall.timeoutSeconds`. The hook runs in a
+    container of the chart's default image; the API and the operator are local processes
+    (replicas 0)."""
+    cluster.pod_image()  # built and imported under the chart's default image name
     ns = restricted_namespace(cluster, "t-uninstall")
     op: OperatorProcess | None = None
     try:
         helm.run(
             "install", RELEASE, str(CHART), "-n", ns, "--set=crds.install=false",
             "--set=postgresql.enabled=false", f"--set=database.url={postgres_url}",
-            "--set=uninstall.timeoutSeconds=15",
+            "--set=uninstall.timeoutSeconds=15", "--set=api.replicas=0",
+            "--set=operator.replicas=0",
         )  # fmt: skip
         objects = docs(helm.run("get", "manifest", RELEASE, "-n", ns).stdout)
         op = start_chart_operator(cluster, objects, ns, postgres_url, tmp_path)

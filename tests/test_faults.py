@@ -1,6 +1,6 @@
 """Fault injection: the whole stack (a real uvicorn API server, the operator, the real
-control plane and node agent, runner pods, PostgreSQL) keeps every accepted job through a
-crash or an outage of one of its parts.
+control plane and the real node, runner pods in containers, PostgreSQL) keeps every
+accepted job through a crash or an outage of one of its parts.
 
 "Nothing lost" (`assert_nothing_lost`) means: every POST that got a 202 reaches exactly one
 terminal state, its database row and its GuidelineJob agree, no Job of it ran to completion
@@ -10,8 +10,7 @@ twice (Complete Jobs and Succeeded pods are counted per event_id), and the API a
 These tests get their own PostgreSQL server (which one of them restarts) with a fresh
 database per test, and their own namespace and operator per test (`support.stack.Stack`).
 The kube-apiserver test stops the session's control plane for a few seconds: other test
-sessions sharing it see that outage too (run it alone or on a private control plane:
-`GUIDELINE_LOCAL_DIR=$PWD/.local/faults pytest -m fault`).
+sessions sharing it see that outage too (run these alone: `make test-faults`).
 
 Not here, to avoid duplicates: the LLM hanging until the soft timeout (FAILED, "Processing
 timeout") is `test_operator_e2e.py::test_soft_timeout_fails_with_processing_timeout_without_
@@ -23,8 +22,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
-import signal
 import threading
 import time
 import uuid
@@ -39,12 +36,12 @@ import pytest
 from guideline_core import db
 from guideline_core import resource as gj
 from support.api import auth, make_settings, running_server
-from support.cluster import LocalCluster, local_dir, process_alive, process_start_time, wait_for
+from support.cluster import LocalCluster, wait_for
 from support.contract import CHECKS
 from support.pg import PgServer
 from support.stack import DEFAULT_SCRIPT, Stack
 
-pytestmark = [pytest.mark.fault, pytest.mark.cluster, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.fault, pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(420)]
 
 TERMINAL = {p.value for p in gj.TERMINAL_PHASES}
 # A POST sent this long after a dependency came back must not fail any more.
@@ -412,7 +409,7 @@ def test_kube_apiserver_outage_still_accepts_and_runs_each_job_once(
         outcomes = submitter.snapshot()
         assert all(o.status == 202 for o in outcomes), [o for o in outcomes if o.status != 202]
         assert_nothing_lost(stack, url, outcomes, timeout=600)
-    # The node agent and the controllers lived through it.
+    # The node (kubelet, containerd, kube-proxy) and the controllers lived through it.
     status = cluster.cluster_sh("status").stdout
     assert "stopped" not in status, status
 
@@ -467,18 +464,6 @@ def test_postgres_restart_while_jobs_run_the_mirror_catches_up(
         )
 
 
-def _kill_runner(pod: dict[str, Any]) -> int:
-    """SIGKILL a running pod's process group (the node agent's record: pid, start time)."""
-    path = local_dir() / "run" / "pods" / f"{pod['metadata']['uid']}.pid"
-    pid, started = wait_for(
-        lambda: path.exists() and path.read_text().split()[:2], timeout=30, message="pid file"
-    )
-    assert process_start_time(int(pid)) == started
-    os.killpg(int(pid), signal.SIGKILL)
-    wait_for(lambda: not process_alive(int(pid), started), timeout=10, message="runner dead")
-    return int(pid)
-
-
 def test_runner_killed_is_retried_by_backoff_limit(
     cluster: LocalCluster, fault_db: str, tmp_path: Path
 ) -> None:
@@ -497,7 +482,7 @@ def test_runner_killed_is_retried_by_backoff_limit(
         )
         # Mid-chain: the fake holds the summarize call for 3 s.
         wait_for(lambda: stack.fake.requests("summarize"), timeout=30, message="LLM called")
-        _kill_runner(pod)
+        cluster.kill_pod_process(pod)
 
         crs = assert_nothing_lost(stack, url, submitter.snapshot())
         status = crs[outcome.event_id]["status"]

@@ -1,8 +1,9 @@
 """Versions of a guideline end to end: the real API (in-process) and control plane, the
-operator, runner pods with the chunk cache (its Secret holding the test database's URL),
-the fake LLM. A long guideline is submitted, then a version with one section edited that
-supersedes it: only the changed parts and the combine step reach the LLM again, the usage
-counts the calls saved, and reading the new job shows its changes."""
+operator, runner pods on the real node with the chunk cache (its Secret holding the URL of
+a database on a PostgreSQL server the pods reach), the fake LLM. A long guideline is
+submitted, then a version with one section edited that supersedes it: only the changed
+parts and the combine step reach the LLM again, the usage counts the calls saved, and
+reading the new job shows its changes."""
 
 from __future__ import annotations
 
@@ -16,14 +17,25 @@ from guideline_runner.text import content_chunks
 from support.api import api_client, auth, make_settings
 from support.cluster import LocalCluster, wait_for
 from support.fake_llm import user_text
+from support.pg import PgServer
 from support.stack import Stack
 from test_chunk_cache import CHUNK_CHARS, long_guideline
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
 
 @pytest.fixture
-def stack(cluster: LocalCluster, postgres_url: str, tmp_path: Path) -> Iterator[Stack]:
+def pod_database(cluster: LocalCluster, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A fresh migrated database on a server that also listens where pods reach it: its
+    URL for this host and the same database's URL for the runner pods."""
+    with PgServer(tmp_path / "pg", pod_host=cluster.pod_host) as server:
+        url = server.create_database("grounding")
+        yield url, server.url("grounding", host=cluster.pod_host)
+
+
+@pytest.fixture
+def stack(cluster: LocalCluster, pod_database: tuple[str, str], tmp_path: Path) -> Iterator[Stack]:
+    database_url, pods_database_url = pod_database
     checklist = [
         {
             "item": "Check every valve before the shift",
@@ -40,20 +52,18 @@ def stack(cluster: LocalCluster, postgres_url: str, tmp_path: Path) -> Iterator[
     ]
     with Stack(
         cluster,
-        postgres_url,
+        database_url,
         tmp_path / "stack",
         runner={"GUIDELINE_CHUNK_CHARS": str(CHUNK_CHARS)},
         script={"summary": "part summary {call}.", "combine": "COMBINED.", "checklist": checklist},
     ) as started:
-        started.enable_chunk_cache()
-        with started.database.connection() as conn, conn.cursor() as cur:  # type: ignore[union-attr]
-            cur.execute("TRUNCATE chunk_summaries")
+        started.enable_chunk_cache(pods_database_url)
         yield started
 
 
 @pytest.fixture
-def api(stack: Stack, postgres_url: str, cluster: LocalCluster) -> Iterator[TestClient]:
-    settings = make_settings(postgres_url, cluster.kubeconfig, namespace=stack.namespace)
+def api(stack: Stack, cluster: LocalCluster) -> Iterator[TestClient]:
+    settings = make_settings(stack.database_url, cluster.kubeconfig, namespace=stack.namespace)
     with api_client(settings) as client:
         yield client
 

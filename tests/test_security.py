@@ -600,6 +600,7 @@ def victim_snapshot(stack: Stack, name: str, event_id: str) -> dict[str, Any]:
 # --- operator: a GuidelineJob only ever affects its own row (the confused deputy) -------
 
 
+@pytest.mark.node
 @pytest.mark.cluster
 def test_operator_a_cr_with_a_victims_event_id_leaves_the_victims_job_unchanged(
     make_stack: Any,
@@ -647,6 +648,7 @@ def test_operator_a_cr_with_a_victims_event_id_leaves_the_victims_job_unchanged(
     assert after["row"]["result"]["summary"] == FAKE_SUMMARY
 
 
+@pytest.mark.node
 @pytest.mark.cluster
 def test_operator_a_cr_claiming_a_queued_job_cannot_cancel_or_run_it(make_stack: Any) -> None:
     stack = make_stack(operator={"max_concurrent_jobs": 1}, script=HANG)
@@ -669,6 +671,7 @@ def test_operator_a_cr_claiming_a_queued_job_cannot_cancel_or_run_it(make_stack:
     assert stack.status(name)["phase"] == "PENDING"
 
 
+@pytest.mark.node
 @pytest.mark.cluster
 def test_operator_waits_for_the_dispatcher_to_record_its_cr(make_stack: Any) -> None:
     stack = make_stack()
@@ -694,6 +697,7 @@ def test_operator_waits_for_the_dispatcher_to_record_its_cr(make_stack: Any) -> 
 # --- the operator: labels and Job names -----------------------------------------------------
 
 
+@pytest.mark.node
 @pytest.mark.cluster
 def test_operator_a_label_push_does_not_reach_the_job_or_pod(make_stack: Any) -> None:
     stack = make_stack(operator={"propagated_labels": ["team"]}, script=HANG)
@@ -710,6 +714,7 @@ def test_operator_a_label_push_does_not_reach_the_job_or_pod(make_stack: Any) ->
     assert selected == []
 
 
+@pytest.mark.node
 @pytest.mark.cluster
 def test_operator_job_names_of_two_guidelinejobs_cannot_collide(make_stack: Any) -> None:
     stack = make_stack(script={"rules": [{"step": "any", "times": None, "status": 401}]})
@@ -758,6 +763,7 @@ def patch_status(
     )  # fmt: skip
 
 
+@pytest.mark.node
 @pytest.mark.cluster
 def test_runner_token_may_write_only_its_own_guidelinejobs_status(make_stack: Any) -> None:
     stack = make_stack(operator={"max_concurrent_jobs": 2}, script=HANG)
@@ -786,6 +792,7 @@ def test_runner_token_may_write_only_its_own_guidelinejobs_status(make_stack: An
 # --- kubectl-applied GuidelineJobs: tenant from the namespace, creator from the request -----
 
 
+@pytest.mark.node
 @pytest.mark.cluster
 def test_kubectl_cr_belongs_to_its_namespaces_tenant_and_records_the_real_creator(
     make_stack: Any,
@@ -808,6 +815,8 @@ def test_kubectl_cr_belongs_to_its_namespaces_tenant_and_records_the_real_creato
     assert row["tenant"] == "ward-7" and row["created_by"] == user
 
 
+@pytest.mark.node
+@pytest.mark.cluster
 def test_kubectl_cr_with_a_model_outside_its_tenants_allowlist_fails_without_running(
     make_stack: Any,
 ) -> None:
@@ -881,6 +890,7 @@ def test_crd_rejects_exactly_what_the_api_rejects(cluster: LocalCluster) -> None
 # --- fair admission under a flood -----------------------------------------------------------
 
 
+@pytest.mark.node
 @pytest.mark.cluster
 def test_operator_a_tenants_single_job_starts_within_one_slot_turnover_during_a_flood(
     make_stack: Any,

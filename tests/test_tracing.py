@@ -127,6 +127,16 @@ def otlp(no_otel_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpRec
         yield receiver
 
 
+@pytest.fixture
+def pod_otlp(
+    no_otel_env: None, monkeypatch: pytest.MonkeyPatch, cluster: LocalCluster
+) -> Iterator[OtlpReceiver]:
+    """A receiver the runner pods reach too (on the node's address)."""
+    with OtlpReceiver(host=cluster.pod_host) as receiver:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+        yield receiver
+
+
 def test_spans_reach_the_receiver_with_their_parents(
     otlp: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -337,8 +347,9 @@ def _runner_pod_template(tmp_path: Path, env: dict[str, str]) -> str:
 
 
 @pytest.mark.cluster
+@pytest.mark.node
 def test_one_trace_holds_the_api_operator_and_runner_spans_of_a_job(
-    otlp: OtlpReceiver,
+    pod_otlp: OtlpReceiver,
     monkeypatch: pytest.MonkeyPatch,
     cluster: LocalCluster,
     postgres_url: str,
@@ -347,7 +358,7 @@ def test_one_trace_holds_the_api_operator_and_runner_spans_of_a_job(
     fast = {"OTEL_BSP_SCHEDULE_DELAY": "100"}  # export every 0.1 s instead of 5 s
     for key, value in fast.items():
         monkeypatch.setenv(key, value)
-    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, **fast}
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": pod_otlp.endpoint, **fast}
     with Stack(
         cluster,
         postgres_url,
@@ -381,7 +392,7 @@ def test_one_trace_holds_the_api_operator_and_runner_spans_of_a_job(
             ("guideline-runner", "guideline.summarize"),
             ("guideline-runner", "guideline.checklist"),
         }
-        spans = otlp.wait_for(
+        spans = pod_otlp.wait_for(
             lambda spans: expected <= {(s.service, s.name) for s in spans if s.trace_id == trace_id}
         )
     trace = [s for s in spans if s.trace_id == trace_id]
@@ -414,10 +425,13 @@ def test_one_trace_holds_the_api_operator_and_runner_spans_of_a_job(
 
 
 @pytest.mark.cluster
+@pytest.mark.node
 def test_without_an_endpoint_nothing_is_exported_and_no_annotation_breaks_a_job(
     no_otel_env: None, cluster: LocalCluster, postgres_url: str, tmp_path: Path
 ) -> None:
-    # Listening where an exporter sends by default: tracing on by mistake would show here.
+    # Listening where an exporter sends by default: tracing on by mistake in the API or the
+    # operator would show here (a runner pod's default is its own loopback: its env is
+    # checked below instead).
     with OtlpReceiver(port=4318) as otlp, Stack(cluster, postgres_url, tmp_path / "stack") as stack:
         settings = make_settings(postgres_url, cluster.kubeconfig, namespace=stack.namespace)
         with api_client(settings) as api:

@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -321,6 +322,18 @@ class LocalCluster:
         started = process_start_time(pid)
         assert started is not None, f"container {container_id}'s process {pid} is gone"
         return pid, started
+
+    def kill_pod_process(self, pod: dict[str, Any]) -> int:
+        """SIGKILLs a running pod's process, as the kernel's OOM killer or a node fault
+        would (its container's init process on the real node; the node agent's process
+        group), and returns its pid once it is gone."""
+        pid, started = self.pod_process(pod)
+        if self.real_node:
+            os.kill(pid, signal.SIGKILL)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+        wait_for(lambda: not process_alive(pid, started), timeout=10, message=f"pid {pid} dead")
+        return pid
 
     def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
         """The pods of a namespace (matching a label selector)."""

@@ -1,8 +1,8 @@
-"""A local OTLP/HTTP trace receiver for tests: a real HTTP server on 127.0.0.1 (a thread
-of the test process, reachable by the operator and the runner pods, which are local
-processes) that accepts `POST /v1/traces` as an OpenTelemetry Collector does, decodes each
-`ExportTraceServiceRequest` (protobuf, gzip or not) with opentelemetry-proto, and keeps
-the spans.
+"""A local OTLP/HTTP trace receiver for tests: a real HTTP server in a thread of the test
+process (on 127.0.0.1 for local processes such as the API and the operator; on
+`LocalCluster.pod_host` when runner pods must reach it too) that accepts `POST /v1/traces`
+as an OpenTelemetry Collector does, decodes each `ExportTraceServiceRequest` (protobuf,
+gzip or not) with opentelemetry-proto, and keeps the spans.
 
     with OtlpReceiver() as otlp:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint}
@@ -83,10 +83,10 @@ def decode(body: bytes) -> list[ReceivedSpan]:
 
 
 class OtlpReceiver:
-    """The receiver (see module docs) on `port` (0: a free one); `endpoint` is what
+    """The receiver (see module docs) on `host`:`port` (0: a free one); `endpoint` is what
     OTEL_EXPORTER_OTLP_ENDPOINT takes."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self._spans: list[ReceivedSpan] = []
         self._lock = threading.Lock()
         self.requests = 0
@@ -118,13 +118,14 @@ class OtlpReceiver:
             def log_message(self, *args: Any) -> None:
                 return None
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server = ThreadingHTTPServer((host, port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def endpoint(self) -> str:
         """The base URL (exporters append /v1/traces)."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
 
     def __enter__(self) -> OtlpReceiver:
         self._thread.start()

@@ -30,14 +30,25 @@ def _free_port() -> int:
 
 
 class PgServer:
-    """One PostgreSQL cluster in `directory` on a loopback port (kept across restarts)."""
+    """One PostgreSQL cluster in `directory` on a loopback port (kept across restarts);
+    given `pod_host` (LocalCluster.pod_host), also on that address, trusting the host's own
+    subnets, which hold the real node's pods."""
 
-    def __init__(self, directory: Path, port: int | None = None, options: str = ""):
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        options: str = "",
+        pod_host: str | None = None,
+    ):
         self.directory = Path(directory)
         self.data = self.directory / "data"
         self.log = self.directory / "postgres.log"
         self.port = port or _free_port()
         self.options = options
+        self.addresses = ["127.0.0.1"]
+        if pod_host and pod_host != "127.0.0.1":
+            self.addresses.append(pod_host)
 
     def __enter__(self) -> PgServer:
         self.start()
@@ -56,6 +67,9 @@ class PgServer:
             self._pg_ctl(
                 "initdb", "-D", str(self.data), "-o", f"--username={USER} --auth=trust -E UTF8"
             )
+            if len(self.addresses) > 1:
+                with (self.data / "pg_hba.conf").open("a") as hba:
+                    hba.write("host all all samenet trust\n")
         socket_dir = self.directory / "sock"
         socket_dir.mkdir(exist_ok=True)
         socket_dir.chmod(0o777)
@@ -69,7 +83,8 @@ class PgServer:
             "-t",
             "60",
             "-o",
-            f"-p {self.port} -k {socket_dir} -c listen_addresses=127.0.0.1 {self.options}",
+            f"-p {self.port} -k {socket_dir} -c listen_addresses={','.join(self.addresses)}"
+            f" {self.options}",
         )
 
     def stop(self, mode: str = "fast") -> None:
@@ -87,9 +102,9 @@ class PgServer:
         )
         return result.returncode == 0
 
-    def url(self, dbname: str) -> str:
-        """The libpq URL of a database on this server."""
-        return f"postgresql://{USER}@127.0.0.1:{self.port}/{dbname}"
+    def url(self, dbname: str, host: str = "127.0.0.1") -> str:
+        """The libpq URL of a database on this server (at `host`, one it listens on)."""
+        return f"postgresql://{USER}@{host}:{self.port}/{dbname}"
 
     def create_database(self, name: str | None = None, migrate: bool = True) -> str:
         """A new (migrated) database; returns its URL."""
