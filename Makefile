@@ -42,6 +42,9 @@ deps: system-deps venv build-k8s build-promtool ## Everything the stack and the 
 build-k8s: ## Build (once, cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd, helm
 	@bash hack/build-k8s.sh
 
+build-node: ## Build (once, cached) the real node: kubelet, kube-proxy, containerd, CoreDNS, kube-router, the pause image
+	@bash hack/build-k8s.sh node && bash hack/build-node.sh
+
 build-vegeta: ## Build (once, cached) vegeta, the open-loop load generator of make bench
 	@bash hack/build-vegeta.sh >/dev/null
 
@@ -69,19 +72,19 @@ down: ## Stop the whole stack
 demo: up ## Start the stack, submit examples/hand-hygiene.md, print summary and checklist
 	@bash hack/stack.sh demo
 
-test: deps ## The whole suite: node-agent session, then the real node's; starts and stops its own clusters and PostgreSQL
+test: deps build-node image ## The whole suite: node-agent session, then the real node's; starts and stops its own clusters and PostgreSQL
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	status=0; $(BIN)/pytest -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS) || status=$$?; \
 	  $(REAL_NODE_ENV) $(BIN)/pytest -m node $(PYTEST_ARGS) || status=$$?; exit $$status
 
-test-node: deps ## Only the real node's tests (GUIDELINE_NODE=real: kubelet, containerd, the chart in containers)
+test-node: deps build-node image ## Only the real node's tests (GUIDELINE_NODE=real: kubelet, containerd, the chart in containers)
 	$(REAL_NODE_ENV) $(BIN)/pytest -m node $(PYTEST_ARGS)
 
 test-fast: venv ## Only the tests that need no cluster and build no image
 	$(BIN)/pytest -m "not cluster and not image" $(PYTEST_ARGS)
 
-test-faults: deps ## Only the fault-injection tests (on the real node)
+test-faults: deps build-node image ## Only the fault-injection tests (on the real node)
 	$(REAL_NODE_ENV) $(BIN)/pytest -m fault $(PYTEST_ARGS)
 
 lint: venv ## ruff + the import-layering contract
