@@ -33,9 +33,19 @@ def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def assert_row_matches(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
-    """The database row says what the CR says."""
+    """The database row says what the CR says. The operator writes the CR's status first
+    and mirrors it into the row after that transition's Event, so the row may lag the CR
+    by a moment: it is given 30 s to reach the CR's phase."""
     status = body["status"]
-    row = stack.row(status["eventId"])
+
+    def mirrored() -> dict[str, Any] | None:
+        row = stack.row(status["eventId"])
+        return row if row is not None and row["status"] == status["phase"] else None
+
+    try:
+        row = wait_for(mirrored, timeout=30, interval=0.1, message="the row mirrored")
+    except TimeoutError:
+        row = stack.row(status["eventId"])
     assert row is not None
     assert row["status"] == status["phase"]
     assert row["attempts"] == status["attempts"]
