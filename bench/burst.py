@@ -317,14 +317,10 @@ def run_steady(
     try:
         bodies = request_bodies(1024, DISTINCT_TEXTS, title="steady")
         count = max(1, round(rate * seconds))
-        step, accepted = vegeta.attack(
+        step, _ = vegeta.attack(
             f"{env.api_url}/jobs", env.headers, bodies, count, seconds, env.workdir, "steady"
         )
-        # The API's dispatcher creates the GuidelineJobs after the 202s; a reset while it
-        # still does would leave some behind without their rows.
-        deadline = time.monotonic() + 300
-        while env.count_guidelinejobs() < len(accepted) and time.monotonic() < deadline:
-            time.sleep(2.0)
+        env.wait_for_dispatch()  # the dispatcher's creates are part of the load
     finally:
         env.stop_operator()
     env.reset()

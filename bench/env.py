@@ -284,10 +284,32 @@ class Environment:
             if not token:
                 return total
 
+    def wait_for_dispatch(self, timeout: float = 300) -> None:
+        """Wait until the API's dispatcher has created the GuidelineJob of every row it
+        accepted (a GuidelineJob created after a reset's delete would outlive it)."""
+        from guideline_core import db
+
+        database = db.Database(self.database_url)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                with database.connection() as conn, conn.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM jobs WHERE dispatch_pending")
+                    pending = int(cur.fetchone()[0])
+                if not pending:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{pending} rows not dispatched within {timeout:g} s")
+                time.sleep(0.5)
+        finally:
+            database.close()
+
     def reset(self) -> None:
-        """Delete every GuidelineJob (and so its Jobs and pods) and empty the tables."""
+        """Delete every GuidelineJob (and so its Jobs and pods) and empty the tables, once
+        the dispatcher has created every GuidelineJob it owes."""
         from guideline_core import resource as gj
 
+        self.wait_for_dispatch()
         ns = self.ops.namespace
         finalized = any(
             item["metadata"].get("finalizers")
