@@ -671,7 +671,16 @@ def test_submit_run_complete_with_the_charts_service_accounts(
         runner_sa = component(objects, "ServiceAccount", "runner")["metadata"]["name"]
         pods = cluster.pods(ns, f"ingest.guidelines.dev/event-id={event_id}")
         assert pods and {p["spec"]["serviceAccountName"] for p in pods} == {runner_sa}
-        assert any(p["status"]["phase"] == "Succeeded" for p in pods)
+        # The operator marks COMPLETED once the runner container exited 0 with its result;
+        # a real kubelet reports the pod's phase Succeeded a moment later.
+        wait_for(
+            lambda: any(
+                p["status"].get("phase") == "Succeeded"
+                for p in cluster.pods(ns, f"ingest.guidelines.dev/event-id={event_id}")
+            ),
+            timeout=60,
+            message="the runner pod Succeeded",
+        )
         peering = cluster.get_json("kopfpeerings", container["args"][1].split("=", 1)[1], "-n", ns)
         assert pod_name in (peering.get("status") or {})
     finally:
