@@ -669,15 +669,13 @@ def test_submit_run_complete_with_the_charts_service_accounts(
         assert job["result"]["summary"] == FAKE_SUMMARY
         # The runner pod ran under the chart's runner ServiceAccount; the operator peered.
         runner_sa = component(objects, "ServiceAccount", "runner")["metadata"]["name"]
-        pods = cluster.pods(ns, f"ingest.guidelines.dev/event-id={event_id}")
+        of_job = f"ingest.guidelines.dev/event-id={event_id}"
+        pods = cluster.pods(ns, of_job)
         assert pods and {p["spec"]["serviceAccountName"] for p in pods} == {runner_sa}
         # The operator marks COMPLETED once the runner container exited 0 with its result;
         # a real kubelet reports the pod's phase Succeeded a moment later.
         wait_for(
-            lambda: any(
-                p["status"].get("phase") == "Succeeded"
-                for p in cluster.pods(ns, f"ingest.guidelines.dev/event-id={event_id}")
-            ),
+            lambda: any(p["status"].get("phase") == "Succeeded" for p in cluster.pods(ns, of_job)),
             timeout=60,
             message="the runner pod Succeeded",
         )

@@ -120,11 +120,15 @@ def test_the_runner_imports_no_opentelemetry_with_tracing_off() -> None:
 # --- spans at a receiver --------------------------------------------------------------------
 
 
+def _exporting_to(receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> OtlpReceiver:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+    return receiver
+
+
 @pytest.fixture
 def otlp(no_otel_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
     with OtlpReceiver() as receiver:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
-        yield receiver
+        yield _exporting_to(receiver, monkeypatch)
 
 
 @pytest.fixture
@@ -133,8 +137,7 @@ def pod_otlp(
 ) -> Iterator[OtlpReceiver]:
     """A receiver the runner pods reach too (on the node's address)."""
     with OtlpReceiver(host=cluster.pod_host) as receiver:
-        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
-        yield receiver
+        yield _exporting_to(receiver, monkeypatch)
 
 
 def test_spans_reach_the_receiver_with_their_parents(
