@@ -1,13 +1,18 @@
-"""`guideline_core.kube.new_api_client`: where each component's Kubernetes credentials
-come from (a kubeconfig, else the in-cluster ServiceAccount in a pod)."""
+"""`guideline_core.kube.new_api_client` and the runner's `guideline_core.kube_rest`: where
+each component's Kubernetes credentials come from (a kubeconfig, else the in-cluster
+ServiceAccount in a pod). Their calls against kube-apiserver are exercised by the runner's
+cluster tests (tests/test_runner_cluster.py: a kubeconfig's client certificate) and by every
+runner pod (the ServiceAccount)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from guideline_core import kube
+from guideline_core import kube, kube_rest
 from kubernetes import client
 from kubernetes.config.config_exception import ConfigException
 
@@ -70,3 +75,58 @@ def test_in_a_pod_without_a_kubeconfig_the_service_account_is_used(
     assert not Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
     with pytest.raises(ConfigException, match="token file"):
         kube.new_api_client()
+
+
+def test_the_runners_client_reads_a_kubeconfigs_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    path = write_kubeconfig(tmp_path / "kubeconfig", "https://four.example:6443", "t0ken-four")
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    creds = kube_rest.load_credentials()
+    assert creds.server == "https://four.example:6443"
+    assert creds.authorization() == "Bearer t0ken-four"
+
+
+def test_the_runners_client_in_a_pod_rereads_the_service_account_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("first\n")
+    monkeypatch.setattr(kube_rest, "SERVICE_ACCOUNT_DIR", account)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    creds = kube_rest.load_credentials()
+    assert creds.server == "https://[fd00::1]:6443"
+    assert creds.ca_file is None  # no ca.crt in this one: the system's trust store
+    assert creds.authorization() == "Bearer first"
+    (account / "token").write_text("rotated")  # the kubelet rotates it in place
+    assert creds.authorization() == "Bearer rotated"
+
+
+def test_the_runners_client_outside_a_pod_without_a_token_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    with pytest.raises(OSError, match="token is missing"):
+        kube_rest.load_credentials()
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "")
+    with pytest.raises(OSError, match="KUBERNETES_SERVICE_PORT"):
+        kube_rest.in_cluster_credentials()
+
+
+def test_object_paths_quote_their_parts() -> None:
+    path = kube_rest.object_path("g.io", "v1", "ns", "things", "a b", "status")
+    assert path == "/apis/g.io/v1/namespaces/ns/things/a%20b/status"
+
+
+def test_the_runner_imports_neither_the_kubernetes_package_nor_psycopg2() -> None:
+    # Start-up CPU of every runner pod (docs/benchmarks.md, "Runner start-up").
+    code = (
+        "import sys, guideline_runner.main, guideline_runner.providers.openai_llm\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'kubernetes', 'psycopg2'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]"], out.stderr

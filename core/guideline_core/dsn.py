@@ -15,9 +15,6 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, urlsplit
 
-import psycopg2
-from psycopg2.extensions import parse_dsn
-
 MASK = "***"
 # `password = value` or `password='quoted \' value'` of the keyword form; a backslash ends
 # an unquoted value so that a JSON-escaped quote after it stays intact.
@@ -35,13 +32,27 @@ def redact(text: str) -> str:
     return text
 
 
+def _parse(url: str) -> dict[str, str]:
+    """libpq's reading of a connection string; ValueError (its reason, redacted) if it
+    cannot be read."""
+    # Imported here, not above: the log formatter imports this module in every process,
+    # the runner pod's among them, which mostly never talks to PostgreSQL.
+    import psycopg2
+    from psycopg2.extensions import parse_dsn
+
+    try:
+        return parse_dsn(url)
+    except psycopg2.ProgrammingError as exc:
+        raise ValueError(redact(str(exc))) from None
+
+
 def password_of(url: str) -> list[str]:
     """The password of a connection string, as written and as libpq reads it (empty if
     none or if the string cannot be parsed)."""
     found: list[str] = []
     try:
-        parsed = parse_dsn(url)
-    except psycopg2.ProgrammingError:
+        parsed = _parse(url)
+    except ValueError:
         parsed = {}
     if parsed.get("password"):
         found.append(parsed["password"])
@@ -62,10 +73,9 @@ def to_uri(url: str) -> str:
     if "://" in url:
         return url
     try:
-        params = parse_dsn(url)
-    except psycopg2.ProgrammingError as exc:
-        message = f"database URL is not a valid connection string: {redact(str(exc))}"
-        raise ValueError(message) from None
+        params = _parse(url)
+    except ValueError as exc:
+        raise ValueError(f"database URL is not a valid connection string: {exc}") from None
     # Only the credentials and the database in the URL's parts; host, port and the rest as
     # query parameters, which yoyo hands to psycopg2 as keywords (a socket directory too).
     user = quote(params.pop("user", ""), safe="")

@@ -7,12 +7,13 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any, Final
-
-import urllib3
-from kubernetes import client, config
+from typing import TYPE_CHECKING, Any, Final
 
 from guideline_core import resource as gj
+
+if TYPE_CHECKING:  # the kubernetes package is imported only by those who make a client
+    import urllib3
+    from kubernetes import client
 
 # Content type of a JSON merge patch (RFC 7386): objects merge, lists are replaced.
 MERGE_PATCH: Final = "application/merge-patch+json"
@@ -31,6 +32,8 @@ def new_api_client(
     `pool_size` sets the HTTP connection pool's size and `retries` urllib3's retries
     (both: the client's defaults when None). Raises kubernetes' ConfigException (or
     OSError) when there are no usable credentials."""
+    from kubernetes import client, config
+
     cfg = client.Configuration()
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig:
         config.load_incluster_config(client_configuration=cfg)

@@ -21,9 +21,9 @@ from typing import Any
 
 import pydantic
 from guideline_core import kube, logs
+from guideline_core.kube_rest import RestClient, load_credentials
 from guideline_core.resource import ENV_TERMINATION_MESSAGE_PATH, FailureReason, RunnerExit
 from guideline_core.settings import RunnerSettings
-from kubernetes.client import CustomObjectsApi
 
 from guideline_runner import errors, tracing
 from guideline_runner.chain import run_chain
@@ -97,7 +97,7 @@ def _process(settings: RunnerSettings) -> int:
             ),
         )
     try:
-        api = CustomObjectsApi(kube.new_api_client())
+        api = RestClient(load_credentials())
     except Exception as exc:  # no in-cluster credentials and no kubeconfig
         return _fail(
             settings,
@@ -285,4 +285,8 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 def main() -> None:
     """Console script entry point."""
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # The openai SDK imports its optional aiohttp transport whenever aiohttp is installed
+    # (the image has it, for kopf); the runner uses only the SDK's sync client. Marking the
+    # module absent in this process saves a pod about 0.05 s of CPU before its first call.
+    sys.modules.setdefault("aiohttp", None)  # type: ignore[arg-type]
     sys.exit(run())

@@ -11,11 +11,10 @@ from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
 import urllib3
-from guideline_core import kube
+from guideline_core import kube_rest
 from guideline_core import resource as gj
+from guideline_core.kube_rest import KubeStatusError, RestClient
 from guideline_core.resource import FailureReason
-from kubernetes.client import CustomObjectsApi
-from kubernetes.client.exceptions import ApiException
 
 from guideline_runner.errors import ChainError
 
@@ -30,17 +29,18 @@ T = TypeVar("T")
 class GuidelineJobClient:
     """Reads one GuidelineJob and writes the runner's status fields."""
 
-    def __init__(self, name: str, namespace: str, api: CustomObjectsApi | None = None) -> None:
+    def __init__(self, name: str, namespace: str, api: RestClient | None = None) -> None:
         self.name = name
         self.namespace = namespace
-        self._api = api or CustomObjectsApi(kube.new_api_client())
+        self._api = api or RestClient(kube_rest.load_credentials(), REQUEST_TIMEOUT_SECONDS)
+        self._path = kube_rest.object_path(gj.GROUP, gj.VERSION, namespace, gj.PLURAL, name)
 
     def _retrying(self, action: str, call: Callable[[], T]) -> T:
         where = f"GuidelineJob {self.namespace}/{self.name}"
         for attempt, delay in enumerate((*RETRY_DELAYS_SECONDS, None), start=1):
             try:
                 return call()
-            except ApiException as exc:
+            except KubeStatusError as exc:
                 if exc.status == 404:
                     raise ChainError(
                         FailureReason.INVALID_INPUT, f"{where} not found", retryable=False
@@ -79,30 +79,11 @@ class GuidelineJobClient:
 
     def read(self) -> dict[str, Any]:
         """The GuidelineJob as a dict."""
-        return self._retrying(
-            "read",
-            lambda: self._api.get_namespaced_custom_object(
-                gj.GROUP,
-                gj.VERSION,
-                self.namespace,
-                gj.PLURAL,
-                self.name,
-                _request_timeout=REQUEST_TIMEOUT_SECONDS,
-            ),
-        )
+        return self._retrying("read", lambda: self._api.get(self._path))
 
     def patch_status(self, fields: dict[str, Any]) -> None:
         """Merge-patch `fields` into the status subresource."""
         self._retrying(
             "patch the status of",
-            lambda: self._api.patch_namespaced_custom_object_status(
-                gj.GROUP,
-                gj.VERSION,
-                self.namespace,
-                gj.PLURAL,
-                self.name,
-                {"status": fields},
-                _content_type=kube.MERGE_PATCH,
-                _request_timeout=REQUEST_TIMEOUT_SECONDS,
-            ),
+            lambda: self._api.merge_patch(self._path + "/status", {"status": fields}),
         )
