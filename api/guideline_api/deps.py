@@ -18,7 +18,13 @@ def get_ctx(request: Request) -> Context:
     return request.app.state.ctx
 
 
-CtxDep = Annotated[Context, Depends(get_ctx)]
+async def ctx_dependency(request: Request) -> Context:
+    """`get_ctx` as a dependency: a coroutine, because FastAPI runs a sync dependency in its
+    thread pool, a thread hop per request that costs CPU and, on busy cores, latency."""
+    return get_ctx(request)
+
+
+CtxDep = Annotated[Context, Depends(ctx_dependency)]
 
 bearer = HTTPBearer(
     auto_error=False,
