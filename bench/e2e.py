@@ -4,7 +4,9 @@ with a fixed latency per call) at several `maxConcurrentJobs`.
 Per job, from wall-clock timestamps on this one machine:
 - accepted: the POST's 202 arrived;
 - runner started / finished: the runner's own "runner started" (process up, imports done,
-  GuidelineJob read) and "runner finished" log lines (millisecond timestamps);
+  GuidelineJob read) and "runner finished" log lines (millisecond timestamps); "runner
+  started" also gives the process's CPU so far (`cpu_s`: the pod's start-up cost before its
+  first LLM call);
 - visible: the first poll of `GET /jobs?status=COMPLETED` (every 0.1 s) listing it.
 
 Figures: throughput; start overhead (accepted -> runner started) of the jobs that found a
@@ -56,7 +58,7 @@ def runner_times(env: Environment, event_id: str) -> dict[str, Any]:
 
     pods = env.cluster.pods(env.ops.namespace, f"{gj.LABEL_EVENT_ID}={event_id}")
     pods.sort(key=lambda p: p["metadata"]["creationTimestamp"])
-    starts, finishes = [], []
+    starts, finishes, start_cpu = [], [], []
     for pod in pods:
         for line in env.cluster.pod_log(env.ops.namespace, pod["metadata"]["name"]).splitlines():
             if not line.startswith("{"):
@@ -67,12 +69,15 @@ def runner_times(env: Environment, event_id: str) -> dict[str, Any]:
                 continue
             if record.get("msg") == "runner started":
                 starts.append(datetime.fromisoformat(record["ts"]).timestamp())
+                if isinstance(record.get("cpu_s"), int | float):
+                    start_cpu.append(float(record["cpu_s"]))
             elif record.get("msg") == "runner finished":
                 finishes.append(datetime.fromisoformat(record["ts"]).timestamp())
     return {
         "pods": len(pods),
         "started": min(starts) if starts else None,
         "finished": max(finishes) if finishes else None,
+        "start_cpu_s": start_cpu[0] if start_cpu else None,
     }
 
 
@@ -102,6 +107,9 @@ def analyse(jobs: list[dict[str, Any]], concurrency: int, chain_seconds: float) 
         "slot_handoff": summarize(handoff),
         "completion_visibility": summarize([j["visible"] - j["finished"] for j in done]),
         "runner_busy": summarize([j["finished"] - j["started"] for j in done]),
+        "runner_start_cpu_s": summarize(
+            [j["start_cpu_s"] for j in done if j.get("start_cpu_s") is not None]
+        ),
         "extra_pods": sum(j["pods"] - 1 for j in done),
     }
 
@@ -164,7 +172,8 @@ def run_once(
         f"(ideal {figures['ideal_jobs_per_min']}); start overhead p50 "
         f"{figures['start_overhead']['p50_ms']} ms, hand-over p50 "
         f"{figures['slot_handoff']['p50_ms']} ms, visible after exit p50 "
-        f"{figures['completion_visibility']['p50_ms']} ms"
+        f"{figures['completion_visibility']['p50_ms']} ms, runner CPU before its first LLM call "
+        f"p50 {figures['runner_start_cpu_s']['p50_ms']} ms"
     )
     return figures
 

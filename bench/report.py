@@ -127,6 +127,7 @@ def render(results: dict[str, Any]) -> str:
                 r["completion_visibility"]["p50_ms"],
                 r["completion_visibility"]["p95_ms"],
                 r["runner_busy"]["p50_ms"],
+                (r.get("runner_start_cpu_s") or {}).get("p50_ms"),
                 r["extra_pods"],
             ]
             for r in results["e2e"]
@@ -148,13 +149,15 @@ def render(results: dict[str, Any]) -> str:
                     "visible p50",
                     "p95",
                     "runner p50",
+                    "start CPU p50",
                     "extra pods",
                 ],
                 rows,
             )
             + "\nstart = accepted -> runner started (free slot); handover = a runner's exit "
             "-> the next queued runner started; visible = runner finished -> COMPLETED in "
-            "GET /jobs (polled every 0.1 s); runner = runner started -> finished"
+            "GET /jobs (polled every 0.1 s); runner = runner started -> finished; start CPU = "
+            "the runner process's CPU ms before its first LLM call (its own log)"
         )
     if "peer" in results:
         peer = results["peer"]

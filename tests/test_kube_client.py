@@ -6,6 +6,7 @@ runner pod (the ServiceAccount)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,13 @@ def test_the_runner_imports_neither_the_kubernetes_package_nor_psycopg2() -> Non
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["[]"], out.stderr
+
+
+def test_the_runners_client_reports_no_answer_as_a_transport_error() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = kube_rest.RestClient(kube_rest.Credentials(server=f"https://127.0.0.1:{port}"), 2.0)
+    with pytest.raises(kube_rest.TRANSPORT_ERRORS):
+        client.get("/api/v1/namespaces/default")
+    client.close()

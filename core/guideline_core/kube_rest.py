@@ -1,4 +1,5 @@
-"""A small Kubernetes REST client for one object: GET and JSON merge patch over urllib3.
+"""A small Kubernetes REST client for one object: GET and JSON merge patch over the
+standard library's HTTP client.
 
 It is the runner pod's client. Importing the `kubernetes` package costs a pod about 0.16 s
 of CPU before its first LLM call, a third of its budget (docs/benchmarks.md, "Runner
@@ -6,25 +7,26 @@ start-up"), for the two calls a runner makes. In a pod it authenticates as the p
 ServiceAccount (the token file is re-read before each call, as the kubelet rotates it);
 outside a pod it takes a kubeconfig's credentials, read by the `kubernetes` package, which
 is imported only then. Errors: `KubeStatusError` for an answer that is not a success (its
-`status` as in kubernetes' ApiException), urllib3's `HTTPError` or `OSError` when there
-was no answer.
+`status` as in kubernetes' ApiException), `http.client.HTTPException` or `OSError` when
+there was no answer (`TRANSPORT_ERRORS`).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
-
-import urllib3
+from urllib.parse import quote, urlsplit
 
 from guideline_core.kube import MERGE_PATCH
 
 SERVICE_ACCOUNT_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# What a call raises when kube-apiserver gave no answer (refused, reset, timed out, garbled).
+TRANSPORT_ERRORS: Final = (http.client.HTTPException, OSError)
 
 
 class KubeStatusError(Exception):
@@ -125,22 +127,25 @@ def object_path(
 
 
 class RestClient:
-    """GET and merge-patch of objects, each call bounded by `timeout_seconds`."""
+    """GET and merge-patch of objects over one kept-alive connection; each call bounded by
+    `timeout_seconds`. Not thread-safe (the runner calls from one thread at a time)."""
 
     def __init__(self, credentials: Credentials, timeout_seconds: float = 10.0) -> None:
         self.credentials = credentials
-        context = ssl.create_default_context(cafile=credentials.ca_file)
-        if not credentials.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if credentials.cert_file:
-            context.load_cert_chain(credentials.cert_file, credentials.key_file)
-        self._pool = urllib3.PoolManager(
-            maxsize=1,
-            ssl_context=context,
-            timeout=urllib3.Timeout(connect=min(timeout_seconds, 3.0), read=timeout_seconds),
-            retries=False,
-        )
+        self._timeout = timeout_seconds
+        server = urlsplit(credentials.server)
+        self._https = server.scheme == "https"
+        self._host, self._port = server.hostname or "", server.port
+        self._prefix = server.path.rstrip("/")
+        self._context: ssl.SSLContext | None = None
+        if self._https:
+            self._context = ssl.create_default_context(cafile=credentials.ca_file)
+            if not credentials.verify:
+                self._context.check_hostname = False
+                self._context.verify_mode = ssl.CERT_NONE
+            if credentials.cert_file:
+                self._context.load_cert_chain(credentials.cert_file, credentials.key_file)
+        self._connection: http.client.HTTPConnection | None = None
 
     def get(self, path: str) -> dict[str, Any]:
         """The object at `path`."""
@@ -152,7 +157,21 @@ class RestClient:
 
     def close(self) -> None:
         """Close the connection."""
-        self._pool.clear()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._connection is None:
+            if self._https:
+                self._connection = http.client.HTTPSConnection(
+                    self._host, self._port, timeout=self._timeout, context=self._context
+                )
+            else:
+                self._connection = http.client.HTTPConnection(
+                    self._host, self._port, timeout=self._timeout
+                )
+        return self._connection
 
     def _call(
         self,
@@ -169,10 +188,14 @@ class RestClient:
         if body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = content_type or "application/json"
-        response = self._pool.request(
-            method, self.credentials.server + path, body=payload, headers=headers
-        )
-        data = response.data
+        connection = self._connect()
+        try:
+            connection.request(method, self._prefix + path, body=payload, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except TRANSPORT_ERRORS:
+            self.close()  # the next call starts on a new connection
+            raise
         if response.status >= 300:
             raise KubeStatusError(response.status, response.reason or "", _message_of(data))
         return json.loads(data) if data else {}

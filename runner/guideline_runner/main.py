@@ -142,6 +142,8 @@ def _process(settings: RunnerSettings) -> int:
                 "model": provider.model,
                 "chars": len(text),
                 "soft_timeout_s": settings.soft_timeout_seconds,
+                # What the pod's start cost before its first LLM call (the budget).
+                "cpu_s": round(time.process_time(), 3),
             },
         )
 

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-import urllib3
 from guideline_core import kube_rest
 from guideline_core import resource as gj
 from guideline_core.kube_rest import KubeStatusError, RestClient
@@ -62,7 +61,7 @@ class GuidelineJobClient:
                         retryable=True,
                     ) from None
                 problem = f"{exc.status} {exc.reason}"
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
+            except kube_rest.TRANSPORT_ERRORS as exc:
                 if delay is None:
                     raise ChainError(
                         FailureReason.INTERNAL,
