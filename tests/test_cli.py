@@ -7,6 +7,7 @@ following the event stream through a killed and restarted API, a dropped connect
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -215,6 +216,19 @@ def test_ctrl_c_stops_waiting_not_the_job(api: ApiProcess) -> None:
     assert f"job {event_id} keeps running" in said
     assert f"guideline-client wait {event_id}" in said
     assert httpx.get(f"{api.url}/jobs/{event_id}", headers=auth()).json()["status"] == "PENDING"
+
+
+def test_usr1_dumps_every_threads_stack_and_the_wait_goes_on(api: ApiProcess) -> None:
+    # How a hung client is diagnosed (tests/support/cli.py does it on a timeout).
+    cli = CliProcess(api.url, "wait", submit(api.url))
+    try:
+        cli.expect("PENDING")
+        cli.proc.send_signal(signal.SIGUSR1)
+        cli.expect("most recent call first")
+        cli.expect("guideline_api/follow.py")  # a frame of the wait, in the dump
+        assert cli.proc.poll() is None
+    finally:
+        cli.kill()
 
 
 def test_wait_times_out_with_exit_3_and_a_missing_job_is_exit_2(api: ApiProcess) -> None:

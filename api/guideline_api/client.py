@@ -7,8 +7,10 @@ from any machine that reaches the API.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
+import signal
 import sys
 import textwrap
 import time
@@ -656,6 +658,8 @@ def cmd_completion(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `guideline-client`."""
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's stack on stderr
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     args = build_parser().parse_args(argv)
     api = Api(args.url, _api_key(args.api_key))
     try:

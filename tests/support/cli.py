@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from support.api import ALICE_KEY
@@ -75,7 +76,14 @@ class CliProcess:
     def finish(self, timeout: float = 60) -> tuple[int, str]:
         """Wait for the exit; (exit status, stdout)."""
         assert self.proc.stdout is not None
-        code = self.proc.wait(timeout=timeout)  # its output is small: the pipe never fills
+        try:
+            code = self.proc.wait(timeout=timeout)  # its output is small: the pipe never fills
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # the client dumps its threads' stacks
+            time.sleep(1)
+            self.kill()
+            said = "\n".join(self.stderr_lines)
+            raise AssertionError(f"no exit within {timeout} s; its stderr:\n{said}") from None
         return code, self.proc.stdout.read()
 
     def kill(self) -> None:
