@@ -7,7 +7,9 @@ from any machine that reaches the API.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
+import io
 import json
 import os
 import signal
@@ -656,10 +658,18 @@ def cmd_completion(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     return EXIT_OK
 
 
+def _dump_stacks_on_usr1() -> None:
+    """`kill -USR1 <pid>` prints every thread's stack on stderr (when stderr is a file:
+    not when a caller has replaced it, as pytest's capture does)."""
+    if not hasattr(signal, "SIGUSR1"):
+        return
+    with contextlib.suppress(io.UnsupportedOperation, AttributeError, ValueError):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `guideline-client`."""
-    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 <pid>`: every thread's stack on stderr
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    _dump_stacks_on_usr1()
     args = build_parser().parse_args(argv)
     api = Api(args.url, _api_key(args.api_key))
     try:

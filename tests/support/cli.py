@@ -15,6 +15,16 @@ from pathlib import Path
 from support.api import ALICE_KEY
 
 CLIENT = Path(sys.executable).parent / "guideline-client"
+# A test run started in the background (`nohup make test &`, a CI runner) inherits SIGINT
+# ignored, and a Python started with SIGINT ignored never raises KeyboardInterrupt: a
+# Ctrl-C test would wait forever. This launcher sets SIGINT back to its default and execs
+# the command (a default disposition survives exec; Python then installs its handler).
+WITH_DEFAULT_SIGINT = (
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+)
 
 
 def cli_env(url: str, key: str = ALICE_KEY) -> dict[str, str]:
@@ -43,7 +53,7 @@ class CliProcess:
 
     def __init__(self, url: str, *args: str, key: str = ALICE_KEY) -> None:
         self.proc = subprocess.Popen(
-            [str(CLIENT), *args],
+            [*WITH_DEFAULT_SIGINT, str(CLIENT), *args],
             env=cli_env(url, key),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
