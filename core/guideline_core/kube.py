@@ -19,6 +19,12 @@ if TYPE_CHECKING:  # the kubernetes package is imported only by those who make a
 MERGE_PATCH: Final = "application/merge-patch+json"
 
 
+def uses_service_account(kubeconfig: str | None = None) -> bool:
+    """Whether a client takes the pod's ServiceAccount (in a pod, KUBERNETES_SERVICE_HOST
+    set, and no explicit `kubeconfig`) rather than a kubeconfig."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not kubeconfig
+
+
 def new_api_client(
     kubeconfig: str | None = None,
     *,
@@ -35,7 +41,7 @@ def new_api_client(
     from kubernetes import client, config
 
     cfg = client.Configuration()
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig:
+    if uses_service_account(kubeconfig):
         config.load_incluster_config(client_configuration=cfg)
     else:
         config.load_kube_config(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
-from guideline_core.kube import MERGE_PATCH
+from guideline_core.kube import MERGE_PATCH, uses_service_account
 
 SERVICE_ACCOUNT_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # What a call raises when kube-apiserver gave no answer (refused, reset, timed out, garbled).
@@ -60,11 +60,11 @@ class Credentials:
         return f"Bearer {token}" if token else None
 
 
-def in_cluster_credentials(environ: dict[str, str] | None = None) -> Credentials:
+def in_cluster_credentials() -> Credentials:
     """The pod's ServiceAccount. Raises OSError when not in a pod (no service env, no
     token file)."""
-    env = os.environ if environ is None else environ
-    host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
     if not host or not port:
         raise OSError("KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are not set")
     token_file = SERVICE_ACCOUNT_DIR / "token"
@@ -106,7 +106,7 @@ def kubeconfig_credentials(kubeconfig: str | None = None) -> Credentials:
 def load_credentials(kubeconfig: str | None = None) -> Credentials:
     """As `kube.new_api_client` chooses: the pod's ServiceAccount when in a pod and no
     `kubeconfig` is given, else that kubeconfig."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig:
+    if uses_service_account(kubeconfig):
         return in_cluster_credentials()
     return kubeconfig_credentials(kubeconfig)
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import pydantic
 from guideline_core import kube, logs
-from guideline_core.kube_rest import RestClient, load_credentials
 from guideline_core.resource import ENV_TERMINATION_MESSAGE_PATH, FailureReason, RunnerExit
 from guideline_core.settings import RunnerSettings
 
@@ -97,7 +96,7 @@ def _process(settings: RunnerSettings) -> int:
             ),
         )
     try:
-        api = RestClient(load_credentials())
+        job = GuidelineJobClient(settings.job_name, settings.namespace)
     except Exception as exc:  # no in-cluster credentials and no kubeconfig
         return _fail(
             settings,
@@ -108,7 +107,6 @@ def _process(settings: RunnerSettings) -> int:
                 retryable=False,
             ),
         )
-    job = GuidelineJobClient(settings.job_name, settings.namespace, api)
     try:
         body = job.read()
     except ChainError as error:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
 RETRY_DELAYS_SECONDS: Final = (0.5, 1.0, 2.0, 4.0, 4.0)
-_TRANSIENT_STATUS: Final = frozenset({0, 408, 409, 429, 500, 502, 503, 504})
+_TRANSIENT_STATUS: Final = frozenset({408, 409, 429, 500, 502, 503, 504})
 T = TypeVar("T")
 
 
@@ -32,7 +32,9 @@ class GuidelineJobClient:
         self.name = name
         self.namespace = namespace
         self._api = api or RestClient(kube_rest.load_credentials(), REQUEST_TIMEOUT_SECONDS)
-        self._path = kube_rest.object_path(gj.GROUP, gj.VERSION, namespace, gj.PLURAL, name)
+        where = (gj.GROUP, gj.VERSION, namespace, gj.PLURAL, name)
+        self._path = kube_rest.object_path(*where)
+        self._status_path = kube_rest.object_path(*where, "status")
 
     def _retrying(self, action: str, call: Callable[[], T]) -> T:
         where = f"GuidelineJob {self.namespace}/{self.name}"
@@ -84,5 +86,5 @@ class GuidelineJobClient:
         """Merge-patch `fields` into the status subresource."""
         self._retrying(
             "patch the status of",
-            lambda: self._api.merge_patch(self._path + "/status", {"status": fields}),
+            lambda: self._api.merge_patch(self._status_path, {"status": fields}),
         )
