@@ -425,6 +425,10 @@ cmd_up() {
   # On a warm start the CRD is Established from etcd before the restarted API server serves
   # it (a create answers 503 "Resource kind ... not found" for a while).
   wait_until 60 kube-apiserver "GuidelineJobs served" kubectl get guidelinejobs.ingest.guidelines.dev -A --request-timeout=5s
+  # Listing works a few seconds before creating does (a create still answered 503 "Resource
+  # kind ... not found" right after a cold start): a server-side dry-run create proves it.
+  wait_until 60 kube-apiserver "GuidelineJobs accepted" \
+    kubectl create --dry-run=server -n default -f "$REPO_ROOT/examples/guidelinejob.yaml" --request-timeout=5s
   if ((${#started[@]})); then
     log "started ${started[*]}; cluster ($NODE_MODE node) ready in $(elapsed "$t0")s (ready at: ${phases[*]})"
   else
