@@ -67,7 +67,8 @@ reason's summary, `detail` what went wrong this time, `instance` the request's p
 `reason` (a stable code to switch on) and `details` (field, message, type; only for field
 validation errors) are extension members. Reasons: `malformed_json`, `invalid_utf8`,
 `validation_error`, `control_characters` (422), `unsupported_media_type` (415),
-`body_too_large`, `text_too_long` (413), `invalid_event_id`, `invalid_cursor`,
+`body_too_large`, `text_too_long` (413), `headers_too_large`, `too_many_headers` (431),
+`headers_timeout` (408), `invalid_event_id`, `invalid_cursor`,
 `invalid_last_event_id`, `invalid_idempotency_key`, `idempotency_key_reused` (422),
 `not_found` (404), `method_not_allowed` (405), `job_finished`, `job_not_retryable` (409),
 `missing_api_key`, `invalid_api_key` (401, with `WWW-Authenticate`), `model_not_allowed`,

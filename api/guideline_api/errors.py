@@ -40,6 +40,9 @@ class Reason:
     CONTROL_CHARACTERS = "control_characters"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     BODY_TOO_LARGE = "body_too_large"
+    HEADERS_TOO_LARGE = "headers_too_large"
+    TOO_MANY_HEADERS = "too_many_headers"
+    HEADERS_TIMEOUT = "headers_timeout"
     TEXT_TOO_LONG = "text_too_long"
     INVALID_EVENT_ID = "invalid_event_id"
     INVALID_CURSOR = "invalid_cursor"
@@ -72,6 +75,9 @@ TITLES: dict[str, str] = {
     Reason.CONTROL_CHARACTERS: "The text contains forbidden control characters",
     Reason.UNSUPPORTED_MEDIA_TYPE: "The body must be application/json",
     Reason.BODY_TOO_LARGE: "The request body is too large",
+    Reason.HEADERS_TOO_LARGE: "The request line and headers are too large",
+    Reason.TOO_MANY_HEADERS: "The request has too many header fields",
+    Reason.HEADERS_TIMEOUT: "The request line and headers arrived too slowly",
     Reason.TEXT_TOO_LONG: "The guideline text is too long",
     Reason.INVALID_EVENT_ID: "The event_id is not a UUID",
     Reason.INVALID_CURSOR: "The cursor is not one this API returned",

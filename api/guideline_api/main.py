@@ -46,6 +46,8 @@ def uvicorn_config(app: Any, settings: ApiSettings) -> uvicorn.Config:
     """The HTTP server's configuration for `app` (also what the tests serve with)."""
     import uvicorn
 
+    from guideline_api.httphead import HeadLimits, head_limited_protocol
+
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -54,10 +56,17 @@ def uvicorn_config(app: Any, settings: ApiSettings) -> uvicorn.Config:
         access_log=False,  # the metrics middleware logs each request instead
         server_header=False,
         # Bounds on what one client can hold: connections and tasks at once (then 503),
-        # idle keep-alive connections, the header buffer of a request, the listen queue.
+        # idle keep-alive connections, a request's head (bytes, fields, time), the listen
+        # queue. httptools, as uvicorn would pick, with the head bounds it lacks (httphead).
         limit_concurrency=settings.limit_concurrency,
         timeout_keep_alive=settings.timeout_keep_alive_seconds,
-        h11_max_incomplete_event_size=settings.max_header_bytes,
+        http=head_limited_protocol(
+            HeadLimits(
+                max_bytes=settings.max_header_bytes,
+                max_fields=settings.max_header_fields,
+                timeout_seconds=settings.header_timeout_seconds,
+            )
+        ),
         backlog=settings.backlog,
         # Event streams never end by themselves: cut what still runs after this.
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,

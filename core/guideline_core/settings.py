@@ -235,8 +235,20 @@ class ApiSettings(CommonSettings):
     max_header_bytes: int = Field(
         16 * 1024,
         ge=1024,
-        description="Largest request line and headers accepted by the h11 HTTP implementation "
-        "(uvicorn's h11_max_incomplete_event_size).",
+        description="Largest request line and headers, counted as they arrive (before they "
+        "are buffered); a larger head is answered 431 and its connection closed.",
+    )
+    max_header_fields: int = Field(
+        100,
+        ge=10,
+        description="Most header fields of a request; more are answered 431.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A request's line and headers must arrive within this from its first byte "
+        "(a new connection's first request: from the connection's opening); else 408 and the "
+        "connection is closed (slow-headers clients).",
     )
     backlog: int = Field(
         2048, ge=1, description="Connections the kernel queues before the server accepts them."
