@@ -118,11 +118,31 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        if not (isinstance(data, dict) and isinstance(data.get("t"), str)):
+            raise ValueError("not a cursor")
+        if not isinstance(data.get("id"), str):
+            raise ValueError("not a cursor")
         created = datetime.fromisoformat(data["t"])
         if created.tzinfo is None:
             raise ValueError("naive timestamp")
         return created, uuid.UUID(data["id"])
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeEncodeError):
+    # RecursionError: a cursor of deeply nested JSON arrays.
+    except (ValueError, binascii.Error, UnicodeEncodeError, RecursionError):
         raise ApiError(
             422, Reason.INVALID_CURSOR, "cursor is not one this API returned as next_cursor"
         ) from None
+
+
+# Audit entries are numbered by a PostgreSQL bigserial.
+_AUDIT_ID_MAX = 2**63 - 1
+
+
+def decode_audit_cursor(cursor: str) -> int:
+    """The audit entry id of a cursor `GET /audit` returned; 422 otherwise (also for a
+    number past a bigint, which int() or PostgreSQL would fail on: a 500)."""
+    digits = len(str(_AUDIT_ID_MAX))
+    if cursor.isascii() and cursor.isdigit() and len(cursor) <= digits:  # "²".isdigit()
+        value = int(cursor)
+        if 0 < value <= _AUDIT_ID_MAX:
+            return value
+    raise ApiError(422, Reason.INVALID_CURSOR, "cursor is not one this API returned")

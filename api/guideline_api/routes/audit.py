@@ -6,9 +6,10 @@ from fastapi import APIRouter, Query
 
 from guideline_api import service
 from guideline_api.deps import CtxDep, CurrentPrincipal
-from guideline_api.errors import ApiError, Reason
+from guideline_api.errors import Reason
 from guideline_api.openapi import ALWAYS, problem
 from guideline_api.schemas import AuditEntry, AuditPage
+from guideline_api.views import decode_audit_cursor
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -42,11 +43,7 @@ def list_audit(
     """Every state change (with who caused it: an API key, the operator, a Kubernetes
     user), every cancel and retry request and every read of a guideline text, newest first.
     Kept as long as the jobs (`db_retention_days`)."""
-    before = None
-    if cursor is not None:
-        if not (cursor.isascii() and cursor.isdigit()):  # "²".isdigit() is True
-            raise ApiError(422, Reason.INVALID_CURSOR, "cursor is not one this API returned")
-        before = int(cursor)
+    before = decode_audit_cursor(cursor) if cursor is not None else None
     job = service.parse_event_id(event_id) if event_id is not None else None
     rows = service.audit_page(
         ctx, principal, tenant=tenant, event_id=job, limit=limit, before_id=before
