@@ -8,13 +8,14 @@ colour, and a checklist without sources highlights nothing. The API runs for rea
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from guideline_api import client
-from guideline_api.review_html import SOURCE_COLOUR, UNCOVERED_COLOUR, highlighted
+from guideline_api.review_html import BIDI_CONTROLS, SOURCE_COLOUR, UNCOVERED_COLOUR, highlighted
 from guideline_core import db
 from guideline_core.resource import Phase
 from support.api import ALICE_KEY, dead_kubeconfig, make_settings, running_server
@@ -113,3 +114,96 @@ def test_html_of_an_unfinished_job_is_refused(
     code, _, err = cli(capsys, api_url, "show", str(job), "--html")
     assert code == client.EXIT_ERROR
     assert "nothing to review yet" in err
+
+
+GUIDELINE = "Intro. Staff must wash hands. Gloves must be worn. End."
+WASH = {"start": GUIDELINE.index("Staff"), "end": GUIDELINE.index(" Gloves")}
+MALFORMED_OFFSETS: list[Any] = [
+    {"start": 30, "end": 10},  # start after end
+    {"start": -5, "end": 10},
+    {"start": 0, "end": len(GUIDELINE) + 1},
+    {"start": 10**30, "end": 10**30 + 1},
+    {"start": "7", "end": "20"},
+    {"start": 7.0, "end": 20.0},
+    {"start": True, "end": 20},
+    {"start": None},
+    {},
+]
+
+
+def item(name: str, source: Any) -> dict[str, Any]:
+    return {"item": name, "priority": "high", "category": "hygiene", "source": source}
+
+
+def test_malformed_offsets_leave_the_item_unhighlighted_with_a_note() -> None:
+    malformed = [
+        item(f"bad {i}", {**o, "quote": f"quote {i}"}) for i, o in enumerate(MALFORMED_OFFSETS)
+    ]
+    checklist = [item("Wash", {**WASH, "quote": "Staff must wash hands."}), *malformed]
+    checklist += [item("not a mapping", "text"), "not an item", {"source": 5}]
+    result = {
+        "checklist": checklist,
+        "quality": {"uncovered": [{"start": 99, "end": 3}, "x", {"start": 3}], "coverage": "x"},
+    }
+    page = client.review_page({"result": result, "guideline_text": GUIDELINE, "title": "T"})
+
+    assert page.count("<mark") == 1 and 'id="src-1"' in page  # only the valid item
+    notes = page.count("not highlighted: the offsets of its source do not fit the guideline")
+    assert notes == len(MALFORMED_OFFSETS) + 2  # the string and the number sources too
+    for i in range(len(MALFORMED_OFFSETS)):
+        assert f"“quote {i}”" in page and f'href="#src-{i + 2}"' not in page
+    assert "3 uncovered passage(s) not shown: offsets outside the text" in page
+    # Not even a result of the wrong shape stops the page.
+    for broken in ({"checklist": "x"}, {"quality": []}, {"review": {"reasons": 3}}, []):
+        assert "<!doctype html>" in client.review_page({"result": broken, "guideline_text": "a"})
+
+
+def test_a_malformed_result_renders_through_the_cli(
+    database: db.Database, api_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    result = extractive_result(V1, max_checklist_items=2)
+    result["checklist"][0]["source"].update(start=len(V1), end=3)
+    job = add_job(database, status=Phase.COMPLETED, text=V1, result=result)
+    page = tmp_path / "review.html"
+
+    code, _, err = cli(capsys, api_url, "show", str(job), "--html", "-o", str(page))
+
+    assert code == 0, err
+    written = page.read_text()
+    assert "not highlighted: the offsets of its source" in written
+    assert 'id="src-2"' in written and 'id="src-1"' not in written
+
+
+def test_bidi_controls_are_shown_as_visible_markers() -> None:
+    controls = "".join(map(chr, sorted(BIDI_CONTROLS)))
+    text = f"Staff must \u202ewash hands\u202c daily. {controls}"
+    quote = "Staff must \u202ewash hands"
+    result = {
+        "checklist": [item("Wash \u2067it\u2069", {"start": 0, "end": len(quote), "quote": quote})]
+    }
+    page = client.review_page({"result": result, "guideline_text": text, "title": "A\u202eB"})
+
+    assert not any(chr(c) in page for c in BIDI_CONTROLS)
+    guideline = page.split('<section id="guideline">')[1].split("</section>")[0]
+    checklist = page.split('<section id="checklist">')[1]
+    assert "⟨U+202E⟩</span>wash hands" in guideline and "⟨U+202C⟩" in guideline
+    assert all(f"⟨U+{c:04X}⟩" in guideline for c in BIDI_CONTROLS)
+    assert '“Staff must <span class="bidi">⟨U+202E⟩</span>wash hands”' in checklist
+    assert "⟨U+2067⟩</span>it" in checklist and 'A<span class="bidi">⟨U+202E⟩</span>B' in page
+
+
+def test_thousands_of_nested_sources_highlight_in_one_pass() -> None:
+    """5,000 items whose sources nest (item i covers [i, 10,000 - i)): every piece is
+    covered by up to 5,000 of them. Each mark names its lowest item and a count, so the page
+    grows linearly with the items (listing every covering item made it quadratic)."""
+    n = 5000
+    text = "x" * (2 * n)
+    checklist = [item(f"i{i}", {"start": i, "end": 2 * n - i, "quote": "x"}) for i in range(n)]
+    page = highlighted(text, {"checklist": checklist})
+
+    assert all(page.count(f'id="src-{i}"') == 1 for i in range(1, n + 1))
+    assert page.count("<mark") == 2 * n - 1  # one per piece between two cuts
+    assert f'data-items="1 +{n - 1}"' in page  # the middle piece: all of them
+    assert len(page) < 120 * n
+    plain = re.sub(r"<[^>]+>", "", page)
+    assert plain == text

@@ -5,7 +5,9 @@ to its passage). One self-contained HTML file (no script, no network), written b
 
 from __future__ import annotations
 
+import heapq
 import html
+from collections import defaultdict
 from itertools import pairwise
 from typing import Any, Final
 
@@ -26,88 +28,165 @@ main { display: flex; gap: 24px; padding: 16px 20px; }
 mark.source { background: rgb(SOURCE_RGB); color: inherit; }
 mark.uncovered { background: rgb(UNCOVERED_RGB); color: inherit; }
 mark:target { outline: 3px solid #1565c0; }
+.bidi { color: #a00; font: 11px monospace; border: 1px solid #a00; }
 """.replace("SOURCE_RGB", ", ".join(map(str, SOURCE_COLOUR))).replace(
     "UNCOVERED_RGB", ", ".join(map(str, UNCOVERED_COLOUR))
 )
 
 
-def _spans(result: dict[str, Any], length: int) -> list[tuple[int, int, str, int | None]]:
-    """(start, end, kind, item number) of every source and uncovered obligation."""
-    spans: list[tuple[int, int, str, int | None]] = []
-    for number, item in enumerate(result.get("checklist") or [], start=1):
-        source = item.get("source") if isinstance(item, dict) else None
-        if source and 0 <= source["start"] < source["end"] <= length:
-            spans.append((source["start"], source["end"], "source", number))
-    for passage in (result.get("quality") or {}).get("uncovered") or []:
-        if 0 <= passage["start"] < passage["end"] <= length:
-            spans.append((passage["start"], passage["end"], "uncovered", None))
-    return spans
+# Bidirectional controls reorder what a reader sees (U+202E shows "gol" for "log"): the
+# page shows each as a visible marker instead.
+BIDI_CONTROLS: Final = frozenset(
+    [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+_BIDI_MARKERS: Final = {c: f'<span class="bidi">⟨U+{c:04X}⟩</span>' for c in BIDI_CONTROLS}
+
+
+def visible(text: str) -> str:
+    """`text` as HTML: escaped, each bidirectional control shown as a `⟨U+XXXX⟩` marker."""
+    return html.escape(text).translate(_BIDI_MARKERS)
+
+
+def _offsets(span: Any, length: int) -> tuple[int, int] | None:
+    """(start, end) of a span that fits a text of `length`; None for anything else."""
+    if not isinstance(span, dict):
+        return None
+    start, end = span.get("start"), span.get("end")
+    if type(start) is not int or type(end) is not int:  # bool is an int: not an offset
+        return None
+    return (start, end) if 0 <= start < end <= length else None
+
+
+def _items(result: dict[str, Any]) -> list[Any]:
+    checklist = result.get("checklist")
+    return checklist if isinstance(checklist, list) else []
+
+
+def _uncovered(result: dict[str, Any]) -> list[Any]:
+    quality = result.get("quality")
+    passages = quality.get("uncovered") if isinstance(quality, dict) else None
+    return passages if isinstance(passages, list) else []
+
+
+def _source(item: Any) -> Any:
+    return item.get("source") if isinstance(item, dict) else None
 
 
 def highlighted(text: str, result: dict[str, Any]) -> str:
-    """`text` as HTML with sources in `<mark class="source">` (the first piece of item N's
-    source has id `src-N`) and uncovered obligations in `<mark class="uncovered">`."""
-    spans = _spans(result, len(text))
-    cuts = sorted({0, len(text), *(s for s, _, _, _ in spans), *(e for _, e, _, _ in spans)})
-    anchored: set[int] = set()
+    """`text` as HTML with sources in `<mark class="source">` and uncovered obligations in
+    `<mark class="uncovered">`; item N's source starts at the element with id `src-N`.
+    A mark's `data-items` names the lowest-numbered item it belongs to and how many more.
+    Spans whose offsets do not fit the text are left out. The cuts are sorted once, then
+    one pass with two heaps: O(n log n) in the spans, however they overlap."""
+    sources: dict[int, tuple[int, int]] = {}  # item number -> offsets of its source
+    for number, item in enumerate(_items(result), start=1):
+        offsets = _offsets(_source(item), len(text))
+        if offsets is not None:
+            sources[number] = offsets
+    starting: dict[int, list[int]] = defaultdict(list)
+    for number, (start, _) in sources.items():
+        starting[start].append(number)
+    uncovered_delta: dict[int, int] = defaultdict(int)
+    for passage in _uncovered(result):
+        offsets = _offsets(passage, len(text))
+        if offsets is not None:
+            uncovered_delta[offsets[0]] += 1
+            uncovered_delta[offsets[1]] -= 1
+    bounds = {b for offsets in sources.values() for b in offsets}
+    cuts = sorted({0, len(text), *bounds, *uncovered_delta})
+    # The sources covering the piece: a heap by end drops the ended ones; a heap of item
+    # numbers (ended ones removed when they come to the top) gives the lowest of them.
+    covering: list[tuple[int, int]] = []
+    lowest: list[int] = []
+    ended: set[int] = set()
+    uncovered = 0
     out: list[str] = []
     for start, end in pairwise(cuts):
-        piece = html.escape(text[start:end])
-        covering = [s for s in spans if s[0] <= start and end <= s[1]]
-        sources = [n for _, _, kind, n in covering if kind == "source" and n is not None]
-        if sources:
-            ids = "".join(f' id="src-{n}"' for n in sources[:1] if n not in anchored)
-            anchored.update(sources[:1])
-            items = " ".join(map(str, sources))
-            out.append(f'<mark class="source"{ids} data-items="{items}">{piece}</mark>')
-        elif covering:
+        while covering and covering[0][0] <= start:
+            ended.add(heapq.heappop(covering)[1])
+        anchors = starting.get(start, [])
+        for number in anchors:
+            heapq.heappush(covering, (sources[number][1], number))
+            heapq.heappush(lowest, number)
+        while lowest and lowest[0] in ended:
+            heapq.heappop(lowest)
+        uncovered += uncovered_delta.get(start, 0)
+        piece = visible(text[start:end])
+        if covering:
+            # The first starting item's id on the mark, the others' on empty spans before it.
+            out.extend(f'<span id="src-{n}"></span>' for n in anchors[1:])
+            mark_id = f' id="src-{anchors[0]}"' if anchors else ""
+            more = len(covering) - 1
+            items = str(lowest[0]) + (f" +{more}" if more else "")
+            out.append(f'<mark class="source"{mark_id} data-items="{items}">{piece}</mark>')
+        elif uncovered:
             out.append(f'<mark class="uncovered">{piece}</mark>')
         else:
             out.append(piece)
     return "".join(out)
 
 
-def _checklist(result: dict[str, Any]) -> str:
+def _checklist(result: dict[str, Any], length: int) -> str:
     rows = []
-    for number, item in enumerate(result.get("checklist") or [], start=1):
-        text = html.escape(str(item.get("item", "")))
-        meta = html.escape(f"{item.get('priority', '')} · {item.get('category', '')}")
-        if item.get("source"):
-            quote = html.escape(item["source"]["quote"])
-            rows.append(
-                f'<li><a href="#src-{number}">{text}</a> <small>({meta})</small>'
-                f'<span class="quote">“{quote}”</span></li>'
-            )
-        else:
+    for number, item in enumerate(_items(result), start=1):
+        fields = item if isinstance(item, dict) else {}
+        text = visible(str(fields.get("item", "")))
+        meta = visible(f"{fields.get('priority', '')} · {fields.get('category', '')}")
+        source = _source(item)
+        if not source:
             rows.append(
                 f'<li>{text} <small>({meta})</small><span class="quote ungrounded">'
                 "not grounded: its quote is not in the guideline</span></li>"
             )
+            continue
+        quote = source.get("quote", "") if isinstance(source, dict) else ""
+        quoted = f'<span class="quote">“{visible(str(quote))}”</span>'
+        if _offsets(source, length) is None:
+            rows.append(
+                f"<li>{text} <small>({meta})</small>{quoted}"
+                '<span class="quote ungrounded">not highlighted: the offsets of its source '
+                "do not fit the guideline</span></li>"
+            )
+        else:
+            rows.append(
+                f'<li><a href="#src-{number}">{text}</a> <small>({meta})</small>{quoted}</li>'
+            )
     return "<ol>" + "".join(rows) + "</ol>"
+
+
+def _figure(quality: dict[str, Any], name: str) -> float:
+    value = quality.get(name, 0)
+    return value if type(value) in (int, float) else 0
 
 
 def review_page(job: dict[str, Any]) -> str:
     """The whole page of a COMPLETED job read with `?include=text`."""
-    result = job.get("result") or {}
-    text = job.get("guideline_text") or ""
-    quality = result.get("quality") or {}
-    title = html.escape(job.get("title") or f"Job {job.get('event_id')}")
+    result = job.get("result") if isinstance(job.get("result"), dict) else {}
+    text = job.get("guideline_text")
+    text = text if isinstance(text, str) else ""
+    quality = result.get("quality") if isinstance(result.get("quality"), dict) else {}
+    title = visible(str(job.get("title") or f"Job {job.get('event_id')}"))
     facts = (
-        f"{quality.get('grounded_items', 0)} of {quality.get('items', 0)} items grounded · "
-        f"{quality.get('covered_obligations', 0)} of {quality.get('obligations', 0)} "
-        f"obligations covered ({quality.get('coverage', 0):.0%})"
+        f"{_figure(quality, 'grounded_items'):g} of {_figure(quality, 'items'):g} items "
+        f"grounded · {_figure(quality, 'covered_obligations'):g} of "
+        f"{_figure(quality, 'obligations'):g} obligations covered "
+        f"({_figure(quality, 'coverage'):.0%})"
     )
-    reasons = (result.get("review") or {}).get("reasons") or []
-    review = (
-        f'<p class="review">Needs review: {html.escape("; ".join(reasons))}</p>'
+    hidden = sum(_offsets(p, len(text)) is None for p in _uncovered(result))
+    if hidden:
+        facts += f" · {hidden} uncovered passage(s) not shown: offsets outside the text"
+    review = result.get("review") if isinstance(result.get("review"), dict) else {}
+    reasons = review.get("reasons") if isinstance(review.get("reasons"), list) else []
+    needs_review = (
+        f'<p class="review">Needs review: {visible("; ".join(map(str, reasons)))}</p>'
         if result.get("needs_review")
         else ""
     )
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>{title}</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>{title}</h1><p>{html.escape(facts)}</p>{review}</header>"
+        f"<header><h1>{title}</h1><p>{visible(facts)}</p>{needs_review}</header>"
         f'<main><section id="guideline">{highlighted(text, result)}</section>'
-        f'<section id="checklist"><h2>Checklist</h2>{_checklist(result)}</section></main>'
-        "</body></html>"
+        f'<section id="checklist"><h2>Checklist</h2>{_checklist(result, len(text))}</section>'
+        "</main></body></html>"
     )
