@@ -141,6 +141,21 @@ def test_pipelined_requests_are_each_bounded_and_served(api: ApiProcess) -> None
     assert received.count(b"HTTP/1.1 200 OK") == 2, received
 
 
+def test_a_pipelined_head_begun_with_the_request_before_it_has_a_deadline(
+    api: ApiProcess,
+) -> None:
+    """The next head starts in the read that ends a request, then nothing more comes: it is
+    answered 408 at its deadline (before keep-alive's 5 s would close it unanswered)."""
+    requests = head() + b"\r\n" + b"GET /health/live HTTP/1.1\r\nX-Slow: a"
+    with socket.create_connection(("127.0.0.1", api.port), timeout=30) as sock:
+        sock.sendall(requests)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    first, _, second = received.partition(b"HTTP/1.1 408")
+    assert b"HTTP/1.1 200 OK" in first and b'"reason": "headers_timeout"' in second, received
+
+
 def test_a_trickling_head_is_closed_at_its_deadline_while_live_answers(
     api: ApiProcess,
 ) -> None:

@@ -9,7 +9,7 @@ from its first byte (the first head: from the connection's opening). Past a boun
 answers 431 or 408 with a problem body and closes the connection.
 
 One bound is approximate: bytes of a pipelined request that arrive in the same read as the
-end of the request before it are not counted (at most one read, 256 KiB, per connection).
+end of the request before it are not counted against its head (at most one read, 256 KiB).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._head_pending = True
         self._head_bytes = 0
         self._head_fields = 0
+        self._head_heard = False  # a byte of the head arrived
         self._head_started: float | None = None
         self._head_deadline: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str, str] | None = None
@@ -67,6 +68,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         if not self._head_pending:
             super().data_received(data)
             return
+        self._head_heard = True
         if self._head_started is None:
             self._head_started = self.loop.time()
         allowance = self.limits.max_bytes - self._head_bytes
@@ -89,12 +91,15 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._head_bytes += len(data)
         super().data_received(data)
         if self._head_pending and self._head_deadline is None:
-            self._arm_deadline()  # not for a next head begun in this read: it has no start
+            self._arm_deadline()
 
     # Parser callbacks
 
     def on_message_begin(self) -> None:
         self._head_fields = 0
+        self._head_heard = True
+        if self._head_started is None:  # a pipelined head, begun in the read that ended
+            self._head_started = self.loop.time()  # the request before it
         super().on_message_begin()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -117,6 +122,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._head_pending = True
         self._head_bytes = 0
+        self._head_heard = False
         self._head_started = None
 
     def send_400_response(self, msg: str) -> None:
@@ -144,7 +150,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._head_deadline = None
         if not self._head_pending or self.transport.is_closing():
             return
-        if self._head_bytes == 0:  # nothing was asked: nothing to answer
+        if not self._head_heard:  # nothing was asked: nothing to answer
             self.transport.close()
             return
         self._refuse(
