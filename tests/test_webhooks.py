@@ -26,6 +26,8 @@ from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from support.api import (
+    ALICE_KEY,
+    BOB_KEY,
     api_http,
     auth,
     dead_kubeconfig,
@@ -68,11 +70,13 @@ def api(settings: ApiSettings) -> Iterator[httpx.Client]:
         yield client
 
 
-def submit(client: httpx.Client, callback_url: str | None, **extra: Any) -> str:
+def submit(
+    client: httpx.Client, callback_url: str | None, key: str = ALICE_KEY, **extra: Any
+) -> str:
     body: dict[str, Any] = {"guideline_text": TEXT, **extra}
     if callback_url is not None:
         body["callback_url"] = callback_url
-    response = client.post("/jobs", json=body, headers=auth())
+    response = client.post("/jobs", json=body, headers=auth(key))
     assert response.status_code == 202, response.text
     return response.json()["event_id"]
 
@@ -201,7 +205,9 @@ def test_a_receiver_that_was_down_gets_the_delivery_when_it_is_back(
             (got,) = receiver.answered(1)
             assert got.webhook_id == down["webhook_id"]
             done = delivery_when(client, eid, lambda d: d["state"] == "delivered", "delivered")
-            assert done["attempts"] > down["attempts"]
+            # `attempts` counts an attempt when it is claimed: the one claimed when `down`
+            # was read may be the one that found the receiver up.
+            assert done["attempts"] >= down["attempts"] >= 2
         finally:
             receiver.stop()
 
@@ -298,6 +304,98 @@ def test_two_api_replicas_make_each_attempt_once(
             done = delivery_when(first, eid, lambda d: d["state"] == "delivered", "delivered")
             assert done["attempts"] == 1
     assert len(receiver.received) == len(eids)
+
+
+def finish_all(database: db.Database, eids: list[str]) -> None:
+    """The operator finishes these jobs (COMPLETED), one transaction each."""
+    for eid in eids:
+        complete(database, eid)
+
+
+def lease_of(database: db.Database, webhook_id: str) -> tuple[int, bool]:
+    """(attempts, whether its lease runs now) of one delivery."""
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT attempts, coalesce(leased_until > now(), false) FROM webhook_deliveries "
+            "WHERE webhook_id = %s",
+            (webhook_id,),
+        )
+        row = cur.fetchone()
+        assert row is not None
+        return row[0], row[1]
+
+
+def test_a_tarpit_of_one_tenant_does_not_hold_another_tenants_deliveries(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    """Alice's receiver trickles its answer (no per-read timeout ever fires) and her
+    attempts have all the time in the world; Bob's delivery still goes out while hers is
+    open, and her other deliveries wait for her slot instead of taking the rest."""
+    tarpit = Receiver(mode="tarpit").start()
+    settings = settings_for(
+        database,
+        tmp_path,
+        webhook_concurrency=2,
+        webhook_tenant_concurrency=1,
+        webhook_attempt_deadline_seconds=600,
+    )
+    try:
+        with api(settings) as client:
+            alices = [submit(client, tarpit.url) for _ in range(3)]
+            bobs = submit(client, receiver.url, key=BOB_KEY)
+            finish_all(database, alices)
+            tarpit.wait_for(lambda: sum(tarpit.live.values()) == 1)
+            finish_all(database, [bobs])
+            (got,) = receiver.answered(1)
+            assert json.loads(got.body)["event_id"] == bobs
+            # Bob's went out while Alice's attempt was still open: the tarpit has not let go
+            # nor been hung up on, and Alice's other two deliveries were not attempted.
+            assert sum(tarpit.live.values()) == 1 and tarpit.hung_up == []
+            (held,) = tarpit.received
+            assert lease_of(database, held.webhook_id) == (1, True)  # leased while live
+            with database.connection() as conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT attempts FROM webhook_deliveries WHERE tenant = 'alice' "
+                    "AND webhook_id <> %s",
+                    (held.webhook_id,),
+                )
+                assert cur.fetchall() == [(0,), (0,)]
+            tarpit.let_go()
+    finally:
+        tarpit.stop()
+
+
+def test_an_attempt_ends_at_its_deadline_and_no_other_starts_while_it_is_live(
+    database: db.Database, tmp_path: Path
+) -> None:
+    """A tarpit keeps httpx's per-read timeout (30 s here) alive forever; the attempt's
+    wall-clock deadline ends it. Two replicas race for the retries: none of them starts an
+    attempt of the delivery while another is open."""
+    tarpit = Receiver(mode="tarpit").start()
+    settings = settings_for(
+        database,
+        tmp_path,
+        webhook_timeout_seconds=30,
+        webhook_attempt_deadline_seconds=1,
+        webhook_backoff_base_seconds=1,
+        webhook_max_backoff_seconds=1,
+    )
+    try:
+        with api(settings) as first, api(settings) as second:
+            eid = submit(first, tarpit.url)
+            complete(database, eid)
+            tarpit.wait_for(lambda: len(tarpit.hung_up) >= 3)  # three attempts, each cut off
+            failed = delivery_when(
+                second, eid, lambda d: d["attempts"] >= 3 and d["last_error"], "failed"
+            )
+            assert failed["state"] == "pending"
+            assert failed["last_error"].startswith("DeadlineExceeded"), failed
+            assert failed["last_status"] is None
+            (webhook_id,) = set(tarpit.most_live)
+            assert tarpit.most_live[webhook_id] == 1  # never two attempts open at once
+            tarpit.let_go()
+    finally:
+        tarpit.stop()
 
 
 def test_a_retry_that_finishes_again_is_delivered_again(

@@ -81,34 +81,73 @@ def rotate_secret(conn: PgConnection, tenant: str, grace_seconds: float) -> dict
 # --------------------------------------------------------------------------- deliveries
 
 
-def claim_deliveries(conn: PgConnection, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
-    """Claim up to `limit` due deliveries (oldest due first) for one attempt each: the
-    attempt is counted and the row leased for `lease_seconds` (SKIP LOCKED: replicas
-    claiming at once get disjoint rows; a replica that dies mid-attempt leaves the row
-    to be taken again when the lease ends)."""
+def claim_deliveries(
+    conn: PgConnection, limit: int, lease_seconds: float, per_tenant: int
+) -> list[dict[str, Any]]:
+    """Claim up to `limit` due deliveries for one attempt each: the attempt is counted and
+    the row leased for `lease_seconds`. Fair across tenants: rows are taken round-robin by
+    tenant (each tenant's oldest due first), and a tenant with `per_tenant` attempts in
+    flight (on any replica: leases not yet ended) gets none, so one tenant's slow receivers
+    cannot hold every slot. Claims are serialized (an advisory lock for the transaction)
+    so that two replicas cannot both fill a tenant's last slot; SKIP LOCKED still leaves
+    alone a row another transaction is recording. A replica that dies mid-attempt leaves
+    the row to be taken again when the lease ends."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('webhook-claim'))")
         cur.execute(
             """
+            WITH busy AS (
+                SELECT tenant, count(*) AS n FROM webhook_deliveries
+                 WHERE state = 'pending' AND leased_until > now()
+                 GROUP BY tenant),
+            due AS (
+                SELECT webhook_id, tenant, next_attempt_at,
+                       row_number() OVER (PARTITION BY tenant
+                                          ORDER BY next_attempt_at, webhook_id) AS turn
+                  FROM webhook_deliveries
+                 WHERE state = 'pending' AND next_attempt_at <= now()),
+            chosen AS (
+                SELECT due.webhook_id FROM due LEFT JOIN busy USING (tenant)
+                 WHERE due.turn + coalesce(busy.n, 0) <= %(per_tenant)s
+                 ORDER BY due.turn, due.next_attempt_at
+                 LIMIT %(limit)s)
             UPDATE webhook_deliveries
                SET attempts = attempts + 1,
-                   next_attempt_at = now() + make_interval(secs => %s)
+                   next_attempt_at = now() + make_interval(secs => %(lease)s),
+                   leased_until = now() + make_interval(secs => %(lease)s)
              WHERE webhook_id IN (
                    SELECT webhook_id FROM webhook_deliveries
-                    WHERE state = 'pending' AND next_attempt_at <= now()
-                    ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)
+                    WHERE webhook_id IN (SELECT webhook_id FROM chosen)
+                      AND state = 'pending' AND next_attempt_at <= now()
+                      FOR UPDATE SKIP LOCKED)
             RETURNING webhook_id, event_id, run, status, url, tenant, job, body, attempts,
                       created_at
             """,
-            (lease_seconds, limit),
+            {"per_tenant": per_tenant, "limit": limit, "lease": lease_seconds},
         )
         return sorted(cur.fetchall(), key=lambda r: r["created_at"])
+
+
+def renew_lease(conn: PgConnection, webhook_id: str, attempt: int, lease_seconds: float) -> bool:
+    """Extend the lease of attempt number `attempt` to `lease_seconds` from now; False if
+    the attempt no longer holds the row (its lease ran out and another attempt claimed
+    it): it must then not be made."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => %s), "
+            "leased_until = now() + make_interval(secs => %s) "
+            "WHERE webhook_id = %s AND attempts = %s AND state = 'pending' RETURNING 1",
+            (lease_seconds, lease_seconds, webhook_id, attempt),
+        )
+        return cur.fetchone() is not None
 
 
 def release_claim(conn: PgConnection, webhook_id: str, attempt: int) -> None:
     """Undo the claim of attempt number `attempt`, not made: due now, not counted."""
     with conn.cursor() as cur:
         cur.execute(
-            "UPDATE webhook_deliveries SET attempts = attempts - 1, next_attempt_at = now() "
+            "UPDATE webhook_deliveries SET attempts = attempts - 1, next_attempt_at = now(), "
+            "leased_until = NULL "
             "WHERE webhook_id = %s AND attempts = %s AND state = 'pending'",
             (webhook_id, attempt),
         )
@@ -153,6 +192,7 @@ def finish_attempt(
                        ELSE 'pending' END,
                    last_status = %(code)s, last_error = %(error)s, last_attempt_at = now(),
                    delivered_at = CASE WHEN %(ok)s THEN now() END,
+                   leased_until = NULL,
                    next_attempt_at = CASE
                        WHEN %(ok)s THEN NULL
                        WHEN created_at + make_interval(secs => %(max_age)s)
