@@ -37,7 +37,7 @@ from support.api import (
     running_server,
 )
 from support.cluster import REPO_ROOT, wait_for
-from support.webhooks import Receiver, webhook_secret_cli
+from support.webhooks import Receiver, run_webhook_secret_cli, webhook_secret_cli
 
 TEXT = "Staff must wash hands before every patient contact."
 RESULT = {"summary": "Wash hands.", "checklist": [{"item": "Wash hands"}], "provider": "x"}
@@ -640,6 +640,130 @@ def test_a_tenant_without_a_secret_gets_one_at_its_first_delivery(
         (got,) = receiver.answered(1)
     shown = webhook_secret_cli(database.url, "show", "--tenant", "alice")
     Webhook(shown.split("\t")[-1]).verify(got.body, got.headers)
+
+
+def secret_rows(database: db.Database) -> list[tuple[str, str, bool]]:
+    """Every stored secret: (tenant, secret, whether it has expired)."""
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT tenant, secret, coalesce(expires_at <= now(), false) FROM webhook_secrets "
+            "ORDER BY id"
+        )
+        return cur.fetchall()
+
+
+def test_the_secret_cli_takes_no_password_on_the_command_line(
+    database: db.Database, tmp_path: Path
+) -> None:
+    for url in (
+        "postgresql://guideline:hunter2pw@127.0.0.1:5432/guideline",
+        "host=127.0.0.1 dbname=guideline password=hunter2pw",
+        "postgresql://guideline@127.0.0.1/guideline?password=hunter2pw",
+    ):
+        done = run_webhook_secret_cli(
+            "create", "--tenant", "alice", "--database-url", url, check=False
+        )
+        assert done.returncode == 2, done
+        assert "must not carry a password" in done.stderr
+        assert "GUIDELINE_DATABASE_URL" in done.stderr and "--database-url-file" in done.stderr
+        assert "hunter2pw" not in done.stderr + done.stdout
+    assert secret_rows(database) == []  # refused before connecting
+    # The URL in a file (GUIDELINE_DATABASE_URL points elsewhere: the file wins) ...
+    url_file = tmp_path / "database-url"
+    url_file.write_text(database.url + "\n")
+    url_file.chmod(0o600)
+    made = run_webhook_secret_cli(
+        "create",
+        "--tenant",
+        "alice",
+        "--database-url-file",
+        str(url_file),
+        database_url="postgresql://nobody@127.0.0.1:1/none",
+    )
+    secret = made.stdout.strip().splitlines()[-1]
+    # ... or in the environment; a URL without a password still works on the command line.
+    assert webhook_secret_cli(database.url, "show", "--tenant", "alice").endswith(secret)
+    shown = run_webhook_secret_cli(
+        "show", "--tenant", "alice", "--database-url", database.url
+    ).stdout
+    assert shown.strip().endswith(secret)
+    missing = run_webhook_secret_cli(
+        "show", "--tenant", "alice", "--database-url-file", str(tmp_path / "nope"), check=False
+    )
+    assert missing.returncode == 2 and "--database-url-file" in missing.stderr
+
+
+def test_revoke_ends_secrets_at_once(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    old = webhook_secret_cli(database.url, "create", "--tenant", "alice")
+    new = webhook_secret_cli(database.url, "rotate", "--tenant", "alice", "--grace-seconds", "3600")
+    webhook_secret_cli(database.url, "create", "--tenant", "bob")
+    revoked = run_webhook_secret_cli(
+        "revoke", "--tenant", "alice", "--all-previous", database_url=database.url
+    )
+    assert "revoked 1 webhook secret" in revoked.stdout
+    assert [(t, s) for t, s, _ in secret_rows(database) if t == "alice"] == [("alice", new)]
+    with api(settings_for(database, tmp_path)) as client:
+        eid = submit(client, receiver.url)
+        assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
+        (got,) = receiver.answered(1)
+        assert len(got.headers["webhook-signature"].split(" ")) == 1  # the old one is gone
+        Webhook(new).verify(got.body, got.headers)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(old).verify(got.body, got.headers)
+        # Revoking the current secret by its id (as `show` lists it): the next delivery
+        # is signed with a fresh one.
+        current_id = webhook_secret_cli(database.url, "show", "--tenant", "alice").split("\t")[0]
+        run_webhook_secret_cli(
+            "revoke", "--tenant", "alice", "--id", current_id, database_url=database.url
+        )
+        gone = run_webhook_secret_cli(
+            "show", "--tenant", "alice", database_url=database.url, check=False
+        )
+        assert gone.returncode == 1 and "no webhook secret" in gone.stderr
+        again = submit(client, receiver.url)
+        assert client.post(f"/jobs/{again}/cancel", headers=auth()).status_code == 202
+        _, later = receiver.answered(2)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(new).verify(later.body, later.headers)
+        fresh = webhook_secret_cli(database.url, "show", "--tenant", "alice").split("\t")[-1]
+        assert fresh not in (old, new)
+        Webhook(fresh).verify(later.body, later.headers)
+    nothing = run_webhook_secret_cli(
+        "revoke", "--tenant", "alice", "--id", "999999999", database_url=database.url, check=False
+    )
+    assert nothing.returncode == 1 and "no secret 999999999" in nothing.stderr
+    assert [t for t, _, _ in secret_rows(database)].count("bob") == 1  # other tenants untouched
+
+
+def test_expired_secrets_are_deleted_by_the_delivery_worker(
+    database: db.Database, tmp_path: Path
+) -> None:
+    """A secret whose grace period ended signs nothing: it is not kept in plaintext until
+    the tenant's next rotation. One still in its grace period stays."""
+    webhook_secret_cli(database.url, "create", "--tenant", "alice")
+    current = webhook_secret_cli(
+        database.url, "rotate", "--tenant", "alice", "--grace-seconds", "0"
+    )
+    webhook_secret_cli(database.url, "create", "--tenant", "bob")
+    bobs = webhook_secret_cli(database.url, "rotate", "--tenant", "bob", "--grace-seconds", "3600")
+    assert [(t, expired) for t, _, expired in secret_rows(database)] == [
+        ("alice", True),
+        ("alice", False),
+        ("bob", False),
+        ("bob", False),
+    ]
+    with api(settings_for(database, tmp_path)):
+        wait_for(
+            lambda: not any(expired for _, _, expired in secret_rows(database)) or None,
+            30,
+            0.05,
+            "the expired secret deleted",
+        )
+    rows = secret_rows(database)
+    assert [(t, s) for t, s, _ in rows if t == "alice"] == [("alice", current)]
+    assert [t for t, _, _ in rows].count("bob") == 2 and rows[-1][1] == bobs
 
 
 def test_the_readme_receiver_example_verifies_and_prints_each_delivery(

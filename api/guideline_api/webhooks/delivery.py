@@ -39,6 +39,8 @@ USER_AGENT = "guideline-ingest-webhooks"
 # How much longer than its deadline an attempt's lease runs: the lease is renewed as the
 # POST starts, so this covers only the recording of the outcome afterwards.
 LEASE_MARGIN_SECONDS = 15.0
+# How often the worker deletes signing secrets whose grace period has ended.
+SECRET_PURGE_SECONDS = 60.0
 
 
 def render(conn: Any, job: dict[str, Any]) -> str:
@@ -67,6 +69,7 @@ class DeliveryWorker(OutboxWorker):
         self._tls = httpx.create_ssl_context(trust_env=False)  # built once, shared
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
+        self._next_purge = 0.0  # monotonic time of the next purge of expired secrets
 
     def claim(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Lease up to `limit` (default: the batch size) due deliveries, fairly by tenant."""
@@ -89,6 +92,7 @@ class DeliveryWorker(OutboxWorker):
         """Claim as many due deliveries as there are free slots and start their attempts,
         without waiting for them (an attempt that ends wakes the worker to claim again);
         returns how many were claimed. Not started: one batch, attempted here."""
+        self._purge_expired_secrets()
         if self._workers is None:
             rows = self.claim()
             for row in rows:
@@ -111,6 +115,17 @@ class DeliveryWorker(OutboxWorker):
                 break
             future.add_done_callback(lambda done, row=row: self._attempt_ended(row, done))
         return len(rows)
+
+    def _purge_expired_secrets(self) -> None:
+        """Housekeeping, once a minute: expired secrets sign nothing; none stays stored."""
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + SECRET_PURGE_SECONDS
+        with self._db.connection() as conn:
+            purged = store.purge_expired_secrets(conn)
+        if purged:
+            log.info("expired webhook secrets deleted", extra={"count": purged})
 
     def _attempt_ended(self, row: dict[str, Any], done: Future[None]) -> None:
         with self._in_flight_lock:

@@ -27,6 +27,38 @@ def _lock_tenant(conn: PgConnection, tenant: str) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('webhook-secret:' || %s))", (tenant,))
 
 
+def purge_expired_secrets(conn: PgConnection, tenant: str | None = None) -> int:
+    """Delete the secrets whose grace period has ended (of `tenant`, or of every tenant):
+    an expired secret signs nothing and is not kept in plaintext. Returns how many."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM webhook_secrets WHERE expires_at <= now() "
+            "AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)",
+            {"tenant": tenant},
+        )
+        return cur.rowcount
+
+
+def revoke_secrets(
+    conn: PgConnection, tenant: str, *, secret_id: int | None = None, previous: bool = False
+) -> int:
+    """End secrets of `tenant` at once (deleted): the one numbered `secret_id`, or with
+    `previous` every one but the current. Returns how many. A tenant left without a
+    current secret gets a new one at its next delivery (or `create`)."""
+    _lock_tenant(conn, tenant)
+    with conn.cursor() as cur:
+        if previous:
+            cur.execute(
+                "DELETE FROM webhook_secrets WHERE tenant = %s AND expires_at IS NOT NULL",
+                (tenant,),
+            )
+        else:
+            cur.execute(
+                "DELETE FROM webhook_secrets WHERE tenant = %s AND id = %s", (tenant, secret_id)
+            )
+        return cur.rowcount
+
+
 def active_secrets(conn: PgConnection, tenant: str) -> list[dict[str, Any]]:
     """The tenant's secrets that still sign (the current one last)."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
@@ -61,10 +93,8 @@ def rotate_secret(conn: PgConnection, tenant: str, grace_seconds: float) -> dict
     `grace_seconds` (at most: one already due earlier keeps its earlier end). Expired
     secrets are deleted on the way. Returns the new secret's row."""
     _lock_tenant(conn, tenant)
+    purge_expired_secrets(conn, tenant)
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(
-            "DELETE FROM webhook_secrets WHERE tenant = %s AND expires_at <= now()", (tenant,)
-        )
         cur.execute(
             "UPDATE webhook_secrets SET expires_at = now() + make_interval(secs => %s) "
             "WHERE tenant = %s AND expires_at IS NULL",
