@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from guideline_api.outbox import backoff_delay
+from guideline_api.webhooks import store
 from guideline_core import db
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
@@ -363,6 +364,43 @@ def test_a_tarpit_of_one_tenant_does_not_hold_another_tenants_deliveries(
             tarpit.let_go()
     finally:
         tarpit.stop()
+
+
+def test_claims_take_tenants_in_turn_and_cap_each_tenants_attempts_in_flight(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The claim itself, on the outbox the API's trigger filled (no worker running): Bob's
+    one delivery is not queued behind Alice's five older ones, and a tenant at its cap of
+    attempts in flight gets no more until one is recorded."""
+    with api(settings_for(database, tmp_path, webhook_enabled=False)) as client:
+        alices = [submit(client, receiver.url) for _ in range(5)]
+        bobs = submit(client, receiver.url, key=BOB_KEY)
+    finish_all(database, [*alices, bobs])
+
+    def claim(limit: int, per_tenant: int) -> list[dict[str, Any]]:
+        with database.connection() as conn:
+            return store.claim_deliveries(conn, limit, 60, per_tenant)
+
+    first = claim(limit=2, per_tenant=1)
+    assert sorted(r["tenant"] for r in first) == ["alice", "bob"]
+    assert str(next(r for r in first if r["tenant"] == "alice")["event_id"]) == alices[0]
+    assert claim(limit=10, per_tenant=1) == []  # both at their cap
+    (alice_first,) = [r for r in first if r["tenant"] == "alice"]
+    with database.connection() as conn:
+        state = store.finish_attempt(
+            conn,
+            alice_first["webhook_id"],
+            1,
+            status_code=200,
+            error=None,
+            retry_in=1,
+            max_age_seconds=3600,
+        )
+        assert state == "delivered"
+    (second,) = claim(limit=10, per_tenant=1)
+    assert str(second["event_id"]) == alices[1]
+    more = claim(limit=10, per_tenant=3)  # Alice has one in flight: two more
+    assert [str(r["event_id"]) for r in more] == alices[2:4]
 
 
 def test_an_attempt_ends_at_its_deadline_and_no_other_starts_while_it_is_live(

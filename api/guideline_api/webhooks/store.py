@@ -116,30 +116,46 @@ def claim_deliveries(
 ) -> list[dict[str, Any]]:
     """Claim up to `limit` due deliveries for one attempt each: the attempt is counted and
     the row leased for `lease_seconds`. Fair across tenants: rows are taken round-robin by
-    tenant (each tenant's oldest due first), and a tenant with `per_tenant` attempts in
-    flight (on any replica: leases not yet ended) gets none, so one tenant's slow receivers
-    cannot hold every slot. Claims are serialized (an advisory lock for the transaction)
-    so that two replicas cannot both fill a tenant's last slot; SKIP LOCKED still leaves
-    alone a row another transaction is recording. A replica that dies mid-attempt leaves
-    the row to be taken again when the lease ends."""
+    tenant (each tenant's oldest due first; a tenant with attempts in flight ranks behind
+    one without), and a tenant with `per_tenant` attempts in flight (on any replica: leases
+    not yet ended) gets none, so one tenant's slow receivers cannot hold every slot (while
+    `per_tenant` is below the slots). The cost grows with the number of tenants with
+    pending rows, not with the backlog (index probes per tenant, migration 0010). Claims
+    are serialized (an advisory lock for the transaction) so that two replicas cannot both
+    fill a tenant's last slot; SKIP LOCKED still leaves alone a row another transaction is
+    recording. A replica that dies mid-attempt leaves the row to be taken again when the
+    lease ends."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('webhook-claim'))")
         cur.execute(
             """
-            WITH busy AS (
+            WITH RECURSIVE tenants AS (
+                -- The tenants with pending rows, one index probe each (a skip scan).
+                (SELECT tenant FROM webhook_deliveries WHERE state = 'pending'
+                  ORDER BY tenant LIMIT 1)
+                UNION ALL
+                SELECT (SELECT d.tenant FROM webhook_deliveries d
+                         WHERE d.state = 'pending' AND d.tenant > t.tenant
+                         ORDER BY d.tenant LIMIT 1)
+                  FROM tenants t WHERE t.tenant IS NOT NULL),
+            busy AS (
                 SELECT tenant, count(*) AS n FROM webhook_deliveries
                  WHERE state = 'pending' AND leased_until > now()
                  GROUP BY tenant),
-            due AS (
-                SELECT webhook_id, tenant, next_attempt_at,
-                       row_number() OVER (PARTITION BY tenant
-                                          ORDER BY next_attempt_at, webhook_id) AS turn
-                  FROM webhook_deliveries
-                 WHERE state = 'pending' AND next_attempt_at <= now()),
             chosen AS (
-                SELECT due.webhook_id FROM due LEFT JOIN busy USING (tenant)
-                 WHERE due.turn + coalesce(busy.n, 0) <= %(per_tenant)s
-                 ORDER BY due.turn, due.next_attempt_at
+                SELECT due.webhook_id FROM tenants t
+                  LEFT JOIN busy USING (tenant)
+                 CROSS JOIN LATERAL (
+                       SELECT d.webhook_id, d.next_attempt_at,
+                              row_number() OVER (ORDER BY d.next_attempt_at) AS turn
+                         FROM webhook_deliveries d
+                        WHERE d.state = 'pending' AND d.tenant = t.tenant
+                          AND d.next_attempt_at <= now()
+                        ORDER BY d.next_attempt_at
+                        LIMIT greatest(%(per_tenant)s - coalesce(busy.n, 0), 0)) AS due
+                 WHERE t.tenant IS NOT NULL
+                 -- A tenant's next row ranks behind those it already has in flight.
+                 ORDER BY due.turn + coalesce(busy.n, 0), due.next_attempt_at
                  LIMIT %(limit)s)
             UPDATE webhook_deliveries
                SET attempts = attempts + 1,

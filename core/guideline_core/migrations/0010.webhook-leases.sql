@@ -8,3 +8,6 @@
 ALTER TABLE webhook_deliveries ADD COLUMN leased_until timestamptz;
 CREATE INDEX webhook_deliveries_leased_idx ON webhook_deliveries (tenant)
     WHERE leased_until IS NOT NULL;
+-- The claim walks the tenants with pending rows and takes each one's oldest due rows.
+CREATE INDEX webhook_deliveries_tenant_due_idx ON webhook_deliveries (tenant, next_attempt_at)
+    WHERE state = 'pending';
