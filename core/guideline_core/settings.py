@@ -207,7 +207,8 @@ class ApiSettings(CommonSettings):
         2,
         ge=1,
         description="Webhook delivery attempts of one tenant in flight at once, over all "
-        "API replicas (its other due deliveries wait; other tenants' go out).",
+        "API replicas (its other due deliveries wait; other tenants' go out). Keep it below "
+        "`webhook_concurrency`.",
     )
     webhook_secret_grace_seconds: float = Field(
         86_400.0,
