@@ -55,8 +55,9 @@ ensure_api_key() {
 ensure_webhook_secret() {
   # The local tenant's webhook signing secret (kept in PostgreSQL; made once, then shown).
   local secret
-  secret="$("$VENV_BIN/guideline-api" webhook-secret create --tenant local \
-    --database-url "$DATABASE_URL" | tail -n 1)"
+  # The URL in the environment, not argv (it may carry a password).
+  secret="$(GUIDELINE_DATABASE_URL="$DATABASE_URL" "$VENV_BIN/guideline-api" webhook-secret \
+    create --tenant local | tail -n 1)"
   (umask 077 && printf '%s\n' "$secret" > "$LOCAL_DIR/webhook-secret")
 }
 

@@ -21,11 +21,14 @@ from typing import Any
 import httpx
 import pytest
 from guideline_api.outbox import backoff_delay
+from guideline_api.webhooks import store
 from guideline_core import db
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from support.api import (
+    ALICE_KEY,
+    BOB_KEY,
     api_http,
     auth,
     dead_kubeconfig,
@@ -35,7 +38,7 @@ from support.api import (
     running_server,
 )
 from support.cluster import REPO_ROOT, wait_for
-from support.webhooks import Receiver, webhook_secret_cli
+from support.webhooks import Receiver, run_webhook_secret_cli, webhook_secret_cli
 
 TEXT = "Staff must wash hands before every patient contact."
 RESULT = {"summary": "Wash hands.", "checklist": [{"item": "Wash hands"}], "provider": "x"}
@@ -68,11 +71,13 @@ def api(settings: ApiSettings) -> Iterator[httpx.Client]:
         yield client
 
 
-def submit(client: httpx.Client, callback_url: str | None, **extra: Any) -> str:
+def submit(
+    client: httpx.Client, callback_url: str | None, key: str = ALICE_KEY, **extra: Any
+) -> str:
     body: dict[str, Any] = {"guideline_text": TEXT, **extra}
     if callback_url is not None:
         body["callback_url"] = callback_url
-    response = client.post("/jobs", json=body, headers=auth())
+    response = client.post("/jobs", json=body, headers=auth(key))
     assert response.status_code == 202, response.text
     return response.json()["event_id"]
 
@@ -201,7 +206,9 @@ def test_a_receiver_that_was_down_gets_the_delivery_when_it_is_back(
             (got,) = receiver.answered(1)
             assert got.webhook_id == down["webhook_id"]
             done = delivery_when(client, eid, lambda d: d["state"] == "delivered", "delivered")
-            assert done["attempts"] > down["attempts"]
+            # `attempts` counts an attempt when it is claimed: the one claimed when `down`
+            # was read may be the one that found the receiver up.
+            assert done["attempts"] >= down["attempts"] >= 2
         finally:
             receiver.stop()
 
@@ -300,6 +307,135 @@ def test_two_api_replicas_make_each_attempt_once(
     assert len(receiver.received) == len(eids)
 
 
+def finish_all(database: db.Database, eids: list[str]) -> None:
+    """The operator finishes these jobs (COMPLETED), one transaction each."""
+    for eid in eids:
+        complete(database, eid)
+
+
+def lease_of(database: db.Database, webhook_id: str) -> tuple[int, bool]:
+    """(attempts, whether its lease runs now) of one delivery."""
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT attempts, coalesce(leased_until > now(), false) FROM webhook_deliveries "
+            "WHERE webhook_id = %s",
+            (webhook_id,),
+        )
+        row = cur.fetchone()
+        assert row is not None
+        return row[0], row[1]
+
+
+def test_a_tarpit_of_one_tenant_does_not_hold_another_tenants_deliveries(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    """Alice's receiver trickles its answer (no per-read timeout ever fires) and her
+    attempts have all the time in the world; Bob's delivery still goes out while hers is
+    open, and her other deliveries wait for her slot instead of taking the rest."""
+    tarpit = Receiver(mode="tarpit").start()
+    settings = settings_for(
+        database,
+        tmp_path,
+        webhook_concurrency=2,
+        webhook_tenant_concurrency=1,
+        webhook_attempt_deadline_seconds=600,
+    )
+    try:
+        with api(settings) as client:
+            alices = [submit(client, tarpit.url) for _ in range(3)]
+            bobs = submit(client, receiver.url, key=BOB_KEY)
+            finish_all(database, alices)
+            tarpit.wait_for(lambda: sum(tarpit.live.values()) == 1)
+            finish_all(database, [bobs])
+            (got,) = receiver.answered(1)
+            assert json.loads(got.body)["event_id"] == bobs
+            # Bob's went out while Alice's attempt was still open: the tarpit has not let go
+            # nor been hung up on, and Alice's other two deliveries were not attempted.
+            assert sum(tarpit.live.values()) == 1 and tarpit.hung_up == []
+            (held,) = tarpit.received
+            assert lease_of(database, held.webhook_id) == (1, True)  # leased while live
+            with database.connection() as conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT attempts FROM webhook_deliveries WHERE tenant = 'alice' "
+                    "AND webhook_id <> %s",
+                    (held.webhook_id,),
+                )
+                assert cur.fetchall() == [(0,), (0,)]
+            tarpit.let_go()
+    finally:
+        tarpit.stop()
+
+
+def test_claims_take_tenants_in_turn_and_cap_each_tenants_attempts_in_flight(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The claim itself, on the outbox the API's trigger filled (no worker running): Bob's
+    one delivery is not queued behind Alice's five older ones, and a tenant at its cap of
+    attempts in flight gets no more until one is recorded."""
+    with api(settings_for(database, tmp_path, webhook_enabled=False)) as client:
+        alices = [submit(client, receiver.url) for _ in range(5)]
+        bobs = submit(client, receiver.url, key=BOB_KEY)
+    finish_all(database, [*alices, bobs])
+
+    def claim(limit: int, per_tenant: int) -> list[dict[str, Any]]:
+        with database.connection() as conn:
+            return store.claim_deliveries(conn, limit, 60, per_tenant)
+
+    first = claim(limit=2, per_tenant=1)
+    assert sorted(r["tenant"] for r in first) == ["alice", "bob"]
+    assert str(next(r for r in first if r["tenant"] == "alice")["event_id"]) == alices[0]
+    assert claim(limit=10, per_tenant=1) == []  # both at their cap
+    (alice_first,) = [r for r in first if r["tenant"] == "alice"]
+    with database.connection() as conn:
+        state = store.finish_attempt(
+            conn,
+            alice_first["webhook_id"],
+            1,
+            status_code=200,
+            error=None,
+            retry_in=1,
+            max_age_seconds=3600,
+        )
+        assert state == "delivered"
+    (second,) = claim(limit=10, per_tenant=1)
+    assert str(second["event_id"]) == alices[1]
+    more = claim(limit=10, per_tenant=3)  # Alice has one in flight: two more
+    assert [str(r["event_id"]) for r in more] == alices[2:4]
+
+
+def test_an_attempt_ends_at_its_deadline_and_no_other_starts_while_it_is_live(
+    database: db.Database, tmp_path: Path
+) -> None:
+    """A tarpit keeps httpx's per-read timeout (30 s here) alive forever; the attempt's
+    wall-clock deadline ends it. Two replicas race for the retries: none of them starts an
+    attempt of the delivery while another is open."""
+    tarpit = Receiver(mode="tarpit").start()
+    settings = settings_for(
+        database,
+        tmp_path,
+        webhook_timeout_seconds=30,
+        webhook_attempt_deadline_seconds=1,
+        webhook_backoff_base_seconds=1,
+        webhook_max_backoff_seconds=1,
+    )
+    try:
+        with api(settings) as first, api(settings) as second:
+            eid = submit(first, tarpit.url)
+            complete(database, eid)
+            tarpit.wait_for(lambda: len(tarpit.hung_up) >= 3)  # three attempts, each cut off
+            failed = delivery_when(
+                second, eid, lambda d: d["attempts"] >= 3 and d["last_error"], "failed"
+            )
+            assert failed["state"] == "pending"
+            assert failed["last_error"].startswith("DeadlineExceeded"), failed
+            assert failed["last_status"] is None
+            (webhook_id,) = set(tarpit.most_live)
+            assert tarpit.most_live[webhook_id] == 1  # never two attempts open at once
+            tarpit.let_go()
+    finally:
+        tarpit.stop()
+
+
 def test_a_retry_that_finishes_again_is_delivered_again(
     database: db.Database, tmp_path: Path, receiver: Receiver
 ) -> None:
@@ -338,31 +474,104 @@ def test_a_delivery_is_given_up_after_the_max_age(database: db.Database, tmp_pat
 # ------------------------------------------------------------------------------ targets
 
 
-@pytest.mark.parametrize(
-    ("url", "kind"),
-    [
-        ("http://127.0.0.1:9/hook", "loopback"),
-        ("http://localhost/hook", "loopback"),
-        ("http://[::1]:8080/", "loopback"),
-        ("https://169.254.169.254/latest/meta-data", "link-local"),
-        ("http://10.1.2.3/", "private"),
-        ("http://192.168.0.10:8443/x", "private"),
-        ("http://[::ffff:10.0.0.1]/", "private"),
-        ("http://0.0.0.0/", "unspecified"),
-    ],
-)
-def test_private_loopback_and_link_local_targets_are_refused(
-    database: db.Database, tmp_path: Path, url: str, kind: str
+# One address in each range webhooks refuse (IANA's special-purpose registries), and the
+# embedded IPv4 forms: an IPv4-mapped or NAT64 address is judged by the IPv4 inside it.
+REFUSED_ADDRESSES = [
+    "0.0.0.0",
+    "0.1.2.3",
+    "10.1.2.3",
+    "100.64.0.1",
+    "127.0.0.1",
+    "169.254.169.254",
+    "172.16.5.4",
+    "192.0.0.192",
+    "192.0.0.8",
+    "192.0.2.10",
+    "192.88.99.1",
+    "192.168.0.10",
+    "198.18.0.1",
+    "198.51.100.7",
+    "203.0.113.9",
+    "224.0.0.1",
+    "239.255.255.250",
+    "240.0.0.1",
+    "255.255.255.255",
+    "::",
+    "::1",
+    "::127.0.0.1",
+    "::ffff:10.0.0.1",
+    "::ffff:127.0.0.1",
+    "64:ff9b::a9fe:a9fe",
+    "64:ff9b:1::a00:1",
+    "100::1",
+    "2001::1",
+    "2001:2::1",
+    "2001:db8::1",
+    "2002:a00:1::1",
+    "2002:808:808::1",
+    "3fff::1",
+    "5f00::1",
+    "fc00::1",
+    "fd12:3456::1",
+    "fe80::1",
+    "fec0::1",
+    "ff02::1",
+]
+ALLOWED_ADDRESSES = ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.4.4", "64:ff9b::808:808"]
+
+
+def _url_of(address: str) -> str:
+    return f"http://[{address}]:8080/hook" if ":" in address else f"http://{address}:8080/hook"
+
+
+def test_every_special_purpose_range_is_refused_and_public_addresses_are_not(
+    database: db.Database, tmp_path: Path
 ) -> None:
     with api(settings_for(database, tmp_path, webhook_allow_private=False)) as client:
-        response = client.post(
-            "/jobs", json={"guideline_text": TEXT, "callback_url": url}, headers=auth()
-        )
-        assert response.status_code == 422, response.text
-        error = problem(response)
-        assert error["reason"] == "callback_url_refused"
-        assert f"a {kind} address" in error["detail"]
-        assert error["details"][0]["field"] == "callback_url"
+        let_through = []
+        for address in REFUSED_ADDRESSES:
+            body = {"guideline_text": TEXT, "callback_url": _url_of(address)}
+            response = client.post("/jobs", json=body, headers=auth())
+            if response.status_code != 422:
+                let_through.append(address)
+                continue
+            error = problem(response)
+            assert error["reason"] == "callback_url_refused"
+            assert error["detail"] == "callback_url: not allowed"
+            assert error["details"][0] == {
+                "field": "callback_url",
+                "message": "not allowed",
+                "type": "callback_url",
+            }
+        assert let_through == []
+        for address in ALLOWED_ADDRESSES:  # accepted (nothing is sent until the job ends)
+            submit(client, _url_of(address))
+
+
+def test_a_refusal_tells_neither_what_a_host_resolves_to_nor_whether_it_exists(
+    database: db.Database, tmp_path: Path
+) -> None:
+    """No DNS oracle: a name of the service's network, one that does not exist and a
+    private literal are refused in the very same words."""
+    urls = [
+        "http://localhost:8080/hook",
+        "http://no-such-host.invalid/hook",
+        "http://10.0.0.1/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+    ]
+    with api(settings_for(database, tmp_path, webhook_allow_private=False)) as client:
+        answers = set()
+        for url in urls:
+            response = client.post(
+                "/jobs", json={"guideline_text": TEXT, "callback_url": url}, headers=auth()
+            )
+            assert response.status_code == 422, response.text
+            body = problem(response)
+            body.pop("instance", None)
+            answers.add(json.dumps(body, sort_keys=True))
+            for leak in ("127.0.0.1", "::1", "loopback", "private", "resolve", "invalid"):
+                assert leak not in response.text
+        assert len(answers) == 1, answers
     with database.connection() as conn:
         assert db.count_status(conn, Phase.PENDING) == 0
 
@@ -425,8 +634,7 @@ def test_the_target_is_checked_again_at_delivery(
             client, eid, lambda d: d["last_error"] is not None, "a refused attempt"
         )
         assert refused["state"] == "pending"
-        assert "callback_url refused" in refused["last_error"]
-        assert "loopback" in refused["last_error"]
+        assert refused["last_error"] == "callback_url not allowed"  # not what it resolved to
     assert receiver.received == []  # refused before any connection was made
 
 
@@ -470,6 +678,130 @@ def test_a_tenant_without_a_secret_gets_one_at_its_first_delivery(
         (got,) = receiver.answered(1)
     shown = webhook_secret_cli(database.url, "show", "--tenant", "alice")
     Webhook(shown.split("\t")[-1]).verify(got.body, got.headers)
+
+
+def secret_rows(database: db.Database) -> list[tuple[str, str, bool]]:
+    """Every stored secret: (tenant, secret, whether it has expired)."""
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT tenant, secret, coalesce(expires_at <= now(), false) FROM webhook_secrets "
+            "ORDER BY id"
+        )
+        return cur.fetchall()
+
+
+def test_the_secret_cli_takes_no_password_on_the_command_line(
+    database: db.Database, tmp_path: Path
+) -> None:
+    for url in (
+        "postgresql://guideline:hunter2pw@127.0.0.1:5432/guideline",
+        "host=127.0.0.1 dbname=guideline password=hunter2pw",
+        "postgresql://guideline@127.0.0.1/guideline?password=hunter2pw",
+    ):
+        done = run_webhook_secret_cli(
+            "create", "--tenant", "alice", "--database-url", url, check=False
+        )
+        assert done.returncode == 2, done
+        assert "must not carry a password" in done.stderr
+        assert "GUIDELINE_DATABASE_URL" in done.stderr and "--database-url-file" in done.stderr
+        assert "hunter2pw" not in done.stderr + done.stdout
+    assert secret_rows(database) == []  # refused before connecting
+    # The URL in a file (GUIDELINE_DATABASE_URL points elsewhere: the file wins) ...
+    url_file = tmp_path / "database-url"
+    url_file.write_text(database.url + "\n")
+    url_file.chmod(0o600)
+    made = run_webhook_secret_cli(
+        "create",
+        "--tenant",
+        "alice",
+        "--database-url-file",
+        str(url_file),
+        database_url="postgresql://nobody@127.0.0.1:1/none",
+    )
+    secret = made.stdout.strip().splitlines()[-1]
+    # ... or in the environment; a URL without a password still works on the command line.
+    assert webhook_secret_cli(database.url, "show", "--tenant", "alice").endswith(secret)
+    shown = run_webhook_secret_cli(
+        "show", "--tenant", "alice", "--database-url", database.url
+    ).stdout
+    assert shown.strip().endswith(secret)
+    missing = run_webhook_secret_cli(
+        "show", "--tenant", "alice", "--database-url-file", str(tmp_path / "nope"), check=False
+    )
+    assert missing.returncode == 2 and "--database-url-file" in missing.stderr
+
+
+def test_revoke_ends_secrets_at_once(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    old = webhook_secret_cli(database.url, "create", "--tenant", "alice")
+    new = webhook_secret_cli(database.url, "rotate", "--tenant", "alice", "--grace-seconds", "3600")
+    webhook_secret_cli(database.url, "create", "--tenant", "bob")
+    revoked = run_webhook_secret_cli(
+        "revoke", "--tenant", "alice", "--all-previous", database_url=database.url
+    )
+    assert "revoked 1 webhook secret" in revoked.stdout
+    assert [(t, s) for t, s, _ in secret_rows(database) if t == "alice"] == [("alice", new)]
+    with api(settings_for(database, tmp_path)) as client:
+        eid = submit(client, receiver.url)
+        assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
+        (got,) = receiver.answered(1)
+        assert len(got.headers["webhook-signature"].split(" ")) == 1  # the old one is gone
+        Webhook(new).verify(got.body, got.headers)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(old).verify(got.body, got.headers)
+        # Revoking the current secret by its id (as `show` lists it): the next delivery
+        # is signed with a fresh one.
+        current_id = webhook_secret_cli(database.url, "show", "--tenant", "alice").split("\t")[0]
+        run_webhook_secret_cli(
+            "revoke", "--tenant", "alice", "--id", current_id, database_url=database.url
+        )
+        gone = run_webhook_secret_cli(
+            "show", "--tenant", "alice", database_url=database.url, check=False
+        )
+        assert gone.returncode == 1 and "no webhook secret" in gone.stderr
+        again = submit(client, receiver.url)
+        assert client.post(f"/jobs/{again}/cancel", headers=auth()).status_code == 202
+        _, later = receiver.answered(2)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(new).verify(later.body, later.headers)
+        fresh = webhook_secret_cli(database.url, "show", "--tenant", "alice").split("\t")[-1]
+        assert fresh not in (old, new)
+        Webhook(fresh).verify(later.body, later.headers)
+    nothing = run_webhook_secret_cli(
+        "revoke", "--tenant", "alice", "--id", "999999999", database_url=database.url, check=False
+    )
+    assert nothing.returncode == 1 and "no secret 999999999" in nothing.stderr
+    assert [t for t, _, _ in secret_rows(database)].count("bob") == 1  # other tenants untouched
+
+
+def test_expired_secrets_are_deleted_by_the_delivery_worker(
+    database: db.Database, tmp_path: Path
+) -> None:
+    """A secret whose grace period ended signs nothing: it is not kept in plaintext until
+    the tenant's next rotation. One still in its grace period stays."""
+    webhook_secret_cli(database.url, "create", "--tenant", "alice")
+    current = webhook_secret_cli(
+        database.url, "rotate", "--tenant", "alice", "--grace-seconds", "0"
+    )
+    webhook_secret_cli(database.url, "create", "--tenant", "bob")
+    bobs = webhook_secret_cli(database.url, "rotate", "--tenant", "bob", "--grace-seconds", "3600")
+    assert [(t, expired) for t, _, expired in secret_rows(database)] == [
+        ("alice", True),
+        ("alice", False),
+        ("bob", False),
+        ("bob", False),
+    ]
+    with api(settings_for(database, tmp_path)):
+        wait_for(
+            lambda: not any(expired for _, _, expired in secret_rows(database)) or None,
+            30,
+            0.05,
+            "the expired secret deleted",
+        )
+    rows = secret_rows(database)
+    assert [(t, s) for t, s, _ in rows if t == "alice"] == [("alice", current)]
+    assert [t for t, _, _ in rows].count("bob") == 2 and rows[-1][1] == bobs
 
 
 def test_the_readme_receiver_example_verifies_and_prints_each_delivery(

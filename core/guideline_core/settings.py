@@ -166,7 +166,17 @@ class ApiSettings(CommonSettings):
         "again at each delivery).",
     )
     webhook_timeout_seconds: float = Field(
-        10.0, gt=0, description="Connect, send and read timeout of one webhook delivery."
+        10.0,
+        gt=0,
+        description="Connect, send and read timeout of each step of a webhook delivery "
+        "attempt (the whole attempt is bounded by `webhook_attempt_deadline_seconds`).",
+    )
+    webhook_attempt_deadline_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="Wall-clock limit of one webhook delivery attempt: connecting, sending "
+        "and reading the whole response head (a receiver that trickles its answer fails "
+        "here, however often it sends a byte).",
     )
     webhook_backoff_base_seconds: float = Field(
         5.0,
@@ -190,7 +200,16 @@ class ApiSettings(CommonSettings):
         "this replica wakes it at once).",
     )
     webhook_batch_size: int = Field(20, ge=1, description="Deliveries claimed per pass.")
-    webhook_concurrency: int = Field(4, ge=1, description="Webhook POSTs made at once.")
+    webhook_concurrency: int = Field(
+        8, ge=1, description="Webhook delivery attempts made at once by one API process."
+    )
+    webhook_tenant_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Webhook delivery attempts of one tenant in flight at once, over all "
+        "API replicas (its other due deliveries wait; other tenants' go out). Keep it below "
+        "`webhook_concurrency`.",
+    )
     webhook_secret_grace_seconds: float = Field(
         86_400.0,
         ge=0,

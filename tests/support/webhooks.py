@@ -1,10 +1,14 @@
 """A real webhook receiver for the tests: an HTTP server on loopback that records every
-POST (headers and body) and answers as told: 200, another status, or by dropping the
-connection without an answer. Stopping it closes its port (connections are refused);
-a new receiver may listen on the same port again."""
+POST (headers and body) and answers as told: 200, another status, by dropping the
+connection without an answer, or as a tarpit that trickles an endless answer. Stopping it
+closes its port (connections are refused); a new receiver may listen on the same port
+again."""
 
 from __future__ import annotations
 
+import os
+import select
+import socket
 import subprocess
 import sys
 import threading
@@ -31,15 +35,28 @@ class Received:
         return self.headers["webhook-id"]
 
 
+TARPIT_HEAD = b"HTTP/1.1 200 OK\r\nX-Tarpit: "
+
+
 class Receiver:
     """Records POSTs on http://127.0.0.1:<port>/hook; `mode` is "ok" (200), "drop" (the
     connection is closed without an answer), "hold" (no answer until `let_go()`: the
-    sender times out) or an HTTP status to answer with."""
+    sender times out), "tarpit" (an answer head that never ends, one byte every
+    `trickle_seconds`, until the sender hangs up or `let_go()`: no per-read timeout
+    fires) or an HTTP status to answer with. For a tarpit it keeps, per webhook-id, the
+    connections open now (`live`), the most ever open at once (`most_live`), and the
+    webhook-ids of the attempts whose sender hung up (`hung_up`)."""
 
-    def __init__(self, port: int | None = None, mode: str | int = "ok"):
+    def __init__(
+        self, port: int | None = None, mode: str | int = "ok", trickle_seconds: float = 0.2
+    ):
         self.port = port or free_port()
         self.mode: str | int = mode
+        self.trickle_seconds = trickle_seconds
         self.received: list[Received] = []
+        self.live: dict[str, int] = {}
+        self.most_live: dict[str, int] = {}
+        self.hung_up: list[str] = []
         self._changed = threading.Condition()
         self._held = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -57,7 +74,12 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 mode = receiver.mode
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver._record(Received(headers, body, answered=mode not in ("drop", "hold")))
+                answered = mode not in ("drop", "hold", "tarpit")
+                receiver._record(Received(headers, body, answered=answered))
+                if mode == "tarpit":
+                    receiver._trickle(self, headers["webhook-id"])
+                    self.close_connection = True
+                    return
                 if mode == "drop":
                     self.close_connection = True
                     return  # no status line: the client sees the connection closed
@@ -99,17 +121,56 @@ class Receiver:
             self.received.append(item)
             self._changed.notify_all()
 
+    def _trickle(self, handler: BaseHTTPRequestHandler, webhook_id: str) -> None:
+        """Send the tarpit's head a byte at a time until the sender hangs up or `let_go()`."""
+        with self._changed:
+            self.live[webhook_id] = self.live.get(webhook_id, 0) + 1
+            self.most_live[webhook_id] = max(
+                self.most_live.get(webhook_id, 0), self.live[webhook_id]
+            )
+            self._changed.notify_all()
+        sender_left = False
+        sent = 0
+        while not self._held.is_set():
+            # Readable means the sender hung up (it sends nothing more): noticed at once,
+            # not only when a later write fails.
+            readable, _, _ = select.select([handler.connection], [], [], self.trickle_seconds)
+            if readable and not handler.connection.recv(1, socket.MSG_PEEK):
+                sender_left = True
+                break
+            byte = TARPIT_HEAD[sent : sent + 1] or b"a"
+            try:
+                handler.wfile.write(byte)
+                handler.wfile.flush()
+            except OSError:
+                sender_left = True
+                break
+            sent += 1
+        with self._changed:
+            self.live[webhook_id] -= 1
+            if sender_left:
+                self.hung_up.append(webhook_id)
+            self._changed.notify_all()
+
+    def wait_for(self, check: Callable[[], bool], timeout: float = 30.0) -> None:
+        """Return once `check()` holds (evaluated whenever the receiver's state changes)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not check():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"receiver: condition not met; got {self.received}, live {self.live}, "
+                        f"hung up {self.hung_up}"
+                    )
+                self._changed.wait(left)
+
     def wait_until(
         self, check: Callable[[list[Received]], bool], timeout: float = 30.0
     ) -> list[Received]:
         """The requests received so far, once `check` holds for them."""
-        deadline = time.monotonic() + timeout
+        self.wait_for(lambda: check(self.received), timeout)
         with self._changed:
-            while not check(self.received):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"receiver: condition not met; got {self.received}")
-                self._changed.wait(left)
             return list(self.received)
 
     def answered(self, count: int = 1, timeout: float = 30.0) -> list[Received]:
@@ -118,14 +179,26 @@ class Receiver:
         return [r for r in got if r.answered]
 
 
-def webhook_secret_cli(database_url: str, *args: str) -> str:
-    """`guideline-api webhook-secret ...` as the console script; its last output line."""
+def run_webhook_secret_cli(
+    *args: str, database_url: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`guideline-api webhook-secret ...` as the console script, given the database URL in
+    GUIDELINE_DATABASE_URL (when `database_url` is given; else the environment's)."""
     script = Path(sys.executable).parent / "guideline-api"
-    done = subprocess.run(
-        [str(script), "webhook-secret", *args, "--database-url", database_url],
+    env = dict(os.environ)
+    if database_url is not None:
+        env["GUIDELINE_DATABASE_URL"] = database_url
+    return subprocess.run(
+        [str(script), "webhook-secret", *args],
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
+        check=check,
+        env=env,
     )
+
+
+def webhook_secret_cli(database_url: str, *args: str) -> str:
+    """`guideline-api webhook-secret ...`; its last output line."""
+    done = run_webhook_secret_cli(*args, database_url=database_url)
     return done.stdout.strip().splitlines()[-1]

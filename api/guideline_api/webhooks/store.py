@@ -27,6 +27,38 @@ def _lock_tenant(conn: PgConnection, tenant: str) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('webhook-secret:' || %s))", (tenant,))
 
 
+def purge_expired_secrets(conn: PgConnection, tenant: str | None = None) -> int:
+    """Delete the secrets whose grace period has ended (of `tenant`, or of every tenant):
+    an expired secret signs nothing and is not kept in plaintext. Returns how many."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM webhook_secrets WHERE expires_at <= now() "
+            "AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s)",
+            {"tenant": tenant},
+        )
+        return cur.rowcount
+
+
+def revoke_secrets(
+    conn: PgConnection, tenant: str, *, secret_id: int | None = None, previous: bool = False
+) -> int:
+    """End secrets of `tenant` at once (deleted): the one numbered `secret_id`, or with
+    `previous` every one but the current. Returns how many. A tenant left without a
+    current secret gets a new one at its next delivery (or `create`)."""
+    _lock_tenant(conn, tenant)
+    with conn.cursor() as cur:
+        if previous:
+            cur.execute(
+                "DELETE FROM webhook_secrets WHERE tenant = %s AND expires_at IS NOT NULL",
+                (tenant,),
+            )
+        else:
+            cur.execute(
+                "DELETE FROM webhook_secrets WHERE tenant = %s AND id = %s", (tenant, secret_id)
+            )
+        return cur.rowcount
+
+
 def active_secrets(conn: PgConnection, tenant: str) -> list[dict[str, Any]]:
     """The tenant's secrets that still sign (the current one last)."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
@@ -61,10 +93,8 @@ def rotate_secret(conn: PgConnection, tenant: str, grace_seconds: float) -> dict
     `grace_seconds` (at most: one already due earlier keeps its earlier end). Expired
     secrets are deleted on the way. Returns the new secret's row."""
     _lock_tenant(conn, tenant)
+    purge_expired_secrets(conn, tenant)
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(
-            "DELETE FROM webhook_secrets WHERE tenant = %s AND expires_at <= now()", (tenant,)
-        )
         cur.execute(
             "UPDATE webhook_secrets SET expires_at = now() + make_interval(secs => %s) "
             "WHERE tenant = %s AND expires_at IS NULL",
@@ -81,34 +111,89 @@ def rotate_secret(conn: PgConnection, tenant: str, grace_seconds: float) -> dict
 # --------------------------------------------------------------------------- deliveries
 
 
-def claim_deliveries(conn: PgConnection, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
-    """Claim up to `limit` due deliveries (oldest due first) for one attempt each: the
-    attempt is counted and the row leased for `lease_seconds` (SKIP LOCKED: replicas
-    claiming at once get disjoint rows; a replica that dies mid-attempt leaves the row
-    to be taken again when the lease ends)."""
+def claim_deliveries(
+    conn: PgConnection, limit: int, lease_seconds: float, per_tenant: int
+) -> list[dict[str, Any]]:
+    """Claim up to `limit` due deliveries for one attempt each: the attempt is counted and
+    the row leased for `lease_seconds`. Fair across tenants: rows are taken round-robin by
+    tenant (each tenant's oldest due first; a tenant with attempts in flight ranks behind
+    one without), and a tenant with `per_tenant` attempts in flight (on any replica: leases
+    not yet ended) gets none, so one tenant's slow receivers cannot hold every slot (while
+    `per_tenant` is below the slots). The cost grows with the number of tenants with
+    pending rows, not with the backlog (index probes per tenant, migration 0010). Claims
+    are serialized (an advisory lock for the transaction) so that two replicas cannot both
+    fill a tenant's last slot; SKIP LOCKED still leaves alone a row another transaction is
+    recording. A replica that dies mid-attempt leaves the row to be taken again when the
+    lease ends."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('webhook-claim'))")
         cur.execute(
             """
+            WITH RECURSIVE tenants AS (
+                -- The tenants with pending rows, one index probe each (a skip scan).
+                (SELECT tenant FROM webhook_deliveries WHERE state = 'pending'
+                  ORDER BY tenant LIMIT 1)
+                UNION ALL
+                SELECT (SELECT d.tenant FROM webhook_deliveries d
+                         WHERE d.state = 'pending' AND d.tenant > t.tenant
+                         ORDER BY d.tenant LIMIT 1)
+                  FROM tenants t WHERE t.tenant IS NOT NULL),
+            busy AS (
+                SELECT tenant, count(*) AS n FROM webhook_deliveries
+                 WHERE state = 'pending' AND leased_until > now()
+                 GROUP BY tenant),
+            chosen AS (
+                SELECT due.webhook_id FROM tenants t
+                  LEFT JOIN busy USING (tenant)
+                 CROSS JOIN LATERAL (
+                       SELECT d.webhook_id, d.next_attempt_at,
+                              row_number() OVER (ORDER BY d.next_attempt_at) AS turn
+                         FROM webhook_deliveries d
+                        WHERE d.state = 'pending' AND d.tenant = t.tenant
+                          AND d.next_attempt_at <= now()
+                        ORDER BY d.next_attempt_at
+                        LIMIT greatest(%(per_tenant)s - coalesce(busy.n, 0), 0)) AS due
+                 WHERE t.tenant IS NOT NULL
+                 -- A tenant's next row ranks behind those it already has in flight.
+                 ORDER BY due.turn + coalesce(busy.n, 0), due.next_attempt_at
+                 LIMIT %(limit)s)
             UPDATE webhook_deliveries
                SET attempts = attempts + 1,
-                   next_attempt_at = now() + make_interval(secs => %s)
+                   next_attempt_at = now() + make_interval(secs => %(lease)s),
+                   leased_until = now() + make_interval(secs => %(lease)s)
              WHERE webhook_id IN (
                    SELECT webhook_id FROM webhook_deliveries
-                    WHERE state = 'pending' AND next_attempt_at <= now()
-                    ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED)
+                    WHERE webhook_id IN (SELECT webhook_id FROM chosen)
+                      AND state = 'pending' AND next_attempt_at <= now()
+                      FOR UPDATE SKIP LOCKED)
             RETURNING webhook_id, event_id, run, status, url, tenant, job, body, attempts,
                       created_at
             """,
-            (lease_seconds, limit),
+            {"per_tenant": per_tenant, "limit": limit, "lease": lease_seconds},
         )
         return sorted(cur.fetchall(), key=lambda r: r["created_at"])
+
+
+def renew_lease(conn: PgConnection, webhook_id: str, attempt: int, lease_seconds: float) -> bool:
+    """Extend the lease of attempt number `attempt` to `lease_seconds` from now; False if
+    the attempt no longer holds the row (its lease ran out and another attempt claimed
+    it): it must then not be made."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE webhook_deliveries SET next_attempt_at = now() + make_interval(secs => %s), "
+            "leased_until = now() + make_interval(secs => %s) "
+            "WHERE webhook_id = %s AND attempts = %s AND state = 'pending' RETURNING 1",
+            (lease_seconds, lease_seconds, webhook_id, attempt),
+        )
+        return cur.fetchone() is not None
 
 
 def release_claim(conn: PgConnection, webhook_id: str, attempt: int) -> None:
     """Undo the claim of attempt number `attempt`, not made: due now, not counted."""
     with conn.cursor() as cur:
         cur.execute(
-            "UPDATE webhook_deliveries SET attempts = attempts - 1, next_attempt_at = now() "
+            "UPDATE webhook_deliveries SET attempts = attempts - 1, next_attempt_at = now(), "
+            "leased_until = NULL "
             "WHERE webhook_id = %s AND attempts = %s AND state = 'pending'",
             (webhook_id, attempt),
         )
@@ -153,6 +238,7 @@ def finish_attempt(
                        ELSE 'pending' END,
                    last_status = %(code)s, last_error = %(error)s, last_attempt_at = now(),
                    delivered_at = CASE WHEN %(ok)s THEN now() END,
+                   leased_until = NULL,
                    next_attempt_at = CASE
                        WHEN %(ok)s THEN NULL
                        WHEN created_at + make_interval(secs => %(max_age)s)
