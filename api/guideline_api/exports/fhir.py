@@ -266,4 +266,4 @@ def bundle(doc: ExportDoc) -> dict[str, Any]:
 
 def to_fhir(doc: ExportDoc) -> bytes:
     """The FHIR export (JSON, UTF-8)."""
-    return json.dumps(bundle(doc), ensure_ascii=False, indent=1).encode("utf-8")
+    return json.dumps(bundle(doc), ensure_ascii=False, separators=(",", ":")).encode("utf-8")

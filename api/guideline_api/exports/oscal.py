@@ -130,4 +130,4 @@ def catalog(doc: ExportDoc) -> dict[str, Any]:
 
 def to_oscal(doc: ExportDoc) -> bytes:
     """The OSCAL export (JSON, UTF-8)."""
-    return json.dumps(catalog(doc), ensure_ascii=False, indent=1).encode("utf-8")
+    return json.dumps(catalog(doc), ensure_ascii=False, separators=(",", ":")).encode("utf-8")

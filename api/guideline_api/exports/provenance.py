@@ -118,11 +118,13 @@ class ExportDoc:
 
     @property
     def sections(self) -> list[str | None]:
-        """The distinct sections in checklist order (None: items without one)."""
-        seen: dict[str | None, None] = {}
+        """The distinct sections in checklist order, then None for the items without one."""
+        seen: dict[str, None] = {}
         for item in self.items:
-            seen.setdefault(item.section, None)
-        return list(seen)
+            if item.section is not None:
+                seen.setdefault(item.section, None)
+        loose = any(item.section is None for item in self.items)
+        return [*seen, *([None] if loose else [])]
 
 
 def text_sha256(text: str) -> str:

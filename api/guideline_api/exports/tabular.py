@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from openpyxl.writer.excel import ExcelWriter
 
@@ -38,6 +39,7 @@ ITEM_COLUMNS = (
 CHANGE_COLUMN = "change"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 ITEMS_SHEET, PROVENANCE_SHEET = "Checklist", "Provenance"
+BOLD = Font(bold=True)
 
 
 def _values(item: Item) -> list[Any]:
@@ -111,35 +113,39 @@ class _FixedTimeZip(zipfile.ZipFile):
             self.writestr(arcname or str(filename), f.read())
 
 
-def _append(sheet: Any, values: list[Any]) -> None:
-    sheet.append(values)
-    for cell in sheet[sheet.max_row]:
-        if isinstance(cell.value, str):
-            cell.data_type = "s"  # openpyxl would make "=..." a formula
+def _cells(sheet: Any, values: list[Any], bold: bool = False) -> list[Any]:
+    """A row for a write-only sheet: text that openpyxl would make a formula or an error
+    value ("=...", "#N/A") is typed as a string."""
+    row: list[Any] = []
+    for value in values:
+        if bold or (isinstance(value, str) and value.startswith(("=", "#"))):
+            cell = WriteOnlyCell(sheet, value=value)
+            if isinstance(value, str):
+                cell.data_type = "s"
+            if bold:
+                cell.font = BOLD
+            row.append(cell)
+        else:
+            row.append(value)
+    return row
 
 
 def to_xlsx(doc: ExportDoc) -> bytes:
     """The XLSX export: sheet 1 the items, sheet 2 the provenance (and changes)."""
     generated = datetime.fromisoformat(doc.provenance.generated_at.replace("Z", "+00:00"))
-    workbook = Workbook()
-    items = workbook.active
-    items.title = ITEMS_SHEET
-    _append(items, header(doc))
-    for row in rows(doc):
-        _append(items, row)
-    for cell in items[1]:
-        cell.font = Font(bold=True)
+    workbook = Workbook(write_only=True)
+    items = workbook.create_sheet(ITEMS_SHEET)
     items.freeze_panes = "A2"
+    width = len(ITEM_COLUMNS) + (doc.changes is not None)  # provenance: on sheet 2
+    items.append(_cells(items, header(doc)[:width], bold=True))
+    for row in rows(doc):
+        items.append(_cells(items, row[:width]))
     origin = workbook.create_sheet(PROVENANCE_SHEET)
-    _append(origin, ["field", "value"])
+    origin.append(_cells(origin, ["field", "value"], bold=True))
     notice = doc.provenance.review_notice
-    if notice:
-        _append(origin, ["review", notice])
-    for label, value in doc.provenance.pairs():
-        _append(origin, [label, value])
-    if doc.changes is not None:
-        for label, value in change_pairs(doc):
-            _append(origin, [label, value])
+    pairs = [*([("review", notice)] if notice else []), *doc.provenance.pairs()]
+    for label, value in [*pairs, *change_pairs(doc)]:
+        origin.append(_cells(origin, [label, value]))
     naive = generated.replace(tzinfo=None)
     workbook.properties.created = workbook.properties.modified = naive
     workbook.properties.title = doc.provenance.title
