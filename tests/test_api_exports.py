@@ -8,6 +8,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -211,3 +212,19 @@ def test_the_cli_downloads_an_export(database: db.Database, tmp_path: Path) -> N
         assert refused.returncode == 2 and "404 not_found" in refused.stderr
         binary = run_cli(url, "export", eid, "--format", "xlsx")
         assert binary.returncode == 2 and "-o" in binary.stderr
+
+
+GENERATED = re.compile(rb'(generated.at[^0-9]*|"timestamp":")[0-9T:-]+Z')
+
+
+@pytest.mark.parametrize("name", ["fhir", "oscal", "csv", "md", "html"])
+def test_exporting_twice_gives_the_same_bytes_but_the_generation_time(
+    client: TestClient, database: db.Database, name: str
+) -> None:
+    eid = completed(database)
+    first, second = (
+        client.get(f"/v1/jobs/{eid}/export?format={name}", headers=auth()).content for _ in range(2)
+    )
+    assert len(first) > 1000
+    assert (GENERATED.search(first) is None) == (name == "csv")  # a CSV has no time at all
+    assert GENERATED.sub(b"", first) == GENERATED.sub(b"", second)
