@@ -28,6 +28,7 @@ from trestle.oscal.catalog import Catalog
 GENERATED = "2026-02-02T10:00:00Z"
 LATER = "2026-03-03T11:11:11Z"
 DIGEST = text_sha256("the guideline")
+EXT = "https://guideline-ingest.dev/fhir/StructureDefinition/"
 
 
 def render(name: str, job: dict[str, Any] | None = None, generated: str = GENERATED) -> bytes:
@@ -70,6 +71,10 @@ def test_fhir_bundle_is_valid_r4_content_with_one_action_and_question_per_item()
     assert [q["linkId"] for q in questions] == [a["id"] for a in actions]
     assert [q["text"] for q in questions] == [a["title"] for a in actions]
     assert len(questionnaire.item) == len(HOSTILE_ITEMS) + 1  # and the review notice
+    assert plan["name"] == "HandHygieneHandewaschen"
+    origin = ext(resources["PlanDefinition"], EXT + "export-provenance")
+    assert sub(origin, "needs_review") is True and sub(origin, "degraded") is False
+    assert sub(origin, "document_sha256") == DIGEST
 
 
 def test_fhir_action_keeps_quote_offsets_page_section_and_grade_verbatim() -> None:

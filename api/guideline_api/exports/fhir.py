@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 import uuid
 from typing import Any
 
@@ -42,6 +43,7 @@ QUALITY_EXT = "http://hl7.org/fhir/StructureDefinition/cqf-qualityOfEvidence"
 QUALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/evidence-quality"
 PLAN_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/plan-definition-type"
 MEDIA_TYPE = "application/fhir+json"
+BOOLEANS = frozenset({"needs_review", "degraded"})
 
 _UUID_NS = uuid.UUID("5d1f4f0e-2c4b-5f7e-9a7e-6b1c2d3e4f50")
 # A grade that names a GRADE strength or quality of evidence (verbatim text stays as it is).
@@ -61,7 +63,8 @@ def _urn(doc: ExportDoc, kind: str) -> str:
 
 def _computable_name(title: str) -> str:
     """A name matching FHIR's `[A-Z]([A-Za-z0-9_]){0,254}`."""
-    words = re.findall(r"[A-Za-z0-9]+", title)
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    words = re.findall(r"[A-Za-z0-9]+", ascii_title)
     name = "".join(w[:1].upper() + w[1:] for w in words)
     if not name or not name[0].isalpha():
         name = "Guideline" + name
@@ -75,8 +78,8 @@ def _ext(url: str, key: str, value: Any) -> dict[str, Any]:
 def _provenance_extension(doc: ExportDoc) -> dict[str, Any]:
     parts = []
     for label, value in doc.provenance.pairs():
-        if label == "needs_review":
-            parts.append(_ext(label, "valueBoolean", doc.provenance.needs_review))
+        if label in BOOLEANS:
+            parts.append(_ext(label, "valueBoolean", value == "true"))
         elif value:
             parts.append(_ext(label, "valueString", value))
     return {"url": EXT_PROVENANCE, "extension": parts}
