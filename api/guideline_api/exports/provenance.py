@@ -167,21 +167,23 @@ def _field(item: Mapping[str, Any], source: Mapping[str, Any], name: str) -> Any
     return value if value not in (None, "") else source.get(name)
 
 
-def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    return a.get("item") == b.get("item") and a.get("source") == b.get("source")
+def _identity(item: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What makes a checklist item the same item in `result.changes`: its wording and its
+    source passage."""
+    source = item.get("source") or {}
+    return (item.get("item"), source.get("quote"), source.get("start"), source.get("end"))
 
 
-def _change_of(item: Mapping[str, Any], changes: Mapping[str, Any] | None) -> str | None:
+def _change_index(changes: Mapping[str, Any] | None) -> dict[tuple[Any, ...], str] | None:
+    """Item identity -> `added` | `changed`, when the changes are available."""
     if not changes or not changes.get("available"):
         return None
-    if any(_same(item, added) for added in changes.get("added") or []):
-        return "added"
-    if any(_same(item, pair.get("after") or {}) for pair in changes.get("changed") or []):
-        return "changed"
-    return "unchanged"
+    index = {_identity(pair.get("after") or {}): "changed" for pair in changes.get("changed") or []}
+    index.update({_identity(added): "added" for added in changes.get("added") or []})
+    return index
 
 
-def _item(number: int, raw: Any, changes: Mapping[str, Any] | None) -> Item:
+def _item(number: int, raw: Any, changes: dict[tuple[Any, ...], str] | None) -> Item:
     data: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {"item": str(raw)}
     source: Mapping[str, Any] = data.get("source") or {}
     grade, grade_start, grade_end = _grade(data.get("grade"))
@@ -202,7 +204,7 @@ def _item(number: int, raw: Any, changes: Mapping[str, Any] | None) -> Item:
         end=_int(source.get("end")),
         match=_text(source.get("match")),
         grounded=bool(data.get("grounded")),
-        change=_change_of(data, changes),
+        change=None if changes is None else changes.get(_identity(data), "unchanged"),
     )
 
 
@@ -248,7 +250,8 @@ def build(job: Mapping[str, Any], text_digest: str | None, generated_at: str) ->
         degraded=bool(result.get("degraded")),
         generated_at=generated_at,
     )
-    items = [_item(n, raw, changes) for n, raw in enumerate(result.get("checklist") or [], 1)]
+    index = _change_index(changes)
+    items = [_item(n, raw, index) for n, raw in enumerate(result.get("checklist") or [], 1)]
     return ExportDoc(
         provenance=provenance,
         summary=str(result.get("summary") or ""),
