@@ -185,6 +185,12 @@ def test_a_superseding_job_exports_its_changes(client: TestClient, database: db.
     assert predecessor["resource"].endswith(str(old))
 
 
+def test_an_untitled_job_is_a_guideline_file(client: TestClient, database: db.Database) -> None:
+    eid = str(add_job(database, status=Phase.COMPLETED, result=completed_job()["result"]))
+    response = client.get(f"/v1/jobs/{eid}/export?format=csv", headers=auth())
+    assert f'filename="guideline-{eid[:8]}.csv"' in response.headers["content-disposition"]
+
+
 def test_the_unversioned_alias_serves_exports_too(
     client: TestClient, database: db.Database
 ) -> None:

@@ -53,5 +53,5 @@ def export(ctx: Context, principal: Principal, event_id: uuid.UUID, fmt: Format)
     return Rendered(
         body=fmt.render(doc),
         content_type=fmt.content_type,
-        disposition=content_disposition(doc.provenance.title, str(event_id), fmt.extension),
+        disposition=content_disposition(job.get("title") or "", str(event_id), fmt.extension),
     )
