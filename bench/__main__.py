@@ -8,7 +8,8 @@ Sections: profile (pyinstrument of POST /jobs), latency (open-loop POST /jobs an
 floor), e2e (throughput and orchestration overhead), peer (Celery + Redis side by side),
 reads (GET latency over 100,000 rows), scale (a burst of 2,000 submissions), burst (2,000
 submissions from vegeta on the full stack, kube-apiserver writes per job, slot hand-over,
-a steady 100/s, the Celery peer under the same loads).
+a steady 100/s, the Celery peer under the same loads), exports (each export format of a
+500-item result, in process).
 
 Everything the run needs is started here and stopped at the end: by default a private
 local control plane in .local/bench (purged afterwards; `--local-dir .local` uses the
@@ -36,7 +37,7 @@ from typing import Any
 
 from bench import REPO_ROOT
 
-SECTIONS = ("profile", "latency", "e2e", "peer", "reads", "scale", "burst")
+SECTIONS = ("profile", "latency", "e2e", "peer", "reads", "scale", "burst", "exports")
 
 
 def _floats(text: str) -> list[float]:
@@ -74,6 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peer-rates", type=_floats, help="submit rates for peer (25,50,100)")
     p.add_argument("--peer-concurrency", type=int, default=4, help="worker processes (4)")
     p.add_argument("--profile-requests", type=int, help="POSTs profiled (200; quick 50)")
+    p.add_argument("--export-items", type=int, default=500, help="items of `exports` (500)")
     p.add_argument(
         "--local-dir",
         default=str(REPO_ROOT / ".local" / "bench"),
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path = out / f"{stamp}.json"
     log(f"work directory (server logs): {workdir}")
     status = 0
-    from bench import burst, e2e, latency, peer, profile, reads, scale
+    from bench import burst, e2e, exports, latency, peer, profile, reads, scale
     from bench.env import Environment
 
     try:
@@ -242,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
                             args.rate_seconds,
                             args.burst_parts,
                             log,
+                        )
+                    elif section == "exports":
+                        results["exports"] = exports.run(
+                            args.export_items, 5 if args.quick else 30, log
                         )
                 except Exception as exc:  # keep the other sections' figures
                     status = 1

@@ -273,6 +273,15 @@ def render(results: dict[str, Any]) -> str:
         )
     if "burst" in results:
         parts.append(render_burst(results["burst"]))
+    if "exports" in results:
+        rows = [
+            [r["format"], r["items"], r["median_ms"], r["max_ms"], r["cpu_median_ms"], r["bytes"]]
+            for r in results["exports"]
+        ]
+        parts.append("\n== exports (in process; target 50 ms per format)")
+        parts.append(
+            table(["format", "items", "median ms", "max ms", "CPU median ms", "bytes"], rows)
+        )
     for note in results.get("notes", []):
         parts.append(textwrap.fill(f"note: {note}", 100))
     return "\n".join(parts) + "\n"

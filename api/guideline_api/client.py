@@ -33,6 +33,8 @@ LOCAL_KEY_FILE = Path(".local") / "api-key"
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 FORMATS = ("table", "json", "yaml")
+EXPORT_FORMATS = ("fhir", "oscal", "csv", "xlsx", "md", "html")  # GET /v1/jobs/{id}/export
+BINARY_EXPORTS = frozenset({"xlsx"})
 
 EPILOG = """\
 examples:
@@ -40,6 +42,8 @@ examples:
   guideline-client submit policy.md --title "Data retention" --provider extractive
   guideline-client status 0192f7a0-...        # the job, its summary and checklist
   guideline-client show 0192f7a0-... --html -o review.html   # sources highlighted
+  guideline-client export 0192f7a0-... --format fhir -o bundle.json   # or oscal, csv,
+                                              # xlsx, md, html (text formats: stdout)
   guideline-client list --needs-review        # results below a review threshold
   guideline-client wait 0192f7a0-... --timeout 300   # follows the job's event stream
   guideline-client -o yaml status 0192f7a0-...      # or -o json: the API's object
@@ -442,6 +446,26 @@ def cmd_show(api: Api, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(api: Api, args: argparse.Namespace) -> int:
+    """Download a COMPLETED job's export: to a file with -o, else text to stdout."""
+    target = None if args.output in (None, "table") else args.output
+    if target is None and args.format in BINARY_EXPORTS:
+        raise ClientError(f"--format {args.format} is binary: name a file with -o (or -o -)")
+    response = api.request(
+        "GET", f"/v1/jobs/{args.event_id}/export", params={"format": args.format}
+    )
+    if target is None or target == "-":
+        if args.format in BINARY_EXPORTS:
+            sys.stdout.buffer.write(response.content)
+        else:
+            sys.stdout.write(response.content.decode("utf-8"))
+        sys.stdout.flush()
+        return EXIT_OK
+    Path(target).write_bytes(response.content)
+    print(f"wrote {target} ({len(response.content)} bytes)", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_wait(api: Api, args: argparse.Namespace) -> int:
     """Wait for a job to finish and show it."""
     print(
@@ -611,6 +635,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="table, json or yaml; with --html: the file for the page (default: stdout)",
     ).complete = shtab.FILE
     p.set_defaults(func=cmd_show)
+
+    help_text = "download a COMPLETED job's result as FHIR, OSCAL, CSV, XLSX, Markdown or HTML"
+    p = sub.add_parser(
+        "export",
+        help=help_text,
+        description=help_text,
+        parents=[connection_options(defaults=False, formats=False)],
+    )
+    p.add_argument("event_id")
+    p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="the export format")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=argparse.SUPPRESS,
+        help="the file to write (default: stdout, text formats only; - for stdout)",
+    ).complete = shtab.FILE
+    p.set_defaults(func=cmd_export)
 
     p = add("wait", "wait until a job finishes, then show it")
     p.add_argument("event_id")

@@ -53,6 +53,9 @@ class Reason:
     METHOD_NOT_ALLOWED = "method_not_allowed"
     JOB_FINISHED = "job_finished"
     JOB_NOT_RETRYABLE = "job_not_retryable"
+    JOB_NOT_COMPLETED = "job_not_completed"
+    UNKNOWN_EXPORT_FORMAT = "unknown_export_format"
+    NOT_ACCEPTABLE = "not_acceptable"
     MODEL_NOT_ALLOWED = "model_not_allowed"
     CALLBACK_URL_REFUSED = "callback_url_refused"
     FORBIDDEN = "forbidden"
@@ -88,6 +91,9 @@ TITLES: dict[str, str] = {
     Reason.METHOD_NOT_ALLOWED: "Method not allowed",
     Reason.JOB_FINISHED: "The job is already finished",
     Reason.JOB_NOT_RETRYABLE: "The job cannot be retried",
+    Reason.JOB_NOT_COMPLETED: "The job has no result yet",
+    Reason.UNKNOWN_EXPORT_FORMAT: "The export format is unknown or missing",
+    Reason.NOT_ACCEPTABLE: "No export format matches the Accept header",
     Reason.MODEL_NOT_ALLOWED: "The model is not allowed for this tenant",
     Reason.CALLBACK_URL_REFUSED: "The callback_url is not an allowed target",
     Reason.FORBIDDEN: "Forbidden for this API key",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from guideline_api.openapi import alias_id, versioned_id
-from guideline_api.routes import audit, jobs
+from guideline_api.routes import audit, exports, jobs
 
 VERSION_PREFIX = "/v1"
-VERSIONED = (jobs.router, audit.router)
+VERSIONED = (jobs.router, exports.router, audit.router)
 
 
 def mount(app: FastAPI) -> None:
