@@ -93,9 +93,25 @@ def migrate_main() -> None:
 
     parser = argparse.ArgumentParser(description="Apply guideline-ingest database migrations.")
     parser.add_argument("--database-url", default=None, help="default: GUIDELINE_DATABASE_URL")
+    parser.add_argument(
+        "--cache-role",
+        default=None,
+        help="then create (if missing) and grant the runner's chunk-cache role: it may only "
+        "SELECT and INSERT chunk_summaries",
+    )
     args = parser.parse_args()
     url = args.database_url or CommonSettings().database_url
     print(f"applied {migrate(url)} migration(s)")
+    if args.cache_role:
+        from guideline_core import summary_cache
+
+        conn = psycopg2.connect(url)
+        try:
+            with conn:
+                summary_cache.grant_cache_role(conn, args.cache_role)
+        finally:
+            conn.close()
+        print(f"role {args.cache_role}: SELECT, INSERT on chunk_summaries")
 
 
 # --- the pool ------------------------------------------------------------------------------

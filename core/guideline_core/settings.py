@@ -321,10 +321,20 @@ class OperatorSettings(CommonSettings):
     )
     resync_interval_seconds: float = Field(30.0, description="Period of the reconcile timer.")
     cr_retention_seconds: int = Field(
-        86_400, description="Finished GuidelineJobs are deleted from the cluster after this."
+        3600,
+        ge=0,
+        description="Finished GuidelineJobs (and the guideline text in their spec) are deleted "
+        "from the cluster this long after they finished; their rows and results stay in "
+        "PostgreSQL (db_retention_days).",
     )
     db_retention_days: int = Field(
         0, description="Rows of finished jobs older than this are purged; 0 keeps them forever."
+    )
+    chunk_cache_retention_days: int = Field(
+        30,
+        ge=0,
+        description="Per-chunk summaries (chunk_summaries) written longer ago than this are "
+        "purged (every db_purge_interval_seconds); 0 keeps them forever.",
     )
     heartbeat_interval_seconds: float = Field(
         10.0, description="Period of the operator's heartbeat row (the API's /health reads it)."
@@ -360,7 +370,10 @@ class OperatorSettings(CommonSettings):
         "no other label of a GuidelineJob reaches them.",
     )
     db_purge_interval_seconds: float = Field(
-        3600.0, gt=0, description="Period of the database retention purge (db_retention_days)."
+        3600.0,
+        gt=0,
+        description="Period of the database retention purges (db_retention_days, "
+        "chunk_cache_retention_days).",
     )
 
 
@@ -415,6 +428,11 @@ class RunnerSettings(CommonSettings):
         description="libpq URL for the per-chunk summary cache (a role that may only SELECT "
         "and INSERT chunk_summaries); unset: no cache. The operator passes it from the "
         "optional Secret `runner_cache_secret_name`.",
+    )
+    tenant: str | None = Field(
+        None,
+        description="The job's tenant, set by the operator from the job's row: the chunk "
+        "cache serves only summaries stored for it (unset: no cache).",
     )
     job_name: str | None = Field(None, description="The GuidelineJob this pod runs.")
     event_id: str | None = Field(

@@ -4,7 +4,10 @@ did (`result.chunk_cache`, `usage.summarize.calls_saved`).
 
 The cache is optional (`GUIDELINE_CACHE_DATABASE_URL`) and never fails a job: if the
 database cannot be reached or refuses a query, the parts are summarized as without it and
-the report says why."""
+the report says why. Entries belong to the job's tenant (`GUIDELINE_TENANT`, which the
+operator sets from the job's row): without a tenant there is no cache. A cached summary
+only replaces a summarize call: the checklist built from it is grounded in the text like
+any other."""
 
 from __future__ import annotations
 
@@ -16,16 +19,21 @@ from guideline_runner.models import ChunkCacheReport
 
 log = logging.getLogger(__name__)
 DISABLED_NOTE = "GUIDELINE_CACHE_DATABASE_URL is not set: every part is summarized"
+NO_TENANT_NOTE = "GUIDELINE_TENANT is not set: the cache is per tenant, every part is summarized"
 
 
 class ChunkCache:
-    """Summaries of chunks for one model and prompt version."""
+    """Summaries of chunks of one tenant's jobs for one model and prompt version."""
 
-    def __init__(self, url: str | None, model: str, prompt_version: str) -> None:
+    def __init__(
+        self, url: str | None, tenant: str | None, model: str, prompt_version: str
+    ) -> None:
         self.url = url
+        self.tenant = tenant
         self.model = model
         self.prompt_version = prompt_version
-        self.report = ChunkCacheReport(enabled=url is not None, note=None if url else DISABLED_NOTE)
+        note = DISABLED_NOTE if not url else NO_TENANT_NOTE if not tenant else None
+        self.report = ChunkCacheReport(enabled=note is None, note=note)
         self._conn: Any = None
 
     def _connection(self) -> Any:
@@ -54,7 +62,7 @@ class ChunkCache:
         hashes = [summary_cache.chunk_hash(part) for part in parts]
         try:
             found = summary_cache.cached_summaries(
-                self._connection(), hashes, self.model, self.prompt_version
+                self._connection(), str(self.tenant), hashes, self.model, self.prompt_version
             )
         except Exception as exc:  # any database trouble: summarize without the cache
             self._failed("lookup", exc)
@@ -71,7 +79,12 @@ class ChunkCache:
 
         try:
             stored = summary_cache.store_summary(
-                self._connection(), part, self.model, self.prompt_version, summary
+                self._connection(),
+                str(self.tenant),
+                part,
+                self.model,
+                self.prompt_version,
+                summary,
             )
         except Exception as exc:
             self._failed("store", exc)
