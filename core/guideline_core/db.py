@@ -475,6 +475,29 @@ def count_tenant_status(conn: PgConnection, tenant: str, status: Phase) -> int:
         return int(cur.fetchone()[0])
 
 
+def tenant_text_bytes(conn: PgConnection, tenant: str, finished_within_seconds: int) -> int:
+    """UTF-8 bytes of guideline text in one tenant's jobs whose GuidelineJob may still
+    exist: not finished, or finished within `finished_within_seconds` (the CR retention).
+    octet_length reads a stored text's size without decompressing it."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            SELECT (SELECT coalesce(sum(octet_length(guideline_text)), 0) FROM jobs
+                     WHERE tenant = %(tenant)s AND status = ANY(%(active)s))
+                 + (SELECT coalesce(sum(octet_length(guideline_text)), 0) FROM jobs
+                     WHERE tenant = %(tenant)s AND status = ANY(%(terminal)s)
+                       AND completed_at > now() - make_interval(secs => %(seconds)s))
+            """,
+            {
+                "tenant": tenant,
+                "active": [p.value for p in Phase if not p.terminal],
+                "terminal": [p.value for p in TERMINAL_PHASES],
+                "seconds": finished_within_seconds,
+            },
+        )
+        return int(cur.fetchone()[0])
+
+
 def tenants_waiting(conn: PgConnection) -> int:
     """How many tenants have PENDING jobs (admission takes them in turn)."""
     with conn.cursor() as cur:
