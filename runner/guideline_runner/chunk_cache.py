@@ -20,6 +20,12 @@ from guideline_runner.models import ChunkCacheReport
 log = logging.getLogger(__name__)
 DISABLED_NOTE = "GUIDELINE_CACHE_DATABASE_URL is not set: every part is summarized"
 NO_TENANT_NOTE = "GUIDELINE_TENANT is not set: the cache is per tenant, every part is summarized"
+# Most often a NetworkPolicy: runner pods may reach PostgreSQL only where it allows them.
+UNREACHABLE_NOTE = (
+    "cache unreachable: no connection to its PostgreSQL ({error}); every part is summarized. "
+    "Runner pods need network access to it (with the chart's NetworkPolicies: set "
+    "runner.chunkCacheSecret)"
+)
 
 
 class ChunkCache:
@@ -45,11 +51,12 @@ class ChunkCache:
             self._conn = summary_cache.connect(str(self.url))
         return self._conn
 
-    def _failed(self, action: str, exc: Exception) -> None:
-        log.warning("chunk cache unusable", extra={"action": action, "problem": str(exc)})
-        self.report = self.report.model_copy(
-            update={"enabled": False, "note": f"cache unusable ({action}): {type(exc).__name__}"}
+    def _failed(self, action: str, exc: Exception, note: str | None = None) -> None:
+        note = note or f"cache unusable ({action}): {type(exc).__name__}"
+        log.warning(
+            "chunk cache unusable", extra={"action": action, "problem": str(exc), "note": note}
         )
+        self.report = self.report.model_copy(update={"enabled": False, "note": note})
         self.close()
 
     def lookup(self, parts: Sequence[str]) -> dict[int, str]:
@@ -61,8 +68,13 @@ class ChunkCache:
 
         hashes = [summary_cache.chunk_hash(part) for part in parts]
         try:
+            conn = self._connection()
+        except Exception as exc:  # the note says why, with no address: tenants read it
+            self._failed("connect", exc, UNREACHABLE_NOTE.format(error=type(exc).__name__))
+            return {}
+        try:
             found = summary_cache.cached_summaries(
-                self._connection(), str(self.tenant), hashes, self.model, self.prompt_version
+                conn, str(self.tenant), hashes, self.model, self.prompt_version
             )
         except Exception as exc:  # any database trouble: summarize without the cache
             self._failed("lookup", exc)
