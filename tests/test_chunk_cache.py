@@ -9,8 +9,11 @@ setting (or a tenant) there is no cache (and usage says so)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -149,11 +152,18 @@ def test_the_key_holds_the_model_and_the_prompt_version(fake: FakeLLM, cache_url
 
 @pytest.fixture
 def cache_role_url(cache_url: str, database: Any) -> Iterator[str]:
-    """The URL of a fresh role made the runner's cache role by `grant_cache_role` (what
-    `guideline-migrate --cache-role` and hack/stack.sh do)."""
+    """The URL of a fresh role made the runner's cache role by the console script, as
+    hack/stack.sh does (`guideline-migrate --cache-role`)."""
     role = f"cache_{uuid.uuid4().hex[:8]}"
-    with database.connection() as conn:
-        summary_cache.grant_cache_role(conn, role)
+    script = Path(sys.executable).parent / "guideline-migrate"
+    done = subprocess.run(
+        [str(script), "--database-url", cache_url, "--cache-role", role],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert f"role {role}: SELECT, INSERT on chunk_summaries" in done.stdout
     yield cache_url.replace("postgresql://guideline@", f"postgresql://{role}@")
     with database.connection() as conn, conn.cursor() as cur:
         cur.execute(f"REVOKE ALL ON chunk_summaries FROM {role}")
