@@ -30,6 +30,7 @@ from guideline_runner.chunk_cache import (
 from guideline_runner.providers import make_provider
 from guideline_runner.providers.prompts import SUMMARIZE_PROMPT_VERSION
 from guideline_runner.text import content_chunks
+from support.cluster import wait_for
 from support.fake_llm import FakeLLM, user_text
 
 CHUNK_CHARS = 3000
@@ -324,6 +325,40 @@ def test_the_operator_purges_entries_older_than_the_retention(
     fake.reset()
     again = run(fake, text, cache_url)
     assert again.chunk_cache.hits == again.chunk_cache.chunks - 2 and len(sent_parts(fake)) == 2
+
+
+def test_the_operators_housekeeping_purges_the_cache_while_keeping_job_rows(
+    fake: FakeLLM, cache_url: str, database: Any
+) -> None:
+    """The operator's housekeeping thread purges old cache entries also when job rows are
+    kept forever (db_retention_days 0, the default)."""
+    from guideline_operator.housekeeping import Heartbeat
+    from guideline_operator.metrics import Metrics
+
+    first = run(fake, long_guideline(), cache_url)
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("UPDATE chunk_summaries SET created_at = now() - interval '31 days'")
+    thread = Heartbeat(
+        database,
+        Metrics(),
+        identity="t",
+        interval=0.1,
+        retention_days=0,
+        purge_interval=3600,
+        cache_retention_days=30,
+    )
+
+    def left() -> int:
+        with database.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM chunk_summaries")
+            return int(cur.fetchone()[0])
+
+    assert left() == first.chunk_cache.chunks
+    thread.start()
+    try:
+        wait_for(lambda: left() == 0, timeout=30, message="cache purged")
+    finally:
+        thread.stop()
 
 
 def test_an_unreachable_cache_never_fails_the_job(fake: FakeLLM) -> None:
