@@ -17,6 +17,10 @@ API_HOST="${GUIDELINE_HOST:-127.0.0.1}"
 API_PORT="${GUIDELINE_PORT:-8000}"
 NAMESPACE="${GUIDELINE_NAMESPACE:-default}"
 DATABASE_URL="postgresql://guideline@127.0.0.1:$PG_PORT/guideline"
+# The runner pods' chunk cache: a role that may only SELECT and INSERT chunk_summaries
+# (made by guideline-migrate --cache-role; local PostgreSQL trusts 127.0.0.1, no password).
+CACHE_ROLE=guideline_runner_cache
+CACHE_DATABASE_URL="postgresql://$CACHE_ROLE@127.0.0.1:$PG_PORT/guideline"
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
 say() { echo "[stack] $*"; }
@@ -80,10 +84,9 @@ apply_cluster_config() {
     kc -n "$NAMESPACE" create secret generic guideline-openai --from-literal=api-key="$OPENAI_API_KEY" \
       --dry-run=client -o yaml | kc apply -f - >/dev/null
   fi
-  # The runner's per-chunk summary cache; locally the main URL will do (in production a
-  # role that may only SELECT and INSERT chunk_summaries: docs/contracts.md, "Database").
+  # The runner's per-chunk summary cache, as its own role (docs/contracts.md, "Database").
   kc -n "$NAMESPACE" create secret generic guideline-runner-cache \
-    --from-literal=database-url="$DATABASE_URL" --dry-run=client -o yaml | kc apply -f - >/dev/null
+    --from-literal=database-url="$CACHE_DATABASE_URL" --dry-run=client -o yaml | kc apply -f - >/dev/null
   say "runner provider: $provider"
 }
 
@@ -128,7 +131,7 @@ case "${1:-}" in
     start_postgres
     ensure_api_key
     apply_cluster_config
-    "$VENV_BIN/guideline-migrate" --database-url "$DATABASE_URL" >/dev/null
+    "$VENV_BIN/guideline-migrate" --database-url "$DATABASE_URL" --cache-role "$CACHE_ROLE" >/dev/null
     ensure_webhook_secret
     start_component operator "$VENV_BIN/guideline-operator" --standalone --namespace "$NAMESPACE"
     start_component api "$VENV_BIN/guideline-api"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from guideline_core import resource as gj
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
 from support.api import (
+    ALICE2_KEY,
     BOB_KEY,
     api_client,
     api_http,
@@ -264,6 +266,63 @@ def test_tenant_backlog_is_429_while_other_tenants_submit(
         assert "tenant alice" in problem(refused)["detail"]
         assert client.post("/jobs", json=body, headers=auth(BOB_KEY)).status_code == 202
     assert count_rows(database) == 3
+
+
+def test_a_tenants_guideline_bytes_in_the_cluster_are_bounded(
+    database: db.Database, settings: ApiSettings
+) -> None:
+    """Each GuidelineJob holds its text in etcd: past `tenant_max_inflight_text_bytes` of
+    text in jobs not finished or finished within `cr_retention_seconds`, a tenant's
+    submissions are 429 `tenant_text_quota`; UTF-8 bytes count, not characters."""
+    text = "Hände müssen vor jedem Patientenkontakt desinfiziert werden. " * 100
+    size = len(text.encode("utf-8"))
+    assert size > len(text)  # umlauts: two bytes each
+    limited = settings.model_copy(
+        update={"tenant_max_inflight_text_bytes": 3 * size, "cr_retention_seconds": 3600}
+    )
+    with api_client(limited) as client:
+        body = {"guideline_text": text}
+        ids = []
+        for _ in range(3):
+            accepted = client.post("/jobs", json=body, headers=auth())
+            assert accepted.status_code == 202, accepted.text
+            ids.append(accepted.json()["event_id"])
+        refused = client.post("/jobs", json=body, headers=auth())
+        answer = problem(refused, 429)
+        assert answer["reason"] == "tenant_text_quota"
+        assert f"holds {3 * size} bytes" in answer["detail"] and "tenant alice" in answer["detail"]
+        assert int(refused.headers["Retry-After"]) >= 1
+        # A batch that would pass it is refused whole; another tenant has its own bytes.
+        batch = client.post("/jobs/batch", json={"items": [body]}, headers=auth(BOB_KEY))
+        assert batch.status_code == 202
+        two = client.post("/jobs/batch", json={"items": [body, body]}, headers=auth(ALICE2_KEY))
+        assert problem(two, 429)["reason"] == "tenant_text_quota"
+
+        def finish(event_id: str, ago: timedelta) -> None:
+            with database.connection() as conn:
+                db.mirror_state(
+                    conn,
+                    db.JobState(
+                        event_id=uuid.UUID(event_id),
+                        status=Phase.COMPLETED,
+                        attempts=1,
+                        completed_at=datetime.now(UTC) - ago,
+                    ),
+                )
+
+        # Finished a minute ago: its GuidelineJob (and text) is still in the cluster.
+        finish(ids[0], timedelta(minutes=1))
+        assert problem(client.post("/jobs", json=body, headers=auth()), 429)["reason"] == (
+            "tenant_text_quota"
+        )
+        # Finished longer ago than the retention: the operator has deleted it; room again.
+        finish(ids[1], timedelta(hours=2))
+        assert client.post("/jobs", json=body, headers=auth()).status_code == 202
+        assert (
+            'guideline_api_jobs_rejected_total{reason="tenant_text_quota"} 3.0'
+            in client.get("/metrics").text
+        )
+    assert count_rows(database) == 5
 
 
 def test_rate_limit_is_per_tenant_and_shared_by_api_replicas(

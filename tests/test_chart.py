@@ -567,6 +567,30 @@ def test_skaffold_deploys_this_chart_and_forwards_the_api(helm: Helm) -> None:
     assert f"dev:{hashlib.sha256(b'').hexdigest()}" in keys
 
 
+def aggregated_into(objects: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
+    label = f"rbac.authorization.k8s.io/aggregate-to-{role}"
+    return [
+        o for o in of_kind(objects, "ClusterRole") if o["metadata"]["labels"].get(label) == "true"
+    ]
+
+
+def test_view_reads_no_guidelinejobs_unless_turned_on(helm: Helm) -> None:
+    """Reading a GuidelineJob is reading a tenant's guideline and result: by default nothing
+    is aggregated into `view` (edit and admin keep their rules); only the flag adds it."""
+    assert aggregated_into(helm.template(), "view") == []
+    assert aggregated_into(helm.template(), "edit")
+    [view] = aggregated_into(helm.template("--set=rbac.aggregateToView=true"), "view")
+    assert view["rules"] == [
+        {
+            "apiGroups": ["ingest.guidelines.dev"],
+            "resources": ["guidelinejobs", "guidelinejobs/status"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    off = "--set=rbac.aggregateToDefaultRoles=false"
+    assert aggregated_into(helm.template(off, "--set=rbac.aggregateToView=true"), "view") == []
+
+
 def test_api_service_selects_only_the_api_pods(helm: Helm) -> None:
     """The Service skaffold forwards to selects the API pods, not the operator's."""
     objects = helm.template()

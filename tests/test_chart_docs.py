@@ -60,6 +60,7 @@ def test_readme_documents_each_operations_value() -> None:
     for value in (
         "imagePullSecrets", "runner.nodeSelector", "runner.priorityClassName",
         "runner.extraEnv", "crds.installKopfPeering", "rbac.aggregateToDefaultRoles",
+        "rbac.aggregateToView", "runner.chunkCacheSecret",
         "api.podDisruptionBudget", "uninstall.releaseGuidelineJobs",
         "postgresql.auth.existingSecret", "metrics.prometheusRule.enabled",
         "metrics.grafanaDashboard.enabled",

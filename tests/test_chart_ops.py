@@ -64,12 +64,20 @@ def can_i_as(cluster: LocalCluster, user: str, verb: str, resource: str, namespa
 # (user, default role bound in the namespace or None, verb, resource, allowed)
 USER_TABLE = [
     *(("alice", "edit", v, "guidelinejobs", True) for v in ("create", "delete", "patch", "get")),
+    ("alice", "edit", "get", "guidelinejobs/status", True),
     ("alice", "edit", "patch", "guidelinejobs/status", False),
-    *(("bob", "view", v, "guidelinejobs", True) for v in ("get", "list", "watch")),
-    ("bob", "view", "get", "guidelinejobs/status", True),
+    # `view` reads no tenant's guidelines unless rbac.aggregateToView is on (below).
+    *(("bob", "view", v, "guidelinejobs", False) for v in ("get", "list", "watch")),
+    ("bob", "view", "get", "guidelinejobs/status", False),
     *(("bob", "view", v, "guidelinejobs", False) for v in ("create", "delete", "patch")),
     ("dana", "admin", "deletecollection", "guidelinejobs", True),
     ("carol", None, "get", "guidelinejobs", False),
+]
+# With rbac.aggregateToView=true: `view` reads, and writes nothing.
+VIEW_TABLE = [
+    *(("bob", "view", v, "guidelinejobs", True) for v in ("get", "list", "watch")),
+    ("bob", "view", "get", "guidelinejobs/status", True),
+    *(("bob", "view", v, "guidelinejobs", False) for v in ("create", "delete", "patch")),
 ]
 
 
@@ -85,17 +93,24 @@ def test_edit_and_view_users_work_with_guidelinejobs(
                     f"--user={user}", "-n", namespace,
                 )  # fmt: skip
 
-        def wrong() -> list[tuple[Any, ...]]:
+        def wrong(table: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             return [
                 row
-                for row in USER_TABLE
+                for row in table
                 if can_i_as(cluster, row[0], row[2], row[3], namespace) != row[4]
             ]
 
         # The clusterrole-aggregation controller copies the rules in within moments.
         with contextlib.suppress(TimeoutError):
-            wait_for(lambda: not wrong(), timeout=30, interval=1, message="aggregation")
-        assert wrong() == []
+            wait_for(lambda: not wrong(USER_TABLE), timeout=30, interval=1, message="aggregation")
+        assert wrong(USER_TABLE) == []
+        helm.run(
+            "upgrade", RELEASE, str(CHART), "-n", namespace, "--set=crds.install=false",
+            "--set=rbac.aggregateToView=true",
+        )  # fmt: skip
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: not wrong(VIEW_TABLE), timeout=30, interval=1, message="view")
+        assert wrong(VIEW_TABLE) == []
         # Only in the bound namespace.
         assert not can_i_as(cluster, "alice", "create", "guidelinejobs", "default")
         # ...and with the switch off, `edit` grants nothing on GuidelineJobs (the rules
@@ -118,8 +133,9 @@ def test_cluster_scoped_names_are_unique_per_namespace(helm: Helm) -> None:
     """Two releases of the same name in two namespaces never fight over a ClusterRole."""
     first = {o["metadata"]["name"] for o in of_kind(helm.template(namespace="a"), "ClusterRole")}
     second = {o["metadata"]["name"] for o in of_kind(helm.template(namespace="b"), "ClusterRole")}
-    assert len(first) == 2 and not first & second
-    roles = of_kind(helm.template(), "ClusterRole")
+    assert len(first) == 1 and not first & second
+    roles = of_kind(helm.template("--set=rbac.aggregateToView=true"), "ClusterRole")
+    assert len(roles) == 2
     for role in roles:
         for rule in role["rules"]:
             assert rule["apiGroups"] == ["ingest.guidelines.dev"], rule

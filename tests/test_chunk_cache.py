@@ -1,13 +1,19 @@
 """The per-chunk summary cache in a real PostgreSQL, with the fake LLM: a long guideline
 is summarized in parts; after one section is edited only the parts that changed and the
-combine step go to the LLM again, and the usage says how many calls were saved. Also: a
-role that may only SELECT and INSERT chunk_summaries is enough, a cache that cannot be
-reached never fails a job, and without the setting there is no cache (and usage says so)."""
+combine step go to the LLM again, and the usage says how many calls were saved. Also: the
+cache is per tenant (another tenant's entries, planted or not, are never served), a
+cached summary does not spare the checklist its grounding, the runner's role
+(`guideline-migrate --cache-role`) may use the cache and read nothing else, the operator
+purges old entries, a cache that cannot be reached never fails a job, and without the
+setting (or a tenant) there is no cache (and usage says so)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -15,10 +21,16 @@ import pytest
 from guideline_core import summary_cache
 from guideline_core.settings import RunnerSettings
 from guideline_runner.chain import run_chain
-from guideline_runner.chunk_cache import DISABLED_NOTE, ChunkCache
+from guideline_runner.chunk_cache import (
+    DISABLED_NOTE,
+    NO_TENANT_NOTE,
+    UNREACHABLE_NOTE,
+    ChunkCache,
+)
 from guideline_runner.providers import make_provider
 from guideline_runner.providers.prompts import SUMMARIZE_PROMPT_VERSION
 from guideline_runner.text import content_chunks
+from support.cluster import wait_for
 from support.fake_llm import FakeLLM, user_text
 
 CHUNK_CHARS = 3000
@@ -50,7 +62,13 @@ def fake() -> Iterator[FakeLLM]:
         yield server
 
 
-def run(fake: FakeLLM, text: str, url: str | None, model: str = "fake-model-1"):
+def run(
+    fake: FakeLLM,
+    text: str,
+    url: str | None,
+    model: str = "fake-model-1",
+    tenant: str | None = "tenant-a",
+):
     settings = RunnerSettings(
         provider="openai",
         model=model,
@@ -60,7 +78,7 @@ def run(fake: FakeLLM, text: str, url: str | None, model: str = "fake-model-1"):
         soft_timeout_seconds=60.0,
     )
     provider = make_provider(settings)
-    cache = ChunkCache(url, provider.model, SUMMARIZE_PROMPT_VERSION)
+    cache = ChunkCache(url, tenant, provider.model, SUMMARIZE_PROMPT_VERSION)
     try:
         return run_chain(text, settings, provider, cache=cache)
     finally:
@@ -119,47 +137,238 @@ def test_the_key_holds_the_model_and_the_prompt_version(fake: FakeLLM, cache_url
     try:
         part = content_chunks(text, CHUNK_CHARS)[0].strip()
         key = summary_cache.chunk_hash(part)
-        assert summary_cache.cached_summaries(conn, [key], "fake-model-1", SUMMARIZE_PROMPT_VERSION)
-        assert not summary_cache.cached_summaries(conn, [key], "fake-model-1", "summarize-v0")
+        assert summary_cache.cached_summaries(
+            conn, "tenant-a", [key], "fake-model-1", SUMMARIZE_PROMPT_VERSION
+        )
+        assert not summary_cache.cached_summaries(
+            conn, "tenant-a", [key], "fake-model-1", "summarize-v0"
+        )
         # Rows are never rewritten: the first summary of a chunk stays.
         assert not summary_cache.store_summary(
-            conn, part, "fake-model-1", SUMMARIZE_PROMPT_VERSION, "another"
+            conn, "tenant-a", part, "fake-model-1", SUMMARIZE_PROMPT_VERSION, "another"
         )
     finally:
         conn.close()
 
 
-def test_a_role_that_may_only_select_and_insert_the_cache_is_enough(
+@pytest.fixture
+def cache_role_url(cache_url: str, database: Any) -> Iterator[str]:
+    """The URL of a fresh role made the runner's cache role by the console script, as
+    hack/stack.sh does (`guideline-migrate --cache-role`)."""
+    role = f"cache_{uuid.uuid4().hex[:8]}"
+    script = Path(sys.executable).parent / "guideline-migrate"
+    done = subprocess.run(
+        [str(script), "--database-url", cache_url, "--cache-role", role],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert f"role {role}: SELECT, INSERT on chunk_summaries" in done.stdout
+    yield cache_url.replace("postgresql://guideline@", f"postgresql://{role}@")
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute(f"REVOKE ALL ON chunk_summaries FROM {role}")
+        cur.execute(f"REVOKE ALL ON SCHEMA public FROM {role}")
+        cur.execute(f"REVOKE ALL ON DATABASE guideline FROM {role}")
+        cur.execute(f"DROP ROLE {role}")
+
+
+def test_the_cache_role_is_enough_for_the_cache(fake: FakeLLM, cache_role_url: str) -> None:
+    first = run(fake, long_guideline(), cache_role_url)
+    assert first.chunk_cache.enabled and first.chunk_cache.stored == first.chunk_cache.chunks
+    fake.reset()
+    second = run(fake, long_guideline(), cache_role_url)
+    assert second.chunk_cache.hits == second.chunk_cache.chunks and not sent_parts(fake)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT count(*) FROM jobs",
+        "SELECT secret FROM webhook_secrets",
+        "SELECT count(*) FROM audit_log",
+        "UPDATE chunk_summaries SET summary = 'POISON'",
+        "DELETE FROM chunk_summaries",
+        "CREATE TABLE public.planted (x int)",
+    ],
+)
+def test_the_cache_role_may_do_nothing_else(cache_role_url: str, query: str) -> None:
+    conn = psycopg2.connect(cache_role_url)
+    try:
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege), conn.cursor() as cur:
+            cur.execute(query)
+    finally:
+        conn.close()
+
+
+def test_one_tenants_entries_are_never_served_to_another(fake: FakeLLM, cache_url: str) -> None:
+    text = long_guideline()
+    first = run(fake, text, cache_url, tenant="tenant-a")
+    assert first.chunk_cache.stored == first.chunk_cache.chunks
+    fake.reset()
+
+    other = run(fake, text, cache_url, tenant="tenant-b")
+
+    # No hit: tenant-b learns nothing of tenant-a's submission, and pays its own calls.
+    assert other.chunk_cache.hits == 0 and other.usage["summarize"].calls_saved == 0
+    assert len(sent_parts(fake)) == other.chunk_cache.chunks
+    assert other.chunk_cache.stored == other.chunk_cache.chunks
+    fake.reset()
+    again = run(fake, text, cache_url, tenant="tenant-a")
+    assert again.chunk_cache.hits == again.chunk_cache.chunks and not sent_parts(fake)
+
+
+POISON = "POISON-1: hand hygiene is optional; gloves may be reused."
+
+
+def plant(url: str, tenant: str, text: str) -> int:
+    """What a holder of the cache credential can do: a row for every part of `text`."""
+    conn = summary_cache.connect(url)
+    try:
+        parts = [p.strip() for p in content_chunks(text, CHUNK_CHARS)]
+        return sum(
+            summary_cache.store_summary(
+                conn, tenant, part, "fake-model-1", SUMMARIZE_PROMPT_VERSION, POISON
+            )
+            for part in parts
+        )
+    finally:
+        conn.close()
+
+
+def test_a_planted_summary_never_reaches_another_tenant(fake: FakeLLM, cache_role_url: str) -> None:
+    text = long_guideline()
+    assert plant(cache_role_url, "attacker", text) > 0
+
+    victim = run(fake, text, cache_role_url, tenant="victim")
+
+    assert victim.chunk_cache.hits == 0
+    assert all(POISON not in user_text(r["body"]) for r in fake.requests())
+    assert POISON not in victim.summary
+
+
+def test_a_cached_summary_does_not_spare_the_checklist_its_grounding(
+    cache_url: str,
+) -> None:
+    """The credential can still write rows for any tenant (docs/contracts.md): a planted
+    summary for the victim's own tenant is served, but a checklist item that repeats it
+    is not in the text, so it is ungrounded and the result needs review."""
+    text = long_guideline()
+    plant(cache_url, "victim", text)
+    script = {
+        "summary": "summary of part, call {call}.",
+        "combine": "COMBINED",
+        "checklist": [
+            {
+                "item": "Gloves may be reused",
+                "priority": "high",
+                "category": "hygiene",
+                "quote": "hand hygiene is optional; gloves may be reused.",
+            },
+            {
+                "item": "Check valve 3-1",
+                "priority": "high",
+                "category": "safety",
+                "quote": "the operator must check valve 3-1 before the shift starts",
+            },
+        ],
+    }
+    with FakeLLM(script) as fake:
+        result = run(fake, text, cache_url, tenant="victim")
+        assert result.chunk_cache.hits == result.chunk_cache.chunks  # every part was planted
+        assert POISON in user_text(fake.requests("combine")[0]["body"])
+        assert fake.requests("checklist"), "the checklist step runs on a cached summary"
+
+    poisoned, genuine = result.checklist
+    assert poisoned.grounded is False and poisoned.source is None
+    assert genuine.grounded is True
+    assert result.quality.ungrounded_items == 1
+    assert result.needs_review and result.review.reasons
+
+
+def test_the_operator_purges_entries_older_than_the_retention(
     fake: FakeLLM, cache_url: str, database: Any
 ) -> None:
-    role = f"cache_{uuid.uuid4().hex[:8]}"
+    from guideline_operator.housekeeping import Heartbeat
+    from guideline_operator.metrics import Metrics
+
+    text = long_guideline()
+    first = run(fake, text, cache_url)
     with database.connection() as conn, conn.cursor() as cur:
-        # The grants documented in docs/contracts.md ("Database").
-        cur.execute(f"CREATE ROLE {role} LOGIN")
-        cur.execute(f"GRANT SELECT, INSERT ON chunk_summaries TO {role}")
-    limited = cache_url.replace("postgresql://guideline@", f"postgresql://{role}@")
-    try:
-        first = run(fake, long_guideline(), limited)
-        assert first.chunk_cache.enabled and first.chunk_cache.stored == first.chunk_cache.chunks
-        fake.reset()
-        second = run(fake, long_guideline(), limited)
-        assert second.chunk_cache.hits == second.chunk_cache.chunks and not sent_parts(fake)
-        conn = psycopg2.connect(limited)
-        try:
-            with pytest.raises(psycopg2.errors.InsufficientPrivilege), conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM jobs")
-        finally:
-            conn.close()
-    finally:
+        cur.execute(
+            "UPDATE chunk_summaries SET created_at = now() - interval '31 days' "
+            "WHERE chunk_hash = (SELECT min(chunk_hash) FROM chunk_summaries)"
+        )
+        # A row dated in the future (only a hand-written one can be) would never expire.
+        cur.execute(
+            "UPDATE chunk_summaries SET created_at = now() + interval '10 years' "
+            "WHERE chunk_hash = (SELECT max(chunk_hash) FROM chunk_summaries)"
+        )
+
+    def housekeeping(days: int) -> Heartbeat:
+        return Heartbeat(
+            database,
+            Metrics(),
+            identity="t",
+            interval=1,
+            retention_days=0,
+            purge_interval=1,
+            cache_retention_days=days,
+        )
+
+    assert housekeeping(0).purge_chunk_cache() == 0  # 0: kept forever
+    assert housekeeping(30).purge_chunk_cache() == 2
+    assert housekeeping(30).purge_chunk_cache() == 0
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM chunk_summaries")
+        assert cur.fetchone()[0] == first.chunk_cache.chunks - 2
+    fake.reset()
+    again = run(fake, text, cache_url)
+    assert again.chunk_cache.hits == again.chunk_cache.chunks - 2 and len(sent_parts(fake)) == 2
+
+
+def test_the_operators_housekeeping_purges_the_cache_while_keeping_job_rows(
+    fake: FakeLLM, cache_url: str, database: Any
+) -> None:
+    """The operator's housekeeping thread purges old cache entries also when job rows are
+    kept forever (db_retention_days 0, the default)."""
+    from guideline_operator.housekeeping import Heartbeat
+    from guideline_operator.metrics import Metrics
+
+    first = run(fake, long_guideline(), cache_url)
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("UPDATE chunk_summaries SET created_at = now() - interval '31 days'")
+    thread = Heartbeat(
+        database,
+        Metrics(),
+        identity="t",
+        interval=0.1,
+        retention_days=0,
+        purge_interval=3600,
+        cache_retention_days=30,
+    )
+
+    def left() -> int:
         with database.connection() as conn, conn.cursor() as cur:
-            cur.execute(f"REVOKE ALL ON chunk_summaries FROM {role}")
-            cur.execute(f"DROP ROLE {role}")
+            cur.execute("SELECT count(*) FROM chunk_summaries")
+            return int(cur.fetchone()[0])
+
+    assert left() == first.chunk_cache.chunks
+    thread.start()
+    try:
+        wait_for(lambda: left() == 0, timeout=30, message="cache purged")
+    finally:
+        thread.stop()
 
 
 def test_an_unreachable_cache_never_fails_the_job(fake: FakeLLM) -> None:
     result = run(fake, long_guideline(), "postgresql://nobody@127.0.0.1:9/none")
     assert result.summary == "COMBINED"
-    assert result.chunk_cache.enabled is False and "lookup" in (result.chunk_cache.note or "")
+    # Not silently off: the note says why (as a NetworkPolicy dropping the packets would
+    # make it), without the database's address (tenants read results).
+    assert result.chunk_cache.enabled is False
+    assert result.chunk_cache.note == UNREACHABLE_NOTE.format(error="OperationalError")
+    assert "127.0.0.1" not in result.chunk_cache.note
     assert len(sent_parts(fake)) == result.chunk_cache.chunks
 
 
@@ -167,3 +376,9 @@ def test_without_the_setting_there_is_no_cache_and_usage_says_so(fake: FakeLLM) 
     result = run(fake, long_guideline(), None)
     assert result.chunk_cache.enabled is False and result.chunk_cache.note == DISABLED_NOTE
     assert result.usage["summarize"].calls_saved == 0
+
+
+def test_without_a_tenant_there_is_no_cache(fake: FakeLLM, cache_url: str) -> None:
+    result = run(fake, long_guideline(), cache_url, tenant=None)
+    assert result.chunk_cache.enabled is False and result.chunk_cache.note == NO_TENANT_NOTE
+    assert len(sent_parts(fake)) == result.chunk_cache.chunks

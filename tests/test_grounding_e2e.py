@@ -1,6 +1,7 @@
 """Versions of a guideline end to end: the real API (in-process) and control plane, the
 operator, runner pods on the real node with the chunk cache (its Secret holding the URL of
-a database on a PostgreSQL server the pods reach), the fake LLM. A long guideline is
+a database on a PostgreSQL server the pods reach, as the cache role; the operator gives
+the pods their job's tenant, the cache's key), the fake LLM. A long guideline is
 submitted, then a version with one section edited that supersedes it: only the changed
 parts and the combine step reach the LLM again, the usage counts the calls saved, and
 reading the new job shows its changes."""
@@ -27,10 +28,11 @@ pytestmark = [pytest.mark.cluster, pytest.mark.node]
 @pytest.fixture
 def pod_database(cluster: LocalCluster, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A fresh migrated database on a server that also listens where pods reach it: its
-    URL for this host and the same database's URL for the runner pods."""
+    URL for this host and the same database's URL for the runner pods, as the cache role
+    (which may only SELECT and INSERT chunk_summaries)."""
     with PgServer(tmp_path / "pg", pod_host=cluster.pod_host) as server:
         url = server.create_database("grounding")
-        yield url, server.url("grounding", host=cluster.pod_host)
+        yield url, server.cache_role_url("grounding", host=cluster.pod_host)
 
 
 @pytest.fixture

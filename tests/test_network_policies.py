@@ -1,4 +1,6 @@
-"""The chart's NetworkPolicies enforced on the real node (GUIDELINE_NODE=real: kube-router's
+"""The chart's NetworkPolicies as rendered (`helm template`: the runner pods' route to the
+chunk cache's PostgreSQL exists exactly when the cache is configured), and enforced on the
+real node (GUIDELINE_NODE=real: kube-router's
 network-policy controller, hack/real-node.sh). Probe pods of the project's image connect to
 PostgreSQL's and the API's Services: before the policies exist every probe gets through
 (so a refusal later is the policy's), after `helm upgrade --set networkPolicy.enabled=true`
@@ -31,7 +33,7 @@ from support.helm import (
     roll_out,
 )
 
-pytestmark = [pytest.mark.cluster, pytest.mark.node]
+pytestmark = pytest.mark.cluster
 
 API_CLIENT = {"ingest.guidelines.dev/api-client": "true"}
 # A TCP connect from inside the pod: open, or why not (a policy refuses or drops it).
@@ -82,6 +84,70 @@ def connect(cluster: LocalCluster, namespace: str, pod: str, host: str, port: in
     return result.stdout.strip()
 
 
+def policies(helm: Helm, *values: str) -> dict[str, dict[str, Any]]:
+    """The rendered NetworkPolicies by component (runner, api, database)."""
+    objects = helm.template("--set=networkPolicy.enabled=true", *values)
+    return {
+        o["metadata"]["labels"]["app.kubernetes.io/component"]: o["spec"]
+        for o in objects
+        if o["kind"] == "NetworkPolicy"
+    }
+
+
+def database_egress(runner: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runner policy's egress rules that reach a PostgreSQL port."""
+    return [r for r in runner["egress"] if {"protocol": "TCP", "port": 5432} in r["ports"]]
+
+
+RUNNER_PODS = {
+    "podSelector": {
+        "matchLabels": {
+            "app.kubernetes.io/component": "runner",
+            "app.kubernetes.io/managed-by": "guideline-operator",
+        }
+    }
+}
+
+
+def test_runner_pods_reach_postgresql_only_with_the_chunk_cache(helm: Helm) -> None:
+    # No cache configured: no route from runner pods to any database.
+    without = policies(helm)
+    assert database_egress(without["runner"]) == []
+    assert RUNNER_PODS not in without["database"]["ingress"][0]["from"]
+
+    # The in-chart PostgreSQL: egress to its pods on 5432, and its ingress admits runners.
+    cache = "--set=runner.chunkCacheSecret=guideline-runner-cache"
+    with_cache = policies(helm, cache)
+    [rule] = database_egress(with_cache["runner"])
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
+    [peer] = rule["to"]
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "database"
+    assert RUNNER_PODS in with_cache["database"]["ingress"][0]["from"]
+    # Every other egress rule is unchanged.
+    assert [r for r in with_cache["runner"]["egress"] if r is not rule] == without["runner"][
+        "egress"
+    ]
+
+    # An external database: its CIDRs and ports from networkPolicy.database.
+    external = policies(
+        helm,
+        cache,
+        "--set=postgresql.enabled=false",
+        "--set=database.existingSecret=platform-db",
+        "--set=networkPolicy.database.cidrs[0]=10.20.0.5/32",
+        "--set=networkPolicy.database.ports[0]=5433",
+    )
+    assert "database" not in external
+    [rule] = [
+        r for r in external["runner"]["egress"] if {"ipBlock": {"cidr": "10.20.0.5/32"}} in r["to"]
+    ]
+    assert rule == {
+        "to": [{"ipBlock": {"cidr": "10.20.0.5/32"}}],
+        "ports": [{"protocol": "TCP", "port": 5433}],
+    }
+
+
+@pytest.mark.node
 def test_network_policies_are_enforced_on_the_real_node(
     cluster: LocalCluster, helm: Helm, tmp_path: Path
 ) -> None:

@@ -137,6 +137,7 @@ def test_job_manifest_follows_the_contract() -> None:
         attempts_before=2,
         queued_at=NOW,
         cr_labels=(("team", "infection-control"),),
+        tenant="team-a",
     )
     manifest = manifests.build_job(request, settings)
     meta, spec = manifest["metadata"], manifest["spec"]
@@ -199,6 +200,7 @@ def test_job_manifest_follows_the_contract() -> None:
     env = {e["name"]: e for e in container["env"]}
     assert env["GUIDELINE_JOB_NAME"]["value"] == "gj-abcde"
     assert env["GUIDELINE_EVENT_ID"]["value"] == EVENT_ID
+    assert env["GUIDELINE_TENANT"] == {"name": "GUIDELINE_TENANT", "value": "team-a"}  # the row's
     assert env["GUIDELINE_NAMESPACE"]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.namespace"}
     }
@@ -799,3 +801,19 @@ def test_kopf_log_records_get_the_event_id() -> None:
     assert KopfRecordFilter({("ns1", "gj-abcde"): EVENT_ID}).filter(record)
     assert record.event_id == EVENT_ID and record.object == "GuidelineJob/ns1/gj-abcde"
     assert not hasattr(record, "settings") and not hasattr(record, "k8s_ref")
+
+
+def test_finished_guidelinejobs_leave_etcd_after_an_hour_by_default() -> None:
+    """A GuidelineJob holds its guideline text in etcd: by default a finished one is
+    deleted an hour after it finished (its row and result stay in PostgreSQL)."""
+    from guideline_operator.housekeeping import Retention
+
+    settings = OperatorSettings(_env_file=None)
+    retention = Retention(None, Metrics(), seconds=settings.cr_retention_seconds)  # type: ignore[arg-type]
+
+    def finished(ago: timedelta) -> dict[str, Any]:
+        return {"metadata": {}, "status": {"completedAt": (NOW - ago).isoformat()}}
+
+    assert not retention.due(finished(timedelta(minutes=59)), NOW)
+    assert retention.due(finished(timedelta(minutes=60)), NOW)
+    assert not retention.due({"metadata": {}, "status": {"phase": "PROCESSING"}}, NOW)

@@ -28,6 +28,7 @@ TEMPLATE = {
     "env": [
         {"name": "HTTPS_PROXY", "value": "http://proxy:3128"},
         {"name": "GUIDELINE_EVENT_ID", "value": "forged"},
+        {"name": "GUIDELINE_TENANT", "value": "another-tenant"},
     ],
 }
 
@@ -35,7 +36,7 @@ TEMPLATE = {
 def job_with(path: Path | str) -> dict[str, Any]:
     settings = OperatorSettings(_env_file=None, runner_pod_template_file=str(path))
     request = JobRequest(
-        cr_name="gj-x", cr_uid=str(uuid.uuid4()), namespace="ns", event_id="event-1"
+        cr_name="gj-x", cr_uid=str(uuid.uuid4()), namespace="ns", event_id="event-1", tenant="t1"
     )
     return build_job(request, settings)
 
@@ -61,6 +62,9 @@ def test_the_charts_settings_reach_the_runner_pod(tmp_path: Path) -> None:
     # The operator's contract with the runner wins: its env and annotations are kept.
     assert env["GUIDELINE_EVENT_ID"]["value"] == "event-1"
     assert [e["name"] for e in container["env"]].count("GUIDELINE_EVENT_ID") == 1
+    # The chunk cache's tenant key is the operator's (from the row), never the chart's.
+    assert env["GUIDELINE_TENANT"]["value"] == "t1"
+    assert [e["name"] for e in container["env"]].count("GUIDELINE_TENANT") == 1
     assert pod["metadata"]["annotations"]["example.com/team"] == "llm"
     assert pod["metadata"]["annotations"]["ingest.guidelines.dev/run"] == "0"
     # What stays the operator's.

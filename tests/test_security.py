@@ -813,6 +813,10 @@ def test_kubectl_cr_belongs_to_its_namespaces_tenant_and_records_the_real_creato
     done = stack.wait_for_phase("mine", *TERMINAL)
     row = stack.row(done["status"]["eventId"])
     assert row["tenant"] == "ward-7" and row["created_by"] == user
+    # The runner's chunk-cache key is the row's tenant, never the CR's (forged) label.
+    [job] = stack.jobs_of("mine")
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert {"name": gj.ENV_TENANT, "value": "ward-7"} in container["env"]
 
 
 @pytest.mark.node

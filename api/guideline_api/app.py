@@ -73,9 +73,9 @@ validation errors) are extension members. Reasons: `malformed_json`, `invalid_ut
 `not_found` (404), `method_not_allowed` (405), `job_finished`, `job_not_retryable` (409),
 `missing_api_key`, `invalid_api_key` (401, with `WWW-Authenticate`), `model_not_allowed`,
 `callback_url_refused` (422), `forbidden` (403), `batch_too_large` (413), `backlog_full`,
-`tenant_backlog_full`, `rate_limited` (429, with `Retry-After`), `database_unavailable`
-(503), `internal_error` (500). Kubernetes being down is no error: jobs wait PENDING (see
-`status_reason`).
+`tenant_backlog_full`, `tenant_text_quota`, `rate_limited` (429, with `Retry-After`),
+`database_unavailable` (503), `internal_error` (500). Kubernetes being down is no error:
+jobs wait PENDING (see `status_reason`).
 
 **Input hygiene.** UTF-8 only. Control characters (U+0000-U+001F, U+007F-U+009F) are
 rejected with `control_characters`, except tab, line feed and carriage return in

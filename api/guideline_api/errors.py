@@ -63,6 +63,7 @@ class Reason:
     INVALID_API_KEY = "invalid_api_key"
     BACKLOG_FULL = "backlog_full"
     TENANT_BACKLOG_FULL = "tenant_backlog_full"
+    TENANT_TEXT_QUOTA = "tenant_text_quota"
     BATCH_TOO_LARGE = "batch_too_large"
     RATE_LIMITED = "rate_limited"
     DATABASE_UNAVAILABLE = "database_unavailable"
@@ -101,6 +102,7 @@ TITLES: dict[str, str] = {
     Reason.INVALID_API_KEY: "The API key is not valid",
     Reason.BACKLOG_FULL: "The backlog is full",
     Reason.TENANT_BACKLOG_FULL: "The tenant's backlog is full",
+    Reason.TENANT_TEXT_QUOTA: "The tenant holds too much guideline text in the cluster",
     Reason.BATCH_TOO_LARGE: "The batch has too many items",
     Reason.RATE_LIMITED: "The tenant's submission rate is exceeded",
     Reason.DATABASE_UNAVAILABLE: "The database is unavailable",

@@ -24,7 +24,7 @@ from guideline_core.db import DatabaseUnavailableError
 from guideline_core.resource import Phase
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
-from guideline_api import tracing
+from guideline_api import text_quota, tracing
 from guideline_api.auth import Principal
 from guideline_api.context import Context
 from guideline_api.errors import ApiError, Reason
@@ -317,6 +317,7 @@ def submit_many(
                 todo.append((index, item, digest))
         if todo:
             _check_limits(conn, ctx, tenant, len(todo))
+            text_quota.check(conn, ctx.settings, tenant, [i.job.guideline_text for _, i, _ in todo])
         created = 0
         for index, item, digest in todo:
             span = spans.start(index)

@@ -93,9 +93,25 @@ def migrate_main() -> None:
 
     parser = argparse.ArgumentParser(description="Apply guideline-ingest database migrations.")
     parser.add_argument("--database-url", default=None, help="default: GUIDELINE_DATABASE_URL")
+    parser.add_argument(
+        "--cache-role",
+        default=None,
+        help="then create (if missing) and grant the runner's chunk-cache role: it may only "
+        "SELECT and INSERT chunk_summaries",
+    )
     args = parser.parse_args()
     url = args.database_url or CommonSettings().database_url
     print(f"applied {migrate(url)} migration(s)")
+    if args.cache_role:
+        from guideline_core import summary_cache
+
+        conn = psycopg2.connect(url)
+        try:
+            with conn:
+                summary_cache.grant_cache_role(conn, args.cache_role)
+        finally:
+            conn.close()
+        print(f"role {args.cache_role}: SELECT, INSERT on chunk_summaries")
 
 
 # --- the pool ------------------------------------------------------------------------------
@@ -455,6 +471,29 @@ def count_tenant_status(conn: PgConnection, tenant: str, status: Phase) -> int:
     with conn.cursor() as cur:
         cur.execute(
             "SELECT count(*) FROM jobs WHERE tenant = %s AND status = %s", (tenant, str(status))
+        )
+        return int(cur.fetchone()[0])
+
+
+def tenant_text_bytes(conn: PgConnection, tenant: str, finished_within_seconds: int) -> int:
+    """UTF-8 bytes of guideline text in one tenant's jobs whose GuidelineJob may still
+    exist: not finished, or finished within `finished_within_seconds` (the CR retention).
+    octet_length reads a stored text's size without decompressing it."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            SELECT (SELECT coalesce(sum(octet_length(guideline_text)), 0) FROM jobs
+                     WHERE tenant = %(tenant)s AND status = ANY(%(active)s))
+                 + (SELECT coalesce(sum(octet_length(guideline_text)), 0) FROM jobs
+                     WHERE tenant = %(tenant)s AND status = ANY(%(terminal)s)
+                       AND completed_at > now() - make_interval(secs => %(seconds)s))
+            """,
+            {
+                "tenant": tenant,
+                "active": [p.value for p in Phase if not p.terminal],
+                "terminal": [p.value for p in TERMINAL_PHASES],
+                "seconds": finished_within_seconds,
+            },
         )
         return int(cur.fetchone()[0])
 

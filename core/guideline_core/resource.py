@@ -120,6 +120,8 @@ ANNOTATION_RETRY_REQUESTED: Final = f"{GROUP}/retry-requested"
 ENV_JOB_NAME: Final = "GUIDELINE_JOB_NAME"
 ENV_NAMESPACE: Final = "GUIDELINE_NAMESPACE"
 ENV_EVENT_ID: Final = "GUIDELINE_EVENT_ID"
+# The job's tenant (from its row, never from a label): the runner's chunk cache key.
+ENV_TENANT: Final = "GUIDELINE_TENANT"
 ENV_TERMINATION_MESSAGE_PATH: Final = "GUIDELINE_TERMINATION_MESSAGE_PATH"
 ENV_OPENAI_API_KEY: Final = "OPENAI_API_KEY"
 # The runner's optional per-chunk summary cache: its libpq URL, from a Secret's key.

@@ -66,6 +66,14 @@ class CommonSettings(BaseSettings):
         default_factory=list,
         description="Models a submission may name (JSON list); empty: any model.",
     )
+    cr_retention_seconds: int = Field(
+        3600,
+        ge=0,
+        description="Finished GuidelineJobs (and the guideline text in their spec) are deleted "
+        "from the cluster this long after they finished (by the operator); their rows and "
+        "results stay in PostgreSQL (db_retention_days). The API counts their text against "
+        "`tenant_max_inflight_text_bytes` until then.",
+    )
     tenant_limits: dict[str, TenantLimits] = Field(
         default_factory=dict,
         description='Per-tenant overrides, JSON: `{"team-a": {"max_pending_jobs": 50, '
@@ -130,6 +138,13 @@ class ApiSettings(CommonSettings):
     )
     max_pending_jobs: int = Field(
         1000, description="Backlog of PENDING jobs above which POST /jobs answers 429."
+    )
+    tenant_max_inflight_text_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Guideline text (UTF-8 bytes) one tenant may hold in GuidelineJobs, i.e. "
+        "in etcd: its jobs not finished, and finished within `cr_retention_seconds`; a "
+        "submission past it is 429 `tenant_text_quota`. 0 turns the limit off.",
     )
     max_batch_size: int = Field(500, ge=1, description="Most guidelines in one POST /jobs/batch.")
     dispatch_batch_size: int = Field(
@@ -351,11 +366,14 @@ class OperatorSettings(CommonSettings):
         "empty: none.",
     )
     resync_interval_seconds: float = Field(30.0, description="Period of the reconcile timer.")
-    cr_retention_seconds: int = Field(
-        86_400, description="Finished GuidelineJobs are deleted from the cluster after this."
-    )
     db_retention_days: int = Field(
         0, description="Rows of finished jobs older than this are purged; 0 keeps them forever."
+    )
+    chunk_cache_retention_days: int = Field(
+        30,
+        ge=0,
+        description="Per-chunk summaries (chunk_summaries) written longer ago than this are "
+        "purged (every db_purge_interval_seconds); 0 keeps them forever.",
     )
     heartbeat_interval_seconds: float = Field(
         10.0, description="Period of the operator's heartbeat row (the API's /health reads it)."
@@ -391,7 +409,10 @@ class OperatorSettings(CommonSettings):
         "no other label of a GuidelineJob reaches them.",
     )
     db_purge_interval_seconds: float = Field(
-        3600.0, gt=0, description="Period of the database retention purge (db_retention_days)."
+        3600.0,
+        gt=0,
+        description="Period of the database retention purges (db_retention_days, "
+        "chunk_cache_retention_days).",
     )
 
 
@@ -446,6 +467,11 @@ class RunnerSettings(CommonSettings):
         description="libpq URL for the per-chunk summary cache (a role that may only SELECT "
         "and INSERT chunk_summaries); unset: no cache. The operator passes it from the "
         "optional Secret `runner_cache_secret_name`.",
+    )
+    tenant: str | None = Field(
+        None,
+        description="The job's tenant, set by the operator from the job's row: the chunk "
+        "cache serves only summaries stored for it (unset: no cache).",
     )
     job_name: str | None = Field(None, description="The GuidelineJob this pod runs.")
     event_id: str | None = Field(

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from guideline_core import db
+from guideline_core import db, summary_cache
 
 from guideline_operator import observe
 from guideline_operator.kubeapi import Kube
@@ -28,8 +28,9 @@ def identity() -> str:
 
 
 class Heartbeat:
-    """A thread that writes the heartbeat row every `interval` seconds and purges rows of
-    jobs finished more than `retention_days` ago every `purge_interval` seconds."""
+    """A thread that writes the heartbeat row every `interval` seconds and, every
+    `purge_interval` seconds, purges rows of jobs finished more than `retention_days` ago
+    and chunk-cache summaries written more than `cache_retention_days` ago (0: never)."""
 
     def __init__(
         self,
@@ -40,6 +41,7 @@ class Heartbeat:
         interval: float,
         retention_days: int,
         purge_interval: float,
+        cache_retention_days: int = 0,
     ):
         self.db = database
         self.metrics = metrics
@@ -47,6 +49,7 @@ class Heartbeat:
         self.interval = interval
         self.retention_days = retention_days
         self.purge_interval = purge_interval
+        self.cache_retention_days = cache_retention_days
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -71,9 +74,11 @@ class Heartbeat:
                     db.heartbeat(conn, self.identity)
             except DB_ERRORS as exc:
                 log.warning("heartbeat failed", extra={"error": str(exc)})
-            if self.retention_days > 0 and time.monotonic() >= next_purge:
+            purges = self.retention_days > 0 or self.cache_retention_days > 0
+            if purges and time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + self.purge_interval
                 self.purge()
+                self.purge_chunk_cache()
             if self._stop.wait(self.interval):
                 return
 
@@ -91,6 +96,22 @@ class Heartbeat:
         log.info(
             "retention purge",
             extra={"purged_rows": purged, "older_than_days": self.retention_days},
+        )
+        return purged
+
+    def purge_chunk_cache(self) -> int:
+        """Delete chunk-cache summaries older than `cache_retention_days`; returns how many."""
+        if self.cache_retention_days <= 0:
+            return 0
+        try:
+            with self.db.connection() as conn:
+                purged = summary_cache.purge_older_than(conn, self.cache_retention_days)
+        except DB_ERRORS as exc:
+            log.warning("chunk cache purge failed", extra={"error": str(exc)})
+            return 0
+        log.info(
+            "chunk cache purge",
+            extra={"purged_rows": purged, "older_than_days": self.cache_retention_days},
         )
         return purged
 

@@ -65,6 +65,7 @@ class JobRequest:
     queued_at: datetime | None = None
     cr_labels: tuple[tuple[str, str], ...] = ()  # already filtered by `allowed_labels`
     trace_context: tuple[tuple[str, str], ...] = ()  # W3C carrier the runner continues
+    tenant: str | None = None  # from the job's row: the runner's chunk cache key
 
 
 def _shorten(value: str, limit: int) -> str:
@@ -146,6 +147,8 @@ def _env(req: JobRequest, settings: OperatorSettings) -> list[dict[str, Any]]:
         {"name": gj.ENV_JOB_NAME, "value": req.cr_name},
         {"name": gj.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": gj.ENV_EVENT_ID, "value": req.event_id},
+        # Always set (empty when unknown: no cache), so no ConfigMap or extra env can.
+        {"name": gj.ENV_TENANT, "value": req.tenant or ""},
         {
             "name": gj.ENV_OPENAI_API_KEY,
             "valueFrom": {

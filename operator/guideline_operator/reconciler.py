@@ -489,6 +489,16 @@ class Reconciler:
 
     # --- starting runs ----------------------------------------------------------------------
 
+    def _tenant_of(self, cr: Mapping[str, Any]) -> str | None:
+        """The tenant of an accepted GuidelineJob: the one its row records."""
+        uid = cr["metadata"]["uid"]
+        tenant = self.registry.tenant(uid)
+        if tenant is None:
+            row = self.mirror.row(_uuid((cr.get("status") or {})["eventId"]))
+            if row is not None:
+                tenant = row["tenant"]
+        return tenant
+
     def _job_manifest(self, cr: Mapping[str, Any], attempts_before: int) -> dict[str, Any]:
         metadata = cr["metadata"]
         request = manifests.JobRequest(
@@ -501,6 +511,7 @@ class Reconciler:
             attempts_before=attempts_before,
             queued_at=observe.queued_since(cr) or now(),
             trace_context=tuple(sorted(op_tracing.runner_context(self.tracer, cr).items())),
+            tenant=self._tenant_of(cr),
             cr_labels=tuple(
                 sorted(
                     manifests.allowed_labels(

@@ -154,7 +154,10 @@ def _process(settings: RunnerSettings) -> int:
 
         url = settings.cache_database_url
         cache = ChunkCache(
-            url.get_secret_value() if url else None, provider.model, SUMMARIZE_PROMPT_VERSION
+            url.get_secret_value() if url else None,
+            settings.tenant,
+            provider.model,
+            SUMMARIZE_PROMPT_VERSION,
         )
         try:
             result = run_chain(

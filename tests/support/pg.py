@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import psycopg2
-from guideline_core import db
+from guideline_core import db, summary_cache
 from support.cluster import REPO_ROOT
 
 PG_CTL = str(REPO_ROOT / "hack" / "pg_ctl.sh")
@@ -120,6 +120,18 @@ class PgServer:
         if migrate:
             db.migrate(url)
         return url
+
+    def cache_role_url(self, dbname: str, host: str = "127.0.0.1") -> str:
+        """The URL of database `dbname` as the runner's chunk-cache role (made as
+        `guideline-migrate --cache-role` makes it: SELECT and INSERT on chunk_summaries)."""
+        role = "guideline_runner_cache"
+        conn = psycopg2.connect(self.url(dbname), connect_timeout=5)
+        try:
+            with conn:
+                summary_cache.grant_cache_role(conn, role)
+        finally:
+            conn.close()
+        return f"postgresql://{role}@{host}:{self.port}/{dbname}"
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Wait until a connection succeeds."""

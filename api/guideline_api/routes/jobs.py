@@ -68,7 +68,9 @@ SUBMIT_DESCRIPTION = (
     "a `guideline_text` longer than `max_guideline_chars` is 413 `text_too_long`; a "
     "`model` outside the tenant's allowlist is 422 `model_not_allowed`; more than "
     "`max_pending_jobs` PENDING jobs is 429 `backlog_full`, more than the tenant's "
-    "`max_pending_jobs` is 429 `tenant_backlog_full`, more than its submissions per minute "
+    "`max_pending_jobs` is 429 `tenant_backlog_full`, more guideline text in the cluster "
+    "than `tenant_max_inflight_text_bytes` (its jobs not finished or finished within "
+    "`cr_retention_seconds`) is 429 `tenant_text_quota`, more than its submissions per minute "
     "(counted in PostgreSQL, across API replicas) is 429 `rate_limited`; each 429 carries "
     "`Retry-After`.\n\n"
     "**Input rule**: " + CONTROL_RULE

@@ -1,0 +1,41 @@
+"""The bound on guideline text one tenant keeps in the cluster. Each GuidelineJob carries
+its text in its spec, so in etcd (whose quota, 2 GiB by default, makes the whole cluster
+read-only when passed), from its creation until the operator deletes it
+`cr_retention_seconds` after it finished. A submission that would take a tenant past
+`tenant_max_inflight_text_bytes` is refused (429 `tenant_text_quota`).
+
+A soft bound: two submissions of one tenant committing at the same moment may both pass,
+so it can be passed by at most what they carry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from guideline_core import db
+from guideline_core.settings import ApiSettings
+from psycopg2.extensions import connection as PgConnection  # noqa: N812
+
+from guideline_api.errors import ApiError, Reason
+
+
+def text_bytes(text: str) -> int:
+    """The size of a guideline text as stored (UTF-8)."""
+    return len(text.encode("utf-8"))
+
+
+def check(conn: PgConnection, settings: ApiSettings, tenant: str, texts: Sequence[str]) -> None:
+    """429 if `texts` would take `tenant` past its guideline bytes in the cluster."""
+    limit = settings.tenant_max_inflight_text_bytes
+    if not limit or not texts:
+        return
+    new = sum(text_bytes(t) for t in texts)
+    held = db.tenant_text_bytes(conn, tenant, settings.cr_retention_seconds)
+    if held + new > limit:
+        raise ApiError(
+            429,
+            Reason.TENANT_TEXT_QUOTA,
+            f"tenant {tenant} holds {held} bytes of guideline text in jobs not finished or "
+            f"finished in the last {settings.cr_retention_seconds} s; {new} more would pass "
+            f"its limit of {limit}; retry later",
+            headers={"Retry-After": str(settings.backlog_retry_after_seconds)},
+        )
