@@ -340,6 +340,22 @@ def test_a_large_superseding_job_is_answered_from_its_stored_changes(
     assert stored_changes(database, old) is None  # it supersedes nothing
 
 
+def test_a_job_completed_before_the_changes_were_stored_gets_them_at_its_first_read(
+    client: TestClient, database: db.Database
+) -> None:
+    old = add_job(database, status=Phase.COMPLETED, text=V1, result=extractive_result(V1))
+    new = add_job(
+        database, status=Phase.COMPLETED, text=V2, result=extractive_result(V2), supersedes=old
+    )
+    computed = stored_changes(database, new)
+    with database.connection() as conn, conn.cursor() as cur:  # as migration 0007 leaves it
+        cur.execute("UPDATE jobs SET changes = NULL WHERE event_id = %s", (new,))
+
+    changes = client.get(f"/jobs/{new}", headers=auth()).json()["result"]["changes"]
+
+    assert changes == computed == stored_changes(database, new)
+
+
 def test_a_late_result_of_the_superseded_job_fills_in_the_changes(
     client: TestClient, database: db.Database
 ) -> None:
