@@ -291,7 +291,8 @@ def run_burst(
     log(
         f"  kube-apiserver writes per job {writes['per_job']} (GuidelineJob "
         f"{writes['guidelinejob_per_job']}, of which status {writes['guidelinejob_status']} in "
-        f"all); slot freed -> next Job p50 {hand['from_pod_finished']['p50_ms']} p99 "
+        f"all; by code {writes['guidelinejob_by_code']}); slot freed -> next Job p50 "
+        f"{hand['from_pod_finished']['p50_ms']} p99 "
         f"{hand['from_pod_finished']['p99_ms']} ms (1 s resolution); drained in "
         f"{result['drain_s']} s against a pod-start bound of {result['pod_start_bound_s']} s; "
         f"peak RSS API {memory['api']['peak_mib']} operator {memory['operator']['peak_mib']} "

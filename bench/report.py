@@ -343,6 +343,13 @@ def render_burst(b: dict[str, Any]) -> str:
                         f"rejected {w['guidelinejob_rejected']:,})",
                     ],
                     [
+                        "  GuidelineJob writes by HTTP code",
+                        ", ".join(
+                            f"{code}: {n:,}"
+                            for code, n in w.get("guidelinejob_by_code", {}).items()
+                        ),
+                    ],
+                    [
                         "slot freed (pod finished) -> next Job, p50 / p99 / mean ms",
                         f"{pod['p50_ms']} / {pod['p99_ms']} / {pod['mean_ms']} "
                         f"({pod['count']} gaps)",

@@ -33,15 +33,15 @@ METRICS = "\n".join(
 )
 
 
-def test_parse_counts_writes_only_by_resource_subresource_verb_and_code_class() -> None:
+def test_parse_counts_writes_only_by_resource_subresource_verb_and_code() -> None:
     counts = kube_writes.parse(METRICS)
     key = kube_writes.WriteKey
     assert counts == {
-        key("ingest.guidelines.dev", "guidelinejobs", "", "create", "2xx"): 10,
-        key("ingest.guidelines.dev", "guidelinejobs", "status", "patch", "2xx"): 30,
-        key("ingest.guidelines.dev", "guidelinejobs", "status", "patch", "4xx"): 2,
-        key("batch", "jobs", "", "create", "2xx"): 10,
-        key("coordination.k8s.io", "leases", "", "update", "2xx"): 50,
+        key("ingest.guidelines.dev", "guidelinejobs", "", "create", "201"): 10,
+        key("ingest.guidelines.dev", "guidelinejobs", "status", "patch", "200"): 30,
+        key("ingest.guidelines.dev", "guidelinejobs", "status", "patch", "409"): 2,
+        key("batch", "jobs", "", "create", "201"): 10,
+        key("coordination.k8s.io", "leases", "", "update", "200"): 50,
     }
 
 
@@ -53,6 +53,7 @@ def test_summary_per_job_leaves_out_leases_and_counts_rejected_writes() -> None:
     assert full["guidelinejob"] == 42
     assert full["guidelinejob_status"] == 32
     assert full["guidelinejob_rejected"] == 2
+    assert full["guidelinejob_by_code"] == {"200": 30, "201": 10, "409": 2}
     assert full["background_leases"] == 50
     assert full["per_job"] == 5.2  # (42 + 10 Job creates) / 10
 

@@ -1,25 +1,31 @@
 """Versions of a guideline and the review listing, without a cluster: `changes` between
-two stored results (a pure function), `supersedes` and `review` validated on submission,
-`result.changes` when reading a COMPLETED job that supersedes another, and
-`GET /jobs?needs_review=true`. Results are produced by the real extractive chain."""
+two stored results (a pure function with bounded work), `supersedes` and `review`
+validated on submission, `result.changes` stored when a job that supersedes another
+completes and read (never recomputed) afterwards, and `GET /jobs?needs_review=true`.
+Results are produced by the real extractive chain."""
 
 from __future__ import annotations
 
+import random
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from guideline_core import changes as changes_module
 from guideline_core import db, kube
-from guideline_core.changes import checklist_changes
+from guideline_core.changes import Work, checklist_changes
 from guideline_core.resource import Phase
 from guideline_core.settings import RunnerSettings
 from guideline_runner.chain import run_chain
 from guideline_runner.providers import make_provider
 from support.api import api_client, auth, dead_kubeconfig, make_settings, problem
-from support.rows import add_job
+from support.cluster import REPO_ROOT
+from support.rows import add_job, mirror
 
 V1 = """## Sharps
 
@@ -93,6 +99,168 @@ def test_removed_items_and_newly_uncovered_obligations() -> None:
     assert checklist_changes(new, new, "same")["newly_uncovered"] == []
 
 
+def _norm(text: str | None) -> str:
+    return re.sub(r"\s+", " ", text or "").strip().casefold()
+
+
+def quadratic_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The matching before issue 23, as the reference for small inputs: every new passage
+    against every free old one with difflib (quadratic), a ratio of at least 0.6."""
+    old_items, new_items = old["checklist"], new["checklist"]
+
+    def passage(item: Mapping[str, Any]) -> str:
+        return _norm((item.get("source") or {}).get("quote"))
+
+    def key(item: Mapping[str, Any]) -> str:
+        return passage(item) or "\0item:" + _norm(item.get("item"))
+
+    matched: dict[int, int] = {}
+    free = list(range(len(old_items)))
+    for j, item in enumerate(new_items):
+        same = [i for i in free if key(old_items[i]) == key(item)]
+        if same:
+            matched[j] = same[0]
+            free.remove(same[0])
+    for j, item in enumerate(new_items):
+        if j in matched or not passage(item):
+            continue
+        best, best_ratio = None, 0.6
+        for i in free:
+            if passage(old_items[i]):
+                ratio = SequenceMatcher(
+                    None, passage(old_items[i]), passage(item), autojunk=False
+                ).ratio()
+                if ratio >= best_ratio:
+                    best, best_ratio = i, ratio
+        if best is not None:
+            matched[j] = best
+            free.remove(best)
+    for j, item in enumerate(new_items):
+        same = [i for i in free if _norm(old_items[i]["item"]) == _norm(item["item"])]
+        if j not in matched and same:
+            matched[j] = same[0]
+            free.remove(same[0])
+    return {
+        "added": [item for j, item in enumerate(new_items) if j not in matched],
+        "removed": [old_items[i] for i in free],
+        "pairs": sorted(matched.items()),
+    }
+
+
+def edited(text: str, rng: random.Random) -> str:
+    """`text` with one to three words replaced, inserted or deleted (never the last: the
+    sentence keeps its end)."""
+    words = text.split()
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(words) - 1)
+        choice = rng.choice(("replace", "insert", "delete"))
+        if choice == "replace":
+            words[at] = rng.choice(["must", "should", "always", "every", "clean"])
+        elif choice == "insert":
+            words.insert(at, rng.choice(["and", "always", "new", "each"]))
+        elif len(words) > 4:
+            del words[at]
+    return " ".join(words)
+
+
+def test_the_bounded_matching_agrees_with_the_quadratic_one_on_edited_guidelines() -> None:
+    """Versions of the example guideline with sentences edited, dropped and added: the
+    bounded matching pairs the same items as the old quadratic one."""
+    base = (REPO_ROOT / "examples" / "hand-hygiene.md").read_text()
+    old = extractive_result(base, max_checklist_items=200)
+    assert len(old["checklist"]) >= 8
+    quotes = [i["source"]["quote"] for i in old["checklist"]]
+    rng = random.Random(23)
+    for _ in range(20):
+        text = base
+        for quote in rng.sample(quotes, 3):
+            text = text.replace(quote, edited(quote, rng), 1)
+        text = text.replace(rng.choice(quotes), "", 1)
+        text += "\n\nStaff must attend the sharps safety course every year.\n"
+        new = extractive_result(text, max_checklist_items=200)
+
+        changes = checklist_changes(old, new, "job-1")
+        reference = quadratic_changes(old, new)
+
+        assert changes["added"] == reference["added"]
+        assert changes["removed"] == reference["removed"]
+        assert changes["unchanged"] + len(changes["changed"]) == len(reference["pairs"])
+        at_old = {id(item): i for i, item in enumerate(old["checklist"])}
+        at_new = {id(item): j for j, item in enumerate(new["checklist"])}
+        changed = {(at_new[id(c["after"])], at_old[id(c["before"])]) for c in changes["changed"]}
+        assert changed <= set(reference["pairs"])
+
+
+def checklist_of(passages: Sequence[str]) -> dict[str, Any]:
+    """A result whose checklist has one item per passage (offsets as in one text)."""
+    items, at = [], 0
+    for n, quote in enumerate(passages):
+        source = {"quote": quote, "start": at, "end": at + len(quote)}
+        items.append({"item": f"Obligation {n}: {quote}", "priority": "must", "source": source})
+        at += len(quote) + 1
+    return {"summary": "s", "checklist": items, "quality": {"uncovered": []}}
+
+
+def ward_passages(count: int) -> list[str]:
+    """Passages that share most of their words, each with a ward number of its own."""
+    return [
+        f"Staff on ward {n} must wash hands before and after patient contact." for n in range(count)
+    ]
+
+
+def test_the_work_is_bounded_per_item_whatever_the_passages() -> None:
+    n = 500
+    old_passages = ward_passages(n)
+    new_passages = [
+        p.replace("wash hands", "clean their hands") if k % 5 == 0 else p
+        for k, p in enumerate(old_passages)
+    ]
+    work = Work()
+
+    changes = checklist_changes(
+        checklist_of(old_passages), checklist_of(new_passages), "job-1", work
+    )
+
+    assert changes["unchanged"] == 400 and not changes["added"] and not changes["removed"]
+    assert len(changes["changed"]) == 100
+    for change in changes["changed"]:  # each edit found its own ward, not a neighbour's
+        assert change["before"]["item"].split(":")[0] == change["after"]["item"].split(":")[0]
+    assert 0 < work.similarities <= changes_module.CANDIDATES_PER_ITEM * 100
+    assert work.postings <= changes_module.POSTINGS_PER_ITEM * 100
+    # Passages made of the same few words: every word is in every index list, so only the
+    # per-item caps keep the work linear (all pairs would be 250,000 comparisons).
+    rng = random.Random(5)
+    vocabulary = [
+        "staff",
+        "must",
+        "wash",
+        "hands",
+        "before",
+        "after",
+        "each",
+        "patient",
+        "contact",
+        "clean",
+        "gloves",
+    ]
+    crowd_old = [" ".join(rng.choices(vocabulary, k=12)) + "." for _ in range(n)]
+    crowd_new = [" ".join(rng.choices(vocabulary, k=12)) + "!" for _ in range(n)]
+    work = Work()
+    checklist_changes(checklist_of(crowd_old), checklist_of(crowd_new), "job-1", work)
+    assert 0 < work.similarities <= changes_module.CANDIDATES_PER_ITEM * n
+    assert work.postings <= changes_module.POSTINGS_PER_ITEM * n
+
+
+def test_items_past_the_cap_are_not_compared_and_the_result_says_so() -> None:
+    many = ward_passages(changes_module.MAX_ITEMS + 5)
+    changes = checklist_changes(checklist_of(many[:10]), checklist_of(many), "job-1")
+    assert changes["capped"] is True
+    assert len(changes["added"]) == changes_module.MAX_ITEMS - 10
+    assert (
+        checklist_changes(checklist_of(many[:10]), checklist_of(many[:20]), "j")["capped"] is False
+    )
+
+
 @pytest.fixture
 def client(database: db.Database, tmp_path: Path) -> Iterator[TestClient]:
     with api_client(make_settings(database.url, dead_kubeconfig(tmp_path))) as c:
@@ -139,6 +307,75 @@ def test_changes_never_compare_with_another_tenants_job(
     changes = client.get(f"/jobs/{mine}", headers=auth()).json()["result"]["changes"]
     assert changes["available"] is False and "gone" in changes["reason"]
     assert "added" not in changes and "changed" not in changes
+
+
+def stored_changes(database: db.Database, event_id: uuid.UUID) -> Any:
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT changes FROM jobs WHERE event_id = %s", (event_id,))
+        return cur.fetchone()[0]
+
+
+def test_a_large_superseding_job_is_answered_from_its_stored_changes(
+    client: TestClient, database: db.Database
+) -> None:
+    """500 items against 500: the changes are computed once, when the job completes, and
+    a read answers the stored value (an altered stored value is what it answers)."""
+    passages = ward_passages(500)
+    old = add_job(database, status=Phase.COMPLETED, result=checklist_of(passages))
+    passages[7] = passages[7].replace("wash hands", "clean their hands")
+    new = add_job(database, status=Phase.COMPLETED, result=checklist_of(passages), supersedes=old)
+    stored = stored_changes(database, new)
+    assert stored["available"] is True and stored["unchanged"] == 499
+    assert len(stored["changed"]) == 1 and stored["capped"] is False
+
+    first = client.get(f"/jobs/{new}", headers=auth()).json()["result"]["changes"]
+    assert first == stored
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute(
+            "UPDATE jobs SET changes = jsonb_set(changes, '{unchanged}', '-1') WHERE event_id = %s",
+            (new,),
+        )
+    again = client.get(f"/jobs/{new}", headers=auth()).json()["result"]["changes"]
+    assert again["unchanged"] == -1  # read, not recomputed
+    assert stored_changes(database, old) is None  # it supersedes nothing
+
+
+def test_a_job_completed_before_the_changes_were_stored_gets_them_at_its_first_read(
+    client: TestClient, database: db.Database
+) -> None:
+    old = add_job(database, status=Phase.COMPLETED, text=V1, result=extractive_result(V1))
+    new = add_job(
+        database, status=Phase.COMPLETED, text=V2, result=extractive_result(V2), supersedes=old
+    )
+    computed = stored_changes(database, new)
+    with database.connection() as conn, conn.cursor() as cur:  # as migration 0007 leaves it
+        cur.execute("UPDATE jobs SET changes = NULL WHERE event_id = %s", (new,))
+
+    changes = client.get(f"/jobs/{new}", headers=auth()).json()["result"]["changes"]
+
+    assert changes == computed == stored_changes(database, new)
+
+
+def test_a_late_result_of_the_superseded_job_fills_in_the_changes(
+    client: TestClient, database: db.Database
+) -> None:
+    """The superseded job failed, so the changes stored with the new one are unavailable;
+    a retry of it that completes stores the changes after all."""
+    old = add_job(database, status=Phase.FAILED, text=V1, error={"reason": "Timeout"})
+    new = add_job(
+        database, status=Phase.COMPLETED, text=V2, result=extractive_result(V2), supersedes=old
+    )
+    assert stored_changes(database, new)["available"] is False
+    with database.connection() as conn:
+        row = db.lock_job(conn, old)
+        assert row is not None
+        run = db.request_retry(conn, row, "alice", "again")
+    mirror(database, str(old), Phase.COMPLETED, 2, result=extractive_result(V1), run=run)
+
+    changes = client.get(f"/jobs/{new}", headers=auth()).json()["result"]["changes"]
+    assert changes["available"] is True
+    assert (len(changes["added"]), len(changes["changed"]), changes["unchanged"]) == (1, 2, 2)
+    assert stored_changes(database, new) == changes
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from guideline_api.outbox import backoff_delay
 from guideline_api.webhooks import store
+from guideline_api.webhooks.delivery import render
 from guideline_core import db
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
@@ -458,6 +459,31 @@ def test_a_retry_that_finishes_again_is_delivered_again(
             (0, "CANCELLED"),
             (1, "FAILED"),
         ]
+
+
+def test_a_superseding_job_is_delivered_with_its_stored_changes(
+    database: db.Database, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The payload's `result.changes` is the value stored when the job completed: the
+    trigger's copy of the row carries it, and rendering a delivery computes nothing."""
+    with api(settings_for(database, tmp_path)) as client:
+        old = submit(client, None)
+        complete(database, old)
+        new = submit(client, receiver.url, supersedes=old)
+        complete(database, new)
+        (got,) = receiver.answered(1)
+        changes = json.loads(got.body)["result"]["changes"]
+        assert changes["available"] is True and changes["supersedes"] == old
+        assert changes["unchanged"] == 1
+        assert client.get(f"/jobs/{new}", headers=auth()).json()["result"]["changes"] == changes
+    with database.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT job FROM webhook_deliveries WHERE event_id = %s", (new,))
+        (snapshot,) = cur.fetchone()
+        assert snapshot["changes"] == changes
+        # A snapshot's changes are rendered as they are, not recomputed.
+        snapshot["changes"] = {**changes, "unchanged": -1}
+        body = json.loads(render(conn, snapshot))
+    assert body["result"]["changes"]["unchanged"] == -1
 
 
 def test_a_delivery_is_given_up_after_the_max_age(database: db.Database, tmp_path: Path) -> None:

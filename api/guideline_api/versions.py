@@ -1,7 +1,7 @@
 """Versions of a guideline: a submission may name the job it supersedes; reading the new
 job once it is COMPLETED adds `result.changes` against that job's result (computed by
-`guideline_core.changes` from the two stored results, so the runner needs no access to
-other jobs)."""
+`guideline_core.changes` from the two stored results when the job completed and stored
+with it, so the runner needs no access to other jobs and a read computes nothing)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 from guideline_core import db
-from guideline_core.changes import checklist_changes
-from guideline_core.resource import Phase
 
 from guideline_api.errors import ApiError, Reason
 
@@ -36,23 +34,9 @@ def check_supersedes(
 
 
 def with_changes(conn: Any, row: dict[str, Any]) -> dict[str, Any]:
-    """`row` with `result.changes` when it is a COMPLETED job that supersedes another;
-    `changes.available` is false (with the reason) while the other has no result."""
-    superseded, result = row.get("supersedes"), row.get("result")
-    if not superseded or row["status"] != Phase.COMPLETED or not isinstance(result, dict):
+    """`row` with `result.changes` when it is a COMPLETED job that supersedes another: the
+    value stored when it completed (`db.changes_of`; never recomputed on a read)."""
+    changes = db.changes_of(conn, row)
+    if changes is None or not isinstance(row.get("result"), dict):
         return row
-    old = db.get_job(conn, superseded)
-    if old is not None and old["tenant"] != row["tenant"]:
-        # A GuidelineJob applied with kubectl may name any event_id: another tenant's job
-        # is as unknown to it as a missing one, and its checklist is never compared.
-        old = None
-    if old is None or old["status"] != Phase.COMPLETED or not old.get("result"):
-        state = "gone" if old is None else old["status"]
-        changes: dict[str, Any] = {
-            "supersedes": str(superseded),
-            "available": False,
-            "reason": f"the superseded job is {state}, so there is no checklist to compare",
-        }
-    else:
-        changes = {"available": True, **checklist_changes(old["result"], result, str(superseded))}
-    return {**row, "result": {**result, "changes": changes}}
+    return {**row, "result": {**row["result"], "changes": changes}}

@@ -26,6 +26,7 @@ import psycopg2.pool
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
 from guideline_core import dsn, logs
+from guideline_core.changes import job_changes
 from guideline_core.resource import TERMINAL_PHASES, Phase
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ JOB_COLUMNS = (
     "submitted_by, idempotency_key, request_hash, created_at, updated_at, started_at, "
     "completed_at, tenant, created_by, max_retries, cr_uid, run, cancel_requested_at, "
     "dispatch_pending, dispatch_seq, dispatch_attempts, dispatch_error, dispatched_at, "
-    "supersedes, review_thresholds, callback_url"
+    "supersedes, review_thresholds, callback_url, changes"
 )
 # NOTIFY channel of new `job_events` rows (payload `<event_id> <id>`, migration 0004).
 JOB_EVENTS_CHANNEL = "guideline_job_events"
@@ -557,14 +558,20 @@ def mirror_state(conn: PgConnection, state: JobState) -> bool:
     `attempts` and `run` never go backwards. A state of an older run than the row's (the
     API already accepted a retry the cluster has not seen yet) is ignored, and so is a
     different status over a terminal one of the same run (a job cancelled through the API
-    stays CANCELLED even if its pod finished at that moment): what the API answered holds."""
+    stays CANCELLED even if its pod finished at that moment): what the API answered holds.
+
+    A COMPLETED job that supersedes another gets its `changes` in the same UPDATE (so the
+    webhook trigger's copy of the row has them); a job completing refreshes the changes of
+    its COMPLETED superseders that had none available yet (a retry's late result)."""
+    changes = _changes_on_completion(conn, state) if state.status == Phase.COMPLETED else None
     with conn.cursor() as cur:
         cur.execute(
             """
             UPDATE jobs SET status = %s, attempts = greatest(attempts, %s),
                    started_at = coalesce(%s, started_at),
                    completed_at = %s,
-                   result = %s, error = %s, updated_at = now(), run = greatest(run, %s)
+                   result = %s, error = %s, updated_at = now(), run = greatest(run, %s),
+                   changes = %s
              WHERE event_id = %s
                AND (%s > run OR (%s = run AND (status <> ALL(%s) OR status = %s)))
                AND (status IS DISTINCT FROM %s OR attempts < %s
@@ -581,6 +588,7 @@ def mirror_state(conn: PgConnection, state: JobState) -> bool:
                 _json(state.result),
                 _json(state.error),
                 state.run,
+                _json(changes),
                 state.event_id,
                 state.run,
                 state.run,
@@ -626,7 +634,77 @@ def mirror_state(conn: PgConnection, state: JobState) -> bool:
                 event_id=state.event_id,
                 detail={"attempts": state.attempts, "run": state.run, "reason": state.reason},
             )
+    if state.status == Phase.COMPLETED:
+        _refresh_superseders(conn, state.event_id)
     return True
+
+
+def _changes_on_completion(conn: PgConnection, state: JobState) -> dict[str, Any] | None:
+    """The `changes` to store with COMPLETED `state`: None unless the job supersedes
+    another; what is stored already if the row has this result (nothing is recomputed)."""
+    if not isinstance(state.result, Mapping):
+        return None
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            "SELECT tenant, supersedes, changes, status = %s AND result = %s AS known "
+            "FROM jobs WHERE event_id = %s",
+            (str(Phase.COMPLETED), _json(state.result), state.event_id),
+        )
+        job = cur.fetchone()
+    if job is None or job["supersedes"] is None:
+        return None
+    if job["known"] and job["changes"] is not None:
+        return job["changes"]
+    return _compute_changes(conn, job, state.result)
+
+
+def _compute_changes(
+    conn: PgConnection, job: Mapping[str, Any], result: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`guideline_core.changes.job_changes` of `job` (tenant, supersedes) with `result`,
+    against the superseded row read under a share lock: a superseded job completing at
+    this moment either commits first (and is seen) or waits for this transaction (and then
+    refreshes this job's changes, `_refresh_superseders`)."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            "SELECT tenant, status, result FROM jobs WHERE event_id = %s FOR SHARE",
+            (job["supersedes"],),
+        )
+        return job_changes(job, result, cur.fetchone())
+
+
+def _refresh_superseders(conn: PgConnection, event_id: uuid.UUID) -> None:
+    """Store the changes of the COMPLETED jobs superseding `event_id` that had none
+    available (it completed after them: a retry of a failed job)."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(
+            "SELECT event_id, tenant, supersedes, result FROM jobs "
+            "WHERE supersedes = %s AND status = %s AND (changes ->> 'available') = 'false'",
+            (event_id, str(Phase.COMPLETED)),
+        )
+        for job in cur.fetchall():
+            if isinstance(job["result"], dict):
+                store_changes(conn, job["event_id"], _compute_changes(conn, job, job["result"]))
+
+
+def store_changes(conn: PgConnection, event_id: uuid.UUID, changes: Mapping[str, Any]) -> None:
+    """Store a job's `changes` (the status is untouched: no webhook is enqueued again)."""
+    with conn.cursor() as cur:
+        cur.execute("UPDATE jobs SET changes = %s WHERE event_id = %s", (_json(changes), event_id))
+
+
+def changes_of(conn: PgConnection, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The stored `changes` of a COMPLETED row that supersedes another; computed and
+    stored once if missing (a job completed before migration 0007)."""
+    if not row.get("supersedes") or row["status"] != Phase.COMPLETED:
+        return None
+    if row.get("changes") is not None:
+        return row["changes"]
+    if not isinstance(row.get("result"), dict):
+        return None
+    changes = _compute_changes(conn, row, row["result"])
+    store_changes(conn, row["event_id"], changes)
+    return changes
 
 
 def finish_if_active(conn: PgConnection, state: JobState) -> bool:

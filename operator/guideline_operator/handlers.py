@@ -12,9 +12,12 @@ kopf settings that matter here:
   the resync timer.
 - finalizer: kopf puts one on every GuidelineJob because of the resync timer and the
   delete handler (the admission policy of the chart adds it at creation, which saves kopf
-  that write), and it is kept on purpose: with it, the delete handler is guaranteed to
-  run, so a job deleted while PENDING or PROCESSING always ends as CANCELLED (reason
-  Deleted) in its database row instead of staying PROCESSING forever. The price:
+  that write; elsewhere a GuidelineJob is reconciled only once kopf's finalizer is on, as
+  a status write in the same pass would make kopf's resourceVersion-conditional patch of
+  the finalizer fail with 422 and be made again), and it is kept on purpose: with it,
+  the delete handler is guaranteed to run, so a job deleted while PENDING or PROCESSING
+  always ends as CANCELLED (reason Deleted) in its database row instead of staying
+  PROCESSING forever. The price:
   GuidelineJobs cannot be deleted while no operator runs (uninstall deletes them first).
   Jobs and pods get no finalizer (they are only watched, `on.event`).
 - progress storage: `status.kopf.progress` (the CRD reserves `status.kopf` for it), used
@@ -174,6 +177,11 @@ def register(
         rec.cr_seen(plain, deleted=type == "DELETED")
         metadata = plain.get("metadata") or {}
         if type == "DELETED" or metadata.get("deletionTimestamp") or rec.queued(metadata["uid"]):
+            return
+        if FINALIZER not in (metadata.get("finalizers") or []):
+            # kopf adds its finalizer after this handler, with a JSON patch conditional on
+            # the resourceVersion of this event's body: a status write here would make that
+            # patch fail (422) and cost a second try. Its write brings the next event.
             return
         reconcile(metadata["namespace"], metadata["name"], "resume" if type is None else "event")
 

@@ -38,7 +38,7 @@ _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 class WriteKey(NamedTuple):
     """What a write was to: API group ("" = core), resource, subresource, verb (create,
-    update, patch, delete) and the answer's HTTP status class (2xx, 4xx, ...)."""
+    update, patch, delete) and the answer's HTTP status code ("201", "409", ...)."""
 
     group: str
     resource: str
@@ -49,7 +49,7 @@ class WriteKey(NamedTuple):
 
 def parse(text: str) -> Counter[WriteKey]:
     """The write requests of a kube-apiserver /metrics text, summed over the labels that
-    do not matter here (version, scope, component, dry_run, exact code)."""
+    do not matter here (version, scope, component, dry_run)."""
     counts: Counter[WriteKey] = Counter()
     for line in text.splitlines():
         if not line.startswith(METRIC + "{"):
@@ -64,7 +64,7 @@ def parse(text: str) -> Counter[WriteKey]:
             labels.get("resource", ""),
             labels.get("subresource", ""),
             verb,
-            labels.get("code", "")[:1] + "xx",
+            labels.get("code", ""),
         )
         counts[key] += int(float(value.split()[0]))
     return counts
@@ -89,7 +89,9 @@ def guidelinejob_writes(delta: Counter[WriteKey], *, ok_only: bool = False) -> i
     return sum(
         n
         for k, n in delta.items()
-        if k.group == gj.GROUP and k.resource == gj.PLURAL and (not ok_only or k.code == "2xx")
+        if k.group == gj.GROUP
+        and k.resource == gj.PLURAL
+        and (not ok_only or k.code.startswith("2"))
     )
 
 
@@ -98,8 +100,18 @@ def job_writes(delta: Counter[WriteKey]) -> int:
     return sum(n for k, n in delta.items() if (k.group, k.resource) not in BACKGROUND_RESOURCES)
 
 
+def guidelinejob_by_code(delta: Counter[WriteKey]) -> dict[str, int]:
+    """Writes to GuidelineJobs (and their subresources) by HTTP status code, in code order:
+    which answers the writers got (a 409 is a conflict, a 422 a refusal, ...)."""
+    codes: Counter[str] = Counter()
+    for k, n in delta.items():
+        if k.group == gj.GROUP and k.resource == gj.PLURAL:
+            codes[k.code] += n
+    return dict(sorted(codes.items()))
+
+
 def breakdown(delta: Counter[WriteKey]) -> list[dict[str, Any]]:
-    """One row per (group, resource, subresource, verb, code class), most writes first."""
+    """One row per (group, resource, subresource, verb, code), most writes first."""
     return [
         {
             "resource": ".".join(p for p in (k.resource, k.group) if p)
@@ -131,5 +143,6 @@ def summary(delta: Counter[WriteKey], jobs: int) -> dict[str, Any]:
         "guidelinejob_status": status,
         "guidelinejob_per_job": round(guideline / per, 2),
         "guidelinejob_rejected": guideline - guidelinejob_writes(delta, ok_only=True),
+        "guidelinejob_by_code": guidelinejob_by_code(delta),
         "by_resource": breakdown(delta),
     }
