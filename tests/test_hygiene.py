@@ -86,7 +86,7 @@ _TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=300) 
 ).map("".join)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(_TEXT)
 def test_any_text_is_cleaned_once_and_for_all(text: str) -> None:
     cleaned = clean_text(text)

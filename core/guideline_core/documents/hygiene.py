@@ -26,6 +26,9 @@ import ftfy
 _FTFY_CONFIG = ftfy.TextFixerConfig(
     unescape_html=False,
     remove_terminal_escapes=False,
+    # It turns sequences next to U+FFFD into more U+FFFD: a loss, and not idempotent once the
+    # controls have become U+FFFD.
+    replace_lossy_sequences=False,
     fix_latin_ligatures=False,
     fix_character_width=False,
     uncurl_quotes=False,
@@ -36,6 +39,8 @@ _FTFY_CONFIG = ftfy.TextFixerConfig(
 )
 _STRAY_CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _LINE_BREAK_CONTROLS = frozenset("\x0b\x0c")
+_MAX_ROUNDS = 4
+_LINES = re.compile(r"[^\n]*\n|[^\n]+")
 
 MOJIBAKE = "mojibake"
 CONTROL_CHARACTERS = "control_characters"
@@ -85,7 +90,9 @@ def clean_text(text: str) -> CleanText:
     warnings: list[TextWarning] = []
     line_start = 0
     lines: list[str] = []
-    for line in text.splitlines(keepends=True):
+    # Lines end at LF only: str.splitlines also splits at controls this replaces (FS, GS, RS,
+    # NEL), which would make a second cleaning see different lines from the first.
+    for line in _LINES.findall(text):
         cleaned, line_warnings = _clean_line(line)
         lines.append(cleaned)
         warnings.extend(w.shifted(line_start) for w in line_warnings)
@@ -94,9 +101,22 @@ def clean_text(text: str) -> CleanText:
 
 
 def _clean_line(line: str) -> tuple[str, list[TextWarning]]:
-    """One line's repairs; offsets in the line as given."""
+    """One line's repairs, repeated until they change nothing (so that cleaning is idempotent:
+    ftfy may read a replaced control's U+FFFD as part of a lossy sequence); offsets in the
+    line as given (after a second round, in the line as the first left it)."""
     if line.isascii() and not _STRAY_CONTROL.search(line):
         return line, []  # the common case, and nothing any repair would touch
+    cleaned, warnings = _repair(line)
+    for _ in range(_MAX_ROUNDS):
+        again, more = _repair(cleaned)
+        if again == cleaned:
+            break
+        cleaned, warnings = again, merge_warnings([*warnings, *more])
+    return cleaned, warnings
+
+
+def _repair(line: str) -> tuple[str, list[TextWarning]]:
+    """One round of the three repairs on a line."""
     warnings: list[TextWarning] = []
     repaired = ftfy.fix_text(line, _FTFY_CONFIG)
     to_input = _identity
