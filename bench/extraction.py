@@ -74,12 +74,15 @@ def best_of(function: Callable[[bytes], int], data: bytes, repeats: int) -> floa
 
 def peak_rss_mib(path: Path | None) -> float:
     """Peak RSS of a fresh process that imports the extractor and (with a path) extracts."""
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child forked from this (large)
+    # process would report the parent's size.
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "from guideline_runner.documents import extract\n"
         "if len(sys.argv) > 1:\n"
         "    extract(open(sys.argv[1], 'rb').read())\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(next(l.split()[1] for l in status.splitlines() if l.startswith('VmHWM:')))\n"
     )
     argv = [sys.executable, "-c", code] + ([str(path)] if path else [])
     output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout

@@ -99,3 +99,11 @@ def test_any_text_is_cleaned_once_and_for_all(text: str) -> None:
     for warning in cleaned.warnings:
         assert warning.count >= 1
         assert 0 <= warning.first_offset < max(len(text), 1)
+
+
+def test_a_long_line_is_repaired_whole_and_counted_once() -> None:
+    # Runs are counted with difflib on lines up to 2,000 characters; beyond, once per line.
+    line = "word " * 1_000 + "Brand" + TM_MOJIBAKE + " " + "word " * 1_000 + TM_MOJIBAKE
+    cleaned = clean_text(line)
+    assert cleaned.text == line.replace(TM_MOJIBAKE, "\u2122")
+    assert cleaned.warnings == [TextWarning(MOJIBAKE, 1, line.index(TM_MOJIBAKE))]

@@ -40,6 +40,7 @@ _FTFY_CONFIG = ftfy.TextFixerConfig(
 _STRAY_CONTROL = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _LINE_BREAK_CONTROLS = frozenset("\x0b\x0c")
 _MAX_ROUNDS = 4
+_DIFF_MAX_CHARACTERS = 2_000
 _LINES = re.compile(r"[^\n]*\n|[^\n]+")
 
 MOJIBAKE = "mojibake"
@@ -121,10 +122,8 @@ def _repair(line: str) -> tuple[str, list[TextWarning]]:
     repaired = ftfy.fix_text(line, _FTFY_CONFIG)
     to_input = _identity
     if repaired != line:
-        matcher = difflib.SequenceMatcher(None, line, repaired, autojunk=False)
-        opcodes = [op for op in matcher.get_opcodes() if op[0] != "equal"]
-        warnings.append(TextWarning(MOJIBAKE, len(opcodes), opcodes[0][1]))
-        to_input = _offset_mapper(matcher)
+        count, first, to_input = _changes(line, repaired)
+        warnings.append(TextWarning(MOJIBAKE, count, first))
     controls = list(_STRAY_CONTROL.finditer(repaired))
     if controls:
         warnings.append(
@@ -133,10 +132,7 @@ def _repair(line: str) -> tuple[str, list[TextWarning]]:
         repaired = _STRAY_CONTROL.sub(_replace_control, repaired)
     if not unicodedata.is_normalized("NFC", repaired):
         normalized = unicodedata.normalize("NFC", repaired)
-        first = _common_prefix_length(repaired, normalized)
-        # Count the runs that changed: one per composed character, in practice.
-        matcher = difflib.SequenceMatcher(None, repaired, normalized, autojunk=False)
-        changed = sum(1 for op in matcher.get_opcodes() if op[0] != "equal")
+        changed, first, _ = _changes(repaired, normalized)
         warnings.append(TextWarning(UNICODE_NORMALIZATION, changed, to_input(first)))
         repaired = normalized
     return repaired, warnings
@@ -144,6 +140,18 @@ def _repair(line: str) -> tuple[str, list[TextWarning]]:
 
 def _replace_control(match: re.Match[str]) -> str:
     return "\n" if match.group() in _LINE_BREAK_CONTROLS else "\ufffd"
+
+
+def _changes(before: str, after: str) -> tuple[int, int, Callable[[int], int]]:
+    """How many runs changed, where the first starts in `before`, and a map of offsets in
+    `after` back to `before`. Runs are counted with difflib on lines up to
+    `_DIFF_MAX_CHARACTERS` (its cost grows faster than the line); a longer line counts once."""
+    first = _common_prefix_length(before, after)
+    if len(before) > _DIFF_MAX_CHARACTERS:
+        return 1, first, lambda offset: min(offset, first)
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    changed = sum(1 for op in matcher.get_opcodes() if op[0] != "equal")
+    return changed, first, _offset_mapper(matcher)
 
 
 def _identity(offset: int) -> int:
