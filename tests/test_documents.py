@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from html.parser import HTMLParser
 
 import pytest
@@ -229,7 +230,7 @@ def test_a_docx_member_larger_than_declared_is_unreadable() -> None:
             if archive[name_at : name_at + len(name)] == name:
                 archive[at + size_at : at + size_at + 4] = (100).to_bytes(4, "little")
             at = archive.find(signature, at + 4)
-    with pytest.raises(DocumentUnreadable):
+    with pytest.raises(DocumentUnreadable, match="Bad CRC-32 for file 'word/document.xml'"):
         extract(bytes(archive))
 
 
@@ -257,10 +258,24 @@ class _HeadingTitles(HTMLParser):
 
 def _add_members(docx: bytes, members: dict[str, bytes | None]) -> bytes:
     """The DOCX with members added (or, for None, rewritten last with their own content)."""
-    import zipfile
-
     source = zipfile.ZipFile(io.BytesIO(docx))
     contents = {info.filename: source.read(info) for info in source.infolist()}
     for name, data in members.items():
         contents[name] = contents.pop(name) if data is None else data
     return zip_bytes(contents)
+
+
+def test_a_docx_with_a_billion_laughs_is_unreadable() -> None:
+    # Entity expansion in word/document.xml: expat's amplification limit (>= 2.4) stops it.
+    docx = guideline(NAMES[1], ".docx").read_bytes()
+    entities = b'<!ENTITY lol0 "lol">' + b"".join(
+        b'<!ENTITY lol%d "%s">' % (i, b"&lol%d;" % (i - 1) * 10) for i in range(1, 10)
+    )
+    source = zipfile.ZipFile(io.BytesIO(docx))
+    document = source.read("word/document.xml").split(b"?>", 1)[1]
+    laughing = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [' + entities + b"]>"
+        + document.replace(b"Identity Proofing", b"&lol9;", 1)
+    )  # fmt: skip
+    with pytest.raises(DocumentUnreadable, match="amplification"):
+        extract(_add_members(docx, {"word/document.xml": laughing}))
