@@ -230,7 +230,7 @@ def test_a_docx_member_larger_than_declared_is_unreadable() -> None:
             if archive[name_at : name_at + len(name)] == name:
                 archive[at + size_at : at + size_at + 4] = (100).to_bytes(4, "little")
             at = archive.find(signature, at + 4)
-    with pytest.raises(DocumentUnreadable, match="Bad CRC-32 for file 'word/document.xml'"):
+    with pytest.raises(DocumentUnreadable, match=r"Bad CRC-32 for file 'word/document\.xml'"):
         extract(bytes(archive))
 
 

@@ -13,7 +13,10 @@ from .sections import Heading, sections_from_headings
 EXTRACTOR = "markdown-headings"
 EXTRACTOR_VERSION = "1"
 
-_ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+# A heading may open a list item ("* #### Before").
+_ATX = re.compile(
+    r" {0,3}(?:[*+-][ \t]+|\d{1,9}[.)][ \t]+)?(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$"
+)
 _SETEXT = re.compile(r" {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r" {0,3}(```|~~~)")
 
