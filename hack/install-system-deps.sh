@@ -3,7 +3,9 @@
 # PostgreSQL's server (Debian), openssl, util-linux (unshare), Go >= 1.26 for the control
 # plane build, chromium (headless: the screenshot test of `guideline-client show --html`);
 # buildah, runc and debootstrap for `make image` (images built from Debian packages, no
-# registry); the CNI plugins, iptables and ipset for the real local node (GUIDELINE_NODE=real).
+# registry); the CNI plugins, iptables and ipset for the real local node (GUIDELINE_NODE=real);
+# poppler-utils (pdftotext: the independent extractor the PDF tests compare with), pandoc and
+# img2pdf (the DOCX tests' reference and tests/data/guidelines/make-documents.sh).
 # Idempotent and quick when everything is present.
 set -euo pipefail
 need=()
@@ -23,6 +25,9 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v iptables >/dev/null || need+=(iptables)
 # kube-router's network-policy controller (the real node's NetworkPolicy enforcement).
 command -v ipset >/dev/null || need+=(ipset)
+command -v pdftotext >/dev/null || need+=(poppler-utils)
+command -v pandoc >/dev/null || need+=(pandoc)
+command -v img2pdf >/dev/null || need+=(img2pdf)
 if ((${#need[@]})); then
   echo "[deps] apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -46,8 +46,10 @@ def test_app_image_has_the_name_the_chart_uses(images: tuple[str, str]) -> None:
 def test_components_start_under_the_chart_restrictions(images: tuple[str, str]) -> None:
     app, _ = images
     # Two runs, so that the uid line and the traceback never share one output stream.
+    # guideline_runner.documents: its native wheels (pypdfium2, selectolax) load in the image.
     imports = (
-        "import os, pathlib, guideline_api.main, guideline_operator.main, guideline_runner.main"
+        "import os, pathlib, guideline_api.main, guideline_operator.main, guideline_runner.main,"
+        " guideline_runner.documents"
     )
     code, out = run(
         app,

@@ -33,7 +33,8 @@ def targets() -> dict[str, Target]:
     from guideline_api.schemas import SubmitJob
     from guideline_api.submission import parse_submission
     from guideline_core import dsn, logs
-    from guideline_runner import errors, obligations, text
+    from guideline_core.documents import hygiene, sniff
+    from guideline_runner import documents, errors, obligations, text
     from guideline_runner.providers import extractive, prompts
 
     def submit(s: str) -> object:
@@ -63,7 +64,22 @@ def targets() -> dict[str, Target]:
         "runner_redact": errors.redact,
         "dsn_redact": dsn.redact,
         "logs_scrub": logs.scrub,
+        "clean_text": hygiene.clean_text,
+        "sniff": lambda s: _or_none(sniff.sniff, s.encode("utf-8", "surrogatepass")),
+        "extract_document": lambda s: _or_none(documents.extract, s.encode("utf-8", "replace")),
     }
+
+
+def _or_none(function: Callable[[bytes], object], data: bytes) -> object:
+    """The answer, or None for a refusal (a typed error is a fine answer; only cost counts)."""
+    try:
+        return function(data)
+    except ValueError:
+        return None
+    except Exception as error:
+        if type(error).__module__.startswith("guideline_runner.documents"):
+            return None
+        raise
 
 
 def _pump(motif: str, size: int, prefix: str = "", suffix: str = "") -> str:
@@ -89,6 +105,10 @@ def worst_inputs() -> list[tuple[str, tuple[str, str, str], int]]:
         # characters: 3.6 s, 30,000: 38 s); the splitter now sees short pieces only.
         ("obligations_of", ("(#a", "?*]", "- "), 15_000),
         ("split_units", ("(#a", "?*]", "- "), 15_000),
+        # Hygiene's difflib count of repaired runs: quadratic in a long line of mojibake
+        # before lines over 2,000 characters were counted once.
+        ("clean_text", ("", "\u00e2\u0084\u00a2 x", ""), 100_000),
+        ("extract_document", ("# T\n", "\u00e2\u0084\u00a2 x", ""), 100_000),
     ]
     return cases
 
