@@ -23,6 +23,7 @@ from guideline_api.metrics import ApiMetrics, Figures, MetricsMiddleware, route_
 from guideline_api.monitor import HealthMonitor
 from guideline_api.notify import EventHub
 from guideline_api.routes import webhooks
+from guideline_api.streamcaps import StreamCaps
 from guideline_api.webhooks.delivery import DeliveryWorker
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,9 @@ validation errors) are extension members. Reasons: `malformed_json`, `invalid_ut
 `not_found` (404), `method_not_allowed` (405), `job_finished`, `job_not_retryable` (409),
 `missing_api_key`, `invalid_api_key` (401, with `WWW-Authenticate`), `model_not_allowed`,
 `callback_url_refused` (422), `forbidden` (403), `batch_too_large` (413), `backlog_full`,
-`tenant_backlog_full`, `rate_limited` (429, with `Retry-After`), `database_unavailable`
-(503), `internal_error` (500). Kubernetes being down is no error: jobs wait PENDING (see
-`status_reason`).
+`tenant_backlog_full`, `rate_limited`, `too_many_streams` (429, with `Retry-After`),
+`database_unavailable` (503), `internal_error` (500). Kubernetes being down is no error:
+jobs wait PENDING (see `status_reason`).
 
 **Input hygiene.** UTF-8 only. Control characters (U+0000-U+001F, U+007F-U+009F) are
 rejected with `control_characters`, except tab, line feed and carriage return in
@@ -129,6 +130,7 @@ def create_app(
         ),
         tracer=tracer,
         events=EventHub(database.url),
+        streams=StreamCaps(settings, lambda cap: metrics.event_streams_refused.labels(cap).inc()),
     )
     if not settings.auth_enabled:
         log.warning("authentication is OFF: every request is served as 'anonymous'")
@@ -211,5 +213,5 @@ def create_app(
         return Figures(snap.counts, snap.age(), heartbeat_age)
 
     ctx.metrics.add_queue_collector(figures)
-    ctx.metrics.event_streams.set_function(ctx.events.streams)
+    ctx.metrics.event_streams.set_function(ctx.streams.open_count)
     return app

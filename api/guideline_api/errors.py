@@ -59,6 +59,7 @@ class Reason:
     TENANT_BACKLOG_FULL = "tenant_backlog_full"
     BATCH_TOO_LARGE = "batch_too_large"
     RATE_LIMITED = "rate_limited"
+    TOO_MANY_STREAMS = "too_many_streams"
     DATABASE_UNAVAILABLE = "database_unavailable"
     KUBERNETES_UNAVAILABLE = "kubernetes_unavailable"
     REJECTED_BY_KUBERNETES = "rejected_by_kubernetes"
@@ -91,6 +92,7 @@ TITLES: dict[str, str] = {
     Reason.TENANT_BACKLOG_FULL: "The tenant's backlog is full",
     Reason.BATCH_TOO_LARGE: "The batch has too many items",
     Reason.RATE_LIMITED: "The tenant's submission rate is exceeded",
+    Reason.TOO_MANY_STREAMS: "Too many event streams are open",
     Reason.DATABASE_UNAVAILABLE: "The database is unavailable",
     Reason.KUBERNETES_UNAVAILABLE: "The Kubernetes API is unavailable",
     Reason.REJECTED_BY_KUBERNETES: "Kubernetes rejected the request",

@@ -59,7 +59,7 @@ def uvicorn_config(app: Any, settings: ApiSettings) -> uvicorn.Config:
         timeout_keep_alive=settings.timeout_keep_alive_seconds,
         h11_max_incomplete_event_size=settings.max_header_bytes,
         backlog=settings.backlog,
-        # Event streams never end by themselves: cut what still runs after this.
+        # Event streams last up to sse_max_stream_seconds: cut what still runs after this.
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
 
