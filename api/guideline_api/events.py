@@ -227,7 +227,7 @@ class EventStream:
                             break
 
 
-def open_stream(
+async def open_stream(
     ctx: Context,
     principal: Principal,
     credential: str | None,
@@ -238,6 +238,8 @@ def open_stream(
     one; 503 when PostgreSQL is down), resuming after `Last-Event-ID`; 429 at a cap of open
     streams. The caller must `close` it (see `StreamCaps`)."""
     after = parse_last_event_id(last_event_id)
-    get_visible_state(ctx, principal, event_id)
+    await run_in_threadpool(get_visible_state, ctx, principal, event_id)
+    # Taken here, in the event loop, not in the thread: a request cancelled while it waits
+    # for the thread would drop a slot taken there, never to be released.
     slot = ctx.streams.acquire(principal)
     return EventStream(ctx, event_id, after, principal, credential, slot)

@@ -412,9 +412,7 @@ async def job_events(
     eid = service.parse_event_id(event_id)
     request.state.event_id = str(eid)
     credential = bearer_token(request.scope)  # checked again while the stream is open
-    stream = await run_in_threadpool(
-        events.open_stream, ctx, principal, credential, eid, last_event_id
-    )
+    stream = await events.open_stream(ctx, principal, credential, eid, last_event_id)
     return EventStreamResponse(stream)
 
 
