@@ -14,9 +14,9 @@ import httpx
 import pytest
 from guideline_core import db
 from guideline_core.resource import Phase
-from support.api import ALICE_KEY, BOB_KEY, ApiProcess, auth, problem
+from support.api import ALICE_KEY, BOB_KEY, ApiProcess, auth, problem, submit
 from support.cluster import wait_for
-from support.events import Event, StreamReader
+from support.events import Event, StreamReader, stored_ids
 from support.rows import add_job, mirror
 
 
@@ -38,19 +38,6 @@ def apis(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     finally:
         for replica in replicas:
             replica.stop()
-
-
-def submit(url: str, key: str = ALICE_KEY) -> str:
-    response = httpx.post(
-        f"{url}/jobs", json={"guideline_text": "Staff must wash hands."}, headers=auth(key)
-    )
-    assert response.status_code == 202, response.text
-    return response.json()["event_id"]
-
-
-def stored_ids(database: db.Database, event_id: str) -> list[int]:
-    with database.connection() as conn:
-        return [e["id"] for e in db.events_after(conn, uuid.UUID(event_id), 0, 1000)]
 
 
 def statuses(events: list[Event]) -> list[str]:

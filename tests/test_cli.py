@@ -18,7 +18,7 @@ import pytest
 import yaml
 from guideline_core import db
 from guideline_core.resource import Phase
-from support.api import ApiProcess, auth
+from support.api import ApiProcess, auth, submit
 from support.cli import CliProcess, run_cli
 from support.proxy import TcpProxy
 from support.rows import mirror
@@ -38,14 +38,6 @@ def guideline(tmp_path: Path) -> Path:
     path = tmp_path / "hand-hygiene.md"
     path.write_text("Staff must wash hands before each patient.\n")
     return path
-
-
-def submit(url: str) -> str:
-    response = httpx.post(
-        f"{url}/jobs", json={"guideline_text": "Staff must wash hands."}, headers=auth()
-    )
-    assert response.status_code == 202, response.text
-    return response.json()["event_id"]
 
 
 def test_completion_scripts(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from guideline_api.metrics import ApiMetrics, Figures, MetricsMiddleware, route_
 from guideline_api.monitor import HealthMonitor
 from guideline_api.notify import EventHub
 from guideline_api.routes import webhooks
+from guideline_api.streamcaps import StreamCaps
 from guideline_api.webhooks.delivery import DeliveryWorker
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,12 @@ validation errors) are extension members. Reasons: `malformed_json`, `invalid_ut
 `body_too_large`, `text_too_long` (413), `headers_too_large`, `too_many_headers` (431),
 `headers_timeout` (408), `invalid_event_id`, `invalid_cursor`,
 `invalid_last_event_id`, `invalid_idempotency_key`, `idempotency_key_reused` (422),
-`not_found` (404), `method_not_allowed` (405), `job_finished`, `job_not_retryable` (409),
+`not_found` (404), `method_not_allowed` (405), `not_acceptable` (406), `job_finished`,
+`job_not_retryable`, `job_not_completed` (409), `unknown_export_format` (422),
 `missing_api_key`, `invalid_api_key` (401, with `WWW-Authenticate`), `model_not_allowed`,
 `callback_url_refused` (422), `forbidden` (403), `batch_too_large` (413), `backlog_full`,
-`tenant_backlog_full`, `tenant_text_quota`, `rate_limited` (429, with `Retry-After`),
+`tenant_backlog_full`, `tenant_text_quota`, `rate_limited`, `too_many_streams` (429, with
+`Retry-After`),
 `database_unavailable` (503), `internal_error` (500). Kubernetes being down is no error:
 jobs wait PENDING (see `status_reason`).
 
@@ -130,6 +133,7 @@ def create_app(
         ),
         tracer=tracer,
         events=EventHub(database.url),
+        streams=StreamCaps(settings, lambda cap: metrics.event_streams_refused.labels(cap).inc()),
     )
     if not settings.auth_enabled:
         log.warning("authentication is OFF: every request is served as 'anonymous'")
@@ -212,5 +216,5 @@ def create_app(
         return Figures(snap.counts, snap.age(), heartbeat_age)
 
     ctx.metrics.add_queue_collector(figures)
-    ctx.metrics.event_streams.set_function(ctx.events.streams)
+    ctx.metrics.event_streams.set_function(ctx.streams.open_count)
     return app

@@ -14,6 +14,7 @@ from guideline_api.kubeapi import KubeGateway
 from guideline_api.metrics import ApiMetrics
 from guideline_api.monitor import HealthMonitor
 from guideline_api.notify import EventHub
+from guideline_api.streamcaps import StreamCaps
 from guideline_api.webhooks.delivery import DeliveryWorker
 
 
@@ -30,4 +31,5 @@ class Context:
     monitor: HealthMonitor  # the cached figures of /health and /metrics
     webhooks: DeliveryWorker  # the webhook outbox's delivery worker
     events: EventHub  # the process's LISTEN connection, waking job event streams
+    streams: StreamCaps  # the caps on open event streams (per key, per tenant, in all)
     tracer: Tracer = NOOP  # spans of submissions (guideline_api.tracing)

@@ -66,6 +66,7 @@ class Reason:
     TENANT_TEXT_QUOTA = "tenant_text_quota"
     BATCH_TOO_LARGE = "batch_too_large"
     RATE_LIMITED = "rate_limited"
+    TOO_MANY_STREAMS = "too_many_streams"
     DATABASE_UNAVAILABLE = "database_unavailable"
     KUBERNETES_UNAVAILABLE = "kubernetes_unavailable"
     REJECTED_BY_KUBERNETES = "rejected_by_kubernetes"
@@ -105,6 +106,7 @@ TITLES: dict[str, str] = {
     Reason.TENANT_TEXT_QUOTA: "The tenant holds too much guideline text in the cluster",
     Reason.BATCH_TOO_LARGE: "The batch has too many items",
     Reason.RATE_LIMITED: "The tenant's submission rate is exceeded",
+    Reason.TOO_MANY_STREAMS: "Too many event streams are open",
     Reason.DATABASE_UNAVAILABLE: "The database is unavailable",
     Reason.KUBERNETES_UNAVAILABLE: "The Kubernetes API is unavailable",
     Reason.REJECTED_BY_KUBERNETES: "Kubernetes rejected the request",

@@ -11,13 +11,20 @@ only while it reads. Frames:
 - `: keep-alive` comments every `sse_heartbeat_seconds` while idle;
 - the stream ends after the event that made the job terminal (COMPLETED, FAILED,
   CANCELLED), at once for a job already terminal with nothing newer than Last-Event-ID,
-  when the job is purged, and when PostgreSQL is lost (the client resumes).
+  when the job is purged, and when PostgreSQL is lost (the client resumes);
+- it also ends after its lifetime (`sse_max_stream_seconds`) with `event: reconnect`
+  (data: ReconnectEvent, no `id:`), and without a word once its API key no longer verifies
+  as the same principal (checked every `sse_key_recheck_seconds`).
+
+A stream holds a slot of `StreamCaps` from before its response starts until it ends,
+however it ends (`close`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -32,8 +39,9 @@ from starlette.concurrency import run_in_threadpool
 from guideline_api.auth import Principal
 from guideline_api.context import Context
 from guideline_api.errors import ApiError, Reason
-from guideline_api.schemas import EventQueue, JobEvent, QueueEvent
+from guideline_api.schemas import EventQueue, JobEvent, QueueEvent, ReconnectEvent
 from guideline_api.service import get_visible_state
+from guideline_api.streamcaps import StreamSlot
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +85,27 @@ class _Read:
 
 @dataclass
 class EventStream:
-    """The events of one job after `after`, for one client."""
+    """The events of one job after `after`, for one client (`principal`, who presented
+    `credential`), holding `slot` until `close`."""
 
     ctx: Context
     event_id: uuid.UUID
     after: int
+    principal: Principal
+    credential: str | None
+    slot: StreamSlot
+
+    def close(self) -> None:
+        """Give the stream's slot back (idempotent; called however the stream ended)."""
+        self.ctx.streams.release(self.slot)
+
+    def _key_still_valid(self) -> bool:
+        # The keys file reloads by itself (KeyStore): a revoked key no longer verifies, and a
+        # key moved to another tenant or role is another principal.
+        if not self.ctx.settings.auth_enabled:
+            return True
+        verified = self.ctx.keys.verify(self.credential) if self.credential else None
+        return verified == self.principal
 
     def _read(self, last: int, with_position: bool) -> _Read:
         # The row first: if it is terminal, the event of that change (committed with it)
@@ -119,18 +143,36 @@ class EventStream:
         )
         return frame("queue", event.model_dump(mode="json"))
 
+    def _reconnect(self) -> bytes:
+        event = ReconnectEvent(event_id=str(self.event_id), reason="lifetime")
+        return frame("reconnect", event.model_dump(mode="json"))
+
     async def frames(self) -> AsyncIterator[bytes]:
         """The stream's bytes (see the module's docstring)."""
         settings = self.ctx.settings
         heartbeat, refresh = settings.sse_heartbeat_seconds, settings.sse_queue_refresh_seconds
+        recheck = settings.sse_key_recheck_seconds
         hub = self.ctx.events
+        start = time.monotonic()
+        # Spread, so that the streams of a burst (or of a restarted replica) do not all
+        # reconnect at the same moment.
+        ends_at = start + settings.sse_max_stream_seconds * random.uniform(0.9, 1.0)
+        next_check = start + recheck
         yield f"retry: {RETRY_MS}\n\n".encode()
         last, sent_position = self.after, None
         # Subscribed before the first read, so nothing committed after that read is missed.
         with hub.subscribe(str(self.event_id)) as waiter:
             seen = hub.generation
-            next_refresh = time.monotonic() + refresh
+            next_refresh = start + refresh
             while True:
+                now = time.monotonic()
+                if now >= ends_at:
+                    yield self._reconnect()
+                    return
+                if now >= next_check:
+                    if not self._key_still_valid():
+                        return
+                    next_check = now + recheck
                 try:
                     read = await run_in_threadpool(self._read, last, True)
                 except DatabaseUnavailableError as exc:
@@ -157,17 +199,24 @@ class EventStream:
                 if read.position is not None and read.position != sent_position:
                     yield self._queue(read.position)
                     sent_position = read.position
-                # Idle: wait for news of this job, a heartbeat, or (PENDING) a queue refresh.
+                # Idle: wait for news of this job, a heartbeat, the key's re-check, the end of
+                # the lifetime, or (PENDING) a queue refresh.
                 pending = read.state["status"] == Phase.PENDING
                 next_beat = time.monotonic() + heartbeat
                 while True:
                     now = time.monotonic()
-                    due = next_beat - now
+                    due = min(next_beat, next_check, ends_at) - now
                     if pending:
                         due = min(due, next_refresh - now)
                     if await waiter.wait(due):
                         break
                     now = time.monotonic()
+                    if now >= ends_at:
+                        break  # the checks at the top of the loop end the stream
+                    if now >= next_check:
+                        if not self._key_still_valid():
+                            return
+                        next_check = now + recheck
                     if now >= next_beat:
                         yield HEARTBEAT
                         break  # and look again: the safety net for a lost notification
@@ -178,11 +227,19 @@ class EventStream:
                             break
 
 
-def open_stream(
-    ctx: Context, principal: Principal, event_id: uuid.UUID, last_event_id: str | None
+async def open_stream(
+    ctx: Context,
+    principal: Principal,
+    credential: str | None,
+    event_id: uuid.UUID,
+    last_event_id: str | None,
 ) -> EventStream:
     """The stream of a job of the caller's tenant (another tenant's is a 404, like a missing
-    one; 503 when PostgreSQL is down), resuming after `Last-Event-ID`."""
+    one; 503 when PostgreSQL is down), resuming after `Last-Event-ID`; 429 at a cap of open
+    streams. The caller must `close` it (see `StreamCaps`)."""
     after = parse_last_event_id(last_event_id)
-    get_visible_state(ctx, principal, event_id)
-    return EventStream(ctx, event_id, after)
+    await run_in_threadpool(get_visible_state, ctx, principal, event_id)
+    # Taken here, in the event loop, not in the thread: a request cancelled while it waits
+    # for the thread would drop a slot taken there, never to be released.
+    slot = ctx.streams.acquire(principal)
+    return EventStream(ctx, event_id, after, principal, credential, slot)

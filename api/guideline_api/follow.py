@@ -2,9 +2,10 @@
 it is terminal, with a live progress line.
 
 A thread reads the stream (httpx-sse) and reconnects with `Last-Event-ID` whenever it
-breaks: a dropped connection (`kubectl port-forward` does that), a restarted API, a 502,
-503 or 504, a stream silent for longer than READ_TIMEOUT (the server sends a heartbeat
-every 15 s), with exponential backoff and jitter capped at MAX_BACKOFF (or the server's
+breaks: a dropped connection (`kubectl port-forward` does that), a restarted API, the end
+of the stream's lifetime (`event: reconnect`), a 429 (too many streams open), 502, 503 or
+504, a stream silent for longer than READ_TIMEOUT (the server sends a heartbeat every
+15 s), with exponential backoff and jitter capped at MAX_BACKOFF (or the server's
 Retry-After, capped too). The main thread draws the progress and keeps the deadline, so
 Ctrl-C and the timeout act at once, whatever the connection is doing. Client side only:
 nothing here imports the server.
@@ -27,7 +28,8 @@ from httpx_sse import connect_sse
 
 READ_TIMEOUT = 60.0  # no byte (not even a heartbeat) for this long: reconnect
 FIRST_BACKOFF, MAX_BACKOFF = 0.5, 10.0
-TRANSIENT = {502, 503, 504}
+TRANSIENT = {429, 502, 503, 504}
+FOLLOWED = {"status", "queue"}  # other events (`reconnect`) are not the job's state
 
 
 class StreamRefusedError(Exception):
@@ -111,7 +113,7 @@ class _Reader(threading.Thread):
                 raise StreamRefusedError(source.response)
             self.out.put(("note", ""))  # connected
             for sse in source.iter_sse():
-                if not sse.data:  # the `retry:` frame
+                if not sse.data or sse.event not in FOLLOWED:  # `retry:`, `reconnect`
                     continue
                 data = json.loads(sse.data)
                 if sse.event == "status":

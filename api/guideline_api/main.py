@@ -61,7 +61,7 @@ def uvicorn_config(app: Any, settings: ApiSettings) -> uvicorn.Config:
             )
         ),
         backlog=settings.backlog,
-        # Event streams never end by themselves: cut what still runs after this.
+        # Event streams last up to sse_max_stream_seconds: cut what still runs after this.
         timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
 

@@ -93,6 +93,13 @@ class ApiMetrics:
             "Job event streams (GET /jobs/{event_id}/events) open in this process.",
             registry=self.registry,
         )
+        self.event_streams_refused = Counter(
+            "guideline_api_event_streams_refused",
+            "Job event streams refused (429 too_many_streams), by the cap reached: `key`, "
+            "`tenant` or `process`.",
+            ["cap"],
+            registry=self.registry,
+        )
 
     def add_queue_collector(self, figures: Callable[[], Figures]) -> None:
         """Register gauges read at scrape time from `figures()` (a cache refreshed in the

@@ -65,11 +65,6 @@ class EventHub:
         """How many notifications arrived so far (any job)."""
         return self._generation
 
-    def streams(self) -> int:
-        """Streams subscribed right now."""
-        with self._lock:
-            return sum(len(w) for w in self._waiters.values())
-
     @contextmanager
     def subscribe(self, event_id: str) -> Iterator[Waiter]:
         """A Waiter for `event_id`'s events while the block runs (call from the event loop)."""

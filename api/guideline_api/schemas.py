@@ -454,6 +454,14 @@ class QueueEvent(BaseModel):
     queue: EventQueue
 
 
+class ReconnectEvent(BaseModel):
+    """The `data:` of a `reconnect` event (no `id:`), the last frame of a stream that reached
+    its maximum lifetime: reconnect with Last-Event-ID."""
+
+    event_id: str
+    reason: Literal["lifetime"]
+
+
 class Liveness(BaseModel):
     """The process serves requests."""
 

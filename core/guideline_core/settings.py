@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guideline_core.resource import MAX_GUIDELINE_CHARS, Provider
@@ -27,6 +27,12 @@ class TenantLimits(BaseModel):
         max_length=2048,
         description="Webhook URL of the tenant's jobs that name none themselves (checked "
         "like a submission's `callback_url` at each submission).",
+    )
+    max_event_streams: int | None = Field(
+        None,
+        ge=0,
+        description="Event streams the tenant may hold open in one API process (the API's "
+        "`sse_max_streams_per_tenant` when left out).",
     )
 
 
@@ -78,7 +84,8 @@ class CommonSettings(BaseSettings):
         default_factory=dict,
         description='Per-tenant overrides, JSON: `{"team-a": {"max_pending_jobs": 50, '
         '"max_running_jobs": 2, "submissions_per_minute": 60, "allowed_models": '
-        '["gpt-4o-mini"], "callback_url": "https://hooks.example.com/guidelines"}}`.',
+        '["gpt-4o-mini"], "callback_url": "https://hooks.example.com/guidelines", '
+        '"max_event_streams": 20}}`.',
     )
 
     def limits_for(self, tenant: str) -> TenantLimits:
@@ -306,13 +313,73 @@ class ApiSettings(CommonSettings):
         description="A PENDING job's event stream recomputes its queue position at most this "
         "often, and only after some job's state changed (then a `queue` event if it moved).",
     )
+    sse_max_streams_per_key: int = Field(
+        20,
+        ge=1,
+        description="Event streams one API key may hold open in this API process (429 "
+        "`too_many_streams` beyond; N replicas allow N times as many).",
+    )
+    sse_max_streams_per_tenant: int = Field(
+        100,
+        ge=1,
+        description="Event streams one tenant's keys may hold open in this API process "
+        "(429 `too_many_streams` beyond). Per tenant: `tenant_limits`' `max_event_streams`.",
+    )
+    sse_max_streams: int | None = Field(
+        None,
+        ge=1,
+        description="Event streams open in this API process, all tenants together (429 "
+        "`too_many_streams` beyond). Must be below `limit_concurrency`, which counts each "
+        "open stream: what is left stays for probes and ordinary requests. Default: three "
+        "quarters of `limit_concurrency` (192 of 256); unbounded if that is None.",
+    )
+    sse_max_stream_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="An event stream ends after this long (a random 90-100 % of it, so "
+        "streams opened together do not reconnect together), with an `event: reconnect`; "
+        "the client resumes with Last-Event-ID.",
+    )
+    sse_key_recheck_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="An open event stream checks its API key again this often: a revoked "
+        "key's stream (or one whose tenant or role changed) ends.",
+    )
     graceful_shutdown_seconds: int = Field(
         10,
         ge=1,
         description="On shutdown, requests still running after this are cancelled: event "
-        "streams, which never end by themselves (their clients resume with Last-Event-ID on "
-        "another replica). Keep it below the pod's termination grace period (30 s).",
+        "streams, which last up to `sse_max_stream_seconds` (their clients resume with "
+        "Last-Event-ID on another replica). Keep it below the pod's termination grace period "
+        "(30 s).",
     )
+
+    @model_validator(mode="after")
+    def _streams_below_the_server_limit(self) -> ApiSettings:
+        cap, limit = self.sse_max_streams, self.limit_concurrency
+        if cap is not None and limit is not None and cap >= limit:
+            raise ValueError(
+                f"sse_max_streams ({cap}) must be below limit_concurrency ({limit}): else open "
+                "event streams can take every connection and the probes get 503"
+            )
+        return self
+
+    @property
+    def stream_capacity(self) -> int | None:
+        """Event streams this process serves at once (None: no process-wide cap)."""
+        if self.sse_max_streams is not None:
+            return self.sse_max_streams
+        if self.limit_concurrency is None:
+            return None
+        return max(1, self.limit_concurrency * 3 // 4)
+
+    def limits_for(self, tenant: str) -> TenantLimits:
+        """The limits in force for `tenant`, with its cap of event streams."""
+        limits = super().limits_for(tenant)
+        own = TenantLimits.model_validate(self.tenant_limits.get(tenant) or {})
+        cap = _first(own.max_event_streams, self.sse_max_streams_per_tenant)
+        return limits.model_copy(update={"max_event_streams": cap})
 
 
 class OperatorSettings(CommonSettings):

@@ -49,6 +49,15 @@ def auth(key: str = ALICE_KEY) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def submit(url: str, key: str = ALICE_KEY) -> str:
+    """A short job submitted to a running API as `key`; its event_id."""
+    response = httpx.post(
+        f"{url}/jobs", json={"guideline_text": "Staff must wash hands."}, headers=auth(key)
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["event_id"]
+
+
 def keys_cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     """`guideline-api keys ...` run as the console script (a child process)."""
     script = Path(sys.executable).parent / "guideline-api"

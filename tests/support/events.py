@@ -8,10 +8,12 @@ import contextlib
 import json
 import queue
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from guideline_core import db
 from httpx_sse import aconnect_sse
 
 END = object()  # the stream ended (the server closed it)
@@ -98,3 +100,9 @@ class StreamReader:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._task.cancel)
         self._thread.join(timeout=10)
+
+
+def stored_ids(database: db.Database, event_id: str) -> list[int]:
+    """The ids of the job's stored events, in order: what streams must have sent together."""
+    with database.connection() as conn:
+        return [e["id"] for e in db.events_after(conn, uuid.UUID(event_id), 0, 1000)]

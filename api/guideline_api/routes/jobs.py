@@ -12,8 +12,10 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from guideline_core.resource import Phase
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from guideline_api import events, service
+from guideline_api.authgate import bearer_token
 from guideline_api.deps import CtxDep, CurrentPrincipal, IdempotencyKeyHeader, RawBody
 from guideline_api.errors import ApiError, Reason
 from guideline_api.openapi import (
@@ -322,8 +324,35 @@ EVENTS_DESCRIPTION = (
     "event (no gap, no duplicate). The stream ends after the event that made the job "
     "terminal (at once if it is terminal and nothing is newer than `Last-Event-ID`); on any "
     "other end (a dropped connection, a restarted replica, PostgreSQL lost) reconnect with "
-    "`Last-Event-ID`. `retry:` suggests 2 s."
+    "`Last-Event-ID`. `retry:` suggests 2 s.\n\n"
+    "A stream lasts at most `sse_max_stream_seconds` (15 min): it then ends with "
+    "`event: reconnect` (no `id:`, `data:` a ReconnectEvent); reconnect with "
+    "`Last-Event-ID`. It ends without a word once its API key is revoked (checked every "
+    "`sse_key_recheck_seconds`, 30 s). Open streams are capped per API process: per key "
+    "(`sse_max_streams_per_key`, 20), per tenant (`sse_max_streams_per_tenant`, 100) and in "
+    "all (`sse_max_streams`, below the server's `limit_concurrency`); beyond, 429 "
+    "`too_many_streams` with Retry-After."
 )
+
+
+class EventStreamResponse(StreamingResponse):
+    """The stream's response: closes the stream however the response ends (the last event
+    sent, the client gone, cancelled at shutdown, an error)."""
+
+    def __init__(self, stream: events.EventStream) -> None:
+        super().__init__(
+            stream.frames(),
+            media_type="text/event-stream",
+            # No caching, and no buffering by a reverse proxy (nginx honours this header).
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+        self.stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.stream.close()
 
 
 @router.get(
@@ -352,6 +381,17 @@ EVENTS_DESCRIPTION = (
         **ALWAYS,
         **NOT_FOUND,
         **problem(
+            429,
+            "Too many event streams open in this API process: the key's, the tenant's or the "
+            "process's cap; see Retry-After.",
+            (
+                Reason.TOO_MANY_STREAMS,
+                "API key 'alice' has 20 event streams open, the most allowed; close one or "
+                "retry later",
+            ),
+            headers=("Retry-After",),
+        ),
+        **problem(
             422,
             "The event_id is not a UUID, or Last-Event-ID is not an id this stream sent.",
             (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
@@ -373,13 +413,9 @@ async def job_events(
     """Stream a job's events (see the description above)."""
     eid = service.parse_event_id(event_id)
     request.state.event_id = str(eid)
-    stream = await run_in_threadpool(events.open_stream, ctx, principal, eid, last_event_id)
-    return StreamingResponse(
-        stream.frames(),
-        media_type="text/event-stream",
-        # No caching, and no buffering by a reverse proxy (nginx honours this header).
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    credential = bearer_token(request.scope)  # checked again while the stream is open
+    stream = await events.open_stream(ctx, principal, credential, eid, last_event_id)
+    return EventStreamResponse(stream)
 
 
 @router.get(
