@@ -32,14 +32,7 @@ blockquote { margin: 3pt 0 0 20pt; font-style: italic; white-space: pre-wrap; }
 
 
 def _item(item: Item) -> str:
-    facts = [
-        item.strength,
-        f"grade: {item.grade}" if item.grade else None,
-        item.priority,
-        item.category,
-        f"change: {item.change}" if item.change else None,
-    ]
-    shown = " · ".join(f for f in facts if f)
+    shown = " · ".join(item.facts)
     head = (
         f'<li id="{item.key}"><span class="box" role="checkbox" aria-checked="false"></span>'
         f"<strong>{escape(item.text)}</strong>"

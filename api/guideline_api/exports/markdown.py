@@ -30,14 +30,7 @@ def _quote_lines(text: str) -> list[str]:
 
 
 def _facts(item: Item) -> str:
-    facts = [
-        item.strength,
-        f"grade: {item.grade}" if item.grade else None,
-        item.priority,
-        item.category,
-        f"change: {item.change}" if item.change else None,
-    ]
-    return " · ".join(escape(f) for f in facts if f)
+    return " · ".join(escape(fact) for fact in item.facts)
 
 
 def _item_lines(item: Item) -> list[str]:

@@ -46,6 +46,18 @@ class Item:
         """The item's id in every format (FHIR action id and linkId, OSCAL control id)."""
         return f"item-{self.number}"
 
+    @property
+    def facts(self) -> list[str]:
+        """Its strength, grade, priority, category and change, those present, in that order."""
+        facts = [
+            self.strength,
+            f"grade: {self.grade}" if self.grade else None,
+            self.priority,
+            self.category,
+            f"change: {self.change}" if self.change else None,
+        ]
+        return [fact for fact in facts if fact]
+
 
 @dataclass(frozen=True)
 class Changes:
