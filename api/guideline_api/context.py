@@ -9,11 +9,13 @@ from guideline_core.settings import ApiSettings
 from guideline_core.tracing import NOOP, Tracer
 
 from guideline_api.auth import KeyStore
+from guideline_api.callbacks import Resolver
 from guideline_api.dispatcher import Dispatcher
 from guideline_api.kubeapi import KubeGateway
 from guideline_api.metrics import ApiMetrics
 from guideline_api.monitor import HealthMonitor
 from guideline_api.notify import EventHub
+from guideline_api.webhooks import targets
 from guideline_api.webhooks.delivery import DeliveryWorker
 
 
@@ -31,3 +33,5 @@ class Context:
     webhooks: DeliveryWorker  # the webhook outbox's delivery worker
     events: EventHub  # the process's LISTEN connection, waking job event streams
     tracer: Tracer = NOOP  # spans of submissions (guideline_api.tracing)
+    # Checks a callback URL and resolves its host (tests count the lookups through it).
+    resolve_target: Resolver = targets.resolve

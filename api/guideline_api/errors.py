@@ -50,6 +50,7 @@ class Reason:
     METHOD_NOT_ALLOWED = "method_not_allowed"
     JOB_FINISHED = "job_finished"
     JOB_NOT_RETRYABLE = "job_not_retryable"
+    TOO_MANY_RUNS = "too_many_runs"
     MODEL_NOT_ALLOWED = "model_not_allowed"
     CALLBACK_URL_REFUSED = "callback_url_refused"
     FORBIDDEN = "forbidden"
@@ -82,6 +83,7 @@ TITLES: dict[str, str] = {
     Reason.METHOD_NOT_ALLOWED: "Method not allowed",
     Reason.JOB_FINISHED: "The job is already finished",
     Reason.JOB_NOT_RETRYABLE: "The job cannot be retried",
+    Reason.TOO_MANY_RUNS: "The job has had as many runs as allowed",
     Reason.MODEL_NOT_ALLOWED: "The model is not allowed for this tenant",
     Reason.CALLBACK_URL_REFUSED: "The callback_url is not an allowed target",
     Reason.FORBIDDEN: "Forbidden for this API key",
@@ -90,7 +92,7 @@ TITLES: dict[str, str] = {
     Reason.BACKLOG_FULL: "The backlog is full",
     Reason.TENANT_BACKLOG_FULL: "The tenant's backlog is full",
     Reason.BATCH_TOO_LARGE: "The batch has too many items",
-    Reason.RATE_LIMITED: "The tenant's submission rate is exceeded",
+    Reason.RATE_LIMITED: "The tenant's request rate is exceeded",
     Reason.DATABASE_UNAVAILABLE: "The database is unavailable",
     Reason.KUBERNETES_UNAVAILABLE: "The Kubernetes API is unavailable",
     Reason.REJECTED_BY_KUBERNETES: "Kubernetes rejected the request",

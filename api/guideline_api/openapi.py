@@ -102,11 +102,11 @@ BAD_EVENT_ID = problem(
 )
 LIMITED = problem(
     429,
-    "The backlog, the tenant's share of it or the tenant's submissions per minute is "
+    "The backlog, the tenant's share of it or the tenant's requests per minute is "
     "exhausted; see Retry-After.",
     (Reason.BACKLOG_FULL, "1000 jobs are waiting (limit 1000); retry later"),
     (Reason.TENANT_BACKLOG_FULL, "tenant alice has 100 jobs waiting (limit 100); retry later"),
-    (Reason.RATE_LIMITED, "rate limit of 60 submissions per minute for tenant alice exceeded"),
+    (Reason.RATE_LIMITED, "rate limit of 60 requests per minute for tenant alice exceeded"),
     headers=("Retry-After",),
 )
 INTERNAL = problem(
