@@ -28,8 +28,9 @@ def identity() -> str:
 
 
 class Heartbeat:
-    """A thread that writes the heartbeat row every `interval` seconds and purges rows of
-    jobs finished more than `retention_days` ago every `purge_interval` seconds."""
+    """A thread that writes the heartbeat row every `interval` seconds and, every
+    `purge_interval` seconds, purges rows of jobs finished more than `retention_days` ago
+    and audit entries older than `audit_retention_days`."""
 
     def __init__(
         self,
@@ -40,12 +41,14 @@ class Heartbeat:
         interval: float,
         retention_days: int,
         purge_interval: float,
+        audit_retention_days: int = 0,
     ):
         self.db = database
         self.metrics = metrics
         self.identity = identity
         self.interval = interval
         self.retention_days = retention_days
+        self.audit_retention_days = audit_retention_days
         self.purge_interval = purge_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -71,26 +74,38 @@ class Heartbeat:
                     db.heartbeat(conn, self.identity)
             except DB_ERRORS as exc:
                 log.warning("heartbeat failed", extra={"error": str(exc)})
-            if self.retention_days > 0 and time.monotonic() >= next_purge:
+            purging = self.retention_days > 0 or self.audit_retention_days > 0
+            if purging and time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + self.purge_interval
                 self.purge()
             if self._stop.wait(self.interval):
                 return
 
     def purge(self) -> int:
-        """Delete rows of jobs finished more than `retention_days` ago; returns how many."""
-        if self.retention_days <= 0:
+        """Delete rows of jobs finished more than `retention_days` ago (and the audit
+        entries as old) and audit entries older than `audit_retention_days`; returns how
+        many jobs."""
+        if self.retention_days <= 0 and self.audit_retention_days <= 0:
             return 0
+        purged = audit = 0
         try:
             with self.db.connection() as conn:
-                purged = db.purge_finished(conn, self.retention_days)
+                if self.retention_days > 0:
+                    purged = db.purge_finished(conn, self.retention_days)
+                if self.audit_retention_days > 0:
+                    audit = db.purge_audit(conn, self.audit_retention_days)
         except DB_ERRORS as exc:
             log.warning("retention purge failed", extra={"error": str(exc)})
             return 0
         self.metrics.db_purged_rows.inc(purged)
         log.info(
             "retention purge",
-            extra={"purged_rows": purged, "older_than_days": self.retention_days},
+            extra={
+                "purged_rows": purged,
+                "older_than_days": self.retention_days,
+                "purged_audit_entries": audit,
+                "audit_older_than_days": self.audit_retention_days,
+            },
         )
         return purged
 

@@ -139,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         interval=settings.heartbeat_interval_seconds,
         retention_days=settings.db_retention_days,
         purge_interval=settings.db_purge_interval_seconds,
+        audit_retention_days=settings.audit_retention_days,
     )
     log_filter = KopfRecordFilter(rec.event_ids)
     for handler in logging.getLogger().handlers:
