@@ -250,6 +250,24 @@ def test_rate_and_backlog_refuse_a_batch_before_any_lookup(
     assert resolver.lookups == {}
 
 
+def test_a_retried_batch_replays_at_its_tenants_cap_without_lookups(
+    settings_for: Settings, resolver: CountingResolver
+) -> None:
+    items = [
+        {"guideline_text": f"{TEXT} {n}", "callback_url": "https://hooks.example.com/"}
+        for n in range(3)
+    ]
+    key = {"Idempotency-Key": f"corpus-{uuid.uuid4()}"}
+    with api_client(settings_for(tenant_max_pending_jobs=3)) as client:
+        with_resolver(client, resolver)
+        first = batch(client, items, **key).json()
+        again = batch(client, items, **key)
+    assert first["accepted"] == 3
+    assert again.status_code == 202, again.text
+    assert all(r["replayed"] for r in again.json()["items"])
+    assert resolver.lookups == {"hooks.example.com": 1}
+
+
 # --------------------------------------------------------------------------- the backlog
 
 

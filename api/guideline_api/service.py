@@ -242,17 +242,22 @@ def _with_callbacks(
     """Each item with its checked callback URL (its own, else its tenant's default), or a
     422 `callback_url_refused` in its place. Runs after the rate charge and a first
     backlog check (a refused request resolves nothing), outside any transaction, each
-    distinct host resolved once within `callback_dns_budget_seconds`."""
+    distinct host resolved once within `callback_dns_budget_seconds`. An item whose
+    Idempotency-Key already names a job replays it: its URL is not looked up."""
     default = ctx.settings.limits_for(tenant).callback_url
-    wanted = {
-        i: item.job.callback_url or default
-        for i, item in enumerate(items)
-        if isinstance(item, Submission) and (item.job.callback_url or default)
-    }
-    if not wanted:
+    subs = {i: item for i, item in enumerate(items) if isinstance(item, Submission)}
+    if not any(item.job.callback_url or default for item in subs.values()):
         return items
+    keys = [item.idempotency_key for item in subs.values() if item.idempotency_key]
     with _transaction(ctx) as conn:
-        _check_limits(conn, ctx, tenant, sum(isinstance(i, Submission) for i in items))
+        window = ctx.settings.idempotency_window_hours
+        known = db.live_idempotency_keys(conn, tenant, keys, window) if keys else set()
+        new = {i: item for i, item in subs.items() if item.idempotency_key not in known}
+        if new:
+            _check_limits(conn, ctx, tenant, len(new))
+    wanted = {
+        i: url for i, item in new.items() if (url := item.job.callback_url or default) is not None
+    }
     verdicts = callbacks.refusals(
         wanted.values(),
         ctx.resolve_target,
@@ -261,17 +266,13 @@ def _with_callbacks(
     )
     checked = list(items)
     for index, url in wanted.items():
-        item = items[index]
-        assert isinstance(item, Submission)
+        item = subs[index]
         refusal = verdicts[url]
         if refusal is None:
             checked[index] = replace(item, callback_url=url)
             continue
-        whose = (
-            "callback_url"
-            if item.job.callback_url
-            else f"the default callback_url of tenant {tenant}"
-        )
+        own = item.job.callback_url is not None
+        whose = "callback_url" if own else f"the default callback_url of tenant {tenant}"
         checked[index] = ApiError(
             422,
             Reason.CALLBACK_URL_REFUSED,

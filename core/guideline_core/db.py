@@ -355,6 +355,20 @@ def find_by_idempotency_key(
         return cur.fetchone()
 
 
+def live_idempotency_keys(
+    conn: PgConnection, tenant: str, keys: list[str], window_hours: int
+) -> set[str]:
+    """Those of `keys` that already name a job of `tenant` within `window_hours` (a
+    submission with one of them replays that job)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT idempotency_key FROM jobs WHERE tenant = %s AND idempotency_key = ANY(%s) "
+            "AND created_at >= now() - make_interval(hours => %s)",
+            (tenant, keys, window_hours),
+        )
+        return {key for (key,) in cur.fetchall()}
+
+
 def release_idempotency_key(conn: PgConnection, event_id: uuid.UUID) -> None:
     """Detach an expired key from its old job so the unique index admits it again."""
     with conn.cursor() as cur:
