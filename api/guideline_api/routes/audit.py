@@ -41,7 +41,8 @@ def list_audit(
 ) -> AuditPage:
     """Every state change (with who caused it: an API key, the operator, a Kubernetes
     user), every cancel and retry request and every read of a guideline text, newest first.
-    Kept as long as the jobs (`db_retention_days`)."""
+    Reads of one job's text by one key within `audit_read_window_seconds` are one entry
+    (`detail.reads`). Kept `audit_retention_days`, at most as long as the jobs."""
     before = None
     if cursor is not None:
         if not (cursor.isascii() and cursor.isdigit()):  # "²".isdigit() is True
