@@ -96,7 +96,7 @@ def test_cancel_and_retry_loops_are_rate_limited(settings_for: Settings) -> None
 def test_refused_submissions_count_against_the_rate(
     settings_for: Settings, database: db.Database
 ) -> None:
-    with api_client(settings_for(rate_limit_per_minute=4)) as client:
+    with api_client(settings_for(rate_limit_per_minute=5)) as client:
         invalid = client.post("/jobs", json={"guideline_text": " "}, headers=auth())
         assert invalid.status_code == 422
         garbage = client.post(
@@ -105,6 +105,7 @@ def test_refused_submissions_count_against_the_rate(
         assert garbage.status_code == 422
         answer = batch(client, [{"guideline_text": TEXT}, {"title": "no text"}]).json()
         assert answer["accepted"] == 1 and answer["rejected"] == 1
+        assert problem(batch(client, []), 422)["reason"] == "validation_error"
         assert problem(submit(client), 429)["reason"] == "rate_limited"
         # A cancel of another tenant's job (404) is charged to the caller, not to that tenant.
         bobs = accepted(client, BOB_KEY)

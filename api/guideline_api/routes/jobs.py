@@ -267,9 +267,14 @@ async def submit_batch(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> BatchResult:
     """Submit a batch (see the description above)."""
-    data = decode_json_object(body, request.headers.get("content-type"))
-    batch_key = check_idempotency_key(idempotency_key)
-    items = _batch_items(data, ctx.settings.max_batch_size, batch_key)
+    try:
+        data = decode_json_object(body, request.headers.get("content-type"))
+        batch_key = check_idempotency_key(idempotency_key)
+        items = _batch_items(data, ctx.settings.max_batch_size, batch_key)
+    except ApiError as err:
+        # Refused as a whole: charged against the tenant's rate (as one item), then raised.
+        await run_in_threadpool(service.submit, ctx, principal, err)
+        raise
     answers = await run_in_threadpool(service.submit_many, ctx, principal, items)
     results = [_item_result(i, a) for i, a in enumerate(answers)]
     accepted = sum(1 for a in answers if isinstance(a, service.Outcome) and a.created)
