@@ -352,7 +352,9 @@ def test_a_model_outside_the_tenants_allowlist_is_422(
     settings: ApiSettings, database: db.Database
 ) -> None:
     limits = {"alice": {"allowed_models": ["gpt-4o-mini"]}}
-    with api_client(settings.model_copy(update={"tenant_limits": limits})) as client:
+    # Any model by default ([] set on purpose), alice's own allowlist for her tenant.
+    overrides = {"tenant_limits": limits, "allowed_models": []}
+    with api_client(settings.model_copy(update=overrides)) as client:
         ok = client.post(
             "/jobs", json={"guideline_text": TEXT, "model": "gpt-4o-mini"}, headers=auth()
         )
@@ -365,7 +367,7 @@ def test_a_model_outside_the_tenants_allowlist_is_422(
         bob = client.post(
             "/jobs", json={"guideline_text": TEXT, "model": "o1-pro"}, headers=auth(BOB_KEY)
         )
-        assert bob.status_code == 202  # bob's tenant has no allowlist
+        assert bob.status_code == 202  # bob's tenant has no allowlist of its own
     assert count_rows(database) == 2
 
 

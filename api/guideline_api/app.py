@@ -72,7 +72,7 @@ validation errors) are extension members. Reasons: `malformed_json`, `invalid_ut
 `headers_timeout` (408), `invalid_event_id`, `invalid_cursor`,
 `invalid_last_event_id`, `invalid_idempotency_key`, `idempotency_key_reused` (422),
 `not_found` (404), `method_not_allowed` (405), `not_acceptable` (406), `job_finished`,
-`job_not_retryable`, `job_not_completed` (409), `unknown_export_format` (422),
+`job_not_retryable`, `job_not_completed`, `too_many_runs` (409), `unknown_export_format` (422),
 `missing_api_key`, `invalid_api_key` (401, with `WWW-Authenticate`), `model_not_allowed`,
 `callback_url_refused` (422), `forbidden` (403), `batch_too_large` (413), `backlog_full`,
 `tenant_backlog_full`, `tenant_text_quota`, `rate_limited`, `too_many_streams` (429, with

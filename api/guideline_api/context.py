@@ -9,12 +9,14 @@ from guideline_core.settings import ApiSettings
 from guideline_core.tracing import NOOP, Tracer
 
 from guideline_api.auth import KeyStore
+from guideline_api.callbacks import Resolver
 from guideline_api.dispatcher import Dispatcher
 from guideline_api.kubeapi import KubeGateway
 from guideline_api.metrics import ApiMetrics
 from guideline_api.monitor import HealthMonitor
 from guideline_api.notify import EventHub
 from guideline_api.streamcaps import StreamCaps
+from guideline_api.webhooks import targets
 from guideline_api.webhooks.delivery import DeliveryWorker
 
 
@@ -33,3 +35,5 @@ class Context:
     events: EventHub  # the process's LISTEN connection, waking job event streams
     streams: StreamCaps  # the caps on open event streams (per key, per tenant, in all)
     tracer: Tracer = NOOP  # spans of submissions (guideline_api.tracing)
+    # Checks a callback URL and resolves its host (tests count the lookups through it).
+    resolve_target: Resolver = targets.resolve

@@ -56,6 +56,7 @@ class Reason:
     JOB_NOT_COMPLETED = "job_not_completed"
     UNKNOWN_EXPORT_FORMAT = "unknown_export_format"
     NOT_ACCEPTABLE = "not_acceptable"
+    TOO_MANY_RUNS = "too_many_runs"
     MODEL_NOT_ALLOWED = "model_not_allowed"
     CALLBACK_URL_REFUSED = "callback_url_refused"
     FORBIDDEN = "forbidden"
@@ -96,6 +97,7 @@ TITLES: dict[str, str] = {
     Reason.JOB_NOT_COMPLETED: "The job has no result yet",
     Reason.UNKNOWN_EXPORT_FORMAT: "The export format is unknown or missing",
     Reason.NOT_ACCEPTABLE: "No export format matches the Accept header",
+    Reason.TOO_MANY_RUNS: "The job has had as many runs as allowed",
     Reason.MODEL_NOT_ALLOWED: "The model is not allowed for this tenant",
     Reason.CALLBACK_URL_REFUSED: "The callback_url is not an allowed target",
     Reason.FORBIDDEN: "Forbidden for this API key",
@@ -105,7 +107,7 @@ TITLES: dict[str, str] = {
     Reason.TENANT_BACKLOG_FULL: "The tenant's backlog is full",
     Reason.TENANT_TEXT_QUOTA: "The tenant holds too much guideline text in the cluster",
     Reason.BATCH_TOO_LARGE: "The batch has too many items",
-    Reason.RATE_LIMITED: "The tenant's submission rate is exceeded",
+    Reason.RATE_LIMITED: "The tenant's request rate is exceeded",
     Reason.TOO_MANY_STREAMS: "Too many event streams are open",
     Reason.DATABASE_UNAVAILABLE: "The database is unavailable",
     Reason.KUBERNETES_UNAVAILABLE: "The Kubernetes API is unavailable",

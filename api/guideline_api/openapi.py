@@ -103,7 +103,7 @@ BAD_EVENT_ID = problem(
 LIMITED = problem(
     429,
     "The backlog, the tenant's share of it, the guideline text the tenant holds in the "
-    "cluster or the tenant's submissions per minute is exhausted; see Retry-After.",
+    "cluster or the tenant's requests per minute is exhausted; see Retry-After.",
     (Reason.BACKLOG_FULL, "1000 jobs are waiting (limit 1000); retry later"),
     (Reason.TENANT_BACKLOG_FULL, "tenant alice has 100 jobs waiting (limit 100); retry later"),
     (
@@ -111,7 +111,7 @@ LIMITED = problem(
         "tenant alice holds 67000000 bytes of guideline text in jobs not finished or finished "
         "in the last 3600 s; 400000 more would pass its limit of 67108864; retry later",
     ),
-    (Reason.RATE_LIMITED, "rate limit of 60 submissions per minute for tenant alice exceeded"),
+    (Reason.RATE_LIMITED, "rate limit of 60 requests per minute for tenant alice exceeded"),
     headers=("Retry-After",),
 )
 INTERNAL = problem(

@@ -24,7 +24,7 @@ from guideline_core.db import DatabaseUnavailableError
 from guideline_core.resource import Phase
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
-from guideline_api import text_quota, tracing
+from guideline_api import callbacks, text_quota, tracing
 from guideline_api.auth import Principal
 from guideline_api.context import Context
 from guideline_api.errors import ApiError, Reason
@@ -32,7 +32,7 @@ from guideline_api.schemas import SubmitJob
 from guideline_api.submission import request_hash
 from guideline_api.versions import check_supersedes, with_changes
 from guideline_api.views import queue_info
-from guideline_api.webhooks import store, targets
+from guideline_api.webhooks import store
 
 log = logging.getLogger(__name__)
 
@@ -110,45 +110,95 @@ def _tenant_scope(principal: Principal, tenant: str | None) -> str | None:
 
 
 def _check_limits(conn: PgConnection, ctx: Context, tenant: str, new: int) -> None:
-    """429 when `new` more jobs would overfill the backlog or the tenant's share of it."""
+    """429 when `new` more PENDING jobs of `tenant` would break the backlog's rule: the
+    tenant within its own cap (`tenant_backlog_full`), every tenant together within
+    `max_pending_jobs`, and the jobs tenants hold beyond their guaranteed share within the
+    part of the backlog not reserved for tenants still within theirs (`backlog_full`).
+    Jobs a tenant holds beyond its own cap (only kubectl can put them there) do not count
+    against the others."""
     settings = ctx.settings
-    pending = db.count_status(conn, Phase.PENDING)
-    if pending + new > settings.max_pending_jobs:
+    retry_after = {"Retry-After": str(settings.backlog_retry_after_seconds)}
+    pending = db.pending_by_tenant(conn)
+    mine = pending.get(tenant, 0)
+    cap = settings.limits_for(tenant).max_pending_jobs
+    if cap is not None and mine + new > cap:
+        raise ApiError(
+            429,
+            Reason.TENANT_BACKLOG_FULL,
+            f"tenant {tenant} has {mine} jobs waiting (limit {cap}); retry later",
+            headers=retry_after,
+        )
+    held = {t: _held(ctx, t, n) for t, n in pending.items()}
+    total = sum(held.values())
+    if total + new > settings.max_pending_jobs:
         raise ApiError(
             429,
             Reason.BACKLOG_FULL,
-            f"{pending} jobs are waiting (limit {settings.max_pending_jobs}); retry later",
-            headers={"Retry-After": str(settings.backlog_retry_after_seconds)},
+            f"{total} jobs are waiting (limit {settings.max_pending_jobs}); retry later",
+            headers=retry_after,
         )
-    limit = settings.limits_for(tenant).max_pending_jobs
-    if limit is not None:
-        mine = db.count_tenant_status(conn, tenant, Phase.PENDING)
-        if mine + new > limit:
-            raise ApiError(
-                429,
-                Reason.TENANT_BACKLOG_FULL,
-                f"tenant {tenant} has {mine} jobs waiting (limit {limit}); retry later",
-                headers={"Retry-After": str(settings.backlog_retry_after_seconds)},
-            )
+    guaranteed = settings.tenant_guaranteed_pending_jobs
+    borrowed = sum(max(0, n - guaranteed) for n in held.values())
+    more = max(0, mine + new - guaranteed) - max(0, mine - guaranteed)
+    shared = math.floor(settings.max_pending_jobs * (1 - settings.backlog_reserved_share))
+    if more and borrowed + more > shared:
+        raise ApiError(
+            429,
+            Reason.BACKLOG_FULL,
+            f"tenant {tenant} would hold {mine + new} jobs waiting, beyond its guaranteed "
+            f"{guaranteed}, and jobs beyond their tenants' guaranteed share already fill "
+            f"{borrowed} of the {shared} the backlog shares (the rest is kept for tenants "
+            "within their share); retry later",
+            headers=retry_after,
+        )
 
 
-def _count_rate(conn: PgConnection, ctx: Context, tenant: str, new: int) -> None:
-    """Count `new` submissions in the tenant's minute (in PostgreSQL, shared by every API
-    replica); 429 past its limit. Called last in the transaction: the counter's row lock
-    is then held only until the commit."""
+def _held(ctx: Context, tenant: str, pending: int) -> int:
+    """The PENDING jobs of `tenant` that count against the backlog: at most its own cap."""
+    cap = ctx.settings.limits_for(tenant).max_pending_jobs
+    return pending if cap is None else min(pending, cap)
+
+
+def _spend_rate(conn: PgConnection, ctx: Context, tenant: str, units: int) -> None:
+    """Count `units` requests in the tenant's minute (in PostgreSQL, shared by every API
+    replica); 429 past its limit (the refused request's transaction rolls back: a request
+    refused for the rate costs nothing)."""
     limit = ctx.settings.limits_for(tenant).submissions_per_minute
-    if not limit or new == 0:
+    if not limit or units == 0:
         return
-    total = db.count_submission(conn, tenant, new)
+    total = db.count_submission(conn, tenant, units)
     if total > limit:
         wait = max(1, math.ceil(60 - time.time() % 60))
         raise ApiError(
             429,
             Reason.RATE_LIMITED,
-            f"rate limit of {limit} submissions per minute for tenant {tenant} exceeded; "
-            "retry later",
+            f"rate limit of {limit} requests per minute for tenant {tenant} exceeded "
+            "(submissions, refused ones included, cancels and retries); retry later",
             headers={"Retry-After": str(wait)},
         )
+
+
+@contextmanager
+def _charged(ctx: Context, tenant: str, units: int) -> Iterator[None]:
+    """Charge `units` against the tenant's rate before the work, in a transaction of its
+    own: what the work then refuses (an invalid item, a finished job, its own backlog)
+    stays counted. Refunded when the global backlog refuses it: other tenants' jobs must
+    not spend this tenant's rate."""
+    if ctx.settings.limits_for(tenant).submissions_per_minute and units:
+        with _transaction(ctx) as conn:
+            _spend_rate(conn, ctx, tenant, units)
+    try:
+        yield
+    except ApiError as err:
+        if err.reason == Reason.BACKLOG_FULL:
+            _refund(ctx, tenant, units)
+        raise
+
+
+def _refund(ctx: Context, tenant: str, units: int) -> None:
+    if ctx.settings.limits_for(tenant).submissions_per_minute and units:
+        with _transaction(ctx) as conn:
+            db.refund_submission(conn, tenant, units)
 
 
 def _check_model(ctx: Context, tenant: str, job: SubmitJob) -> None:
@@ -163,6 +213,18 @@ def _check_model(ctx: Context, tenant: str, job: SubmitJob) -> None:
         )
 
 
+def _check_retries(ctx: Context, job: SubmitJob) -> None:
+    limit = ctx.settings.max_retries_limit
+    if job.max_retries is not None and job.max_retries > limit:
+        message = f"max_retries is at most {limit}"
+        raise ApiError(
+            422,
+            Reason.VALIDATION,
+            f"max_retries: {message}",
+            details=[{"field": "max_retries", "message": message, "type": "less_than_equal"}],
+        )
+
+
 def _check_size(ctx: Context, job: SubmitJob) -> None:
     chars = len(job.guideline_text)
     if chars > ctx.settings.max_guideline_chars:
@@ -174,32 +236,50 @@ def _check_size(ctx: Context, job: SubmitJob) -> None:
         )
 
 
-def _with_callback(
-    ctx: Context, tenant: str, item: Submission, seen: dict[str, str | None]
-) -> Submission:
-    """`item` with its checked callback URL (its own, else its tenant's default); 422 if
-    the URL is one webhooks may not call. Resolves the host (once per URL of a batch:
-    `seen` maps a URL checked before to its refusal or None): done before the transaction."""
-    own = item.job.callback_url
-    url = own or ctx.settings.limits_for(tenant).callback_url
-    if url is None:
-        return item
-    if url not in seen:
-        try:
-            targets.resolve(url, ctx.settings.webhook_allow_private)
-            seen[url] = None
-        except targets.TargetRefusedError as exc:
-            seen[url] = str(exc)
-    refusal = seen[url]
-    if refusal is not None:
+def _with_callbacks(
+    ctx: Context, tenant: str, items: list[Submission | ApiError]
+) -> list[Submission | ApiError]:
+    """Each item with its checked callback URL (its own, else its tenant's default), or a
+    422 `callback_url_refused` in its place. Runs after the rate charge and a first
+    backlog check (a refused request resolves nothing), outside any transaction, each
+    distinct host resolved once within `callback_dns_budget_seconds`. An item whose
+    Idempotency-Key already names a job replays it: its URL is not looked up."""
+    default = ctx.settings.limits_for(tenant).callback_url
+    subs = {i: item for i, item in enumerate(items) if isinstance(item, Submission)}
+    if not any(item.job.callback_url or default for item in subs.values()):
+        return items
+    keys = [item.idempotency_key for item in subs.values() if item.idempotency_key]
+    with _transaction(ctx) as conn:
+        window = ctx.settings.idempotency_window_hours
+        known = db.live_idempotency_keys(conn, tenant, keys, window) if keys else set()
+        new = {i: item for i, item in subs.items() if item.idempotency_key not in known}
+        if new:
+            _check_limits(conn, ctx, tenant, len(new))
+    wanted = {
+        i: url for i, item in new.items() if (url := item.job.callback_url or default) is not None
+    }
+    verdicts = callbacks.refusals(
+        wanted.values(),
+        ctx.resolve_target,
+        allow_private=ctx.settings.webhook_allow_private,
+        budget_seconds=ctx.settings.callback_dns_budget_seconds,
+    )
+    checked = list(items)
+    for index, url in wanted.items():
+        item = subs[index]
+        refusal = verdicts[url]
+        if refusal is None:
+            checked[index] = replace(item, callback_url=url)
+            continue
+        own = item.job.callback_url is not None
         whose = "callback_url" if own else f"the default callback_url of tenant {tenant}"
-        raise ApiError(
+        checked[index] = ApiError(
             422,
             Reason.CALLBACK_URL_REFUSED,
             f"{whose}: {refusal}",
             details=[{"field": "callback_url", "message": refusal, "type": "callback_url"}],
         )
-    return replace(item, callback_url=url)
+    return checked
 
 
 def _replay(
@@ -282,50 +362,16 @@ def submit_many(
 ) -> list[Outcome | ApiError]:
     """Accept a batch in one transaction: each valid item becomes a job (or replays the
     job of its Idempotency-Key); items already refused (an ApiError) and items refused here
-    (a model not allowed, a key reused with another body) are answered as errors in place.
-    A limit the whole batch would exceed is a 429 for the batch, and nothing is recorded."""
+    (a model not allowed, a refused callback URL, a key reused with another body, also by
+    an earlier item of the batch) are answered as errors in place. Every item is charged
+    against the tenant's rate first (replays are refunded); a limit the whole batch would
+    exceed is a 429 for the batch, and no job is recorded."""
     tenant = principal.tenant
-    answers: list[Outcome | ApiError | None] = []
-    checked: list[Submission | ApiError] = []
-    seen: dict[str, str | None] = {}
-    for item in items:
-        try:
-            checked.append(
-                item if isinstance(item, ApiError) else _with_callback(ctx, tenant, item, seen)
-            )
-        except ApiError as err:
-            checked.append(err)
-    items = checked
-    with tracing.Submissions(ctx.tracer, tenant, len(items)) as spans, _transaction(ctx) as conn:
-        todo: list[tuple[int, Submission, str]] = []
-        for index, item in enumerate(items):
-            answers.append(item if isinstance(item, ApiError) else None)
-            if isinstance(item, ApiError):
-                continue
-            try:
-                _check_size(ctx, item.job)
-                _check_model(ctx, tenant, item.job)
-                check_supersedes(conn, item.job.supersedes, lambda r: _visible(principal, r))
-                digest = request_hash(item.job)
-                prior = _replay(conn, ctx, tenant, item, digest)
-            except ApiError as err:
-                answers[index] = err
-                continue
-            if prior is not None:
-                answers[index] = Outcome(prior, created=False)
-            else:
-                todo.append((index, item, digest))
-        if todo:
-            _check_limits(conn, ctx, tenant, len(todo))
-            text_quota.check(conn, ctx.settings, tenant, [i.job.guideline_text for _, i, _ in todo])
-        created = 0
-        for index, item, digest in todo:
-            span = spans.start(index)
-            outcome = _insert(conn, ctx, principal, item, digest, span.carrier())
-            spans.accepted(span, outcome.row, outcome.created)
-            answers[index] = outcome
-            created += outcome.created
-        _count_rate(conn, ctx, tenant, created)
+    with _charged(ctx, tenant, len(items)):
+        checked = _with_callbacks(ctx, tenant, list(items))
+        valid = any(isinstance(item, Submission) for item in checked)
+        answers = _record(ctx, principal, checked) if valid else list(checked)
+    created = sum(isinstance(a, Outcome) and a.created for a in answers)
     if created:
         ctx.dispatcher.wake()
     for answer in answers:
@@ -338,11 +384,76 @@ def submit_many(
                 )
         elif isinstance(answer, Outcome):
             ctx.metrics.idempotent_replays.inc()
+    return answers
+
+
+def _record(
+    ctx: Context, principal: Principal, items: list[Submission | ApiError]
+) -> list[Outcome | ApiError]:
+    """The transaction of submit_many: check each item, insert the new jobs."""
+    tenant = principal.tenant
+    answers: list[Outcome | ApiError | None] = []
+    with tracing.Submissions(ctx.tracer, tenant, len(items)) as spans, _transaction(ctx) as conn:
+        todo: list[tuple[int, Submission, str]] = []
+        batch_keys: dict[str, tuple[int, str]] = {}  # key -> (first item, its body's digest)
+        for index, item in enumerate(items):
+            answers.append(item if isinstance(item, ApiError) else None)
+            if isinstance(item, ApiError):
+                continue
+            try:
+                _check_size(ctx, item.job)
+                _check_model(ctx, tenant, item.job)
+                _check_retries(ctx, item.job)
+                check_supersedes(conn, item.job.supersedes, lambda r: _visible(principal, r))
+                digest = request_hash(item.job)
+                _check_batch_key(batch_keys, index, item.idempotency_key, digest)
+                prior = _replay(conn, ctx, tenant, item, digest)
+            except ApiError as err:
+                answers[index] = err
+                continue
+            if prior is not None:
+                answers[index] = Outcome(prior, created=False)
+            else:
+                todo.append((index, item, digest))
+        if todo:
+            _check_limits(conn, ctx, tenant, len(todo))
+            text_quota.check(conn, ctx.settings, tenant, [i.job.guideline_text for _, i, _ in todo])
+        for index, item, digest in todo:
+            span = spans.start(index)
+            try:
+                outcome = _insert(conn, ctx, principal, item, digest, span.carrier())
+            except ApiError as err:
+                answers[index] = err
+                continue
+            spans.accepted(span, outcome.row, outcome.created)
+            answers[index] = outcome
+        replays = sum(isinstance(a, Outcome) and not a.created for a in answers)
+        if replays and ctx.settings.limits_for(tenant).submissions_per_minute:
+            db.refund_submission(conn, tenant, replays)
     return [a for a in answers if a is not None]
 
 
-def submit(ctx: Context, principal: Principal, sub: Submission) -> Outcome:
-    """Accept one guideline: the committed row is the acceptance (see submit_many)."""
+def _check_batch_key(
+    seen: dict[str, tuple[int, str]], index: int, key: str | None, digest: str
+) -> None:
+    """422 for an item whose Idempotency-Key an earlier item of the same request used
+    with another body (the same body replays that item's job)."""
+    if key is None:
+        return
+    first, first_digest = seen.setdefault(key, (index, digest))
+    if first_digest != digest:
+        raise ApiError(
+            422,
+            Reason.IDEMPOTENCY_KEY_REUSED,
+            f"Idempotency-Key {key!r} is used by item {first} of this batch with a "
+            "different body; use a new key for a new job",
+        )
+
+
+def submit(ctx: Context, principal: Principal, sub: Submission | ApiError) -> Outcome:
+    """Accept one guideline: the committed row is the acceptance (see submit_many). A
+    submission already refused (`sub` an ApiError) is charged against the rate, then
+    raised."""
     (answer,) = submit_many(ctx, principal, [sub])
     if isinstance(answer, ApiError):
         raise answer
@@ -375,12 +486,12 @@ def get(
         text = None
         if "text" in include:
             text = db.get_guideline_text(conn, event_id)
-            db.add_audit(
+            db.record_text_read(
                 conn,
                 tenant=row["tenant"],
                 actor=principal.key_id,
-                action="read_text",
                 event_id=event_id,
+                window_seconds=ctx.settings.audit_read_window_seconds,
                 detail={"principal_tenant": principal.tenant},
             )
     return JobDetail(row=row, queue=queue, history=history, text=text, deliveries=deliveries)
@@ -433,8 +544,8 @@ def _locked_visible(conn: PgConnection, principal: Principal, eid: uuid.UUID) ->
 
 def cancel(ctx: Context, principal: Principal, eid: uuid.UUID) -> dict[str, Any]:
     """Cancel an unfinished job: CANCELLED at once; the dispatcher then has the operator
-    remove its Job and pod. A finished job is a 409."""
-    with _transaction(ctx) as conn:
+    remove its Job and pod. A finished job is a 409. Charged against the caller's rate."""
+    with _charged(ctx, principal.tenant, 1), _transaction(ctx) as conn:
         row = _locked_visible(conn, principal, eid)
         if Phase(row["status"]).terminal:
             raise ApiError(
@@ -452,14 +563,23 @@ def cancel(ctx: Context, principal: Principal, eid: uuid.UUID) -> dict[str, Any]
 
 def retry(ctx: Context, principal: Principal, eid: uuid.UUID) -> dict[str, Any]:
     """Start a new run of a FAILED or CANCELLED job: PENDING at once (same event_id,
-    attempts keep counting, its max_retries kept); any other status is a 409."""
-    with _transaction(ctx) as conn:
+    attempts keep counting, its max_retries kept); any other status is a 409, and so is a
+    job that has had `max_runs_per_job` runs. Charged against the caller's rate."""
+    with _charged(ctx, principal.tenant, 1), _transaction(ctx) as conn:
         row = _locked_visible(conn, principal, eid)
         if row["status"] not in (Phase.FAILED, Phase.CANCELLED):
             raise ApiError(
                 409,
                 Reason.JOB_NOT_RETRYABLE,
                 f"job {eid} is {row['status']}; only FAILED or CANCELLED jobs can be retried",
+            )
+        runs = int(row["run"]) + 1
+        if runs >= ctx.settings.max_runs_per_job:
+            raise ApiError(
+                409,
+                Reason.TOO_MANY_RUNS,
+                f"job {eid} has had {runs} runs (limit {ctx.settings.max_runs_per_job}); "
+                "submit it again as a new job",
             )
         _check_limits(conn, ctx, row["tenant"], 1)
         run = db.request_retry(

@@ -104,6 +104,15 @@ def request_hash(req: SubmitJob) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def item_key(batch_key: str, index: int) -> str:
+    """The Idempotency-Key a batch's header gives its item `index`: `<key>:<index>`, or,
+    when that would be longer than a key may be, `sha256:<hex of the key>:<index>`."""
+    key = f"{batch_key}:{index}"
+    if len(key) <= IDEMPOTENCY_KEY_MAX:
+        return key
+    return f"sha256:{hashlib.sha256(batch_key.encode()).hexdigest()}:{index}"
+
+
 def check_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None

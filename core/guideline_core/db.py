@@ -372,6 +372,20 @@ def find_by_idempotency_key(
         return cur.fetchone()
 
 
+def live_idempotency_keys(
+    conn: PgConnection, tenant: str, keys: list[str], window_hours: int
+) -> set[str]:
+    """Those of `keys` that already name a job of `tenant` within `window_hours` (a
+    submission with one of them replays that job)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT idempotency_key FROM jobs WHERE tenant = %s AND idempotency_key = ANY(%s) "
+            "AND created_at >= now() - make_interval(hours => %s)",
+            (tenant, keys, window_hours),
+        )
+        return {key for (key,) in cur.fetchall()}
+
+
 def release_idempotency_key(conn: PgConnection, event_id: uuid.UUID) -> None:
     """Detach an expired key from its old job so the unique index admits it again."""
     with conn.cursor() as cur:
@@ -499,6 +513,16 @@ def tenant_text_bytes(conn: PgConnection, tenant: str, finished_within_seconds: 
         return int(cur.fetchone()[0])
 
 
+def pending_by_tenant(conn: PgConnection) -> dict[str, int]:
+    """PENDING jobs of each tenant that has any (served by the tenant/status index)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT tenant, count(*) FROM jobs WHERE status = %s GROUP BY tenant",
+            (str(Phase.PENDING),),
+        )
+        return {tenant: int(n) for tenant, n in cur.fetchall()}
+
+
 def tenants_waiting(conn: PgConnection) -> int:
     """How many tenants have PENDING jobs (admission takes them in turn)."""
     with conn.cursor() as cur:
@@ -529,6 +553,17 @@ def count_submission(conn: PgConnection, tenant: str, count: int = 1) -> int:
             (tenant,),
         )
         return total
+
+
+def refund_submission(conn: PgConnection, tenant: str, count: int) -> None:
+    """Take back `count` requests counted in the tenant's current minute (work that was
+    charged and then not done at the tenant's cost)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE tenant_rate SET count = greatest(count - %s, 0) "
+            "WHERE tenant = %s AND window_start = date_trunc('minute', now())",
+            (count, tenant),
+        )
 
 
 # --- jobs: state written by the operator ---------------------------------------------------
@@ -756,12 +791,19 @@ def purge_finished(conn: PgConnection, older_than_days: int) -> int:
             ([p.value for p in TERMINAL_PHASES], older_than_days),
         )
         deleted = cur.rowcount
-        # The audit trail is kept under the same retention as the jobs it speaks of.
+    # The audit trail is kept no longer than the jobs it speaks of.
+    purge_audit(conn, older_than_days)
+    return deleted
+
+
+def purge_audit(conn: PgConnection, older_than_days: int) -> int:
+    """Delete audit entries older than `older_than_days` days; returns how many."""
+    with conn.cursor() as cur:
         cur.execute(
             "DELETE FROM audit_log WHERE at < now() - make_interval(days => %s)",
             (older_than_days,),
         )
-        return deleted
+        return cur.rowcount
 
 
 # --- status history ------------------------------------------------------------------------
@@ -1034,6 +1076,45 @@ def add_audit(
             "VALUES (%s, %s, %s, %s, %s)",
             (tenant, actor, action, event_id, _json(detail)),
         )
+
+
+def record_text_read(
+    conn: PgConnection,
+    *,
+    tenant: str,
+    actor: str,
+    event_id: uuid.UUID,
+    window_seconds: float,
+    detail: Mapping[str, Any],
+) -> None:
+    """Audit a read of a job's guideline text: the first read by `actor` of this job
+    within `window_seconds` adds an entry (`detail.reads` 1); later ones in that window
+    count on that entry (`reads`, `last_at`) instead of adding one each."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            UPDATE audit_log
+               SET detail = coalesce(detail, '{}'::jsonb) || jsonb_build_object(
+                       'reads', coalesce((detail ->> 'reads')::bigint, 1) + 1,
+                       'last_at', now())
+             WHERE id = (SELECT id FROM audit_log
+                          WHERE event_id = %s AND action = 'read_text' AND actor = %s
+                            AND at > now() - make_interval(secs => %s)
+                          ORDER BY id DESC LIMIT 1
+                          FOR UPDATE)
+            """,
+            (event_id, actor, window_seconds),
+        )
+        if cur.rowcount:
+            return
+    add_audit(
+        conn,
+        tenant=tenant,
+        actor=actor,
+        action="read_text",
+        event_id=event_id,
+        detail={**detail, "reads": 1},
+    )
 
 
 def list_audit(

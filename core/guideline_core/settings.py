@@ -10,7 +10,11 @@ from functools import lru_cache
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from guideline_core.resource import MAX_GUIDELINE_CHARS, Provider
+from guideline_core.resource import MAX_GUIDELINE_CHARS, MAX_RETRIES_LIMIT, Provider
+
+# Models a submission may name unless `allowed_models` says otherwise: the runner's
+# default and the mainstream ones, not the expensive reasoning models.
+DEFAULT_ALLOWED_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-nano", "gpt-4.1-mini", "gpt-4.1")
 
 
 class TenantLimits(BaseModel):
@@ -53,14 +57,17 @@ class CommonSettings(BaseSettings):
     log_level: str = Field("INFO", description="Python log level of the JSON logs.")
     rate_limit_per_minute: int = Field(
         600,
-        description="Jobs submitted per tenant per minute, counted in PostgreSQL (so across "
-        "API replicas); 0 turns the limit off. Per tenant: `tenant_limits`.",
+        description="Requests per tenant per minute, counted in PostgreSQL (so across API "
+        "replicas): each submitted guideline (refused ones included, idempotent replays "
+        "not), each cancel and each retry; 0 turns the limit off. Per tenant: "
+        "`tenant_limits`.",
     )
     tenant_max_pending_jobs: int = Field(
         500,
         ge=0,
-        description="PENDING jobs one tenant may have (429 `tenant_backlog_full` beyond), "
-        "so that no tenant fills the whole backlog.",
+        description="PENDING jobs one tenant may have (429 `tenant_backlog_full` beyond). "
+        "The global backlog is shared fairly on top of this (see "
+        "`tenant_guaranteed_pending_jobs`).",
     )
     tenant_max_running_jobs: int | None = Field(
         None,
@@ -69,8 +76,10 @@ class CommonSettings(BaseSettings):
         "`max_concurrent_jobs`.",
     )
     allowed_models: list[str] = Field(
-        default_factory=list,
-        description="Models a submission may name (JSON list); empty: any model.",
+        default_factory=lambda: list(DEFAULT_ALLOWED_MODELS),
+        description="Models a submission may name (JSON list; 422 `model_not_allowed` for "
+        "any other); a job naming none gets the runner's `model`. Set `[]` explicitly to "
+        "allow any model.",
     )
     cr_retention_seconds: int = Field(
         3600,
@@ -153,7 +162,48 @@ class ApiSettings(CommonSettings):
         "in etcd: its jobs not finished, and finished within `cr_retention_seconds`; a "
         "submission past it is 429 `tenant_text_quota`. 0 turns the limit off.",
     )
+    tenant_guaranteed_pending_jobs: int = Field(
+        50,
+        ge=0,
+        description="PENDING jobs every tenant may hold whatever the others hold (within "
+        "`max_pending_jobs` and its own cap); its jobs beyond this are borrowed from the "
+        "shared part of the backlog (see `backlog_reserved_share`).",
+    )
+    backlog_reserved_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="Share of `max_pending_jobs` that jobs held beyond their tenant's "
+        "guaranteed share may not use: it stays free for tenants within theirs (429 "
+        "`backlog_full` for a submission that would borrow it).",
+    )
+    max_runs_per_job: int = Field(
+        10,
+        ge=1,
+        description="Runs one job may have (the first and its retries); a retry beyond is "
+        "409 `too_many_runs`.",
+    )
+    max_retries_limit: int = Field(
+        3,
+        ge=0,
+        le=MAX_RETRIES_LIMIT,
+        description="Largest `max_retries` a submission may ask for (422 beyond): one job "
+        "costs at most (max_retries_limit + 1) x max_runs_per_job pod attempts.",
+    )
     max_batch_size: int = Field(500, ge=1, description="Most guidelines in one POST /jobs/batch.")
+    callback_dns_budget_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="Time one submission may spend resolving its callback hosts (each "
+        "distinct host once, after the rate and backlog checks); an item whose host is not "
+        "resolved in it gets 422 `callback_url_refused`.",
+    )
+    audit_read_window_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Reads of one job's text (`?include=text`) by one key within this are "
+        "one audit entry, counting them (`detail.reads`), not one entry each.",
+    )
     dispatch_batch_size: int = Field(
         50, ge=1, description="Rows the dispatcher claims per pass to create their CRs."
     )
@@ -475,11 +525,17 @@ class OperatorSettings(CommonSettings):
         description="Label keys copied from a GuidelineJob to its Job and pods (JSON list); "
         "no other label of a GuidelineJob reaches them.",
     )
+    audit_retention_days: int = Field(
+        90,
+        ge=0,
+        description="Audit entries older than this are purged (also when db_retention_days "
+        "keeps the jobs); 0 keeps them as long as the jobs.",
+    )
     db_purge_interval_seconds: float = Field(
         3600.0,
         gt=0,
         description="Period of the database retention purges (db_retention_days, "
-        "chunk_cache_retention_days).",
+        "audit_retention_days, chunk_cache_retention_days).",
     )
 
 

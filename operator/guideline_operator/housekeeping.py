@@ -30,7 +30,8 @@ def identity() -> str:
 class Heartbeat:
     """A thread that writes the heartbeat row every `interval` seconds and, every
     `purge_interval` seconds, purges rows of jobs finished more than `retention_days` ago
-    and chunk-cache summaries written more than `cache_retention_days` ago (0: never)."""
+    audit entries older than `audit_retention_days` and chunk-cache summaries written
+    more than `cache_retention_days` ago (0: never)."""
 
     def __init__(
         self,
@@ -42,12 +43,14 @@ class Heartbeat:
         retention_days: int,
         purge_interval: float,
         cache_retention_days: int = 0,
+        audit_retention_days: int = 0,
     ):
         self.db = database
         self.metrics = metrics
         self.identity = identity
         self.interval = interval
         self.retention_days = retention_days
+        self.audit_retention_days = audit_retention_days
         self.purge_interval = purge_interval
         self.cache_retention_days = cache_retention_days
         self._stop = threading.Event()
@@ -74,7 +77,11 @@ class Heartbeat:
                     db.heartbeat(conn, self.identity)
             except DB_ERRORS as exc:
                 log.warning("heartbeat failed", extra={"error": str(exc)})
-            purges = self.retention_days > 0 or self.cache_retention_days > 0
+            purges = (
+                self.retention_days > 0
+                or self.cache_retention_days > 0
+                or self.audit_retention_days > 0
+            )
             if purges and time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + self.purge_interval
                 self.purge()
@@ -83,19 +90,30 @@ class Heartbeat:
                 return
 
     def purge(self) -> int:
-        """Delete rows of jobs finished more than `retention_days` ago; returns how many."""
-        if self.retention_days <= 0:
+        """Delete rows of jobs finished more than `retention_days` ago (and the audit
+        entries as old) and audit entries older than `audit_retention_days`; returns how
+        many jobs."""
+        if self.retention_days <= 0 and self.audit_retention_days <= 0:
             return 0
+        purged = audit = 0
         try:
             with self.db.connection() as conn:
-                purged = db.purge_finished(conn, self.retention_days)
+                if self.retention_days > 0:
+                    purged = db.purge_finished(conn, self.retention_days)
+                if self.audit_retention_days > 0:
+                    audit = db.purge_audit(conn, self.audit_retention_days)
         except DB_ERRORS as exc:
             log.warning("retention purge failed", extra={"error": str(exc)})
             return 0
         self.metrics.db_purged_rows.inc(purged)
         log.info(
             "retention purge",
-            extra={"purged_rows": purged, "older_than_days": self.retention_days},
+            extra={
+                "purged_rows": purged,
+                "older_than_days": self.retention_days,
+                "purged_audit_entries": audit,
+                "audit_older_than_days": self.audit_retention_days,
+            },
         )
         return purged
 

@@ -140,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         retention_days=settings.db_retention_days,
         purge_interval=settings.db_purge_interval_seconds,
         cache_retention_days=settings.chunk_cache_retention_days,
+        audit_retention_days=settings.audit_retention_days,
     )
     log_filter = KopfRecordFilter(rec.event_ids)
     for handler in logging.getLogger().handlers:

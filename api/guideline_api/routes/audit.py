@@ -42,7 +42,8 @@ def list_audit(
 ) -> AuditPage:
     """Every state change (with who caused it: an API key, the operator, a Kubernetes
     user), every cancel and retry request and every read of a guideline text, newest first.
-    Kept as long as the jobs (`db_retention_days`)."""
+    Reads of one job's text by one key within `audit_read_window_seconds` are one entry
+    (`detail.reads`). Kept `audit_retention_days`, at most as long as the jobs."""
     before = decode_audit_cursor(cursor) if cursor is not None else None
     job = service.parse_event_id(event_id) if event_id is not None else None
     rows = service.audit_page(

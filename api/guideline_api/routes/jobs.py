@@ -45,6 +45,7 @@ from guideline_api.service import Submission
 from guideline_api.submission import (
     check_idempotency_key,
     decode_json_object,
+    item_key,
     parse_submission,
     validate_submission,
 )
@@ -69,12 +70,14 @@ SUBMIT_DESCRIPTION = (
     "**Limits**: bodies over `max_body_bytes` are refused unread (413 `body_too_large`); "
     "a `guideline_text` longer than `max_guideline_chars` is 413 `text_too_long`; a "
     "`model` outside the tenant's allowlist is 422 `model_not_allowed`; more than "
-    "`max_pending_jobs` PENDING jobs is 429 `backlog_full`, more than the tenant's "
-    "`max_pending_jobs` is 429 `tenant_backlog_full`, more guideline text in the cluster "
-    "than `tenant_max_inflight_text_bytes` (its jobs not finished or finished within "
-    "`cr_retention_seconds`) is 429 `tenant_text_quota`, more than its submissions per minute "
-    "(counted in PostgreSQL, across API replicas) is 429 `rate_limited`; each 429 carries "
-    "`Retry-After`.\n\n"
+    "`max_pending_jobs` PENDING jobs, or more beyond the tenant's guaranteed share than "
+    "the backlog shares, is 429 `backlog_full`, more than the tenant's own cap is 429 "
+    "`tenant_backlog_full`, more guideline text in the cluster than "
+    "`tenant_max_inflight_text_bytes` (its jobs not finished or finished within "
+    "`cr_retention_seconds`) is 429 `tenant_text_quota`, more than its requests per minute "
+    "(counted in PostgreSQL, across API replicas; refused submissions, cancels and retries "
+    "count too) is 429 `rate_limited`; each 429 carries `Retry-After`. A `max_retries` above "
+    "`max_retries_limit` is 422.\n\n"
     "**Input rule**: " + CONTROL_RULE
 )
 
@@ -142,9 +145,13 @@ async def submit_job(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobView:
     """Submit a guideline for summarizing (see the description above)."""
-    job = parse_submission(body, request.headers.get("content-type"))
-    key = check_idempotency_key(idempotency_key)
-    outcome = await run_in_threadpool(service.submit, ctx, principal, Submission(job, key))
+    item: Submission | ApiError
+    try:
+        job = parse_submission(body, request.headers.get("content-type"))
+        item = Submission(job, check_idempotency_key(idempotency_key))
+    except ApiError as err:
+        item = err  # refused, and charged against the tenant's rate all the same
+    outcome = await run_in_threadpool(service.submit, ctx, principal, item)
     event_id = str(outcome.row["event_id"])
     request.state.event_id = event_id  # for the access log line
     response.headers["Location"] = f"{request.url.path.rstrip('/')}/{event_id}"
@@ -184,7 +191,7 @@ def _batch_items(
                 raise ApiError(
                     422, Reason.INVALID_IDEMPOTENCY_KEY, "idempotency_key must be a string"
                 )
-            key = own_key if own_key is not None else (batch_key and f"{batch_key}:{index}")
+            key = own_key if own_key is not None else (batch_key and item_key(batch_key, index))
             job = validate_submission(item, field_prefix=f"items.{index}.")
             parsed.append(Submission(job, check_idempotency_key(key)))
         except ApiError as err:
@@ -216,10 +223,15 @@ def _item_result(index: int, answer: service.Outcome | ApiError) -> BatchItemRes
         "`idempotency_key`) accepted in **one transaction**: the answer lists, in order, "
         "each item's job (`event_id`, `status`, `replayed` for an Idempotency-Key replay) "
         "or its error (`reason`, `message`, `details` naming `items.<index>.<field>`). An "
-        "invalid item does not stop the others. An `Idempotency-Key` header gives item *i* "
-        "the key `<header>:<i>` unless it has its own, so a retried batch creates nothing "
-        "twice. A limit the whole batch would exceed (backlog, tenant backlog, rate) is a "
-        "429 for the batch and records nothing. This is how a corpus is ingested."
+        "invalid item does not stop the others, nor does an item reusing an earlier item's "
+        "key with another body (422 `idempotency_key_reused` in its place). An "
+        "`Idempotency-Key` header gives item *i* the key `<header>:<i>` (`sha256:<hex of "
+        "the header>:<i>` when that would exceed 255 characters) unless it has its own, so "
+        "a retried batch creates nothing twice. Every item counts against the tenant's "
+        "rate (replays excepted); a limit the whole batch would exceed (backlog, tenant "
+        "backlog, rate) is a 429 for the batch and records nothing, checked before any "
+        "callback host is resolved (each distinct host once, within "
+        "`callback_dns_budget_seconds`). This is how a corpus is ingested."
     ),
     responses={
         202: {"description": "Each item's job or error, in order."},
@@ -259,9 +271,14 @@ async def submit_batch(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> BatchResult:
     """Submit a batch (see the description above)."""
-    data = decode_json_object(body, request.headers.get("content-type"))
-    batch_key = check_idempotency_key(idempotency_key)
-    items = _batch_items(data, ctx.settings.max_batch_size, batch_key)
+    try:
+        data = decode_json_object(body, request.headers.get("content-type"))
+        batch_key = check_idempotency_key(idempotency_key)
+        items = _batch_items(data, ctx.settings.max_batch_size, batch_key)
+    except ApiError as err:
+        # Refused as a whole: charged against the tenant's rate (as one item), then raised.
+        await run_in_threadpool(service.submit, ctx, principal, err)
+        raise
     answers = await run_in_threadpool(service.submit_many, ctx, principal, items)
     results = [_item_result(i, a) for i, a in enumerate(answers)]
     accepted = sum(1 for a in answers if isinstance(a, service.Outcome) and a.created)
@@ -292,7 +309,8 @@ async def get_job(
         None,
         description="Comma-separated extras: `history` (status transitions and API "
         "requests, attempts included), `text` (the submitted guideline_text, verbatim; "
-        "each read is recorded in the audit trail).",
+        "recorded in the audit trail: one entry per key and job per "
+        "`audit_read_window_seconds`, counting the reads).",
     ),
 ) -> JobView:
     """The job from PostgreSQL (primary-key lookup): `result` when COMPLETED, `error` when
@@ -495,12 +513,14 @@ CANCEL_DOC: dict[str, Any] = dict(
             (Reason.JOB_FINISHED, "job ... is already COMPLETED; nothing to cancel"),
         ),
         **BAD_EVENT_ID,
+        **LIMITED,
     },
 )
 CANCEL_DESCRIPTION = (
     "Cancels a PENDING or PROCESSING job: it is **CANCELLED at once** (the answer and every "
     "later read say so); the dispatcher then sets the `cancel-requested` annotation on its "
-    "GuidelineJob and the operator deletes the Job and its pod. A finished job is a 409."
+    "GuidelineJob and the operator deletes the Job and its pod. A finished job is a 409. "
+    "Each cancel counts against the tenant's requests per minute (429 `rate_limited`)."
 )
 
 
@@ -540,7 +560,9 @@ def cancel_job(
         "outcome); the dispatcher bumps the `retry-requested` counter annotation of its "
         "GuidelineJob (re-creating it, with its `max_retries`, if retention deleted it) and "
         "the operator runs a new Job with the same event_id; `attempts` keeps counting and "
-        "`?include=history` keeps every attempt. Any other status is a 409."
+        "`?include=history` keeps every attempt. Any other status is a 409, and so is a "
+        "job that has had `max_runs_per_job` runs (`too_many_runs`). Each retry counts "
+        "against the tenant's requests per minute (429 `rate_limited`)."
     ),
     responses={
         202: {"description": "The job, PENDING again."},
@@ -548,11 +570,12 @@ def cancel_job(
         **NOT_FOUND,
         **problem(
             409,
-            "The job is neither FAILED nor CANCELLED.",
+            "The job is neither FAILED nor CANCELLED, or has had `max_runs_per_job` runs.",
             (
                 Reason.JOB_NOT_RETRYABLE,
                 "job ... is COMPLETED; only FAILED or CANCELLED jobs can be retried",
             ),
+            (Reason.TOO_MANY_RUNS, "job ... has had 10 runs (limit 10); submit it again ..."),
         ),
         **TOO_LARGE,
         **BAD_EVENT_ID,
