@@ -296,19 +296,32 @@ def test_containers_are_hardened_probed_and_bounded(helm: Helm, rendering: str) 
                 assert {"cpu", "memory"} <= set(container["resources"][bound]), name
 
 
-def test_settings_env_names_exist_in_the_components_settings(installed: Installed) -> None:
-    """Every GUIDELINE_* variable the chart sets is a real setting (a typo would be ignored)."""
+def test_settings_env_names_exist_in_the_components_settings(
+    installed: Installed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every GUIDELINE_* variable the chart sets is a real setting (a typo would be ignored),
+    and its rendered value parses (Helm renders a large integer as a float, 6.7108864e+07,
+    which the settings refuse: the API pod would not start)."""
     pairs = [
         (component(installed.objects, "Deployment", "api"), ApiSettings),
         (component(installed.objects, "StatefulSet", "operator"), OperatorSettings),
     ]
     for workload, settings in pairs:
         container = workload["spec"]["template"]["spec"]["containers"][0]
+        literal = {}
         for entry in container["env"]:
             name = entry["name"]
             if name.startswith("GUIDELINE_"):
                 field = name.removeprefix("GUIDELINE_").lower()
                 assert field in settings.model_fields, f"{name}: no {settings.__name__} field"
+                if "value" in entry and "$(" not in entry["value"]:
+                    literal[name] = entry["value"]
+        with monkeypatch.context() as env:
+            for name in [n for n in os.environ if n.startswith("GUIDELINE_")]:
+                env.delenv(name)
+            for name, value in literal.items():
+                env.setenv(name, value)
+            settings(_env_file=None)  # raises on a value the component would refuse
     config = component(installed.objects, "ConfigMap", "runner")
     runner_env = set()
     for name, info in RunnerSettings.model_fields.items():
