@@ -274,3 +274,15 @@ def test_the_real_test_set_is_covered_by_actionable_items(path: Path) -> None:
         assert item.strength is not None or not _MODAL.search(quote), quote
         if item.grade is not None:
             assert text[item.grade.start : item.grade.end] == item.grade.text
+
+
+def test_the_api_documents_the_items_the_runner_writes() -> None:
+    from guideline_api.schemas import CHECKLIST_ITEM_SCHEMA, JobView
+    from guideline_runner.models import ChecklistItem, Strength
+
+    documented = CHECKLIST_ITEM_SCHEMA["properties"]
+    assert set(documented) == set(ChecklistItem.model_fields)
+    strength = documented["strength"]["anyOf"][0]
+    assert strength["enum"] == [s.value for s in Strength]
+    result = JobView.model_json_schema()["properties"]["result"]
+    assert result["properties"]["checklist"]["items"] == CHECKLIST_ITEM_SCHEMA
