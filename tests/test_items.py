@@ -17,9 +17,9 @@ from guideline_runner.chain import run_chain
 from guideline_runner.models import checklist_response_format
 from guideline_runner.providers import make_provider
 from support.checklists import assert_grounded_in
+from support.documents import GUIDELINES
 from support.fake_llm import FakeLLM
 
-GUIDELINES = Path(__file__).parent / "data" / "guidelines"
 TEST_SET = sorted(p for p in GUIDELINES.glob("*.md") if p.name != "PROVENANCE.md")
 
 # Sentences no one can act on, as published guidelines word them.
@@ -286,3 +286,22 @@ def test_the_api_documents_the_items_the_runner_writes() -> None:
     assert strength["enum"] == [s.value for s in Strength]
     result = JobView.model_json_schema()["properties"]["result"]
     assert result["properties"]["checklist"]["items"] == CHECKLIST_ITEM_SCHEMA
+
+
+def test_the_uspstf_grades_are_the_statements_own_labels() -> None:
+    path = GUIDELINES / "uspstf-specific-recommendations.md"
+    text = path.read_text(encoding="utf-8")
+    labels = {
+        (m.start(1), m.group(1))
+        for m in re.finditer(r"\(([ABCD] recommendation|I statement)\)", text)
+    }
+
+    result = extractive(text)
+
+    graded = [item for item in result.checklist if item.grade is not None]
+    assert len(graded) >= 100
+    assert {(i.grade.start, i.grade.text) for i in graded} <= labels
+    # Every recommendation statement (A to D; an I statement makes none, so is no item)
+    # lends its label to an item.
+    recommendations = {label for label in labels if label[1] != "I statement"}
+    assert recommendations <= {(i.grade.start, i.grade.text) for i in graded}

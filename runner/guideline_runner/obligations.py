@@ -88,9 +88,10 @@ _EVIDENCE_SUMMARY: Final = re.compile(
 _BACKGROUND: Final = re.compile(
     r"^(?:in|from|a|an|one|another|the) (?:\w+ ){0,3}(?:(?:19|20)\d\d )?(?:\w+ ){0,2}"
     r"(?:study|survey|trial|review|analysis|meta-analysis|cohort|report|audit|poll)\b"
-    r"|\b(?:study|survey|trial|meta-analysis|investigators|researchers|respondents|"
-    r"authors) (?:\w+ ){0,4}(?:found|reported|showed|demonstrated|observed|noted|"
-    r"concluded)\b"
+    r"|\b(?:stud(?:y|ies)|surveys?|trials?|RCTs|meta-analys[ie]s|models?|investigators|"
+    r"researchers|respondents|authors|evidence)\b(?: [\w,()-]+){0,4} (?:found|finds|"
+    r"reported|showed|shown|demonstrated|demonstrates|observed|noted|concluded|"
+    r"suggests?|indicates?|estimated)\b"
     r"|\b(?:approximately|about|nearly|almost|over|more than|fewer than) (?:half|"
     r"one[- ]third|two[- ]thirds|a quarter|\d+(?:\.\d+)? ?%) of (?:\w+ ){0,3}"
     r"(?:respond|participa|surveyed|patients|physicians|pediatricians|clinicians)",
