@@ -35,8 +35,9 @@ from guideline_runner.text import Unit, split_units
 __all__ = ["ExtractiveProvider", "extractive_checklist", "extractive_summary", "priority_of"]
 
 MODEL: Final = "extractive-v1"
-# A full-length guideline states hundreds of recommendations (the setting's default too).
-DEFAULT_MAX_ITEMS: Final = 500
+# A full-length guideline states hundreds of obligations (SP 800-63A-4 and 63B-4 together:
+# 752); the setting's default too.
+DEFAULT_MAX_ITEMS: Final = 1000
 
 
 def _wordset(words: str) -> frozenset[str]:
