@@ -264,6 +264,32 @@ def test_extractive_provider_from_the_spec_needs_no_llm(
     assert fake.requests() == []
 
 
+def test_strength_and_grade_survive_the_status_schema(
+    cluster: LocalCluster, namespace: str, fake: FakeLLM, tmp_path: Path
+) -> None:
+    # The apiserver prunes status fields its CRD does not declare.
+    text = (
+        "## Waste\n\nChemical waste shall not be poured into sinks (Strong recommendation).\n"
+        "Spills should be reported to the lab manager at once.\n"
+    )
+    name = create_guideline_job(cluster, namespace, provider="extractive", text=text)
+    name = name["metadata"]["name"]
+
+    run = run_runner(cluster, namespace, name, fake, tmp_path, OPENAI_API_KEY="")
+
+    assert run.returncode == RunnerExit.OK, run.stderr
+    result = status_of(cluster, namespace, name)["result"]
+    graded, plain = result["checklist"]
+    grade = "Strong recommendation"
+    assert (graded["strength"], graded["grade"]) == (
+        "must_not",
+        {"text": grade, "start": text.index(grade), "end": text.index(grade) + len(grade)},
+    )
+    # A null is a deletion in the runner's merge patch: no grade, no key.
+    assert (plain["strength"], "grade" in plain) == ("should", False)
+    assert result["quality"]["capped_items"] == 0
+
+
 def test_a_missing_guideline_job_is_not_retried(
     cluster: LocalCluster, namespace: str, tmp_path: Path
 ) -> None:

@@ -196,7 +196,7 @@ def checklist_of(passages: Sequence[str]) -> dict[str, Any]:
     items, at = [], 0
     for n, quote in enumerate(passages):
         source = {"quote": quote, "start": at, "end": at + len(quote)}
-        items.append({"item": f"Obligation {n}: {quote}", "priority": "must", "source": source})
+        items.append({"item": f"Obligation {n}: {quote}", "priority": "high", "source": source})
         at += len(quote) + 1
     return {"summary": "s", "checklist": items, "quality": {"uncovered": []}}
 

@@ -254,6 +254,62 @@ JOB_EXAMPLE = {
 }
 
 
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+# One checklist item of `result.checklist`, as the runner writes it (the result itself is
+# passed through as stored, so its schema is documentation and the contract tests' check).
+CHECKLIST_ITEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An action someone can take or check (never a question, heading, "
+    "evidence summary, background or a statement that no recommendation is made).",
+    "properties": {
+        "item": {"type": "string", "description": "What to do."},
+        "priority": {"type": "string", "enum": ["high", "medium", "low"]},
+        "category": {"type": "string", "description": "A short grouping label."},
+        "source": _nullable(
+            {
+                "type": "object",
+                "description": "The passage the item comes from: "
+                "guideline_text[start:end] == quote. Null when the quote is not in the text.",
+                "properties": {
+                    "quote": {"type": "string"},
+                    "start": {"type": "integer", "minimum": 0},
+                    "end": {"type": "integer", "minimum": 0},
+                    "match": {"type": "string", "enum": ["exact", "normalized"]},
+                },
+                "required": ["quote", "start", "end"],
+            }
+        ),
+        "grounded": {"type": "boolean"},
+        "strength": _nullable(
+            {
+                "type": "string",
+                "enum": ["must", "must_not", "should", "should_not", "may"],
+                "description": "How the source words it (must_not / should_not: a "
+                "prohibition). Null when it words none or the item is not grounded.",
+            }
+        ),
+        "grade": _nullable(
+            {
+                "type": "object",
+                "description": "The grade or class the guideline states for the item "
+                '("Strong", "Class I, Level B", "Grade A"), verbatim from the text '
+                "near its quote: guideline_text[start:end] == text. Null when none is stated.",
+                "properties": {
+                    "text": {"type": "string"},
+                    "start": {"type": "integer", "minimum": 0},
+                    "end": {"type": "integer", "minimum": 0},
+                },
+                "required": ["text", "start", "end"],
+            }
+        ),
+    },
+    "required": ["item"],
+}
+
+
 class JobView(BaseModel):
     """A job as the API shows it. `result` only when COMPLETED, `error` only when FAILED or
     CANCELLED, `queue` only when PENDING, `history`/`guideline_text` only when asked for;
@@ -286,9 +342,12 @@ class JobView(BaseModel):
     )
     result: dict[str, Any] | None = Field(
         None,
-        description="`summary`, `checklist` (each item with its `source` and `grounded`), "
-        "`quality`, `needs_review`, `review`, `changes` (when it supersedes a job) and the "
-        "runner's metadata (provider, usage, ...).",
+        description="`summary`, `checklist` (each item with its `source`, `grounded`, "
+        "`strength` and `grade`), `quality`, `needs_review`, `review`, `changes` (when it "
+        "supersedes a job) and the runner's metadata (provider, usage, ...).",
+        json_schema_extra={
+            "properties": {"checklist": {"type": "array", "items": CHECKLIST_ITEM_SCHEMA}}
+        },
     )
     error: JobError | None = None
     queue: QueueInfo | None = None

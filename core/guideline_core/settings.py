@@ -561,7 +561,10 @@ class RunnerSettings(CommonSettings):
         24_000, description="Guidelines longer than this are summarized in parts (map-reduce)."
     )
     max_checklist_items: int = Field(
-        30, description="Most checklist items in a result (a longer answer is cut)."
+        1000,
+        description="Most checklist items in a result (a longer answer is cut, the "
+        "higher priorities kept by the extractive provider; `quality.capped_items` says how "
+        "many were left out).",
     )
     fallback_to_extractive: bool = Field(
         False, description="Complete with the extractive provider (degraded) if the LLM fails."

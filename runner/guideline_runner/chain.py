@@ -226,7 +226,7 @@ def _steps(
     usage[CHECKLIST] = items.usage
     durations[CHECKLIST] = record.duration
     grounded = ground(items.value, text, drop_ungrounded=gate.drop_ungrounded)
-    measured = quality.assess(grounded, obligations_of(text))
+    measured = quality.assess(grounded, obligations_of(text), capped_items=items.left_out)
     review = quality.review(measured, gate.thresholds)
     log.info(
         "checklist grounded",

@@ -16,7 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from guideline_runner.grades import GradeFinder
 from guideline_runner.models import ChecklistItem, DraftItem, Source
+from guideline_runner.obligations import strength_of
 
 # Shorter quotes ("must", "hands") would match almost anywhere and prove nothing.
 MIN_QUOTE_CHARS: Final = 8
@@ -147,8 +149,11 @@ class Grounded:
 
 def ground(drafts: list[DraftItem], text: str, *, drop_ungrounded: bool = False) -> Grounded:
     """Each draft as a result item with its verified source (or `grounded: false`);
-    ungrounded items are left out if `drop_ungrounded`."""
+    ungrounded items are left out if `drop_ungrounded`. A grounded item's strength is
+    the one its source words and its grade the one stated near it (the provider's own
+    claim of either is not trusted); an ungrounded item has neither."""
     locator = Locator(text)
+    grades = GradeFinder(text)
     taken: set[int] = set()
     items: list[ChecklistItem] = []
     grounded = dropped = 0
@@ -169,7 +174,15 @@ def ground(drafts: list[DraftItem], text: str, *, drop_ungrounded: bool = False)
             end=found.end,
             match=found.match,  # type: ignore[arg-type]
         )
-        items.append(ChecklistItem(**fields, source=source, grounded=True))
+        items.append(
+            ChecklistItem(
+                **fields,
+                source=source,
+                grounded=True,
+                strength=strength_of(source.quote),
+                grade=grades.find(found.start, found.end),
+            )
+        )
     return Grounded(items=items, proposed=len(drafts), grounded=grounded, dropped=dropped)
 
 

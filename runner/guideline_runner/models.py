@@ -24,6 +24,17 @@ class Priority(StrEnum):
     LOW = "low"
 
 
+class Strength(StrEnum):
+    """How the text words an item's modal: obligations, recommendations, options, and
+    the prohibitions of the first two."""
+
+    MUST = "must"
+    MUST_NOT = "must_not"
+    SHOULD = "should"
+    SHOULD_NOT = "should_not"
+    MAY = "may"
+
+
 class ItemFields(BaseModel):
     """What every checklist item says."""
 
@@ -40,14 +51,35 @@ class ItemFields(BaseModel):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+class Grade(BaseModel):
+    """The grade or class the guideline states for an item, verbatim:
+    `guideline_text[start:end] == text`."""
+
+    text: str
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+
+
 class DraftItem(ItemFields):
     """An item as a provider proposes it: with the verbatim passage of the guideline it
     comes from (`quote`), and where the provider knows it (the extractive one), the
     passage's offsets. Nothing here is trusted: grounding verifies it against the text."""
 
     quote: str | None = Field(None, max_length=MAX_QUOTE_CHARS)
+    # What the provider says; the result's strength is derived from the quote instead.
+    strength: Strength | None = None
     start: int | None = Field(None, ge=0, exclude=True)
     end: int | None = Field(None, ge=0, exclude=True)
+
+    @field_validator("strength", mode="before")
+    @classmethod
+    def _known_strength(cls, value: Any) -> Any:
+        # "Must not" and "must-not" mean must_not; a word outside the scale is dropped,
+        # not a reason to reject the item (the result derives strength from the quote).
+        if not isinstance(value, str):
+            return None
+        wording = "_".join(value.strip().lower().replace("-", " ").split())
+        return wording if wording in {s.value for s in Strength} else None
 
 
 class ChecklistAnswer(BaseModel):
@@ -71,10 +103,13 @@ class Source(BaseModel):
 
 class ChecklistItem(ItemFields):
     """One actionable item of a result, with its verified source (null if the provider's
-    quote is not in the guideline: then `grounded` is false)."""
+    quote is not in the guideline: then `grounded` is false), the strength its source
+    words and the grade the guideline states for it (both null when the text has none)."""
 
     source: Source | None = None
     grounded: bool = False
+    strength: Strength | None = None
+    grade: Grade | None = None
 
 
 class Passage(BaseModel):
@@ -92,6 +127,9 @@ class Quality(BaseModel):
     grounded_items: int = Field(description="Of those, items whose quote is in the text.")
     ungrounded_items: int
     dropped_items: int = Field(0, description="Ungrounded items left out (by the setting).")
+    capped_items: int = Field(
+        0, description="Items left out by the max_checklist_items cap (0: none was hit)."
+    )
     grounding: float = Field(description="grounded_items / items.")
     obligations: int = Field(description="Obligation sentences of the guideline.")
     covered_obligations: int = Field(description="Of those, covered by an item's source.")
@@ -135,8 +173,19 @@ def checklist_response_format(max_items: int) -> dict[str, Any]:
     item_schema = {
         "type": "object",
         "properties": {
-            "item": {"type": "string", "description": "One concrete action, imperative."},
+            "item": {
+                "type": "string",
+                "description": "One concrete action someone can take or check, imperative. "
+                "Never a question, a heading, an evidence summary, background, or a "
+                "statement that no recommendation is made.",
+            },
             "priority": {"type": "string", "enum": [p.value for p in Priority]},
+            "strength": {
+                "type": "string",
+                "enum": [s.value for s in Strength],
+                "description": "How the quoted text words it: must, must_not, should, "
+                "should_not, may.",
+            },
             "category": {"type": "string", "description": "Short lowercase grouping label."},
             "quote": {
                 "type": "string",
@@ -145,7 +194,7 @@ def checklist_response_format(max_items: int) -> dict[str, Any]:
                 "in between).",
             },
         },
-        "required": ["item", "priority", "category", "quote"],
+        "required": ["item", "priority", "strength", "category", "quote"],
         "additionalProperties": False,
     }
     schema = {

@@ -46,8 +46,9 @@ def duplicate_groups(items: list[ChecklistItem]) -> list[list[int]]:
     return [group for group in groups.values() if len(group) > 1]
 
 
-def assess(grounded: Grounded, obligations: list[Obligation]) -> Quality:
-    """The quality block of `grounded` items against the guideline's obligations."""
+def assess(grounded: Grounded, obligations: list[Obligation], *, capped_items: int = 0) -> Quality:
+    """The quality block of `grounded` items against the guideline's obligations
+    (`capped_items`: items the max_checklist_items cap left out)."""
     sources = [(i.source.start, i.source.end) for i in grounded.items if i.source is not None]
     uncovered = [
         Passage(text=o.quote, start=o.start, end=o.end)
@@ -60,6 +61,7 @@ def assess(grounded: Grounded, obligations: list[Obligation]) -> Quality:
         grounded_items=grounded.grounded,
         ungrounded_items=grounded.proposed - grounded.grounded,
         dropped_items=grounded.dropped,
+        capped_items=capped_items,
         grounding=_ratio(grounded.grounded, grounded.proposed),
         obligations=len(obligations),
         covered_obligations=covered,

@@ -18,6 +18,8 @@ class Completion(Generic[T]):
 
     value: T
     usage: Usage
+    # Checklist items the provider had but left out for the max_checklist_items cap.
+    left_out: int = 0
 
 
 class Provider(Protocol):

@@ -35,6 +35,9 @@ from guideline_runner.text import Unit, split_units
 __all__ = ["ExtractiveProvider", "extractive_checklist", "extractive_summary", "priority_of"]
 
 MODEL: Final = "extractive-v1"
+# A full-length guideline states hundreds of obligations (SP 800-63A-4 and 63B-4 together:
+# 752); the setting's default too.
+DEFAULT_MAX_ITEMS: Final = 1000
 
 
 def _wordset(words: str) -> frozenset[str]:
@@ -155,11 +158,18 @@ def _standalone(unit: Unit, before: Unit | None, text: str) -> DraftItem | None:
 def extractive_checklist(text: str, max_items: int) -> list[DraftItem]:
     """One item per normative or imperative sentence of `text`, in order; if there are
     more than `max_items`, the higher-priority ones are kept."""
+    return _checklist(text, max_items)[0]
+
+
+def _checklist(text: str, max_items: int) -> tuple[list[DraftItem], int]:
+    """The checklist of `text` and how many items the cap left out."""
     candidates: list[tuple[int, DraftItem]] = []
-    seen: set[str] = set()
+    # A sentence repeated in another section (the same requirement at AAL2 and at AAL3)
+    # is another obligation; repeated in the same section, it is the same one.
+    seen: set[tuple[str | None, str]] = set()
     units = split_units(text)
     for unit in units:
-        key = unit.text.lower()
+        key = (unit.heading, unit.text.lower())
         before = units[unit.index - 1] if unit.index else None
         item = None if key in seen else _standalone(unit, before, text)
         if item is None:
@@ -168,7 +178,8 @@ def extractive_checklist(text: str, max_items: int) -> list[DraftItem]:
         candidates.append((unit.index, item))
     rank = {Priority.HIGH: 0, Priority.MEDIUM: 1, Priority.LOW: 2}
     kept = sorted(candidates, key=lambda c: (rank[c[1].priority], c[0]))[:max_items]
-    return [item for _index, item in sorted(kept, key=lambda c: c[0])]
+    items = [item for _index, item in sorted(kept, key=lambda c: c[0])]
+    return items, len(candidates) - len(kept)
 
 
 class ExtractiveProvider:
@@ -178,7 +189,7 @@ class ExtractiveProvider:
     model = MODEL
     max_input_chars: int | None = None
 
-    def __init__(self, max_items: int = 30) -> None:
+    def __init__(self, max_items: int = DEFAULT_MAX_ITEMS) -> None:
         self.max_items = max_items
 
     def summarize(self, text: str, *, part: int = 1, parts: int = 1) -> Completion[str]:
@@ -192,7 +203,8 @@ class ExtractiveProvider:
     def checklist(self, summary: str, *, guideline: str) -> Completion[list[DraftItem]]:
         """Items from the normative sentences of the whole guideline (not the summary,
         which keeps only some of them)."""
-        return Completion(extractive_checklist(guideline, self.max_items), Usage())
+        items, left_out = _checklist(guideline, self.max_items)
+        return Completion(items, Usage(), left_out=left_out)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -173,13 +173,14 @@ class OpenAIProvider:
                 retryable=False,
             ) from None
         items = answer.items
-        if len(items) > self.max_items:
+        left_out = max(0, len(items) - self.max_items)
+        if left_out:
             log.warning(
                 "checklist longer than asked; keeping the first items",
                 extra={"items": len(items), "kept": self.max_items},
             )
             items = items[: self.max_items]
-        return Completion(items, usage)
+        return Completion(items, usage, left_out=left_out)
 
 
 def _describe(exc: pydantic.ValidationError) -> str:

@@ -24,13 +24,16 @@ COMBINE_SYSTEM = (
 
 CHECKLIST_SYSTEM = (
     "You turn the summary of a guideline into an actionable checklist. Each item is one "
-    "concrete action a person can check off, phrased as an imperative. priority is 'high' "
+    "concrete action a person can take or check off, phrased as an imperative. Questions, "
+    "headings, evidence summaries, background (studies, surveys, statistics) and "
+    "statements that no recommendation can be made are not items. priority is 'high' "
     "for obligations and prohibitions (must, shall, required, never), 'medium' for "
-    "recommendations (should), 'low' for options (may, can). category is a short lowercase "
-    "label grouping related items. quote is the sentence or passage of the guideline (not "
-    "of the summary) that the item comes from, copied verbatim: it is checked against the "
-    "guideline, and an item whose quote is not there is flagged. Give at most {max_items} "
-    "items. Answer only with JSON matching the given schema."
+    "recommendations (should), 'low' for options (may, can). strength is how the quoted "
+    "text words it: 'must', 'must_not', 'should', 'should_not' or 'may'. category is a "
+    "short lowercase label grouping related items. quote is the sentence or passage of the "
+    "guideline (not of the summary) that the item comes from, copied verbatim: it is "
+    "checked against the guideline, and an item whose quote is not there is flagged. Give "
+    "at most {max_items} items. Answer only with JSON matching the given schema."
 )
 
 
