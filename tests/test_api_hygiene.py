@@ -2,7 +2,8 @@
 (mojibake, stray controls, NFC), accept it, and count each repair in the job's `document`.
 
 Through the real app and PostgreSQL; the kubeconfig points at a dead port, so jobs stay
-PENDING and the COMPLETED state is written as the operator writes it."""
+PENDING and the COMPLETED state is written as the operator writes it; the last test creates
+the GuidelineJobs on the local control plane."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ import pytest
 from fastapi.testclient import TestClient
 from guideline_core import db
 from guideline_core.resource import Phase
-from support.api import api_client, auth, dead_kubeconfig, make_settings, problem
+from support.api import (
+    api_client,
+    auth,
+    dead_kubeconfig,
+    dispatched_row,
+    make_settings,
+    problem,
+)
+from support.cluster import LocalCluster
 from support.rows import mirror
 
 # The issue's case: UTF-8 `™` (E2 84 A2) read as Latin-1, in a disclaimer.
@@ -147,3 +156,23 @@ def test_a_text_with_nothing_readable_left_is_refused(
     with database.connection() as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM jobs")
         assert cur.fetchone()[0] == 0
+
+
+@pytest.mark.cluster
+def test_the_guideline_job_of_a_cleaned_text_passes_the_crd(
+    database: db.Database, cluster: LocalCluster
+) -> None:
+    """The CRD refuses these texts as sent (tests/test_security.py); the API's GuidelineJob
+    carries them cleaned, and is created."""
+    namespace = cluster.create_namespace("api-hygiene")
+    try:
+        settings = make_settings(database.url, cluster.kubeconfig, namespace=namespace)
+        with api_client(settings) as client:
+            submitted = {_submit(client, DISCLAIMER).json()["event_id"]: REPAIRED}
+            submitted[_submit(client, CONTROLS).json()["event_id"]] = CONTROLS_CLEANED
+            for event_id, cleaned in submitted.items():
+                row = dispatched_row(database, event_id)
+                cr = cluster.get_json("guidelinejobs", row["cr_name"], "-n", namespace)
+                assert cr["spec"]["guidelineText"] == cleaned
+    finally:
+        cluster.delete_namespace(namespace)

@@ -105,8 +105,9 @@ SUBMIT_DESCRIPTION = (
         **UNSUPPORTED,
         **problem(
             422,
-            "Malformed JSON, invalid UTF-8, a missing/blank/mistyped field, a forbidden "
-            "control character, a model not allowed, a refused `callback_url`, an unknown "
+            "Malformed JSON, invalid UTF-8, a missing/blank/mistyped field (guideline_text "
+            "with nothing readable once cleaned is blank), a control character in `title`, "
+            "a model not allowed, a refused `callback_url`, an unknown "
             "`supersedes` job, or an Idempotency-Key that is invalid or reused with another "
             "body.",
             (Reason.MALFORMED_JSON, "malformed JSON: Expecting value at line 1 column 1"),
@@ -114,7 +115,7 @@ SUBMIT_DESCRIPTION = (
             (Reason.VALIDATION, "guideline_text: Field required"),
             (
                 Reason.CONTROL_CHARACTERS,
-                "guideline_text: contains control character U+0000 at index 4; ...",
+                "title: contains control character U+000A at index 3; ...",
             ),
             (Reason.MODEL_NOT_ALLOWED, "model 'gpt-4o' is not allowed for tenant alice"),
             (
