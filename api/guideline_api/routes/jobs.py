@@ -148,7 +148,8 @@ async def submit_job(
     """Submit a guideline for summarizing (see the description above)."""
     item: Submission | ApiError
     try:
-        job = parse_submission(body, request.headers.get("content-type"))
+        # In a thread: cleaning a long text full of defects takes a while (ftfy).
+        job = await run_in_threadpool(parse_submission, body, request.headers.get("content-type"))
         item = Submission(job, check_idempotency_key(idempotency_key))
     except ApiError as err:
         item = err  # refused, and charged against the tenant's rate all the same
@@ -275,7 +276,7 @@ async def submit_batch(
     try:
         data = decode_json_object(body, request.headers.get("content-type"))
         batch_key = check_idempotency_key(idempotency_key)
-        items = _batch_items(data, ctx.settings.max_batch_size, batch_key)
+        items = await run_in_threadpool(_batch_items, data, ctx.settings.max_batch_size, batch_key)
     except ApiError as err:
         # Refused as a whole: charged against the tenant's rate (as one item), then raised.
         await run_in_threadpool(service.submit, ctx, principal, err)
