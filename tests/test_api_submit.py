@@ -492,7 +492,7 @@ def test_batch_accepts_valid_items_in_one_transaction_and_reports_each_error_by_
 ) -> None:
     items = [{"guideline_text": f"{TEXT} Section {n}.", "title": f"S{n}"} for n in range(3)] + [
         {"guideline_text": "   "},  # blank
-        {"guideline_text": "Bad \x00 byte"},  # control character
+        {"guideline_text": TEXT, "title": "Bad \x00 byte"},  # a control in the title
         {"guideline_text": TEXT, "colour": "red"},  # unknown field
         "not an object",
         {"guideline_text": TEXT, "idempotency_key": "item-7"},
@@ -510,6 +510,7 @@ def test_batch_accepts_valid_items_in_one_transaction_and_reports_each_error_by_
     assert errors[3]["reason"] == "validation_error"
     assert errors[3]["details"][0]["field"] == "items.3.guideline_text"
     assert errors[4]["reason"] == "control_characters"
+    assert errors[4]["details"][0]["field"] == "items.4.title"
     assert errors[5]["details"][0]["field"] == "items.5.colour"
     assert "must be a JSON object" in errors[6]["message"]
     assert count_rows(database) == 4

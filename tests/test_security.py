@@ -848,12 +848,17 @@ def test_kubectl_cr_with_a_model_outside_its_tenants_allowlist_fails_without_run
 # --- the CRD applies the API's input rules --------------------------------------------------
 
 BAD_INPUTS = [
-    {"guidelineText": "Wash hands.\x00"},
-    {"guidelineText": "Wash\x1b[31m hands."},
-    {"guidelineText": "Wash hands.\x85"},
     {"guidelineText": "Wash hands.", "title": "Title\nwith a line feed"},
     {"guidelineText": "Wash hands.", "model": "gpt-4o; rm -rf /"},
     {"guidelineText": "Wash hands.", "model": "-leading-dash"},
+]
+# The CRD refuses these; the API cleans them (tests/test_api_hygiene.py) and accepts.
+DIRTY_INPUTS = [
+    {"guidelineText": "Wash hands.\x00"},
+    {"guidelineText": "Wash\x1b[31m hands."},
+    {"guidelineText": "Wash hands.\x81"},
+    {"guidelineText": "Wash hands.\x0cPage 2"},
+    {"guidelineText": "Disclaimer: AHRQ\u00e2\u0084\u00a2 does not endorse it."},
 ]
 GOOD_INPUTS = [
     {"guidelineText": "Wash hands.\n\tBefore each patient.\r\n"},
@@ -862,31 +867,47 @@ GOOD_INPUTS = [
 
 
 @pytest.mark.cluster
-def test_crd_rejects_exactly_what_the_api_rejects(cluster: LocalCluster) -> None:
+def test_crd_admits_exactly_what_the_api_would_create(cluster: LocalCluster) -> None:
+    """The CRD refuses what the API refuses, and whatever the API accepts (cleaned) passes
+    the CRD; a text the API only cleans is still refused as applied by kubectl."""
     from guideline_api.schemas import SubmitJob
     from pydantic import ValidationError
 
-    def api_accepts(spec: dict[str, Any]) -> bool:
+    def api_spec(spec: dict[str, Any]) -> dict[str, Any] | None:
+        """The spec the API would put in the GuidelineJob, or None if it refuses."""
         body = {"guideline_text": spec["guidelineText"]}
         body.update({k: spec[k] for k in ("title", "model") if k in spec})
         try:
-            SubmitJob.model_validate(body)
+            job = SubmitJob.model_validate(body)
         except ValidationError:
-            return False
-        return True
+            return None
+        return {**spec, "guidelineText": job.guideline_text}
 
     namespace = cluster.create_namespace("t-sec-crd")
+    created = 0
+
+    def crd_admits(spec: dict[str, Any]) -> bool:
+        nonlocal created
+        manifest = kubectl_cr(f"input-{created}")
+        created += 1
+        manifest["spec"] = spec
+        result = cluster.kubectl(
+            "create", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False
+        )
+        return result.returncode == 0
+
     try:
-        for i, spec in enumerate(BAD_INPUTS + GOOD_INPUTS):
-            manifest = kubectl_cr(f"input-{i}")
-            manifest["spec"] = spec
-            result = cluster.kubectl(
-                "create", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False
-            )
-            assert (result.returncode == 0) == api_accepts(spec) == (spec in GOOD_INPUTS), (
-                spec,
-                result.stderr,
-            )
+        for spec in BAD_INPUTS:
+            assert api_spec(spec) is None, spec
+            assert not crd_admits(spec), spec
+        for spec in GOOD_INPUTS:
+            assert api_spec(spec) == spec, spec
+            assert crd_admits(spec), spec
+        for spec in DIRTY_INPUTS:
+            cleaned = api_spec(spec)
+            assert cleaned is not None and cleaned != spec, spec
+            assert not crd_admits(spec), spec
+            assert crd_admits(cleaned), cleaned
     finally:
         cluster.delete_namespace(namespace)
 

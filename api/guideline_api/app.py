@@ -80,9 +80,10 @@ validation errors) are extension members. Reasons: `malformed_json`, `invalid_ut
 `database_unavailable` (503), `internal_error` (500). Kubernetes being down is no error:
 jobs wait PENDING (see `status_reason`).
 
-**Input hygiene.** UTF-8 only. Control characters (U+0000-U+001F, U+007F-U+009F) are
-rejected with `control_characters`, except tab, line feed and carriage return in
-`guideline_text`. Nothing is stripped or HTML-escaped: text is stored and returned as sent.
+**Input hygiene.** UTF-8 only. `guideline_text` is cleaned, not refused: put in NFC,
+mojibake repaired, stray control characters (other than tab, line feed, carriage return)
+replaced; the job's `document.warnings` counts each kind of repair. A `title` with a
+control character is refused with `control_characters`. Nothing is HTML-escaped.
 Bodies over `max_body_bytes` are refused with 413 before they are parsed.
 """
 

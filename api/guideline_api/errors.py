@@ -78,7 +78,7 @@ TITLES: dict[str, str] = {
     Reason.MALFORMED_JSON: "The body is not valid JSON",
     Reason.INVALID_UTF8: "The body is not valid UTF-8",
     Reason.VALIDATION: "The request is invalid",
-    Reason.CONTROL_CHARACTERS: "The text contains forbidden control characters",
+    Reason.CONTROL_CHARACTERS: "The title contains a control character",
     Reason.UNSUPPORTED_MEDIA_TYPE: "The body must be application/json",
     Reason.BODY_TOO_LARGE: "The request body is too large",
     Reason.HEADERS_TOO_LARGE: "The request line and headers are too large",

@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Any, Literal
 
+from guideline_core.documents.hygiene import CleanText, TextWarning, clean_text
 from guideline_core.resource import (
     MAX_GUIDELINE_CHARS,
     MAX_MODEL_CHARS,
     MAX_RETRIES_LIMIT,
     MAX_TITLE_CHARS,
 )
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from guideline_api.webhooks.targets import MAX_URL_CHARS, TargetRefusedError, check_form
 
 CONTROL_RULE = (
-    "Text must be valid Unicode sent as UTF-8. Control characters (Unicode category Cc: "
-    "U+0000-U+001F, U+007F-U+009F) are rejected, except tab (U+0009), line feed (U+000A) "
-    "and carriage return (U+000D) in guideline_text; title allows none. Unpaired "
-    "surrogates (\\ud800-\\udfff escapes) are rejected. Nothing is stripped or escaped: "
-    "accepted text is stored and returned exactly as sent."
+    "Text must be valid Unicode sent as UTF-8. guideline_text is cleaned, not refused: put in "
+    "NFC, mojibake (UTF-8 read as Latin-1/Windows-1252) repaired, and stray control "
+    "characters (U+0000-U+001F and U+007F-U+009F other than tab, line feed and carriage "
+    "return; unpaired surrogates) replaced: form feed and vertical tab by a line feed, the "
+    "rest by U+FFFD; each kind of repair is counted in the job's `document.warnings`. A text "
+    "with nothing left but whitespace and U+FFFD is refused (422 `validation_error`, type "
+    "`blank`). title is not cleaned: a control character or unpaired surrogate in it is "
+    "refused (422 `control_characters`)."
 )
-_TEXT_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_READABLE = re.compile(r"[^\s\ufffd]")
 _LINE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
 
@@ -40,6 +53,17 @@ def _check_chars(value: str, forbidden: re.Pattern[str]) -> str:
             {"kind": kind, "code": f"{ord(char):04X}", "index": m.start()},
         )
     return value
+
+
+@functools.lru_cache(maxsize=4)
+def _cleaned(text: str) -> CleanText:
+    """`clean_text`, remembered for the few texts being validated (the field validator
+    checks the cleaned text, the model validator keeps it)."""
+    return clean_text(text)
+
+
+def _readable(text: str) -> bool:
+    return _READABLE.search(text) is not None
 
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -128,12 +152,39 @@ class SubmitJob(BaseModel):
         examples=["https://hooks.example.com/guidelines"],
     )
 
+    _submitted_text: str = PrivateAttr("")
+    _text_warnings: list[TextWarning] = PrivateAttr(default_factory=list)
+
     @field_validator("guideline_text")
     @classmethod
     def _text(cls, value: str) -> str:
         if not value.strip():
             raise PydanticCustomError("blank", "must not be empty or only whitespace")
-        return _check_chars(value, _TEXT_FORBIDDEN)
+        if not _readable(_cleaned(value).text):
+            raise PydanticCustomError(
+                "blank",
+                "has nothing to read once cleaned: only whitespace and control characters "
+                "(or U+FFFD)",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _clean_text(self) -> SubmitJob:
+        cleaned = _cleaned(self.guideline_text)
+        self._submitted_text = self.guideline_text
+        self._text_warnings = cleaned.warnings
+        self.guideline_text = cleaned.text
+        return self
+
+    @property
+    def submitted_text(self) -> str:
+        """guideline_text as the client sent it (what the Idempotency-Key's hash covers)."""
+        return self._submitted_text or self.guideline_text
+
+    @property
+    def text_warnings(self) -> list[TextWarning]:
+        """The repairs `clean_text` made to guideline_text (offsets into the submitted text)."""
+        return self._text_warnings
 
     @field_validator("title")
     @classmethod
@@ -151,6 +202,33 @@ class SubmitJob(BaseModel):
                     "callback_url", "{problem}", {"problem": str(exc)}
                 ) from None
         return value
+
+
+class DocumentWarning(BaseModel):
+    """One kind of repair made to the submitted text."""
+
+    kind: str = Field(
+        description="`mojibake` (UTF-8 read as Latin-1/Windows-1252, repaired with ftfy), "
+        "`control_characters` (a stray C0/C1 control or unpaired surrogate replaced) or "
+        "`unicode_normalization` (put in NFC)."
+    )
+    count: int = Field(description="How many places were repaired.")
+    first_offset: int = Field(
+        description="Offset (code points) of the first one in the text as submitted."
+    )
+
+
+class DocumentInfo(BaseModel):
+    """The job's document as the API accepted it (JSON `guideline_text`)."""
+
+    media_type: str = Field(description="`text/plain` for a JSON `guideline_text`.")
+    extractor: str = Field(description="How the text was obtained: `json` (sent as text).")
+    bytes: int = Field(description="Size of the cleaned text in UTF-8.")
+    sha256: str = Field(description="SHA-256 (hex) of the cleaned text in UTF-8.")
+    characters: int = Field(description="Code points of the cleaned text.")
+    warnings: list[DocumentWarning] = Field(
+        description="Each kind of repair the text hygiene made (empty: none was needed)."
+    )
 
 
 class JobError(BaseModel):
@@ -219,6 +297,7 @@ _OPTIONAL = (
     "supersedes",
     "needs_review",
     "webhook",
+    "document",
 )
 
 
@@ -344,7 +423,8 @@ class JobView(BaseModel):
         None,
         description="`summary`, `checklist` (each item with its `source`, `grounded`, "
         "`strength` and `grade`), `quality`, `needs_review`, `review`, `changes` (when it "
-        "supersedes a job) and the runner's metadata (provider, usage, ...).",
+        "supersedes a job), `document` (as the job's `document`) and the runner's metadata "
+        "(provider, usage, ...).",
         json_schema_extra={
             "properties": {"checklist": {"type": "array", "items": CHECKLIST_ITEM_SCHEMA}}
         },
@@ -355,6 +435,12 @@ class JobView(BaseModel):
     guideline_text: str | None = None
     webhook: WebhookInfo | None = Field(
         None, description="When the job has a callback URL: its webhook deliveries."
+    )
+    document: DocumentInfo | None = Field(
+        None,
+        description="The submitted text as accepted (size, sha256, the hygiene's repairs), "
+        "from submission on (also as `result.document` once COMPLETED). Absent for a job "
+        "made by kubectl.",
     )
 
     @model_serializer(mode="wrap")

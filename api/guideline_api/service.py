@@ -29,7 +29,7 @@ from guideline_api.auth import Principal
 from guideline_api.context import Context
 from guideline_api.errors import ApiError, Reason
 from guideline_api.schemas import SubmitJob
-from guideline_api.submission import request_hash
+from guideline_api.submission import document_info, request_hash
 from guideline_api.versions import check_supersedes, with_changes
 from guideline_api.views import queue_info
 from guideline_api.webhooks import store
@@ -340,6 +340,7 @@ def _insert(
                 review_thresholds=job.review.model_dump(exclude_none=True) if job.review else None,
                 callback_url=sub.callback_url,
                 trace_context=trace_context,
+                document=document_info(job),
             ),
         )
     except psycopg2.errors.UniqueViolation:

@@ -94,14 +94,29 @@ def validate_submission(data: Any, field_prefix: str = "") -> SubmitJob:
 
 
 def request_hash(req: SubmitJob) -> str:
-    """SHA-256 of the canonical body (fields given, sorted keys, compact separators)."""
+    """SHA-256 of the canonical body (fields given, sorted keys, compact separators), with
+    guideline_text as submitted: a body that differs only in what cleaning repairs is
+    another body."""
     canonical = json.dumps(
-        req.model_dump(exclude_none=True),
+        req.model_dump(exclude_none=True) | {"guideline_text": req.submitted_text},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def document_info(req: SubmitJob) -> dict[str, Any]:
+    """What is known of a JSON submission's text when it is accepted (`DocumentInfo`)."""
+    data = req.guideline_text.encode("utf-8")
+    return {
+        "media_type": "text/plain",
+        "extractor": "json",
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "characters": len(req.guideline_text),
+        "warnings": [w.as_dict() for w in req.text_warnings],
+    }
 
 
 def item_key(batch_key: str, index: int) -> str:

@@ -44,6 +44,9 @@ def to_view(
     """The API representation of a job row (with `deliveries`, its webhook section)."""
     status = row["status"]
     result = row.get("result") if status == Phase.COMPLETED else None
+    document = row.get("document")
+    if result is not None and document is not None and "document" not in result:
+        result = {**result, "document": document}
     error = None
     if status in (Phase.FAILED, Phase.CANCELLED):
         default = "Cancelled" if status == Phase.CANCELLED else "Unknown"
@@ -72,6 +75,7 @@ def to_view(
             "queue": queue,
             "history": history,
             "guideline_text": text,
+            "document": document,
             "webhook": (
                 {"url": row["callback_url"], "deliveries": deliveries}
                 if deliveries is not None and row.get("callback_url")

@@ -37,7 +37,7 @@ JOB_COLUMNS = (
     "submitted_by, idempotency_key, request_hash, created_at, updated_at, started_at, "
     "completed_at, tenant, created_by, max_retries, cr_uid, run, cancel_requested_at, "
     "dispatch_pending, dispatch_seq, dispatch_attempts, dispatch_error, dispatched_at, "
-    "supersedes, review_thresholds, callback_url, changes"
+    "supersedes, review_thresholds, callback_url, changes, document"
 )
 # NOTIFY channel of new `job_events` rows (payload `<event_id> <id>`, migration 0004).
 JOB_EVENTS_CHANNEL = "guideline_job_events"
@@ -268,6 +268,7 @@ class NewJob:
     review_thresholds: Mapping[str, float] | None = None
     callback_url: str | None = None  # webhook of its terminal states (checked by the API)
     trace_context: Mapping[str, str] | None = None  # W3C carrier of the submission's span
+    document: Mapping[str, Any] | None = None  # what the API knows of the text (migration 0012)
 
 
 def insert_job(conn: PgConnection, job: NewJob) -> bool:
@@ -282,9 +283,9 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
                               model, provider, submitted_by, idempotency_key, request_hash,
                               tenant, created_by, max_retries, cr_uid, dispatch_pending,
                               created_at, updated_at, supersedes, review_thresholds,
-                              callback_url, trace_context)
+                              callback_url, trace_context, document)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                    coalesce(%s, now()), coalesce(%s, now()), %s, %s, %s, %s)
+                    coalesce(%s, now()), coalesce(%s, now()), %s, %s, %s, %s, %s)
             ON CONFLICT (event_id) DO NOTHING
             """,
             (
@@ -310,6 +311,7 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
                 _json(job.review_thresholds),
                 job.callback_url,
                 _json(job.trace_context or None),
+                _json(job.document),
             ),
         )
         inserted = cur.rowcount == 1

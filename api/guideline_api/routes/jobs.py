@@ -105,8 +105,9 @@ SUBMIT_DESCRIPTION = (
         **UNSUPPORTED,
         **problem(
             422,
-            "Malformed JSON, invalid UTF-8, a missing/blank/mistyped field, a forbidden "
-            "control character, a model not allowed, a refused `callback_url`, an unknown "
+            "Malformed JSON, invalid UTF-8, a missing/blank/mistyped field (guideline_text "
+            "with nothing readable once cleaned is blank), a control character in `title`, "
+            "a model not allowed, a refused `callback_url`, an unknown "
             "`supersedes` job, or an Idempotency-Key that is invalid or reused with another "
             "body.",
             (Reason.MALFORMED_JSON, "malformed JSON: Expecting value at line 1 column 1"),
@@ -114,7 +115,7 @@ SUBMIT_DESCRIPTION = (
             (Reason.VALIDATION, "guideline_text: Field required"),
             (
                 Reason.CONTROL_CHARACTERS,
-                "guideline_text: contains control character U+0000 at index 4; ...",
+                "title: contains control character U+000A at index 3; ...",
             ),
             (Reason.MODEL_NOT_ALLOWED, "model 'gpt-4o' is not allowed for tenant alice"),
             (
@@ -147,7 +148,8 @@ async def submit_job(
     """Submit a guideline for summarizing (see the description above)."""
     item: Submission | ApiError
     try:
-        job = parse_submission(body, request.headers.get("content-type"))
+        # In a thread: cleaning a long text full of defects takes a while (ftfy).
+        job = await run_in_threadpool(parse_submission, body, request.headers.get("content-type"))
         item = Submission(job, check_idempotency_key(idempotency_key))
     except ApiError as err:
         item = err  # refused, and charged against the tenant's rate all the same
@@ -274,7 +276,7 @@ async def submit_batch(
     try:
         data = decode_json_object(body, request.headers.get("content-type"))
         batch_key = check_idempotency_key(idempotency_key)
-        items = _batch_items(data, ctx.settings.max_batch_size, batch_key)
+        items = await run_in_threadpool(_batch_items, data, ctx.settings.max_batch_size, batch_key)
     except ApiError as err:
         # Refused as a whole: charged against the tenant's rate (as one item), then raised.
         await run_in_threadpool(service.submit, ctx, principal, err)
