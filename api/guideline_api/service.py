@@ -24,11 +24,11 @@ from guideline_core.db import DatabaseUnavailableError
 from guideline_core.resource import Phase
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
-from guideline_api import callbacks, text_quota, tracing
+from guideline_api import callbacks, costs, text_quota, tracing
 from guideline_api.auth import Principal
 from guideline_api.context import Context
 from guideline_api.errors import ApiError, Reason
-from guideline_api.schemas import SubmitJob
+from guideline_api.schemas import JobEstimate, SubmitJob
 from guideline_api.submission import request_hash
 from guideline_api.versions import check_supersedes, with_changes
 from guideline_api.views import queue_info
@@ -448,6 +448,15 @@ def _check_batch_key(
             f"Idempotency-Key {key!r} is used by item {first} of this batch with a "
             "different body; use a new key for a new job",
         )
+
+
+def estimate(ctx: Context, principal: Principal, job: SubmitJob) -> JobEstimate:
+    """What `job` would take (parts, LLM calls, input tokens, cost), without any LLM call
+    and without recording anything; refused as a submission would be for its size or
+    model."""
+    _check_size(ctx, job)
+    _check_model(ctx, principal.tenant, job)
+    return costs.to_view(costs.estimate_of(ctx.settings, job))
 
 
 def submit(ctx: Context, principal: Principal, sub: Submission | ApiError) -> Outcome:

@@ -1,0 +1,137 @@
+"""Cost before and after (issue 21): `POST /jobs/estimate` answers from the text alone (parts
+cut by the runner's own splitting, LLM calls of the chain's structure, input tokens of a
+real tokenizer, the price table), with no LLM anywhere. The real app on a real PostgreSQL;
+the app points at a dead Kubernetes API and no LLM endpoint is running."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import bpe_openai
+import pytest
+from guideline_core import db
+from guideline_core.settings import ApiSettings
+from guideline_runner.text import content_chunks
+from support.api import api_client, auth, dead_kubeconfig, make_settings, problem
+
+Settings = Callable[..., ApiSettings]
+TEXT = (
+    "Hand Hygiene\n\nStaff must wash hands before every patient contact.\n\n"
+    "Gloves\n\nGloves should be changed between patients; <|endoftext|> is plain text here."
+)
+
+
+@pytest.fixture
+def settings_for(database: db.Database, tmp_path: Path) -> Settings:
+    kubeconfig = dead_kubeconfig(tmp_path)
+    return lambda **overrides: make_settings(database.url, kubeconfig, **overrides)
+
+
+def tokens(text: str, encoding: str = "o200k_base") -> int:
+    return len(bpe_openai.get_encoding(encoding).encode_ordinary(text))
+
+
+def long_text(paragraphs: int) -> str:
+    return "\n\n".join(
+        f"Section {n} says staff must record item {n} of the register, and should check "
+        f"every entry numbered {n * 7} twice before the shift ends." * 3
+        for n in range(paragraphs)
+    )
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs/estimate", "/jobs/estimate"])
+def test_a_short_guideline_is_one_part_two_calls_and_priced(settings_for: Settings, path: str):
+    with api_client(settings_for()) as client:
+        response = client.post(
+            path, json={"guideline_text": TEXT, "model": "gpt-4o-mini"}, headers=auth()
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        expected = tokens(TEXT.strip())
+        assert body["encoding"] == "o200k_base"
+        assert (body["sections"], body["parts"]) == (2, 1)
+        assert (body["map_calls"], body["reduce_calls"], body["checklist_calls"]) == (1, 0, 1)
+        assert body["llm_calls"] == 2
+        assert body["input_tokens"] == expected
+        assert body["cost"] == {
+            "amount": round(expected * 0.15 / 1_000_000, 6),
+            "currency": "USD",
+            "prices": {"input_per_million": 0.15, "output_per_million": 0.6},
+        }
+        # Nothing was recorded: an estimate is not a job.
+        assert client.get("/v1/jobs", headers=auth()).json()["items"] == []
+
+
+def test_a_long_guideline_is_estimated_over_the_runners_parts(settings_for: Settings):
+    text = long_text(40)
+    # 2,000-character partial summaries pack two to a 5,000-character group: every combine
+    # call merges two summaries into one, so n parts take n - 1 reduce calls.
+    settings = settings_for(chunk_chars=5_000, default_model="gpt-4.1")
+    parts = [p.strip() for p in content_chunks(text, 5_000) if p.strip()]
+    assert len(parts) > 3
+    with api_client(settings) as client:
+        body = client.post("/v1/jobs/estimate", json={"guideline_text": text}, headers=auth())
+        body = body.json()
+    assert body["model"] == "gpt-4.1"
+    assert body["parts"] == len(parts)
+    assert body["map_calls"] == len(parts)
+    assert body["reduce_calls"] == len(parts) - 1
+    assert body["llm_calls"] == 2 * len(parts)
+    assert body["input_tokens"] == sum(tokens(p) for p in parts)
+    assert body["cost"]["amount"] == round(body["input_tokens"] * 2.0 / 1_000_000, 6)
+
+
+def test_the_encoding_follows_the_model_and_an_unknown_model_has_no_cost(
+    settings_for: Settings,
+):
+    with api_client(settings_for(allowed_models=[])) as client:
+        old = client.post(
+            "/v1/jobs/estimate", json={"guideline_text": TEXT, "model": "gpt-4"}, headers=auth()
+        ).json()
+        unknown = client.post(
+            "/v1/jobs/estimate", json={"guideline_text": TEXT, "model": "acme-7b"}, headers=auth()
+        ).json()
+    assert old["encoding"] == "cl100k_base"
+    assert old["input_tokens"] == tokens(TEXT.strip(), "cl100k_base")
+    assert old["input_tokens"] != tokens(TEXT.strip())  # the vocabularies differ on this text
+    assert unknown["encoding"] == "o200k_base"
+    assert unknown["cost"] is None
+    assert any("acme-7b" in note for note in unknown["notes"])
+
+
+def test_the_price_table_is_a_setting(settings_for: Settings):
+    prices = {
+        "gpt-4o-mini": {"input_per_million": 1000, "output_per_million": 1, "currency": "EUR"}
+    }
+    with api_client(settings_for(model_prices=prices)) as client:
+        body = client.post(
+            "/v1/jobs/estimate", json={"guideline_text": TEXT}, headers=auth()
+        ).json()
+    assert body["cost"]["currency"] == "EUR"
+    assert body["cost"]["amount"] == round(tokens(TEXT.strip()) * 1000 / 1_000_000, 6)
+
+
+def test_the_extractive_provider_makes_no_llm_call_and_costs_nothing(settings_for: Settings):
+    with api_client(settings_for()) as client:
+        body = client.post(
+            "/v1/jobs/estimate",
+            json={"guideline_text": TEXT, "provider": "extractive"},
+            headers=auth(),
+        ).json()
+    assert body["llm_calls"] == 0
+    assert body["cost"]["amount"] == 0
+
+
+def test_an_estimate_is_refused_like_a_submission(settings_for: Settings):
+    with api_client(settings_for(max_guideline_chars=50, allowed_models=["gpt-4o-mini"])) as client:
+        too_long = client.post("/v1/jobs/estimate", json={"guideline_text": TEXT}, headers=auth())
+        model = client.post(
+            "/v1/jobs/estimate",
+            json={"guideline_text": "Wash hands.", "model": "gpt-4o"},
+            headers=auth(),
+        )
+        blank = client.post("/v1/jobs/estimate", json={"title": "x"}, headers=auth())
+    assert problem(too_long, 413)["reason"] == "text_too_long"
+    assert problem(model, 422)["reason"] == "model_not_allowed"
+    assert problem(blank, 422)["reason"] == "validation_error"
