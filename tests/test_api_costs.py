@@ -11,9 +11,13 @@ from pathlib import Path
 import bpe_openai
 import pytest
 from guideline_core import db
+from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
+from guideline_operator.metrics import Metrics
 from guideline_runner.text import content_chunks
+from prometheus_client import CollectorRegistry
 from support.api import api_client, auth, dead_kubeconfig, make_settings, problem
+from support.rows import add_job
 
 Settings = Callable[..., ApiSettings]
 TEXT = (
@@ -135,3 +139,103 @@ def test_an_estimate_is_refused_like_a_submission(settings_for: Settings):
     assert problem(too_long, 413)["reason"] == "text_too_long"
     assert problem(model, 422)["reason"] == "model_not_allowed"
     assert problem(blank, 422)["reason"] == "validation_error"
+
+
+def a_result(model: str, prompt: int, completion: int, provider: str = "openai") -> dict:
+    half = {"prompt_tokens": prompt // 2, "completion_tokens": completion // 2, "calls": 1}
+    return {
+        "summary": "Wash hands.",
+        "checklist": [],
+        "model": model,
+        "provider": provider,
+        "usage": {"summarize": half, "checklist": half},
+    }
+
+
+def test_a_completed_result_carries_its_cost_computed_once(
+    settings_for: Settings, database: db.Database
+):
+    done = add_job(database, status=Phase.COMPLETED, result=a_result("gpt-4o", 3_000, 400))
+    unpriced = add_job(database, status=Phase.COMPLETED, result=a_result("acme-7b", 3_000, 400))
+    extractive = add_job(
+        database, status=Phase.COMPLETED, result=a_result("", 0, 0, provider="extractive")
+    )
+    with api_client(settings_for()) as client:
+        cost = client.get(f"/v1/jobs/{done}", headers=auth()).json()["result"]["usage"]["cost"]
+        assert cost["amount"] == round((3_000 * 2.5 + 400 * 10) / 1_000_000, 6)
+        assert cost["currency"] == "USD"
+        assert cost["prices"] == {"input_per_million": 2.5, "output_per_million": 10.0}
+        assert cost["computed_at"]
+        view = client.get(f"/v1/jobs/{unpriced}", headers=auth()).json()
+        assert view["result"]["usage"]["cost"] is None
+        assert view["result"]["usage"]["summarize"]["prompt_tokens"] == 1_500  # steps kept
+        free = client.get(f"/v1/jobs/{extractive}", headers=auth()).json()
+        assert free["result"]["usage"]["cost"]["amount"] == 0
+    # Mirrored again with other prices, the stored cost stays what it was at completion.
+    with database.connection() as conn:
+        row = db.get_job(conn, done)
+        assert row is not None
+        db.mirror_state(
+            conn,
+            db.JobState(
+                done,
+                Phase.COMPLETED,
+                attempts=row["attempts"] + 1,
+                started_at=row["started_at"],
+                completed_at=row["completed_at"],
+                result=row["result"],
+            ),
+            prices={"gpt-4o": {"input_per_million": 99, "output_per_million": 99}},
+        )
+        assert db.get_job(conn, done)["cost"] == cost  # type: ignore[index]
+
+
+def test_the_first_page_carries_the_totals_of_the_tenants_jobs(
+    settings_for: Settings, database: db.Database
+):
+    add_job(database, status=Phase.COMPLETED, result=a_result("gpt-4o-mini", 2_000_000, 0))
+    add_job(database, status=Phase.COMPLETED, result=a_result("gpt-4o", 400_000, 100_000))
+    add_job(database, status=Phase.COMPLETED, result=a_result("acme-7b", 1_000, 0))
+    add_job(database)  # PENDING: counted, costs nothing yet
+    add_job(database, status=Phase.COMPLETED, result=a_result("gpt-4o", 10**6, 0), tenant="bob")
+    with api_client(settings_for()) as client:
+        first = client.get("/v1/jobs?limit=1", headers=auth()).json()
+        second = client.get(
+            f"/v1/jobs?limit=1&cursor={first['next_cursor']}", headers=auth()
+        ).json()
+        completed = client.get("/v1/jobs?status=PENDING", headers=auth()).json()
+    # 2 M gpt-4o-mini input tokens: 0.30; gpt-4o: 0.4 M x 2.5 + 0.1 M x 10 = 2.00.
+    assert first["totals"] == {"jobs": 4, "cost": [{"amount": 2.3, "currency": "USD"}]}
+    assert second["totals"] is None
+    assert completed["totals"] == {"jobs": 1, "cost": []}
+
+
+def test_the_operator_counts_the_cost_in_a_metric():
+    metrics = Metrics(CollectorRegistry(), models=["gpt-4o"])
+    for _ in range(2):
+        metrics.finished(
+            "completed",
+            reason=None,
+            queued_at=None,
+            run_started_at=None,
+            completed_at=None,
+            result=a_result("gpt-4o", 400_000, 100_000),
+        )
+    metrics.finished(
+        "completed",
+        reason=None,
+        queued_at=None,
+        run_started_at=None,
+        completed_at=None,
+        result=a_result("acme-7b", 400_000, 0),
+    )
+    sample = metrics.registry.get_sample_value(
+        "guideline_llm_cost_total", {"model": "gpt-4o", "currency": "USD"}
+    )
+    assert sample == pytest.approx(4.0)
+    assert (
+        metrics.registry.get_sample_value(
+            "guideline_llm_cost_total", {"model": "other", "currency": "USD"}
+        )
+        is None
+    )

@@ -384,12 +384,30 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
+class Amount(BaseModel):
+    """A sum of money in one currency."""
+
+    amount: float
+    currency: str
+
+
+class JobTotals(BaseModel):
+    """The jobs a listing's filters match, on every page, and what they cost."""
+
+    jobs: int
+    cost: list[Amount] = Field(
+        description="The stored `usage.cost` of the matching jobs, summed per currency "
+        "(jobs whose model has no price are not in it)."
+    )
+
+
 class JobPage(BaseModel):
     """One page of jobs, newest first. Pass `next_cursor` as `cursor` for the next page;
-    it is null on the last page."""
+    it is null on the last page. `totals` on the first page only (null after)."""
 
     items: list[JobView]
     next_cursor: str | None
+    totals: JobTotals | None = None
 
 
 class CheckResult(BaseModel):

@@ -525,12 +525,13 @@ def list_page(
     before: Any,
     tenant: str | None,
     needs_review: bool | None = None,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Up to `limit` + 1 jobs newest first, of the tenants the caller may see (the extra
-    row tells the router there is a next page); `needs_review` filters on the review gate."""
+    row tells the router there is a next page); `needs_review` filters on the review gate.
+    With them, on the first page (no cursor), the totals of every job the filters match."""
     scope = _tenant_scope(principal, tenant)
     with _transaction(ctx) as conn:
-        return db.list_jobs(
+        rows = db.list_jobs(
             conn,
             status=status,
             limit=limit + 1,
@@ -538,6 +539,10 @@ def list_page(
             tenant=scope,
             needs_review=needs_review,
         )
+        totals = None
+        if before is None:
+            totals = db.job_totals(conn, status=status, tenant=scope, needs_review=needs_review)
+        return rows, totals
 
 
 # --------------------------------------------------------------------------- requests

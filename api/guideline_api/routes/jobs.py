@@ -526,7 +526,8 @@ def list_jobs(
 ) -> JobPage:
     """Jobs of the caller's tenant (all tenants for an admin key) newest first (keyset
     pagination; stable under concurrent inserts). Items carry `error` for FAILED/CANCELLED
-    jobs; fetch one job for its `result`."""
+    jobs; fetch one job for its `result`. The first page (no cursor) carries `totals`: the
+    jobs the filters match on every page and their cost (`usage.cost`) per currency."""
     phase = None
     if status is not None:
         try:
@@ -539,7 +540,7 @@ def list_jobs(
                 details=[{"field": "status", "message": "unknown status", "type": "enum"}],
             ) from None
     before = decode_cursor(cursor) if cursor else None
-    rows = service.list_page(
+    rows, totals = service.list_page(
         ctx,
         principal,
         status=phase,
@@ -551,7 +552,7 @@ def list_jobs(
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     items = [to_view(r).model_copy(update={"result": None}) for r in page]
-    return JobPage(items=items, next_cursor=next_cursor)
+    return JobPage(items=items, next_cursor=next_cursor, totals=totals)
 
 
 CANCEL_DOC: dict[str, Any] = dict(
