@@ -6,6 +6,7 @@ the app points at a dead Kubernetes API and no LLM endpoint is running."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bpe_openai
@@ -16,7 +17,15 @@ from guideline_core.settings import ApiSettings
 from guideline_operator.metrics import Metrics
 from guideline_runner.text import content_chunks
 from prometheus_client import CollectorRegistry
-from support.api import api_client, auth, dead_kubeconfig, make_settings, problem
+from support.api import (
+    ADMIN_KEY,
+    BOB_KEY,
+    api_client,
+    auth,
+    dead_kubeconfig,
+    make_settings,
+    problem,
+)
 from support.rows import add_job
 
 Settings = Callable[..., ApiSettings]
@@ -239,3 +248,57 @@ def test_the_operator_counts_the_cost_in_a_metric():
         )
         is None
     )
+
+
+def test_a_submission_past_the_tenants_budget_is_refused_with_the_figures_and_audited(
+    settings_for: Settings, database: db.Database
+):
+    now = datetime.now(UTC)
+    month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    # Spent this month: 2.00 USD (gpt-4o, 0.4 M in, 0.1 M out); last month's 9 USD is not.
+    add_job(
+        database,
+        status=Phase.COMPLETED,
+        created_at=now - timedelta(seconds=5),  # completed 9 s after: now + 4 s
+        result=a_result("gpt-4o", 400_000, 100_000),
+    )
+    add_job(
+        database,
+        status=Phase.COMPLETED,
+        created_at=month - timedelta(days=2),
+        result=a_result("gpt-4o", 3_600_000, 0),
+    )
+    body = {"guideline_text": long_text(30), "model": "gpt-4o"}
+    with api_client(settings_for()) as client:
+        estimate = client.post("/v1/jobs/estimate", json=body, headers=auth()).json()
+    each = estimate["cost"]["amount"]
+    assert each > 0
+    budget = {"amount": 2.0 + 1.5 * each, "currency": "USD", "period": "month"}
+    settings = settings_for(tenant_limits={"alice": {"budget": budget}})
+    with api_client(settings) as client:
+        first = client.post("/v1/jobs", json=body, headers=auth())
+        assert first.status_code == 202, first.text
+        refused = client.post("/v1/jobs", json=body, headers=auth())
+        other_tenant = client.post("/v1/jobs", json=body, headers=auth(BOB_KEY))
+        audit = client.get("/v1/audit?tenant=alice", headers=auth(ADMIN_KEY)).json()
+    assert other_tenant.status_code == 202  # bob has no budget
+    error = problem(refused, 429)
+    assert error["reason"] == "budget_exceeded"
+    assert int(refused.headers["Retry-After"]) > 0
+    figures = {d["field"]: d["value"] for d in error["details"]}
+    assert figures == pytest.approx(
+        {
+            "budget": budget["amount"],
+            "spent": 2.0,
+            "reserved": each,
+            "estimate": each,
+            "left": 0.5 * each,
+        }
+    )
+    (entry,) = [e for e in audit["items"] if e["action"] == "budget_exceeded"]
+    assert entry["detail"]["spent"] == pytest.approx(2.0)
+    assert entry["detail"]["estimate"] == pytest.approx(each)
+    assert entry["detail"]["currency"] == "USD" and entry["detail"]["period"] == "month"
+    with database.connection() as conn:
+        jobs = db.list_jobs(conn, status=Phase.PENDING, limit=10, tenant="alice")
+    assert [j["estimated_cost"] for j in jobs] == [{"amount": each, "currency": "USD"}]

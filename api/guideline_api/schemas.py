@@ -328,6 +328,9 @@ class FieldError(BaseModel):
     field: str = Field(description="Dotted path of the field (`items.3.guideline_text`).")
     message: str
     type: str = Field(description="The kind of violation (`missing`, `string_type`, ...).")
+    value: float | None = Field(
+        None, description="The figure, where there is one (`budget_exceeded`: amounts)."
+    )
 
 
 class ItemError(BaseModel):

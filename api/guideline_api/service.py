@@ -415,22 +415,45 @@ def _record(
                 answers[index] = Outcome(prior, created=False)
             else:
                 todo.append((index, item, digest))
+        estimates: list[dict[str, Any] | None] = []
         if todo:
             _check_limits(conn, ctx, tenant, len(todo))
             text_quota.check(conn, ctx.settings, tenant, [i.job.guideline_text for _, i, _ in todo])
-        for index, item, digest in todo:
+            estimates = _reserve_budget(conn, ctx, principal, [i.job for _, i, _ in todo])
+        for (index, item, digest), estimated in zip(todo, estimates, strict=True):
             span = spans.start(index)
             try:
                 outcome = _insert(conn, ctx, principal, item, digest, span.carrier())
             except ApiError as err:
                 answers[index] = err
                 continue
+            if estimated is not None and outcome.created:
+                db.set_estimated_cost(conn, outcome.row["event_id"], estimated)
             spans.accepted(span, outcome.row, outcome.created)
             answers[index] = outcome
         replays = sum(isinstance(a, Outcome) and not a.created for a in answers)
         if replays and ctx.settings.limits_for(tenant).submissions_per_minute:
             db.refund_submission(conn, tenant, replays)
     return [a for a in answers if a is not None]
+
+
+def _reserve_budget(
+    conn: PgConnection, ctx: Context, principal: Principal, jobs: list[SubmitJob]
+) -> list[dict[str, Any] | None]:
+    """`costs.reserve_budget`; a refusal is written to the audit log in a transaction of
+    its own (the submission's rolls back)."""
+    try:
+        return costs.reserve_budget(conn, ctx.settings, principal.tenant, jobs)
+    except costs.BudgetExceededError as err:
+        with _transaction(ctx) as audit:
+            db.add_audit(
+                audit,
+                tenant=principal.tenant,
+                actor=principal.key_id,
+                action="budget_exceeded",
+                detail={**err.figures, "jobs": len(jobs)},
+            )
+        raise
 
 
 def _check_batch_key(

@@ -546,6 +546,45 @@ def tenant_text_bytes(conn: PgConnection, tenant: str, finished_within_seconds: 
         return int(cur.fetchone()[0])
 
 
+def tenant_spending(
+    conn: PgConnection, tenant: str, since: datetime, currency: str
+) -> tuple[float, float]:
+    """What `tenant` spent in `currency`: the stored cost of its jobs completed since
+    `since`, and the stored estimates of its jobs not finished (reserved)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            SELECT coalesce(sum((cost ->> 'amount')::numeric)
+                              FILTER (WHERE completed_at >= %s AND cost ->> 'currency' = %s), 0),
+                   coalesce(sum((estimated_cost ->> 'amount')::numeric)
+                              FILTER (WHERE status <> ALL(%s)
+                                        AND estimated_cost ->> 'currency' = %s), 0)
+              FROM jobs
+             WHERE tenant = %s AND (completed_at >= %s OR status <> ALL(%s))
+            """,
+            (
+                since,
+                currency,
+                [p.value for p in TERMINAL_PHASES],
+                currency,
+                tenant,
+                since,
+                [p.value for p in TERMINAL_PHASES],
+            ),
+        )
+        spent, reserved = cur.fetchone()
+    return float(spent), float(reserved)
+
+
+def set_estimated_cost(conn: PgConnection, event_id: uuid.UUID, cost: Mapping[str, Any]) -> None:
+    """Store a job's estimated cost ({amount, currency}), reserved against its tenant's
+    budget until it finishes."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE jobs SET estimated_cost = %s WHERE event_id = %s", (_json(cost), event_id)
+        )
+
+
 def pending_by_tenant(conn: PgConnection) -> dict[str, int]:
     """PENDING jobs of each tenant that has any (served by the tenant/status index)."""
     with conn.cursor() as cur:
