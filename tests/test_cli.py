@@ -100,7 +100,8 @@ def test_every_verb_that_prints_a_job_or_a_list_speaks_json_and_yaml(
     mirror(database, event_id, Phase.COMPLETED, 1, run=1, result={"summary": "Wash."})
     waited = run_cli(api.url, "wait", event_id, "-o", "yaml")
     assert waited.returncode == 0, waited.stderr
-    assert yaml.safe_load(waited.stdout)["result"] == {"summary": "Wash."}
+    # The result as the API shows it: with usage.cost (null: no model, no price).
+    assert yaml.safe_load(waited.stdout)["result"] == {"summary": "Wash.", "usage": {"cost": None}}
     assert run_cli(api.url, "list", "-o", "csv").returncode == 2
 
 
