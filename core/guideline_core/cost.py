@@ -80,7 +80,9 @@ def count_tokens(text: str, encoding: str) -> int:
     return sum(len(tokenizer.encode_ordinary(p)) for p in chunk_text(text, _COUNT_PIECE_CHARS))
 
 
-def price_of(model: str | None, provider: str | None, prices: Mapping[str, Any]) -> Any:
+def price_of(
+    model: str | None, provider: str | None, prices: Mapping[str, Any]
+) -> ModelPrice | None:
     """The price of `model` (a `ModelPrice`, zero for the extractive provider), or None."""
     if provider == Provider.EXTRACTIVE:
         return ModelPrice(input_per_million=0, output_per_million=0)
