@@ -100,9 +100,11 @@ def test_every_verb_that_prints_a_job_or_a_list_speaks_json_and_yaml(
     mirror(database, event_id, Phase.COMPLETED, 1, run=1, result={"summary": "Wash."})
     waited = run_cli(api.url, "wait", event_id, "-o", "yaml")
     assert waited.returncode == 0, waited.stderr
-    # The API adds the submitted text's document (tests/test_api_hygiene.py).
+    # The result as the API shows it: with usage.cost (null: no model, no price) and the
+    # submitted text's document (tests/test_api_hygiene.py).
     assert yaml.safe_load(waited.stdout)["result"] == {
         "summary": "Wash.",
+        "usage": {"cost": None},
         "document": served["document"],
     }
     assert run_cli(api.url, "list", "-o", "csv").returncode == 2

@@ -67,6 +67,7 @@ class Reason:
     TENANT_TEXT_QUOTA = "tenant_text_quota"
     BATCH_TOO_LARGE = "batch_too_large"
     RATE_LIMITED = "rate_limited"
+    BUDGET_EXCEEDED = "budget_exceeded"
     TOO_MANY_STREAMS = "too_many_streams"
     DATABASE_UNAVAILABLE = "database_unavailable"
     KUBERNETES_UNAVAILABLE = "kubernetes_unavailable"
@@ -108,6 +109,7 @@ TITLES: dict[str, str] = {
     Reason.TENANT_TEXT_QUOTA: "The tenant holds too much guideline text in the cluster",
     Reason.BATCH_TOO_LARGE: "The batch has too many items",
     Reason.RATE_LIMITED: "The tenant's request rate is exceeded",
+    Reason.BUDGET_EXCEEDED: "The tenant's LLM budget would be exceeded",
     Reason.TOO_MANY_STREAMS: "Too many event streams are open",
     Reason.DATABASE_UNAVAILABLE: "The database is unavailable",
     Reason.KUBERNETES_UNAVAILABLE: "The Kubernetes API is unavailable",

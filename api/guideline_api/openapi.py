@@ -103,7 +103,8 @@ BAD_EVENT_ID = problem(
 LIMITED = problem(
     429,
     "The backlog, the tenant's share of it, the guideline text the tenant holds in the "
-    "cluster or the tenant's requests per minute is exhausted; see Retry-After.",
+    "cluster, the tenant's requests per minute or its LLM budget is exhausted; see "
+    "Retry-After.",
     (Reason.BACKLOG_FULL, "1000 jobs are waiting (limit 1000); retry later"),
     (Reason.TENANT_BACKLOG_FULL, "tenant alice has 100 jobs waiting (limit 100); retry later"),
     (
@@ -112,6 +113,12 @@ LIMITED = problem(
         "in the last 3600 s; 400000 more would pass its limit of 67108864; retry later",
     ),
     (Reason.RATE_LIMITED, "rate limit of 60 requests per minute for tenant alice exceeded"),
+    (
+        Reason.BUDGET_EXCEEDED,
+        "tenant alice has spent 49.2 USD of its budget of 50.0 USD this month and 0.5 USD is "
+        "reserved by its unfinished jobs; this submission's estimate of 0.4 USD exceeds the "
+        "0.3 USD left",
+    ),
     headers=("Retry-After",),
 )
 INTERNAL = problem(

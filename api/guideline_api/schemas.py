@@ -473,6 +473,9 @@ class FieldError(BaseModel):
     field: str = Field(description="Dotted path of the field (`items.3.guideline_text`).")
     message: str
     type: str = Field(description="The kind of violation (`missing`, `string_type`, ...).")
+    value: float | None = Field(
+        None, description="The figure, where there is one (`budget_exceeded`: amounts)."
+    )
 
 
 class ItemError(BaseModel):
@@ -529,12 +532,30 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
+class Amount(BaseModel):
+    """A sum of money in one currency."""
+
+    amount: float
+    currency: str
+
+
+class JobTotals(BaseModel):
+    """The jobs a listing's filters match, on every page, and what they cost."""
+
+    jobs: int
+    cost: list[Amount] = Field(
+        description="The stored `usage.cost` of the matching jobs, summed per currency "
+        "(jobs whose model has no price are not in it)."
+    )
+
+
 class JobPage(BaseModel):
     """One page of jobs, newest first. Pass `next_cursor` as `cursor` for the next page;
-    it is null on the last page."""
+    it is null on the last page. `totals` on the first page only (null after)."""
 
     items: list[JobView]
     next_cursor: str | None
+    totals: JobTotals | None = None
 
 
 class CheckResult(BaseModel):
@@ -651,3 +672,38 @@ class Problem(BaseModel):
     details: list[FieldError] | None = Field(
         None, description="The invalid fields, for field-level validation errors only."
     )
+
+
+class CostPrices(BaseModel):
+    """The prices a cost was computed with, per million tokens."""
+
+    input_per_million: float
+    output_per_million: float
+
+
+class Cost(BaseModel):
+    """An amount of money spent (or to be spent) on LLM calls."""
+
+    amount: float
+    currency: str
+    prices: CostPrices | None = None
+
+
+class JobEstimate(BaseModel):
+    """What a submission would take, computed without any LLM call."""
+
+    model: str = Field(description="The model assumed (the submission's, else the default).")
+    provider: str
+    encoding: str = Field(description="The tokenizer encoding the tokens were counted with.")
+    sections: int = Field(description="Sections of the text by its own headings (at least 1).")
+    parts: int = Field(description="Parts the chain summarizes (map-reduce at `chunk_chars`).")
+    llm_calls: int = Field(description="map_calls + reduce_calls + checklist_calls.")
+    map_calls: int
+    reduce_calls: int
+    checklist_calls: int
+    input_tokens: int = Field(description="Tokens of the parts, counted with the tokenizer.")
+    cost: Cost | None = Field(
+        description="The input tokens' cost at the model's price (output not included); "
+        "null when the model has no price."
+    )
+    notes: list[str]

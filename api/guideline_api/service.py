@@ -24,11 +24,11 @@ from guideline_core.db import DatabaseUnavailableError
 from guideline_core.resource import Phase
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
-from guideline_api import callbacks, text_quota, tracing
+from guideline_api import callbacks, costs, text_quota, tracing
 from guideline_api.auth import Principal
 from guideline_api.context import Context
 from guideline_api.errors import ApiError, Reason
-from guideline_api.schemas import SubmitJob
+from guideline_api.schemas import JobEstimate, SubmitJob
 from guideline_api.submission import document_info, request_hash
 from guideline_api.versions import check_supersedes, with_changes
 from guideline_api.views import queue_info
@@ -416,22 +416,45 @@ def _record(
                 answers[index] = Outcome(prior, created=False)
             else:
                 todo.append((index, item, digest))
+        estimates: list[dict[str, Any] | None] = []
         if todo:
             _check_limits(conn, ctx, tenant, len(todo))
             text_quota.check(conn, ctx.settings, tenant, [i.job.guideline_text for _, i, _ in todo])
-        for index, item, digest in todo:
+            estimates = _reserve_budget(conn, ctx, principal, [i.job for _, i, _ in todo])
+        for (index, item, digest), estimated in zip(todo, estimates, strict=True):
             span = spans.start(index)
             try:
                 outcome = _insert(conn, ctx, principal, item, digest, span.carrier())
             except ApiError as err:
                 answers[index] = err
                 continue
+            if estimated is not None and outcome.created:
+                db.set_estimated_cost(conn, outcome.row["event_id"], estimated)
             spans.accepted(span, outcome.row, outcome.created)
             answers[index] = outcome
         replays = sum(isinstance(a, Outcome) and not a.created for a in answers)
         if replays and ctx.settings.limits_for(tenant).submissions_per_minute:
             db.refund_submission(conn, tenant, replays)
     return [a for a in answers if a is not None]
+
+
+def _reserve_budget(
+    conn: PgConnection, ctx: Context, principal: Principal, jobs: list[SubmitJob]
+) -> list[dict[str, Any] | None]:
+    """`costs.reserve_budget`; a refusal is written to the audit log in a transaction of
+    its own (the submission's rolls back)."""
+    try:
+        return costs.reserve_budget(conn, ctx.settings, principal.tenant, jobs)
+    except costs.BudgetExceededError as err:
+        with _transaction(ctx) as audit:
+            db.add_audit(
+                audit,
+                tenant=principal.tenant,
+                actor=principal.key_id,
+                action="budget_exceeded",
+                detail={**err.figures, "jobs": len(jobs)},
+            )
+        raise
 
 
 def _check_batch_key(
@@ -449,6 +472,15 @@ def _check_batch_key(
             f"Idempotency-Key {key!r} is used by item {first} of this batch with a "
             "different body; use a new key for a new job",
         )
+
+
+def estimate(ctx: Context, principal: Principal, job: SubmitJob) -> JobEstimate:
+    """What `job` would take (parts, LLM calls, input tokens, cost), without any LLM call
+    and without recording anything; refused as a submission would be for its size or
+    model."""
+    _check_size(ctx, job)
+    _check_model(ctx, principal.tenant, job)
+    return costs.to_view(costs.estimate_of(ctx.settings, job))
 
 
 def submit(ctx: Context, principal: Principal, sub: Submission | ApiError) -> Outcome:
@@ -517,12 +549,13 @@ def list_page(
     before: Any,
     tenant: str | None,
     needs_review: bool | None = None,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Up to `limit` + 1 jobs newest first, of the tenants the caller may see (the extra
-    row tells the router there is a next page); `needs_review` filters on the review gate."""
+    row tells the router there is a next page); `needs_review` filters on the review gate.
+    With them, on the first page (no cursor), the totals of every job the filters match."""
     scope = _tenant_scope(principal, tenant)
     with _transaction(ctx) as conn:
-        return db.list_jobs(
+        rows = db.list_jobs(
             conn,
             status=status,
             limit=limit + 1,
@@ -530,6 +563,10 @@ def list_page(
             tenant=scope,
             needs_review=needs_review,
         )
+        totals = None
+        if before is None:
+            totals = db.job_totals(conn, status=status, tenant=scope, needs_review=needs_review)
+        return rows, totals
 
 
 # --------------------------------------------------------------------------- requests

@@ -33,6 +33,15 @@ def status_reason(row: dict[str, Any]) -> str | None:
     return None
 
 
+def with_cost(result: Any, cost: dict[str, Any] | None) -> Any:
+    """A finished result with `usage.cost`: the cost stored when the job completed (null
+    when its model has no price)."""
+    if not isinstance(result, dict):
+        return result
+    usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
+    return {**result, "usage": {**usage, "cost": cost}}
+
+
 def to_view(
     row: dict[str, Any],
     *,
@@ -43,7 +52,7 @@ def to_view(
 ) -> JobView:
     """The API representation of a job row (with `deliveries`, its webhook section)."""
     status = row["status"]
-    result = row.get("result") if status == Phase.COMPLETED else None
+    result = with_cost(row.get("result"), row.get("cost")) if status == Phase.COMPLETED else None
     document = row.get("document")
     if result is not None and document is not None and "document" not in result:
         result = {**result, "document": document}

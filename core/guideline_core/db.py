@@ -27,6 +27,7 @@ from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
 from guideline_core import dsn, logs
 from guideline_core.changes import job_changes
+from guideline_core.cost import DEFAULT_MODEL_PRICES, result_cost
 from guideline_core.resource import TERMINAL_PHASES, Phase
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ JOB_COLUMNS = (
     "submitted_by, idempotency_key, request_hash, created_at, updated_at, started_at, "
     "completed_at, tenant, created_by, max_retries, cr_uid, run, cancel_requested_at, "
     "dispatch_pending, dispatch_seq, dispatch_attempts, dispatch_error, dispatched_at, "
-    "supersedes, review_thresholds, callback_url, changes, document"
+    "supersedes, review_thresholds, callback_url, changes, document, cost, estimated_cost"
 )
 # NOTIFY channel of new `job_events` rows (payload `<event_id> <id>`, migration 0004).
 JOB_EVENTS_CHANNEL = "guideline_job_events"
@@ -412,19 +413,10 @@ def get_guideline_text(conn: PgConnection, event_id: uuid.UUID) -> str | None:
         return row[0] if row else None
 
 
-def list_jobs(
-    conn: PgConnection,
-    *,
-    status: Phase | None,
-    limit: int,
-    before: tuple[datetime, uuid.UUID] | None = None,
-    tenant: str | None = None,
-    needs_review: bool | None = None,
-) -> list[dict[str, Any]]:
-    """Jobs newest first, optionally of one status and one tenant, after a keyset cursor
-    (created_at, event_id) of the last row of the previous page. `needs_review` True:
-    only results flagged for review (a partial index serves it); False: only COMPLETED
-    jobs whose result is not flagged."""
+def _job_filter(
+    status: Phase | None, tenant: str | None, needs_review: bool | None
+) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses and parameters of a job listing's filters."""
     clauses: list[str] = []
     params: list[Any] = []
     if tenant is not None:
@@ -439,6 +431,47 @@ def list_jobs(
         clauses.append(
             "status = 'COMPLETED' AND (result ->> 'needs_review') IS DISTINCT FROM 'true'"
         )
+    return clauses, params
+
+
+def job_totals(
+    conn: PgConnection,
+    *,
+    status: Phase | None,
+    tenant: str | None = None,
+    needs_review: bool | None = None,
+) -> dict[str, Any]:
+    """The jobs a listing's filters match (every page) and their stored cost, summed per
+    currency: `{"jobs": n, "cost": [{"amount", "currency"}]}`."""
+    clauses, params = _job_filter(status, tenant, needs_review)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM jobs {where}", params)
+        jobs = int(cur.fetchone()[0])
+        cur.execute(
+            "SELECT cost ->> 'currency', sum((cost ->> 'amount')::numeric) FROM jobs "
+            f"{where} {'AND' if clauses else 'WHERE'} cost IS NOT NULL "
+            "GROUP BY 1 ORDER BY 1",
+            params,
+        )
+        costs = [{"amount": float(amount), "currency": currency} for currency, amount in cur]
+    return {"jobs": jobs, "cost": costs}
+
+
+def list_jobs(
+    conn: PgConnection,
+    *,
+    status: Phase | None,
+    limit: int,
+    before: tuple[datetime, uuid.UUID] | None = None,
+    tenant: str | None = None,
+    needs_review: bool | None = None,
+) -> list[dict[str, Any]]:
+    """Jobs newest first, optionally of one status and one tenant, after a keyset cursor
+    (created_at, event_id) of the last row of the previous page. `needs_review` True:
+    only results flagged for review (a partial index serves it); False: only COMPLETED
+    jobs whose result is not flagged."""
+    clauses, params = _job_filter(status, tenant, needs_review)
     if before is not None:
         clauses.append("(created_at, event_id) < (%s, %s)")
         params.extend(before)
@@ -515,6 +548,45 @@ def tenant_text_bytes(conn: PgConnection, tenant: str, finished_within_seconds: 
         return int(cur.fetchone()[0])
 
 
+def tenant_spending(
+    conn: PgConnection, tenant: str, since: datetime, currency: str
+) -> tuple[float, float]:
+    """What `tenant` spent in `currency`: the stored cost of its jobs completed since
+    `since`, and the stored estimates of its jobs not finished (reserved)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            SELECT coalesce(sum((cost ->> 'amount')::numeric)
+                              FILTER (WHERE completed_at >= %s AND cost ->> 'currency' = %s), 0),
+                   coalesce(sum((estimated_cost ->> 'amount')::numeric)
+                              FILTER (WHERE status <> ALL(%s)
+                                        AND estimated_cost ->> 'currency' = %s), 0)
+              FROM jobs
+             WHERE tenant = %s AND (completed_at >= %s OR status <> ALL(%s))
+            """,
+            (
+                since,
+                currency,
+                [p.value for p in TERMINAL_PHASES],
+                currency,
+                tenant,
+                since,
+                [p.value for p in TERMINAL_PHASES],
+            ),
+        )
+        spent, reserved = cur.fetchone()
+    return float(spent), float(reserved)
+
+
+def set_estimated_cost(conn: PgConnection, event_id: uuid.UUID, cost: Mapping[str, Any]) -> None:
+    """Store a job's estimated cost ({amount, currency}), reserved against its tenant's
+    budget until it finishes."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE jobs SET estimated_cost = %s WHERE event_id = %s", (_json(cost), event_id)
+        )
+
+
 def pending_by_tenant(conn: PgConnection) -> dict[str, int]:
     """PENDING jobs of each tenant that has any (served by the tenant/status index)."""
     with conn.cursor() as cur:
@@ -588,7 +660,9 @@ class JobState:
     actor: str = "operator"  # who caused it, for the audit log
 
 
-def mirror_state(conn: PgConnection, state: JobState) -> bool:
+def mirror_state(
+    conn: PgConnection, state: JobState, prices: Mapping[str, Any] | None = None
+) -> bool:
     """Write the observed state into the job's row; True if anything changed.
 
     Idempotent: writing the same state twice changes nothing and records no event.
@@ -599,8 +673,16 @@ def mirror_state(conn: PgConnection, state: JobState) -> bool:
 
     A COMPLETED job that supersedes another gets its `changes` in the same UPDATE (so the
     webhook trigger's copy of the row has them); a job completing refreshes the changes of
-    its COMPLETED superseders that had none available yet (a retry's late result)."""
+    its COMPLETED superseders that had none available yet (a retry's late result).
+
+    A COMPLETED job gets its `cost` (`result.usage.cost`: its tokens at `prices`, the
+    `model_prices` table) in the same UPDATE, kept as it is once stored for this result."""
     changes = _changes_on_completion(conn, state) if state.status == Phase.COMPLETED else None
+    cost = None
+    if state.status == Phase.COMPLETED and isinstance(state.result, Mapping):
+        cost = result_cost(state.result, DEFAULT_MODEL_PRICES if prices is None else prices)
+        if cost is not None:
+            cost["computed_at"] = datetime.now(UTC).isoformat()
     with conn.cursor() as cur:
         cur.execute(
             """
@@ -608,7 +690,9 @@ def mirror_state(conn: PgConnection, state: JobState) -> bool:
                    started_at = coalesce(%s, started_at),
                    completed_at = %s,
                    result = %s, error = %s, updated_at = now(), run = greatest(run, %s),
-                   changes = %s
+                   changes = %s,
+                   cost = CASE WHEN status = %s AND result = %s AND cost IS NOT NULL
+                               THEN cost ELSE %s END
              WHERE event_id = %s
                AND (%s > run OR (%s = run AND (status <> ALL(%s) OR status = %s)))
                AND (status IS DISTINCT FROM %s OR attempts < %s
@@ -626,6 +710,9 @@ def mirror_state(conn: PgConnection, state: JobState) -> bool:
                 _json(state.error),
                 state.run,
                 _json(changes),
+                str(Phase.COMPLETED),
+                _json(state.result),
+                _json(cost),
                 state.event_id,
                 state.run,
                 state.run,

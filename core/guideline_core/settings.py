@@ -6,15 +6,27 @@ pydantic-settings. Each component has one settings class; the shared fields live
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from guideline_core.cost import DEFAULT_MODEL_PRICES, ModelPrice
 from guideline_core.resource import MAX_GUIDELINE_CHARS, MAX_RETRIES_LIMIT, Provider
 
 # Models a submission may name unless `allowed_models` says otherwise: the runner's
 # default and the mainstream ones, not the expensive reasoning models.
 DEFAULT_ALLOWED_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-nano", "gpt-4.1-mini", "gpt-4.1")
+
+
+class Budget(BaseModel):
+    """What a tenant may spend on LLM calls per day or per calendar month (UTC)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount: float = Field(ge=0)
+    currency: str = Field("USD", min_length=3, max_length=3)
+    period: Literal["day", "month"] = "month"
 
 
 class TenantLimits(BaseModel):
@@ -37,6 +49,9 @@ class TenantLimits(BaseModel):
         ge=0,
         description="Event streams the tenant may hold open in one API process (the API's "
         "`sse_max_streams_per_tenant` when left out).",
+    )
+    budget: Budget | None = Field(
+        None, description="The tenant's LLM budget (`tenant_budget` when left out)."
     )
 
 
@@ -94,7 +109,30 @@ class CommonSettings(BaseSettings):
         description='Per-tenant overrides, JSON: `{"team-a": {"max_pending_jobs": 50, '
         '"max_running_jobs": 2, "submissions_per_minute": 60, "allowed_models": '
         '["gpt-4o-mini"], "callback_url": "https://hooks.example.com/guidelines", '
-        '"max_event_streams": 20}}`.',
+        '"max_event_streams": 20, "budget": {"amount": 50, "currency": "USD", "period": '
+        '"month"}}}`.',
+    )
+    tenant_budget: Budget | None = Field(
+        None,
+        description='LLM budget of every tenant without its own, JSON: `{"amount": 50, '
+        '"currency": "USD", "period": "day"|"month"}` (UTC days and calendar months). A '
+        "submission whose estimated cost exceeds what is left (the budget less the cost of the "
+        "jobs completed in the period and the estimates of the tenant's unfinished jobs) is 429 "
+        "`budget_exceeded`. Unset: no budget.",
+    )
+    model_prices: dict[str, ModelPrice | None] = Field(
+        default_factory=lambda: dict(DEFAULT_MODEL_PRICES),
+        description='Price per million tokens of each model, JSON: `{"gpt-4o-mini": '
+        '{"input_per_million": 0.15, "output_per_million": 0.6, "currency": "USD"}}`; a model '
+        "absent or `null` has no known cost (`usage.cost` null). The default holds OpenAI's list "
+        "prices of 2026-12-01 for gpt-4o-mini, gpt-4o, gpt-4.1, gpt-4.1-mini and gpt-4.1-nano: "
+        "prices change, set your own. The extractive provider costs 0.",
+    )
+    chunk_chars: int = Field(
+        24_000,
+        ge=1,
+        description="Guidelines longer than this are summarized in parts (map-reduce) by the "
+        "runner; the API's estimate cuts the same parts, so set it alike for both.",
     )
 
     def limits_for(self, tenant: str) -> TenantLimits:
@@ -106,6 +144,7 @@ class CommonSettings(BaseSettings):
             submissions_per_minute=_first(own.submissions_per_minute, self.rate_limit_per_minute),
             allowed_models=_first(own.allowed_models, self.allowed_models or None),
             callback_url=own.callback_url,
+            budget=_first(own.budget, self.tenant_budget),
         )
 
 
@@ -293,7 +332,8 @@ class ApiSettings(CommonSettings):
     )
     default_model: str = Field(
         "gpt-4o-mini",
-        description="Not used: a job that names no model gets the runner's `model`.",
+        description="The model an estimate and a budget check assume for a submission naming "
+        "none (a job that names no model gets the runner's `model`: keep them equal).",
     )
     operator_heartbeat_stale_seconds: int = Field(
         60,
@@ -557,9 +597,6 @@ class RunnerSettings(CommonSettings):
     request_timeout_seconds: float = Field(60.0, description="Per LLM call.")
     sdk_max_retries: int = Field(2, description="The openai SDK's own in-process retries.")
     soft_timeout_seconds: float = Field(240.0, description="Whole chain; then `Timeout`.")
-    chunk_chars: int = Field(
-        24_000, description="Guidelines longer than this are summarized in parts (map-reduce)."
-    )
     max_checklist_items: int = Field(
         1000,
         description="Most checklist items in a result (a longer answer is cut, the "

@@ -121,13 +121,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     models = {*settings.allowed_models}
     for limits in settings.tenant_limits.values():
         models.update(limits.allowed_models or ())
-    metrics = Metrics(REGISTRY, models=models)  # the only model label values
+    metrics = Metrics(
+        REGISTRY, models=models, prices=settings.model_prices
+    )  # the only model label values
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)
     rec = Reconciler(
         settings,
         kube,
-        DatabaseMirror(database, metrics),
+        DatabaseMirror(database, metrics, settings.model_prices),
         metrics,
         namespaces=namespaces,
         tracer=tracing.setup(),

@@ -9,7 +9,8 @@ writes the result these come from.
 
 Terminal transitions are recorded once, by the reconcile pass that writes them; a resync
 that finds a job already terminal records nothing. LLM figures come from the result the
-runner wrote (`result.usage` and `result.durations`, per chain step).
+runner wrote (`result.usage` and `result.durations`, per chain step), the cost from its
+tokens at `model_prices` (the same figure the database stores as `usage.cost`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
+from guideline_core.cost import DEFAULT_MODEL_PRICES, result_cost
 from guideline_core.resource import FailureReason
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -32,9 +34,15 @@ FAILURE_REASONS: Final = frozenset(r.value for r in FailureReason)
 class Metrics:
     """Every metric the operator exports, registered in one registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None, models: Iterable[str] = ()):
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        models: Iterable[str] = (),
+        prices: Mapping[str, Any] | None = None,
+    ):
         self.registry = registry or CollectorRegistry()
         self.models = frozenset(models)
+        self.prices = DEFAULT_MODEL_PRICES if prices is None else prices
         r = self.registry
         self.job_processing_seconds = Histogram(
             "guideline_job_processing_seconds",
@@ -84,6 +92,13 @@ class Metrics:
             "guideline_llm_tokens_total",
             "Tokens used by completed jobs, by step, model and kind (prompt, completion).",
             ["step", "model", "kind"],
+            registry=r,
+        )
+        self.llm_cost = Counter(
+            "guideline_llm_cost_total",
+            "Cost of completed jobs' LLM tokens at `model_prices` (the `usage.cost` stored "
+            "with each result), by model and currency; models without a price are not counted.",
+            ["model", "currency"],
             registry=r,
         )
         self.db_purged_rows = Counter(
@@ -141,6 +156,9 @@ class Metrics:
         completion_tokens, ...}}. Unknown shapes are skipped, never fatal."""
         model = str(result.get("model") or "")
         model = model if model in self.models else OTHER
+        cost = result_cost(result, self.prices)
+        if cost is not None and cost["amount"] > 0:
+            self.llm_cost.labels(model=model, currency=cost["currency"]).inc(cost["amount"])
         durations = result.get("durations")
         if isinstance(durations, Mapping):
             for step, seconds in durations.items():

@@ -42,9 +42,15 @@ def fingerprint(state: db.JobState) -> str:
 class DatabaseMirror:
     """Rows of jobs as the operator sees them, through `database`."""
 
-    def __init__(self, database: db.Database, metrics: Metrics):
+    def __init__(
+        self,
+        database: db.Database,
+        metrics: Metrics,
+        prices: Mapping[str, Any] | None = None,
+    ):
         self.db = database
         self.metrics = metrics
+        self.prices = prices  # `model_prices`: a completed job's cost is stored with it
         self._mirrored: dict[str, str] = {}  # event_id -> fingerprint of the state written
 
     def row(self, event_id: uuid.UUID) -> dict[str, Any] | None:
@@ -83,7 +89,7 @@ class DatabaseMirror:
             return
         try:
             with self.db.connection() as conn:
-                changed = db.mirror_state(conn, state)
+                changed = db.mirror_state(conn, state, self.prices)
             self._mirrored[event_id] = fingerprint(state)
             if changed:
                 log.debug("mirrored into the database", extra={"status": state.status.value})

@@ -36,6 +36,7 @@ from guideline_api.schemas import (
     BatchItemResult,
     BatchResult,
     ItemError,
+    JobEstimate,
     JobPage,
     JobView,
     SubmitBatch,
@@ -161,6 +162,59 @@ async def submit_job(
         response.status_code = 200
         response.headers[REPLAY_HEADER] = "true"
     return to_view(outcome.row)
+
+
+ESTIMATE_DESCRIPTION = (
+    "Takes the body of `POST /jobs` (JSON; the file upload of a later release will be taken "
+    "here too) and answers **200** with what the job would take, **without any LLM call** "
+    "and without recording a job: `sections` (by the text's own headings), `parts` (the "
+    "runner's map-reduce parts at `chunk_chars`, cut by the same code), `llm_calls` = "
+    "`map_calls` (one per part) + `reduce_calls` (the rounds combining the partial summaries, "
+    "assuming 2,000 characters each) + `checklist_calls` (one), `input_tokens` of the parts "
+    "counted with the model's tokenizer (o200k_base for gpt-4o/gpt-4.1/o-series and unknown "
+    "models, cl100k_base for older ones), and `cost` of those input tokens at the model's "
+    "price (`model_prices`; null for a model without one; 0 for the extractive provider). "
+    "Prompts, the reduce and checklist inputs and every output come on top: the figure is "
+    "a floor. A submission naming no model is estimated for `default_model`. Refused like "
+    "a submission for its size (413) or model (422); not charged against the rate."
+)
+
+
+@router.post(
+    "/estimate",
+    response_model=JobEstimate,
+    summary="Estimate a submission's LLM calls, tokens and cost",
+    description=ESTIMATE_DESCRIPTION,
+    responses={
+        **ALWAYS,
+        **problem(
+            413,
+            "The body or the guideline text is too large.",
+            BODY_TOO_LARGE,
+            (Reason.TEXT_TOO_LONG, "guideline_text has 100001 characters; the limit is 100000"),
+        ),
+        **UNSUPPORTED,
+        **problem(
+            422,
+            "Malformed JSON, a missing/blank/mistyped field or a model not allowed.",
+            (Reason.MALFORMED_JSON, "malformed JSON: Expecting value at line 1 column 1"),
+            (Reason.VALIDATION, "guideline_text: Field required"),
+            (Reason.MODEL_NOT_ALLOWED, "model 'gpt-4o' is not allowed for tenant alice"),
+        ),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": component_ref(SubmitJob)}},
+        }
+    },
+)
+async def estimate_job(
+    request: Request, ctx: CtxDep, principal: CurrentPrincipal, body: RawBody
+) -> JobEstimate:
+    """Estimate a submission (see the description above)."""
+    job = parse_submission(body, request.headers.get("content-type"))
+    return await run_in_threadpool(service.estimate, ctx, principal, job)
 
 
 def _batch_items(
@@ -474,7 +528,8 @@ def list_jobs(
 ) -> JobPage:
     """Jobs of the caller's tenant (all tenants for an admin key) newest first (keyset
     pagination; stable under concurrent inserts). Items carry `error` for FAILED/CANCELLED
-    jobs; fetch one job for its `result`."""
+    jobs; fetch one job for its `result`. The first page (no cursor) carries `totals`: the
+    jobs the filters match on every page and their cost (`usage.cost`) per currency."""
     phase = None
     if status is not None:
         try:
@@ -487,7 +542,7 @@ def list_jobs(
                 details=[{"field": "status", "message": "unknown status", "type": "enum"}],
             ) from None
     before = decode_cursor(cursor) if cursor else None
-    rows = service.list_page(
+    rows, totals = service.list_page(
         ctx,
         principal,
         status=phase,
@@ -499,7 +554,7 @@ def list_jobs(
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     items = [to_view(r).model_copy(update={"result": None}) for r in page]
-    return JobPage(items=items, next_cursor=next_cursor)
+    return JobPage(items=items, next_cursor=next_cursor, totals=totals)
 
 
 CANCEL_DOC: dict[str, Any] = dict(
