@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -373,3 +374,70 @@ def test_grouping_always_shrinks_the_list(sizes: list[int]) -> None:
     groups = group_texts(texts, 40)
     assert [t for g in groups for t in g] == texts
     assert len(groups) < len(texts)
+
+
+PART = re.compile(r"This is part (\d+) of")
+
+
+def valve_rules(count: int) -> str:
+    """A guideline of `count` obligation sentences, five to a paragraph."""
+    sentences = [
+        f"Rule {n:03d}: every operator must check valve {n:03d} daily." for n in range(count)
+    ]
+    return "\n\n".join("\n".join(sentences[i : i + 5]) for i in range(0, count, 5))
+
+
+def test_the_parts_are_summarized_concurrently_up_to_the_bound(fake: FakeLLM) -> None:
+    fake.set_script({"summary": "partial summary #{call}.", "combine": "C", "latency": 1.0})
+
+    result = chain(fake, valve_rules(80), chunk_chars=700, llm_concurrency=4)
+
+    parts = fake.requests("summarize")
+    assert len(parts) >= 8
+    # In flight together, as the fake saw them: the bound is reached, never passed.
+    assert max(r["in_flight"] for r in parts) == 4
+    assert max(r["in_flight"] for r in fake.requests()) <= 4
+    # The parts' summaries reach the combine step in the parts' order, whatever order
+    # their answers came in.
+    by_part = sorted(parts, key=lambda r: int(PART.search(user_text(r["body"]))[1]))
+    combined = "\n".join(user_text(r["body"]) for r in fake.requests("combine"))
+    positions = [combined.index(r["content"]) for r in by_part]
+    assert positions == sorted(positions)
+    assert result.usage["summarize"].calls == len(parts) + len(fake.requests("combine"))
+
+
+def test_concurrency_one_calls_the_llm_one_part_at_a_time(fake: FakeLLM) -> None:
+    fake.set_script({"latency": 0.2})
+
+    chain(fake, valve_rules(40), chunk_chars=700, llm_concurrency=1)
+
+    assert len(fake.requests("summarize")) >= 4
+    assert {r["in_flight"] for r in fake.requests()} == {1}
+
+
+def test_a_rate_limit_pauses_all_the_jobs_calls_for_its_retry_after(fake: FakeLLM) -> None:
+    pause = 2.0
+    fake.set_script(
+        {
+            "latency": 0.3,
+            "rules": [{"step": "summarize", "status": 429, "times": 1, "retry_after": pause}],
+        }
+    )
+
+    result = chain(fake, valve_rules(300), chunk_chars=700, llm_concurrency=4)
+
+    requests = fake.requests()
+    (limited,) = [r for r in requests if r["status"] == 429]
+    # Calls already on their way when the 429 left the server may still arrive (the
+    # margin); after that, no call of the job until Retry-After has passed.
+    margin = 0.5
+    during = [
+        r["seq"]
+        for r in requests
+        if limited["answered"] + margin <= r["time"] < limited["answered"] + pause
+    ]
+    assert during == []
+    after = [r for r in requests if r["time"] >= limited["answered"] + pause]
+    # Not only the refused call's retry: parts of the other calls waited, then went on.
+    assert len([r for r in after if r["step"] == "summarize"]) > 4
+    assert result.usage["summarize"].calls == len(requests) - 1 - len(fake.requests("checklist"))

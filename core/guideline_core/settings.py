@@ -556,6 +556,12 @@ class RunnerSettings(CommonSettings):
     )
     request_timeout_seconds: float = Field(60.0, description="Per LLM call.")
     sdk_max_retries: int = Field(2, description="The openai SDK's own in-process retries.")
+    llm_concurrency: int = Field(
+        4,
+        ge=1,
+        description="LLM calls of one job in flight at once (the map-reduce parts); a 429 "
+        "with Retry-After pauses all of the job's calls.",
+    )
     soft_timeout_seconds: float = Field(240.0, description="Whole chain; then `Timeout`.")
     chunk_chars: int = Field(
         24_000, description="Guidelines longer than this are summarized in parts (map-reduce)."

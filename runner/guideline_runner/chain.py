@@ -14,7 +14,8 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -102,6 +103,23 @@ def _call(cancel: threading.Event, fn: Callable[[], Completion[T]]) -> Completio
     return fn()
 
 
+def _call_all(
+    cancel: threading.Event, concurrency: int, calls: Sequence[Callable[[], Completion[T]]]
+) -> list[Completion[T]]:
+    """The answers of `calls`, in order, with at most `concurrency` of them in flight.
+    The first failure is raised at once: calls not started yet are dropped, those in
+    flight are abandoned (their answers ignored)."""
+    if concurrency <= 1 or len(calls) <= 1:
+        return [_call(cancel, fn) for fn in calls]
+    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(calls)), thread_name_prefix="llm")
+    try:
+        # Each call logs with the caller's bindings (event_id, step).
+        futures = [pool.submit(contextvars.copy_context().run, _call, cancel, fn) for fn in calls]
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 @dataclass(frozen=True)
 class Gate:
     """How items are grounded and a result is judged: the review thresholds, and whether
@@ -128,11 +146,12 @@ def summarize(
     provider: Provider,
     cancel: threading.Event | None = None,
     cache: ChunkCache | None = None,
+    concurrency: int = 1,
 ) -> Completion[str]:
     """Step 1: the summary of `text`. Longer than `provider.max_input_chars`, the text is
     cut at paragraph boundaries chosen by content (nothing dropped), each part summarized
     (or its summary taken from `cache`), and the partial summaries combined, in rounds if
-    they are themselves too long."""
+    they are themselves too long; up to `concurrency` calls of a round run at once."""
     cancel = cancel or threading.Event()
     limit = provider.max_input_chars
     if limit is None or len(text) <= limit:
@@ -144,36 +163,38 @@ def summarize(
         "guideline split for map-reduce",
         extra={"parts": len(parts), "chars": len(text), "cached_parts": len(cached)},
     )
-    usage = Usage()
-    summaries: list[str] = []
-    for number, part in enumerate(parts, start=1):
-        if number - 1 in cached:
-            summaries.append(cached[number - 1])
-            usage += Usage(calls_saved=1)
-            continue
-        completion = _call(
-            cancel,
-            lambda part=part, number=number: provider.summarize(
-                part, part=number, parts=len(parts)
-            ),
-        )
+    missing = [number for number in range(len(parts)) if number not in cached]
+    answers = _call_all(
+        cancel,
+        concurrency,
+        [
+            lambda number=number: provider.summarize(
+                parts[number], part=number + 1, parts=len(parts)
+            )
+            for number in missing
+        ],
+    )
+    usage = Usage(calls_saved=len(cached))
+    found = dict(cached)
+    for number, completion in zip(missing, answers, strict=True):
         if cache is not None:
-            cache.store(part, completion.value)
-        summaries.append(completion.value)
+            cache.store(parts[number], completion.value)
+        found[number] = completion.value
         usage += completion.usage
+    summaries = [found[number] for number in range(len(parts))]
     rounds = 0
     while len(summaries) > 1:
         rounds += 1
-        combined: list[str] = []
-        for group in group_texts(summaries, limit):
-            if len(group) == 1:
-                combined.append(group[0])
-                continue
-            completion = _call(cancel, lambda group=group: provider.combine(group))
-            combined.append(completion.value)
-            usage += completion.usage
-        log.info("partial summaries combined", extra={"round": rounds, "left": len(combined)})
-        summaries = combined
+        groups = group_texts(summaries, limit)
+        merged = _call_all(
+            cancel,
+            concurrency,
+            [lambda group=group: provider.combine(group) for group in groups if len(group) > 1],
+        )
+        usage += sum((c.usage for c in merged), Usage())
+        answers_left = iter(merged)
+        summaries = [group[0] if len(group) == 1 else next(answers_left).value for group in groups]
+        log.info("partial summaries combined", extra={"round": rounds, "left": len(summaries)})
     return Completion(summaries[0], usage)
 
 
@@ -186,6 +207,7 @@ def _steps(
     cancel: threading.Event,
     gate: Gate,
     cache: ChunkCache | None,
+    concurrency: int = 1,
 ) -> ChainResult:
     usage: dict[str, Usage] = {}
     durations: dict[str, float] = {}
@@ -204,7 +226,7 @@ def _steps(
         )
     else:
         with _step(SUMMARIZE, chars=len(text), provider=provider.name) as record:
-            completion = summarize(text, provider, cancel, cache)
+            completion = summarize(text, provider, cancel, cache, concurrency)
             record.usage = completion.usage
         summary = completion.value
         usage[SUMMARIZE] = completion.usage
@@ -318,7 +340,15 @@ def run_chain(
             settings.soft_timeout_seconds,
             provider,
             lambda cancel: _steps(
-                text, provider, partial_summary, on_summary, attempt, cancel, gate, cache
+                text,
+                provider,
+                partial_summary,
+                on_summary,
+                attempt,
+                cancel,
+                gate,
+                cache,
+                settings.llm_concurrency,
             ),
         )
     except ChainError as err:

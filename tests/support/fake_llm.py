@@ -33,8 +33,12 @@ Control endpoints: `POST /_control/script` (body: a script; replaces it and clea
 recorded requests and rule counters), `GET /_control/requests` (`{"requests": [...]}`),
 `POST /_control/reset` (clears the requests), `GET /_control/health`.
 
-A recorded request: `{"seq", "step", "status", "time", "body", "authorization"}` where
-`status` is the HTTP status answered (or "hang").
+A recorded request: `{"seq", "step", "status", "time", "answered", "in_flight", "body",
+"authorization"}` where `status` is the HTTP status answered (or "hang"), `time` when it
+arrived, `answered` when its answer was sent (None before that), `content` the answer's
+content (for a 200), and `in_flight` how many
+chat requests the server held when it arrived, itself included (how concurrent the client
+is).
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ class _State:
         self.stopping = threading.Event()
         self.requests: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
+        self.in_flight = 0
         self.set_script(script or {})
 
     def set_script(self, script: dict[str, Any]) -> None:
@@ -117,8 +122,14 @@ class _State:
 
     def record(self, entry: dict[str, Any]) -> None:
         with self.lock:
-            entry["seq"] = len(self.requests) + 1
+            self.in_flight += 1
+            entry.update(seq=len(self.requests) + 1, in_flight=self.in_flight, answered=None)
             self.requests.append(entry)
+
+    def answered(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            entry["answered"] = time.time()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -187,15 +198,30 @@ class _Handler(BaseHTTPRequestHandler):
         rule, call, latency = state.decide(step)
         authorization = self.headers.get("Authorization")
         status: int | str = 200 if rule is None else rule.get("status", 200)
-        state.record(
-            {
-                "step": step,
-                "status": status,
-                "time": time.time(),
-                "body": body,
-                "authorization": authorization,
-            }
-        )
+        entry = {
+            "step": step,
+            "status": status,
+            "time": time.time(),
+            "body": body,
+            "authorization": authorization,
+        }
+        state.record(entry)
+        try:
+            self._answer(entry, step, call, rule, status, latency)
+        finally:
+            state.answered(entry)
+
+    def _answer(
+        self,
+        entry: dict[str, Any],
+        step: str,
+        call: int,
+        rule: dict[str, Any] | None,
+        status: int | str,
+        latency: float,
+    ) -> None:
+        state = self.server.state
+        body, authorization = entry["body"], entry["authorization"]
         if latency and state.stopping.wait(latency):
             return
         if status == "hang":
@@ -219,6 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         content = self._content(step, call, rule)
+        entry["content"] = content
         prompt_tokens = max(1, len(message_text(body)) // 4)
         completion_tokens = max(1, len(content) // 4)
         self._send_json(
