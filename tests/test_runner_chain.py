@@ -441,3 +441,31 @@ def test_a_rate_limit_pauses_all_the_jobs_calls_for_its_retry_after(fake: FakeLL
     # Not only the refused call's retry: parts of the other calls waited, then went on.
     assert len([r for r in after if r["step"] == "summarize"]) > 4
     assert result.usage["summarize"].calls == len(requests) - 1 - len(fake.requests("checklist"))
+
+
+def test_a_long_guideline_gets_a_soft_limit_grown_by_its_rounds(fake: FakeLLM) -> None:
+    # 0.3 s a call: the map step alone takes longer than the 1 s base limit, which a
+    # short guideline keeps; the rounds of this one add 3 s each.
+    fake.set_script({"latency": 0.3})
+    text = valve_rules(80)
+
+    error = failure(
+        fake,
+        text,
+        chunk_chars=700,
+        llm_concurrency=2,
+        soft_timeout_per_round_seconds=0,
+        soft_timeout_seconds=1.0,
+    )
+    assert error.reason is FailureReason.TIMEOUT
+
+    result = chain(
+        fake,
+        text,
+        chunk_chars=700,
+        llm_concurrency=2,
+        soft_timeout_per_round_seconds=3.0,
+        soft_timeout_seconds=1.0,
+    )
+    assert result.checklist
+    assert len(fake.requests("summarize")) >= 6

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from guideline_core import logs
 from guideline_core.resource import FailureReason
 from guideline_core.settings import RunnerSettings
+from guideline_core.splitting import planned_rounds, time_limit
 
 from guideline_runner import quality, tracing
 from guideline_runner.chunk_cache import DISABLED_NOTE, ChunkCache
@@ -38,7 +39,7 @@ from guideline_runner.models import (
 from guideline_runner.obligations import obligations_of
 from guideline_runner.providers.base import Completion, Provider
 from guideline_runner.providers.extractive import ExtractiveProvider
-from guideline_runner.text import content_chunks, group_texts
+from guideline_runner.text import group_texts, map_parts
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +157,7 @@ def summarize(
     limit = provider.max_input_chars
     if limit is None or len(text) <= limit:
         return _call(cancel, lambda: provider.summarize(text.strip()))
-    parts = [p.strip() for p in content_chunks(text, limit)]
-    parts = [p for p in parts if p]
+    parts = map_parts(text, limit)
     cached = cache.lookup(parts) if cache is not None else {}
     log.info(
         "guideline split for map-reduce",
@@ -307,6 +307,17 @@ def _within(seconds: float, provider: Provider, work: Callable[[threading.Event]
     return outcome["value"]
 
 
+def soft_timeout(text: str, settings: RunnerSettings) -> float:
+    """The chain's soft time limit for `text`: `soft_timeout_seconds`, plus
+    `soft_timeout_per_round_seconds` for each round of LLM calls beyond a short
+    guideline's 2 (`splitting.planned_rounds`), so that a long guideline is not failed
+    for being long."""
+    rounds = planned_rounds(text, settings.chunk_chars, settings.llm_concurrency)
+    return time_limit(
+        settings.soft_timeout_seconds, settings.soft_timeout_per_round_seconds, rounds
+    )
+
+
 def run_chain(
     text: str,
     settings: RunnerSettings,
@@ -318,7 +329,7 @@ def run_chain(
     thresholds: ReviewThresholds | None = None,
     cache: ChunkCache | None = None,
 ) -> ChainResult:
-    """Summarize `text`, then build its checklist, within `settings.soft_timeout_seconds`.
+    """Summarize `text`, then build its checklist, within `soft_timeout(text, settings)`.
 
     With `partial_summary` (kept by an earlier attempt) step 1 is skipped. `on_summary` is
     called once step 1 has succeeded (the runner stores it in status.partial). Items are
@@ -337,7 +348,7 @@ def run_chain(
     gate = Gate.of(settings, thresholds)
     try:
         return _within(
-            settings.soft_timeout_seconds,
+            soft_timeout(text, settings),
             provider,
             lambda cancel: _steps(
                 text,

@@ -25,7 +25,7 @@ from guideline_core.resource import ENV_TERMINATION_MESSAGE_PATH, FailureReason,
 from guideline_core.settings import RunnerSettings
 
 from guideline_runner import errors, tracing
-from guideline_runner.chain import run_chain
+from guideline_runner.chain import run_chain, soft_timeout
 from guideline_runner.chunk_cache import ChunkCache
 from guideline_runner.errors import ChainError
 from guideline_runner.models import PartialSummary, ReviewThresholds
@@ -139,7 +139,7 @@ def _process(settings: RunnerSettings) -> int:
                 "provider": provider.name,
                 "model": provider.model,
                 "chars": len(text),
-                "soft_timeout_s": settings.soft_timeout_seconds,
+                "soft_timeout_s": soft_timeout(text, settings),
                 # What the pod's start cost before its first LLM call (the budget).
                 "cpu_s": round(time.process_time(), 3),
             },
