@@ -15,6 +15,7 @@ import pytest
 from guideline_core import logs
 from guideline_core.resource import FailureReason, RunnerExit
 from guideline_core.settings import RunnerSettings
+from guideline_core.splitting import checklist_sections
 from guideline_runner.chain import run_chain
 from guideline_runner.errors import ChainError
 from guideline_runner.main import setup_logging
@@ -469,3 +470,59 @@ def test_a_long_guideline_gets_a_soft_limit_grown_by_its_rounds(fake: FakeLLM) -
     )
     assert result.checklist
     assert len(fake.requests("summarize")) >= 6
+
+
+def sectioned_guideline(sections: int) -> str:
+    """A guideline of `sections` headed sections of three obligations each; every section
+    also repeats one shared obligation."""
+    return "\n\n".join(
+        f"# Section {n}\n\n"
+        + " ".join(f"Operators must check valve {n}-{k} daily." for k in range(3))
+        + "\nAll staff must wear their badges."
+        for n in range(sections)
+    )
+
+
+def guideline_block(request: dict[str, Any]) -> str:
+    return user_text(request["body"]).split("<guideline>\n", 1)[1].rsplit("\n</guideline>")[0]
+
+
+def test_checklist_items_come_from_every_sections_own_text_merged(fake: FakeLLM) -> None:
+    text = sectioned_guideline(24)
+    fake.set_script({"checklist": "obligations", "latency": 0.2})
+
+    result = chain(fake, text, chunk_chars=600, llm_concurrency=4)
+
+    calls = fake.requests("checklist")
+    sections = checklist_sections(text, 600)
+    assert len(sections) > 4 and len(calls) == len(sections)
+    assert sorted(guideline_block(r) for r in calls) == sorted(sections)
+    assert max(r["in_flight"] for r in calls) == 4
+    # The summary is still the first step, and every section's call sees it.
+    assert all(result.summary in user_text(r["body"]) for r in calls)
+    quotes = [item.source.quote for item in result.checklist if item.source is not None]
+    expected = {f"Operators must check valve {n}-{k} daily." for n in range(24) for k in range(3)}
+    assert set(quotes) == expected | {"All staff must wear their badges."}
+    assert quotes.count("All staff must wear their badges.") == 1  # one item, not 24
+    assert len(result.checklist) == len(expected) + 1
+    # Each distinct obligation is covered; the repeats of the shared one are not (an item
+    # has one source: the first place its quote is found).
+    assert result.quality.covered_obligations == len(expected) + 1
+    assert result.quality.capped is None
+
+
+def test_the_caps_per_section_and_in_total_are_reported(fake: FakeLLM) -> None:
+    text = sectioned_guideline(24)
+    fake.set_script({"checklist": "obligations"})
+
+    per_section = chain(fake, text, chunk_chars=600, max_items_per_section=2)
+
+    sections = len(checklist_sections(text, 600))
+    assert per_section.quality.capped is not None
+    assert per_section.quality.capped.model_dump() == {"per_section": sections, "total": False}
+
+    total = chain(fake, text, chunk_chars=600, max_checklist_items=10)
+
+    assert len(total.checklist) == 10
+    assert total.quality.capped is not None and total.quality.capped.total is True
+    assert total.to_status()["quality"]["capped"] == {"per_section": 0, "total": True}

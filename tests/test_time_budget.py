@@ -5,7 +5,7 @@ timeout and the operator's hard deadline of its Job."""
 from __future__ import annotations
 
 from guideline_core.settings import OperatorSettings, RunnerSettings
-from guideline_core.splitting import map_parts, planned_rounds, time_limit
+from guideline_core.splitting import checklist_sections, map_parts, planned_rounds, time_limit
 from guideline_operator import manifests
 from guideline_runner.chain import soft_timeout
 
@@ -30,10 +30,11 @@ def test_a_short_guideline_is_two_rounds_and_keeps_the_base_limits() -> None:
 def test_rounds_follow_the_parts_and_the_concurrency() -> None:
     text = rules(300)
     parts = len(map_parts(text, 700))
-    assert parts >= 20
+    sections = len(checklist_sections(text, 700))
+    assert parts >= 20 and sections >= 20
     sequential = planned_rounds(text, 700, 1)
-    assert sequential == parts + (parts - 1) + 1
-    assert planned_rounds(text, 700, 4) == -(-parts // 4) + -(-(parts - 1) // 4) + 1
+    assert sequential == parts + (parts - 1) + sections
+    assert planned_rounds(text, 700, 4) == -(-parts // 4) + -(-(parts - 1) // 4) + -(-sections // 4)
     assert planned_rounds(text, 700, 4) < sequential
 
 
@@ -62,3 +63,38 @@ def test_the_jobs_deadline_is_grown_by_its_rounds() -> None:
     spec = manifests.build_job(request, settings)["spec"]
 
     assert spec["activeDeadlineSeconds"] == 300 + 75 * 10
+
+
+GUIDELINE = """# Hand hygiene
+
+Staff must wash their hands before every patient contact.
+
+# Sharps
+
+Needles must never be recapped. Containers should be closed when three quarters full.
+
+3. WASTE
+
+Clinical waste must be stored in yellow bags.
+"""
+
+
+def test_sections_start_at_the_guidelines_own_headings_then_size() -> None:
+    sections = checklist_sections(GUIDELINE, 60)
+
+    assert "".join(sections) == GUIDELINE
+    assert all(len(s) <= 60 for s in sections)
+    starts = [s.lstrip().splitlines()[0] for s in sections]
+    # Every heading opens a section; the long one is cut again by size.
+    assert {"# Hand hygiene", "# Sharps", "3. WASTE"} <= set(starts)
+    assert len(sections) == 5
+    assert checklist_sections(GUIDELINE, len(GUIDELINE)) == [GUIDELINE]
+
+
+def test_short_sections_are_packed_up_to_the_size() -> None:
+    sections = checklist_sections(GUIDELINE, 180)
+
+    assert "".join(sections) == GUIDELINE
+    assert len(sections) == 2
+    assert sections[0].startswith("# Hand hygiene") and "# Sharps" in sections[0]
+    assert sections[1].startswith("3. WASTE")

@@ -591,7 +591,16 @@ class RunnerSettings(CommonSettings):
         '(docs/contracts.md, "Time limits").',
     )
     max_checklist_items: int = Field(
-        30, description="Most checklist items in a result (a longer answer is cut)."
+        500,
+        ge=1,
+        description="Most checklist items in a result, all sections merged (more are cut; "
+        "result.quality.capped.total says so).",
+    )
+    max_items_per_section: int = Field(
+        60,
+        ge=1,
+        description="Most checklist items the LLM gives for one section of a guideline "
+        "(result.quality.capped.per_section counts the sections that reached it).",
     )
     fallback_to_extractive: bool = Field(
         False, description="Complete with the extractive provider (degraded) if the LLM fails."

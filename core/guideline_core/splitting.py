@@ -1,7 +1,8 @@
 """Splitting a guideline without losing any of it, shared by the runner (which cuts it)
 and the operator (which sizes a job's time budget by it): chunks for map-reduce
 summarization (cut at paragraph, then sentence, then word boundaries, at content-defined
-places), and the plan of a job's LLM calls that follows from them."""
+places), the sections a checklist is drawn from (at the guideline's own headings, then by
+size), and the plan of a job's LLM calls that follows from them."""
 
 from __future__ import annotations
 
@@ -120,6 +121,81 @@ def group_texts(texts: Sequence[str], max_chars: int, separator_chars: int = 2) 
     return groups
 
 
+# A list marker: a bullet, "1." or "1)" or "a)", or a clause number such as "3.1" or "2.4.1".
+BULLET: Final = re.compile(
+    r"^\s*(?:[-*\u2022\u25aa\u25e6\u2013]|\(?\d{1,3}[.)]|\d{1,3}(?:\.\d{1,3})+\.?"
+    r"|\(?[a-zA-Z][.)])\s+"
+)
+# Only the opening `#`s: the closing ones are stripped with str methods. The former
+# `(.*?)\s*#*\s*$` was cubic in a run of blanks inside a heading (2,000 blanks: 30 s).
+_HEADING_MD: Final = re.compile(r"\s{0,3}#{1,6}\s+")
+_NUMBERED: Final = re.compile(r"^\s*\d{1,3}(?:\.\d{1,3})*[.)]?\s+")
+
+
+def heading_of(line: str) -> str | None:
+    """The heading text if `line` looks like a section heading: a Markdown heading, or a
+    short line without final punctuation that ends with a colon or is in title or upper
+    case."""
+    stripped = line.strip()
+    if not stripped:
+        return None
+    markdown = _HEADING_MD.match(stripped)
+    title = stripped[markdown.end() :].rstrip().rstrip("#").rstrip() if markdown else "\n"
+    if "\n" not in title:  # a heading is one line
+        return title.strip() or None
+    if len(stripped) > 80:
+        return None
+    numbered = _NUMBERED.match(stripped)
+    if numbered:  # "3. Sharps" is a numbered heading, "3. Wash hands." a list item
+        title = stripped[numbered.end() :]
+        return title if title and title[-1] not in ".!?;,:" and _title_like(title) else None
+    if BULLET.match(stripped):
+        return None
+    if stripped.endswith(":") and len(stripped.split()) <= 8:
+        return stripped.rstrip(":").strip() or None
+    if stripped[-1] in ".!?;,":
+        return None
+    return stripped.rstrip(":").strip() if _title_like(stripped) else None
+
+
+def _title_like(line: str) -> bool:
+    """Up to eight words, in upper case or with every longer word capitalised."""
+    words = re.findall(r"[A-Za-z][\w'-]*", line)
+    if not words or len(words) > 8:
+        return False
+    return line.isupper() or all(w[0].isupper() or len(w) <= 3 for w in words)
+
+
+def checklist_sections(text: str, max_chars: int) -> list[str]:
+    """`text` in the sections its checklist is drawn from, one LLM call each: cut before
+    every heading line (`heading_of`: Markdown `#`, numbered or title/upper-case lines),
+    a section longer than `max_chars` cut again by size (`chunk_text`), and consecutive
+    short sections packed together up to `max_chars` (a guideline of many small headings
+    is not one call per heading). The concatenation is exactly `text`; a text of at most
+    `max_chars` is one section."""
+    if max_chars < 1:
+        raise ValueError("max_chars must be positive")
+    if len(text) <= max_chars:
+        return [text]
+    starts = [0]
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        if offset and heading_of(line.rstrip("\r\n")) is not None:
+            starts.append(offset)
+        offset += len(line)
+    sections: list[str] = []
+    current = ""
+    for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
+        for piece in chunk_text(text[start:end], max_chars):
+            if current and len(current) + len(piece) > max_chars:
+                sections.append(current)
+                current = ""
+            current += piece
+    if current or not sections:
+        sections.append(current)
+    return sections
+
+
 def map_parts(text: str, chunk_chars: int) -> list[str]:
     """The parts a guideline longer than `chunk_chars` is summarized in, one LLM call
     each (blank parts dropped); a shorter one is a single part."""
@@ -128,11 +204,13 @@ def map_parts(text: str, chunk_chars: int) -> list[str]:
     return [part for part in (p.strip() for p in content_chunks(text, chunk_chars)) if part]
 
 
-def planned_rounds(text: str, chunk_chars: int, concurrency: int, checklist_calls: int = 1) -> int:
+def planned_rounds(text: str, chunk_chars: int, concurrency: int) -> int:
     """An estimate of how many LLM calls the chain makes one after the other with
     `concurrency` calls in flight: the map step's parts, the combine calls (at most one
-    fewer than the parts), then the checklist calls. A short guideline takes 2 rounds."""
+    fewer than the parts), then one checklist call per section. A short guideline takes
+    2 rounds."""
     parts = len(map_parts(text, chunk_chars))
+    checklist_calls = len(checklist_sections(text, chunk_chars))
     return (
         math.ceil(parts / concurrency)
         + math.ceil((parts - 1) / concurrency)

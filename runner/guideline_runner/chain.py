@@ -1,6 +1,7 @@
 """The two-step chain, free of Kubernetes: (1) summarize the guideline (map-reduce when it
 is longer than the provider takes at once, reusing cached summaries of unchanged parts),
-(2) build a checklist from the summary, then ground every item in the text and measure
+(2) build a checklist from every section of the guideline with the summary as context
+(one call per section, merged), then ground every item in the text and measure
 the result's quality (coverage of the guideline's obligations, the review gate).
 
 `run_chain` adds what wraps the steps: the soft time limit over the whole chain, reuse of
@@ -23,15 +24,17 @@ from typing import Any, TypeVar
 from guideline_core import logs
 from guideline_core.resource import FailureReason
 from guideline_core.settings import RunnerSettings
-from guideline_core.splitting import planned_rounds, time_limit
+from guideline_core.splitting import checklist_sections, planned_rounds, time_limit
 
 from guideline_runner import quality, tracing
 from guideline_runner.chunk_cache import DISABLED_NOTE, ChunkCache
 from guideline_runner.errors import ChainError
 from guideline_runner.grounding import ground
 from guideline_runner.models import (
+    Capped,
     ChainResult,
     ChunkCacheReport,
+    DraftItem,
     PartialSummary,
     ReviewThresholds,
     Usage,
@@ -128,6 +131,7 @@ class Gate:
 
     thresholds: ReviewThresholds
     drop_ungrounded: bool = False
+    max_items: int | None = None  # the total cap of a merged checklist
 
     @classmethod
     def of(cls, settings: RunnerSettings, thresholds: ReviewThresholds | None = None) -> Gate:
@@ -139,6 +143,7 @@ class Gate:
                 min_coverage=settings.review_min_coverage,
             ),
             drop_ungrounded=settings.drop_ungrounded_items,
+            max_items=settings.max_checklist_items,
         )
 
 
@@ -198,6 +203,61 @@ def summarize(
     return Completion(summaries[0], usage)
 
 
+def _same_obligation(item: DraftItem) -> str:
+    """What makes two sections' items one: the passage quoted (else the item), compared
+    without case, blanks or end punctuation."""
+    return " ".join((item.quote or item.item).casefold().split()).strip(" .;:")
+
+
+def checklist(
+    text: str,
+    summary: str,
+    provider: Provider,
+    cancel: threading.Event,
+    concurrency: int = 1,
+    max_items: int | None = None,
+) -> Completion[tuple[list[DraftItem], Capped | None]]:
+    """Step 2: checklist items drawn from every section of `text` (its own headings, then
+    size: `checklist_sections`), one call per section with up to `concurrency` in flight,
+    merged in the text's order with items quoting the same passage kept once, and cut at
+    `max_items`; with which caps were reached. A provider without an input limit (the
+    extractive one) gets the whole text in one call."""
+    limit = provider.max_input_chars
+    sections = [text] if limit is None else checklist_sections(text, limit)
+    if len(sections) == 1:
+        calls = [lambda: provider.checklist(summary, guideline=text)]
+    else:
+        log.info("checklist drawn by section", extra={"sections": len(sections)})
+        calls = [
+            lambda number=number, section=section: provider.checklist(  # type: ignore[call-arg]
+                summary, guideline=section, section=number, sections=len(sections)
+            )
+            for number, section in enumerate(sections, start=1)
+        ]
+    answers = _call_all(cancel, concurrency, calls)
+    per_section = getattr(provider, "max_items", None)
+    full = sum(1 for a in answers if per_section is not None and len(a.value) >= per_section)
+    merged: list[DraftItem] = []
+    seen: set[str] = set()
+    for answer in answers:
+        for item in answer.value:
+            key = _same_obligation(item)
+            if len(sections) > 1 and key in seen:
+                continue
+            seen.add(key)
+            merged.append(item)
+    cut = max_items is not None and len(merged) > max_items
+    if cut:
+        log.warning(
+            "checklist cut at the total cap", extra={"items": len(merged), "kept": max_items}
+        )
+        merged = merged[:max_items]
+    if limit is None:  # one call over the whole text: the provider's cap is the total one
+        full, cut = 0, cut or full > 0
+    capped = Capped(per_section=full, total=cut) if full or cut else None
+    return Completion((merged, capped), sum((a.usage for a in answers), Usage()))
+
+
 def _steps(
     text: str,
     provider: Provider,
@@ -243,12 +303,14 @@ def _steps(
                 )
             )
     with _step(CHECKLIST, summary_chars=len(summary), provider=provider.name) as record:
-        items = _call(cancel, lambda: provider.checklist(summary, guideline=text))
+        items = checklist(text, summary, provider, cancel, concurrency, gate.max_items)
         record.usage = items.usage
     usage[CHECKLIST] = items.usage
     durations[CHECKLIST] = record.duration
-    grounded = ground(items.value, text, drop_ungrounded=gate.drop_ungrounded)
+    drafts, capped = items.value
+    grounded = ground(drafts, text, drop_ungrounded=gate.drop_ungrounded)
     measured = quality.assess(grounded, obligations_of(text))
+    measured = measured.model_copy(update={"capped": capped})
     review = quality.review(measured, gate.thresholds)
     log.info(
         "checklist grounded",

@@ -85,6 +85,15 @@ class Passage(BaseModel):
     end: int
 
 
+class Capped(BaseModel):
+    """The item caps a checklist reached: items beyond them were not asked for or cut."""
+
+    per_section: int = Field(0, description="Sections whose answer reached max_items_per_section.")
+    total: bool = Field(
+        False, description="Whether the merged list was cut at max_checklist_items."
+    )
+
+
 class Quality(BaseModel):
     """How far a checklist can be trusted, measured against the guideline."""
 
@@ -99,6 +108,9 @@ class Quality(BaseModel):
     uncovered: list[Passage] = Field(default_factory=list)
     duplicates: list[list[int]] = Field(
         default_factory=list, description="Groups of checklist indices saying the same thing."
+    )
+    capped: Capped | None = Field(
+        None, description="Which item caps the checklist reached (None: none)."
     )
 
 

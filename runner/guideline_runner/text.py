@@ -10,9 +10,11 @@ from functools import lru_cache
 from typing import Any, Final
 
 from guideline_core.splitting import (
+    BULLET,
     chunk_text,
     content_chunks,
     group_texts,
+    heading_of,
     map_parts,
 )
 
@@ -28,15 +30,6 @@ __all__ = [
 ]
 
 _WHITESPACE: Final = re.compile(r"\s+")
-# A list marker: a bullet, "1." or "1)" or "a)", or a clause number such as "3.1" or "2.4.1".
-_BULLET: Final = re.compile(
-    r"^\s*(?:[-*\u2022\u25aa\u25e6\u2013]|\(?\d{1,3}[.)]|\d{1,3}(?:\.\d{1,3})+\.?"
-    r"|\(?[a-zA-Z][.)])\s+"
-)
-# Only the opening `#`s: the closing ones are stripped with str methods. The former
-# `(.*?)\s*#*\s*$` was cubic in a run of blanks inside a heading (2,000 blanks: 30 s).
-_HEADING_MD: Final = re.compile(r"\s{0,3}#{1,6}\s+")
-_NUMBERED: Final = re.compile(r"^\s*\d{1,3}(?:\.\d{1,3})*[.)]?\s+")
 
 
 class Unit:
@@ -57,40 +50,6 @@ class Unit:
         return (
             f"Unit({self.index}, {self.text!r}, heading={self.heading!r}, {self.start}:{self.end})"
         )
-
-
-def heading_of(line: str) -> str | None:
-    """The heading text if `line` looks like a section heading: a Markdown heading, or a
-    short line without final punctuation that ends with a colon or is in title or upper
-    case."""
-    stripped = line.strip()
-    if not stripped:
-        return None
-    markdown = _HEADING_MD.match(stripped)
-    title = stripped[markdown.end() :].rstrip().rstrip("#").rstrip() if markdown else "\n"
-    if "\n" not in title:  # a heading is one line
-        return title.strip() or None
-    if len(stripped) > 80:
-        return None
-    numbered = _NUMBERED.match(stripped)
-    if numbered:  # "3. Sharps" is a numbered heading, "3. Wash hands." a list item
-        title = stripped[numbered.end() :]
-        return title if title and title[-1] not in ".!?;,:" and _title_like(title) else None
-    if _BULLET.match(stripped):
-        return None
-    if stripped.endswith(":") and len(stripped.split()) <= 8:
-        return stripped.rstrip(":").strip() or None
-    if stripped[-1] in ".!?;,":
-        return None
-    return stripped.rstrip(":").strip() if _title_like(stripped) else None
-
-
-def _title_like(line: str) -> bool:
-    """Up to eight words, in upper case or with every longer word capitalised."""
-    words = re.findall(r"[A-Za-z][\w'-]*", line)
-    if not words or len(words) > 8:
-        return False
-    return line.isupper() or all(w[0].isupper() or len(w) <= 3 for w in words)
 
 
 # Longest piece of text given to pysbd at once (longer sentences are rare in guidelines).
@@ -151,7 +110,7 @@ def _blocks(text: str) -> list[tuple[str | None, int, int]]:
             current = None
             heading = found
             continue
-        bullet = _BULLET.match(content)
+        bullet = BULLET.match(content)
         if bullet or current is None:
             lead = bullet.end() if bullet else len(content) - len(content.lstrip())
             current = [line_start + lead, line_start + len(content.rstrip())]

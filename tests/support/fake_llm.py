@@ -14,9 +14,11 @@ The script (JSON; every key optional):
     {
       "summary": "text",            # answer to summarize calls ("{call}" -> call number)
       "combine": "text",            # answer to combine calls (default: "summary")
-      "checklist": [{"item": ..., "priority": ..., "category": ...}] | "raw text",
-                                    # a list is sent as {"items": [...]}; a string verbatim
-                                    # (e.g. malformed JSON)
+      "checklist": [{"item": ..., "priority": ..., "category": ...}] | "raw text"
+                   | "obligations",  # a list is sent as {"items": [...]}; a string verbatim
+                                    # (e.g. malformed JSON); "obligations": one item for
+                                    # each sentence with "must" of the request's
+                                    # <guideline> block, quoting it
       "latency": 0.0,               # seconds before every answer
       "rules": [                    # the first matching rule with times left applies
         {"step": "any" | "summarize" | "combine" | "checklist",
@@ -46,6 +48,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -83,6 +86,16 @@ def user_text(body: dict[str, Any]) -> str:
     return "\n".join(
         str(m.get("content", "")) for m in body.get("messages") or [] if m.get("role") == "user"
     )
+
+
+def obligation_items(user: str) -> list[dict[str, str]]:
+    """Checklist items quoting each sentence with "must" of the <guideline> block."""
+    block = user.split("<guideline>\n", 1)[-1].rsplit("\n</guideline>", 1)[0]
+    sentences = re.findall(r"[^.\n]*\bmust\b[^.\n]*\.", block)
+    return [
+        {"item": s.strip(), "priority": "high", "category": "rules", "quote": s.strip()}
+        for s in sentences
+    ]
 
 
 class _State:
@@ -244,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
                 headers,
             )
             return
-        content = self._content(step, call, rule)
+        content = self._content(step, call, rule, body)
         entry["content"] = content
         prompt_tokens = max(1, len(message_text(body)) // 4)
         completion_tokens = max(1, len(content) // 4)
@@ -272,12 +285,16 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def _content(self, step: str, call: int, rule: dict[str, Any] | None) -> str:
+    def _content(
+        self, step: str, call: int, rule: dict[str, Any] | None, body: dict[str, Any]
+    ) -> str:
         script = self.server.state.script
         if rule is not None and "content" in rule:
             return str(rule["content"])
         if step == "checklist":
             checklist = script.get("checklist", DEFAULT_CHECKLIST)
+            if checklist == "obligations":
+                checklist = obligation_items(user_text(body))
             if isinstance(checklist, str):
                 return checklist
             return json.dumps({"items": checklist})

@@ -158,8 +158,11 @@ class OpenAIProvider:
         )
         return Completion(content, usage)
 
-    def checklist(self, summary: str, *, guideline: str) -> Completion[list[DraftItem]]:
-        """Checklist items from `summary`, each with its verbatim quote of `guideline`,
+    def checklist(
+        self, summary: str, *, guideline: str, section: int = 1, sections: int = 1
+    ) -> Completion[list[DraftItem]]:
+        """Checklist items from `summary` (with `sections` > 1: from section `section` of
+        the guideline, `guideline`), each with its verbatim quote of `guideline`,
         answered as JSON of a strict schema and validated; anything else is an
         `InvalidOutput` error."""
         content, usage = self._call(
@@ -169,7 +172,10 @@ class OpenAIProvider:
                     "role": "system",
                     "content": prompts.CHECKLIST_SYSTEM.format(max_items=self.max_items),
                 },
-                {"role": "user", "content": prompts.checklist_user(summary, guideline)},
+                {
+                    "role": "user",
+                    "content": prompts.checklist_user(summary, guideline, section, sections),
+                },
             ],
             response_format=checklist_response_format(self.max_items),
         )
