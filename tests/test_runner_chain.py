@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -526,3 +527,25 @@ def test_the_caps_per_section_and_in_total_are_reported(fake: FakeLLM) -> None:
     assert len(total.checklist) == 10
     assert total.quality.capped is not None and total.quality.capped.total is True
     assert total.to_status()["quality"]["capped"] == {"per_section": 0, "total": True}
+
+
+def test_the_soft_timeout_abandons_the_calls_in_flight_and_starts_no_more(fake: FakeLLM) -> None:
+    fake.set_script({"rules": [{"step": "summarize", "status": "hang", "seconds": 60}]})
+
+    error = failure(
+        fake,
+        valve_rules(80),
+        chunk_chars=700,
+        llm_concurrency=4,
+        soft_timeout_seconds=1.0,
+        soft_timeout_per_round_seconds=0,
+        request_timeout_seconds=60,
+    )
+
+    assert error.reason is FailureReason.TIMEOUT
+    # The four calls in flight, and none started after the limit.
+    assert [r["status"] for r in fake.requests()] == ["hang"] * 4
+    # Still waiting for their answers, they are abandoned: daemon threads never hold up
+    # the runner's exit (SIGTERM, a cancel, ends it at once anyway: os._exit).
+    workers = [t for t in threading.enumerate() if t.name.startswith("llm-") and t.is_alive()]
+    assert workers and all(t.daemon for t in workers)

@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -111,17 +110,46 @@ def _call_all(
     cancel: threading.Event, concurrency: int, calls: Sequence[Callable[[], Completion[T]]]
 ) -> list[Completion[T]]:
     """The answers of `calls`, in order, with at most `concurrency` of them in flight.
-    The first failure is raised at once: calls not started yet are dropped, those in
-    flight are abandoned (their answers ignored)."""
+    The first failure is raised at once: calls not started yet are never started, those
+    in flight are abandoned. The workers are daemon threads, so a call the soft timeout
+    or a failure abandoned never holds up the runner's exit."""
     if concurrency <= 1 or len(calls) <= 1:
         return [_call(cancel, fn) for fn in calls]
-    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(calls)), thread_name_prefix="llm")
-    try:
-        # Each call logs with the caller's bindings (event_id, step).
-        futures = [pool.submit(contextvars.copy_context().run, _call, cancel, fn) for fn in calls]
-        return [future.result() for future in futures]
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    results: list[Completion[T] | None] = [None] * len(calls)
+    pending = iter(enumerate(calls))
+    lock = threading.Lock()
+    finished = threading.Event()
+    failures: list[BaseException] = []
+    left = [len(calls)]
+
+    def work() -> None:
+        while not finished.is_set():
+            with lock:
+                task = next(pending, None)
+            if task is None:
+                return
+            index, fn = task
+            try:
+                results[index] = _call(cancel, fn)
+            except BaseException as exc:
+                failures.append(exc)
+                finished.set()
+                return
+            with lock:
+                left[0] -= 1
+                if left[0] == 0:
+                    finished.set()
+
+    for number in range(min(concurrency, len(calls))):
+        # Each worker logs with the caller's bindings (event_id, step).
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run, args=(work,), name=f"llm-{number}", daemon=True
+        ).start()
+    finished.wait()
+    if failures:
+        raise failures[0]
+    return [result for result in results if result is not None]
 
 
 @dataclass(frozen=True)
