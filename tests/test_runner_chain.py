@@ -17,7 +17,7 @@ from guideline_core import logs
 from guideline_core.resource import FailureReason, RunnerExit
 from guideline_core.settings import RunnerSettings
 from guideline_core.splitting import checklist_sections
-from guideline_runner.chain import run_chain
+from guideline_runner.chain import run_chain, section_key
 from guideline_runner.errors import ChainError
 from guideline_runner.main import setup_logging
 from guideline_runner.models import PartialSummary, Usage
@@ -549,3 +549,37 @@ def test_the_soft_timeout_abandons_the_calls_in_flight_and_starts_no_more(fake: 
     # the runner's exit (SIGTERM, a cancel, ends it at once anyway: os._exit).
     workers = [t for t in threading.enumerate() if t.name.startswith("llm-") and t.is_alive()]
     assert workers and all(t.daemon for t in workers)
+
+
+def test_a_retry_does_not_redo_the_sections_a_failed_attempt_finished(fake: FakeLLM) -> None:
+    text = sectioned_guideline(24)
+    sections = checklist_sections(text, 600)
+    fake.set_script(
+        {
+            "checklist": "obligations",
+            "rules": [
+                {"step": "checklist", "status": 200, "times": 3},
+                {"step": "checklist", "status": 503, "times": None},
+            ],
+        }
+    )
+
+    error = failure(fake, text, chunk_chars=600, llm_concurrency=1, sdk_max_retries=0)
+
+    assert error.retryable and error.keep is not None
+    done = [guideline_block(r) for r in fake.requests("checklist") if r["status"] == 200]
+    assert sorted(error.keep) == sorted(section_key(s) for s in done) and len(done) == 3
+    # What the runner writes with runnerError, read back by the next pod.
+    partial = PartialSummary.model_validate(
+        {"summary": "Kept summary.", "attempt": 1, "sections": error.keep}
+    )
+    fake.set_script({"checklist": "obligations"})
+
+    result = chain(fake, text, partial=partial, chunk_chars=600, llm_concurrency=1)
+
+    asked = [guideline_block(r) for r in fake.requests("checklist")]
+    assert sorted(asked) == sorted(s for s in sections if s not in done)
+    assert fake.requests("summarize") == []
+    assert result.usage["checklist"].calls_saved == 3
+    expected = {f"Operators must check valve {n}-{k} daily." for n in range(24) for k in range(3)}
+    assert {i.source.quote for i in result.checklist if i.source} >= expected

@@ -12,6 +12,7 @@ provider when the LLM fails for good.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import logging
 import threading
 import time
@@ -107,14 +108,21 @@ def _call(cancel: threading.Event, fn: Callable[[], Completion[T]]) -> Completio
 
 
 def _call_all(
-    cancel: threading.Event, concurrency: int, calls: Sequence[Callable[[], Completion[T]]]
+    cancel: threading.Event,
+    concurrency: int,
+    calls: Sequence[Callable[[], Completion[T]]],
+    done: dict[int, Completion[T]] | None = None,
 ) -> list[Completion[T]]:
     """The answers of `calls`, in order, with at most `concurrency` of them in flight.
     The first failure is raised at once: calls not started yet are never started, those
     in flight are abandoned. The workers are daemon threads, so a call the soft timeout
-    or a failure abandoned never holds up the runner's exit."""
+    or a failure abandoned never holds up the runner's exit. `done` receives each answer
+    by index as it arrives (what a failure leaves behind)."""
+    done = {} if done is None else done
     if concurrency <= 1 or len(calls) <= 1:
-        return [_call(cancel, fn) for fn in calls]
+        for index, fn in enumerate(calls):
+            done[index] = _call(cancel, fn)
+        return [done[index] for index in range(len(calls))]
     results: list[Completion[T] | None] = [None] * len(calls)
     pending = iter(enumerate(calls))
     lock = threading.Lock()
@@ -130,7 +138,7 @@ def _call_all(
                 return
             index, fn = task
             try:
-                results[index] = _call(cancel, fn)
+                results[index] = done[index] = _call(cancel, fn)
             except BaseException as exc:
                 failures.append(exc)
                 finished.set()
@@ -231,6 +239,11 @@ def summarize(
     return Completion(summaries[0], usage)
 
 
+def section_key(section: str) -> str:
+    """The key of a section's kept checklist answer: its text's SHA-256."""
+    return hashlib.sha256(section.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _same_obligation(item: DraftItem) -> str:
     """What makes two sections' items one: the passage quoted (else the item), compared
     without case, blanks or end punctuation."""
@@ -244,25 +257,49 @@ def checklist(
     cancel: threading.Event,
     concurrency: int = 1,
     max_items: int | None = None,
+    kept: dict[str, list[DraftItem]] | None = None,
 ) -> Completion[tuple[list[DraftItem], Capped | None]]:
     """Step 2: checklist items drawn from every section of `text` (its own headings, then
     size: `checklist_sections`), one call per section with up to `concurrency` in flight,
     merged in the text's order with items quoting the same passage kept once, and cut at
     `max_items`; with which caps were reached. A provider without an input limit (the
-    extractive one) gets the whole text in one call."""
+    extractive one) gets the whole text in one call. Sections whose answer an earlier
+    attempt `kept` (by `section_key`) are not asked again; on a failure the answers done
+    so far are left in the error's `keep` for `status.partial`."""
     limit = provider.max_input_chars
     sections = [text] if limit is None else checklist_sections(text, limit)
+    kept = kept or {}
     if len(sections) == 1:
         calls = [lambda: provider.checklist(summary, guideline=text)]
     else:
-        log.info("checklist drawn by section", extra={"sections": len(sections)})
         calls = [
             lambda number=number, section=section: provider.checklist(  # type: ignore[call-arg]
                 summary, guideline=section, section=number, sections=len(sections)
             )
             for number, section in enumerate(sections, start=1)
         ]
-    answers = _call_all(cancel, concurrency, calls)
+    keys = [section_key(section) for section in sections]
+    todo = [index for index, key in enumerate(keys) if key not in kept]
+    log.info(
+        "checklist drawn by section",
+        extra={"sections": len(sections), "kept_sections": len(sections) - len(todo)},
+    )
+    finished: dict[int, Completion[list[DraftItem]]] = {}
+    try:
+        _call_all(cancel, concurrency, [calls[index] for index in todo], finished)
+    except ChainError as err:
+        err.keep = {
+            keys[todo[i]]: [d.model_dump(mode="json") for d in c.value] for i, c in finished.items()
+        }
+        err.keep.update(
+            {key: [d.model_dump(mode="json") for d in kept[key]] for key in kept if key in keys}
+        )
+        raise
+    new = {todo[i]: c for i, c in finished.items()}
+    answers = [
+        new[index] if index in new else Completion(kept[keys[index]], Usage(calls_saved=1))
+        for index in range(len(sections))
+    ]
     per_section = getattr(provider, "max_items", None)
     full = sum(1 for a in answers if per_section is not None and len(a.value) >= per_section)
     merged: list[DraftItem] = []
@@ -331,7 +368,15 @@ def _steps(
                 )
             )
     with _step(CHECKLIST, summary_chars=len(summary), provider=provider.name) as record:
-        items = checklist(text, summary, provider, cancel, concurrency, gate.max_items)
+        items = checklist(
+            text,
+            summary,
+            provider,
+            cancel,
+            concurrency,
+            gate.max_items,
+            partial.sections if partial is not None else None,
+        )
         record.usage = items.usage
     usage[CHECKLIST] = items.usage
     durations[CHECKLIST] = record.duration

@@ -58,8 +58,11 @@ def _fail(settings: RunnerSettings, job: GuidelineJobClient | None, error: Chain
     )
     write_termination_message(settings.termination_message_path, error)
     if job is not None:
+        patch: dict[str, Any] = {"runnerError": error.to_status()}
+        if error.keep:  # sections finished before the failure: a new pod skips them
+            patch["partial"] = {"sections": error.keep}
         try:
-            job.patch_status({"runnerError": error.to_status()})
+            job.patch_status(patch)
         except ChainError as patch_error:
             log.warning("could not record runnerError", extra={"error": patch_error.message})
     return error.exit_code

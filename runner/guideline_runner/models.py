@@ -199,7 +199,8 @@ class Usage(BaseModel):
 
 
 class PartialSummary(BaseModel):
-    """Step 1's outcome as kept in `status.partial`, so a retried pod skips step 1."""
+    """Step 1's outcome as kept in `status.partial`, so a retried pod skips step 1, and the
+    checklist answers of the sections a failed attempt finished, so it skips those too."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -208,6 +209,8 @@ class PartialSummary(BaseModel):
     usage: dict[str, Usage] = Field(default_factory=dict)
     durations: dict[str, float] = Field(default_factory=dict)
     chunk_cache: ChunkCacheReport | None = None
+    # The checklist answers of sections done before a failure, by `section_key`.
+    sections: dict[str, list[DraftItem]] = Field(default_factory=dict)
 
     def to_status(self) -> dict[str, Any]:
         """The body of `status.partial`."""
