@@ -14,8 +14,8 @@ import pytest
 from guideline_core import db
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
+from guideline_core.splitting import checklist_sections, map_parts
 from guideline_operator.metrics import Metrics
-from guideline_runner.text import content_chunks
 from prometheus_client import CollectorRegistry
 from support.api import (
     ADMIN_KEY,
@@ -61,9 +61,10 @@ def test_a_short_guideline_is_one_part_two_calls_and_priced(settings_for: Settin
         )
         assert response.status_code == 200, response.text
         body = response.json()
-        expected = tokens(TEXT.strip())
+        # One part to summarize, one section to draw items from: the text is read twice.
+        expected = tokens(TEXT.strip()) + tokens(TEXT)
         assert body["encoding"] == "o200k_base"
-        assert (body["sections"], body["parts"]) == (2, 1)
+        assert (body["sections"], body["parts"]) == (1, 1)
         assert (body["map_calls"], body["reduce_calls"], body["checklist_calls"]) == (1, 0, 1)
         assert body["llm_calls"] == 2
         assert body["input_tokens"] == expected
@@ -81,8 +82,9 @@ def test_a_long_guideline_is_estimated_over_the_runners_parts(settings_for: Sett
     # 2,000-character partial summaries pack two to a 5,000-character group: every combine
     # call merges two summaries into one, so n parts take n - 1 reduce calls.
     settings = settings_for(chunk_chars=5_000, default_model="gpt-4.1")
-    parts = [p.strip() for p in content_chunks(text, 5_000) if p.strip()]
-    assert len(parts) > 3
+    parts = map_parts(text, 5_000)
+    sections = checklist_sections(text, 5_000)
+    assert len(parts) > 3 and len(sections) > 3
     with api_client(settings) as client:
         body = client.post("/v1/jobs/estimate", json={"guideline_text": text}, headers=auth())
         body = body.json()
@@ -90,8 +92,9 @@ def test_a_long_guideline_is_estimated_over_the_runners_parts(settings_for: Sett
     assert body["parts"] == len(parts)
     assert body["map_calls"] == len(parts)
     assert body["reduce_calls"] == len(parts) - 1
-    assert body["llm_calls"] == 2 * len(parts)
-    assert body["input_tokens"] == sum(tokens(p) for p in parts)
+    assert body["sections"] == body["checklist_calls"] == len(sections)
+    assert body["llm_calls"] == 2 * len(parts) - 1 + len(sections)
+    assert body["input_tokens"] == sum(tokens(t) for t in [*parts, *sections])
     assert body["cost"]["amount"] == round(body["input_tokens"] * 2.0 / 1_000_000, 6)
 
 
@@ -106,8 +109,8 @@ def test_the_encoding_follows_the_model_and_an_unknown_model_has_no_cost(
             "/v1/jobs/estimate", json={"guideline_text": TEXT, "model": "acme-7b"}, headers=auth()
         ).json()
     assert old["encoding"] == "cl100k_base"
-    assert old["input_tokens"] == tokens(TEXT.strip(), "cl100k_base")
-    assert old["input_tokens"] != tokens(TEXT.strip())  # the vocabularies differ on this text
+    assert old["input_tokens"] == tokens(TEXT.strip(), "cl100k_base") + tokens(TEXT, "cl100k_base")
+    assert old["input_tokens"] != tokens(TEXT.strip()) + tokens(TEXT)  # vocabularies differ
     assert unknown["encoding"] == "o200k_base"
     assert unknown["cost"] is None
     assert any("acme-7b" in note for note in unknown["notes"])

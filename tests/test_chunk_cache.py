@@ -20,6 +20,7 @@ import psycopg2
 import pytest
 from guideline_core import summary_cache
 from guideline_core.settings import RunnerSettings
+from guideline_core.splitting import checklist_sections
 from guideline_runner.chain import run_chain
 from guideline_runner.chunk_cache import (
     DISABLED_NOTE,
@@ -118,7 +119,8 @@ def test_only_changed_chunks_and_the_reduce_step_are_sent_again(
     assert sent_parts(fake) == changed  # only what the edit touched
     assert "signed by a second operator" in "".join(sent_parts(fake))
     assert fake.requests("combine"), "the reduce step always runs"
-    assert len(fake.requests("checklist")) == 1
+    # The checklist is drawn from every section of the new version, one call each.
+    assert len(fake.requests("checklist")) == len(checklist_sections(edited, CHUNK_CHARS))
     usage = second.usage["summarize"]
     assert usage.calls_saved == len(new_parts) - len(changed)
     assert usage.calls == len(changed) + len(fake.requests("combine"))

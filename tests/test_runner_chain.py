@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +16,8 @@ import pytest
 from guideline_core import logs
 from guideline_core.resource import FailureReason, RunnerExit
 from guideline_core.settings import RunnerSettings
-from guideline_runner.chain import run_chain
+from guideline_core.splitting import checklist_sections
+from guideline_runner.chain import run_chain, section_key
 from guideline_runner.errors import ChainError
 from guideline_runner.main import setup_logging
 from guideline_runner.models import PartialSummary, Usage
@@ -373,3 +376,210 @@ def test_grouping_always_shrinks_the_list(sizes: list[int]) -> None:
     groups = group_texts(texts, 40)
     assert [t for g in groups for t in g] == texts
     assert len(groups) < len(texts)
+
+
+PART = re.compile(r"This is part (\d+) of")
+
+
+def valve_rules(count: int) -> str:
+    """A guideline of `count` obligation sentences, five to a paragraph."""
+    sentences = [
+        f"Rule {n:03d}: every operator must check valve {n:03d} daily." for n in range(count)
+    ]
+    return "\n\n".join("\n".join(sentences[i : i + 5]) for i in range(0, count, 5))
+
+
+def test_the_parts_are_summarized_concurrently_up_to_the_bound(fake: FakeLLM) -> None:
+    fake.set_script({"summary": "partial summary #{call}.", "combine": "C", "latency": 1.0})
+
+    result = chain(fake, valve_rules(80), chunk_chars=700, llm_concurrency=4)
+
+    parts = fake.requests("summarize")
+    assert len(parts) >= 8
+    # In flight together, as the fake saw them: the bound is reached, never passed.
+    assert max(r["in_flight"] for r in parts) == 4
+    assert max(r["in_flight"] for r in fake.requests()) <= 4
+    # The parts' summaries reach the combine step in the parts' order, whatever order
+    # their answers came in.
+    by_part = sorted(parts, key=lambda r: int(PART.search(user_text(r["body"]))[1]))
+    combined = "\n".join(user_text(r["body"]) for r in fake.requests("combine"))
+    positions = [combined.index(r["content"]) for r in by_part]
+    assert positions == sorted(positions)
+    assert result.usage["summarize"].calls == len(parts) + len(fake.requests("combine"))
+
+
+def test_concurrency_one_calls_the_llm_one_part_at_a_time(fake: FakeLLM) -> None:
+    fake.set_script({"latency": 0.2})
+
+    chain(fake, valve_rules(40), chunk_chars=700, llm_concurrency=1)
+
+    assert len(fake.requests("summarize")) >= 4
+    assert {r["in_flight"] for r in fake.requests()} == {1}
+
+
+def test_a_rate_limit_pauses_all_the_jobs_calls_for_its_retry_after(fake: FakeLLM) -> None:
+    pause = 2.0
+    fake.set_script(
+        {
+            "latency": 0.3,
+            "rules": [{"step": "summarize", "status": 429, "times": 1, "retry_after": pause}],
+        }
+    )
+
+    result = chain(fake, valve_rules(300), chunk_chars=700, llm_concurrency=4)
+
+    requests = fake.requests()
+    (limited,) = [r for r in requests if r["status"] == 429]
+    # Calls already on their way when the 429 left the server may still arrive (the
+    # margin); after that, no call of the job until Retry-After has passed.
+    margin = 0.5
+    during = [
+        r["seq"]
+        for r in requests
+        if limited["answered"] + margin <= r["time"] < limited["answered"] + pause
+    ]
+    assert during == []
+    after = [r for r in requests if r["time"] >= limited["answered"] + pause]
+    # Not only the refused call's retry: parts of the other calls waited, then went on.
+    assert len([r for r in after if r["step"] == "summarize"]) > 4
+    assert result.usage["summarize"].calls == len(requests) - 1 - len(fake.requests("checklist"))
+
+
+def test_a_long_guideline_gets_a_soft_limit_grown_by_its_rounds(fake: FakeLLM) -> None:
+    # 0.3 s a call: the map step alone takes longer than the 1 s base limit, which a
+    # short guideline keeps; the rounds of this one add 3 s each.
+    fake.set_script({"latency": 0.3})
+    text = valve_rules(80)
+
+    error = failure(
+        fake,
+        text,
+        chunk_chars=700,
+        llm_concurrency=2,
+        soft_timeout_per_round_seconds=0,
+        soft_timeout_seconds=1.0,
+    )
+    assert error.reason is FailureReason.TIMEOUT
+
+    result = chain(
+        fake,
+        text,
+        chunk_chars=700,
+        llm_concurrency=2,
+        soft_timeout_per_round_seconds=3.0,
+        soft_timeout_seconds=1.0,
+    )
+    assert result.checklist
+    assert len(fake.requests("summarize")) >= 6
+
+
+def sectioned_guideline(sections: int) -> str:
+    """A guideline of `sections` headed sections of three obligations each; every section
+    also repeats one shared obligation."""
+    return "\n\n".join(
+        f"# Section {n}\n\n"
+        + " ".join(f"Operators must check valve {n}-{k} daily." for k in range(3))
+        + "\nAll staff must wear their badges."
+        for n in range(sections)
+    )
+
+
+def guideline_block(request: dict[str, Any]) -> str:
+    return user_text(request["body"]).split("<guideline>\n", 1)[1].rsplit("\n</guideline>")[0]
+
+
+def test_checklist_items_come_from_every_sections_own_text_merged(fake: FakeLLM) -> None:
+    text = sectioned_guideline(24)
+    fake.set_script({"checklist": "obligations", "latency": 0.2})
+
+    result = chain(fake, text, chunk_chars=600, llm_concurrency=4)
+
+    calls = fake.requests("checklist")
+    sections = checklist_sections(text, 600)
+    assert len(sections) > 4 and len(calls) == len(sections)
+    assert sorted(guideline_block(r) for r in calls) == sorted(sections)
+    assert max(r["in_flight"] for r in calls) == 4
+    # The summary is still the first step, and every section's call sees it.
+    assert all(result.summary in user_text(r["body"]) for r in calls)
+    quotes = [item.source.quote for item in result.checklist if item.source is not None]
+    expected = {f"Operators must check valve {n}-{k} daily." for n in range(24) for k in range(3)}
+    assert set(quotes) == expected | {"All staff must wear their badges."}
+    assert quotes.count("All staff must wear their badges.") == 1  # one item, not 24
+    assert len(result.checklist) == len(expected) + 1
+    # Each distinct obligation is covered; the repeats of the shared one are not (an item
+    # has one source: the first place its quote is found).
+    assert result.quality.covered_obligations == len(expected) + 1
+    assert result.quality.capped is None
+
+
+def test_the_caps_per_section_and_in_total_are_reported(fake: FakeLLM) -> None:
+    text = sectioned_guideline(24)
+    fake.set_script({"checklist": "obligations"})
+
+    per_section = chain(fake, text, chunk_chars=600, max_items_per_section=2)
+
+    sections = len(checklist_sections(text, 600))
+    assert per_section.quality.capped is not None
+    assert per_section.quality.capped.model_dump() == {"per_section": sections, "total": False}
+
+    total = chain(fake, text, chunk_chars=600, max_checklist_items=10)
+
+    assert len(total.checklist) == 10
+    assert total.quality.capped is not None and total.quality.capped.total is True
+    assert total.to_status()["quality"]["capped"] == {"per_section": 0, "total": True}
+
+
+def test_the_soft_timeout_abandons_the_calls_in_flight_and_starts_no_more(fake: FakeLLM) -> None:
+    fake.set_script({"rules": [{"step": "summarize", "status": "hang", "seconds": 60}]})
+
+    error = failure(
+        fake,
+        valve_rules(80),
+        chunk_chars=700,
+        llm_concurrency=4,
+        soft_timeout_seconds=1.0,
+        soft_timeout_per_round_seconds=0,
+        request_timeout_seconds=60,
+    )
+
+    assert error.reason is FailureReason.TIMEOUT
+    # The four calls in flight, and none started after the limit.
+    assert [r["status"] for r in fake.requests()] == ["hang"] * 4
+    # Still waiting for their answers, they are abandoned: daemon threads never hold up
+    # the runner's exit (SIGTERM, a cancel, ends it at once anyway: os._exit).
+    workers = [t for t in threading.enumerate() if t.name.startswith("llm-") and t.is_alive()]
+    assert workers and all(t.daemon for t in workers)
+
+
+def test_a_retry_does_not_redo_the_sections_a_failed_attempt_finished(fake: FakeLLM) -> None:
+    text = sectioned_guideline(24)
+    sections = checklist_sections(text, 600)
+    fake.set_script(
+        {
+            "checklist": "obligations",
+            "rules": [
+                {"step": "checklist", "status": 200, "times": 3},
+                {"step": "checklist", "status": 503, "times": None},
+            ],
+        }
+    )
+
+    error = failure(fake, text, chunk_chars=600, llm_concurrency=1, sdk_max_retries=0)
+
+    assert error.retryable and error.keep is not None
+    done = [guideline_block(r) for r in fake.requests("checklist") if r["status"] == 200]
+    assert sorted(error.keep) == sorted(section_key(s) for s in done) and len(done) == 3
+    # What the runner writes with runnerError, read back by the next pod.
+    partial = PartialSummary.model_validate(
+        {"summary": "Kept summary.", "attempt": 1, "sections": error.keep}
+    )
+    fake.set_script({"checklist": "obligations"})
+
+    result = chain(fake, text, partial=partial, chunk_chars=600, llm_concurrency=1)
+
+    asked = [guideline_block(r) for r in fake.requests("checklist")]
+    assert sorted(asked) == sorted(s for s in sections if s not in done)
+    assert fake.requests("summarize") == []
+    assert result.usage["checklist"].calls_saved == 3
+    expected = {f"Operators must check valve {n}-{k} daily." for n in range(24) for k in range(3)}
+    assert {i.source.quote for i in result.checklist if i.source} >= expected

@@ -425,3 +425,42 @@ def test_sigterm_ends_the_runner_at_once_with_143(
         stderr = proc.stderr.read() if proc.stderr else ""
     assert returncode == 128 + 15
     assert "terminated by signal" in stderr
+
+
+def test_a_retried_run_skips_the_sections_the_failed_one_finished(
+    cluster: LocalCluster, namespace: str, fake: FakeLLM, tmp_path: Path
+) -> None:
+    text = "\n\n".join(
+        f"# Section {n}\n\n"
+        + " ".join(f"Operators must check valve {n}-{k} daily." for k in range(3))
+        for n in range(24)
+    )
+    name = create_guideline_job(cluster, namespace, text=text)["metadata"]["name"]
+    fake.set_script(
+        {
+            "checklist": "obligations",
+            "rules": [
+                {"step": "checklist", "status": 200, "times": 3},
+                {"step": "checklist", "status": 503, "times": None, "retry_after": 0.05},
+            ],
+        }
+    )
+    small = {"GUIDELINE_CHUNK_CHARS": "600", "GUIDELINE_LLM_CONCURRENCY": "1"}
+
+    first = run_runner(cluster, namespace, name, fake, tmp_path, **small)
+
+    assert first.returncode == RunnerExit.RETRYABLE, first.stderr
+    status = status_of(cluster, namespace, name)
+    assert status["runnerError"]["retryable"] is True
+    assert status["partial"]["summary"]  # step 1's write, then the sections with the error
+    assert len(status["partial"]["sections"]) == 3
+
+    fake.set_script({"checklist": "obligations"})
+    second = run_runner(cluster, namespace, name, fake, tmp_path, **small)
+
+    assert second.returncode == RunnerExit.OK, second.stderr
+    assert fake.requests("summarize") == []
+    result = status_of(cluster, namespace, name)["result"]
+    assert result["usage"]["checklist"]["calls_saved"] == 3
+    assert result["usage"]["checklist"]["calls"] == len(fake.requests("checklist"))
+    assert result["quality"]["coverage"] == 1.0

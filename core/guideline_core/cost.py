@@ -14,8 +14,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from guideline_core.chunking import chunk_text, content_chunks, group_texts, section_count
 from guideline_core.resource import Provider
+from guideline_core.splitting import checklist_sections, chunk_text, group_texts, map_parts
 
 O200K: Final = "o200k_base"
 CL100K: Final = "cl100k_base"
@@ -164,17 +164,16 @@ def _reduce_calls(parts: int, chunk_chars: int) -> int:
 def estimate(
     text: str, model: str, provider: str, chunk_chars: int, prices: Mapping[str, Any]
 ) -> Estimate:
-    """The estimate of a job on `text`: the parts the chain summarizes (the runner's own
-    `content_chunks`), its LLM calls (one per part, the reduce rounds, one checklist call),
-    the input tokens of the parts, and the input cost (output tokens are not known before)."""
+    """The estimate of a job on `text`: the parts the chain summarizes and the sections it
+    draws checklist items from (`guideline_core.splitting`, as the runner cuts them), its
+    LLM calls (one per part, the reduce rounds, one per section), the input tokens of the
+    guideline's text in those calls (each part once, each section once), and the input cost
+    (output tokens are not known before)."""
     encoding, note = encoding_for(model)
     notes = [note] if note else []
-    if len(text) <= chunk_chars:
-        parts = [text.strip()]
-    else:
-        parts = [p.strip() for p in content_chunks(text, chunk_chars)]
-        parts = [p for p in parts if p]
-    sections = section_count(text)
+    parts = map_parts(text, chunk_chars)
+    section_texts = checklist_sections(text, chunk_chars)
+    sections = len(section_texts)
     price = price_of(model, provider, prices)
     if provider == Provider.EXTRACTIVE:
         return Estimate(
@@ -190,7 +189,7 @@ def estimate(
             cost_view(price, Decimal(0)),
             notes,
         )
-    tokens = sum(count_tokens(p, encoding) for p in parts)
+    tokens = sum(count_tokens(t, encoding) for t in [*parts, *section_texts])
     if price is None:
         notes.append(f"model {model!r} has no price in model_prices: cost unknown")
     return Estimate(
@@ -201,7 +200,7 @@ def estimate(
         parts=len(parts),
         map_calls=len(parts),
         reduce_calls=_reduce_calls(len(parts), chunk_chars),
-        checklist_calls=1,
+        checklist_calls=sections,
         input_tokens=tokens,
         cost=cost_view(price, amount(price, tokens, 0)) if price is not None else None,
         notes=notes,

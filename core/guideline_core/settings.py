@@ -70,6 +70,20 @@ class CommonSettings(BaseSettings):
     )
     namespace: str = Field("default", description="Namespace holding the GuidelineJobs.")
     log_level: str = Field("INFO", description="Python log level of the JSON logs.")
+    # Read by the runner (how it cuts and calls) and by the operator (a Job's hard deadline
+    # grows with the rounds of calls they imply): set them alike for both.
+    chunk_chars: int = Field(
+        24_000,
+        ge=1,
+        description="Guidelines longer than this are summarized in parts (map-reduce). "
+        "Runner and operator.",
+    )
+    llm_concurrency: int = Field(
+        4,
+        ge=1,
+        description="LLM calls of one job in flight at once (the map-reduce parts); a 429 "
+        "with Retry-After pauses all of the job's calls. Runner and operator.",
+    )
     rate_limit_per_minute: int = Field(
         600,
         description="Requests per tenant per minute, counted in PostgreSQL (so across API "
@@ -489,7 +503,17 @@ class OperatorSettings(CommonSettings):
         "guideline-runner", description="ServiceAccount the runner pods run as."
     )
     backoff_limit: int = Field(3, ge=0, le=10, description="Pod retries of one job.")
-    active_deadline_seconds: int = Field(300, ge=10, description="Hard time limit of a Job.")
+    active_deadline_seconds: int = Field(
+        300,
+        ge=10,
+        description="Hard time limit of a Job of a short guideline (2 rounds of LLM calls).",
+    )
+    active_deadline_per_round_seconds: int = Field(
+        75,
+        ge=0,
+        description="Added to a Job's hard time limit for each round of LLM calls beyond 2 "
+        '(docs/contracts.md, "Time limits").',
+    )
     ttl_seconds_after_finished: int = Field(
         3600, ge=0, description="A finished Job and its pods are deleted after this."
     )
@@ -596,12 +620,28 @@ class RunnerSettings(CommonSettings):
     )
     request_timeout_seconds: float = Field(60.0, description="Per LLM call.")
     sdk_max_retries: int = Field(2, description="The openai SDK's own in-process retries.")
-    soft_timeout_seconds: float = Field(240.0, description="Whole chain; then `Timeout`.")
+    soft_timeout_seconds: float = Field(
+        240.0,
+        description="Whole chain of a short guideline (2 rounds of LLM calls); then `Timeout`.",
+    )
+    soft_timeout_per_round_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Added to the soft timeout for each round of LLM calls beyond 2 "
+        '(docs/contracts.md, "Time limits").',
+    )
     max_checklist_items: int = Field(
         1000,
-        description="Most checklist items in a result (a longer answer is cut, the "
-        "higher priorities kept by the extractive provider; `quality.capped_items` says how "
-        "many were left out).",
+        ge=1,
+        description="Most checklist items in a result, all sections merged (more are cut, the "
+        "higher priorities kept by the extractive provider; `result.quality.capped.total` and "
+        "`quality.capped_items` say so).",
+    )
+    max_items_per_section: int = Field(
+        60,
+        ge=1,
+        description="Most checklist items the LLM gives for one section of a guideline "
+        "(result.quality.capped.per_section counts the sections that reached it).",
     )
     fallback_to_extractive: bool = Field(
         False, description="Complete with the extractive provider (degraded) if the LLM fails."

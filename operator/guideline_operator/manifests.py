@@ -8,10 +8,12 @@ with the CR labels `settings.propagated_labels` allows), and with a pod that mee
 
 Time limits, from the inside out: each LLM call has the runner's request timeout and the
 SDK's own retries (exponential backoff, honouring Retry-After); one attempt (pod) is bounded
-by the runner's soft timeout (`GUIDELINE_SOFT_TIMEOUT_SECONDS`, default 240 s), after which
+by the runner's soft timeout (`GUIDELINE_SOFT_TIMEOUT_SECONDS`, default 240 s, grown for a
+long guideline), after which
 it exits 42 (`Timeout`) and the podFailurePolicy fails the Job without a retry; the whole Job,
 every attempt and the Job controller's pod backoff between them (10 s, 20 s, 40 s, ...)
-included, is bounded by `activeDeadlineSeconds` (default 300 s) -> `DeadlineExceeded`. So
+included, is bounded by `activeDeadlineSeconds` (default 300 s, grown alike: `hard_deadline`)
+-> `DeadlineExceeded`. So
 retryable failures only get the retries that fit in the hard limit: the worst case is
 min(activeDeadlineSeconds, (backoffLimit + 1) x soft timeout + backoff delays).
 """
@@ -29,6 +31,7 @@ import kopf
 from guideline_core import resource as gj
 from guideline_core import tracing
 from guideline_core.settings import OperatorSettings
+from guideline_core.splitting import time_limit
 
 from guideline_operator import podtemplate
 
@@ -66,6 +69,18 @@ class JobRequest:
     cr_labels: tuple[tuple[str, str], ...] = ()  # already filtered by `allowed_labels`
     trace_context: tuple[tuple[str, str], ...] = ()  # W3C carrier the runner continues
     tenant: str | None = None  # from the job's row: the runner's chunk cache key
+    rounds: int = 2  # rounds of LLM calls the text implies (splitting.planned_rounds)
+
+
+def hard_deadline(rounds: int, settings: OperatorSettings) -> int:
+    """A Job's `activeDeadlineSeconds`: `active_deadline_seconds`, plus
+    `active_deadline_per_round_seconds` for each round of LLM calls beyond a short
+    guideline's 2, as the runner's soft timeout grows (docs/contracts.md, "Time limits")."""
+    return int(
+        time_limit(
+            settings.active_deadline_seconds, settings.active_deadline_per_round_seconds, rounds
+        )
+    )
 
 
 def _shorten(value: str, limit: int) -> str:
@@ -227,7 +242,7 @@ def build_job(req: JobRequest, settings: OperatorSettings) -> dict[str, Any]:
         },
         "spec": {
             "backoffLimit": backoff_limit,
-            "activeDeadlineSeconds": settings.active_deadline_seconds,
+            "activeDeadlineSeconds": hard_deadline(req.rounds, settings),
             "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
             "suspend": bool(settings.kueue_queue_name),
             "podFailurePolicy": {

@@ -35,6 +35,7 @@ from guideline_core import logs
 from guideline_core import resource as gj
 from guideline_core.resource import FailureReason, Phase
 from guideline_core.settings import OperatorSettings
+from guideline_core.splitting import planned_rounds
 from guideline_core.tracing import NOOP, Tracer
 from kubernetes.client.exceptions import ApiException
 
@@ -512,6 +513,11 @@ class Reconciler:
             queued_at=observe.queued_since(cr) or now(),
             trace_context=tuple(sorted(op_tracing.runner_context(self.tracer, cr).items())),
             tenant=self._tenant_of(cr),
+            rounds=planned_rounds(
+                (cr.get("spec") or {}).get("guidelineText") or "",
+                self.settings.chunk_chars,
+                self.settings.llm_concurrency,
+            ),
             cr_labels=tuple(
                 sorted(
                     manifests.allowed_labels(

@@ -1,6 +1,7 @@
 """The two-step chain, free of Kubernetes: (1) summarize the guideline (map-reduce when it
 is longer than the provider takes at once, reusing cached summaries of unchanged parts),
-(2) build a checklist from the summary, then ground every item in the text and measure
+(2) build a checklist from every section of the guideline with the summary as context
+(one call per section, merged), then ground every item in the text and measure
 the result's quality (coverage of the guideline's obligations, the review gate).
 
 `run_chain` adds what wraps the steps: the soft time limit over the whole chain, reuse of
@@ -11,10 +12,11 @@ provider when the LLM fails for good.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,14 +24,17 @@ from typing import Any, TypeVar
 from guideline_core import logs
 from guideline_core.resource import FailureReason
 from guideline_core.settings import RunnerSettings
+from guideline_core.splitting import checklist_sections, planned_rounds, time_limit
 
 from guideline_runner import quality, tracing
 from guideline_runner.chunk_cache import DISABLED_NOTE, ChunkCache
 from guideline_runner.errors import ChainError
 from guideline_runner.grounding import ground
 from guideline_runner.models import (
+    Capped,
     ChainResult,
     ChunkCacheReport,
+    DraftItem,
     PartialSummary,
     ReviewThresholds,
     Usage,
@@ -37,7 +42,7 @@ from guideline_runner.models import (
 from guideline_runner.obligations import obligations_of
 from guideline_runner.providers.base import Completion, Provider
 from guideline_runner.providers.extractive import ExtractiveProvider
-from guideline_runner.text import content_chunks, group_texts
+from guideline_runner.text import group_texts, map_parts
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +107,59 @@ def _call(cancel: threading.Event, fn: Callable[[], Completion[T]]) -> Completio
     return fn()
 
 
+def _call_all(
+    cancel: threading.Event,
+    concurrency: int,
+    calls: Sequence[Callable[[], Completion[T]]],
+    done: dict[int, Completion[T]] | None = None,
+) -> list[Completion[T]]:
+    """The answers of `calls`, in order, with at most `concurrency` of them in flight.
+    The first failure is raised at once: calls not started yet are never started, those
+    in flight are abandoned. The workers are daemon threads, so a call the soft timeout
+    or a failure abandoned never holds up the runner's exit. `done` receives each answer
+    by index as it arrives (what a failure leaves behind)."""
+    done = {} if done is None else done
+    if concurrency <= 1 or len(calls) <= 1:
+        for index, fn in enumerate(calls):
+            done[index] = _call(cancel, fn)
+        return [done[index] for index in range(len(calls))]
+    results: list[Completion[T] | None] = [None] * len(calls)
+    pending = iter(enumerate(calls))
+    lock = threading.Lock()
+    finished = threading.Event()
+    failures: list[BaseException] = []
+    left = [len(calls)]
+
+    def work() -> None:
+        while not finished.is_set():
+            with lock:
+                task = next(pending, None)
+            if task is None:
+                return
+            index, fn = task
+            try:
+                results[index] = done[index] = _call(cancel, fn)
+            except BaseException as exc:
+                failures.append(exc)
+                finished.set()
+                return
+            with lock:
+                left[0] -= 1
+                if left[0] == 0:
+                    finished.set()
+
+    for number in range(min(concurrency, len(calls))):
+        # Each worker logs with the caller's bindings (event_id, step).
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run, args=(work,), name=f"llm-{number}", daemon=True
+        ).start()
+    finished.wait()
+    if failures:
+        raise failures[0]
+    return [result for result in results if result is not None]
+
+
 @dataclass(frozen=True)
 class Gate:
     """How items are grounded and a result is judged: the review thresholds, and whether
@@ -109,6 +167,7 @@ class Gate:
 
     thresholds: ReviewThresholds
     drop_ungrounded: bool = False
+    max_items: int | None = None  # the total cap of a merged checklist
 
     @classmethod
     def of(cls, settings: RunnerSettings, thresholds: ReviewThresholds | None = None) -> Gate:
@@ -120,6 +179,7 @@ class Gate:
                 min_coverage=settings.review_min_coverage,
             ),
             drop_ungrounded=settings.drop_ungrounded_items,
+            max_items=settings.max_checklist_items,
         )
 
 
@@ -128,53 +188,139 @@ def summarize(
     provider: Provider,
     cancel: threading.Event | None = None,
     cache: ChunkCache | None = None,
+    concurrency: int = 1,
 ) -> Completion[str]:
     """Step 1: the summary of `text`. Longer than `provider.max_input_chars`, the text is
     cut at paragraph boundaries chosen by content (nothing dropped), each part summarized
     (or its summary taken from `cache`), and the partial summaries combined, in rounds if
-    they are themselves too long."""
+    they are themselves too long; up to `concurrency` calls of a round run at once."""
     cancel = cancel or threading.Event()
     limit = provider.max_input_chars
     if limit is None or len(text) <= limit:
         return _call(cancel, lambda: provider.summarize(text.strip()))
-    parts = [p.strip() for p in content_chunks(text, limit)]
-    parts = [p for p in parts if p]
+    parts = map_parts(text, limit)
     cached = cache.lookup(parts) if cache is not None else {}
     log.info(
         "guideline split for map-reduce",
         extra={"parts": len(parts), "chars": len(text), "cached_parts": len(cached)},
     )
-    usage = Usage()
-    summaries: list[str] = []
-    for number, part in enumerate(parts, start=1):
-        if number - 1 in cached:
-            summaries.append(cached[number - 1])
-            usage += Usage(calls_saved=1)
-            continue
-        completion = _call(
-            cancel,
-            lambda part=part, number=number: provider.summarize(
-                part, part=number, parts=len(parts)
-            ),
-        )
+    missing = [number for number in range(len(parts)) if number not in cached]
+    answers = _call_all(
+        cancel,
+        concurrency,
+        [
+            lambda number=number: provider.summarize(
+                parts[number], part=number + 1, parts=len(parts)
+            )
+            for number in missing
+        ],
+    )
+    usage = Usage(calls_saved=len(cached))
+    found = dict(cached)
+    for number, completion in zip(missing, answers, strict=True):
         if cache is not None:
-            cache.store(part, completion.value)
-        summaries.append(completion.value)
+            cache.store(parts[number], completion.value)
+        found[number] = completion.value
         usage += completion.usage
+    summaries = [found[number] for number in range(len(parts))]
     rounds = 0
     while len(summaries) > 1:
         rounds += 1
-        combined: list[str] = []
-        for group in group_texts(summaries, limit):
-            if len(group) == 1:
-                combined.append(group[0])
-                continue
-            completion = _call(cancel, lambda group=group: provider.combine(group))
-            combined.append(completion.value)
-            usage += completion.usage
-        log.info("partial summaries combined", extra={"round": rounds, "left": len(combined)})
-        summaries = combined
+        groups = group_texts(summaries, limit)
+        merged = _call_all(
+            cancel,
+            concurrency,
+            [lambda group=group: provider.combine(group) for group in groups if len(group) > 1],
+        )
+        usage += sum((c.usage for c in merged), Usage())
+        answers_left = iter(merged)
+        summaries = [group[0] if len(group) == 1 else next(answers_left).value for group in groups]
+        log.info("partial summaries combined", extra={"round": rounds, "left": len(summaries)})
     return Completion(summaries[0], usage)
+
+
+def section_key(section: str) -> str:
+    """The key of a section's kept checklist answer: its text's SHA-256."""
+    return hashlib.sha256(section.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _same_obligation(item: DraftItem) -> str:
+    """What makes two sections' items one: the passage quoted (else the item), compared
+    without case, blanks or end punctuation."""
+    return " ".join((item.quote or item.item).casefold().split()).strip(" .;:")
+
+
+def checklist(
+    text: str,
+    summary: str,
+    provider: Provider,
+    cancel: threading.Event,
+    concurrency: int = 1,
+    max_items: int | None = None,
+    kept: dict[str, list[DraftItem]] | None = None,
+) -> Completion[tuple[list[DraftItem], Capped | None]]:
+    """Step 2: checklist items drawn from every section of `text` (its own headings, then
+    size: `checklist_sections`), one call per section with up to `concurrency` in flight,
+    merged in the text's order with items quoting the same passage kept once, and cut at
+    `max_items`; with which caps were reached. A provider without an input limit (the
+    extractive one) gets the whole text in one call. Sections whose answer an earlier
+    attempt `kept` (by `section_key`) are not asked again; on a failure the answers done
+    so far are left in the error's `keep` for `status.partial`."""
+    limit = provider.max_input_chars
+    sections = [text] if limit is None else checklist_sections(text, limit)
+    kept = kept or {}
+    if len(sections) == 1:
+        calls = [lambda: provider.checklist(summary, guideline=text)]
+    else:
+        calls = [
+            lambda number=number, section=section: provider.checklist(  # type: ignore[call-arg]
+                summary, guideline=section, section=number, sections=len(sections)
+            )
+            for number, section in enumerate(sections, start=1)
+        ]
+    keys = [section_key(section) for section in sections]
+    todo = [index for index, key in enumerate(keys) if key not in kept]
+    log.info(
+        "checklist drawn by section",
+        extra={"sections": len(sections), "kept_sections": len(sections) - len(todo)},
+    )
+    finished: dict[int, Completion[list[DraftItem]]] = {}
+    try:
+        _call_all(cancel, concurrency, [calls[index] for index in todo], finished)
+    except ChainError as err:
+        err.keep = {
+            keys[todo[i]]: [d.model_dump(mode="json") for d in c.value] for i, c in finished.items()
+        }
+        err.keep.update(
+            {key: [d.model_dump(mode="json") for d in kept[key]] for key in kept if key in keys}
+        )
+        raise
+    new = {todo[i]: c for i, c in finished.items()}
+    answers = [
+        new[index] if index in new else Completion(kept[keys[index]], Usage(calls_saved=1))
+        for index in range(len(sections))
+    ]
+    per_section = getattr(provider, "max_items", None)
+    full = sum(1 for a in answers if per_section is not None and len(a.value) >= per_section)
+    merged: list[DraftItem] = []
+    seen: set[str] = set()
+    for answer in answers:
+        for item in answer.value:
+            key = _same_obligation(item)
+            if len(sections) > 1 and key in seen:
+                continue
+            seen.add(key)
+            merged.append(item)
+    cut = max_items is not None and len(merged) > max_items
+    if cut:
+        log.warning(
+            "checklist cut at the total cap", extra={"items": len(merged), "kept": max_items}
+        )
+        merged = merged[:max_items]
+    if limit is None:  # one call over the whole text: the provider's cap is the total one
+        full, cut = 0, cut or full > 0
+    capped = Capped(per_section=full, total=cut) if full or cut else None
+    return Completion((merged, capped), sum((a.usage for a in answers), Usage()))
 
 
 def _steps(
@@ -186,6 +332,7 @@ def _steps(
     cancel: threading.Event,
     gate: Gate,
     cache: ChunkCache | None,
+    concurrency: int = 1,
 ) -> ChainResult:
     usage: dict[str, Usage] = {}
     durations: dict[str, float] = {}
@@ -204,7 +351,7 @@ def _steps(
         )
     else:
         with _step(SUMMARIZE, chars=len(text), provider=provider.name) as record:
-            completion = summarize(text, provider, cancel, cache)
+            completion = summarize(text, provider, cancel, cache, concurrency)
             record.usage = completion.usage
         summary = completion.value
         usage[SUMMARIZE] = completion.usage
@@ -221,12 +368,22 @@ def _steps(
                 )
             )
     with _step(CHECKLIST, summary_chars=len(summary), provider=provider.name) as record:
-        items = _call(cancel, lambda: provider.checklist(summary, guideline=text))
+        items = checklist(
+            text,
+            summary,
+            provider,
+            cancel,
+            concurrency,
+            gate.max_items,
+            partial.sections if partial is not None else None,
+        )
         record.usage = items.usage
     usage[CHECKLIST] = items.usage
     durations[CHECKLIST] = record.duration
-    grounded = ground(items.value, text, drop_ungrounded=gate.drop_ungrounded)
+    drafts, capped = items.value
+    grounded = ground(drafts, text, drop_ungrounded=gate.drop_ungrounded)
     measured = quality.assess(grounded, obligations_of(text), capped_items=items.left_out)
+    measured = measured.model_copy(update={"capped": capped})
     review = quality.review(measured, gate.thresholds)
     log.info(
         "checklist grounded",
@@ -285,6 +442,17 @@ def _within(seconds: float, provider: Provider, work: Callable[[threading.Event]
     return outcome["value"]
 
 
+def soft_timeout(text: str, settings: RunnerSettings) -> float:
+    """The chain's soft time limit for `text`: `soft_timeout_seconds`, plus
+    `soft_timeout_per_round_seconds` for each round of LLM calls beyond a short
+    guideline's 2 (`splitting.planned_rounds`), so that a long guideline is not failed
+    for being long."""
+    rounds = planned_rounds(text, settings.chunk_chars, settings.llm_concurrency)
+    return time_limit(
+        settings.soft_timeout_seconds, settings.soft_timeout_per_round_seconds, rounds
+    )
+
+
 def run_chain(
     text: str,
     settings: RunnerSettings,
@@ -296,7 +464,7 @@ def run_chain(
     thresholds: ReviewThresholds | None = None,
     cache: ChunkCache | None = None,
 ) -> ChainResult:
-    """Summarize `text`, then build its checklist, within `settings.soft_timeout_seconds`.
+    """Summarize `text`, then build its checklist, within `soft_timeout(text, settings)`.
 
     With `partial_summary` (kept by an earlier attempt) step 1 is skipped. `on_summary` is
     called once step 1 has succeeded (the runner stores it in status.partial). Items are
@@ -315,10 +483,18 @@ def run_chain(
     gate = Gate.of(settings, thresholds)
     try:
         return _within(
-            settings.soft_timeout_seconds,
+            soft_timeout(text, settings),
             provider,
             lambda cancel: _steps(
-                text, provider, partial_summary, on_summary, attempt, cancel, gate, cache
+                text,
+                provider,
+                partial_summary,
+                on_summary,
+                attempt,
+                cancel,
+                gate,
+                cache,
+                settings.llm_concurrency,
             ),
         )
     except ChainError as err:

@@ -5,7 +5,7 @@ keeps the API key out of every message the runner writes."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from guideline_core.resource import FailureReason, RunnerExit
 
@@ -48,6 +48,9 @@ class ChainError(Exception):
         self.reason = reason
         self.message = redact(message)
         self.retryable = retryable
+        # What `status.partial` should keep with this failure (written in the same patch
+        # as runnerError), so that a new pod does not redo the work already done.
+        self.keep: dict[str, Any] | None = None
         super().__init__(self.message)
 
     @property

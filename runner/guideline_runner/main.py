@@ -25,7 +25,7 @@ from guideline_core.resource import ENV_TERMINATION_MESSAGE_PATH, FailureReason,
 from guideline_core.settings import RunnerSettings
 
 from guideline_runner import errors, tracing
-from guideline_runner.chain import run_chain
+from guideline_runner.chain import run_chain, soft_timeout
 from guideline_runner.chunk_cache import ChunkCache
 from guideline_runner.errors import ChainError
 from guideline_runner.models import PartialSummary, ReviewThresholds
@@ -58,8 +58,11 @@ def _fail(settings: RunnerSettings, job: GuidelineJobClient | None, error: Chain
     )
     write_termination_message(settings.termination_message_path, error)
     if job is not None:
+        patch: dict[str, Any] = {"runnerError": error.to_status()}
+        if error.keep:  # sections finished before the failure: a new pod skips them
+            patch["partial"] = {"sections": error.keep}
         try:
-            job.patch_status({"runnerError": error.to_status()})
+            job.patch_status(patch)
         except ChainError as patch_error:
             log.warning("could not record runnerError", extra={"error": patch_error.message})
     return error.exit_code
@@ -139,7 +142,7 @@ def _process(settings: RunnerSettings) -> int:
                 "provider": provider.name,
                 "model": provider.model,
                 "chars": len(text),
-                "soft_timeout_s": settings.soft_timeout_seconds,
+                "soft_timeout_s": soft_timeout(text, settings),
                 # What the pod's start cost before its first LLM call (the budget).
                 "cpu_s": round(time.process_time(), 3),
             },

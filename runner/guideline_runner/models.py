@@ -120,6 +120,15 @@ class Passage(BaseModel):
     end: int
 
 
+class Capped(BaseModel):
+    """The item caps a checklist reached: items beyond them were not asked for or cut."""
+
+    per_section: int = Field(0, description="Sections whose answer reached max_items_per_section.")
+    total: bool = Field(
+        False, description="Whether the merged list was cut at max_checklist_items."
+    )
+
+
 class Quality(BaseModel):
     """How far a checklist can be trusted, measured against the guideline."""
 
@@ -137,6 +146,9 @@ class Quality(BaseModel):
     uncovered: list[Passage] = Field(default_factory=list)
     duplicates: list[list[int]] = Field(
         default_factory=list, description="Groups of checklist indices saying the same thing."
+    )
+    capped: Capped | None = Field(
+        None, description="Which item caps the checklist reached (None: none)."
     )
 
 
@@ -236,7 +248,8 @@ class Usage(BaseModel):
 
 
 class PartialSummary(BaseModel):
-    """Step 1's outcome as kept in `status.partial`, so a retried pod skips step 1."""
+    """Step 1's outcome as kept in `status.partial`, so a retried pod skips step 1, and the
+    checklist answers of the sections a failed attempt finished, so it skips those too."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -245,6 +258,8 @@ class PartialSummary(BaseModel):
     usage: dict[str, Usage] = Field(default_factory=dict)
     durations: dict[str, float] = Field(default_factory=dict)
     chunk_cache: ChunkCacheReport | None = None
+    # The checklist answers of sections done before a failure, by `section_key`.
+    sections: dict[str, list[DraftItem]] = Field(default_factory=dict)
 
     def to_status(self) -> dict[str, Any]:
         """The body of `status.partial`."""

@@ -1,19 +1,21 @@
 """The sentences of a guideline with their offsets (for the extractive provider and the
-obligation finder). Chunks for map-reduce live in `guideline_core.chunking` (the API's
-estimate cuts the same parts) and are re-exported here."""
+obligation finder). Chunks for map-reduce summarization are cut by
+`guideline_core.splitting` (the operator sizes a job's time budget by them); its
+functions are re-exported here."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any, Final
 
-from guideline_core.chunking import (
+from guideline_core.splitting import (
     BULLET,
-    WHITESPACE,
     chunk_text,
     content_chunks,
     group_texts,
     heading_of,
+    map_parts,
 )
 
 __all__ = [
@@ -22,8 +24,12 @@ __all__ = [
     "content_chunks",
     "group_texts",
     "heading_of",
+    "map_parts",
+    "sentence_spans",
     "split_units",
 ]
+
+_WHITESPACE: Final = re.compile(r"\s+")
 
 
 class Unit:
@@ -131,6 +137,6 @@ def _units(text: str) -> tuple[Unit, ...]:
     for heading, block_start, block_end in _blocks(text):
         for start, end in sentence_spans(text, block_start, block_end):
             units.append(
-                Unit(WHITESPACE.sub(" ", text[start:end]), len(units), heading, start, end)
+                Unit(_WHITESPACE.sub(" ", text[start:end]), len(units), heading, start, end)
             )
     return tuple(units)

@@ -14,9 +14,11 @@ The script (JSON; every key optional):
     {
       "summary": "text",            # answer to summarize calls ("{call}" -> call number)
       "combine": "text",            # answer to combine calls (default: "summary")
-      "checklist": [{"item": ..., "priority": ..., "category": ...}] | "raw text",
-                                    # a list is sent as {"items": [...]}; a string verbatim
-                                    # (e.g. malformed JSON)
+      "checklist": [{"item": ..., "priority": ..., "category": ...}] | "raw text"
+                   | "obligations",  # a list is sent as {"items": [...]}; a string verbatim
+                                    # (e.g. malformed JSON); "obligations": one item for
+                                    # each sentence with "must" of the request's
+                                    # <guideline> block, quoting it
       "latency": 0.0,               # seconds before every answer
       "rules": [                    # the first matching rule with times left applies
         {"step": "any" | "summarize" | "combine" | "checklist",
@@ -33,8 +35,12 @@ Control endpoints: `POST /_control/script` (body: a script; replaces it and clea
 recorded requests and rule counters), `GET /_control/requests` (`{"requests": [...]}`),
 `POST /_control/reset` (clears the requests), `GET /_control/health`.
 
-A recorded request: `{"seq", "step", "status", "time", "body", "authorization"}` where
-`status` is the HTTP status answered (or "hang").
+A recorded request: `{"seq", "step", "status", "time", "answered", "in_flight", "body",
+"authorization"}` where `status` is the HTTP status answered (or "hang"), `time` when it
+arrived, `answered` when its answer was sent (None before that), `content` the answer's
+content (for a 200), and `in_flight` how many
+chat requests the server held when it arrived, itself included (how concurrent the client
+is).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -81,6 +88,16 @@ def user_text(body: dict[str, Any]) -> str:
     )
 
 
+def obligation_items(user: str) -> list[dict[str, str]]:
+    """Checklist items quoting each sentence with "must" of the <guideline> block."""
+    block = user.split("<guideline>\n", 1)[-1].rsplit("\n</guideline>", 1)[0]
+    sentences = re.findall(r"[^.\n]*\bmust\b[^.\n]*\.", block)
+    return [
+        {"item": s.strip(), "priority": "high", "category": "rules", "quote": s.strip()}
+        for s in sentences
+    ]
+
+
 class _State:
     """The script, the rule counters and the recorded requests, behind one lock."""
 
@@ -89,6 +106,7 @@ class _State:
         self.stopping = threading.Event()
         self.requests: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
+        self.in_flight = 0
         self.set_script(script or {})
 
     def set_script(self, script: dict[str, Any]) -> None:
@@ -117,8 +135,14 @@ class _State:
 
     def record(self, entry: dict[str, Any]) -> None:
         with self.lock:
-            entry["seq"] = len(self.requests) + 1
+            self.in_flight += 1
+            entry.update(seq=len(self.requests) + 1, in_flight=self.in_flight, answered=None)
             self.requests.append(entry)
+
+    def answered(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.in_flight -= 1
+            entry["answered"] = time.time()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -187,15 +211,30 @@ class _Handler(BaseHTTPRequestHandler):
         rule, call, latency = state.decide(step)
         authorization = self.headers.get("Authorization")
         status: int | str = 200 if rule is None else rule.get("status", 200)
-        state.record(
-            {
-                "step": step,
-                "status": status,
-                "time": time.time(),
-                "body": body,
-                "authorization": authorization,
-            }
-        )
+        entry = {
+            "step": step,
+            "status": status,
+            "time": time.time(),
+            "body": body,
+            "authorization": authorization,
+        }
+        state.record(entry)
+        try:
+            self._answer(entry, step, call, rule, status, latency)
+        finally:
+            state.answered(entry)
+
+    def _answer(
+        self,
+        entry: dict[str, Any],
+        step: str,
+        call: int,
+        rule: dict[str, Any] | None,
+        status: int | str,
+        latency: float,
+    ) -> None:
+        state = self.server.state
+        body, authorization = entry["body"], entry["authorization"]
         if latency and state.stopping.wait(latency):
             return
         if status == "hang":
@@ -218,7 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
                 headers,
             )
             return
-        content = self._content(step, call, rule)
+        content = self._content(step, call, rule, body)
+        entry["content"] = content
         prompt_tokens = max(1, len(message_text(body)) // 4)
         completion_tokens = max(1, len(content) // 4)
         self._send_json(
@@ -245,12 +285,16 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def _content(self, step: str, call: int, rule: dict[str, Any] | None) -> str:
+    def _content(
+        self, step: str, call: int, rule: dict[str, Any] | None, body: dict[str, Any]
+    ) -> str:
         script = self.server.state.script
         if rule is not None and "content" in rule:
             return str(rule["content"])
         if step == "checklist":
             checklist = script.get("checklist", DEFAULT_CHECKLIST)
+            if checklist == "obligations":
+                checklist = obligation_items(user_text(body))
             if isinstance(checklist, str):
                 return checklist
             return json.dumps({"items": checklist})

@@ -42,5 +42,5 @@ def make_provider(
         timeout=settings.request_timeout_seconds,
         max_retries=settings.sdk_max_retries,
         max_input_chars=settings.chunk_chars,
-        max_items=settings.max_checklist_items,
+        max_items=settings.max_items_per_section,
     )

@@ -39,7 +39,9 @@ class Provider(Protocol):
         ...
 
     def checklist(self, summary: str, *, guideline: str) -> Completion[list[DraftItem]]:
-        """Checklist items built from `summary` (`guideline` is the full original text)."""
+        """Checklist items built from `summary` (`guideline` is the full original text).
+        A provider with `max_input_chars` also takes `section` and `sections` keywords: then
+        `guideline` is that section of a long guideline, whose own items are wanted."""
         ...
 
     def close(self) -> None:

@@ -1,7 +1,9 @@
 """The `openai` provider: any OpenAI-compatible chat-completions endpoint, through the
 official SDK. Every call has the per-call timeout; the SDK's own retries (exponential
 backoff, `Retry-After` honoured) handle transient failures inside one pod, and what is
-left after them is classified by `errors.from_openai_error`."""
+left after them is classified by `errors.from_openai_error`. The client is safe to use
+from several threads (the chain's concurrent calls); a 429's `Retry-After` pauses all of
+them (`pacing`)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from guideline_runner.models import (
     Usage,
     checklist_response_format,
 )
+from guideline_runner.pacing import PacedTransport, RateGate
 from guideline_runner.providers import prompts
 from guideline_runner.providers.base import Completion
 
@@ -52,19 +55,25 @@ class OpenAIProvider:
         self.max_input_chars = max_input_chars
         self.max_items = max_items
         self.timeout = timeout
+        self._gate = RateGate()
         tracing.instrument_openai()  # before the client exists; nothing when tracing is off
         # A missing key fails the first call (not construction), so that the chain's
         # fallback to the extractive provider covers it like any other rejection.
         self._client = (
             openai.OpenAI(
-                api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+                api_key=api_key,
+                base_url=base_url,
+                timeout=timeout,
+                max_retries=max_retries,
+                http_client=openai.DefaultHttpxClient(transport=PacedTransport(self._gate)),
             )
             if api_key
             else None
         )
 
     def close(self) -> None:
-        """Close the SDK's HTTP client."""
+        """Close the SDK's HTTP client; calls waiting out a rate-limit pause end at once."""
+        self._gate.close()
         if self._client is not None:
             self._client.close()
 
@@ -149,8 +158,11 @@ class OpenAIProvider:
         )
         return Completion(content, usage)
 
-    def checklist(self, summary: str, *, guideline: str) -> Completion[list[DraftItem]]:
-        """Checklist items from `summary`, each with its verbatim quote of `guideline`,
+    def checklist(
+        self, summary: str, *, guideline: str, section: int = 1, sections: int = 1
+    ) -> Completion[list[DraftItem]]:
+        """Checklist items from `summary` (with `sections` > 1: from section `section` of
+        the guideline, `guideline`), each with its verbatim quote of `guideline`,
         answered as JSON of a strict schema and validated; anything else is an
         `InvalidOutput` error."""
         content, usage = self._call(
@@ -160,7 +172,10 @@ class OpenAIProvider:
                     "role": "system",
                     "content": prompts.CHECKLIST_SYSTEM.format(max_items=self.max_items),
                 },
-                {"role": "user", "content": prompts.checklist_user(summary, guideline)},
+                {
+                    "role": "user",
+                    "content": prompts.checklist_user(summary, guideline, section, sections),
+                },
             ],
             response_format=checklist_response_format(self.max_items),
         )

@@ -52,9 +52,17 @@ def combine_user(summaries: Sequence[str]) -> str:
     return f"Summaries of the parts, in order:\n\n{parts}"
 
 
-def checklist_user(summary: str, guideline: str) -> str:
-    """The user message of the checklist call: the summary from step 1, and the guideline
-    itself to quote from."""
+def checklist_user(summary: str, guideline: str, section: int = 1, sections: int = 1) -> str:
+    """The user message of a checklist call: the summary from step 1, and the guideline
+    itself to quote from, or (a long guideline) section `section` of `sections` of it, whose
+    own text the items are drawn from."""
+    if sections > 1:
+        return (
+            f"Summary of the whole guideline, for context:\n\n{summary}\n\n"
+            f"This is section {section} of {sections} of the guideline. List every action "
+            "this section's own text states (not those of the summary alone), each quoting "
+            f"this section:\n\n<guideline>\n{guideline}\n</guideline>"
+        )
     return (
         f"Summary of the guideline:\n\n{summary}\n\n"
         f"The guideline, to quote from:\n\n<guideline>\n{guideline}\n</guideline>"

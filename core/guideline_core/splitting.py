@@ -1,30 +1,23 @@
-"""Splitting a guideline for map-reduce, one copy for the runner (which summarizes the parts)
-and the API (which estimates a job's LLM calls and tokens from the same parts): chunks cut
-at paragraph, then sentence, then word boundaries, and partial summaries packed for reduce."""
+"""Splitting a guideline without losing any of it, shared by the runner (which cuts it)
+and the operator (which sizes a job's time budget by it): chunks for map-reduce
+summarization (cut at paragraph, then sentence, then word boundaries, at content-defined
+places), the sections a checklist is drawn from (at the guideline's own headings, then by
+size), and the plan of a job's LLM calls that follows from them."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Sequence
 from typing import Final
 
-PARAGRAPH_BREAK: Final = re.compile(r"\n[ \t]*\n\s*")
+_PARAGRAPH_BREAK: Final = re.compile(r"\n[ \t]*\n\s*")
 # End of a sentence (with closing quotes/brackets) or of a line, and the blank after it.
 # A line end's match starts at the newline: only where matches end counts (_last_break),
 # and `[ \t]*\n`, tried from every blank of a long run without one, was quadratic.
-SENTENCE_BREAK: Final = re.compile(r"(?:[.!?…][\"')\]]*[ \t]+|\n\s*)")
-WHITESPACE: Final = re.compile(r"\s+")
-
-# A list marker: a bullet, "1." or "1)" or "a)", or a clause number such as "3.1" or "2.4.1".
-BULLET: Final = re.compile(
-    r"^\s*(?:[-*\u2022\u25aa\u25e6\u2013]|\(?\d{1,3}[.)]|\d{1,3}(?:\.\d{1,3})+\.?"
-    r"|\(?[a-zA-Z][.)])\s+"
-)
-# Only the opening `#`s: the closing ones are stripped with str methods. The former
-# `(.*?)\s*#*\s*$` was cubic in a run of blanks inside a heading (2,000 blanks: 30 s).
-_HEADING_MD: Final = re.compile(r"\s{0,3}#{1,6}\s+")
-_NUMBERED: Final = re.compile(r"^\s*\d{1,3}(?:\.\d{1,3})*[.)]?\s+")
+_SENTENCE_BREAK: Final = re.compile(r"(?:[.!?…][\"')\]]*[ \t]+|\n\s*)")
+_WHITESPACE: Final = re.compile(r"\s+")
 
 
 def _last_break(pattern: re.Pattern[str], window: str, lowest: int) -> int | None:
@@ -48,9 +41,9 @@ def chunk_text(text: str, max_chars: int) -> list[str]:
     while len(text) - start > max_chars:
         window = text[start : start + max_chars]
         cut = (
-            _last_break(PARAGRAPH_BREAK, window, max_chars // 2)
-            or _last_break(SENTENCE_BREAK, window, max_chars // 4)
-            or _last_break(WHITESPACE, window, 1)
+            _last_break(_PARAGRAPH_BREAK, window, max_chars // 2)
+            or _last_break(_SENTENCE_BREAK, window, max_chars // 4)
+            or _last_break(_WHITESPACE, window, 1)
             or max_chars
         )
         chunks.append(text[start : start + cut])
@@ -64,7 +57,7 @@ def _pieces(text: str, max_chars: int) -> list[str]:
     `chunk_text`; the concatenation is exactly `text`."""
     pieces: list[str] = []
     start = 0
-    for match in PARAGRAPH_BREAK.finditer(text):
+    for match in _PARAGRAPH_BREAK.finditer(text):
         pieces.extend(chunk_text(text[start : match.end()], max_chars))
         start = match.end()
     if start < len(text):
@@ -128,6 +121,17 @@ def group_texts(texts: Sequence[str], max_chars: int, separator_chars: int = 2) 
     return groups
 
 
+# A list marker: a bullet, "1." or "1)" or "a)", or a clause number such as "3.1" or "2.4.1".
+BULLET: Final = re.compile(
+    r"^\s*(?:[-*\u2022\u25aa\u25e6\u2013]|\(?\d{1,3}[.)]|\d{1,3}(?:\.\d{1,3})+\.?"
+    r"|\(?[a-zA-Z][.)])\s+"
+)
+# Only the opening `#`s: the closing ones are stripped with str methods. The former
+# `(.*?)\s*#*\s*$` was cubic in a run of blanks inside a heading (2,000 blanks: 30 s).
+_HEADING_MD: Final = re.compile(r"\s{0,3}#{1,6}\s+")
+_NUMBERED: Final = re.compile(r"^\s*\d{1,3}(?:\.\d{1,3})*[.)]?\s+")
+
+
 def heading_of(line: str) -> str | None:
     """The heading text if `line` looks like a section heading: a Markdown heading, or a
     short line without final punctuation that ends with a colon or is in title or upper
@@ -162,8 +166,59 @@ def _title_like(line: str) -> bool:
     return line.isupper() or all(w[0].isupper() or len(w) <= 3 for w in words)
 
 
-def section_count(text: str) -> int:
-    """How many sections `text` has by its own headings (`heading_of` on each line); a
-    text without any heading is one section."""
-    headings = sum(1 for line in text.splitlines() if heading_of(line) is not None)
-    return max(1, headings)
+def checklist_sections(text: str, max_chars: int) -> list[str]:
+    """`text` in the sections its checklist is drawn from, one LLM call each: cut before
+    every heading line (`heading_of`: Markdown `#`, numbered or title/upper-case lines),
+    a section longer than `max_chars` cut again by size (`chunk_text`), and consecutive
+    short sections packed together up to `max_chars` (a guideline of many small headings
+    is not one call per heading). The concatenation is exactly `text`; a text of at most
+    `max_chars` is one section."""
+    if max_chars < 1:
+        raise ValueError("max_chars must be positive")
+    if len(text) <= max_chars:
+        return [text]
+    starts = [0]
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        if offset and heading_of(line.rstrip("\r\n")) is not None:
+            starts.append(offset)
+        offset += len(line)
+    sections: list[str] = []
+    current = ""
+    for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
+        for piece in chunk_text(text[start:end], max_chars):
+            if current and len(current) + len(piece) > max_chars:
+                sections.append(current)
+                current = ""
+            current += piece
+    if current or not sections:
+        sections.append(current)
+    return sections
+
+
+def map_parts(text: str, chunk_chars: int) -> list[str]:
+    """The parts a guideline longer than `chunk_chars` is summarized in, one LLM call
+    each (blank parts dropped); a shorter one is a single part."""
+    if len(text) <= chunk_chars:
+        return [text.strip()]
+    return [part for part in (p.strip() for p in content_chunks(text, chunk_chars)) if part]
+
+
+def planned_rounds(text: str, chunk_chars: int, concurrency: int) -> int:
+    """An estimate of how many LLM calls the chain makes one after the other with
+    `concurrency` calls in flight: the map step's parts, the combine calls (at most one
+    fewer than the parts), then one checklist call per section. A short guideline takes
+    2 rounds."""
+    parts = len(map_parts(text, chunk_chars))
+    checklist_calls = len(checklist_sections(text, chunk_chars))
+    return (
+        math.ceil(parts / concurrency)
+        + math.ceil((parts - 1) / concurrency)
+        + math.ceil(checklist_calls / concurrency)
+    )
+
+
+def time_limit(base: float, per_round: float, rounds: int) -> float:
+    """A time limit grown by the job's size: `base` covers a short guideline's 2 rounds
+    of calls, each further round adds `per_round` seconds."""
+    return base + per_round * max(0, rounds - 2)
