@@ -75,8 +75,8 @@ validation errors) are extension members. Reasons: `malformed_json`, `invalid_ut
 `job_not_retryable`, `job_not_completed`, `too_many_runs` (409), `unknown_export_format` (422),
 `missing_api_key`, `invalid_api_key` (401, with `WWW-Authenticate`), `model_not_allowed`,
 `callback_url_refused` (422), `forbidden` (403), `batch_too_large` (413), `backlog_full`,
-`tenant_backlog_full`, `tenant_text_quota`, `rate_limited`, `too_many_streams` (429, with
-`Retry-After`),
+`tenant_backlog_full`, `tenant_text_quota`, `budget_exceeded`, `rate_limited`,
+`too_many_streams` (429, with `Retry-After`),
 `database_unavailable` (503), `internal_error` (500). Kubernetes being down is no error:
 jobs wait PENDING (see `status_reason`).
 
