@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import bpe_openai
@@ -41,6 +42,11 @@ def settings_for(database: db.Database, tmp_path: Path) -> Settings:
     return lambda **overrides: make_settings(database.url, kubeconfig, **overrides)
 
 
+def usd(amount: Decimal) -> float:
+    """An amount as the API rounds it: to the micro-unit, half up."""
+    return float(amount.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP))
+
+
 def tokens(text: str, encoding: str = "o200k_base") -> int:
     return len(bpe_openai.get_encoding(encoding).encode_ordinary(text))
 
@@ -69,7 +75,7 @@ def test_a_short_guideline_is_one_part_two_calls_and_priced(settings_for: Settin
         assert body["llm_calls"] == 2
         assert body["input_tokens"] == expected
         assert body["cost"] == {
-            "amount": round(expected * 0.15 / 1_000_000, 6),
+            "amount": usd(expected * Decimal("0.15") / 1_000_000),
             "currency": "USD",
             "prices": {"input_per_million": 0.15, "output_per_million": 0.6},
         }
@@ -95,7 +101,7 @@ def test_a_long_guideline_is_estimated_over_the_runners_parts(settings_for: Sett
     assert body["sections"] == body["checklist_calls"] == len(sections)
     assert body["llm_calls"] == 2 * len(parts) - 1 + len(sections)
     assert body["input_tokens"] == sum(tokens(t) for t in [*parts, *sections])
-    assert body["cost"]["amount"] == round(body["input_tokens"] * 2.0 / 1_000_000, 6)
+    assert body["cost"]["amount"] == usd(body["input_tokens"] * Decimal(2) / 1_000_000)
 
 
 def test_the_encoding_follows_the_model_and_an_unknown_model_has_no_cost(
@@ -125,7 +131,8 @@ def test_the_price_table_is_a_setting(settings_for: Settings):
             "/v1/jobs/estimate", json={"guideline_text": TEXT}, headers=auth()
         ).json()
     assert body["cost"]["currency"] == "EUR"
-    assert body["cost"]["amount"] == round(tokens(TEXT.strip()) * 1000 / 1_000_000, 6)
+    read_twice = tokens(TEXT.strip()) + tokens(TEXT)  # the part, then the section
+    assert body["cost"]["amount"] == usd(read_twice * Decimal(1000) / 1_000_000)
 
 
 def test_the_extractive_provider_makes_no_llm_call_and_costs_nothing(settings_for: Settings):

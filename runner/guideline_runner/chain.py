@@ -311,16 +311,19 @@ def checklist(
                 continue
             seen.add(key)
             merged.append(item)
+    left_out = sum(answer.left_out for answer in answers)
     cut = max_items is not None and len(merged) > max_items
     if cut:
         log.warning(
             "checklist cut at the total cap", extra={"items": len(merged), "kept": max_items}
         )
+        left_out += len(merged) - max_items
         merged = merged[:max_items]
     if limit is None:  # one call over the whole text: the provider's cap is the total one
         full, cut = 0, cut or full > 0
     capped = Capped(per_section=full, total=cut) if full or cut else None
-    return Completion((merged, capped), sum((a.usage for a in answers), Usage()))
+    usage = sum((a.usage for a in answers), Usage())
+    return Completion((merged, capped), usage, left_out=left_out)
 
 
 def _steps(
