@@ -9,7 +9,10 @@ floor), e2e (throughput and orchestration overhead), peer (Celery + Redis side b
 reads (GET latency over 100,000 rows), scale (a burst of 2,000 submissions), burst (2,000
 submissions from vegeta on the full stack, kube-apiserver writes per job, slot hand-over,
 a steady 100/s, the Celery peer under the same loads), exports (each export format of a
-500-item result, in process).
+500-item result, in process), etcd (the GuidelineJob's size for 1 K, 100 K and 2 M-character
+jobs and a PDF upload: bench.etcd_bytes). Then the benchmarks that start their own servers,
+each run as `python -m bench.<name>` and its figures kept: extraction, coverage, chain,
+streams, slowheaders.
 
 Everything the run needs is started here and stopped at the end: by default a private
 local control plane in .local/bench (purged afterwards; `--local-dir .local` uses the
@@ -37,7 +40,38 @@ from typing import Any
 
 from bench import REPO_ROOT
 
-SECTIONS = ("profile", "latency", "e2e", "peer", "reads", "scale", "burst", "exports")
+# Benchmarks that start what they need themselves: run as `python -m bench.<module>`
+# subprocesses (their own servers, clusters or none), their printed figures kept as they are.
+STANDALONE = {
+    "extraction": "bench.extraction",
+    "coverage": "bench.coverage",
+    "chain": "bench.chain",
+    "streams": "bench.streams",
+    "slowheaders": "bench.slowheaders",
+}
+SECTIONS = (
+    "profile",
+    "latency",
+    "e2e",
+    "peer",
+    "reads",
+    "scale",
+    "burst",
+    "exports",
+    "etcd",
+    *STANDALONE,
+)
+
+
+def standalone(module: str, log: Any) -> str:
+    """Run `python -m <module>` (it starts what it needs) and keep what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", module], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    log(done.stdout)
+    if done.returncode:
+        raise RuntimeError(f"{module} exited {done.returncode}:\n{done.stderr[-4000:]}")
+    return done.stdout
 
 
 def _floats(text: str) -> list[float]:
@@ -179,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path = out / f"{stamp}.json"
     log(f"work directory (server logs): {workdir}")
     status = 0
-    from bench import burst, e2e, exports, latency, peer, profile, reads, scale
+    from bench import burst, e2e, etcd_bytes, exports, latency, peer, profile, reads, scale
     from bench.env import Environment
 
     try:
@@ -249,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
                         results["exports"] = exports.run(
                             args.export_items, 5 if args.quick else 30, log
                         )
+                    elif section == "etcd":
+                        results["etcd"] = etcd_bytes.run(env, log)
+                    elif section in STANDALONE:
+                        results[section] = standalone(STANDALONE[section], log)
                 except Exception as exc:  # keep the other sections' figures
                     status = 1
                     results.setdefault("errors", {})[section] = "".join(
