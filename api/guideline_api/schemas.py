@@ -357,6 +357,29 @@ CHECKLIST_ITEM_SCHEMA: dict[str, Any] = {
                     "start": {"type": "integer", "minimum": 0},
                     "end": {"type": "integer", "minimum": 0},
                     "match": {"type": "string", "enum": ["exact", "normalized"]},
+                    "page": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "The document's page (1-based, physical) the quote "
+                        "starts on (PDF); absent for a text without pages.",
+                    },
+                    "page_end": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "The page the quote ends on, only when it runs "
+                        "across a page break.",
+                    },
+                    "page_label": {
+                        "type": "string",
+                        "description": "The printed label of `page` (e.g. `iv`), when the "
+                        "PDF has page labels.",
+                    },
+                    "section": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "The heading path the quote sits under, outermost "
+                        "first (DOCX, HTML, Markdown).",
+                    },
                 },
                 "required": ["quote", "start", "end"],
             }
