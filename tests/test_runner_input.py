@@ -18,6 +18,7 @@ from guideline_runner import input as runner_input
 from guideline_runner.chain import run_chain
 from guideline_runner.citations import with_citations
 from guideline_runner.errors import ChainError
+from guideline_runner.fit import fit, json_bytes, room_for_result
 from guideline_runner.input import JobInput, read_input
 from guideline_runner.models import ChainResult
 from guideline_runner.providers import make_provider
@@ -271,3 +272,47 @@ def test_a_document_ref_without_the_api_is_invalid_input() -> None:
         read_input(spec, settings_for(None), None)
     assert raised.value.reason == FailureReason.INVALID_INPUT and not raised.value.retryable
     assert "runner_api_url" in raised.value.message
+
+
+# --- status.result within etcd's object limit ------------------------------------------
+
+
+def test_a_result_over_the_bound_loses_uncovered_passages_first_then_items() -> None:
+    _, result = cited(PDFS[0])
+    assert len(result.quality.uncovered) >= 4
+    full = json_bytes(result.to_status())
+    uncovered = json_bytes([p.model_dump() for p in result.quality.uncovered])
+    assert fit(result, full) is result  # fits: unchanged
+    # Room for everything but half the uncovered passages: only those go.
+    some = fit(result, full - uncovered // 2)
+    assert json_bytes(some.to_status()) <= full - uncovered // 2
+    assert some.checklist == result.checklist and some.needs_review == result.needs_review
+    assert 0 < some.quality.uncovered_omitted < len(result.quality.uncovered)
+    assert some.quality.uncovered == result.quality.uncovered[: -some.quality.uncovered_omitted]
+    # Less room than the checklist takes: items are cut from the end, and said so.
+    bound = full // 3
+    small = fit(result, bound)
+    assert json_bytes(small.to_status()) <= bound
+    assert small.quality.uncovered == [] and small.quality.uncovered_omitted == len(
+        result.quality.uncovered
+    )
+    cut = len(result.checklist) - len(small.checklist)
+    assert cut > 0 and small.quality.capped is not None and small.quality.capped.result_bytes == cut
+    assert small.checklist == result.checklist[: len(small.checklist)]
+    assert all(i < len(small.checklist) for group in small.quality.duplicates for i in group)
+    assert small.needs_review and f"{cut} of {len(result.checklist)}" in small.review.reasons[-1]
+
+
+def test_the_room_for_the_result_is_what_the_object_leaves_under_etcds_limit() -> None:
+    small = {"metadata": {"name": "gj-1"}, "spec": {"documentRef": {"id": "x"}}, "status": {}}
+    assert room_for_result(small, 1_048_576) == 1_048_576
+    # An inline 100,000-character text of 4-byte characters, twice (kopf keeps a copy of
+    # the spec in an annotation): 800 KB of the 1.5 MiB are taken.
+    text = "\U0001f600" * 100_000
+    big = {
+        "metadata": {"annotations": {"kopf.zalando.org/last-handled-configuration": text}},
+        "spec": {"guidelineText": text},
+        "status": {"result": {"summary": "x" * 10**6}},  # the result itself does not count
+    }
+    room = room_for_result(big, 1_048_576)
+    assert room < 1_048_576 and room + json_bytes({**big, "status": {}}) < 1_572_864

@@ -538,8 +538,14 @@ class OperatorSettings(CommonSettings):
     )
     runner_cpu_request: str = Field("100m", description="CPU request of a runner pod.")
     runner_cpu_limit: str = Field("1", description="CPU limit of a runner pod.")
-    runner_memory_request: str = Field("128Mi", description="Memory request of a runner pod.")
-    runner_memory_limit: str = Field("512Mi", description="Memory limit of a runner pod.")
+    runner_memory_request: str = Field(
+        "192Mi",
+        description="Memory request of a runner pod: the largest document allowed peaks at "
+        "about 160 MiB (python -m bench.runner_memory).",
+    )
+    runner_memory_limit: str = Field(
+        "512Mi", description="Memory limit of a runner pod (3x the largest document's peak)."
+    )
     runner_api_url: str = Field(
         "",
         description="Base URL of the REST API as runner pods reach it (given to them as "
@@ -699,6 +705,16 @@ class RunnerSettings(CommonSettings):
         ge=1,
         description="Most characters of text extracted from a document; more: FAILED "
         "document_too_long.",
+    )
+    max_result_bytes: int = Field(
+        1_048_576,
+        ge=65_536,
+        le=1_441_792,
+        description="Most bytes of status.result (JSON, UTF-8) the runner writes: etcd takes "
+        "at most 1.5 MiB per object. Past it `quality.uncovered` is shortened "
+        "(quality.uncovered_omitted), then checklist items are cut from the end "
+        "(quality.capped.result_bytes; the result needs review). The room the rest of the "
+        "GuidelineJob leaves is also respected.",
     )
     api_url: str = Field(
         "",

@@ -30,6 +30,7 @@ from guideline_runner.chain import run_chain, soft_timeout
 from guideline_runner.chunk_cache import ChunkCache
 from guideline_runner.citations import with_citations
 from guideline_runner.errors import ChainError
+from guideline_runner.fit import fit, room_for_result
 from guideline_runner.input import JobInput, read_input
 from guideline_runner.models import PartialSummary, ReviewThresholds
 from guideline_runner.providers import make_provider
@@ -223,6 +224,18 @@ def _process(settings: RunnerSettings) -> int:
             provider.close()
             cache.close()
         result = with_citations(result, job_input.document, job_input.info)
+        bound = room_for_result(body, settings.max_result_bytes)
+        fitted = fit(result, bound)
+        if fitted is not result:
+            log.warning(
+                "result shortened to fit the GuidelineJob",
+                extra={
+                    "max_bytes": bound,
+                    "uncovered_omitted": fitted.quality.uncovered_omitted,
+                    "items_cut": len(result.checklist) - len(fitted.checklist),
+                },
+            )
+        result = fitted
         try:
             job.patch_status({"result": result.to_status()})
         except ChainError as error:

@@ -151,6 +151,11 @@ class Capped(BaseModel):
     total: bool = Field(
         False, description="Whether the merged list was cut at max_checklist_items."
     )
+    result_bytes: int = Field(
+        0,
+        description="Items cut from the end of the checklist to keep status.result within "
+        "max_result_bytes (0: none).",
+    )
 
 
 class Quality(BaseModel):
@@ -168,6 +173,11 @@ class Quality(BaseModel):
     covered_obligations: int = Field(description="Of those, covered by an item's source.")
     coverage: float = Field(description="covered_obligations / obligations (1 if none).")
     uncovered: list[Passage] = Field(default_factory=list)
+    uncovered_omitted: int = Field(
+        0,
+        description="Uncovered passages left out of `uncovered` to keep status.result within "
+        "max_result_bytes (the guideline's text has them all).",
+    )
     duplicates: list[list[int]] = Field(
         default_factory=list, description="Groups of checklist indices saying the same thing."
     )
