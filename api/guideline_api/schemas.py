@@ -234,8 +234,15 @@ class DocumentInfo(BaseModel):
 class JobError(BaseModel):
     """Why a job failed or was cancelled."""
 
-    reason: str | None = None
-    message: str | None = None
+    reason: str | None = Field(
+        None,
+        description="Machine-readable: `BackoffLimitExceeded`, `DeadlineExceeded`, `Timeout`, "
+        "`LLMError`, `LLMRejected`, `InvalidOutput`, `InvalidInput`, `JobLost`, `Cancelled`, "
+        "`InternalError`, or for a document that cannot become text `no_text_layer` (a scan: "
+        "run OCR first), `document_unreadable`, `document_too_long` (none of these three is "
+        "retried).",
+    )
+    message: str | None = Field(None, description="What happened and what to do about it.")
 
 
 class QueueInfo(BaseModel):

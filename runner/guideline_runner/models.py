@@ -157,6 +157,14 @@ class Capped(BaseModel):
         "max_result_bytes (0: none).",
     )
 
+    @model_serializer(mode="wrap")
+    def _without_zero_cut(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Only a result that was cut says so (results before the bound had no such field).
+        data = handler(self)
+        if not data.get("result_bytes"):
+            data.pop("result_bytes", None)
+        return data
+
 
 class Quality(BaseModel):
     """How far a checklist can be trusted, measured against the guideline."""
@@ -184,6 +192,14 @@ class Quality(BaseModel):
     capped: Capped | None = Field(
         None, description="Which item caps the checklist reached (None: none)."
     )
+
+    @model_serializer(mode="wrap")
+    def _without_zero_omitted(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Only a result whose `uncovered` was shortened says so.
+        data = handler(self)
+        if not data.get("uncovered_omitted"):
+            data.pop("uncovered_omitted", None)
+        return data
 
 
 class ReviewThresholds(BaseModel):
