@@ -313,6 +313,7 @@ def test_guideline_text_from_mounts_only_that_key_read_only(
 
 
 def test_a_job_without_inline_text_gets_the_deadline_of_the_most_it_can_hold() -> None:
+    from guideline_core.splitting import planned_rounds_for_chars
     from guideline_operator.reconciler import _rounds_of
 
     settings = OperatorSettings()
@@ -323,10 +324,20 @@ def test_a_job_without_inline_text_gets_the_deadline_of_the_most_it_can_hold() -
     big_doc = {"documentRef": {**small_doc["documentRef"], "bytes": 25 * 1024 * 1024}}
     from_key = {"guidelineTextFrom": {"configMapKeyRef": {"name": "g", "key": "k"}}}
     assert short == _rounds_of(small_doc, settings) == 2
-    # A 25 MiB document counts as the runner's 2,000,000-character limit; a ConfigMap key as
-    # its 1 MiB.
-    assert _rounds_of(big_doc, settings) > _rounds_of(from_key, settings) > short
-    assert manifests.hard_deadline(_rounds_of(big_doc, settings), settings) > 300
+    # A 25 MiB document counts as the runner's 2,000,000-character limit, as does a
+    # ConfigMap key's 1 MiB of compressed text; a 100 KB PDF as up to 800,000 characters.
+    limit = planned_rounds_for_chars(2_000_000, settings.chunk_chars, settings.llm_concurrency)
+    assert _rounds_of(big_doc, settings) == _rounds_of(from_key, settings) == limit
+    pdf = {
+        "documentRef": {
+            **small_doc["documentRef"],
+            "mediaType": "application/pdf",
+            "bytes": 100_000,
+        }
+    }
+    text = {"documentRef": {**small_doc["documentRef"], "bytes": 100_000}}
+    assert limit > _rounds_of(pdf, settings) > _rounds_of(text, settings) > short
+    assert manifests.hard_deadline(limit, settings) > 300
 
 
 def test_the_row_of_a_kubectl_job_without_inline_text_has_no_text_yet() -> None:

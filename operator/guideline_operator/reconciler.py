@@ -649,11 +649,13 @@ class Reconciler:
 
 
 # The text of a job whose spec does not hold it is not known before its runner extracts it:
-# its time limits are sized for the most it can be. A ConfigMap or Secret holds at most
-# 1 MiB; a document's text is at most its bytes (a text file) and at most the runner's
-# character limit (a document of compressed text may extract to more than its bytes: the
-# runner's soft timeout then grows past this estimate, and the Job's deadline may end it).
+# its time limits are sized for the most it can plausibly be, at most the runner's character
+# limit. A text file's characters are at most its bytes; a PDF's or DOCX's text is stored
+# compressed (deflate rarely packs text more than 8:1); a ConfigMap or Secret key holds at
+# most 1 MiB of either. Too much only loosens the hard deadline; the runner's soft timeout
+# is computed from the text it extracted.
 _MAX_CONFIG_BYTES = 1024 * 1024
+_COMPRESSION = 8
 _MAX_DOCUMENT_CHARS: int = RunnerSettings.model_fields["max_document_chars"].default
 
 
@@ -663,7 +665,11 @@ def _rounds_of(spec: Mapping[str, Any], settings: OperatorSettings) -> int:
     if isinstance(text, str):
         return planned_rounds(text, settings.chunk_chars, settings.llm_concurrency)
     ref = spec.get("documentRef")
-    chars = int(ref.get("bytes") or 0) if isinstance(ref, Mapping) else _MAX_CONFIG_BYTES
+    if isinstance(ref, Mapping):
+        plain = str(ref.get("mediaType") or "").startswith("text/")
+        chars = int(ref.get("bytes") or 0) * (1 if plain else _COMPRESSION)
+    else:
+        chars = _MAX_CONFIG_BYTES * _COMPRESSION
     return planned_rounds_for_chars(
         min(chars, _MAX_DOCUMENT_CHARS), settings.chunk_chars, settings.llm_concurrency
     )
