@@ -316,3 +316,12 @@ def test_the_room_for_the_result_is_what_the_object_leaves_under_etcds_limit() -
     }
     room = room_for_result(big, 1_048_576)
     assert room < 1_048_576 and room + json_bytes({**big, "status": {}}) < 1_572_864
+
+
+def test_text_declared_plain_is_taken_as_written_whatever_it_looks_like() -> None:
+    from guideline_runner import documents
+
+    html = "<html><body><h1>Hands</h1><p>Staff must wash hands.</p></body></html>\n"
+    assert documents.extract(html.encode()).text.startswith("Hands")  # sniffed: HTML
+    plain = documents.extract(html.encode(), plain_text=True)
+    assert plain.text == html and plain.media_type == "text/plain" and plain.sections == []

@@ -66,10 +66,11 @@ def _invalid(message: str) -> ChainError:
     return ChainError(FailureReason.INVALID_INPUT, message, retryable=False)
 
 
-def extract(data: bytes, settings: RunnerSettings) -> JobInput:
-    """`data` as a job's text: extracted, cleaned, with its metadata."""
+def extract(data: bytes, settings: RunnerSettings, *, plain_text: bool = False) -> JobInput:
+    """`data` as a job's text: extracted, cleaned, with its metadata (`plain_text`: a text
+    the API stored as text/plain, taken as written whatever it looks like)."""
     try:
-        extracted = documents.extract(data, limits_of(settings))
+        extracted = documents.extract(data, limits_of(settings), plain_text=plain_text)
     except documents.DocumentError as error:
         reason = FailureReason(error.reason)
         message = f"{_sentence(str(error))} {_ADVICE[reason.value]}".strip()
@@ -144,7 +145,9 @@ def read_input(spec: dict[str, Any], settings: RunnerSettings, api: RunnerApi | 
         found = extract(_read_file(settings.input_file, spec), settings)
         return JobInput(found.text, found.document, found.info, "guidelineTextFrom")
     if spec.get("documentRef"):
-        found = extract(_fetch(spec, settings, api), settings)
+        media_type = str(spec["documentRef"].get("mediaType") or "")
+        plain = media_type.split(";")[0].strip().lower() == "text/plain"
+        found = extract(_fetch(spec, settings, api), settings, plain_text=plain)
         return JobInput(found.text, found.document, found.info, "documentRef")
     raise _invalid(
         "The GuidelineJob has none of spec.guidelineText, guidelineTextFrom and documentRef"
