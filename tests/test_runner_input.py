@@ -325,3 +325,14 @@ def test_text_declared_plain_is_taken_as_written_whatever_it_looks_like() -> Non
     assert documents.extract(html.encode()).text.startswith("Hands")  # sniffed: HTML
     plain = documents.extract(html.encode(), plain_text=True)
     assert plain.text == html and plain.media_type == "text/plain" and plain.sections == []
+
+
+@pytest.mark.parametrize("content", [b"", b" \n\t \n", b"\x89PNG\r\n\x1a\n" + b"\0" * 64])
+def test_an_empty_blank_or_unsupported_file_is_document_unreadable(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "guideline"
+    path.write_bytes(content)
+    error = failure(path)
+    assert_final(error, FailureReason.DOCUMENT_UNREADABLE)
+    assert error.message[:1].isupper() and error.message.endswith(".")
