@@ -587,6 +587,33 @@ def aggregated_into(objects: list[dict[str, Any]], role: str) -> list[dict[str, 
     ]
 
 
+def test_the_operator_gives_runner_pods_the_apis_url_and_token_audience(helm: Helm) -> None:
+    objects = helm.template()
+    operator = component(objects, "StatefulSet", "operator")
+    env = env_of(operator)
+    service = component(objects, "Service", "api")
+    port = service["spec"]["ports"][0]["port"]
+    assert env["GUIDELINE_RUNNER_API_URL"] == (
+        f"http://{service['metadata']['name']}.default.svc:{port}"
+    )
+    assert env["GUIDELINE_RUNNER_TOKEN_AUDIENCE"] == "guideline-ingest.dev/runner"
+    custom = env_of(
+        component(
+            helm.template(
+                "--set=runner.apiUrl=https://api.example.org",
+                "--set=runner.tokenAudience=example.org/runner",
+            ),
+            "StatefulSet",
+            "operator",
+        )
+    )
+    assert custom["GUIDELINE_RUNNER_API_URL"] == "https://api.example.org"
+    assert custom["GUIDELINE_RUNNER_TOKEN_AUDIENCE"] == "example.org/runner"
+    config = component(objects, "ConfigMap", "runner")["data"]
+    assert config["GUIDELINE_MAX_DOCUMENT_PAGES"] == "1000"
+    assert config["GUIDELINE_MAX_DOCUMENT_CHARS"] == "2000000"
+
+
 def test_view_reads_no_guidelinejobs_unless_turned_on(helm: Helm) -> None:
     """Reading a GuidelineJob is reading a tenant's guideline and result: by default nothing
     is aggregated into `view` (edit and admin keep their rules); only the flag adds it."""

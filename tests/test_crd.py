@@ -4,12 +4,14 @@ validating guidelineText and spec immutability with messages naming the field.""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from guideline_core import kube
 from guideline_core import resource as gj
 from support.cluster import LocalCluster
 
@@ -55,7 +57,9 @@ def test_explain_prints_the_field_description(cluster: LocalCluster) -> None:
     assert "FIELD: guidelineText <string>" in out
     assert " ".join(description.split()[:8]) in " ".join(out.split())
     spec_out = cluster.kubectl("explain", f"{gj.SHORT_NAME}.spec").stdout
-    assert "guidelineText\t<string> -required-" in spec_out
+    assert "guidelineText\t<string>" in spec_out
+    for field in ("guidelineTextFrom", "documentRef"):
+        assert f"{field}\t<Object>" in spec_out
     for field in ("supersedes", "review.minCoverage"):
         out = cluster.kubectl("explain", f"{gj.SHORT_NAME}.spec.{field}").stdout
         assert f"FIELD: {field.rsplit('.', 1)[-1]}" in out
@@ -79,10 +83,19 @@ def test_maximum_size_counts_characters_not_bytes(cluster: LocalCluster, namespa
     assert result.returncode == 0, result.stderr
 
 
+ONE_INPUT = (
+    "exactly one of spec.guidelineText, spec.guidelineTextFrom and spec.documentRef must be set"
+)
+SHA = "0" * 64
+DOC_ID = "0b8e3f4c-7d7a-4c55-9d1e-2f4a0c6b9e11"
+DOCUMENT_REF = {"id": DOC_ID, "sha256": SHA, "mediaType": "application/pdf", "bytes": 1234}
+CONFIG_MAP_REF = {"configMapKeyRef": {"name": "guidelines", "key": "valvular.pdf"}}
+
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        pytest.param({}, "spec.guidelineText: Required value", id="missing"),
+        pytest.param({}, ONE_INPUT, id="missing"),
         pytest.param(
             {"guidelineText": ""}, "spec.guidelineText in body should be at least 1", id="empty"
         ),
@@ -100,7 +113,7 @@ def test_maximum_size_counts_characters_not_bytes(cluster: LocalCluster, namespa
         pytest.param(
             {"guidelineText": ["a"]}, "spec.guidelineText in body must be of type string", id="list"
         ),
-        pytest.param({"guidelineText": None}, "spec.guidelineText: Required value", id="null"),
+        pytest.param({"guidelineText": None}, ONE_INPUT, id="null"),
         pytest.param(
             {"guidelineText": "ok", "supersedes": "job-1"},
             "spec.supersedes in body should match",
@@ -111,6 +124,50 @@ def test_maximum_size_counts_characters_not_bytes(cluster: LocalCluster, namespa
             "spec.review.minCoverage in body should be less than or equal to 1",
             id="coverage-above-1",
         ),
+        pytest.param(
+            {"guidelineText": "ok", "documentRef": DOCUMENT_REF}, ONE_INPUT, id="text-and-ref"
+        ),
+        pytest.param(
+            {"guidelineTextFrom": CONFIG_MAP_REF, "documentRef": DOCUMENT_REF},
+            ONE_INPUT,
+            id="from-and-ref",
+        ),
+        pytest.param(
+            {
+                "guidelineTextFrom": {
+                    **CONFIG_MAP_REF,
+                    "secretKeyRef": {"name": "s", "key": "k"},
+                }
+            },
+            "exactly one of spec.guidelineTextFrom.configMapKeyRef and "
+            "spec.guidelineTextFrom.secretKeyRef must be set",
+            id="configmap-and-secret",
+        ),
+        pytest.param(
+            {"guidelineTextFrom": {}},
+            "exactly one of spec.guidelineTextFrom.configMapKeyRef",
+            id="from-empty",
+        ),
+        pytest.param(
+            {"guidelineTextFrom": {"configMapKeyRef": {"name": "guidelines"}}},
+            "spec.guidelineTextFrom.configMapKeyRef.key: Required value",
+            id="from-without-key",
+        ),
+        pytest.param(
+            {"guidelineTextFrom": {"secretKeyRef": {"name": "s", "key": "a/b"}}},
+            "spec.guidelineTextFrom.secretKeyRef.key in body should match",
+            id="key-with-slash",
+        ),
+        pytest.param(
+            {"documentRef": {**DOCUMENT_REF, "sha256": "ABC"}},
+            "spec.documentRef.sha256 in body should match",
+            id="ref-bad-sha256",
+        ),
+        pytest.param(
+            {"documentRef": {k: v for k, v in DOCUMENT_REF.items() if k != "id"}},
+            "spec.documentRef.id: Required value",
+            id="ref-without-id",
+        ),
     ],
 )
 def test_invalid_guideline_text_is_rejected(
@@ -120,6 +177,24 @@ def test_invalid_guideline_text_is_rejected(
     assert result.returncode != 0
     assert "is invalid" in result.stderr
     assert expected in result.stderr
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param({"guidelineTextFrom": CONFIG_MAP_REF}, id="configmap"),
+        pytest.param(
+            {"guidelineTextFrom": {"secretKeyRef": {"name": "s", "key": "a.txt"}}}, id="secret"
+        ),
+        pytest.param({"documentRef": DOCUMENT_REF, "title": "Valvular"}, id="document-ref"),
+    ],
+)
+def test_other_inputs_are_accepted(
+    cluster: LocalCluster, namespace: str, spec: dict[str, Any]
+) -> None:
+    result = create(cluster, namespace, manifest(spec))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["spec"] == spec
 
 
 def test_spec_without_object_is_rejected(cluster: LocalCluster, namespace: str) -> None:
@@ -197,3 +272,72 @@ def test_status_is_a_subresource(cluster: LocalCluster, namespace: str) -> None:
         check=False,
     )
     assert bad.returncode != 0 and "status.phase: Unsupported value" in bad.stderr
+
+
+def test_status_keeps_page_cited_sources_and_the_document(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    """The status schema knows the fields of a result from a document: nothing is pruned."""
+    result = create(cluster, namespace, manifest({"documentRef": DOCUMENT_REF}, name="doc"))
+    assert result.returncode == 0, result.stderr
+    source = {
+        "quote": "Verifiers SHALL require",
+        "start": 10,
+        "end": 33,
+        "match": "exact",
+        "page": 4,
+        "page_end": 5,
+        "page_label": "iv",
+        "section": ["5 Authenticators", "5.1 Memorized secrets"],
+    }
+    document = {
+        "media_type": "application/pdf",
+        "bytes": 1234,
+        "sha256": SHA,
+        "pages": 80,
+        "characters": 250_000,
+        "extractor": "pypdfium2",
+        "extractor_version": "4.30.0",
+        "warnings": [{"kind": "mojibake", "count": 2, "first_offset": 17}],
+    }
+    status = {
+        "phase": "COMPLETED",
+        "result": {
+            "summary": "s",
+            "checklist": [{"item": "i", "source": source}],
+            "document": document,
+        },
+    }
+    cluster.kubectl(
+        "patch",
+        gj.PLURAL,
+        "doc",
+        "-n",
+        namespace,
+        "--type=merge",
+        "--subresource=status",
+        "-p",
+        json.dumps({"status": status}),
+    )
+    stored = cluster.get_json(gj.PLURAL, "doc", "-n", namespace)["status"]["result"]
+    assert stored["checklist"][0]["source"] == source
+    assert stored["document"] == document
+
+
+def test_the_apis_manifest_with_a_document_ref_is_small_and_accepted(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    ref = kube.DocumentRef(id=DOC_ID, sha256=SHA, media_type="application/pdf", bytes=26_214_400)
+    body = kube.guideline_job_manifest(
+        event_id=uuid.uuid4(), document_ref=ref, title="Valvular heart disease", tenant="t"
+    )
+    assert body["spec"]["documentRef"] == {**DOCUMENT_REF, "bytes": 26_214_400}
+    assert "guidelineText" not in body["spec"]
+    result = create(cluster, namespace, body)
+    assert result.returncode == 0, result.stderr
+    # Whatever the document's size, the object is small (etcd holds no document).
+    assert len(result.stdout.encode()) < 4096
+    with pytest.raises(ValueError, match="exactly one"):
+        kube.guideline_job_manifest(event_id=uuid.uuid4(), guideline_text="x", document_ref=ref)
+    with pytest.raises(ValueError, match="exactly one"):
+        kube.guideline_job_manifest(event_id=uuid.uuid4())

@@ -152,6 +152,9 @@ def test_oscal_catalog_validates_with_trestle_sections_as_groups() -> None:
 
 def test_oscal_without_sections_is_one_group_and_carries_changes() -> None:
     items = [{k: v for k, v in i.items() if k != "section"} for i in HOSTILE_ITEMS]
+    for item in items:  # a section sits on the item or (as the runner writes it) its source
+        if item.get("source"):
+            item["source"] = {k: v for k, v in item["source"].items() if k != "section"}
     data = json.loads(render("oscal", completed_job(items, changes=superseding_changes())))
     Catalog.parse_obj(data["catalog"])
     (group,) = data["catalog"]["groups"]

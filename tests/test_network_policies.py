@@ -147,6 +147,24 @@ def test_runner_pods_reach_postgresql_only_with_the_chunk_cache(helm: Helm) -> N
     }
 
 
+def test_runner_pods_reach_the_api_port_and_the_api_admits_them(helm: Helm) -> None:
+    rendered = policies(helm)
+    api_port = {"protocol": "TCP", "port": 8000}
+    [egress] = [r for r in rendered["runner"]["egress"] if api_port in r["ports"]]
+    assert egress["ports"] == [api_port]
+    [peer] = egress["to"]
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+    # The API's ingress: its clients (networkPolicy.api.from), and runner pods of any
+    # namespace (the runner's API checks each one's token, bound to its own job).
+    runners = {"namespaceSelector": {}, **RUNNER_PODS}
+    rules = rendered["api"]["ingress"]
+    assert {"ports": [api_port], "from": [runners]} in rules
+    assert all(rule["ports"] == [api_port] for rule in rules)
+    # With the API open to any source, no rule of its own is needed.
+    open_api = policies(helm, "--set=networkPolicy.api.from=null")
+    assert open_api["api"]["ingress"] == [{"ports": [api_port]}]
+
+
 @pytest.mark.node
 def test_network_policies_are_enforced_on_the_real_node(
     cluster: LocalCluster, helm: Helm, tmp_path: Path

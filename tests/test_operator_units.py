@@ -221,6 +221,135 @@ def test_job_manifest_follows_the_contract() -> None:
     assert "sk-" not in json.dumps(manifest)
 
 
+def _request(**fields: Any) -> manifests.JobRequest:
+    return manifests.JobRequest(
+        cr_name="gj-abcde", cr_uid="cr-uid-1", namespace="ns1", event_id=EVENT_ID, **fields
+    )
+
+
+def test_every_runner_pod_gets_its_api_token_and_url() -> None:
+    settings = OperatorSettings(
+        runner_api_url="http://api.guideline.svc:8000", runner_token_audience="aud.example/x"
+    )
+    pod_spec = manifests.build_job(_request(), settings)["spec"]["template"]["spec"]
+    [container] = pod_spec["containers"]
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    # The token is for the API only (its own audience), short-lived, rotated by the kubelet.
+    assert volumes["runner-token"] == {
+        "name": "runner-token",
+        "projected": {
+            "sources": [
+                {
+                    "serviceAccountToken": {
+                        "audience": "aud.example/x",
+                        "expirationSeconds": 600,
+                        "path": "token",
+                    }
+                }
+            ]
+        },
+    }
+    assert {
+        "name": "runner-token",
+        "mountPath": "/var/run/secrets/guideline-ingest/runner",
+        "readOnly": True,
+    } in container["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GUIDELINE_API_URL"] == "http://api.guideline.svc:8000"
+    assert env["GUIDELINE_RUNNER_TOKEN_FILE"] == "/var/run/secrets/guideline-ingest/runner/token"
+    assert "GUIDELINE_INPUT_FILE" not in env and "input" not in volumes
+    # The defaults: the contract's audience; no API URL (documentRef jobs then fail clearly).
+    default = manifests.build_job(_request(), OperatorSettings())["spec"]["template"]["spec"]
+    token = default["volumes"][1]["projected"]["sources"][0]["serviceAccountToken"]
+    assert token["audience"] == "guideline-ingest.dev/runner"
+
+
+@pytest.mark.parametrize(
+    ("ref", "volume_source"),
+    [
+        pytest.param(
+            {"configMapKeyRef": {"name": "guidelines", "key": "valvular.pdf"}},
+            {
+                "configMap": {
+                    "name": "guidelines",
+                    "items": [{"key": "valvular.pdf", "path": "guideline"}],
+                    "optional": True,
+                }
+            },
+            id="configmap",
+        ),
+        pytest.param(
+            {"secretKeyRef": {"name": "private", "key": ".."}},
+            {
+                "secret": {
+                    "secretName": "private",
+                    "items": [{"key": "..", "path": "guideline"}],
+                    "optional": True,
+                }
+            },
+            id="secret-with-a-key-that-is-no-path",
+        ),
+    ],
+)
+def test_guideline_text_from_mounts_only_that_key_read_only(
+    ref: dict[str, Any], volume_source: dict[str, Any]
+) -> None:
+    text_from = manifests.TextFrom.of({"guidelineTextFrom": ref})
+    assert text_from is not None
+    pod_spec = manifests.build_job(_request(text_from=text_from), OperatorSettings())["spec"][
+        "template"
+    ]["spec"]
+    [container] = pod_spec["containers"]
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    assert volumes["input"] == {"name": "input", **volume_source}
+    assert {
+        "name": "input",
+        "mountPath": "/var/run/guideline-ingest/input",
+        "readOnly": True,
+    } in container["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GUIDELINE_INPUT_FILE"] == "/var/run/guideline-ingest/input/guideline"
+    assert manifests.TextFrom.of({"guidelineText": "x"}) is None
+
+
+def test_a_job_without_inline_text_gets_the_deadline_of_the_most_it_can_hold() -> None:
+    from guideline_core.splitting import planned_rounds_for_chars
+    from guideline_operator.reconciler import _rounds_of
+
+    settings = OperatorSettings()
+    short = _rounds_of({"guidelineText": "Staff must wash hands."}, settings)
+    small_doc = {
+        "documentRef": {"id": "i", "sha256": "0" * 64, "mediaType": "text/plain", "bytes": 900}
+    }
+    big_doc = {"documentRef": {**small_doc["documentRef"], "bytes": 25 * 1024 * 1024}}
+    from_key = {"guidelineTextFrom": {"configMapKeyRef": {"name": "g", "key": "k"}}}
+    assert short == _rounds_of(small_doc, settings) == 2
+    # A 25 MiB document counts as the runner's 2,000,000-character limit, as does a
+    # ConfigMap key's 1 MiB of compressed text; a 100 KB PDF as up to 800,000 characters.
+    limit = planned_rounds_for_chars(2_000_000, settings.chunk_chars, settings.llm_concurrency)
+    assert _rounds_of(big_doc, settings) == _rounds_of(from_key, settings) == limit
+    pdf = {
+        "documentRef": {
+            **small_doc["documentRef"],
+            "mediaType": "application/pdf",
+            "bytes": 100_000,
+        }
+    }
+    text = {"documentRef": {**small_doc["documentRef"], "bytes": 100_000}}
+    assert limit > _rounds_of(pdf, settings) > _rounds_of(text, settings) > short
+    assert manifests.hard_deadline(limit, settings) > 300
+
+
+def test_the_row_of_a_kubectl_job_without_inline_text_has_no_text_yet() -> None:
+    from guideline_operator import store
+
+    body = cr()
+    body["spec"] = {"guidelineTextFrom": {"configMapKeyRef": {"name": "g", "key": "k"}}}
+    body["metadata"]["annotations"] = {}
+    row = store.new_row(body, EVENT_ID, "default")
+    assert row.guideline_text == ""  # the runner puts the extracted text through the API
+
+
 def test_job_manifest_retry_name_spec_retries_and_kueue() -> None:
     settings = OperatorSettings(kueue_queue_name="team-queue", backoff_limit=3)
     request = manifests.JobRequest(
@@ -380,6 +509,17 @@ def test_pod_failure_policy_takes_the_runners_reason() -> None:
     status = {"phase": "PROCESSING", "runnerError": {"reason": "LLMRejected", "message": "401"}}
     obs = observe.observe(admitted(status), failed, bare, NOW)
     assert obs.error == {"reason": "LLMRejected", "message": "401"}
+
+
+@pytest.mark.parametrize("reason", ["no_text_layer", "document_unreadable", "document_too_long"])
+def test_a_documents_failure_reason_is_the_jobs(reason: str) -> None:
+    assert FailureReason(reason).value == reason
+    failed = job(conditions=[condition("Failed", "PodFailurePolicy", "Container runner ... 42")])
+    term = json.dumps({"reason": reason, "message": "Split the document.", "retryable": False})
+    pods = [pod("p1", "Failed", started=-5, exit_code=42, message=term)]
+    obs = observe.observe(admitted({"phase": "PROCESSING"}), failed, pods, NOW)
+    assert obs.phase == Phase.FAILED and obs.attempts == 1
+    assert obs.error == {"reason": reason, "message": "Split the document."}
 
 
 def test_deadline_exceeded() -> None:

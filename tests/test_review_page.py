@@ -18,9 +18,12 @@ from guideline_api import client
 from guideline_api.review_html import BIDI_CONTROLS, SOURCE_COLOUR, UNCOVERED_COLOUR, highlighted
 from guideline_core import db
 from guideline_core.resource import Phase
+from guideline_runner.fit import fit
 from support.api import ALICE_KEY, dead_kubeconfig, make_settings, running_server
 from support.browser import pixels_of, screenshot
+from support.documents import PAGE_LABELLED_PDF
 from support.rows import add_job
+from test_runner_input import cited
 from test_versions import V1, V2, extractive_result
 
 
@@ -57,6 +60,24 @@ def test_the_terminal_shows_quotes_uncovered_obligations_and_changes(
 
     code, listed, _ = cli(capsys, api_url, "list", "--needs-review")
     assert code == 0 and str(new) in listed and str(old) not in listed
+
+
+def test_the_terminal_shows_the_page_and_section_of_each_source(
+    database: db.Database, api_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The runner's result for a real PDF with printed page labels (the extractive chain).
+    found, result = cited(PAGE_LABELLED_PDF)
+    status = fit(result, 200_000).to_status()
+    job = add_job(database, status=Phase.COMPLETED, text=found.text, result=status)
+    code, out, _ = cli(capsys, api_url, "show", str(job))
+    assert code == 0
+    for item in status["checklist"]:
+        source = item["source"]
+        pages = (
+            source["page"] if "page_end" not in source else f"{source['page']}-{source['page_end']}"
+        )
+        where = f"(page {pages} (printed {source['page_label']}), characters {source['start']}-"
+        assert where in out, where
 
 
 def test_highlighting_marks_exactly_the_source_spans() -> None:

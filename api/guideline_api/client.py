@@ -233,6 +233,21 @@ def _quoted(text: str, indent: str, first: str | None = None) -> list[str]:
     ]
 
 
+def _where(source: dict[str, Any]) -> str:
+    """Where a source is: its characters in the text and, for a document, its page(s),
+    printed page label and section."""
+    parts = [f"characters {source['start']}-{source['end']}"]
+    if source.get("page"):
+        pages = (
+            f"{source['page']}-{source['page_end']}" if source.get("page_end") else source["page"]
+        )
+        label = f" (printed {source['page_label']})" if source.get("page_label") else ""
+        parts.insert(0, f"page {pages}{label}")
+    if source.get("section"):
+        parts.insert(0, " > ".join(str(s) for s in source["section"]))
+    return ", ".join(parts)
+
+
 def _format_checklist(result: dict[str, Any]) -> list[str]:
     """The checklist with each item's source, the quality line, the uncovered
     obligations, and the changes against a superseded job."""
@@ -245,7 +260,7 @@ def _format_checklist(result: dict[str, Any]) -> list[str]:
         source = item.get("source") if isinstance(item, dict) else None
         if source:
             lines.extend(_quoted(source["quote"], "        "))
-            lines.append(f"        (characters {source['start']}-{source['end']})")
+            lines.append(f"        ({_where(source)})")
         elif isinstance(item, dict) and "grounded" in item:
             lines.append("        NOT GROUNDED: its quote is not in the guideline")
     quality = result.get("quality")

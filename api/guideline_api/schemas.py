@@ -234,8 +234,15 @@ class DocumentInfo(BaseModel):
 class JobError(BaseModel):
     """Why a job failed or was cancelled."""
 
-    reason: str | None = None
-    message: str | None = None
+    reason: str | None = Field(
+        None,
+        description="Machine-readable: `BackoffLimitExceeded`, `DeadlineExceeded`, `Timeout`, "
+        "`LLMError`, `LLMRejected`, `InvalidOutput`, `InvalidInput`, `JobLost`, `Cancelled`, "
+        "`InternalError`, or for a document that cannot become text `no_text_layer` (a scan: "
+        "run OCR first), `document_unreadable`, `document_too_long` (none of these three is "
+        "retried).",
+    )
+    message: str | None = Field(None, description="What happened and what to do about it.")
 
 
 class QueueInfo(BaseModel):
@@ -357,6 +364,29 @@ CHECKLIST_ITEM_SCHEMA: dict[str, Any] = {
                     "start": {"type": "integer", "minimum": 0},
                     "end": {"type": "integer", "minimum": 0},
                     "match": {"type": "string", "enum": ["exact", "normalized"]},
+                    "page": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "The document's page (1-based, physical) the quote "
+                        "starts on (PDF); absent for a text without pages.",
+                    },
+                    "page_end": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "description": "The page the quote ends on, only when it runs "
+                        "across a page break.",
+                    },
+                    "page_label": {
+                        "type": "string",
+                        "description": "The printed label of `page` (e.g. `iv`), when the "
+                        "PDF has page labels.",
+                    },
+                    "section": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "The heading path the quote sits under, outermost "
+                        "first (DOCX, HTML, Markdown).",
+                    },
                 },
                 "required": ["quote", "start", "end"],
             }

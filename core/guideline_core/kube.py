@@ -7,6 +7,7 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from guideline_core import resource as gj
@@ -67,10 +68,30 @@ def new_event_id() -> uuid.UUID:
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
 
 
+@dataclass(frozen=True)
+class DocumentRef:
+    """A document in the API's store, as a GuidelineJob's `spec.documentRef` names it."""
+
+    id: uuid.UUID | str
+    sha256: str
+    media_type: str
+    bytes: int
+
+    def to_spec(self) -> dict[str, Any]:
+        """`spec.documentRef`."""
+        return {
+            "id": str(self.id),
+            "sha256": self.sha256,
+            "mediaType": self.media_type,
+            "bytes": self.bytes,
+        }
+
+
 def guideline_job_manifest(
     *,
     event_id: uuid.UUID,
-    guideline_text: str,
+    guideline_text: str | None = None,
+    document_ref: DocumentRef | None = None,
     title: str | None = None,
     model: str | None = None,
     provider: str | None = None,
@@ -83,8 +104,15 @@ def guideline_job_manifest(
 ) -> dict[str, Any]:
     """The GuidelineJob the API's dispatcher creates for a job, named after its event_id
     (so that creating it twice is recognised as the same object). `review` holds the
-    job's own thresholds (`min_grounding`, `min_coverage`)."""
-    spec: dict[str, Any] = {"guidelineText": guideline_text}
+    job's own thresholds (`min_grounding`, `min_coverage`). Its input is exactly one of
+    `guideline_text` (inline) and `document_ref` (a stored document: the spec stays small)."""
+    if (guideline_text is None) == (document_ref is None):
+        raise ValueError("exactly one of guideline_text and document_ref is needed")
+    spec: dict[str, Any] = (
+        {"guidelineText": guideline_text}
+        if guideline_text is not None
+        else {"documentRef": document_ref.to_spec()}  # type: ignore[union-attr]
+    )
     thresholds = {
         camel: review[snake]
         for snake, camel in (("min_grounding", "minGrounding"), ("min_coverage", "minCoverage"))

@@ -108,6 +108,10 @@ class FailureReason(StrEnum):
     JOB_LOST = "JobLost"
     CANCELLED = "Cancelled"
     INTERNAL = "InternalError"
+    # A document that cannot become a job's text (the names, hence snake_case).
+    NO_TEXT_LAYER = "no_text_layer"
+    DOCUMENT_UNREADABLE = "document_unreadable"
+    DOCUMENT_TOO_LONG = "document_too_long"
 
 
 # Requests from the API to the operator, carried as annotations because spec is immutable.
@@ -127,3 +131,14 @@ ENV_OPENAI_API_KEY: Final = "OPENAI_API_KEY"
 # The runner's optional per-chunk summary cache: its libpq URL, from a Secret's key.
 ENV_CACHE_DATABASE_URL: Final = "GUIDELINE_CACHE_DATABASE_URL"
 CACHE_SECRET_KEY: Final = "database-url"
+# The runner's way to the API (a documentRef job's document, the extracted text): the base
+# URL, and the projected ServiceAccount token (audience: the operator's
+# runner_token_audience) the operator mounts read-only in every runner pod.
+ENV_API_URL: Final = "GUIDELINE_API_URL"
+ENV_RUNNER_TOKEN_FILE: Final = "GUIDELINE_RUNNER_TOKEN_FILE"
+RUNNER_TOKEN_DIR: Final = "/var/run/secrets/guideline-ingest/runner"
+RUNNER_TOKEN_PATH: Final = f"{RUNNER_TOKEN_DIR}/token"
+RUNNER_TOKEN_EXPIRATION_SECONDS: Final = 600
+# A guidelineTextFrom job's input: the one key of the ConfigMap or Secret, mounted read-only.
+ENV_INPUT_FILE: Final = "GUIDELINE_INPUT_FILE"
+INPUT_DIR: Final = "/var/run/guideline-ingest/input"

@@ -538,8 +538,26 @@ class OperatorSettings(CommonSettings):
     )
     runner_cpu_request: str = Field("100m", description="CPU request of a runner pod.")
     runner_cpu_limit: str = Field("1", description="CPU limit of a runner pod.")
-    runner_memory_request: str = Field("128Mi", description="Memory request of a runner pod.")
-    runner_memory_limit: str = Field("512Mi", description="Memory limit of a runner pod.")
+    runner_memory_request: str = Field(
+        "192Mi",
+        description="Memory request of a runner pod: the largest document allowed peaks at "
+        "about 160 MiB (python -m bench.runner_memory).",
+    )
+    runner_memory_limit: str = Field(
+        "512Mi", description="Memory limit of a runner pod (3x the largest document's peak)."
+    )
+    runner_api_url: str = Field(
+        "",
+        description="Base URL of the REST API as runner pods reach it (given to them as "
+        "GUIDELINE_API_URL): they fetch a documentRef job's document and put its extracted "
+        "text there. Empty: documentRef jobs fail InvalidInput; the chart sets the API "
+        "Service's in-cluster URL.",
+    )
+    runner_token_audience: str = Field(
+        "guideline-ingest.dev/runner",
+        description="Audience of the projected ServiceAccount token each runner pod presents "
+        "to the API (which checks it with a TokenReview for this audience).",
+    )
     runner_pod_template_file: str = Field(
         "",
         description="JSON file (the chart's mounted ConfigMap `<release>-runner-pod`) with the "
@@ -675,6 +693,47 @@ class RunnerSettings(CommonSettings):
         None,
         description="The job's tenant, set by the operator from the job's row: the chunk "
         "cache serves only summaries stored for it (unset: no cache).",
+    )
+    max_document_pages: int = Field(
+        1000,
+        ge=1,
+        description="Most pages of a document (PDF) the runner extracts; more: FAILED "
+        "document_too_long.",
+    )
+    max_document_chars: int = Field(
+        2_000_000,
+        ge=1,
+        description="Most characters of text extracted from a document; more: FAILED "
+        "document_too_long.",
+    )
+    max_result_bytes: int = Field(
+        1_048_576,
+        ge=65_536,
+        le=1_441_792,
+        description="Most bytes of status.result (JSON, UTF-8) the runner writes: etcd takes "
+        "at most 1.5 MiB per object. Past it `quality.uncovered` is shortened "
+        "(quality.uncovered_omitted), then checklist items are cut from the end "
+        "(quality.capped.result_bytes; the result needs review). The room the rest of the "
+        "GuidelineJob leaves is also respected.",
+    )
+    api_url: str = Field(
+        "",
+        description="Base URL of the REST API's runner endpoints (the operator sets it from "
+        "runner_api_url): a documentRef job's document is fetched there and the extracted "
+        "text put back. Empty: documentRef jobs fail InvalidInput.",
+    )
+    runner_token_file: str = Field(
+        "/var/run/secrets/guideline-ingest/runner/token",
+        description="The pod's projected ServiceAccount token for the API (re-read for every "
+        "request: the kubelet rotates it).",
+    )
+    input_file: str | None = Field(
+        None,
+        description="The file holding a guidelineTextFrom job's text or document (the key the "
+        "operator mounts).",
+    )
+    api_retries: int = Field(
+        4, ge=0, description="Retries of a request to the API on a connection error or 5xx."
     )
     job_name: str | None = Field(None, description="The GuidelineJob this pod runs.")
     event_id: str | None = Field(

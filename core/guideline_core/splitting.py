@@ -218,6 +218,17 @@ def planned_rounds(text: str, chunk_chars: int, concurrency: int) -> int:
     )
 
 
+def planned_rounds_for_chars(chars: int, chunk_chars: int, concurrency: int) -> int:
+    """`planned_rounds` of a text known only by its length (a document the runner has not
+    extracted yet): full parts and sections of `chunk_chars` each."""
+    parts = max(1, math.ceil(chars / chunk_chars))
+    return (
+        math.ceil(parts / concurrency)
+        + math.ceil((parts - 1) / concurrency)
+        + math.ceil(parts / concurrency)
+    )
+
+
 def time_limit(base: float, per_round: float, rounds: int) -> float:
     """A time limit grown by the job's size: `base` covers a short guideline's 2 rounds
     of calls, each further round adds `per_round` seconds."""

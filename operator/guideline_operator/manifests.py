@@ -70,6 +70,31 @@ class JobRequest:
     trace_context: tuple[tuple[str, str], ...] = ()  # W3C carrier the runner continues
     tenant: str | None = None  # from the job's row: the runner's chunk cache key
     rounds: int = 2  # rounds of LLM calls the text implies (splitting.planned_rounds)
+    text_from: TextFrom | None = None  # spec.guidelineTextFrom: the key the pod mounts
+
+
+@dataclass(frozen=True)
+class TextFrom:
+    """The ConfigMap or Secret key of `spec.guidelineTextFrom`."""
+
+    kind: str  # "configMapKeyRef" or "secretKeyRef"
+    name: str
+    key: str
+
+    @classmethod
+    def of(cls, spec: Mapping[str, Any]) -> TextFrom | None:
+        """The key a spec names, or None (inline text or a documentRef)."""
+        ref = spec.get("guidelineTextFrom") or {}
+        for kind in ("configMapKeyRef", "secretKeyRef"):
+            if isinstance(ref.get(kind), Mapping):
+                return cls(kind, str(ref[kind]["name"]), str(ref[kind]["key"]))
+        return None
+
+    @property
+    def file_name(self) -> str:
+        """The mounted file's name: fixed, as a key may be any `[-._a-zA-Z0-9]+`
+        (`..` included), which must not become a path."""
+        return "guideline"
 
 
 def hard_deadline(rounds: int, settings: OperatorSettings) -> int:
@@ -184,8 +209,65 @@ def _env(req: JobRequest, settings: OperatorSettings) -> list[dict[str, Any]]:
                 }
             },
         },
+        # The runner's way to the API, and its token for it (docs/contracts.md).
+        {"name": gj.ENV_API_URL, "value": settings.runner_api_url},
+        {"name": gj.ENV_RUNNER_TOKEN_FILE, "value": gj.RUNNER_TOKEN_PATH},
+        *(
+            [{"name": gj.ENV_INPUT_FILE, "value": f"{gj.INPUT_DIR}/{req.text_from.file_name}"}]
+            if req.text_from
+            else []
+        ),
         *trace,
     ]
+
+
+RUNNER_TOKEN_VOLUME: Final = "runner-token"
+INPUT_VOLUME: Final = "input"
+
+
+def _volumes(req: JobRequest, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """/tmp, the projected token for the API (its own audience: useless against the
+    Kubernetes API and any other service), and a guidelineTextFrom job's one key. That key
+    is optional: a missing ConfigMap, Secret or key would keep the pod from starting until
+    the deadline; instead the runner finds no file and fails InvalidInput saying which."""
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        {
+            "name": RUNNER_TOKEN_VOLUME,
+            "projected": {
+                "sources": [
+                    {
+                        "serviceAccountToken": {
+                            "audience": settings.runner_token_audience,
+                            "expirationSeconds": gj.RUNNER_TOKEN_EXPIRATION_SECONDS,
+                            "path": gj.RUNNER_TOKEN_PATH.rsplit("/", 1)[1],
+                        }
+                    }
+                ]
+            },
+        },
+    ]
+    ref = req.text_from
+    if ref is not None:
+        items = [{"key": ref.key, "path": ref.file_name}]
+        if ref.kind == "configMapKeyRef":
+            source: dict[str, Any] = {
+                "configMap": {"name": ref.name, "items": items, "optional": True}
+            }
+        else:
+            source = {"secret": {"secretName": ref.name, "items": items, "optional": True}}
+        volumes.append({"name": INPUT_VOLUME, **source})
+    return volumes
+
+
+def _mounts(req: JobRequest) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": RUNNER_TOKEN_VOLUME, "mountPath": gj.RUNNER_TOKEN_DIR, "readOnly": True},
+    ]
+    if req.text_from is not None:
+        mounts.append({"name": INPUT_VOLUME, "mountPath": gj.INPUT_DIR, "readOnly": True})
+    return mounts
 
 
 def build_job(req: JobRequest, settings: OperatorSettings) -> dict[str, Any]:
@@ -229,7 +311,7 @@ def build_job(req: JobRequest, settings: OperatorSettings) -> dict[str, Any]:
         },
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": _mounts(req),
     }
     job: dict[str, Any] = {
         "apiVersion": "batch/v1",
@@ -274,7 +356,7 @@ def build_job(req: JobRequest, settings: OperatorSettings) -> dict[str, Any]:
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    "volumes": _volumes(req, settings),
                 },
             },
         },

@@ -34,8 +34,8 @@ from typing import Any
 from guideline_core import logs
 from guideline_core import resource as gj
 from guideline_core.resource import FailureReason, Phase
-from guideline_core.settings import OperatorSettings
-from guideline_core.splitting import planned_rounds
+from guideline_core.settings import OperatorSettings, RunnerSettings
+from guideline_core.splitting import planned_rounds, planned_rounds_for_chars
 from guideline_core.tracing import NOOP, Tracer
 from kubernetes.client.exceptions import ApiException
 
@@ -513,11 +513,8 @@ class Reconciler:
             queued_at=observe.queued_since(cr) or now(),
             trace_context=tuple(sorted(op_tracing.runner_context(self.tracer, cr).items())),
             tenant=self._tenant_of(cr),
-            rounds=planned_rounds(
-                (cr.get("spec") or {}).get("guidelineText") or "",
-                self.settings.chunk_chars,
-                self.settings.llm_concurrency,
-            ),
+            rounds=_rounds_of(cr.get("spec") or {}, self.settings),
+            text_from=manifests.TextFrom.of(cr.get("spec") or {}),
             cr_labels=tuple(
                 sorted(
                     manifests.allowed_labels(
@@ -649,6 +646,33 @@ class Reconciler:
         if not name or not metadata.get("namespace"):
             return
         self.reconcile(metadata["namespace"], name, cause=f"{body.get('kind')} {type_}")
+
+
+# The text of a job whose spec does not hold it is not known before its runner extracts it:
+# its time limits are sized for the most it can plausibly be, at most the runner's character
+# limit. A text file's characters are at most its bytes; a PDF's or DOCX's text is stored
+# compressed (deflate rarely packs text more than 8:1); a ConfigMap or Secret key holds at
+# most 1 MiB of either. Too much only loosens the hard deadline; the runner's soft timeout
+# is computed from the text it extracted.
+_MAX_CONFIG_BYTES = 1024 * 1024
+_COMPRESSION = 8
+_MAX_DOCUMENT_CHARS: int = RunnerSettings.model_fields["max_document_chars"].default
+
+
+def _rounds_of(spec: Mapping[str, Any], settings: OperatorSettings) -> int:
+    """Rounds of LLM calls a job's text implies (its Job's deadline grows with them)."""
+    text = spec.get("guidelineText")
+    if isinstance(text, str):
+        return planned_rounds(text, settings.chunk_chars, settings.llm_concurrency)
+    ref = spec.get("documentRef")
+    if isinstance(ref, Mapping):
+        plain = str(ref.get("mediaType") or "").startswith("text/")
+        chars = int(ref.get("bytes") or 0) * (1 if plain else _COMPRESSION)
+    else:
+        chars = _MAX_CONFIG_BYTES * _COMPRESSION
+    return planned_rounds_for_chars(
+        min(chars, _MAX_DOCUMENT_CHARS), settings.chunk_chars, settings.llm_concurrency
+    )
 
 
 def _attempts_before_of(cr: Mapping[str, Any]) -> int:

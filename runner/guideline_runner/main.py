@@ -25,9 +25,13 @@ from guideline_core.resource import ENV_TERMINATION_MESSAGE_PATH, FailureReason,
 from guideline_core.settings import RunnerSettings
 
 from guideline_runner import errors, tracing
+from guideline_runner.api_client import RunnerApi
 from guideline_runner.chain import run_chain, soft_timeout
 from guideline_runner.chunk_cache import ChunkCache
+from guideline_runner.citations import with_citations
 from guideline_runner.errors import ChainError
+from guideline_runner.fit import fit, room_for_result
+from guideline_runner.input import JobInput, read_input
 from guideline_runner.models import PartialSummary, ReviewThresholds
 from guideline_runner.providers import make_provider
 from guideline_runner.providers.prompts import SUMMARIZE_PROMPT_VERSION
@@ -88,6 +92,42 @@ def thresholds_of(spec: dict[str, Any], settings: RunnerSettings) -> ReviewThres
     )
 
 
+def _job_input(spec: dict[str, Any], settings: RunnerSettings, event_id: str) -> JobInput:
+    """The job's text; one extracted from a document is put to the API first (when the pod
+    has one), so that the job's text there is the one the chain ran on and cited."""
+    if isinstance(spec.get("guidelineText"), str):
+        return read_input(spec, settings, None)
+    api = (
+        RunnerApi(
+            settings.api_url, settings.runner_token_file, event_id, retries=settings.api_retries
+        )
+        if settings.api_url
+        else None
+    )
+    try:
+        started = time.monotonic()
+        job_input = read_input(spec, settings, api)
+        assert job_input.info is not None  # a document's input always has its metadata
+        log.info(
+            "document extracted",
+            extra={
+                "input": job_input.source,
+                "media_type": job_input.info.media_type,
+                "bytes": job_input.info.bytes,
+                "pages": job_input.info.pages,
+                "chars": job_input.info.characters,
+                "extractor": job_input.info.extractor,
+                "duration_s": round(time.monotonic() - started, 3),
+            },
+        )
+        if api is not None:
+            api.put_text(job_input.text, job_input.info.model_dump(mode="json"))
+        return job_input
+    finally:
+        if api is not None:
+            api.close()
+
+
 def _process(settings: RunnerSettings) -> int:
     started = time.monotonic()
     if not settings.job_name:
@@ -124,17 +164,11 @@ def _process(settings: RunnerSettings) -> int:
         if status.get("result"):
             log.info("status.result is already written; nothing to do")
             return RunnerExit.OK
-        text = spec.get("guidelineText")
-        if not isinstance(text, str):
-            return _fail(
-                settings,
-                job,
-                ChainError(
-                    FailureReason.INVALID_INPUT,
-                    "spec.guidelineText is missing",
-                    retryable=False,
-                ),
-            )
+        try:
+            job_input = _job_input(spec, settings, event_id)
+        except ChainError as error:
+            return _fail(settings, job, error)
+        text = job_input.text
         provider = make_provider(settings, spec.get("provider"), spec.get("model"))
         log.info(
             "runner started",
@@ -189,6 +223,19 @@ def _process(settings: RunnerSettings) -> int:
         finally:
             provider.close()
             cache.close()
+        result = with_citations(result, job_input.document, job_input.info)
+        bound = room_for_result(body, settings.max_result_bytes)
+        fitted = fit(result, bound)
+        if fitted is not result:
+            log.warning(
+                "result shortened to fit the GuidelineJob",
+                extra={
+                    "max_bytes": bound,
+                    "uncovered_omitted": fitted.quality.uncovered_omitted,
+                    "items_cut": len(result.checklist) - len(fitted.checklist),
+                },
+            )
+        result = fitted
         try:
             job.patch_status({"result": result.to_status()})
         except ChainError as error:

@@ -8,7 +8,14 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 MAX_ITEM_CHARS: Final = 1000
 MAX_CATEGORY_CHARS: Final = 64
@@ -99,6 +106,23 @@ class Source(BaseModel):
     start: int = Field(ge=0)
     end: int = Field(ge=0)
     match: Literal["exact", "normalized"] = "exact"
+    # Where the quote is in the document the text was extracted from (`documents.cite`).
+    page: int | None = Field(None, ge=1, description="Physical page (1-based) it starts on.")
+    page_end: int | None = Field(
+        None, ge=1, description="The page it ends on, when it runs across a page break."
+    )
+    page_label: str | None = Field(None, description="The printed label of `page`.")
+    section: list[str] | None = Field(None, description="Heading path, outermost first.")
+
+    @model_serializer(mode="wrap")
+    def _without_absent_citation(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A text without pages or sections has no citation fields (not nulls: the CRD's
+        # status schema does not take null for them).
+        data = handler(self)
+        for key in ("page", "page_end", "page_label", "section"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class ChecklistItem(ItemFields):
@@ -127,6 +151,19 @@ class Capped(BaseModel):
     total: bool = Field(
         False, description="Whether the merged list was cut at max_checklist_items."
     )
+    result_bytes: int = Field(
+        0,
+        description="Items cut from the end of the checklist to keep status.result within "
+        "max_result_bytes (0: none).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_zero_cut(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Only a result that was cut says so (results before the bound had no such field).
+        data = handler(self)
+        if not data.get("result_bytes"):
+            data.pop("result_bytes", None)
+        return data
 
 
 class Quality(BaseModel):
@@ -144,12 +181,25 @@ class Quality(BaseModel):
     covered_obligations: int = Field(description="Of those, covered by an item's source.")
     coverage: float = Field(description="covered_obligations / obligations (1 if none).")
     uncovered: list[Passage] = Field(default_factory=list)
+    uncovered_omitted: int = Field(
+        0,
+        description="Uncovered passages left out of `uncovered` to keep status.result within "
+        "max_result_bytes (the guideline's text has them all).",
+    )
     duplicates: list[list[int]] = Field(
         default_factory=list, description="Groups of checklist indices saying the same thing."
     )
     capped: Capped | None = Field(
         None, description="Which item caps the checklist reached (None: none)."
     )
+
+    @model_serializer(mode="wrap")
+    def _without_zero_omitted(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Only a result whose `uncovered` was shortened says so.
+        data = handler(self)
+        if not data.get("uncovered_omitted"):
+            data.pop("uncovered_omitted", None)
+        return data
 
 
 class ReviewThresholds(BaseModel):
@@ -266,6 +316,28 @@ class PartialSummary(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+class DocumentWarningInfo(BaseModel):
+    """One kind of repair the text hygiene made."""
+
+    kind: str
+    count: int
+    first_offset: int
+
+
+class DocumentInfo(BaseModel):
+    """The document a job's text was extracted from (`result.document`, and what the
+    runner puts to the API with the text)."""
+
+    media_type: str
+    bytes: int
+    sha256: str
+    pages: int | None = Field(None, description="Pages (PDF); null for a text without pages.")
+    characters: int
+    extractor: str
+    extractor_version: str
+    warnings: list[DocumentWarningInfo] = Field(default_factory=list)
+
+
 class ChainResult(BaseModel):
     """The outcome of the chain, as written to `status.result`."""
 
@@ -280,9 +352,11 @@ class ChainResult(BaseModel):
     usage: dict[str, Usage]
     durations: dict[str, float]
     chunk_cache: ChunkCacheReport
+    # The document the text was extracted from (absent for inline spec.guidelineText).
+    document: DocumentInfo | None = None
     # Not part of status.result: whether step 1 was taken from status.partial.
     summary_reused: bool = Field(False, exclude=True)
 
     def to_status(self) -> dict[str, Any]:
         """The body of `status.result`."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", exclude={"document"} if self.document is None else None)

@@ -33,12 +33,19 @@ HOSTILE_ITEMS: list[dict[str, Any]] = [
         "item": "+Wear gloves <script>alert(1)</script>",
         "priority": "medium",
         "category": "ppe",
-        "source": {"quote": "@Gloves should be worn", "start": 94, "end": 116, "match": "exact"},
+        # As the runner cites a quote across a page break (docs/contracts.md).
+        "source": {
+            "quote": "@Gloves should be worn",
+            "start": 94,
+            "end": 116,
+            "match": "exact",
+            "page": 3,
+            "page_end": 4,
+            "section": ["1 Hand hygiene"],
+        },
         "grounded": True,
         "strength": "should",
         "grade": "Weak",
-        "page": [3, 4],
-        "section": ["1 Hand hygiene"],
     },
     {
         "item": "-Flush catheters\tdaily",

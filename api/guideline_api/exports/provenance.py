@@ -161,6 +161,14 @@ def _page(value: Any) -> str | None:
     return _text(value)
 
 
+def _pages(item: Mapping[str, Any], source: Mapping[str, Any]) -> Any:
+    """The page(s) of an item: the runner's `source.page` and, for a quote across a page
+    break, `source.page_end` (docs/contracts.md), as [first, last]."""
+    page = _field(item, source, "page")
+    end = source.get("page_end")
+    return [page, end] if end not in (None, "") and page not in (None, "") else page
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -209,7 +217,7 @@ def _item(number: int, raw: Any, changes: dict[tuple[Any, ...], str] | None) -> 
         grade_start=grade_start,
         grade_end=grade_end,
         section=_text(_field(data, source, "section")),
-        page=_page(_field(data, source, "page")),
+        page=_page(_pages(data, source)),
         page_label=_text(_field(data, source, "page_label")),
         quote=_text(source.get("quote")),
         start=_int(source.get("start")),

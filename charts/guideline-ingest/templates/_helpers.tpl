@@ -253,3 +253,15 @@ of the same name may exist in another namespace. */}}
 {{- fail "set api.apiKeys.hashes or api.apiKeys.existingSecret, not both" -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The API's URL as runner pods reach it: runner.apiUrl, else the API Service's in-cluster
+name (fully qualified: runner pods may run in other namespaces than the release's).
+*/}}
+{{- define "gi.runnerApiUrl" -}}
+{{- if .Values.runner.apiUrl -}}
+{{- .Values.runner.apiUrl -}}
+{{- else -}}
+{{- printf "http://%s-api.%s.svc:%v" (include "gi.fullname" .) .Release.Namespace .Values.api.service.port -}}
+{{- end -}}
+{{- end -}}

@@ -38,9 +38,12 @@ __all__ = [
 ]
 
 
-def extract(data: bytes, limits: ExtractionLimits | None = None) -> ExtractedDocument:
+def extract(
+    data: bytes, limits: ExtractionLimits | None = None, *, plain_text: bool = False
+) -> ExtractedDocument:
     """The document's text, told by its content; DocumentError (with a `reason`) when it
-    cannot become a job's text."""
+    cannot become a job's text. `plain_text`: text declared as plain (a JSON submission) is
+    taken as written even when it looks like HTML or Markdown."""
     limits = limits or ExtractionLimits()
     try:
         sniffed = sniff(data)
@@ -55,6 +58,8 @@ def extract(data: bytes, limits: ExtractionLimits | None = None) -> ExtractedDoc
     if len(data) > 4 * limits.max_characters + 4:  # no character takes more than 4 bytes
         raise DocumentTooLong(f"the text has more than {limits.max_characters:,} characters")
     text = decode_text(data, sniffed.encoding)
+    if plain_text:
+        return extract_text(text, limits)
     if sniffed.media_type is MediaType.HTML:
         return extract_html(text, limits)
     if sniffed.media_type is MediaType.MARKDOWN:
