@@ -7,6 +7,7 @@ here: these assert what the API itself does."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from fastapi.testclient import TestClient
 from guideline_api.auth import hash_key
 from guideline_core import db
 from guideline_core import resource as gj
+from guideline_core.documents import store as document_store
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
 from support.api import (
@@ -107,12 +109,20 @@ def test_submit_records_the_row_and_creates_the_guideline_job(
     assert cr["metadata"]["labels"][gj.LABEL_EVENT_ID] == eid
     assert cr["metadata"]["labels"][gj.LABEL_TENANT] == "alice"
     assert cr["metadata"]["annotations"][gj.ANNOTATION_SUBMITTED_BY] == "alice"
+    # The text is in PostgreSQL; the GuidelineJob carries its reference (issue 20).
+    data = text.encode("utf-8")
     assert cr["spec"] == {
-        "guidelineText": text,
+        "documentRef": {
+            "id": str(stored["document_id"]),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "mediaType": "text/plain; charset=utf-8",
+            "bytes": len(data),
+        },
         "title": "PPE",
         "provider": "extractive",
         "maxRetries": 2,
     }
+    assert b"".join(document_store.read_chunks(database.connection, stored["document_id"])) == data
 
     stored = row(database, eid)
     assert stored is not None

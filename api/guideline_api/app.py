@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +12,7 @@ from guideline_core import db, version
 from guideline_core.settings import ApiSettings
 from starlette.types import Scope
 
-from guideline_api import health, openapi, routes, tracing
+from guideline_api import health, openapi, routes, tracing, uploads
 from guideline_api.auth import KeyStore
 from guideline_api.authgate import AuthGate
 from guideline_api.context import Context
@@ -23,6 +24,7 @@ from guideline_api.metrics import ApiMetrics, Figures, MetricsMiddleware, route_
 from guideline_api.monitor import HealthMonitor
 from guideline_api.notify import EventHub
 from guideline_api.routes import webhooks
+from guideline_api.runner_auth import RunnerAuth
 from guideline_api.streamcaps import StreamCaps
 from guideline_api.webhooks.delivery import DeliveryWorker
 
@@ -122,6 +124,7 @@ def create_app(
         ),
         metrics=metrics,
         dispatcher=Dispatcher(database, kube_api, settings, metrics, tracer=tracer),
+        runner_auth=RunnerAuth(kube_api, settings),
         webhooks=DeliveryWorker(database, settings, metrics),
         monitor=HealthMonitor(
             database,
@@ -198,7 +201,10 @@ def create_app(
     app.webhooks.include_router(webhooks.router)  # documented, not served
     openapi.install(app)
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=on_body_reject
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        on_reject=on_body_reject,
+        upload_cap=functools.partial(uploads.upload_cap, settings),
     )
     if settings.auth_enabled:
         # Outside the size cap: an unauthenticated body is never buffered.

@@ -23,12 +23,12 @@ def text_bytes(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-def check(conn: PgConnection, settings: ApiSettings, tenant: str, texts: Sequence[str]) -> None:
-    """429 if `texts` would take `tenant` past its guideline bytes in the cluster."""
+def check(conn: PgConnection, settings: ApiSettings, tenant: str, sizes: Sequence[int]) -> None:
+    """429 if new inputs of `sizes` bytes would take `tenant` past its limit."""
     limit = settings.tenant_max_inflight_text_bytes
-    if not limit or not texts:
+    if not limit or not sizes:
         return
-    new = sum(text_bytes(t) for t in texts)
+    new = sum(sizes)
     held = db.tenant_text_bytes(conn, tenant, settings.cr_retention_seconds)
     if held + new > limit:
         raise ApiError(

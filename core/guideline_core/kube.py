@@ -70,7 +70,8 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
 def guideline_job_manifest(
     *,
     event_id: uuid.UUID,
-    guideline_text: str,
+    guideline_text: str | None = None,
+    document_ref: Mapping[str, Any] | None = None,
     title: str | None = None,
     model: str | None = None,
     provider: str | None = None,
@@ -83,8 +84,23 @@ def guideline_job_manifest(
 ) -> dict[str, Any]:
     """The GuidelineJob the API's dispatcher creates for a job, named after its event_id
     (so that creating it twice is recognised as the same object). `review` holds the
-    job's own thresholds (`min_grounding`, `min_coverage`)."""
-    spec: dict[str, Any] = {"guidelineText": guideline_text}
+    job's own thresholds (`min_grounding`, `min_coverage`). Its input is exactly one of
+    `document_ref` (`spec.documentRef`: `id`, `sha256`, `mediaType`, `bytes` of the stored
+    document, which the runner fetches from the API) and `guideline_text` (inline)."""
+    if (document_ref is None) == (guideline_text is None):
+        raise ValueError("give exactly one of guideline_text and document_ref")
+    spec: dict[str, Any]
+    if document_ref is not None:
+        spec = {
+            "documentRef": {
+                "id": str(document_ref["id"]),
+                "sha256": document_ref["sha256"],
+                "mediaType": document_ref["mediaType"],
+                "bytes": int(document_ref["bytes"]),
+            }
+        }
+    else:
+        spec = {"guidelineText": guideline_text}
     thresholds = {
         camel: review[snake]
         for snake, camel in (("min_grounding", "minGrounding"), ("min_coverage", "minCoverage"))

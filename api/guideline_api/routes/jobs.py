@@ -6,17 +6,22 @@ blocking database work) to the thread pool: a sync endpoint costs FastAPI two th
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from guideline_core.resource import Phase
+from guideline_core.settings import ApiSettings
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from guideline_api import events, service
+from guideline_api import events, service, uploads
 from guideline_api.authgate import bearer_token
-from guideline_api.deps import CtxDep, CurrentPrincipal, IdempotencyKeyHeader, RawBody
+from guideline_api.deps import CtxDep, CurrentPrincipal, IdempotencyKeyHeader
 from guideline_api.errors import ApiError, Reason
 from guideline_api.openapi import (
     ALWAYS,
@@ -46,8 +51,13 @@ from guideline_api.service import Submission
 from guideline_api.submission import (
     check_idempotency_key,
     decode_json_object,
+    estimate_input,
+    is_multipart,
     item_key,
     parse_submission,
+    parse_upload,
+    parse_upload_batch,
+    upload_item,
     validate_submission,
 )
 from guideline_api.views import decode_cursor, encode_cursor, to_view
@@ -143,18 +153,32 @@ async def submit_job(
     response: Response,
     ctx: CtxDep,
     principal: CurrentPrincipal,
-    body: RawBody,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobView:
     """Submit a guideline for summarizing (see the description above)."""
     item: Submission | ApiError
-    try:
-        # In a thread: cleaning a long text full of defects takes a while (ftfy).
-        job = await run_in_threadpool(parse_submission, body, request.headers.get("content-type"))
-        item = Submission(job, check_idempotency_key(idempotency_key))
-    except ApiError as err:
-        item = err  # refused, and charged against the tenant's rate all the same
-    outcome = await run_in_threadpool(service.submit, ctx, principal, item)
+    if is_multipart(request.headers.get("content-type")):
+        async with _form(request, max_files=1) as form:
+            try:
+                # In a thread: hashing and sniffing read the spooled file.
+                job, upload = await run_in_threadpool(
+                    parse_upload, form, ctx.settings.max_document_bytes
+                )
+                item = Submission(job, check_idempotency_key(idempotency_key), upload=upload)
+            except ApiError as err:
+                item = err
+            outcome = await run_in_threadpool(service.submit, ctx, principal, item)
+    else:
+        body = await request.body()
+        try:
+            # In a thread: cleaning a long text full of defects takes a while (ftfy).
+            job = await run_in_threadpool(
+                parse_submission, body, request.headers.get("content-type")
+            )
+            item = Submission(job, check_idempotency_key(idempotency_key))
+        except ApiError as err:
+            item = err  # refused, and charged against the tenant's rate all the same
+        outcome = await run_in_threadpool(service.submit, ctx, principal, item)
     event_id = str(outcome.row["event_id"])
     request.state.event_id = event_id  # for the access log line
     response.headers["Location"] = f"{request.url.path.rstrip('/')}/{event_id}"
@@ -209,11 +233,13 @@ ESTIMATE_DESCRIPTION = (
         }
     },
 )
-async def estimate_job(
-    request: Request, ctx: CtxDep, principal: CurrentPrincipal, body: RawBody
-) -> JobEstimate:
+async def estimate_job(request: Request, ctx: CtxDep, principal: CurrentPrincipal) -> JobEstimate:
     """Estimate a submission (see the description above)."""
-    job = parse_submission(body, request.headers.get("content-type"))
+    if is_multipart(request.headers.get("content-type")):
+        async with _form(request, max_files=1) as form:
+            job = await run_in_threadpool(estimate_input, form, ctx.settings)
+    else:
+        job = parse_submission(await request.body(), request.headers.get("content-type"))
     return await run_in_threadpool(service.estimate, ctx, principal, job)
 
 
@@ -253,6 +279,43 @@ def _batch_items(
         except ApiError as err:
             parsed.append(err)
     return parsed
+
+
+def _upload_items(
+    form: FormData, settings: ApiSettings, batch_key: str | None
+) -> list[Submission | ApiError]:
+    """The submissions of a multipart batch: each file with its fields, or its error."""
+    files, fields = parse_upload_batch(form, settings.max_batch_files)
+    parsed: list[Submission | ApiError] = []
+    for index, (file, own) in enumerate(zip(files, fields, strict=True)):
+        try:
+            job, upload, own_key = upload_item(file, own, settings.max_document_bytes, index)
+            if own_key is not None and not isinstance(own_key, str):
+                raise ApiError(
+                    422, Reason.INVALID_IDEMPOTENCY_KEY, "idempotency_key must be a string"
+                )
+            key = own_key if own_key is not None else (batch_key and item_key(batch_key, index))
+            parsed.append(Submission(job, check_idempotency_key(key), upload=upload))
+        except ApiError as err:
+            parsed.append(err)
+    return parsed
+
+
+@asynccontextmanager
+async def _form(request: Request, max_files: int) -> AsyncIterator[FormData]:
+    """The multipart form of an upload (files spooled to disk past 1 MiB), closed after."""
+    try:
+        form = await request.form(
+            max_files=max_files,
+            max_fields=uploads.MAX_FIELDS,
+            max_part_size=uploads.MAX_FIELD_BYTES,
+        )
+    except StarletteHTTPException as exc:
+        raise ApiError(422, Reason.VALIDATION, f"malformed multipart body: {exc.detail}") from None
+    try:
+        yield form
+    finally:
+        await form.close()
 
 
 def _item_result(index: int, answer: service.Outcome | ApiError) -> BatchItemResult:
@@ -323,10 +386,20 @@ async def submit_batch(
     request: Request,
     ctx: CtxDep,
     principal: CurrentPrincipal,
-    body: RawBody,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> BatchResult:
     """Submit a batch (see the description above)."""
+    if is_multipart(request.headers.get("content-type")):
+        async with _form(request, max_files=ctx.settings.max_batch_files) as form:
+            try:
+                batch_key = check_idempotency_key(idempotency_key)
+                items = await run_in_threadpool(_upload_items, form, ctx.settings, batch_key)
+            except ApiError as err:
+                await run_in_threadpool(service.submit, ctx, principal, err)
+                raise
+            answers = await run_in_threadpool(service.submit_many, ctx, principal, items)
+        return _batch_result(answers)
+    body = await request.body()
     try:
         data = decode_json_object(body, request.headers.get("content-type"))
         batch_key = check_idempotency_key(idempotency_key)
@@ -336,6 +409,10 @@ async def submit_batch(
         await run_in_threadpool(service.submit, ctx, principal, err)
         raise
     answers = await run_in_threadpool(service.submit_many, ctx, principal, items)
+    return _batch_result(answers)
+
+
+def _batch_result(answers: list[service.Outcome | ApiError]) -> BatchResult:
     results = [_item_result(i, a) for i, a in enumerate(answers)]
     accepted = sum(1 for a in answers if isinstance(a, service.Outcome) and a.created)
     rejected = sum(1 for a in answers if isinstance(a, ApiError))
