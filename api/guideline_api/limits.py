@@ -22,6 +22,7 @@ class UploadCap:
 
     max_bytes: int
     reason: str
+    limit: str  # the limit as the 413 says it
 
 
 class BodyLimitMiddleware:
@@ -125,9 +126,10 @@ class BodyLimitMiddleware:
         limit = cap.max_bytes if cap else self.max_bytes
         if self.on_reject is not None:
             self.on_reject(scope, reason)
+        said = cap.limit if cap else f"{limit} bytes"
         kind = "upload" if cap else "request body"
         payload = problem_bytes(
-            413, reason, f"{kind} too large ({what}); the limit is {limit} bytes", scope["path"]
+            413, reason, f"{kind} too large ({what}); the limit is {said}", scope["path"]
         )
         await send(
             {

@@ -46,9 +46,18 @@ def upload_cap(settings: ApiSettings, path: str) -> UploadCap | None:
     """The cap of a multipart body sent to `path` (None: not an upload path)."""
     path = path.removeprefix("/v1").rstrip("/") or "/"
     if path in SINGLE_UPLOAD_PATHS:
-        return UploadCap(settings.max_document_bytes + FORM_SLACK_BYTES, Reason.DOCUMENT_TOO_LARGE)
+        return UploadCap(
+            settings.max_document_bytes + FORM_SLACK_BYTES,
+            Reason.DOCUMENT_TOO_LARGE,
+            f"{settings.max_document_bytes} bytes per document (max_document_bytes), and "
+            f"{FORM_SLACK_BYTES} bytes of form fields",
+        )
     if path == BATCH_UPLOAD_PATH:
-        return UploadCap(settings.max_upload_bytes, Reason.BODY_TOO_LARGE)
+        return UploadCap(
+            settings.max_upload_bytes,
+            Reason.BODY_TOO_LARGE,
+            f"{settings.max_upload_bytes} bytes for a multipart batch (max_upload_bytes)",
+        )
     return None
 
 

@@ -11,7 +11,13 @@ from guideline_api import runner_service
 from guideline_api.authgate import bearer_token
 from guideline_api.deps import CtxDep
 from guideline_api.errors import Reason
-from guideline_api.openapi import BAD_EVENT_ID, INTERNAL, NOT_FOUND, problem
+from guideline_api.openapi import (
+    BAD_EVENT_ID,
+    DOCUMENT_MEDIA_TYPES,
+    INTERNAL,
+    NOT_FOUND,
+    problem,
+)
 from guideline_api.schemas import RunnerText
 from guideline_api.service import parse_event_id
 
@@ -62,7 +68,10 @@ EVENT_ID = Path(description="The job's event_id.")
     responses={
         200: {
             "description": "The document's bytes.",
-            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in DOCUMENT_MEDIA_TYPES
+            },
             "headers": {
                 "X-Document-Sha256": {
                     "description": "SHA-256 (hex) of the bytes.",
