@@ -366,9 +366,7 @@ def _insert(
                 callback_url=sub.callback_url,
                 trace_context=trace_context,
                 document=(
-                    document_info(job)
-                    if isinstance(job, SubmitJob)
-                    else upload_info(doc.media_type, doc.bytes, doc.sha256)
+                    upload_info(job, sub.upload) if sub.upload is not None else document_info(job)
                 ),
                 document_id=doc.id,
             ),

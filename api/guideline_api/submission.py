@@ -162,10 +162,23 @@ def request_hash(req: SubmitJob | SubmitDocument, document_sha256: str | None = 
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def upload_info(media_type: str, size: int, sha256: str) -> dict[str, Any]:
-    """What is known of an uploaded document when it is accepted (`DocumentInfo`): the
+def upload_info(req: SubmitJob | SubmitDocument, upload: Upload) -> dict[str, Any]:
+    """What is known of an uploaded document when it is accepted (`DocumentInfo`): its
+    type, size and hash, and for a text upload (read by the API) its text's figures; the
     runner adds what its extraction finds."""
-    return {"media_type": media_type, "bytes": size, "sha256": sha256, "warnings": []}
+    info = {
+        "media_type": str(upload.media_type),
+        "bytes": upload.bytes,
+        "sha256": upload.sha256,
+        "warnings": [],
+    }
+    if isinstance(req, SubmitJob):
+        info |= {
+            "extractor": "text",
+            "characters": len(req.guideline_text),
+            "warnings": [w.as_dict() for w in req.text_warnings],
+        }
+    return info
 
 
 def document_info(req: SubmitJob) -> dict[str, Any]:
@@ -210,9 +223,10 @@ def is_multipart(content_type: str | None) -> bool:
 
 
 def parse_upload(
-    form: FormData, max_bytes: int, field_prefix: str = ""
-) -> tuple[SubmitDocument, Upload]:
-    """The one file (`file`) and the submission fields of a multipart POST /jobs."""
+    form: FormData, settings: ApiSettings
+) -> tuple[SubmitJob | SubmitDocument, Upload]:
+    """The one file (`file`) and the submission fields of a multipart POST /jobs (see
+    `_upload_job`)."""
     files = [v for v in form.getlist("file") if isinstance(v, UploadFile)]
     if len(files) != 1 or any(not isinstance(v, UploadFile) for v in form.getlist("file")):
         raise _form_error(
@@ -221,8 +235,22 @@ def parse_upload(
     fields = {k: v for k, v in form.multi_items() if k != "file"}
     if any(not isinstance(v, str) for v in fields.values()):
         raise _form_error("file", "only the part named `file` may be a file")
-    upload = uploads.inspect(files[0].file, files[0].filename, max_bytes)
-    return validate_document_fields(form_fields(fields, field_prefix), field_prefix), upload
+    upload = uploads.inspect(files[0].file, files[0].filename, settings.max_document_bytes)
+    return _upload_job(form_fields(fields), upload, settings, ""), upload
+
+
+def _upload_job(
+    fields: dict[str, Any], upload: Upload, settings: ApiSettings, prefix: str
+) -> SubmitJob | SubmitDocument:
+    """An upload's submission: a plain-text or Markdown file is read as its
+    `guideline_text` (cleaned as JSON text is: the text is the job's at once, and
+    estimated); any other type goes with its fields only (its text is the runner's)."""
+    if not upload.is_text:
+        return validate_document_fields(fields, prefix)
+    if "guideline_text" in fields:
+        validate_document_fields(fields, prefix)  # the 422 naming the extra field
+    text = uploads.read_text(upload, settings.max_guideline_chars)
+    return _validate(SubmitJob, fields | {"guideline_text": text}, prefix)
 
 
 def parse_upload_batch(form: FormData, max_files: int) -> tuple[list[UploadFile], list[Any]]:
@@ -257,8 +285,8 @@ def parse_upload_batch(form: FormData, max_files: int) -> tuple[list[UploadFile]
 
 
 def upload_item(
-    file: UploadFile, fields: Any, max_bytes: int, index: int
-) -> tuple[SubmitDocument, Upload, Any]:
+    file: UploadFile, fields: Any, settings: ApiSettings, index: int
+) -> tuple[SubmitJob | SubmitDocument, Upload, Any]:
     """One file of a multipart batch with its fields (from `items`, as JSON gives them;
     `idempotency_key` returned apart, unchecked)."""
     prefix = f"items.{index}."
@@ -266,16 +294,16 @@ def upload_item(
         raise _form_error(prefix.rstrip("."), "expected a JSON object")
     fields = dict(fields)
     key = fields.pop("idempotency_key", None)
-    upload = uploads.inspect(file.file, file.filename, max_bytes)
-    return validate_document_fields(fields, prefix), upload, key
+    upload = uploads.inspect(file.file, file.filename, settings.max_document_bytes)
+    return _upload_job(fields, upload, settings, prefix), upload, key
 
 
 def estimate_input(form: FormData, settings: ApiSettings) -> SubmitJob:
     """The submission an upload to POST /jobs/estimate stands for: a plain-text or Markdown
     file read as its `guideline_text`; any other type is 415 `estimate_needs_text` (the API
     never parses documents; the runner pod does)."""
-    fields, upload = parse_upload(form, settings.max_document_bytes)
-    if not upload.is_text:
+    job, upload = parse_upload(form, settings)
+    if not isinstance(job, SubmitJob):
         raise ApiError(
             415,
             Reason.ESTIMATE_NEEDS_TEXT,
@@ -284,5 +312,4 @@ def estimate_input(form: FormData, settings: ApiSettings) -> SubmitJob:
             "Estimate its text instead (JSON guideline_text, or a plain-text or Markdown "
             "upload), or submit it and read the job's `document.characters` and cost",
         )
-    text = uploads.read_text(upload, settings.max_guideline_chars)
-    return validate_submission(fields.model_dump(exclude_none=True) | {"guideline_text": text})
+    return job

@@ -93,6 +93,14 @@ def read_text(upload: Upload, max_chars: int) -> str:
     """The text of a plain-text or Markdown upload (its encoding as sniffed); 413
     `text_too_long` past `max_chars`."""
     assert upload.encoding is not None
+    # A UTF-8 or UTF-16 character takes at most 4 bytes: more bytes than that is too long
+    # for sure, and is not decoded at all.
+    if upload.bytes > 4 * max_chars + 4:
+        raise ApiError(
+            413,
+            Reason.TEXT_TOO_LONG,
+            f"the document's text has more than {max_chars} characters (the limit)",
+        )
     upload.file.seek(0)
     text = upload.file.read().decode(upload.encoding)
     upload.file.seek(0)

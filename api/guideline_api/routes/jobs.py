@@ -181,9 +181,7 @@ async def submit_job(
         async with _form(request, max_files=1) as form:
             try:
                 # In a thread: hashing and sniffing read the spooled file.
-                job, upload = await run_in_threadpool(
-                    parse_upload, form, ctx.settings.max_document_bytes
-                )
+                job, upload = await run_in_threadpool(parse_upload, form, ctx.settings)
                 item = Submission(job, check_idempotency_key(idempotency_key), upload=upload)
             except ApiError as err:
                 item = err
@@ -323,7 +321,7 @@ def _upload_items(
     parsed: list[Submission | ApiError] = []
     for index, (file, own) in enumerate(zip(files, fields, strict=True)):
         try:
-            job, upload, own_key = upload_item(file, own, settings.max_document_bytes, index)
+            job, upload, own_key = upload_item(file, own, settings, index)
             if own_key is not None and not isinstance(own_key, str):
                 raise ApiError(
                     422, Reason.INVALID_IDEMPOTENCY_KEY, "idempotency_key must be a string"
