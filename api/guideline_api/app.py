@@ -69,8 +69,9 @@ on every other path (also one that does not exist), before the request body is r
 reason's summary, `detail` what went wrong this time, `instance` the request's path;
 `reason` (a stable code to switch on) and `details` (field, message, type; only for field
 validation errors) are extension members. Reasons: `malformed_json`, `invalid_utf8`,
-`validation_error`, `control_characters` (422), `unsupported_media_type` (415),
-`body_too_large`, `text_too_long` (413), `headers_too_large`, `too_many_headers` (431),
+`validation_error`, `control_characters` (422), `unsupported_media_type`,
+`estimate_needs_text` (415), `body_too_large`, `text_too_long`, `document_too_large` (413),
+`headers_too_large`, `too_many_headers` (431),
 `headers_timeout` (408), `invalid_event_id`, `invalid_cursor`,
 `invalid_last_event_id`, `invalid_idempotency_key`, `idempotency_key_reused` (422),
 `not_found` (404), `method_not_allowed` (405), `not_acceptable` (406), `job_finished`,
@@ -79,14 +80,22 @@ validation errors) are extension members. Reasons: `malformed_json`, `invalid_ut
 `callback_url_refused` (422), `forbidden` (403), `batch_too_large` (413), `backlog_full`,
 `tenant_backlog_full`, `tenant_text_quota`, `budget_exceeded`, `rate_limited`,
 `too_many_streams` (429, with `Retry-After`),
-`database_unavailable` (503), `internal_error` (500). Kubernetes being down is no error:
-jobs wait PENDING (see `status_reason`).
+`database_unavailable`, `kubernetes_unavailable` (503), `internal_error` (500); on the
+runner routes only: `invalid_runner_token` (401), `not_this_jobs_runner` (403). Kubernetes
+being down is no error: jobs wait PENDING (see `status_reason`).
 
 **Input hygiene.** UTF-8 only. `guideline_text` is cleaned, not refused: put in NFC,
 mojibake repaired, stray control characters (other than tab, line feed, carriage return)
 replaced; the job's `document.warnings` counts each kind of repair. A `title` with a
 control character is refused with `control_characters`. Nothing is HTML-escaped.
-Bodies over `max_body_bytes` are refused with 413 before they are parsed.
+JSON bodies over `max_body_bytes` (16 MiB) are refused with 413 before they are parsed.
+
+**Documents.** `POST /v1/jobs` (and `/jobs/batch`, `/jobs/estimate`) also take
+`multipart/form-data`: the document in a part named `file` (PDF, DOCX, HTML, Markdown, plain
+text; told by content; at most `max_document_bytes`, 25 MiB), the other fields as form
+fields. Uploads are spooled to disk and stored in PostgreSQL; the API never parses them:
+the job's runner pod fetches its document from the `runner` routes (its ServiceAccount
+token, checked with a TokenReview; no API key) and puts the extracted text back.
 """
 
 
