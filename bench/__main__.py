@@ -9,7 +9,9 @@ floor), e2e (throughput and orchestration overhead), peer (Celery + Redis side b
 reads (GET latency over 100,000 rows), scale (a burst of 2,000 submissions), burst (2,000
 submissions from vegeta on the full stack, kube-apiserver writes per job, slot hand-over,
 a steady 100/s, the Celery peer under the same loads), exports (each export format of a
-500-item result, in process).
+500-item result, in process), uploads (the API's peak RSS with 20 concurrent 25 MiB
+uploads, POST latency of one 25 MiB upload and of 1,000 small uploads at 50/s; its own
+PostgreSQL and API process: bench/uploads.py).
 
 Everything the run needs is started here and stopped at the end: by default a private
 local control plane in .local/bench (purged afterwards; `--local-dir .local` uses the
@@ -37,7 +39,7 @@ from typing import Any
 
 from bench import REPO_ROOT
 
-SECTIONS = ("profile", "latency", "e2e", "peer", "reads", "scale", "burst", "exports")
+SECTIONS = ("profile", "latency", "e2e", "peer", "reads", "scale", "burst", "exports", "uploads")
 
 
 def _floats(text: str) -> list[float]:
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path = out / f"{stamp}.json"
     log(f"work directory (server logs): {workdir}")
     status = 0
-    from bench import burst, e2e, exports, latency, peer, profile, reads, scale
+    from bench import burst, e2e, exports, latency, peer, profile, reads, scale, uploads
     from bench.env import Environment
 
     try:
@@ -248,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
                     elif section == "exports":
                         results["exports"] = exports.run(
                             args.export_items, 5 if args.quick else 30, log
+                        )
+                    elif section == "uploads":
+                        quick = ["--single", "5", "--small", "200"] if args.quick else []
+                        results["uploads"] = uploads.run(
+                            uploads.parse(quick), workdir / "uploads", log
                         )
                 except Exception as exc:  # keep the other sections' figures
                     status = 1
