@@ -18,6 +18,15 @@ pytestmark = pytest.mark.cluster
 CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "guidelinejobs.ingest.guidelines.dev.yaml"
 
 
+# A spec.documentRef as the API's dispatcher writes it (docs/contracts.md, "Documents").
+REF = {
+    "id": "0193d6a4-7f3e-4c2a-9b1d-2f6e8a4c5b10",
+    "sha256": "a" * 64,
+    "mediaType": "application/pdf",
+    "bytes": 1234,
+}
+
+
 @pytest.fixture(scope="module")
 def namespace(cluster: LocalCluster) -> Iterator[str]:
     name = cluster.create_namespace("t-crd")
@@ -55,7 +64,8 @@ def test_explain_prints_the_field_description(cluster: LocalCluster) -> None:
     assert "FIELD: guidelineText <string>" in out
     assert " ".join(description.split()[:8]) in " ".join(out.split())
     spec_out = cluster.kubectl("explain", f"{gj.SHORT_NAME}.spec").stdout
-    assert "guidelineText\t<string> -required-" in spec_out
+    # One input of two (CEL), so neither is `-required-` by itself.
+    assert "guidelineText\t<string>" in spec_out and "documentRef\t<Object>" in spec_out
     for field in ("supersedes", "review.minCoverage"):
         out = cluster.kubectl("explain", f"{gj.SHORT_NAME}.spec.{field}").stdout
         assert f"FIELD: {field.rsplit('.', 1)[-1]}" in out
@@ -82,7 +92,7 @@ def test_maximum_size_counts_characters_not_bytes(cluster: LocalCluster, namespa
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        pytest.param({}, "spec.guidelineText: Required value", id="missing"),
+        pytest.param({}, "exactly one input is required", id="missing"),
         pytest.param(
             {"guidelineText": ""}, "spec.guidelineText in body should be at least 1", id="empty"
         ),
@@ -100,7 +110,22 @@ def test_maximum_size_counts_characters_not_bytes(cluster: LocalCluster, namespa
         pytest.param(
             {"guidelineText": ["a"]}, "spec.guidelineText in body must be of type string", id="list"
         ),
-        pytest.param({"guidelineText": None}, "spec.guidelineText: Required value", id="null"),
+        pytest.param({"guidelineText": None}, "exactly one input is required", id="null"),
+        pytest.param(
+            {"guidelineText": "ok", "documentRef": REF},
+            "exactly one input is required",
+            id="text-and-reference",
+        ),
+        pytest.param(
+            {"documentRef": {**REF, "sha256": "ABC"}},
+            "spec.documentRef.sha256 in body should match",
+            id="reference-sha256-not-hex",
+        ),
+        pytest.param(
+            {"documentRef": {k: v for k, v in REF.items() if k != "id"}},
+            "spec.documentRef.id: Required value",
+            id="reference-without-id",
+        ),
         pytest.param(
             {"guidelineText": "ok", "supersedes": "job-1"},
             "spec.supersedes in body should match",
@@ -120,6 +145,14 @@ def test_invalid_guideline_text_is_rejected(
     assert result.returncode != 0
     assert "is invalid" in result.stderr
     assert expected in result.stderr
+
+
+def test_a_document_reference_is_accepted_as_the_input(
+    cluster: LocalCluster, namespace: str
+) -> None:
+    result = create(cluster, namespace, manifest({"documentRef": REF, "title": "By reference"}))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["spec"]["documentRef"] == REF
 
 
 def test_spec_without_object_is_rejected(cluster: LocalCluster, namespace: str) -> None:

@@ -477,9 +477,10 @@ class JobView(BaseModel):
     )
     document: DocumentInfo | None = Field(
         None,
-        description="The submitted text as accepted (size, sha256, the hygiene's repairs), "
-        "from submission on (also as `result.document` once COMPLETED). Absent for a job "
-        "made by kubectl.",
+        description="The submitted document or text as accepted (media type, size, sha256, "
+        "the hygiene's repairs), completed by the runner's extraction of an upload (pages, "
+        "characters, extractor), from submission on (also as `result.document` once "
+        "COMPLETED). Absent for a job made by kubectl.",
     )
 
     @model_serializer(mode="wrap")

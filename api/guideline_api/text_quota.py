@@ -1,8 +1,9 @@
-"""The bound on guideline text one tenant keeps in the cluster. Each GuidelineJob carries
-its text in its spec, so in etcd (whose quota, 2 GiB by default, makes the whole cluster
-read-only when passed), from its creation until the operator deletes it
-`cr_retention_seconds` after it finished. A submission that would take a tenant past
-`tenant_max_inflight_text_bytes` is refused (429 `tenant_text_quota`).
+"""The bound on input one tenant keeps in flight: the stored documents (uploads as they
+came, JSON texts in UTF-8; a kubectl job's inline text) of its jobs not finished, or
+finished within `cr_retention_seconds`. A submission that would take a tenant past
+`tenant_max_inflight_text_bytes` is refused (429 `tenant_text_quota`). (The text no longer
+travels in the GuidelineJob, which carries a reference: the bound now keeps one tenant from
+filling PostgreSQL and the runners' queue, not etcd.)
 
 A soft bound: two submissions of one tenant committing at the same moment may both pass,
 so it can be passed by at most what they carry."""

@@ -254,9 +254,10 @@ class ApiSettings(CommonSettings):
     tenant_max_inflight_text_bytes: int = Field(
         64 * 1024 * 1024,
         ge=0,
-        description="Guideline text (UTF-8 bytes) one tenant may hold in GuidelineJobs, i.e. "
-        "in etcd: its jobs not finished, and finished within `cr_retention_seconds`; a "
-        "submission past it is 429 `tenant_text_quota`. 0 turns the limit off.",
+        description="Input bytes (stored documents: uploads as they came, JSON texts in "
+        "UTF-8) one tenant may hold in jobs not finished, and finished within "
+        "`cr_retention_seconds`; a submission past it is 429 `tenant_text_quota`. 0 turns "
+        "the limit off.",
     )
     tenant_guaranteed_pending_jobs: int = Field(
         50,
