@@ -289,3 +289,22 @@ def test_estimate_reads_text_uploads_and_says_why_not_documents(client: TestClie
     error = problem(_upload(client, PDF.read_bytes(), path="/v1/jobs/estimate"), 415)
     assert error["reason"] == "estimate_needs_text"
     assert "does not parse documents" in error["detail"]
+
+
+def test_refused_uploads_count_against_the_rate(
+    settings: dict[str, Any], database: db.Database
+) -> None:
+    config = make_settings(
+        settings["database_url"], settings["kubeconfig"], rate_limit_per_minute=2
+    )
+    with api_client(config) as client:
+        assert problem(_upload(client, PNG), 415)["reason"] == "unsupported_media_type"
+        broken = client.post(
+            "/v1/jobs",
+            content=b"--x\r\nnot a part",
+            headers={**auth(), "Content-Type": "multipart/form-data"},  # no boundary
+        )
+        assert "malformed multipart body" in problem(broken, 422)["detail"]
+        limited = problem(_upload(client, b"Wash hands."), 429)
+        assert limited["reason"] == "rate_limited"
+    assert _count(database, "jobs") == 0

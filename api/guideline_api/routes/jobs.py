@@ -180,6 +180,8 @@ async def submit_job(
     if is_multipart(request.headers.get("content-type")):
         async with _form(request, max_files=1) as form:
             try:
+                if isinstance(form, ApiError):
+                    raise form
                 # In a thread: hashing and sniffing read the spooled file.
                 job, upload = await run_in_threadpool(parse_upload, form, ctx.settings)
                 item = Submission(job, check_idempotency_key(idempotency_key), upload=upload)
@@ -269,6 +271,8 @@ async def estimate_job(request: Request, ctx: CtxDep, principal: CurrentPrincipa
     """Estimate a submission (see the description above)."""
     if is_multipart(request.headers.get("content-type")):
         async with _form(request, max_files=1) as form:
+            if isinstance(form, ApiError):
+                raise form
             job = await run_in_threadpool(estimate_input, form, ctx.settings)
     else:
         job = parse_submission(await request.body(), request.headers.get("content-type"))
@@ -334,8 +338,9 @@ def _upload_items(
 
 
 @asynccontextmanager
-async def _form(request: Request, max_files: int) -> AsyncIterator[FormData]:
-    """The multipart form of an upload (files spooled to disk past 1 MiB), closed after."""
+async def _form(request: Request, max_files: int) -> AsyncIterator[FormData | ApiError]:
+    """The multipart form of an upload (files spooled to disk past 1 MiB), closed after; a
+    body the parser refuses is a 422 for the caller to charge and raise."""
     try:
         form = await request.form(
             max_files=max_files,
@@ -343,7 +348,8 @@ async def _form(request: Request, max_files: int) -> AsyncIterator[FormData]:
             max_part_size=uploads.MAX_FIELD_BYTES,
         )
     except StarletteHTTPException as exc:
-        raise ApiError(422, Reason.VALIDATION, f"malformed multipart body: {exc.detail}") from None
+        yield ApiError(422, Reason.VALIDATION, f"malformed multipart body: {exc.detail}")
+        return
     try:
         yield form
     finally:
@@ -426,6 +432,8 @@ async def submit_batch(
     if is_multipart(request.headers.get("content-type")):
         async with _form(request, max_files=ctx.settings.max_batch_files) as form:
             try:
+                if isinstance(form, ApiError):
+                    raise form
                 batch_key = check_idempotency_key(idempotency_key)
                 items = await run_in_threadpool(_upload_items, form, ctx.settings, batch_key)
             except ApiError as err:
