@@ -149,10 +149,12 @@ def request_hash(req: SubmitJob | SubmitDocument, document_sha256: str | None = 
     """SHA-256 of the canonical body (fields given, sorted keys, compact separators), with
     guideline_text as submitted: a body that differs only in what cleaning repairs is
     another body. An upload's hash covers its fields and its file's SHA-256."""
-    if isinstance(req, SubmitJob):
-        given = {"guideline_text": req.submitted_text}
-    else:
+    given: dict[str, Any]
+    if document_sha256 is not None:  # an upload: the file as it came
         given = {"document_sha256": document_sha256}
+    else:
+        assert isinstance(req, SubmitJob)
+        given = {"guideline_text": req.submitted_text}
     canonical = json.dumps(
         req.model_dump(exclude_none=True) | given,
         sort_keys=True,
