@@ -46,7 +46,8 @@ JSON_TEXT_MEDIA_TYPE = "text/plain; charset=utf-8"
 @dataclass(frozen=True)
 class Submission:
     """One validated guideline and its Idempotency-Key: a JSON text (`job` a SubmitJob),
-    or an uploaded file (`upload`, with its form fields in `job`, a SubmitDocument)."""
+    or an uploaded file (`upload`; `job` a SubmitJob holding its text for plain text and
+    Markdown, else a SubmitDocument of its form fields)."""
 
     job: SubmitJob | SubmitDocument
     idempotency_key: str | None = None
