@@ -226,6 +226,18 @@ def test_the_runner_puts_the_extracted_text(
     assert view["guideline_text"] == report["text"]
     assert view["document"] == report["document"]
 
+    # A report that does not hold up is refused, and changes nothing.
+    for bad in (
+        {**report, "document": {**report["document"], "sha256": "not-hex"}},
+        {**report, "text": "a\x00b"},
+    ):
+        answer = client.put(f"/v1/runner/jobs/{job}/text", json=bad, headers=_bearer(token))
+        assert problem(answer, 422)["reason"] == "validation_error"
+    assert (
+        client.get(f"/v1/jobs/{job}?include=text", headers=auth()).json()["guideline_text"]
+        == report["text"]
+    )
+
     # Not another job's text.
     refused = client.put(f"/v1/runner/jobs/{other_job}/text", json=report, headers=_bearer(token))
     assert problem(refused, 403)["reason"] == "not_this_jobs_runner"

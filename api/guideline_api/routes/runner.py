@@ -16,6 +16,7 @@ from guideline_api.openapi import (
     DOCUMENT_MEDIA_TYPES,
     INTERNAL,
     NOT_FOUND,
+    TOO_LARGE,
     problem,
 )
 from guideline_api.schemas import RunnerText
@@ -110,6 +111,7 @@ async def get_runner_document(
     responses={
         204: {"description": "Stored."},
         **RUNNER_REFUSED,
+        **TOO_LARGE,
         **BAD_EVENT_ID,
         **problem(
             422,
