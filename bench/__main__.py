@@ -9,10 +9,12 @@ floor), e2e (throughput and orchestration overhead), peer (Celery + Redis side b
 reads (GET latency over 100,000 rows), scale (a burst of 2,000 submissions), burst (2,000
 submissions from vegeta on the full stack, kube-apiserver writes per job, slot hand-over,
 a steady 100/s, the Celery peer under the same loads), exports (each export format of a
-500-item result, in process), etcd (the GuidelineJob's size for 1 K, 100 K and 2 M-character
-jobs and a PDF upload: bench.etcd_bytes). Then the benchmarks that start their own servers,
-each run as `python -m bench.<name>` and its figures kept: extraction, coverage, chain,
-streams, slowheaders.
+500-item result, in process), uploads (the API's peak RSS with 20 concurrent 25 MiB
+uploads, POST latency of one 25 MiB upload and of 1,000 small uploads at 50/s; its own
+PostgreSQL and API process: bench/uploads.py), etcd (the GuidelineJob's size for 1 K, 100 K
+and 2 M-character jobs and a PDF upload: bench.etcd_bytes). Then the benchmarks that start
+their own servers, each run as `python -m bench.<name>` and its figures kept: extraction,
+coverage, chain, streams, slowheaders, runner_memory.
 
 Everything the run needs is started here and stopped at the end: by default a private
 local control plane in .local/bench (purged afterwards; `--local-dir .local` uses the
@@ -48,6 +50,7 @@ STANDALONE = {
     "chain": "bench.chain",
     "streams": "bench.streams",
     "slowheaders": "bench.slowheaders",
+    "runner_memory": "bench.runner_memory",
 }
 SECTIONS = (
     "profile",
@@ -58,6 +61,7 @@ SECTIONS = (
     "scale",
     "burst",
     "exports",
+    "uploads",
     "etcd",
     *STANDALONE,
 )
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path = out / f"{stamp}.json"
     log(f"work directory (server logs): {workdir}")
     status = 0
-    from bench import burst, e2e, etcd_bytes, exports, latency, peer, profile, reads, scale
+    from bench import burst, e2e, etcd_bytes, exports, latency, peer, profile, reads, scale, uploads
     from bench.env import Environment
 
     try:
@@ -282,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
                     elif section == "exports":
                         results["exports"] = exports.run(
                             args.export_items, 5 if args.quick else 30, log
+                        )
+                    elif section == "uploads":
+                        quick = ["--single", "5", "--small", "200"] if args.quick else []
+                        results["uploads"] = uploads.run(
+                            uploads.parse(quick), workdir / "uploads", log
                         )
                     elif section == "etcd":
                         results["etcd"] = etcd_bytes.run(env, log)

@@ -273,6 +273,10 @@ def render(results: dict[str, Any]) -> str:
         )
     if "burst" in results:
         parts.append(render_burst(results["burst"]))
+    if "uploads" in results:
+        from bench.uploads import render as render_uploads
+
+        parts.append(render_uploads(results["uploads"]))
     if "exports" in results:
         rows = [
             [r["format"], r["items"], r["median_ms"], r["max_ms"], r["cpu_median_ms"], r["bytes"]]

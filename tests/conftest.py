@@ -51,7 +51,7 @@ def database(postgres_url: str) -> Iterator[db.Database]:
     database = db.Database(postgres_url)
     with database.connection() as conn, conn.cursor() as cur:
         cur.execute(
-            "TRUNCATE jobs, job_events, operator_heartbeat, audit_log, tenant_rate, "
+            "TRUNCATE jobs, documents, job_events, operator_heartbeat, audit_log, tenant_rate, "
             "webhook_secrets CASCADE"
         )
     yield database

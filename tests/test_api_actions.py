@@ -226,8 +226,11 @@ def test_retry_recreates_a_guideline_job_deleted_by_retention(
     new = the_cr(cluster, namespace, eid)
     assert new["metadata"]["uid"] == stored["cr_uid"] != old["metadata"]["uid"]
     assert new["metadata"]["name"] == gj.cr_name_for(eid)
+    # The same stored document: the re-created GuidelineJob carries the same reference.
+    assert new["spec"]["documentRef"] == old["spec"]["documentRef"]
+    assert new["spec"]["documentRef"]["id"] == str(stored["document_id"])
     assert new["spec"] == {
-        "guidelineText": TEXT,
+        "documentRef": old["spec"]["documentRef"],
         "title": "Visitors",
         "provider": "extractive",
         "maxRetries": 1,  # kept across the re-creation

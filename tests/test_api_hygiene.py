@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from guideline_core import db
+from guideline_core.documents import store as document_store
 from guideline_core.resource import Phase
 from support.api import (
     api_client,
@@ -162,8 +163,8 @@ def test_a_text_with_nothing_readable_left_is_refused(
 def test_the_guideline_job_of_a_cleaned_text_passes_the_crd(
     database: db.Database, cluster: LocalCluster
 ) -> None:
-    """The CRD refuses these texts as sent (tests/test_security.py); the API's GuidelineJob
-    carries them cleaned, and is created."""
+    """The CRD refuses these texts as sent (tests/test_security.py); the API stores them
+    cleaned, and its GuidelineJob (carrying the stored document's reference) is created."""
     namespace = cluster.create_namespace("api-hygiene")
     try:
         settings = make_settings(database.url, cluster.kubeconfig, namespace=namespace)
@@ -173,6 +174,14 @@ def test_the_guideline_job_of_a_cleaned_text_passes_the_crd(
             for event_id, cleaned in submitted.items():
                 row = dispatched_row(database, event_id)
                 cr = cluster.get_json("guidelinejobs", row["cr_name"], "-n", namespace)
-                assert cr["spec"]["guidelineText"] == cleaned
+                data = cleaned.encode("utf-8")
+                ref = cr["spec"]["documentRef"]
+                assert "guidelineText" not in cr["spec"]
+                assert ref["sha256"] == hashlib.sha256(data).hexdigest()
+                assert ref["id"] == str(row["document_id"])
+                stored = b"".join(
+                    document_store.read_chunks(database.connection, row["document_id"])
+                )
+                assert stored == data
     finally:
         cluster.delete_namespace(namespace)

@@ -7,6 +7,7 @@ here: these assert what the API itself does."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from collections.abc import Iterator
@@ -18,8 +19,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from guideline_api.auth import hash_key
-from guideline_core import db
+from guideline_api.dispatcher import Dispatcher
+from guideline_api.kubeapi import KubeGateway
+from guideline_api.metrics import ApiMetrics
+from guideline_core import db, kube
 from guideline_core import resource as gj
+from guideline_core.documents import store as document_store
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
 from support.api import (
@@ -107,12 +112,20 @@ def test_submit_records_the_row_and_creates_the_guideline_job(
     assert cr["metadata"]["labels"][gj.LABEL_EVENT_ID] == eid
     assert cr["metadata"]["labels"][gj.LABEL_TENANT] == "alice"
     assert cr["metadata"]["annotations"][gj.ANNOTATION_SUBMITTED_BY] == "alice"
+    # The text is in PostgreSQL; the GuidelineJob carries its reference (issue 20).
+    data = text.encode("utf-8")
     assert cr["spec"] == {
-        "guidelineText": text,
+        "documentRef": {
+            "id": str(stored["document_id"]),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "mediaType": "text/plain; charset=utf-8",
+            "bytes": len(data),
+        },
         "title": "PPE",
         "provider": "extractive",
         "maxRetries": 2,
     }
+    assert b"".join(document_store.read_chunks(database.connection, stored["document_id"])) == data
 
     stored = row(database, eid)
     assert stored is not None
@@ -560,3 +573,36 @@ def test_batch_limits_apply_to_the_whole_batch(
         unauth = client.post("/jobs/batch", json={"items": too_many[:1]})
         assert unauth.status_code == 401
     assert count_rows(database) == 3
+
+
+def test_the_dispatcher_knows_its_own_guideline_job_by_the_document_reference(
+    settings: ApiSettings, database: db.Database, cluster: LocalCluster, namespace: str
+) -> None:
+    """A create whose answer was lost is recognised by its `spec.documentRef`; an object
+    squatting the name with another reference is not (the job FAILS, never runs another
+    document)."""
+    quiet = settings.model_copy(update={"dispatcher_enabled": False})
+    with api_client(quiet) as client:
+        own, squatted = (
+            client.post("/v1/jobs", json={"guideline_text": t}, headers=auth()).json()["event_id"]
+            for t in (TEXT, TEXT + " Twice.")
+        )
+    with database.connection() as conn:
+        rows = {str(r["event_id"]): r for r in db.claim_dispatch(conn, 10, 60)}
+    for eid, sha in ((own, rows[own]["document_ref"]["sha256"]), (squatted, "0" * 64)):
+        ref = {**rows[eid]["document_ref"], "sha256": sha}
+        cluster.create(
+            kube.guideline_job_manifest(event_id=uuid.UUID(eid), document_ref=ref), namespace
+        )
+    kube_api = KubeGateway(namespace, str(cluster.kubeconfig))
+    dispatcher = Dispatcher(database, kube_api, quiet, ApiMetrics())
+    try:
+        for eid in (own, squatted):
+            dispatcher.dispatch(rows[eid])
+    finally:
+        kube_api.close()
+    [cr] = guideline_jobs(cluster, namespace, own)
+    assert row(database, own)["cr_uid"] == cr["metadata"]["uid"]
+    failed = row(database, squatted)
+    assert failed["status"] == "FAILED" and failed["cr_uid"] is None
+    assert "taken by an object this job did not create" in failed["error"]["message"]

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from guideline_core import db
 from guideline_core.resource import MAX_GUIDELINE_CHARS
+from guideline_core.settings import ApiSettings
 from support.api import api_client, auth, dead_kubeconfig, make_settings, problem
 
 
@@ -95,14 +96,24 @@ def test_non_json_content_type_is_415(client: TestClient) -> None:
 
 
 def test_text_over_the_character_limit_is_413(client: TestClient, database: db.Database) -> None:
-    response = client.post(
-        "/jobs", json={"guideline_text": "a" * (MAX_GUIDELINE_CHARS + 1)}, headers=auth()
-    )
+    limit = ApiSettings.model_fields["max_guideline_chars"].default
+    assert limit == 2_000_000  # the contract's default, no longer the CRD's inline limit
+    response = client.post("/jobs", json={"guideline_text": "a" * (limit + 1)}, headers=auth())
     assert response.status_code == 413
     error = _error(response)
     assert error["reason"] == "text_too_long"
-    assert str(MAX_GUIDELINE_CHARS) in error["detail"]
+    assert str(limit) in error["detail"]
     assert _rows(database) == 0
+
+
+def test_text_longer_than_the_crds_inline_limit_is_accepted(
+    client: TestClient, database: db.Database
+) -> None:
+    response = client.post(
+        "/jobs", json={"guideline_text": "a" * (MAX_GUIDELINE_CHARS + 1)}, headers=auth()
+    )
+    assert response.status_code == 202, response.text
+    assert _rows(database) == 1
 
 
 def test_body_over_the_byte_limit_is_413_before_parsing(

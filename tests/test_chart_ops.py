@@ -133,13 +133,28 @@ def test_cluster_scoped_names_are_unique_per_namespace(helm: Helm) -> None:
     """Two releases of the same name in two namespaces never fight over a ClusterRole."""
     first = {o["metadata"]["name"] for o in of_kind(helm.template(namespace="a"), "ClusterRole")}
     second = {o["metadata"]["name"] for o in of_kind(helm.template(namespace="b"), "ClusterRole")}
-    assert len(first) == 1 and not first & second
+    # The aggregated edit role and the API's tokenreviews role (docs/contracts.md, "The
+    # runner's API"), and their bindings.
+    assert len(first) == 2 and not first & second
+    bindings = [
+        {o["metadata"]["name"] for o in of_kind(helm.template(namespace=ns), "ClusterRoleBinding")}
+        for ns in ("a", "b")
+    ]
+    assert len(bindings[0]) == 1 and not bindings[0] & bindings[1]
     roles = of_kind(helm.template("--set=rbac.aggregateToView=true"), "ClusterRole")
-    assert len(roles) == 2
+    assert len(roles) == 3
     for role in roles:
         for rule in role["rules"]:
-            assert rule["apiGroups"] == ["ingest.guidelines.dev"], rule
+            if role["metadata"]["name"].endswith("-api-tokenreview"):
+                assert rule == {
+                    "apiGroups": ["authentication.k8s.io"],
+                    "resources": ["tokenreviews"],
+                    "verbs": ["create"],
+                }
+            else:
+                assert rule["apiGroups"] == ["ingest.guidelines.dev"], rule
     assert of_kind(helm.template("--set=rbac.create=false"), "ClusterRole") == []
+    assert of_kind(helm.template("--set=rbac.create=false"), "ClusterRoleBinding") == []
 
 
 # ---------------------------------------------------------------------------------------

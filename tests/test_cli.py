@@ -6,6 +6,7 @@ following the event stream through a killed and restarted API, a dropped connect
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -20,10 +21,12 @@ from guideline_core import db
 from guideline_core.resource import Phase
 from support.api import ApiProcess, auth, submit
 from support.cli import CliProcess, run_cli
+from support.documents import guideline as guideline_document
 from support.proxy import TcpProxy
 from support.rows import mirror
 
 SETTINGS = {"GUIDELINE_SSE_HEARTBEAT_SECONDS": "0.5"}
+DOCX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +253,33 @@ def test_submit_passes_the_callback_url_and_shows_why_one_is_refused(
         api.url, "batch", str(guideline), "--callback-url", "http://169.254.169.254/h", "-o", "json"
     )
     assert "callback_url_refused" in batch.stdout + batch.stderr, (batch.stdout, batch.stderr)
+
+
+def test_submit_and_batch_upload_documents_of_any_type(api: ApiProcess, tmp_path: Path) -> None:
+    """The file goes as it is (multipart); the API tells its type by content, whatever its
+    name."""
+    pdf = guideline_document("nist-sp800-63b-authentication", ".pdf")
+    renamed = tmp_path / "proofing.bin"
+    renamed.write_bytes(
+        guideline_document("nist-sp800-63a-identity-proofing", ".docx").read_bytes()
+    )
+    submitted = run_cli(api.url, "submit", str(pdf), "-o", "json")
+    assert submitted.returncode == 0, submitted.stderr
+    job = json.loads(submitted.stdout)
+    assert job["title"] == "nist-sp800-63b-authentication"
+    assert job["document"]["media_type"] == "application/pdf"
+    assert job["document"]["sha256"] == hashlib.sha256(pdf.read_bytes()).hexdigest()
+
+    batch = json.loads(run_cli(api.url, "batch", str(pdf), str(renamed), "-o", "json").stdout)
+    media = [
+        httpx.get(f"{api.url}/v1/jobs/{item['event_id']}", headers=auth()).json()["document"][
+            "media_type"
+        ]
+        for item in batch["items"]
+    ]
+    assert media == ["application/pdf", DOCX_MEDIA_TYPE]
+
+    png = tmp_path / "scan.pdf"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
+    refused = run_cli(api.url, "submit", str(png))
+    assert refused.returncode == 2 and "unsupported_media_type" in refused.stderr

@@ -340,9 +340,9 @@ def test_unauthenticated_bodies_are_refused_unread(database: db.Database, tmp_pa
     settings = make_settings(database.url, dead_kubeconfig(tmp_path))
     json_head = {"Content-Type": "application/json"}
     with running_server(settings) as url:
-        # 10 MB announced, 64 KB sent: an answer proves the server did not wait for the
-        # rest. 401, not 413: nothing about the request is looked at before the key.
-        ten_mb = {**json_head, "Content-Length": str(10 * 1024 * 1024)}
+        # More than the cap announced, 64 KB sent: an answer proves the server did not wait
+        # for the rest. 401, not 413: nothing about the request is looked at before the key.
+        ten_mb = {**json_head, "Content-Length": str(settings.max_body_bytes + 1)}
         assert _raw_post(url, ten_mb, b"x" * 65536) == 401
         # Within the size cap (which buffers what it admits), still refused before reading.
         under_cap = {**json_head, "Content-Length": str(settings.max_body_bytes - 1)}
@@ -351,10 +351,18 @@ def test_unauthenticated_bodies_are_refused_unread(database: db.Database, tmp_pa
         assert _raw_post(url, chunked, b"10000\r\n" + b"y" * 1000) == 401
         wrong_key = {**under_cap, "Authorization": "Bearer not-a-key"}
         assert _raw_post(url, wrong_key, b"{") == 401
-        # With a key the size cap answers as before, also unread.
+        # With a key the size cap answers as before, also unread; and so does an upload
+        # announcing more than a document and its form fields.
         assert _raw_post(url, {**ten_mb, **auth()}, b"x" * 1024) == 413
+        upload = {
+            "Content-Type": "multipart/form-data; boundary=b",
+            "Content-Length": str(settings.max_document_bytes + 2 * 1024 * 1024),
+        }
+        assert _raw_post(url, upload, b"--b\r\n") == 401
+        assert _raw_post(url, {**upload, **auth()}, b"--b\r\n") == 413
         metrics = httpx.get(f"{url}/metrics").text
-        assert 'guideline_api_jobs_rejected_total{reason="missing_api_key"} 3.0' in metrics
+        assert 'guideline_api_jobs_rejected_total{reason="missing_api_key"} 4.0' in metrics
+        assert 'guideline_api_jobs_rejected_total{reason="document_too_large"} 1.0' in metrics
         assert 'guideline_api_jobs_rejected_total{reason="invalid_api_key"} 1.0' in metrics
 
 

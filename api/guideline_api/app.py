@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +12,7 @@ from guideline_core import db, version
 from guideline_core.settings import ApiSettings
 from starlette.types import Scope
 
-from guideline_api import health, openapi, routes, tracing
+from guideline_api import health, openapi, routes, tracing, uploads
 from guideline_api.auth import KeyStore
 from guideline_api.authgate import AuthGate
 from guideline_api.context import Context
@@ -23,6 +24,7 @@ from guideline_api.metrics import ApiMetrics, Figures, MetricsMiddleware, route_
 from guideline_api.monitor import HealthMonitor
 from guideline_api.notify import EventHub
 from guideline_api.routes import webhooks
+from guideline_api.runner_auth import RunnerAuth
 from guideline_api.streamcaps import StreamCaps
 from guideline_api.webhooks.delivery import DeliveryWorker
 
@@ -67,8 +69,9 @@ on every other path (also one that does not exist), before the request body is r
 reason's summary, `detail` what went wrong this time, `instance` the request's path;
 `reason` (a stable code to switch on) and `details` (field, message, type; only for field
 validation errors) are extension members. Reasons: `malformed_json`, `invalid_utf8`,
-`validation_error`, `control_characters` (422), `unsupported_media_type` (415),
-`body_too_large`, `text_too_long` (413), `headers_too_large`, `too_many_headers` (431),
+`validation_error`, `control_characters` (422), `unsupported_media_type`,
+`estimate_needs_text` (415), `body_too_large`, `text_too_long`, `document_too_large` (413),
+`headers_too_large`, `too_many_headers` (431),
 `headers_timeout` (408), `invalid_event_id`, `invalid_cursor`,
 `invalid_last_event_id`, `invalid_idempotency_key`, `idempotency_key_reused` (422),
 `not_found` (404), `method_not_allowed` (405), `not_acceptable` (406), `job_finished`,
@@ -77,14 +80,22 @@ validation errors) are extension members. Reasons: `malformed_json`, `invalid_ut
 `callback_url_refused` (422), `forbidden` (403), `batch_too_large` (413), `backlog_full`,
 `tenant_backlog_full`, `tenant_text_quota`, `budget_exceeded`, `rate_limited`,
 `too_many_streams` (429, with `Retry-After`),
-`database_unavailable` (503), `internal_error` (500). Kubernetes being down is no error:
-jobs wait PENDING (see `status_reason`).
+`database_unavailable`, `kubernetes_unavailable` (503), `internal_error` (500); on the
+runner routes only: `invalid_runner_token` (401), `not_this_jobs_runner` (403). Kubernetes
+being down is no error: jobs wait PENDING (see `status_reason`).
 
 **Input hygiene.** UTF-8 only. `guideline_text` is cleaned, not refused: put in NFC,
 mojibake repaired, stray control characters (other than tab, line feed, carriage return)
 replaced; the job's `document.warnings` counts each kind of repair. A `title` with a
 control character is refused with `control_characters`. Nothing is HTML-escaped.
-Bodies over `max_body_bytes` are refused with 413 before they are parsed.
+JSON bodies over `max_body_bytes` (16 MiB) are refused with 413 before they are parsed.
+
+**Documents.** `POST /v1/jobs` (and `/jobs/batch`, `/jobs/estimate`) also take
+`multipart/form-data`: the document in a part named `file` (PDF, DOCX, HTML, Markdown, plain
+text; told by content; at most `max_document_bytes`, 25 MiB), the other fields as form
+fields. Uploads are spooled to disk and stored in PostgreSQL; the API never parses them:
+the job's runner pod fetches its document from the `runner` routes (its ServiceAccount
+token, checked with a TokenReview; no API key) and puts the extracted text back.
 """
 
 
@@ -122,6 +133,7 @@ def create_app(
         ),
         metrics=metrics,
         dispatcher=Dispatcher(database, kube_api, settings, metrics, tracer=tracer),
+        runner_auth=RunnerAuth(kube_api, settings),
         webhooks=DeliveryWorker(database, settings, metrics),
         monitor=HealthMonitor(
             database,
@@ -198,7 +210,10 @@ def create_app(
     app.webhooks.include_router(webhooks.router)  # documented, not served
     openapi.install(app)
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=on_body_reject
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        on_reject=on_body_reject,
+        upload_cap=functools.partial(uploads.upload_cap, settings),
     )
     if settings.auth_enabled:
         # Outside the size cap: an unauthenticated body is never buffered.

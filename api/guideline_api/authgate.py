@@ -18,7 +18,8 @@ from guideline_api.auth import Principal
 from guideline_api.errors import ApiError, Reason, error_response
 
 OPEN_PATHS = frozenset({"/health", "/metrics", "/docs", "/redoc", "/openapi.json"})
-OPEN_PREFIXES = ("/health/", "/docs/")
+# The runner routes check their own credential (a runner pod's token; runner_auth).
+OPEN_PREFIXES = ("/health/", "/docs/", "/v1/runner/")
 _REALM = 'Bearer realm="guideline-ingest"'
 
 

@@ -17,6 +17,8 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ EPILOG = """\
 examples:
   guideline-client submit hand-hygiene.txt --wait
   guideline-client submit policy.md --title "Data retention" --provider extractive
+  guideline-client submit guideline.pdf      # PDF, DOCX, HTML: uploaded as they are
   guideline-client status 0192f7a0-...        # the job, its summary and checklist
   guideline-client show 0192f7a0-... --html -o review.html   # sources highlighted
   guideline-client export 0192f7a0-... --format fhir -o bundle.json   # or oscal, csv,
@@ -117,13 +120,17 @@ class Api:
             raise _error_of(response)
         return response
 
-    def _post_safely(self, path: str, body: dict[str, Any], idempotency_key: str) -> Any:
+    def _post_safely(
+        self, path: str, idempotency_key: str, **content: Callable[[], Any] | Any
+    ) -> Any:
         """POST, retrying transient failures (429, 503, a lost connection) with the same
-        Idempotency-Key, so a retry never makes a second job."""
+        Idempotency-Key, so a retry never makes a second job. A callable `content` value
+        is called for each attempt (files to open again)."""
         for attempt in range(5):
             try:
+                fresh = {k: v() if callable(v) else v for k, v in content.items()}
                 return self.request(
-                    "POST", path, json=body, headers={"Idempotency-Key": idempotency_key}
+                    "POST", path, headers={"Idempotency-Key": idempotency_key}, **fresh
                 ).json()
             except ClientError as exc:
                 if exc.retry_after is None or attempt == 4:
@@ -132,12 +139,32 @@ class Api:
         raise AssertionError("unreachable")
 
     def submit(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        """POST /jobs (safe to retry, see `_post_safely`)."""
-        return self._post_safely("/v1/jobs", body, idempotency_key)
+        """POST /jobs as JSON (safe to retry, see `_post_safely`)."""
+        return self._post_safely("/v1/jobs", idempotency_key, json=body)
+
+    def upload(self, doc: Document, fields: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        """POST /jobs as multipart: the document (any type: the API tells it by its
+        content) and the submission fields (safe to retry)."""
+        form = {k: str(v) for k, v in fields.items()}
+        return self._post_safely(
+            "/v1/jobs", idempotency_key, files=lambda: {"file": doc.part()}, data=form
+        )
 
     def submit_batch(self, items: list[dict[str, Any]], idempotency_key: str) -> dict[str, Any]:
         """POST /jobs/batch (item i's key is `<idempotency_key>:<i>`, so it is safe to retry)."""
-        return self._post_safely("/v1/jobs/batch", {"items": items}, idempotency_key)
+        return self._post_safely("/v1/jobs/batch", idempotency_key, json={"items": items})
+
+    def upload_batch(
+        self, docs: list[Document], items: list[dict[str, Any]], idempotency_key: str
+    ) -> dict[str, Any]:
+        """POST /jobs/batch as multipart: one `file` part per document, their fields in
+        `items` (safe to retry, as submit_batch)."""
+        return self._post_safely(
+            "/v1/jobs/batch",
+            idempotency_key,
+            files=lambda: [("file", doc.part()) for doc in docs],
+            data={"items": json.dumps(items)},
+        )
 
     def get(self, event_id: str, attempts: int = 1) -> dict[str, Any]:
         """GET /jobs/{event_id}; with `attempts` > 1 transient failures (503, a restarting
@@ -345,16 +372,35 @@ def _exit_for(job: dict[str, Any]) -> int:
 # -------------------------------------------------------------------------- commands
 
 
-def _submission(file: str, args: argparse.Namespace, title: str | None) -> dict[str, Any]:
-    """The body of one submission: the file's text (or stdin's) and the common options."""
-    try:
-        raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-        text = raw.decode("utf-8")
-    except OSError as exc:
-        raise ClientError(f"cannot read {file}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ClientError(f"{file} is not UTF-8 text") from exc
-    body: dict[str, Any] = {"guideline_text": text}
+@dataclass(frozen=True)
+class Document:
+    """A file to upload (or stdin's bytes, read once), opened afresh for each attempt."""
+
+    name: str
+    path: Path | None = None
+    data: bytes | None = None
+
+    @classmethod
+    def of(cls, file: str) -> Document:
+        if file == "-":
+            return cls("stdin", data=sys.stdin.buffer.read())
+        path = Path(file)
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ClientError(f"cannot read {file}: {exc.strerror}") from exc
+        return cls(path.name, path=path)
+
+    def part(self) -> tuple[str, Any, str]:
+        """The multipart `file` part (the API sniffs the type: sent as octet-stream)."""
+        content = self.data if self.path is None else self.path.open("rb")
+        return (self.name, content, "application/octet-stream")
+
+
+def _fields(file: str, args: argparse.Namespace, title: str | None) -> dict[str, Any]:
+    """The submission fields of one file: its title and the common options."""
+    body: dict[str, Any] = {}
     for key, value in (
         ("title", title or (None if file == "-" else Path(file).stem)),
         ("model", args.model),
@@ -368,9 +414,11 @@ def _submission(file: str, args: argparse.Namespace, title: str | None) -> dict[
 
 
 def cmd_submit(api: Api, args: argparse.Namespace) -> int:
-    """Submit a file (or `-` for stdin)."""
-    body = _submission(args.file, args, args.title)
-    job = api.submit(body, args.idempotency_key or str(uuid.uuid4()))
+    """Upload a file (or `-` for stdin) of any supported type: the API tells PDF, DOCX,
+    HTML, Markdown and text apart by content."""
+    doc = Document.of(args.file)
+    fields = _fields(args.file, args, args.title)
+    job = api.upload(doc, fields, args.idempotency_key or str(uuid.uuid4()))
     if not args.wait:
         _emit(args, job, f"{job['event_id']}  {job['status']}")
         return EXIT_OK
@@ -390,8 +438,9 @@ def cmd_batch(api: Api, args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     for start in range(0, len(args.files), args.batch_size):
         files = args.files[start : start + args.batch_size]
-        items = [_submission(f, args, None) for f in files]
-        answer = api.submit_batch(items, f"{key}:{start}")
+        docs = [Document.of(f) for f in files]
+        items = [_fields(f, args, None) for f in files]
+        answer = api.upload_batch(docs, items, f"{key}:{start}")
         for file, item in zip(files, answer["items"], strict=True):
             results.append({"file": file, **item})
             table = args.output == "table"
@@ -584,8 +633,10 @@ def build_parser() -> argparse.ArgumentParser:
             help="ignored: the wait follows the job's event stream (kept for scripts)",
         )
 
-    p = add("submit", "submit a guideline file (UTF-8 text; `-` reads stdin)")
-    p.add_argument("file", help="the guideline text file, or - for stdin").complete = shtab.FILE
+    p = add("submit", "submit a guideline file (PDF, DOCX, HTML, Markdown, text; `-`: stdin)")
+    p.add_argument(
+        "file", help="the guideline document (uploaded; its type told by content), or - for stdin"
+    ).complete = shtab.FILE
     p.add_argument(
         "--wait",
         action="store_true",
@@ -609,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("batch", "submit many guideline files at once (POST /jobs/batch)")
     p.add_argument(
-        "files", nargs="+", help="UTF-8 text files; the title is each file's name"
+        "files", nargs="+", help="documents (PDF, DOCX, HTML, Markdown, text); titled by name"
     ).complete = shtab.FILE
     p.add_argument("--model", help="LLM model for every file (default: the server's)")
     p.add_argument(
@@ -620,7 +671,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--callback-url", help="webhook for each job's terminal states (default: the tenant's)"
     )
     p.add_argument(
-        "--batch-size", type=int, default=500, help="files per request (default %(default)s)"
+        "--batch-size",
+        type=int,
+        default=20,
+        help="files per request (default %(default)s, the API's max_batch_files)",
     )
     p.add_argument(
         "--idempotency-key",

@@ -15,6 +15,7 @@ from guideline_api.kubeapi import KubeGateway
 from guideline_api.metrics import ApiMetrics
 from guideline_api.monitor import HealthMonitor
 from guideline_api.notify import EventHub
+from guideline_api.runner_auth import RunnerAuth
 from guideline_api.streamcaps import StreamCaps
 from guideline_api.webhooks import targets
 from guideline_api.webhooks.delivery import DeliveryWorker
@@ -34,6 +35,7 @@ class Context:
     webhooks: DeliveryWorker  # the webhook outbox's delivery worker
     events: EventHub  # the process's LISTEN connection, waking job event streams
     streams: StreamCaps  # the caps on open event streams (per key, per tenant, in all)
+    runner_auth: RunnerAuth  # who may call the runner routes (TokenReview)
     tracer: Tracer = NOOP  # spans of submissions (guideline_api.tracing)
     # Checks a callback URL and resolves its host (tests count the lookups through it).
     resolve_target: Resolver = targets.resolve

@@ -16,7 +16,7 @@ from guideline_core.settings import ApiSettings, Budget
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
 from guideline_api.errors import ApiError, Reason
-from guideline_api.schemas import JobEstimate, SubmitJob
+from guideline_api.schemas import JobEstimate, SubmitDocument, SubmitJob
 
 
 def estimate_of(settings: ApiSettings, job: SubmitJob) -> cost.Estimate:
@@ -46,7 +46,10 @@ def period_bounds(period: str, now: datetime) -> tuple[datetime, datetime]:
 
 
 def reserve_budget(
-    conn: PgConnection, settings: ApiSettings, tenant: str, jobs: Sequence[SubmitJob]
+    conn: PgConnection,
+    settings: ApiSettings,
+    tenant: str,
+    jobs: Sequence[SubmitJob | SubmitDocument],
 ) -> list[dict[str, Any] | None]:
     """The estimated cost of each of `jobs` to store with it, checked against the tenant's
     budget: 429 `budget_exceeded` (with the figures) if what was spent in the period, what
@@ -58,6 +61,11 @@ def reserve_budget(
         return [None] * len(jobs)
     reserved_costs: list[dict[str, Any] | None] = []
     for job in jobs:
+        if not isinstance(job, SubmitJob):
+            # An upload's text is known once the runner extracted it: it reserves nothing
+            # (and is refused only when the budget is already spent).
+            reserved_costs.append(None)
+            continue
         found = estimate_of(settings, job).cost
         same = found is not None and found["currency"] == budget.currency
         reserved_costs.append(

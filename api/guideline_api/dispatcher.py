@@ -13,6 +13,7 @@ taken again when its lease runs out.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,11 +54,25 @@ def _is_own(obj: dict[str, Any], row: dict[str, Any]) -> bool:
     """True if an existing GuidelineJob is the one this job's dispatch created earlier."""
     meta = obj.get("metadata") or {}
     labels = meta.get("labels") or {}
+    spec = obj.get("spec") or {}
+    ref = row.get("document_ref")
+    same_input = (
+        spec.get("documentRef") == _spec_ref(ref)
+        if ref is not None
+        else spec.get("guidelineText") == row["guideline_text"]
+    )
     return (
         labels.get(gj.LABEL_EVENT_ID) == str(row["event_id"])
-        and (obj.get("spec") or {}).get("guidelineText") == row["guideline_text"]
+        and same_input
         and not meta.get("deletionTimestamp")
     )
+
+
+def _spec_ref(ref: dict[str, Any]) -> dict[str, Any]:
+    """A row's document reference as the GuidelineJob's spec holds it."""
+    return kube.guideline_job_manifest(event_id=uuid.UUID(int=0), document_ref=ref)["spec"][
+        "documentRef"
+    ]
 
 
 class Dispatcher(OutboxWorker):
@@ -154,7 +169,8 @@ class Dispatcher(OutboxWorker):
         annotations.update(trace_annotations)
         manifest = kube.guideline_job_manifest(
             event_id=row["event_id"],
-            guideline_text=row["guideline_text"],
+            guideline_text=row["guideline_text"] if row.get("document_ref") is None else None,
+            document_ref=row.get("document_ref"),
             title=row["title"],
             model=row["model"],
             provider=row["provider"],

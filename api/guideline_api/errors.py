@@ -44,6 +44,10 @@ class Reason:
     TOO_MANY_HEADERS = "too_many_headers"
     HEADERS_TIMEOUT = "headers_timeout"
     TEXT_TOO_LONG = "text_too_long"
+    DOCUMENT_TOO_LARGE = "document_too_large"
+    ESTIMATE_NEEDS_TEXT = "estimate_needs_text"
+    INVALID_RUNNER_TOKEN = "invalid_runner_token"
+    NOT_THIS_JOBS_RUNNER = "not_this_jobs_runner"
     INVALID_EVENT_ID = "invalid_event_id"
     INVALID_CURSOR = "invalid_cursor"
     INVALID_LAST_EVENT_ID = "invalid_last_event_id"
@@ -80,12 +84,16 @@ TITLES: dict[str, str] = {
     Reason.INVALID_UTF8: "The body is not valid UTF-8",
     Reason.VALIDATION: "The request is invalid",
     Reason.CONTROL_CHARACTERS: "The title contains a control character",
-    Reason.UNSUPPORTED_MEDIA_TYPE: "The body must be application/json",
+    Reason.UNSUPPORTED_MEDIA_TYPE: "The body or the document is of an unsupported type",
     Reason.BODY_TOO_LARGE: "The request body is too large",
     Reason.HEADERS_TOO_LARGE: "The request line and headers are too large",
     Reason.TOO_MANY_HEADERS: "The request has too many header fields",
     Reason.HEADERS_TIMEOUT: "The request line and headers arrived too slowly",
     Reason.TEXT_TOO_LONG: "The guideline text is too long",
+    Reason.DOCUMENT_TOO_LARGE: "The uploaded document is too large",
+    Reason.ESTIMATE_NEEDS_TEXT: "This document type cannot be estimated before extraction",
+    Reason.INVALID_RUNNER_TOKEN: "A valid runner pod token is required",
+    Reason.NOT_THIS_JOBS_RUNNER: "The token is not the runner pod of this job",
     Reason.INVALID_EVENT_ID: "The event_id is not a UUID",
     Reason.INVALID_CURSOR: "The cursor is not one this API returned",
     Reason.INVALID_LAST_EVENT_ID: "The Last-Event-ID is not one this stream sent",

@@ -55,6 +55,9 @@ class KubeGateway:
         self._lock = threading.Lock()
 
     def _api(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self._api_client())
+
+    def _api_client(self) -> client.ApiClient:
         with self._lock:
             if self._client is None:
                 try:
@@ -67,7 +70,7 @@ class KubeGateway:
                     )
                 except (ConfigException, OSError) as exc:
                     raise KubernetesUnavailableError(f"no Kubernetes configuration: {exc}") from exc
-            return client.CustomObjectsApi(self._client)
+            return self._client
 
     def close(self) -> None:
         """Release the HTTP connection pool."""
@@ -173,6 +176,37 @@ class KubeGateway:
             )
         except ApiException as exc:  # 404: deleted meanwhile
             raise ConflictError(f"GuidelineJob {name} disappeared") from exc
+
+    def token_review(self, token: str, audiences: list[str]) -> dict[str, Any]:
+        """The `status` of a TokenReview (authentication.k8s.io/v1) of `token` for
+        `audiences`: who the token names, if the API server authenticates it."""
+        api = client.AuthenticationV1Api(self._api_client())
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token, "audiences": audiences},
+        }
+        response = self._call(
+            "reviewing a runner token", api.create_token_review, body, _preload_content=False
+        )
+        return json.loads(response.data).get("status") or {}
+
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The pod `name` in `namespace` (as JSON), or None if there is none."""
+        api = client.CoreV1Api(self._api_client())
+        try:
+            response = self._call(
+                "reading a runner pod",
+                api.read_namespaced_pod,
+                name,
+                namespace,
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise KubernetesUnavailableError(f"reading pod {name}: {_api_message(exc)}") from exc
+        return json.loads(response.data)
 
 
 def _api_reason(exc: ApiException) -> str:

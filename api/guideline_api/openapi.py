@@ -133,9 +133,73 @@ DB_DOWN = problem(
 ALWAYS = {**UNAUTHORIZED, **INTERNAL, **DB_DOWN}
 UNSUPPORTED = problem(
     415,
-    "The body is not sent as JSON.",
+    "The body is neither JSON nor multipart/form-data, or an uploaded document is not PDF, "
+    "DOCX, HTML, Markdown or plain text (told by its content, not its name).",
     (Reason.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json, not text/plain"),
+    (
+        Reason.UNSUPPORTED_MEDIA_TYPE,
+        "the document 'scan.png' is not PDF, DOCX, HTML, Markdown or plain text: the document "
+        "is a PNG image, not a supported format",
+    ),
 )
+DOCUMENT_MEDIA_TYPES = (
+    "application/pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "text/html",
+    "text/markdown",
+    "text/plain",
+)
+# The form fields of an upload besides `file` (strings, as multipart sends them).
+_FORM_FIELDS: dict[str, Any] = {
+    "title": {"type": "string", "description": "As in JSON."},
+    "model": {"type": "string", "description": "As in JSON."},
+    "provider": {"type": "string", "enum": ["openai", "extractive"]},
+    "max_retries": {"type": "integer", "minimum": 0, "description": "As in JSON."},
+    "supersedes": {"type": "string", "format": "uuid", "description": "As in JSON."},
+    "review": {
+        "type": "string",
+        "description": 'A JSON object as a string: `{"min_grounding": 0.9}`.',
+    },
+    "callback_url": {"type": "string", "description": "As in JSON."},
+}
+FILE = {
+    "type": "string",
+    "format": "binary",
+    "description": "The document: PDF, DOCX, HTML, Markdown or plain text (UTF-8, or "
+    "UTF-16 with a BOM), told by its content; at most `max_document_bytes` (25 MiB).",
+}
+UPLOAD_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {"file": FILE, **_FORM_FIELDS},
+}
+BATCH_UPLOAD_FORM: dict[str, Any] = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "array", "items": FILE, "description": "One part per document."},
+        "items": {
+            "type": "string",
+            "description": "Optional: a JSON array with one object per file, in order, of "
+            "that file's submission fields (as in JSON, plus `idempotency_key`).",
+        },
+    },
+}
+
+
+def request_body(json_model: type[BaseModel], form: dict[str, Any]) -> dict[str, Any]:
+    """An operation's request body: JSON (`json_model`) or a multipart upload (`form`)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": component_ref(json_model)},
+                "multipart/form-data": {"schema": form},
+            },
+        }
+    }
+
+
 FORBIDDEN_TENANT = problem(
     403,
     "A member key asked for another tenant.",

@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 from guideline_core.documents.hygiene import CleanText, TextWarning, clean_text
 from guideline_core.resource import (
-    MAX_GUIDELINE_CHARS,
     MAX_MODEL_CHARS,
     MAX_RETRIES_LIMIT,
     MAX_TITLE_CHARS,
@@ -90,27 +89,15 @@ class ReviewThresholds(BaseModel):
     )
 
 
-class SubmitJob(BaseModel):
-    """A guideline to summarize and turn into a checklist."""
+class SubmissionFields(BaseModel):
+    """What a submission says besides its guideline (JSON body fields, or the form fields
+    of a multipart upload)."""
 
     model_config = ConfigDict(
         strict=True,
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "guideline_text": "Staff must wash hands before every patient contact.\n"
-                    "Gloves should be changed between patients.",
-                    "title": "Hand hygiene",
-                }
-            ]
-        },
     )
 
-    guideline_text: str = Field(
-        description="The guideline as plain text: at least one non-blank character, at most "
-        f"{MAX_GUIDELINE_CHARS:,} characters (Unicode code points; longer is 413). " + CONTROL_RULE,
-    )
     title: str | None = Field(
         None, max_length=MAX_TITLE_CHARS, description="Optional label shown in listings."
     )
@@ -152,6 +139,46 @@ class SubmitJob(BaseModel):
         examples=["https://hooks.example.com/guidelines"],
     )
 
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str | None) -> str | None:
+        return None if value is None else _check_chars(value, _LINE_FORBIDDEN)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_form(value)
+            except TargetRefusedError as exc:
+                raise PydanticCustomError(
+                    "callback_url", "{problem}", {"problem": str(exc)}
+                ) from None
+        return value
+
+
+class SubmitJob(SubmissionFields):
+    """A guideline to summarize and turn into a checklist (sent as text)."""
+
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "guideline_text": "Staff must wash hands before every patient contact.\n"
+                    "Gloves should be changed between patients.",
+                    "title": "Hand hygiene",
+                }
+            ]
+        },
+    )
+
+    guideline_text: str = Field(
+        description="The guideline as plain text: at least one non-blank character, at most "
+        "`max_guideline_chars` characters (Unicode code points; default 2,000,000; longer "
+        "is 413 `text_too_long`). " + CONTROL_RULE,
+    )
     _submitted_text: str = PrivateAttr("")
     _text_warnings: list[TextWarning] = PrivateAttr(default_factory=list)
 
@@ -186,22 +213,10 @@ class SubmitJob(BaseModel):
         """The repairs `clean_text` made to guideline_text (offsets into the submitted text)."""
         return self._text_warnings
 
-    @field_validator("title")
-    @classmethod
-    def _title(cls, value: str | None) -> str | None:
-        return None if value is None else _check_chars(value, _LINE_FORBIDDEN)
 
-    @field_validator("callback_url")
-    @classmethod
-    def _callback_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                check_form(value)
-            except TargetRefusedError as exc:
-                raise PydanticCustomError(
-                    "callback_url", "{problem}", {"problem": str(exc)}
-                ) from None
-        return value
+class SubmitDocument(SubmissionFields):
+    """The form fields of a multipart upload (`file` is the guideline): as `SubmitJob`
+    without `guideline_text`."""
 
 
 class DocumentWarning(BaseModel):
@@ -219,16 +234,40 @@ class DocumentWarning(BaseModel):
 
 
 class DocumentInfo(BaseModel):
-    """The job's document as the API accepted it (JSON `guideline_text`)."""
+    """The job's document: what the API knew when it accepted it, completed by the runner's
+    extraction (`pages`, `characters`, `extractor`, ... of an upload)."""
 
-    media_type: str = Field(description="`text/plain` for a JSON `guideline_text`.")
-    extractor: str = Field(description="How the text was obtained: `json` (sent as text).")
-    bytes: int = Field(description="Size of the cleaned text in UTF-8.")
-    sha256: str = Field(description="SHA-256 (hex) of the cleaned text in UTF-8.")
-    characters: int = Field(description="Code points of the cleaned text.")
-    warnings: list[DocumentWarning] = Field(
-        description="Each kind of repair the text hygiene made (empty: none was needed)."
+    media_type: str = Field(
+        description="`text/plain` for a JSON `guideline_text`; for an upload, the type told "
+        "by its content: `application/pdf`, `application/vnd.openxmlformats-officedocument."
+        "wordprocessingml.document`, `text/html`, `text/markdown` or `text/plain`."
     )
+    extractor: str | None = Field(
+        None,
+        description="How the text was obtained: `json` (sent as text); for an upload, the "
+        "runner's extractor once it has read it (absent before).",
+    )
+    extractor_version: str | None = Field(None, description="The extractor's version.")
+    bytes: int = Field(
+        description="Size: of the cleaned text in UTF-8 (JSON), of the file (upload)."
+    )
+    sha256: str = Field(description="SHA-256 (hex) of those bytes.")
+    pages: int | None = Field(None, description="Pages (PDF), once extracted.")
+    characters: int | None = Field(
+        None, description="Code points of the (extracted, cleaned) text; absent before."
+    )
+    warnings: list[DocumentWarning] = Field(
+        default_factory=list,
+        description="Each kind of repair the text hygiene made (empty: none was needed).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_absent(self, handler: Any):  # no return annotation: see JobView
+        return {
+            k: v
+            for k, v in handler(self).items()
+            if v is not None or k not in ("extractor", "extractor_version", "pages", "characters")
+        }
 
 
 class JobError(BaseModel):
@@ -468,9 +507,10 @@ class JobView(BaseModel):
     )
     document: DocumentInfo | None = Field(
         None,
-        description="The submitted text as accepted (size, sha256, the hygiene's repairs), "
-        "from submission on (also as `result.document` once COMPLETED). Absent for a job "
-        "made by kubectl.",
+        description="The submitted document or text as accepted (media type, size, sha256, "
+        "the hygiene's repairs), completed by the runner's extraction of an upload (pages, "
+        "characters, extractor), from submission on (also as `result.document` once "
+        "COMPLETED). Absent for a job made by kubectl.",
     )
 
     @model_serializer(mode="wrap")
@@ -737,3 +777,25 @@ class JobEstimate(BaseModel):
         "null when the model has no price."
     )
     notes: list[str]
+
+
+class RunnerDocument(BaseModel):
+    """What the runner's extraction found of a job's document (`result.document`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    media_type: str
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    pages: int | None = Field(None, ge=0)
+    characters: int = Field(ge=0)
+    extractor: str
+    extractor_version: str | None = None
+    warnings: list[DocumentWarning] = Field(default_factory=list)
+
+
+class RunnerText(BaseModel):
+    """`PUT /v1/runner/jobs/{event_id}/text`: the job's extracted text and its document."""
+
+    text: str = Field(description="The extracted (and cleaned) text: the job's text.")
+    document: RunnerDocument

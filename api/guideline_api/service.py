@@ -9,6 +9,7 @@ answered is what a later read shows.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import psycopg2.errors
 from guideline_core import db, kube, logs
 from guideline_core.db import DatabaseUnavailableError
+from guideline_core.documents import store as documents
 from guideline_core.resource import Phase
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
@@ -28,8 +30,9 @@ from guideline_api import callbacks, costs, text_quota, tracing
 from guideline_api.auth import Principal
 from guideline_api.context import Context
 from guideline_api.errors import ApiError, Reason
-from guideline_api.schemas import JobEstimate, SubmitJob
-from guideline_api.submission import document_info, request_hash
+from guideline_api.schemas import JobEstimate, SubmitDocument, SubmitJob
+from guideline_api.submission import document_info, request_hash, upload_info
+from guideline_api.uploads import Upload
 from guideline_api.versions import check_supersedes, with_changes
 from guideline_api.views import queue_info
 from guideline_api.webhooks import store
@@ -37,15 +40,31 @@ from guideline_api.webhooks import store
 log = logging.getLogger(__name__)
 
 INCLUDES = frozenset({"history", "text"})
+JSON_TEXT_MEDIA_TYPE = "text/plain; charset=utf-8"
 
 
 @dataclass(frozen=True)
 class Submission:
-    """One validated guideline and its Idempotency-Key."""
+    """One validated guideline and its Idempotency-Key: a JSON text (`job` a SubmitJob),
+    or an uploaded file (`upload`; `job` a SubmitJob holding its text for plain text and
+    Markdown, else a SubmitDocument of its form fields)."""
 
-    job: SubmitJob
+    job: SubmitJob | SubmitDocument
     idempotency_key: str | None = None
     callback_url: str | None = None  # the checked webhook URL (the job's or its tenant's)
+    upload: Upload | None = None
+
+    @property
+    def input_bytes(self) -> int:
+        """The size of what the job stores: the upload's, or the text's in UTF-8."""
+        if self.upload is not None:
+            return self.upload.bytes
+        assert isinstance(self.job, SubmitJob)
+        return text_quota.text_bytes(self.job.guideline_text)
+
+    @property
+    def document_sha256(self) -> str | None:
+        return self.upload.sha256 if self.upload is not None else None
 
 
 @dataclass(frozen=True)
@@ -77,6 +96,9 @@ def _transaction(ctx: Context) -> Iterator[PgConnection]:
             yield conn
     except DatabaseUnavailableError as exc:
         raise ApiError(503, Reason.DATABASE_UNAVAILABLE, f"database unavailable: {exc}") from exc
+
+
+transaction = _transaction  # for the other request modules (runner_service)
 
 
 def parse_event_id(value: str) -> uuid.UUID:
@@ -225,7 +247,9 @@ def _check_retries(ctx: Context, job: SubmitJob) -> None:
         )
 
 
-def _check_size(ctx: Context, job: SubmitJob) -> None:
+def _check_size(ctx: Context, job: SubmitJob | SubmitDocument) -> None:
+    if not isinstance(job, SubmitJob):
+        return  # an upload's size was checked as it was read
     chars = len(job.guideline_text)
     if chars > ctx.settings.max_guideline_chars:
         raise ApiError(
@@ -321,12 +345,14 @@ def _insert(
     with conn.cursor() as cur:
         cur.execute("SAVEPOINT submission")
     try:
+        # In the savepoint: a lost idempotency race leaves no document behind either.
+        doc = _store_document(conn, ctx, principal.tenant, sub)
         db.insert_job(
             conn,
             db.NewJob(
                 event_id=event_id,
                 namespace=ctx.kube.namespace,
-                guideline_text=job.guideline_text,
+                guideline_text=job.guideline_text if isinstance(job, SubmitJob) else "",
                 title=job.title,
                 model=job.model,
                 provider=job.provider,
@@ -340,7 +366,10 @@ def _insert(
                 review_thresholds=job.review.model_dump(exclude_none=True) if job.review else None,
                 callback_url=sub.callback_url,
                 trace_context=trace_context,
-                document=document_info(job),
+                document=(
+                    upload_info(job, sub.upload) if sub.upload is not None else document_info(job)
+                ),
+                document_id=doc.id,
             ),
         )
     except psycopg2.errors.UniqueViolation:
@@ -356,6 +385,21 @@ def _insert(
     row = db.get_job(conn, event_id)
     assert row is not None
     return Outcome(row, created=True)
+
+
+def _store_document(
+    conn: PgConnection, ctx: Context, tenant: str, sub: Submission
+) -> documents.StoredDocument:
+    """Store the submission's document: the uploaded file as it came, or a JSON text (as
+    cleaned) as `text/plain; charset=utf-8`. The GuidelineJob will carry its reference."""
+    if sub.upload is not None:
+        sub.upload.file.seek(0)
+        return documents.write(
+            conn, sub.upload.file, tenant=tenant, media_type=str(sub.upload.media_type)
+        )
+    assert isinstance(sub.job, SubmitJob)
+    text = io.BytesIO(sub.job.guideline_text.encode("utf-8"))
+    return documents.write(conn, text, tenant=tenant, media_type=JSON_TEXT_MEDIA_TYPE)
 
 
 def submit_many(
@@ -406,7 +450,7 @@ def _record(
                 _check_model(ctx, tenant, item.job)
                 _check_retries(ctx, item.job)
                 check_supersedes(conn, item.job.supersedes, lambda r: _visible(principal, r))
-                digest = request_hash(item.job)
+                digest = request_hash(item.job, item.document_sha256)
                 _check_batch_key(batch_keys, index, item.idempotency_key, digest)
                 prior = _replay(conn, ctx, tenant, item, digest)
             except ApiError as err:
@@ -419,7 +463,7 @@ def _record(
         estimates: list[dict[str, Any] | None] = []
         if todo:
             _check_limits(conn, ctx, tenant, len(todo))
-            text_quota.check(conn, ctx.settings, tenant, [i.job.guideline_text for _, i, _ in todo])
+            text_quota.check(conn, ctx.settings, tenant, [i.input_bytes for _, i, _ in todo])
             estimates = _reserve_budget(conn, ctx, principal, [i.job for _, i, _ in todo])
         for (index, item, digest), estimated in zip(todo, estimates, strict=True):
             span = spans.start(index)
@@ -439,7 +483,7 @@ def _record(
 
 
 def _reserve_budget(
-    conn: PgConnection, ctx: Context, principal: Principal, jobs: list[SubmitJob]
+    conn: PgConnection, ctx: Context, principal: Principal, jobs: list[SubmitJob | SubmitDocument]
 ) -> list[dict[str, Any] | None]:
     """`costs.reserve_budget`; a refusal is written to the audit log in a transaction of
     its own (the submission's rolls back)."""

@@ -1,8 +1,9 @@
-"""The bound on guideline text one tenant keeps in the cluster. Each GuidelineJob carries
-its text in its spec, so in etcd (whose quota, 2 GiB by default, makes the whole cluster
-read-only when passed), from its creation until the operator deletes it
-`cr_retention_seconds` after it finished. A submission that would take a tenant past
-`tenant_max_inflight_text_bytes` is refused (429 `tenant_text_quota`).
+"""The bound on input one tenant keeps in flight: the stored documents (uploads as they
+came, JSON texts in UTF-8; a kubectl job's inline text) of its jobs not finished, or
+finished within `cr_retention_seconds`. A submission that would take a tenant past
+`tenant_max_inflight_text_bytes` is refused (429 `tenant_text_quota`). (The text no longer
+travels in the GuidelineJob, which carries a reference: the bound now keeps one tenant from
+filling PostgreSQL and the runners' queue, not etcd.)
 
 A soft bound: two submissions of one tenant committing at the same moment may both pass,
 so it can be passed by at most what they carry."""
@@ -23,12 +24,12 @@ def text_bytes(text: str) -> int:
     return len(text.encode("utf-8"))
 
 
-def check(conn: PgConnection, settings: ApiSettings, tenant: str, texts: Sequence[str]) -> None:
-    """429 if `texts` would take `tenant` past its guideline bytes in the cluster."""
+def check(conn: PgConnection, settings: ApiSettings, tenant: str, sizes: Sequence[int]) -> None:
+    """429 if new inputs of `sizes` bytes would take `tenant` past its limit."""
     limit = settings.tenant_max_inflight_text_bytes
-    if not limit or not texts:
+    if not limit or not sizes:
         return
-    new = sum(text_bytes(t) for t in texts)
+    new = sum(sizes)
     held = db.tenant_text_bytes(conn, tenant, settings.cr_retention_seconds)
     if held + new > limit:
         raise ApiError(

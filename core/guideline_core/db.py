@@ -28,6 +28,7 @@ from psycopg2.extensions import connection as PgConnection  # noqa: N812
 from guideline_core import dsn, logs
 from guideline_core.changes import job_changes
 from guideline_core.cost import DEFAULT_MODEL_PRICES, result_cost
+from guideline_core.documents import store as document_store
 from guideline_core.resource import TERMINAL_PHASES, Phase
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ JOB_COLUMNS = (
     "submitted_by, idempotency_key, request_hash, created_at, updated_at, started_at, "
     "completed_at, tenant, created_by, max_retries, cr_uid, run, cancel_requested_at, "
     "dispatch_pending, dispatch_seq, dispatch_attempts, dispatch_error, dispatched_at, "
-    "supersedes, review_thresholds, callback_url, changes, document, cost, estimated_cost"
+    "supersedes, review_thresholds, callback_url, changes, document, cost, estimated_cost, "
+    "document_id"
 )
 # NOTIFY channel of new `job_events` rows (payload `<event_id> <id>`, migration 0004).
 JOB_EVENTS_CHANNEL = "guideline_job_events"
@@ -270,6 +272,7 @@ class NewJob:
     callback_url: str | None = None  # webhook of its terminal states (checked by the API)
     trace_context: Mapping[str, str] | None = None  # W3C carrier of the submission's span
     document: Mapping[str, Any] | None = None  # what the API knows of the text (migration 0012)
+    document_id: uuid.UUID | None = None  # the stored document (migration 0013)
 
 
 def insert_job(conn: PgConnection, job: NewJob) -> bool:
@@ -284,9 +287,9 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
                               model, provider, submitted_by, idempotency_key, request_hash,
                               tenant, created_by, max_retries, cr_uid, dispatch_pending,
                               created_at, updated_at, supersedes, review_thresholds,
-                              callback_url, trace_context, document)
+                              callback_url, trace_context, document, document_id)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                    coalesce(%s, now()), coalesce(%s, now()), %s, %s, %s, %s, %s)
+                    coalesce(%s, now()), coalesce(%s, now()), %s, %s, %s, %s, %s, %s)
             ON CONFLICT (event_id) DO NOTHING
             """,
             (
@@ -313,6 +316,7 @@ def insert_job(conn: PgConnection, job: NewJob) -> bool:
                 job.callback_url,
                 _json(job.trace_context or None),
                 _json(job.document),
+                job.document_id,
             ),
         )
         inserted = cur.rowcount == 1
@@ -411,6 +415,20 @@ def get_guideline_text(conn: PgConnection, event_id: uuid.UUID) -> str | None:
         cur.execute("SELECT guideline_text FROM jobs WHERE event_id = %s", (event_id,))
         row = cur.fetchone()
         return row[0] if row else None
+
+
+def put_extracted_text(
+    conn: PgConnection, event_id: uuid.UUID, text: str, document: Mapping[str, Any]
+) -> bool:
+    """Store the runner's extraction of a job's document: the job's text and the
+    document's metadata (what the API wrote at intake, completed); False if no such job."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE jobs SET guideline_text = %s, "
+            "document = coalesce(document, '{}'::jsonb) || %s WHERE event_id = %s",
+            (text, _json(document), event_id),
+        )
+        return cur.rowcount == 1
 
 
 def _job_filter(
@@ -526,15 +544,20 @@ def count_tenant_status(conn: PgConnection, tenant: str, status: Phase) -> int:
 
 
 def tenant_text_bytes(conn: PgConnection, tenant: str, finished_within_seconds: int) -> int:
-    """UTF-8 bytes of guideline text in one tenant's jobs whose GuidelineJob may still
-    exist: not finished, or finished within `finished_within_seconds` (the CR retention).
-    octet_length reads a stored text's size without decompressing it."""
+    """Bytes of input in one tenant's jobs not finished, or finished within
+    `finished_within_seconds` (the CR retention): its stored document's size for a job the
+    API made, its text's UTF-8 size for one made by kubectl (octet_length reads a stored
+    text's size without decompressing it)."""
+    size = (
+        "coalesce((SELECT d.bytes FROM documents d WHERE d.id = jobs.document_id), "
+        "octet_length(guideline_text))"
+    )
     with conn.cursor() as cur:
         cur.execute(
-            """
-            SELECT (SELECT coalesce(sum(octet_length(guideline_text)), 0) FROM jobs
+            f"""
+            SELECT (SELECT coalesce(sum({size}), 0) FROM jobs
                      WHERE tenant = %(tenant)s AND status = ANY(%(active)s))
-                 + (SELECT coalesce(sum(octet_length(guideline_text)), 0) FROM jobs
+                 + (SELECT coalesce(sum({size}), 0) FROM jobs
                      WHERE tenant = %(tenant)s AND status = ANY(%(terminal)s)
                        AND completed_at > now() - make_interval(secs => %(seconds)s))
             """,
@@ -869,17 +892,20 @@ def mark_deleted(
 
 def purge_finished(conn: PgConnection, older_than_days: int) -> int:
     """Delete rows of jobs that finished more than `older_than_days` days ago (their
-    status history goes with them); returns how many."""
+    status history and their stored documents go with them); returns how many."""
     with conn.cursor() as cur:
         cur.execute(
             """
             DELETE FROM jobs
              WHERE status = ANY(%s)
                AND completed_at < now() - make_interval(days => %s)
+            RETURNING document_id
             """,
             ([p.value for p in TERMINAL_PHASES], older_than_days),
         )
+        documents = [doc for (doc,) in cur.fetchall() if doc is not None]
         deleted = cur.rowcount
+    document_store.delete_for_jobs(conn, documents)
     # The audit trail is kept no longer than the jobs it speaks of.
     purge_audit(conn, older_than_days)
     return deleted
@@ -1006,8 +1032,9 @@ def latest_heartbeat(conn: PgConnection) -> dict[str, Any] | None:
 def claim_dispatch(conn: PgConnection, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
     """Claim up to `limit` rows whose cluster state is behind (oldest first), leasing them
     for `lease_seconds` so no other dispatcher takes them meanwhile (SKIP LOCKED: replicas
-    claiming at the same moment get disjoint rows). Each row comes with its text and its
-    trace context."""
+    claiming at the same moment get disjoint rows). Each row comes with its trace context
+    and its input: `document_ref` (the GuidelineJob's `spec.documentRef`) when it has a
+    stored document, else its text (`guideline_text`, rows older than migration 0013)."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute(
             f"""
@@ -1018,7 +1045,11 @@ def claim_dispatch(conn: PgConnection, limit: int, lease_seconds: float) -> list
                     WHERE dispatch_pending AND (dispatch_after IS NULL OR dispatch_after <= now())
                     ORDER BY dispatch_after NULLS FIRST, created_at
                     LIMIT %s FOR UPDATE SKIP LOCKED)
-            RETURNING {JOB_COLUMNS}, guideline_text, trace_context
+            RETURNING {JOB_COLUMNS}, trace_context,
+                   CASE WHEN document_id IS NULL THEN guideline_text END AS guideline_text,
+                   (SELECT json_build_object('id', d.id, 'sha256', d.sha256,
+                                             'mediaType', d.media_type, 'bytes', d.bytes)
+                      FROM documents d WHERE d.id = jobs.document_id) AS document_ref
             """,
             (lease_seconds, limit),
         )

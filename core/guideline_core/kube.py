@@ -77,6 +77,16 @@ class DocumentRef:
     media_type: str
     bytes: int
 
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> DocumentRef:
+        """A `spec.documentRef` mapping (`id`, `sha256`, `mediaType`, `bytes`)."""
+        return cls(
+            id=str(spec["id"]),
+            sha256=spec["sha256"],
+            media_type=spec["mediaType"],
+            bytes=int(spec["bytes"]),
+        )
+
     def to_spec(self) -> dict[str, Any]:
         """`spec.documentRef`."""
         return {
@@ -91,7 +101,7 @@ def guideline_job_manifest(
     *,
     event_id: uuid.UUID,
     guideline_text: str | None = None,
-    document_ref: DocumentRef | None = None,
+    document_ref: DocumentRef | Mapping[str, Any] | None = None,
     title: str | None = None,
     model: str | None = None,
     provider: str | None = None,
@@ -105,14 +115,19 @@ def guideline_job_manifest(
     """The GuidelineJob the API's dispatcher creates for a job, named after its event_id
     (so that creating it twice is recognised as the same object). `review` holds the
     job's own thresholds (`min_grounding`, `min_coverage`). Its input is exactly one of
-    `guideline_text` (inline) and `document_ref` (a stored document: the spec stays small)."""
+    `guideline_text` (inline) and `document_ref` (a stored document, as a `DocumentRef` or
+    its `spec.documentRef` mapping: the spec stays small)."""
     if (guideline_text is None) == (document_ref is None):
         raise ValueError("exactly one of guideline_text and document_ref is needed")
-    spec: dict[str, Any] = (
-        {"guidelineText": guideline_text}
-        if guideline_text is not None
-        else {"documentRef": document_ref.to_spec()}  # type: ignore[union-attr]
-    )
+    if document_ref is None:
+        spec: dict[str, Any] = {"guidelineText": guideline_text}
+    else:
+        ref = (
+            document_ref
+            if isinstance(document_ref, DocumentRef)
+            else DocumentRef.from_spec(document_ref)
+        )
+        spec = {"documentRef": ref.to_spec()}
     thresholds = {
         camel: review[snake]
         for snake, camel in (("min_grounding", "minGrounding"), ("min_coverage", "minCoverage"))

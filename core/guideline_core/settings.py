@@ -12,10 +12,14 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, mode
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guideline_core.cost import DEFAULT_MODEL_PRICES, ModelPrice
-from guideline_core.resource import MAX_GUIDELINE_CHARS, MAX_RETRIES_LIMIT, Provider
+from guideline_core.resource import MAX_RETRIES_LIMIT, Provider
 
 # Models a submission may name unless `allowed_models` says otherwise: the runner's
 # default and the mainstream ones, not the expensive reasoning models.
+MAX_TEXT_CHARS = 2_000_000
+MAX_DOCUMENT_BYTES = 25 * 1024 * 1024
+RUNNER_TOKEN_AUDIENCE = "guideline-ingest.dev/runner"
+RUNNER_SERVICE_ACCOUNT = "guideline-runner"
 DEFAULT_ALLOWED_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-nano", "gpt-4.1-mini", "gpt-4.1")
 
 
@@ -180,14 +184,53 @@ class ApiSettings(CommonSettings):
         "of the Kubernetes connection pool.",
     )
     max_guideline_chars: int = Field(
-        MAX_GUIDELINE_CHARS,
-        le=MAX_GUIDELINE_CHARS,
-        description="Longest guideline_text accepted (413 beyond); at most the CRD's limit.",
+        MAX_TEXT_CHARS,
+        ge=1,
+        description="Longest JSON guideline_text accepted, in characters (413 "
+        "`text_too_long` beyond). The text goes to PostgreSQL, not into the GuidelineJob "
+        "(which carries a reference), so it is not bound by the CRD's inline limit.",
     )
     max_body_bytes: int = Field(
-        # A maximum-length text escaped as \uXXXX (json.dumps' default) is ~600 KB.
-        1024 * 1024,
-        description="Request bodies larger than this are refused (413) unread.",
+        # A 2,000,000-character text of BMP characters escaped as \uXXXX (json.dumps'
+        # default) is 12 MB; 8 MB as raw UTF-8 whatever its characters.
+        16 * 1024 * 1024,
+        description="JSON request bodies larger than this are refused (413) unread; they "
+        "are buffered whole, unlike multipart uploads (see `max_upload_bytes`).",
+    )
+    max_document_bytes: int = Field(
+        MAX_DOCUMENT_BYTES,
+        ge=1,
+        description="Largest document accepted in a multipart upload, per file (413 "
+        "`document_too_large` beyond). Uploads are spooled to disk, never held in memory.",
+    )
+    max_upload_bytes: int = Field(
+        128 * 1024 * 1024,
+        ge=1,
+        description="Largest multipart body of `POST /jobs/batch` (all its files and "
+        "fields; 413 `body_too_large` beyond). A single upload (`POST /jobs`, "
+        "`POST /jobs/estimate`) may be `max_document_bytes` plus 1 MiB of form fields.",
+    )
+    max_batch_files: int = Field(
+        20, ge=1, description="Most files in one multipart `POST /jobs/batch` (413 beyond)."
+    )
+    runner_token_audience: str = Field(
+        RUNNER_TOKEN_AUDIENCE,
+        min_length=1,
+        description="Audience the runner pods' projected ServiceAccount tokens must carry "
+        "for the runner routes (`/v1/runner/...`): checked with a TokenReview.",
+    )
+    runner_service_account: str = Field(
+        RUNNER_SERVICE_ACCOUNT,
+        min_length=1,
+        description="ServiceAccount of the runner pods (the operator's "
+        "`runner_service_account`): only its tokens may use the runner routes.",
+    )
+    runner_auth_cache_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=60,
+        description="How long a runner token's positive check is reused for one job "
+        "(at most 60 s: a deleted pod's token stops working within this time).",
     )
     auth_enabled: bool = Field(True, description="Require a bearer API key on /jobs.")
     api_keys_file: str | None = Field(
@@ -211,9 +254,10 @@ class ApiSettings(CommonSettings):
     tenant_max_inflight_text_bytes: int = Field(
         64 * 1024 * 1024,
         ge=0,
-        description="Guideline text (UTF-8 bytes) one tenant may hold in GuidelineJobs, i.e. "
-        "in etcd: its jobs not finished, and finished within `cr_retention_seconds`; a "
-        "submission past it is 429 `tenant_text_quota`. 0 turns the limit off.",
+        description="Input bytes (stored documents: uploads as they came, JSON texts in "
+        "UTF-8) one tenant may hold in jobs not finished, and finished within "
+        "`cr_retention_seconds`; a submission past it is 429 `tenant_text_quota`. 0 turns "
+        "the limit off.",
     )
     tenant_guaranteed_pending_jobs: int = Field(
         50,
@@ -500,7 +544,7 @@ class OperatorSettings(CommonSettings):
         description="Command of the runner pods' container.",
     )
     runner_service_account: str = Field(
-        "guideline-runner", description="ServiceAccount the runner pods run as."
+        RUNNER_SERVICE_ACCOUNT, description="ServiceAccount the runner pods run as."
     )
     backoff_limit: int = Field(3, ge=0, le=10, description="Pod retries of one job.")
     active_deadline_seconds: int = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from guideline_api.openapi import alias_id, versioned_id
-from guideline_api.routes import audit, exports, jobs
+from guideline_api.routes import audit, exports, jobs, runner
 
 VERSION_PREFIX = "/v1"
 VERSIONED = (jobs.router, exports.router, audit.router)
@@ -21,3 +21,7 @@ def mount(app: FastAPI) -> None:
         app.include_router(
             router, deprecated=True, tags=["unversioned"], generate_unique_id_function=alias_id
         )
+    # The runner's API is new: served under /v1 only.
+    app.include_router(
+        runner.router, prefix=VERSION_PREFIX, generate_unique_id_function=versioned_id
+    )

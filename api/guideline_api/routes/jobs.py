@@ -6,29 +6,36 @@ blocking database work) to the thread pool: a sync endpoint costs FastAPI two th
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from guideline_core.resource import Phase
+from guideline_core.settings import ApiSettings
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from guideline_api import events, service
+from guideline_api import events, service, uploads
 from guideline_api.authgate import bearer_token
-from guideline_api.deps import CtxDep, CurrentPrincipal, IdempotencyKeyHeader, RawBody
+from guideline_api.deps import CtxDep, CurrentPrincipal, IdempotencyKeyHeader
 from guideline_api.errors import ApiError, Reason
 from guideline_api.openapi import (
     ALWAYS,
     BAD_EVENT_ID,
+    BATCH_UPLOAD_FORM,
     BODY_TOO_LARGE,
     FORBIDDEN_TENANT,
     LIMITED,
     NOT_FOUND,
     TOO_LARGE,
     UNSUPPORTED,
-    component_ref,
+    UPLOAD_FORM,
     problem,
+    request_body,
     with_headers,
 )
 from guideline_api.schemas import (
@@ -46,8 +53,13 @@ from guideline_api.service import Submission
 from guideline_api.submission import (
     check_idempotency_key,
     decode_json_object,
+    estimate_input,
+    is_multipart,
     item_key,
     parse_submission,
+    parse_upload,
+    parse_upload_batch,
+    upload_item,
     validate_submission,
 )
 from guideline_api.views import decode_cursor, encode_cursor, to_view
@@ -63,18 +75,34 @@ SUBMIT_DESCRIPTION = (
     "dispatcher then creates the job's GuidelineJob (within milliseconds normally; while "
     "Kubernetes is unreachable the job stays PENDING with a `status_reason` saying so, and "
     "runs once it is back).\n\n"
+    "**Two ways to send a guideline**: JSON (`SubmitJob`: the text in `guideline_text`), "
+    "or `multipart/form-data` with the document in a part named `file` (PDF, DOCX, HTML, "
+    "Markdown or plain text in UTF-8 or UTF-16 with a BOM; the type is told by the "
+    "content, never the name; anything else is 415 `unsupported_media_type` saying what it "
+    "is) and the other fields as form fields (`title`, `provider`, `model`, "
+    "`max_retries`, `review` as a JSON string, `callback_url`, `supersedes`). An upload is "
+    "spooled to disk, stored in PostgreSQL as it came, and read by the job's runner pod, "
+    "never parsed by the API: the job's `document` shows its `media_type`, `bytes` and "
+    "`sha256` at once, and the runner's `pages`, `characters`, `extractor` and `warnings` "
+    "once it has read it; `?include=text` returns the extracted text then (empty before). "
+    "Either way the GuidelineJob carries a reference to the stored document "
+    "(`spec.documentRef`), not the text.\n\n"
     "**Idempotency-Key** (optional header, 1-255 printable ASCII characters): within "
     "`idempotency_window_hours` the same key from the same tenant returns the job it "
     "created with **200** and `Idempotent-Replayed: true`, and creates nothing, also when "
     "requests race. The same key with a different body is a 422 "
     "(`idempotency_key_reused`). After the window the key may name a new job.\n\n"
-    "**Limits**: bodies over `max_body_bytes` are refused unread (413 `body_too_large`); "
-    "a `guideline_text` longer than `max_guideline_chars` is 413 `text_too_long`; a "
+    "**Limits**: JSON bodies over `max_body_bytes` (16 MiB) are refused unread (413 "
+    "`body_too_large`); an uploaded file over `max_document_bytes` (25 MiB) is 413 "
+    "`document_too_large` (as soon as the body passes it plus 1 MiB of form fields); "
+    "a `guideline_text` longer than `max_guideline_chars` (2,000,000 characters) is 413 "
+    "`text_too_long`; a "
     "`model` outside the tenant's allowlist is 422 `model_not_allowed`; more than "
     "`max_pending_jobs` PENDING jobs, or more beyond the tenant's guaranteed share than "
     "the backlog shares, is 429 `backlog_full`, more than the tenant's own cap is 429 "
     "`tenant_backlog_full`, more guideline text in the cluster than "
-    "`tenant_max_inflight_text_bytes` (its jobs not finished or finished within "
+    "`tenant_max_inflight_text_bytes` (bytes of text or uploaded documents; its jobs not "
+    "finished or finished within "
     "`cr_retention_seconds`) is 429 `tenant_text_quota`, more than its requests per minute "
     "(counted in PostgreSQL, across API replicas; refused submissions, cancels and retries "
     "count too) is 429 `rate_limited`; each 429 carries `Retry-After`. A `max_retries` above "
@@ -99,9 +127,16 @@ SUBMIT_DESCRIPTION = (
         **ALWAYS,
         **problem(
             413,
-            "The body or the guideline text is too large.",
+            "The body, the uploaded document or the guideline text is too large.",
             BODY_TOO_LARGE,
-            (Reason.TEXT_TOO_LONG, "guideline_text has 100001 characters; the limit is 100000"),
+            (
+                Reason.TEXT_TOO_LONG,
+                "guideline_text has 2000001 characters; the limit is 2000000",
+            ),
+            (
+                Reason.DOCUMENT_TOO_LARGE,
+                "the document 'g.pdf' is larger than 26214400 bytes (max_document_bytes)",
+            ),
         ),
         **UNSUPPORTED,
         **problem(
@@ -131,30 +166,39 @@ SUBMIT_DESCRIPTION = (
         ),
         **LIMITED,
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": component_ref(SubmitJob)}},
-        }
-    },
+    openapi_extra=request_body(SubmitJob, UPLOAD_FORM),
 )
 async def submit_job(
     request: Request,
     response: Response,
     ctx: CtxDep,
     principal: CurrentPrincipal,
-    body: RawBody,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobView:
     """Submit a guideline for summarizing (see the description above)."""
     item: Submission | ApiError
-    try:
-        # In a thread: cleaning a long text full of defects takes a while (ftfy).
-        job = await run_in_threadpool(parse_submission, body, request.headers.get("content-type"))
-        item = Submission(job, check_idempotency_key(idempotency_key))
-    except ApiError as err:
-        item = err  # refused, and charged against the tenant's rate all the same
-    outcome = await run_in_threadpool(service.submit, ctx, principal, item)
+    if is_multipart(request.headers.get("content-type")):
+        async with _form(request, max_files=1) as form:
+            try:
+                if isinstance(form, ApiError):
+                    raise form
+                # In a thread: hashing and sniffing read the spooled file.
+                job, upload = await run_in_threadpool(parse_upload, form, ctx.settings)
+                item = Submission(job, check_idempotency_key(idempotency_key), upload=upload)
+            except ApiError as err:
+                item = err
+            outcome = await run_in_threadpool(service.submit, ctx, principal, item)
+    else:
+        body = await request.body()
+        try:
+            # In a thread: cleaning a long text full of defects takes a while (ftfy).
+            job = await run_in_threadpool(
+                parse_submission, body, request.headers.get("content-type")
+            )
+            item = Submission(job, check_idempotency_key(idempotency_key))
+        except ApiError as err:
+            item = err  # refused, and charged against the tenant's rate all the same
+        outcome = await run_in_threadpool(service.submit, ctx, principal, item)
     event_id = str(outcome.row["event_id"])
     request.state.event_id = event_id  # for the access log line
     response.headers["Location"] = f"{request.url.path.rstrip('/')}/{event_id}"
@@ -165,8 +209,10 @@ async def submit_job(
 
 
 ESTIMATE_DESCRIPTION = (
-    "Takes the body of `POST /jobs` (JSON; the file upload of a later release will be taken "
-    "here too) and answers **200** with what the job would take, **without any LLM call** "
+    "Takes the body of `POST /jobs` (JSON, or a multipart upload of plain text or Markdown, "
+    "read as its text; a PDF, DOCX or HTML upload is 415 `estimate_needs_text`: the API "
+    "does not parse documents, the job's runner pod does, so their text is unknown until "
+    "then) and answers **200** with what the job would take, **without any LLM call** "
     "and without recording a job: `sections` (by the text's own headings), `parts` (the "
     "runner's map-reduce parts at `chunk_chars`, cut by the same code), `llm_calls` = "
     "`map_calls` (one per part) + `reduce_calls` (the rounds combining the partial summaries, "
@@ -189,11 +235,28 @@ ESTIMATE_DESCRIPTION = (
         **ALWAYS,
         **problem(
             413,
-            "The body or the guideline text is too large.",
+            "The body, the uploaded document or the guideline text is too large.",
             BODY_TOO_LARGE,
-            (Reason.TEXT_TOO_LONG, "guideline_text has 100001 characters; the limit is 100000"),
+            (
+                Reason.TEXT_TOO_LONG,
+                "guideline_text has 2000001 characters; the limit is 2000000",
+            ),
+            (
+                Reason.DOCUMENT_TOO_LARGE,
+                "the document 'g.pdf' is larger than 26214400 bytes (max_document_bytes)",
+            ),
         ),
-        **UNSUPPORTED,
+        **problem(
+            415,
+            "The body is neither JSON nor multipart, the upload is not a supported type, or "
+            "it is a PDF, DOCX or HTML document, whose text the API cannot know (the runner "
+            "pod extracts it).",
+            (Reason.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json, not ..."),
+            (
+                Reason.ESTIMATE_NEEDS_TEXT,
+                "a application/pdf document cannot be estimated before it is read: ...",
+            ),
+        ),
         **problem(
             422,
             "Malformed JSON, a missing/blank/mistyped field or a model not allowed.",
@@ -202,18 +265,17 @@ ESTIMATE_DESCRIPTION = (
             (Reason.MODEL_NOT_ALLOWED, "model 'gpt-4o' is not allowed for tenant alice"),
         ),
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": component_ref(SubmitJob)}},
-        }
-    },
+    openapi_extra=request_body(SubmitJob, UPLOAD_FORM),
 )
-async def estimate_job(
-    request: Request, ctx: CtxDep, principal: CurrentPrincipal, body: RawBody
-) -> JobEstimate:
+async def estimate_job(request: Request, ctx: CtxDep, principal: CurrentPrincipal) -> JobEstimate:
     """Estimate a submission (see the description above)."""
-    job = parse_submission(body, request.headers.get("content-type"))
+    if is_multipart(request.headers.get("content-type")):
+        async with _form(request, max_files=1) as form:
+            if isinstance(form, ApiError):
+                raise form
+            job = await run_in_threadpool(estimate_input, form, ctx.settings)
+    else:
+        job = parse_submission(await request.body(), request.headers.get("content-type"))
     return await run_in_threadpool(service.estimate, ctx, principal, job)
 
 
@@ -255,6 +317,45 @@ def _batch_items(
     return parsed
 
 
+def _upload_items(
+    form: FormData, settings: ApiSettings, batch_key: str | None
+) -> list[Submission | ApiError]:
+    """The submissions of a multipart batch: each file with its fields, or its error."""
+    files, fields = parse_upload_batch(form, settings.max_batch_files)
+    parsed: list[Submission | ApiError] = []
+    for index, (file, own) in enumerate(zip(files, fields, strict=True)):
+        try:
+            job, upload, own_key = upload_item(file, own, settings, index)
+            if own_key is not None and not isinstance(own_key, str):
+                raise ApiError(
+                    422, Reason.INVALID_IDEMPOTENCY_KEY, "idempotency_key must be a string"
+                )
+            key = own_key if own_key is not None else (batch_key and item_key(batch_key, index))
+            parsed.append(Submission(job, check_idempotency_key(key), upload=upload))
+        except ApiError as err:
+            parsed.append(err)
+    return parsed
+
+
+@asynccontextmanager
+async def _form(request: Request, max_files: int) -> AsyncIterator[FormData | ApiError]:
+    """The multipart form of an upload (files spooled to disk past 1 MiB), closed after; a
+    body the parser refuses is a 422 for the caller to charge and raise."""
+    try:
+        form = await request.form(
+            max_files=max_files,
+            max_fields=uploads.MAX_FIELDS,
+            max_part_size=uploads.MAX_FIELD_BYTES,
+        )
+    except StarletteHTTPException as exc:
+        yield ApiError(422, Reason.VALIDATION, f"malformed multipart body: {exc.detail}")
+        return
+    try:
+        yield form
+    finally:
+        await form.close()
+
+
 def _item_result(index: int, answer: service.Outcome | ApiError) -> BatchItemResult:
     if isinstance(answer, ApiError):
         return BatchItemResult(
@@ -287,7 +388,14 @@ def _item_result(index: int, answer: service.Outcome | ApiError) -> BatchItemRes
         "rate (replays excepted); a limit the whole batch would exceed (backlog, tenant "
         "backlog, rate) is a 429 for the batch and records nothing, checked before any "
         "callback host is resolved (each distinct host once, within "
-        "`callback_dns_budget_seconds`). This is how a corpus is ingested."
+        "`callback_dns_budget_seconds`). This is how a corpus is ingested.\n\n"
+        "**Files**: as `multipart/form-data`, up to `max_batch_files` (20) parts named "
+        "`file` (each as the `file` of `POST /jobs`, at most `max_document_bytes`) and an "
+        "optional `items` field: a JSON array with one object per file, in the same order, "
+        "of that file's fields (`title`, `provider`, ..., `idempotency_key`). The answer is "
+        "the same; a file of a type not supported, or too large, is that item's error "
+        "(415 `unsupported_media_type`, 413 `document_too_large`). The whole body is at most "
+        "`max_upload_bytes` (128 MiB; 413 `body_too_large`)."
     ),
     responses={
         202: {"description": "Each item's job or error, in order."},
@@ -312,21 +420,28 @@ def _item_result(index: int, answer: service.Outcome | ApiError) -> BatchItemRes
         ),
         **LIMITED,
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": component_ref(SubmitBatch)}},
-        }
-    },
+    openapi_extra=request_body(SubmitBatch, BATCH_UPLOAD_FORM),
 )
 async def submit_batch(
     request: Request,
     ctx: CtxDep,
     principal: CurrentPrincipal,
-    body: RawBody,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> BatchResult:
     """Submit a batch (see the description above)."""
+    if is_multipart(request.headers.get("content-type")):
+        async with _form(request, max_files=ctx.settings.max_batch_files) as form:
+            try:
+                if isinstance(form, ApiError):
+                    raise form
+                batch_key = check_idempotency_key(idempotency_key)
+                items = await run_in_threadpool(_upload_items, form, ctx.settings, batch_key)
+            except ApiError as err:
+                await run_in_threadpool(service.submit, ctx, principal, err)
+                raise
+            answers = await run_in_threadpool(service.submit_many, ctx, principal, items)
+        return _batch_result(answers)
+    body = await request.body()
     try:
         data = decode_json_object(body, request.headers.get("content-type"))
         batch_key = check_idempotency_key(idempotency_key)
@@ -336,6 +451,10 @@ async def submit_batch(
         await run_in_threadpool(service.submit, ctx, principal, err)
         raise
     answers = await run_in_threadpool(service.submit_many, ctx, principal, items)
+    return _batch_result(answers)
+
+
+def _batch_result(answers: list[service.Outcome | ApiError]) -> BatchResult:
     results = [_item_result(i, a) for i, a in enumerate(answers)]
     accepted = sum(1 for a in answers if isinstance(a, service.Outcome) and a.created)
     rejected = sum(1 for a in answers if isinstance(a, ApiError))

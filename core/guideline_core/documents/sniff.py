@@ -13,6 +13,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import BinaryIO
 
 
 class MediaType(StrEnum):
@@ -79,23 +80,36 @@ _MARKDOWN_SIGNS = re.compile(
 
 def sniff(data: bytes) -> Sniffed:
     """The media type (and text encoding); `UnsupportedDocumentError` for anything else."""
-    if not data:
-        raise UnsupportedDocumentError("the document is empty")
-    if b"%PDF-" in data[:_PDF_HEADER_WINDOW]:
-        return Sniffed(MediaType.PDF)
-    if data.startswith(b"PK\x03\x04"):
-        _check_docx(data)
-        return Sniffed(MediaType.DOCX)
-    for magic, what in _KNOWN_BINARIES:
-        if data.startswith(magic):
-            raise UnsupportedDocumentError(f"the document is {what}, not a supported format")
-    encoding = _text_encoding(data)
-    sample = decode_text(data[: _TEXT_SAMPLE + 4], encoding, partial=True)
-    if _HTML_START.match(sample) or _HTML_ANYWHERE.search(sample[:1024]):
-        return Sniffed(MediaType.HTML, encoding)
-    if _MARKDOWN_SIGNS.search(sample):
-        return Sniffed(MediaType.MARKDOWN, encoding)
-    return Sniffed(MediaType.TEXT, encoding)
+    return sniff_file(io.BytesIO(data))
+
+
+def sniff_file(source: BinaryIO) -> Sniffed:
+    """`sniff` of a seekable binary file (an upload spooled to disk), read in pieces: never
+    the whole file in memory. Leaves the file at its start."""
+    source.seek(0)
+    head = source.read(_TEXT_SAMPLE + 4)
+    try:
+        if not head:
+            raise UnsupportedDocumentError("the document is empty")
+        if b"%PDF-" in head[:_PDF_HEADER_WINDOW]:
+            return Sniffed(MediaType.PDF)
+        if head.startswith(b"PK\x03\x04"):
+            source.seek(0)
+            _check_docx(source)
+            return Sniffed(MediaType.DOCX)
+        for magic, what in _KNOWN_BINARIES:
+            if head.startswith(magic):
+                raise UnsupportedDocumentError(f"the document is {what}, not a supported format")
+        source.seek(0)
+        encoding = _text_encoding(head, source)
+        sample = decode_text(head, encoding, partial=True)
+        if _HTML_START.match(sample) or _HTML_ANYWHERE.search(sample[:1024]):
+            return Sniffed(MediaType.HTML, encoding)
+        if _MARKDOWN_SIGNS.search(sample):
+            return Sniffed(MediaType.MARKDOWN, encoding)
+        return Sniffed(MediaType.TEXT, encoding)
+    finally:
+        source.seek(0)
 
 
 def decode_text(data: bytes, encoding: str, *, partial: bool = False) -> str:
@@ -104,10 +118,10 @@ def decode_text(data: bytes, encoding: str, *, partial: bool = False) -> str:
     return decoder.decode(data, final=not partial)
 
 
-def _check_docx(data: bytes) -> None:
+def _check_docx(source: BinaryIO) -> None:
     """A zip is a DOCX only with a `word/document.xml` declared as the document's main part."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        with zipfile.ZipFile(source) as archive:
             names = set(archive.namelist())
             if "word/document.xml" not in names or "[Content_Types].xml" not in names:
                 raise UnsupportedDocumentError(
@@ -127,14 +141,15 @@ def _check_docx(data: bytes) -> None:
         )
 
 
-def _text_encoding(data: bytes) -> str:
-    """UTF-8 (with or without BOM) or UTF-16 with a BOM; anything else is unsupported."""
+def _text_encoding(head: bytes, source: BinaryIO) -> str:
+    """UTF-8 (with or without BOM) or UTF-16 with a BOM; anything else is unsupported.
+    `head` is the start of `source`; UTF-8 is checked over the whole file, in pieces."""
     for bom, encoding in _BOMS:
-        if data.startswith(bom):
+        if head.startswith(bom):
             if encoding is None:
                 raise UnsupportedDocumentError("UTF-32 text is not supported: save it as UTF-8")
             return encoding
-    sample = data[:_TEXT_SAMPLE]
+    sample = head[:_TEXT_SAMPLE]
     if b"\x00" in sample:
         if _looks_like_utf16(sample):
             raise UnsupportedDocumentError(
@@ -142,12 +157,17 @@ def _text_encoding(data: bytes) -> str:
                 "(or UTF-16 with a BOM)"
             )
         raise UnsupportedDocumentError("the document is binary data, not a supported format")
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    offset = 0
     try:
-        decode_text(data, "utf-8")
+        while piece := source.read(_TEXT_SAMPLE):
+            decoder.decode(piece)
+            offset += len(piece)
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError as error:
         raise UnsupportedDocumentError(
-            f"the text is not UTF-8 (invalid byte at offset {error.start}) and has no UTF-16 "
-            "byte-order mark: save it as UTF-8"
+            f"the text is not UTF-8 (invalid byte at offset {offset + error.start}) and has no "
+            "UTF-16 byte-order mark: save it as UTF-8"
         ) from None
     return "utf-8"
 
