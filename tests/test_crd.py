@@ -114,7 +114,7 @@ CONFIG_MAP_REF = {"configMapKeyRef": {"name": "guidelines", "key": "valvular.pdf
             {"guidelineText": ["a"]}, "spec.guidelineText in body must be of type string", id="list"
         ),
         pytest.param({"guidelineText": None}, ONE_INPUT, id="null"),
-                pytest.param(
+        pytest.param(
             {"guidelineText": "ok", "documentRef": DOCUMENT_REF},
             ONE_INPUT,
             id="text-and-reference",
@@ -140,10 +140,10 @@ CONFIG_MAP_REF = {"configMapKeyRef": {"name": "guidelines", "key": "valvular.pdf
             id="coverage-above-1",
         ),
         pytest.param(
-            {"guidelineText": "ok", "documentRef": DOCUMENT_DOCUMENT_REF}, ONE_INPUT, id="text-and-ref"
+            {"guidelineText": "ok", "documentRef": DOCUMENT_REF}, ONE_INPUT, id="text-and-ref"
         ),
         pytest.param(
-            {"guidelineTextFrom": CONFIG_MAP_REF, "documentRef": DOCUMENT_DOCUMENT_REF},
+            {"guidelineTextFrom": CONFIG_MAP_REF, "documentRef": DOCUMENT_REF},
             ONE_INPUT,
             id="from-and-ref",
         ),
@@ -197,7 +197,7 @@ def test_invalid_guideline_text_is_rejected(
 @pytest.mark.parametrize(
     "spec",
     [
-        pytest.param({"guidelineTextFrom": CONFIG_MAP_DOCUMENT_REF}, id="configmap"),
+        pytest.param({"guidelineTextFrom": CONFIG_MAP_REF}, id="configmap"),
         pytest.param(
             {"guidelineTextFrom": {"secretKeyRef": {"name": "s", "key": "a.txt"}}}, id="secret"
         ),
@@ -293,7 +293,7 @@ def test_status_keeps_page_cited_sources_and_the_document(
     cluster: LocalCluster, namespace: str
 ) -> None:
     """The status schema knows the fields of a result from a document: nothing is pruned."""
-    result = create(cluster, namespace, manifest({"documentRef": DOCUMENT_DOCUMENT_REF}, name="doc"))
+    result = create(cluster, namespace, manifest({"documentRef": DOCUMENT_REF}, name="doc"))
     assert result.returncode == 0, result.stderr
     source = {
         "quote": "Verifiers SHALL require",
