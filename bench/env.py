@@ -117,7 +117,10 @@ class Environment:
         self.database_url = ""
         self.ops: Any = None  # support.stack.Stack
         self.api: Process | None = None
-        self.api_url = ""
+        # One port for every API process of the run: the runner pods fetch their documents
+        # from it (the operator's runner_api_url), restarts included.
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
         self._kube: Any = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -155,7 +158,7 @@ class Environment:
             self.cluster,
             self.database_url,
             self.workdir / "operator",
-            operator=dict(OPERATOR_SETTINGS),
+            operator={**OPERATOR_SETTINGS, "runner_api_url": self.api_url},
             script=dict(DEFAULT_SCRIPT),
             prefix="bench",
         )
@@ -201,7 +204,7 @@ class Environment:
         (`overrides`: more GUIDELINE_* variables, e.g. GUIDELINE_DB_POOL_MIN="20")."""
         from guideline_api.auth import hash_key
 
-        port = free_port()
+        port = self.api_port
         env = base_env() | {
             "KUBECONFIG": str(self.cluster.kubeconfig),
             "GUIDELINE_DATABASE_URL": self.database_url,
@@ -217,7 +220,6 @@ class Environment:
         }
         self.api = Process("api", [str(BIN / "guideline-api")], env, self.workdir, self.workdir)
         self._exit.callback(self.api.stop)  # a restarted API's earlier process is stopped already
-        self.api_url = f"http://127.0.0.1:{port}"
         wait_http(f"{self.api_url}/health/live", alive=self.api.alive)
 
     def restart_api(self, **overrides: str) -> None:

@@ -1,12 +1,18 @@
-"""A GuidelineJob whose guideline is a document in a ConfigMap (`spec.guidelineTextFrom`),
-end to end on the local control plane with the node agent, real PostgreSQL, the operator and
-the runner in its Job pod (no API needed): the pod gets only that key, read-only, and its
-token for the API; a PDF completes with page numbers on its sources; an unreadable document
-ends FAILED `document_unreadable` after one pod (no retry), mirrored into the row."""
+"""Documents end to end on the real node (kubelet, containerd, the runner image), real
+PostgreSQL and the operator:
+- a PDF uploaded to the real API (listening where the pods reach it): its GuidelineJob
+  carries only a reference, the runner pod fetches the document from the API with its
+  projected ServiceAccount token, extracts it and puts the text back; the job completes with
+  page numbers on its sources, which point into the text `?include=text` returns;
+- a GuidelineJob whose guideline is a document in a ConfigMap (`spec.guidelineTextFrom`, no
+  API needed): the pod gets only that key, read-only, and its token for the API; a PDF
+  completes with page numbers on its sources; an unreadable document ends FAILED
+  `document_unreadable` after one pod (no retry), mirrored into the row."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -15,10 +21,12 @@ from typing import Any
 import pytest
 from guideline_core import resource as gj
 from pypdf import PdfReader, PdfWriter
-from support.cluster import wait_for
+from support.api import api_http, auth, dispatched_row, free_port, make_settings, running_server
+from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.documents import guideline, pdftotext, words
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.node]
+DEMO_PDF = REPO_ROOT / "examples" / "uspstf-screening.pdf"
 
 SOURCE_PDF = guideline("nist-sp800-63b-authentication", ".pdf")
 PAGES = (5, 6, 7, 8)  # physical pages of the source taken into the small PDF (1-based)
@@ -123,3 +131,54 @@ def test_an_unreadable_document_fails_for_good_after_one_pod(make_stack: Any) ->
 
     row = wait_for(mirrored, timeout=30, interval=0.2, message="the row mirrored")
     assert row["error"]["reason"] == "document_unreadable"
+
+
+def test_a_pdf_uploaded_to_the_api_completes_with_page_numbers(
+    make_stack: Any, cluster: LocalCluster
+) -> None:
+    port = free_port()
+    stack = make_stack(operator={"runner_api_url": f"http://{cluster.pod_host}:{port}"})
+    settings = make_settings(stack.database_url, cluster.kubeconfig, namespace=stack.namespace)
+    document = DEMO_PDF.read_bytes()
+    with (
+        running_server(settings, host=cluster.pod_host, port=port) as url,
+        api_http(url) as api,
+    ):
+        answer = api.post(
+            "/v1/jobs",
+            files={"file": ("guideline.bin", document, "application/octet-stream")},
+            data={"title": "USPSTF", "provider": "extractive"},
+            headers=auth(),
+        )
+        assert answer.status_code == 202, answer.text
+        event_id = answer.json()["event_id"]
+        # The GuidelineJob names the document; its text is nowhere in etcd.
+        row = dispatched_row(stack.database, event_id)
+        spec = stack.get(row["cr_name"])["spec"]
+        assert "guidelineText" not in spec and len(json.dumps(spec)) < 4096
+        assert spec["documentRef"]["sha256"] == hashlib.sha256(document).hexdigest()
+
+        def finished() -> dict[str, Any] | None:
+            job = api.get(f"/v1/jobs/{event_id}", params={"include": "text"}, headers=auth())
+            body = job.json()
+            return body if body["status"] in ("COMPLETED", "FAILED") else None
+
+        job = wait_for(finished, timeout=240, interval=1, message=f"{event_id} finished")
+    assert job["status"] == "COMPLETED", job.get("error")
+    result, text = job["result"], job["guideline_text"]
+    info = result["document"]
+    assert info["media_type"] == "application/pdf" and info["pages"] == 17
+    assert info["sha256"] == hashlib.sha256(document).hexdigest()
+    assert info["characters"] == len(text)
+    # The text is the runner's extraction, the same words poppler reads.
+    assert len(set(words(text)) ^ set(words(pdftotext(DEMO_PDF)))) < 0.02 * len(set(words(text)))
+    sources = [item["source"] for item in result["checklist"] if item["source"]]
+    assert len(sources) >= 10
+    pages = {n: set(words(pdftotext(DEMO_PDF, n, n))) for n in range(1, 18)}
+    for source in sources:
+        assert text[source["start"] : source["end"]] == source["quote"]
+        first, last = source["page"], source.get("page_end", source["page"])
+        found = set().union(*(pages[n] for n in range(first, last + 1)))
+        quote = set(words(source["quote"]))
+        assert len(quote & found) >= 0.8 * len(quote), source
+    assert len({s["page"] for s in sources}) >= 5  # cited across the document

@@ -1,5 +1,6 @@
-"""Versions of a guideline end to end: the real API (in-process) and control plane, the
-operator, runner pods on the real node with the chunk cache (its Secret holding the URL of
+"""Versions of a guideline end to end: the real API (a uvicorn server where the pods reach
+it: they fetch their job's text from it) and control plane, the operator, runner pods on
+the real node with the chunk cache (its Secret holding the URL of
 a database on a PostgreSQL server the pods reach, as the cache role; the operator gives
 the pods their job's tenant, the cache's key), the fake LLM. A long guideline is
 submitted, then a version with one section edited that supersedes it: only the changed
@@ -12,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from fastapi.testclient import TestClient
 from guideline_core.splitting import checklist_sections
 from guideline_runner.text import content_chunks
-from support.api import api_client, auth, make_settings
+from support.api import api_http, auth, free_port, make_settings, running_server
 from support.cluster import LocalCluster, wait_for
 from support.fake_llm import user_text
 from support.pg import PgServer
@@ -37,7 +38,14 @@ def pod_database(cluster: LocalCluster, tmp_path: Path) -> Iterator[tuple[str, s
 
 
 @pytest.fixture
-def stack(cluster: LocalCluster, pod_database: tuple[str, str], tmp_path: Path) -> Iterator[Stack]:
+def api_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def stack(
+    cluster: LocalCluster, pod_database: tuple[str, str], tmp_path: Path, api_port: int
+) -> Iterator[Stack]:
     database_url, pods_database_url = pod_database
     checklist = [
         {
@@ -58,6 +66,7 @@ def stack(cluster: LocalCluster, pod_database: tuple[str, str], tmp_path: Path) 
         database_url,
         tmp_path / "stack",
         runner={"GUIDELINE_CHUNK_CHARS": str(CHUNK_CHARS)},
+        operator={"runner_api_url": f"http://{cluster.pod_host}:{api_port}"},
         script={"summary": "part summary {call}.", "combine": "COMBINED.", "checklist": checklist},
     ) as started:
         started.enable_chunk_cache(pods_database_url)
@@ -65,13 +74,16 @@ def stack(cluster: LocalCluster, pod_database: tuple[str, str], tmp_path: Path) 
 
 
 @pytest.fixture
-def api(stack: Stack, cluster: LocalCluster) -> Iterator[TestClient]:
+def api(stack: Stack, cluster: LocalCluster, api_port: int) -> Iterator[httpx.Client]:
     settings = make_settings(stack.database_url, cluster.kubeconfig, namespace=stack.namespace)
-    with api_client(settings) as client:
+    with (
+        running_server(settings, host=cluster.pod_host, port=api_port) as url,
+        api_http(url) as client,
+    ):
         yield client
 
 
-def completed(api: TestClient, event_id: str) -> dict[str, Any]:
+def completed(api: httpx.Client, event_id: str) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         job = api.get(f"/jobs/{event_id}", headers=auth()).json()
         assert job["status"] in ("PENDING", "PROCESSING", "COMPLETED"), job
@@ -89,7 +101,7 @@ def parts_sent(stack: Stack) -> list[str]:
 
 
 def test_a_new_version_reuses_unchanged_chunks_and_shows_its_changes(
-    stack: Stack, api: TestClient
+    stack: Stack, api: httpx.Client
 ) -> None:
     original, edited = long_guideline(), long_guideline(edited_section=11)
     new_parts = [p.strip() for p in content_chunks(edited, CHUNK_CHARS)]

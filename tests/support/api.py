@@ -178,11 +178,14 @@ def problem(response: httpx.Response, status: int | None = None) -> dict[str, An
 
 
 @contextmanager
-def running_server(settings: ApiSettings) -> Iterator[str]:
-    """A real uvicorn server with the app on a free port, configured as `guideline-api`
+def running_server(
+    settings: ApiSettings, host: str = "127.0.0.1", port: int | None = None
+) -> Iterator[str]:
+    """A real uvicorn server with the app on `host` (runner pods on the real node reach
+    `LocalCluster.pod_host`) and `port` (default: a free one), configured as `guideline-api`
     serves (its limits included); yields its base URL."""
-    port = free_port()
-    served = settings.model_copy(update={"host": "127.0.0.1", "port": port})
+    port = port or free_port()
+    served = settings.model_copy(update={"host": host, "port": port})
     server = uvicorn.Server(uvicorn_config(create_app(served), served))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -192,7 +195,7 @@ def running_server(settings: ApiSettings) -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=20)
