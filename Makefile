@@ -69,7 +69,7 @@ up: system-deps venv ## Start the whole stack: control plane, PostgreSQL, operat
 down: ## Stop the whole stack
 	@bash hack/stack.sh down
 
-demo: up ## Start the stack, submit examples/hand-hygiene.md, print summary and checklist
+demo: up ## Start the stack, submit examples/hand-hygiene.md and a PDF, print summaries and checklists (with page numbers)
 	@bash hack/stack.sh demo
 
 test: deps build-node image ## The whole suite: node-agent session, then the real node's; starts and stops its own clusters and PostgreSQL

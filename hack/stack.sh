@@ -3,7 +3,8 @@
 # CRD, the operator and the API on http://127.0.0.1:8000.
 #   hack/stack.sh up     start what is not running (idempotent; restarts a dead component)
 #   hack/stack.sh down   stop all of it
-#   hack/stack.sh demo   submit examples/hand-hygiene.md, wait, print summary and checklist
+#   hack/stack.sh demo   submit examples/hand-hygiene.md and examples/uspstf-screening.pdf,
+#                        wait, print each summary and checklist (the PDF's with page numbers)
 # OPENAI_API_KEY / OPENAI_BASE_URL / GUIDELINE_PROVIDER / GUIDELINE_MODEL from the
 # environment reach the runner pods through a Secret and a ConfigMap, never literal Job env.
 set -euo pipefail
@@ -152,6 +153,10 @@ case "${1:-}" in
   demo)
     "$VENV_BIN/guideline-client" --url "http://$API_HOST:$API_PORT" submit \
       "$REPO_ROOT/examples/hand-hygiene.md" --title "Hand hygiene" --wait
+    # A real guideline as a PDF (17 pages): extracted in the runner pod, every checklist
+    # item cited with its page.
+    "$VENV_BIN/guideline-client" --url "http://$API_HOST:$API_PORT" submit \
+      "$REPO_ROOT/examples/uspstf-screening.pdf" --title "USPSTF recommendations (PDF)" --wait
     ;;
   *) echo "usage: $0 up|down|demo" >&2; exit 2 ;;
 esac
