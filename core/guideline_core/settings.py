@@ -630,6 +630,12 @@ class RunnerSettings(CommonSettings):
         description="Added to the soft timeout for each round of LLM calls beyond 2 "
         '(docs/contracts.md, "Time limits").',
     )
+    progress_interval_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="Least seconds between two writes of a running job's status.progress "
+        "(sections and calls done of total); the end of each round of calls writes at once.",
+    )
     max_checklist_items: int = Field(
         1000,
         ge=1,
