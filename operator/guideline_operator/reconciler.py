@@ -369,6 +369,7 @@ class Reconciler:
                 # run can skip the summary step.
                 "result": None,
                 "runnerError": None,
+                "progress": None,
                 "conditions": conditions,
                 "observedGeneration": metadata.get("generation"),
             },
