@@ -197,3 +197,17 @@ def test_the_end_of_a_round_is_written_at_once_and_a_failed_write_is_not_fatal()
     finally:
         publisher.close()
     assert not any(t.name == "progress" and t.is_alive() for t in threading.enumerate())
+
+
+def test_closing_writes_the_last_counts_once() -> None:
+    writes = Writes()
+    publisher = Publisher(writes, interval=60)
+    progress = Progress(publisher.offer)
+    progress.plan(calls=3)
+    wait_until(lambda: len(writes.done) == 1)
+    progress.call_done()  # within the interval: not written yet
+    time.sleep(0.2)
+    assert len(writes.done) == 1
+    publisher.close()
+    publisher.close()
+    assert [s.calls_done for _, s in writes.done] == [0, 1]

@@ -123,6 +123,9 @@ class Publisher:
                     self._sent = self._latest
                     return self._latest
                 self._cond.wait(left)
+            if self._latest is not None and self._latest != self._sent:
+                self._sent = self._latest  # closed: the last counts, once
+                return self._latest
             return None
 
     def _run(self) -> None:
@@ -134,7 +137,8 @@ class Publisher:
                 log.warning("could not publish the progress", extra={"error": str(exc)})
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop publishing (a snapshot not yet published is dropped: the result follows)."""
+        """Publish the last counts if they are not yet, then stop (waiting at most
+        `timeout` seconds: the result's write follows, whatever this one does)."""
         with self._cond:
             self._closed = True
             self._cond.notify()
