@@ -337,6 +337,18 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
+# A passage of the guideline an item quotes: guideline_text[start:end] == quote.
+SOURCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "quote": {"type": "string"},
+        "start": {"type": "integer", "minimum": 0},
+        "end": {"type": "integer", "minimum": 0},
+        "match": {"type": "string", "enum": ["exact", "normalized"]},
+    },
+    "required": ["quote", "start", "end"],
+}
+
 # One checklist item of `result.checklist`, as the runner writes it (the result itself is
 # passed through as stored, so its schema is documentation and the contract tests' check).
 CHECKLIST_ITEM_SCHEMA: dict[str, Any] = {
@@ -349,18 +361,18 @@ CHECKLIST_ITEM_SCHEMA: dict[str, Any] = {
         "category": {"type": "string", "description": "A short grouping label."},
         "source": _nullable(
             {
-                "type": "object",
+                **SOURCE_SCHEMA,
                 "description": "The passage the item comes from: "
                 "guideline_text[start:end] == quote. Null when the quote is not in the text.",
-                "properties": {
-                    "quote": {"type": "string"},
-                    "start": {"type": "integer", "minimum": 0},
-                    "end": {"type": "integer", "minimum": 0},
-                    "match": {"type": "string", "enum": ["exact", "normalized"]},
-                },
-                "required": ["quote", "start", "end"],
             }
         ),
+        "sources": {
+            "type": "array",
+            "items": SOURCE_SCHEMA,
+            "description": "Every place the guideline quotes the item's obligation (the same "
+            "obligation quoted twice is one item): the first is `source`. Empty when the "
+            "item is not grounded.",
+        },
         "grounded": {"type": "boolean"},
         "strength": _nullable(
             {

@@ -303,7 +303,8 @@ def checklist(
 ) -> Completion[tuple[list[DraftItem], Capped | None]]:
     """Step 2: checklist items drawn from every section of `text` (its own headings, then
     size: `checklist_sections`), one call per section with up to `concurrency` in flight,
-    merged in the text's order with items quoting the same passage kept once, and cut at
+    merged in the text's order with items quoting the same passage kept once (the others
+    in its `also`, each quote looked for in its own section first), and cut at
     `max_items`; with which caps were reached. A provider without an input limit (the
     extractive one) gets the whole text in one call. Sections whose answer an earlier
     attempt `kept` (by `section_key`) are not asked again; on a failure the answers done
@@ -346,13 +347,22 @@ def checklist(
     per_section = getattr(provider, "max_items", None)
     full = sum(1 for a in answers if per_section is not None and len(a.value) >= per_section)
     merged: list[DraftItem] = []
-    seen: set[str] = set()
-    for answer in answers:
-        for item in answer.value:
+    seen: dict[str, DraftItem] = {}
+    offset = 0
+    for section, answer in zip(sections, answers, strict=True):
+        span = (offset, offset + len(section))
+        offset += len(section)
+        for draft in answer.value:
+            item = (
+                draft.model_copy(update={"within": span, "also": []})
+                if len(sections) > 1
+                else draft
+            )
             key = _same_obligation(item)
             if len(sections) > 1 and key in seen:
+                seen[key].also.append(item)  # one item, its sources kept
                 continue
-            seen.add(key)
+            seen[key] = item
             merged.append(item)
     left_out = sum(answer.left_out for answer in answers)
     cut = max_items is not None and len(merged) > max_items
