@@ -562,6 +562,13 @@ class OperatorSettings(CommonSettings):
     metrics_port: int = Field(
         9101, description="Port of the operator's Prometheus metrics; 0 turns them off."
     )
+    metrics_max_tenants: int = Field(
+        100,
+        ge=0,
+        description="Distinct `tenant` label values of `guideline_llm_cost_total` in one "
+        "operator process (the tenants of `tenant_limits` first, then as jobs complete); "
+        "the jobs of further tenants count as `other`.",
+    )
     liveness_port: int = Field(8081, description="Port of kopf's liveness endpoint /healthz.")
     # How the operator process runs (the command-line flags of `guideline-operator`
     # override these).
