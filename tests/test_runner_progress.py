@@ -181,15 +181,18 @@ def test_the_publisher_writes_at_most_once_per_interval_and_the_latest_counts() 
 
 def test_the_end_of_a_round_is_written_at_once_and_a_failed_write_is_not_fatal() -> None:
     writes = Writes(fail_first=1)
-    publisher = Publisher(writes, interval=60)
+    publisher = Publisher(writes, interval=1.0)
     progress = Progress(publisher.offer)
     try:
-        progress.plan(calls=2)  # the first write (fails)
-        wait_until(lambda: writes.fail_first == 0, timeout=2)
+        progress.plan(calls=2)  # written (and failing) once the first interval has passed
+        wait_until(lambda: writes.fail_first == 0, timeout=3)
         progress.call_done()
         progress.call_done()
         progress.round_done()
-        wait_until(lambda: len(writes.done) == 1, timeout=2)
+        asked = time.monotonic()
+        wait_until(lambda: len(writes.done) == 1, timeout=3)
+        # Within the interval since the last write: the round's end does not wait for it.
+        assert writes.done[0][0] - asked < 0.5
         assert writes.done[0][1] == Snapshot(0, 0, 2, 2)
         progress.round_done()  # nothing changed: nothing written
         time.sleep(0.2)
@@ -199,14 +202,28 @@ def test_the_end_of_a_round_is_written_at_once_and_a_failed_write_is_not_fatal()
     assert not any(t.name == "progress" and t.is_alive() for t in threading.enumerate())
 
 
+def test_a_run_shorter_than_the_interval_writes_nothing() -> None:
+    writes = Writes()
+    publisher = Publisher(writes, interval=5)
+    progress = Progress(publisher.offer)
+    progress.plan(calls=2, sections=1)
+    progress.call_done()
+    progress.round_done()
+    progress.call_done(1)
+    progress.round_done()
+    time.sleep(0.2)
+    publisher.close()
+    assert writes.done == []
+
+
 def test_closing_writes_the_last_counts_once() -> None:
     writes = Writes()
-    publisher = Publisher(writes, interval=60)
+    publisher = Publisher(writes, interval=1.0)
     progress = Progress(publisher.offer)
     progress.plan(calls=3)
     wait_until(lambda: len(writes.done) == 1)
     progress.call_done()  # within the interval: not written yet
-    time.sleep(0.2)
+    time.sleep(0.1)
     assert len(writes.done) == 1
     publisher.close()
     publisher.close()

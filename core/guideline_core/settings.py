@@ -641,7 +641,8 @@ class RunnerSettings(CommonSettings):
         2.0,
         gt=0,
         description="Least seconds between two writes of a running job's status.progress "
-        "(sections and calls done of total); the end of each round of calls writes at once.",
+        "(sections and calls done of total); the end of each round of calls writes at once. "
+        "Nothing is written in a run's first interval.",
     )
     max_checklist_items: int = Field(
         1000,

@@ -79,8 +79,11 @@ class Progress:
 class Publisher:
     """Publishes the latest offered snapshot through `publish` from its own thread (so a
     slow or failing write never holds up an LLM call): at most once per `interval`
-    seconds, or at once when a round ends. A snapshot equal to the last published one is
-    not published again; a failed write is logged and left to the next one."""
+    seconds, or at once when a round ends; nothing during the first `interval` seconds (a
+    run that short needs no progress: its result follows at once, and it costs no write).
+    A snapshot equal to the last published one is not published again; a failed write is
+    logged and left to the next one. Closing publishes the last counts of a run that
+    published before."""
 
     def __init__(
         self,
@@ -95,6 +98,7 @@ class Publisher:
         self._latest: Snapshot | None = None
         self._sent: Snapshot | None = None
         self._now = False  # a round ended: do not wait for the interval
+        self._quiet_until = clock() + interval  # no write before
         self._last = float("-inf")
         self._closed = False
         self.published = 0
@@ -116,14 +120,16 @@ class Publisher:
                     self._now = False
                     self._cond.wait()
                     continue
-                left = 0.0 if self._now else self._last + self._interval - self._clock()
+                now = self._clock()
+                left = 0.0 if self._now else self._last + self._interval - now
+                left = max(left, self._quiet_until - now)
                 if left <= 0:
                     self._now = False
                     self._last = self._clock()
                     self._sent = self._latest
                     return self._latest
                 self._cond.wait(left)
-            if self._latest is not None and self._latest != self._sent:
+            if self._sent is not None and self._latest != self._sent:
                 self._sent = self._latest  # closed: the last counts, once
                 return self._latest
             return None
@@ -137,8 +143,9 @@ class Publisher:
                 log.warning("could not publish the progress", extra={"error": str(exc)})
 
     def close(self, timeout: float = 5.0) -> None:
-        """Publish the last counts if they are not yet, then stop (waiting at most
-        `timeout` seconds: the result's write follows, whatever this one does)."""
+        """Publish the last counts if they are not yet (and anything was), then stop
+        (waiting at most `timeout` seconds: the result's write follows, whatever this one
+        does)."""
         with self._cond:
             self._closed = True
             self._cond.notify()
