@@ -291,6 +291,15 @@ def test_an_item_quoted_in_several_places_lists_every_source() -> None:
     page = _Page()
     page.feed(render("html", job).decode())
     assert f"quoted 3 times: {places}" in "".join(page.text)
+    # FHIR: one checklist-source extension per place; OSCAL: the places as a prop.
+    action = fhir_resources(job)["PlanDefinition"]["action"][0]
+    found = [e for e in action["extension"] if e["url"] == EXT + "checklist-source"]
+    assert [(sub(e, "start"), sub(e, "end")) for e in found] == [(14, 36), (300, 322), (900, 922)]
+    data = json.loads(render("oscal", job))
+    Catalog.parse_obj(data["catalog"])
+    controls = [c for g in data["catalog"]["groups"] for c in g.get("controls", [])]
+    props = [{p["name"]: p["value"] for p in c["props"]} for c in controls]
+    assert props[0]["source-places"] == places and "source-places" not in props[1]
 
 
 # ------------------------------------------------------------------------------ every format
