@@ -37,7 +37,8 @@ class Snapshot:
 
 class Progress:
     """Thread-safe counts of one chain run. `on_change(snapshot, round_end)` is called
-    after every change, outside the lock (a `Publisher.offer`)."""
+    after every change, under the lock so that snapshots arrive in order (it must be
+    quick: a `Publisher.offer`)."""
 
     def __init__(self, on_change: Callable[[Snapshot, bool], None] | None = None) -> None:
         self._lock = threading.Lock()
@@ -50,9 +51,8 @@ class Progress:
             for name, value in added.items():
                 counts[name] += value
             self._now = Snapshot(**counts)
-            now = self._now
-        if self._on_change is not None:
-            self._on_change(now, round_end)
+            if self._on_change is not None:
+                self._on_change(self._now, round_end)
 
     def plan(self, calls: int = 0, sections: int = 0) -> None:
         """More calls (and sections) the chain will make."""
