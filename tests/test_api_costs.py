@@ -229,35 +229,36 @@ def test_the_first_page_carries_the_totals_of_the_tenants_jobs(
     assert completed["totals"] == {"jobs": 1, "cost": []}
 
 
-def test_the_operator_counts_the_cost_in_a_metric():
-    metrics = Metrics(CollectorRegistry(), models=["gpt-4o"])
-    for _ in range(2):
+def test_the_operator_counts_the_cost_in_a_metric_per_tenant():
+    metrics = Metrics(CollectorRegistry(), models=["gpt-4o"], tenants=["acme"], max_tenants=2)
+
+    def completed(model: str, tenant: str | None, prompt: int = 400_000, out: int = 100_000):
         metrics.finished(
             "completed",
             reason=None,
             queued_at=None,
             run_started_at=None,
             completed_at=None,
-            result=a_result("gpt-4o", 400_000, 100_000),
+            result=a_result(model, prompt, out),
+            tenant=tenant,
         )
-    metrics.finished(
-        "completed",
-        reason=None,
-        queued_at=None,
-        run_started_at=None,
-        completed_at=None,
-        result=a_result("acme-7b", 400_000, 0),
-    )
-    sample = metrics.registry.get_sample_value(
-        "guideline_llm_cost_total", {"model": "gpt-4o", "currency": "USD"}
-    )
-    assert sample == pytest.approx(4.0)
-    assert (
-        metrics.registry.get_sample_value(
-            "guideline_llm_cost_total", {"model": "other", "currency": "USD"}
+
+    def cost(tenant: str, model: str = "gpt-4o") -> float | None:
+        return metrics.registry.get_sample_value(
+            "guideline_llm_cost_total", {"tenant": tenant, "model": model, "currency": "USD"}
         )
-        is None
-    )
+
+    for tenant in ("team-a", "team-a", "acme", "team-b", "team-c", None):
+        completed("gpt-4o", tenant)
+    completed("acme-7b", "acme", out=0)
+    # 0.4 M x 2.5 + 0.1 M x 10 = 2.00 a job. `acme` (configured) and the first other
+    # tenant have their own label (max_tenants 2); later tenants are `other`.
+    assert cost("team-a") == pytest.approx(4.0)
+    assert cost("acme") == pytest.approx(2.0)
+    assert cost("other") == pytest.approx(4.0)
+    assert cost("unknown") == pytest.approx(2.0)
+    assert cost("team-b") is None and cost("team-c") is None
+    assert cost("acme", "other") is None  # no price: not counted
 
 
 def test_a_submission_past_the_tenants_budget_is_refused_with_the_figures_and_audited(

@@ -139,6 +139,87 @@ def test_a_finished_job_streams_its_history_and_ends_and_resuming_after_its_end_
     again.close()
 
 
+def counts(done: int, total: int = 10) -> dict[str, int]:
+    return {"sections_done": done // 2, "sections_total": total // 2, "calls_done": done,
+            "calls_total": total}  # fmt: skip
+
+
+def report(database: db.Database, event_id: str, progress: dict[str, int], run: int = 0) -> bool:
+    """Write a runner's count as the operator mirrors it (`db.mirror_progress`)."""
+    with database.connection() as conn:
+        return db.mirror_progress(conn, uuid.UUID(event_id), run, progress)
+
+
+def test_progress_is_shown_while_processing_and_streamed_as_resumable_events(
+    apis: list[ApiProcess], database: db.Database
+) -> None:
+    a, b = apis
+    event_id = submit(a.url)
+    assert not report(database, event_id, counts(1))  # PENDING: no progress yet
+    assert httpx.get(f"{a.url}/jobs/{event_id}", headers=auth()).json()["progress"] is None
+    reader = StreamReader(b.url, event_id, ALICE_KEY)
+    try:
+        assert reader.next().data["status"] == "PENDING"
+        assert mirror(database, event_id, Phase.PROCESSING, 1)
+        assert reader.next().data["status"] == "PROCESSING"
+        assert report(database, event_id, counts(2))
+        assert not report(database, event_id, counts(2))  # the same count: no event
+        first = reader.next()
+        assert report(database, event_id, counts(6))
+        second = reader.next()
+    finally:
+        reader.close()
+    assert (first.event, second.event) == ("progress", "progress")
+    assert first.data["progress"] == counts(2) and second.data["progress"] == counts(6)
+    assert int(first.id) < int(second.id) and first.id == str(first.data["id"])
+    assert (second.data["status"], second.data["attempts"], second.data["run"]) == (
+        "PROCESSING",
+        1,
+        0,
+    )
+    shown = httpx.get(f"{a.url}/jobs/{event_id}?include=history", headers=auth()).json()
+    assert shown["progress"] == counts(6)
+    # The history lists status changes only.
+    assert [h["status"] for h in shown["history"]] == ["PENDING", "PROCESSING"]
+
+    # Resumed after the first progress event: the second, then what followed, nothing twice.
+    assert report(database, event_id, counts(10))
+    assert mirror(database, event_id, Phase.COMPLETED, 1, result={"summary": "ok"})
+    assert not report(database, event_id, counts(10, 12))  # a late write of the pod
+    resumed = StreamReader(a.url, event_id, ALICE_KEY, last_event_id=first.id)
+    try:
+        rest = resumed.until_end()
+    finally:
+        resumed.close()
+    assert [(e.event, e.data.get("progress")) for e in rest] == [
+        ("progress", counts(6)),
+        ("progress", counts(10)),
+        ("status", None),
+    ]
+    assert rest[-1].data["status"] == "COMPLETED"
+    assert [int(e.id) for e in rest] == stored_ids(database, event_id)[3:]
+    done = httpx.get(f"{a.url}/jobs/{event_id}", headers=auth()).json()
+    assert done["status"] == "COMPLETED" and done["progress"] is None
+
+
+def test_a_retry_starts_without_the_earlier_runs_progress(
+    apis: list[ApiProcess], database: db.Database
+) -> None:
+    a, _ = apis
+    event_id = submit(a.url)
+    assert mirror(database, event_id, Phase.PROCESSING, 1)
+    assert report(database, event_id, counts(4))
+    assert mirror(
+        database, event_id, Phase.FAILED, 1, error={"reason": "Timeout", "message": "slow"}
+    )
+    assert httpx.post(f"{a.url}/jobs/{event_id}/retry", headers=auth()).status_code == 202
+    assert mirror(database, event_id, Phase.PROCESSING, 2, run=1)
+    assert httpx.get(f"{a.url}/jobs/{event_id}", headers=auth()).json()["progress"] is None
+    assert not report(database, event_id, counts(8), run=0)  # the old run's pod, late
+    assert report(database, event_id, counts(1), run=1)
+    assert httpx.get(f"{a.url}/jobs/{event_id}", headers=auth()).json()["progress"] == counts(1)
+
+
 def test_an_idle_stream_sends_heartbeat_comments(apis: list[ApiProcess]) -> None:
     a, _ = apis
     event_id = submit(a.url)

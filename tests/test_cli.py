@@ -143,6 +143,25 @@ def test_submit_wait_prints_the_event_id_then_progress_then_the_result(
     assert job["error"]["reason"] == "LLMRejected"
 
 
+def test_wait_shows_the_runners_progress(api: ApiProcess, database: db.Database) -> None:
+    event_id = submit(api.url)
+    cli = CliProcess(api.url, "wait", event_id, "--timeout", "120")
+    try:
+        cli.expect("PENDING")
+        mirror(database, event_id, Phase.PROCESSING, 1)
+        cli.expect("PROCESSING | attempt 1")
+        counts = {"sections_done": 1, "sections_total": 4, "calls_done": 5, "calls_total": 9}
+        with database.connection() as conn:
+            assert db.mirror_progress(conn, uuid.UUID(event_id), 0, counts)
+        line = cli.expect("sections 1/4")
+        assert "PROCESSING | attempt 1 | sections 1/4, calls 5/9 |" in line
+        mirror(database, event_id, Phase.COMPLETED, 1, result={"summary": "Wash hands."})
+        code, _ = cli.finish()
+    finally:
+        cli.kill()
+    assert code == 0
+
+
 def test_wait_survives_a_killed_and_restarted_api(
     postgres_url: str, database: db.Database, tmp_path: Path
 ) -> None:

@@ -180,9 +180,9 @@ def test_csv_is_a_header_and_one_row_per_item_defused() -> None:
     body = render("csv")
     assert b"\r\n" in body and body.endswith(b"\r\n")
     header, *rows = csv_rows(body)
-    assert header[:11] == [
-        "item", "strength", "grade", "section", "page", "quote", "start", "end", "grounded",
-        "category", "priority",
+    assert header[:12] == [
+        "item", "strength", "grade", "section", "page", "quote", "start", "end", "sources",
+        "grounded", "category", "priority",
     ]  # fmt: skip
     assert len(rows) == len(HOSTILE_ITEMS)
     by = [dict(zip(header, row, strict=True)) for row in rows]
@@ -266,6 +266,43 @@ def test_html_is_a_printable_checklist_escaped() -> None:
     text = "".join(page.text)
     assert "+Wear gloves <script>alert(1)</script>" in text
     assert "NEEDS REVIEW" in text and "p. 3-4" in text and "=Staff must wash hands" in text
+
+
+def test_an_item_quoted_in_several_places_lists_every_source() -> None:
+    items = [dict(i) for i in HOSTILE_ITEMS]
+    first = items[0]["source"]
+    items[0]["sources"] = [
+        {**first, "page": 3},
+        {**first, "start": 300, "end": 322, "page": 7},
+        {**first, "start": 900, "end": 922},
+    ]
+    job = completed_job(items)
+    places = "14-36 (p. 3); 300-322 (p. 7); 900-922"
+
+    header, *rows = csv_rows(render("csv", job))
+    by = [dict(zip(header, row, strict=True)) for row in rows]
+    assert by[0]["sources"] == places and by[0]["start"] == "14"
+    # An item with one source lists it; an ungrounded one none; a result written before
+    # `sources` existed lists its `source`.
+    assert by[1]["sources"] == "94-116" and by[3]["sources"] == ""
+    sheet = openpyxl.load_workbook(io.BytesIO(render("xlsx", job)))["Checklist"]
+    xlsx_header = [c.value for c in sheet[1]]
+    assert sheet.cell(2, xlsx_header.index("sources") + 1).value == places
+    markdown = MarkdownIt("commonmark").render(render("md", job).decode())
+    assert f"quoted 3 times: {places}" in markdown
+    assert markdown.count("quoted 3 times") == 1 and "quoted 1 times" not in markdown
+    page = _Page()
+    page.feed(render("html", job).decode())
+    assert f"quoted 3 times: {places}" in "".join(page.text)
+    # FHIR: one checklist-source extension per place; OSCAL: the places as a prop.
+    action = fhir_resources(job)["PlanDefinition"]["action"][0]
+    found = [e for e in action["extension"] if e["url"] == EXT + "checklist-source"]
+    assert [(sub(e, "start"), sub(e, "end")) for e in found] == [(14, 36), (300, 322), (900, 922)]
+    data = json.loads(render("oscal", job))
+    Catalog.parse_obj(data["catalog"])
+    controls = [c for g in data["catalog"]["groups"] for c in g.get("controls", [])]
+    props = [{p["name"]: p["value"] for p in c["props"]} for c in controls]
+    assert props[0]["source-places"] == places and "source-places" not in props[1]
 
 
 # ------------------------------------------------------------------------------ every format

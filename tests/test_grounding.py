@@ -277,3 +277,48 @@ def test_a_jobs_own_thresholds_come_from_its_spec() -> None:
         "min_coverage": 0.5,
     }
     assert thresholds_of({}, settings).model_dump() == {"min_grounding": 0.9, "min_coverage": 0.7}
+
+
+def test_the_same_obligation_quoted_in_several_places_keeps_every_source() -> None:
+    rule = "All staff must wear their badges."
+    sections = [f"# Ward {n}\n\nNurses must chart vitals. {rule}\n\n" for n in range(3)]
+    text = "".join(sections)
+    spans, offset = [], 0
+    for section in sections:
+        spans.append((offset, offset + len(section)))
+        offset += len(section)
+
+    def draft(within: tuple[int, int], quote: str = rule) -> DraftItem:
+        return DraftItem(
+            item="Wear badges", priority="high", category="id", quote=quote, within=within
+        )
+
+    merged = draft(spans[2])
+    merged.also.extend(
+        [draft(spans[0]), draft(spans[1], "All visitors must sign in."), draft(spans[1])]
+    )
+
+    [item] = ground([merged], text).items
+
+    # Each quote is found in its own section first: the item's source in section 3, then
+    # sections 1 and 2; the quote the text lacks adds nothing.
+    assert item.source is not None and item.sources[0] == item.source
+    assert [
+        spans.index(next(s for s in spans if s[0] <= x.start < s[1])) for x in item.sources
+    ] == [
+        2,
+        0,
+        1,
+    ]
+    assert all(text[s.start : s.end] == rule for s in item.sources)
+
+
+def test_the_extractive_provider_keeps_a_repeat_in_one_section_as_a_second_source() -> None:
+    from guideline_runner.providers.extractive import ExtractiveProvider
+
+    text = "Hygiene\n\nStaff must wash hands. Gloves should be worn. Staff must wash hands.\n"
+    drafts = ExtractiveProvider().checklist("", guideline=text).value
+
+    [item] = [i for i in ground(drafts, text).items if "wash" in i.item.lower()]
+    assert [text[s.start : s.end] for s in item.sources] == ["Staff must wash hands."] * 2
+    assert item.sources[0].start < item.sources[1].start

@@ -305,3 +305,30 @@ def test_the_uspstf_grades_are_the_statements_own_labels() -> None:
     # lends its label to an item.
     recommendations = {label for label in labels if label[1] != "I statement"}
     assert recommendations <= {(i.grade.start, i.grade.text) for i in graded}
+
+
+def test_the_cdc_categories_are_each_recommendations_own_label() -> None:
+    path = GUIDELINES / "cdc-opioid-prescribing-2022-recommendations.md"
+    text = path.read_text(encoding="utf-8")
+    labels = {
+        int(m.group(1)): (m.start(2), m.group(2))
+        for m in re.finditer(
+            r"^(\d+)\. .*\((recommendation category: [AB]; evidence type: [1-4])\)\.$",
+            text,
+            re.M,
+        )
+    }
+    assert len(labels) == 12
+
+    result = extractive(text)
+
+    graded = [item for item in result.checklist if item.grade is not None]
+    assert graded == result.checklist  # every item is a recommendation's sentence
+    for item in graded:
+        # The label of the numbered recommendation the item quotes, nothing nearer or farther.
+        number_line = text.rfind("\n", 0, item.source.start) + 1
+        assert item.grade.start > item.source.start
+        assert text.find("\n", number_line) > item.grade.start
+        assert text[item.grade.start : item.grade.end] == item.grade.text
+    # Each of the twelve lends its label to at least one item.
+    assert {(i.grade.start, i.grade.text) for i in graded} == set(labels.values())

@@ -228,3 +228,30 @@ def test_thousands_of_nested_sources_highlight_in_one_pass() -> None:
     assert len(page) < 120 * n
     plain = re.sub(r"<[^>]+>", "", page)
     assert plain == text
+
+
+def test_every_place_an_item_quotes_is_highlighted_its_first_anchored() -> None:
+    rule = "Staff must wash hands."
+    text = f"Ward A\n{rule}\nWard B\nGloves must be worn.\nWard C\n{rule}\n"
+    first, again = text.index(rule), text.rindex(rule)
+    gloves = text.index("Gloves must be worn.")
+
+    def place(start: int, quote: str = rule) -> dict[str, Any]:
+        return {"quote": quote, "start": start, "end": start + len(quote)}
+
+    washing = item("Wash hands", place(first))
+    washing["sources"] = [place(first), place(again)]
+    wearing = item("Wear gloves", place(gloves, "Gloves must be worn."))
+    wearing["sources"] = [wearing["source"]]
+
+    page = highlighted(text, {"checklist": [washing, wearing]})
+
+    marks = re.findall(
+        r'<mark class="source"( id="src-\d")? data-items="(\d)">([^<]*)</mark>', page
+    )
+    assert marks == [
+        (' id="src-1"', "1", rule),
+        (' id="src-2"', "2", "Gloves must be worn."),
+        ("", "1", rule),  # the second place: highlighted, the link goes to the first
+    ]
+    assert page.count('id="src-1"') == 1

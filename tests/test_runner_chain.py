@@ -506,9 +506,16 @@ def test_checklist_items_come_from_every_sections_own_text_merged(fake: FakeLLM)
     assert set(quotes) == expected | {"All staff must wear their badges."}
     assert quotes.count("All staff must wear their badges.") == 1  # one item, not 24
     assert len(result.checklist) == len(expected) + 1
-    # Each distinct obligation is covered; the repeats of the shared one are not (an item
-    # has one source: the first place its quote is found).
-    assert result.quality.covered_obligations == len(expected) + 1
+    # The shared obligation is one item with every place it is quoted among its sources
+    # (each section's own, in the text's order; the first is its `source`), so each of
+    # its 24 repeats is covered too.
+    [badges] = [i for i in result.checklist if i.source and "badges" in i.source.quote]
+    assert len(badges.sources) == 24 and badges.sources[0] == badges.source
+    starts = [s.start for s in badges.sources]
+    assert starts == sorted(starts) and len(set(starts)) == 24
+    assert all(text[s.start : s.end] == "All staff must wear their badges." for s in badges.sources)
+    assert all(len(i.sources) == 1 for i in result.checklist if i is not badges)
+    assert result.quality.covered_obligations == result.quality.obligations == len(expected) + 24
     assert result.quality.capped is None
 
 

@@ -271,6 +271,7 @@ def test_strength_and_grade_survive_the_status_schema(
     text = (
         "## Waste\n\nChemical waste shall not be poured into sinks (Strong recommendation).\n"
         "Spills should be reported to the lab manager at once.\n"
+        "Spills should be reported to the lab manager at once.\n"
     )
     name = create_guideline_job(cluster, namespace, provider="extractive", text=text)
     name = name["metadata"]["name"]
@@ -288,6 +289,15 @@ def test_strength_and_grade_survive_the_status_schema(
     # A null is a deletion in the runner's merge patch: no grade, no key.
     assert (plain["strength"], "grade" in plain) == ("should", False)
     assert result["quality"]["capped_items"] == 0
+    # The obligation quoted twice is one item with both places among its sources.
+    spills = "Spills should be reported to the lab manager at once."
+    assert [(x["start"], x["quote"]) for x in plain["sources"]] == [
+        (text.index(spills), spills),
+        (text.rindex(spills), spills),
+    ]
+    assert graded["sources"] == [graded["source"]]
+    # A run shorter than progress_interval_seconds writes no progress.
+    assert "progress" not in status_of(cluster, namespace, name)
 
 
 def test_a_missing_guideline_job_is_not_retried(

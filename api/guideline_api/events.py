@@ -6,7 +6,9 @@ larger id, in order (per job, ids follow commit order, see migration 0004). The 
 EventHub (one LISTEN connection) says when to look; the stream holds a database connection
 only while it reads. Frames:
 
-- `retry: <ms>` once, then `event: status` with `id:` for each event (data: JobEvent);
+- `retry: <ms>` once, then `event: status` with `id:` for each event (data: JobEvent),
+  and `event: progress` with `id:` for each count the runner reported while PROCESSING
+  (data: ProgressEvent; rows of `job_events` with `progress`, so one id sequence);
 - `event: queue` without `id:` when a PENDING job's queue position moved (data: QueueEvent);
 - `: keep-alive` comments every `sse_heartbeat_seconds` while idle;
 - the stream ends after the event that made the job terminal (COMPLETED, FAILED,
@@ -39,7 +41,13 @@ from starlette.concurrency import run_in_threadpool
 from guideline_api.auth import Principal
 from guideline_api.context import Context
 from guideline_api.errors import ApiError, Reason
-from guideline_api.schemas import EventQueue, JobEvent, QueueEvent, ReconnectEvent
+from guideline_api.schemas import (
+    EventQueue,
+    JobEvent,
+    ProgressEvent,
+    QueueEvent,
+    ReconnectEvent,
+)
 from guideline_api.service import get_visible_state
 from guideline_api.streamcaps import StreamSlot
 
@@ -137,6 +145,18 @@ class EventStream:
         )
         return frame("status", event.model_dump(mode="json"), row["id"])
 
+    def _progress(self, row: dict[str, Any]) -> bytes:
+        event = ProgressEvent(
+            id=row["id"],
+            event_id=str(self.event_id),
+            status=row["status"],
+            attempts=row["attempts"],
+            run=row["run"],
+            at=row["at"],
+            progress=row["progress"],
+        )
+        return frame("progress", event.model_dump(mode="json"), row["id"])
+
     def _queue(self, position: int) -> bytes:
         event = QueueEvent(
             event_id=str(self.event_id), status=Phase.PENDING, queue=EventQueue(position=position)
@@ -184,6 +204,10 @@ class EventStream:
                 if read.state is None:
                     return  # purged
                 for n, row in enumerate(read.events):
+                    if row.get("progress") is not None:
+                        yield self._progress(row)
+                        last = row["id"]
+                        continue
                     latest = n == len(read.events) - 1 and len(read.events) < BATCH
                     pending_now = latest and row["status"] == Phase.PENDING
                     position = read.position if pending_now else None

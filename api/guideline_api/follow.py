@@ -29,7 +29,8 @@ from httpx_sse import connect_sse
 READ_TIMEOUT = 60.0  # no byte (not even a heartbeat) for this long: reconnect
 FIRST_BACKOFF, MAX_BACKOFF = 0.5, 10.0
 TRANSIENT = {429, 502, 503, 504}
-FOLLOWED = {"status", "queue"}  # other events (`reconnect`) are not the job's state
+# Other events (`reconnect`) are not the job's state; `status` and `progress` carry ids.
+FOLLOWED = {"status", "queue", "progress"}
 
 
 class StreamRefusedError(Exception):
@@ -48,14 +49,22 @@ class Progress:
     status: str = "?"
     attempts: int = 0
     position: int | None = None
+    counts: dict[str, int] | None = None  # the latest `progress` event's, while PROCESSING
     note: str = ""  # e.g. "reconnecting in 2s (connection lost)"
     terminal: bool = False
 
     def line(self, elapsed: float, with_id: bool = True) -> str:
-        """The progress line, e.g. `<event_id>: PENDING | attempt 0 | queue position 3 | 12s`."""
+        """The progress line, e.g. `<event_id>: PENDING | attempt 0 | queue position 3 | 12s`
+        or `<event_id>: PROCESSING | attempt 1 | sections 2/9, calls 14/31 | 40s`."""
         parts = [self.status, f"attempt {self.attempts}"]
         if self.position is not None and self.status == "PENDING":
             parts.append(f"queue position {self.position}")
+        if self.counts is not None and self.status == "PROCESSING":
+            c = self.counts
+            parts.append(
+                f"sections {c.get('sections_done', 0)}/{c.get('sections_total', 0)}, "
+                f"calls {c.get('calls_done', 0)}/{c.get('calls_total', 0)}"
+            )
         minutes, seconds = divmod(int(elapsed), 60)
         parts.append(f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s")
         if self.note:
@@ -116,7 +125,7 @@ class _Reader(threading.Thread):
                 if not sse.data or sse.event not in FOLLOWED:  # `retry:`, `reconnect`
                     continue
                 data = json.loads(sse.data)
-                if sse.event == "status":
+                if sse.event in ("status", "progress"):
                     self.last_id = sse.id
                 self.out.put(("event", data))
                 if sse.event == "status" and data.get("terminal"):
@@ -192,6 +201,10 @@ class Follow:
         p.status = data.get("status", p.status)
         p.attempts = data.get("attempts", p.attempts)
         p.terminal = bool(data.get("terminal", False))
+        if isinstance(data.get("progress"), dict):
+            p.counts = data["progress"]
+        elif p.status != "PROCESSING":
+            p.counts = None
         queue_info = data.get("queue")
         p.position = queue_info.get("position") if queue_info else None
 
@@ -207,7 +220,8 @@ class Follow:
             self.err.flush()
             return
         # Not a terminal: a line when something changed, not for the ticking clock.
-        key = (p.status, p.attempts, p.position, p.note)
+        counts = tuple(sorted(p.counts.items())) if p.counts else None
+        key = (p.status, p.attempts, p.position, counts, p.note)
         if key != self._last:
             self._last = key
             print(p.line(elapsed), file=self.err, flush=True)

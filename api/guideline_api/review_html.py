@@ -72,48 +72,67 @@ def _source(item: Any) -> Any:
     return item.get("source") if isinstance(item, dict) else None
 
 
+def _places(item: Any) -> list[Any]:
+    """Every place a grounded item quotes: its `source`, then the rest of its `sources`
+    (whose first is `source`); none when it has no `source`."""
+    source = _source(item)
+    if not source:
+        return []
+    listed = item.get("sources")
+    return [source, *(listed[1:] if isinstance(listed, list) else [])]
+
+
 def highlighted(text: str, result: dict[str, Any]) -> str:
-    """`text` as HTML with sources in `<mark class="source">` and uncovered obligations in
-    `<mark class="uncovered">`; item N's source starts at the element with id `src-N`.
-    A mark's `data-items` names the lowest-numbered item it belongs to and how many more.
-    Spans whose offsets do not fit the text are left out. The cuts are sorted once, then
-    one pass with two heaps: O(n log n) in the spans, however they overlap."""
-    sources: dict[int, tuple[int, int]] = {}  # item number -> offsets of its source
+    """`text` as HTML with sources (every place an item quotes) in `<mark class="source">`
+    and uncovered obligations in `<mark class="uncovered">`; item N's first source starts
+    at the element with id `src-N`. A mark's `data-items` names the lowest-numbered item it
+    belongs to and how many more spans cover it. Spans whose offsets do not fit the text
+    are left out. The cuts are sorted once, then one pass with two heaps: O(n log n) in the
+    spans, however they overlap."""
+    spans: list[tuple[int, int, int]] = []  # (start, end, item number)
+    first: set[int] = set()  # indices in `spans` of each item's first source
     for number, item in enumerate(_items(result), start=1):
-        offsets = _offsets(_source(item), len(text))
-        if offsets is not None:
-            sources[number] = offsets
-    starting: dict[int, list[int]] = defaultdict(list)
-    for number, (start, _) in sources.items():
-        starting[start].append(number)
+        for place, source in enumerate(_places(item)):
+            offsets = _offsets(source, len(text))
+            if offsets is not None:
+                if place == 0:
+                    first.add(len(spans))
+                spans.append((*offsets, number))
+    starting: dict[int, list[int]] = defaultdict(list)  # start -> indices in `spans`
+    for index, (start, _, _) in enumerate(spans):
+        starting[start].append(index)
     uncovered_delta: dict[int, int] = defaultdict(int)
     for passage in _uncovered(result):
         offsets = _offsets(passage, len(text))
         if offsets is not None:
             uncovered_delta[offsets[0]] += 1
             uncovered_delta[offsets[1]] -= 1
-    bounds = {b for offsets in sources.values() for b in offsets}
+    bounds = {b for span in spans for b in span[:2]}
     cuts = sorted({0, len(text), *bounds, *uncovered_delta})
-    # The sources covering the piece: a heap by end drops the ended ones; a heap of item
-    # numbers (ended ones removed when they come to the top) gives the lowest of them.
-    covering: list[tuple[int, int]] = []
+    # The spans covering the piece: a heap by end drops the ended ones; a heap of item
+    # numbers (those with no span left removed when they come to the top) gives the
+    # lowest of them.
+    covering: list[tuple[int, int]] = []  # (end, item number)
     lowest: list[int] = []
-    ended: set[int] = set()
+    active: dict[int, int] = defaultdict(int)  # item number -> its spans covering the piece
     uncovered = 0
     out: list[str] = []
     for start, end in pairwise(cuts):
         while covering and covering[0][0] <= start:
-            ended.add(heapq.heappop(covering)[1])
-        anchors = starting.get(start, [])
-        for number in anchors:
-            heapq.heappush(covering, (sources[number][1], number))
+            active[heapq.heappop(covering)[1]] -= 1
+        starts = starting.get(start, [])
+        for index in starts:
+            _, span_end, number = spans[index]
+            heapq.heappush(covering, (span_end, number))
             heapq.heappush(lowest, number)
-        while lowest and lowest[0] in ended:
+            active[number] += 1
+        while lowest and active[lowest[0]] <= 0:
             heapq.heappop(lowest)
         uncovered += uncovered_delta.get(start, 0)
         piece = visible(text[start:end])
         if covering:
             # The first starting item's id on the mark, the others' on empty spans before it.
+            anchors = [spans[i][2] for i in starts if i in first]
             out.extend(f'<span id="src-{n}"></span>' for n in anchors[1:])
             mark_id = f' id="src-{anchors[0]}"' if anchors else ""
             more = len(covering) - 1

@@ -383,6 +383,41 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
+# A passage of the guideline an item quotes: guideline_text[start:end] == quote.
+SOURCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "quote": {"type": "string"},
+        "start": {"type": "integer", "minimum": 0},
+        "end": {"type": "integer", "minimum": 0},
+        "match": {"type": "string", "enum": ["exact", "normalized"]},
+        "page": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "The document's page (1-based, physical) the quote "
+            "starts on (PDF); absent for a text without pages.",
+        },
+        "page_end": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "The page the quote ends on, only when it runs "
+            "across a page break.",
+        },
+        "page_label": {
+            "type": "string",
+            "description": "The printed label of `page` (e.g. `iv`), when the "
+            "PDF has page labels.",
+        },
+        "section": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The heading path the quote sits under, outermost "
+            "first (DOCX, HTML, Markdown).",
+        },
+    },
+    "required": ["quote", "start", "end"],
+}
+
 # One checklist item of `result.checklist`, as the runner writes it (the result itself is
 # passed through as stored, so its schema is documentation and the contract tests' check).
 CHECKLIST_ITEM_SCHEMA: dict[str, Any] = {
@@ -395,41 +430,18 @@ CHECKLIST_ITEM_SCHEMA: dict[str, Any] = {
         "category": {"type": "string", "description": "A short grouping label."},
         "source": _nullable(
             {
-                "type": "object",
+                **SOURCE_SCHEMA,
                 "description": "The passage the item comes from: "
                 "guideline_text[start:end] == quote. Null when the quote is not in the text.",
-                "properties": {
-                    "quote": {"type": "string"},
-                    "start": {"type": "integer", "minimum": 0},
-                    "end": {"type": "integer", "minimum": 0},
-                    "match": {"type": "string", "enum": ["exact", "normalized"]},
-                    "page": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "description": "The document's page (1-based, physical) the quote "
-                        "starts on (PDF); absent for a text without pages.",
-                    },
-                    "page_end": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "description": "The page the quote ends on, only when it runs "
-                        "across a page break.",
-                    },
-                    "page_label": {
-                        "type": "string",
-                        "description": "The printed label of `page` (e.g. `iv`), when the "
-                        "PDF has page labels.",
-                    },
-                    "section": {
-                        "type": "array",
-                        "items": {"type": "string"},
-                        "description": "The heading path the quote sits under, outermost "
-                        "first (DOCX, HTML, Markdown).",
-                    },
-                },
-                "required": ["quote", "start", "end"],
             }
         ),
+        "sources": {
+            "type": "array",
+            "items": SOURCE_SCHEMA,
+            "description": "Every place the guideline quotes the item's obligation (the same "
+            "obligation quoted twice is one item): the first is `source`. Empty when the "
+            "item is not grounded.",
+        },
         "grounded": {"type": "boolean"},
         "strength": _nullable(
             {
@@ -458,11 +470,24 @@ CHECKLIST_ITEM_SCHEMA: dict[str, Any] = {
 }
 
 
+class JobProgress(BaseModel):
+    """How far a PROCESSING job's current attempt is, as its runner counts it: checklist
+    sections and provider calls done of total. `calls_total` is what the runner plans so
+    far, so it grows while the summary's rounds of combining are formed; the counts are
+    written at most every `progress_interval_seconds` (2 s) and at the end of each round."""
+
+    sections_done: int = Field(ge=0, description="Sections whose checklist answer is in.")
+    sections_total: int = Field(ge=0, description="Sections the checklist is drawn from.")
+    calls_done: int = Field(ge=0, description="Provider (LLM) calls answered.")
+    calls_total: int = Field(ge=0, description="Provider calls planned so far.")
+
+
 class JobView(BaseModel):
     """A job as the API shows it. `result` only when COMPLETED, `error` only when FAILED or
     CANCELLED, `queue` only when PENDING, `history`/`guideline_text` only when asked for;
     `status_reason`, `cr_name`, `supersedes` and `needs_review` only when they have a value.
-    An absent member is left out, never sent as null."""
+    An absent member is left out, never sent as null, except `progress`: always there,
+    null unless the job is PROCESSING and its runner has reported a count."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
 
@@ -500,6 +525,11 @@ class JobView(BaseModel):
     )
     error: JobError | None = None
     queue: QueueInfo | None = None
+    progress: JobProgress | None = Field(
+        None,
+        description="While PROCESSING: sections and calls done of total (null otherwise, "
+        "or before the runner's first count).",
+    )
     history: list[HistoryEntry] | None = None
     guideline_text: str | None = None
     webhook: WebhookInfo | None = Field(
@@ -680,6 +710,19 @@ class JobEvent(BaseModel):
     queue: EventQueue | None = Field(
         None, description="While PENDING, on the job's latest event: its queue position."
     )
+
+
+class ProgressEvent(BaseModel):
+    """The `data:` of a `progress` event (its `id:` is `id`, in the same sequence as the
+    status events': resume after either with Last-Event-ID)."""
+
+    id: int = Field(description="Increasing; send it back as Last-Event-ID to resume.")
+    event_id: str
+    status: str = Field(description="The job's status when it was counted (PROCESSING).")
+    attempts: int
+    run: int
+    at: datetime
+    progress: JobProgress
 
 
 class QueueEvent(BaseModel):

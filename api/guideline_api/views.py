@@ -82,6 +82,7 @@ def to_view(
             "result": result,
             "error": error,
             "queue": queue,
+            "progress": row.get("progress") if status == Phase.PROCESSING else None,
             "history": history,
             "guideline_text": text,
             "document": document,

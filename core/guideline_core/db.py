@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 import psycopg2
 import psycopg2.extras
@@ -40,7 +40,7 @@ JOB_COLUMNS = (
     "completed_at, tenant, created_by, max_retries, cr_uid, run, cancel_requested_at, "
     "dispatch_pending, dispatch_seq, dispatch_attempts, dispatch_error, dispatched_at, "
     "supersedes, review_thresholds, callback_url, changes, document, cost, estimated_cost, "
-    "document_id"
+    "document_id, progress"
 )
 # NOTIFY channel of new `job_events` rows (payload `<event_id> <id>`, migration 0004).
 JOB_EVENTS_CHANNEL = "guideline_job_events"
@@ -786,6 +786,49 @@ def mirror_state(
     return True
 
 
+PROGRESS_FIELDS: Final = ("sections_done", "sections_total", "calls_done", "calls_total")
+PROGRESS_REASON: Final = "Progress"
+
+
+def progress_of(raw: Any) -> dict[str, int] | None:
+    """The four counts of a `status.progress` (whole numbers, 0 if missing); None if it is
+    not an object."""
+    if not isinstance(raw, Mapping):
+        return None
+    counts = {}
+    for name in PROGRESS_FIELDS:
+        value = raw.get(name)
+        counts[name] = value if isinstance(value, int) and value >= 0 else 0
+    return counts
+
+
+def mirror_progress(
+    conn: PgConnection, event_id: uuid.UUID, run: int, progress: Mapping[str, int]
+) -> bool:
+    """Store the progress of a PROCESSING job's run `run` and add a `progress` event to its
+    history (the event stream's); True if it changed. Nothing for a job no longer
+    PROCESSING or already in a later run (a late write of a finished pod)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            """
+            UPDATE jobs SET progress = %s
+             WHERE event_id = %s AND status = %s AND run = %s
+               AND progress IS DISTINCT FROM %s
+            RETURNING status, attempts
+            """,
+            (_json(progress), event_id, str(Phase.PROCESSING), run, _json(progress)),
+        )
+        updated = cur.fetchone()
+        if updated is None:
+            return False
+        cur.execute(
+            "INSERT INTO job_events (event_id, status, attempts, reason, progress) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (event_id, updated[0], updated[1], PROGRESS_REASON, _json(progress)),
+        )
+    return True
+
+
 def _changes_on_completion(conn: PgConnection, state: JobState) -> dict[str, Any] | None:
     """The `changes` to store with COMPLETED `state`: None unless the job supersedes
     another; what is stored already if the row has this result (nothing is recomputed)."""
@@ -943,11 +986,11 @@ def add_event(
 
 
 def job_history(conn: PgConnection, event_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The job's status transitions, oldest first."""
+    """The job's status transitions, oldest first (not its progress events)."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute(
             "SELECT at, status, attempts, reason, message FROM job_events "
-            "WHERE event_id = %s ORDER BY id",
+            "WHERE event_id = %s AND progress IS NULL ORDER BY id",
             (event_id,),
         )
         return list(cur.fetchall())
@@ -956,10 +999,11 @@ def job_history(conn: PgConnection, event_id: uuid.UUID) -> list[dict[str, Any]]
 def events_after(
     conn: PgConnection, event_id: uuid.UUID, after_id: int, limit: int = 100
 ) -> list[dict[str, Any]]:
-    """The job's events with an id above `after_id`, oldest first (its event stream)."""
+    """The job's events with an id above `after_id`, oldest first (its event stream):
+    status events, and progress events (`progress` not null)."""
     with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
         cur.execute(
-            "SELECT id, at, status, attempts, run, reason, message FROM job_events "
+            "SELECT id, at, status, attempts, run, reason, message, progress FROM job_events "
             "WHERE event_id = %s AND id > %s ORDER BY id LIMIT %s",
             (event_id, after_id, limit),
         )
@@ -1155,6 +1199,7 @@ def request_retry(conn: PgConnection, row: Mapping[str, Any], actor: str, messag
         cur.execute(
             """
             UPDATE jobs SET status = %s, run = %s, result = NULL, error = NULL,
+                   progress = NULL,
                    completed_at = NULL, cancel_requested_at = NULL, updated_at = now(),
                    dispatch_pending = true, dispatch_seq = dispatch_seq + 1,
                    dispatch_after = NULL

@@ -624,6 +624,13 @@ class OperatorSettings(CommonSettings):
     metrics_port: int = Field(
         9101, description="Port of the operator's Prometheus metrics; 0 turns them off."
     )
+    metrics_max_tenants: int = Field(
+        100,
+        ge=0,
+        description="Distinct `tenant` label values of `guideline_llm_cost_total` in one "
+        "operator process (the tenants of `tenant_limits` first, then as jobs complete); "
+        "the jobs of further tenants count as `other`.",
+    )
     liveness_port: int = Field(8081, description="Port of kopf's liveness endpoint /healthz.")
     # How the operator process runs (the command-line flags of `guideline-operator`
     # override these).
@@ -691,6 +698,13 @@ class RunnerSettings(CommonSettings):
         ge=0,
         description="Added to the soft timeout for each round of LLM calls beyond 2 "
         '(docs/contracts.md, "Time limits").',
+    )
+    progress_interval_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="Least seconds between two writes of a running job's status.progress "
+        "(sections and calls done of total); the end of each round of calls writes at once. "
+        "Nothing is written in a run's first interval.",
     )
     max_checklist_items: int = Field(
         1000,

@@ -121,9 +121,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     models = {*settings.allowed_models}
     for limits in settings.tenant_limits.values():
         models.update(limits.allowed_models or ())
-    metrics = Metrics(
-        REGISTRY, models=models, prices=settings.model_prices
-    )  # the only model label values
+    metrics = Metrics(  # the only model label values; tenants bounded
+        REGISTRY,
+        models=models,
+        prices=settings.model_prices,
+        tenants=settings.tenant_limits,
+        max_tenants=settings.metrics_max_tenants,
+    )
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="0.0.0.0", registry=REGISTRY)
     rec = Reconciler(

@@ -4,8 +4,9 @@ Names: `guideline_job*` for what happened to jobs (only the operator sees every 
 `guideline_llm_*` for the LLM use of completed jobs, `guideline_operator_*` for the operator
 process itself; the API's are `guideline_api_*` and `guideline_db_*`, so no name means two
 things. Label values are bounded: outcomes and failure reasons are enums, `step` is a known
-chain step and `model` a model of `allowed_models` (any other: `other`), since the runner
-writes the result these come from.
+chain step, `model` a model of `allowed_models` (any other: `other`), since the runner
+writes the result these come from, and `tenant` one of at most `metrics_max_tenants` per
+process (further ones: `other`).
 
 Terminal transitions are recorded once, by the reconcile pass that writes them; a resync
 that finds a job already terminal records nothing. LLM figures come from the result the
@@ -26,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _JOB_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 240, 300, 600, 1800)
 _LLM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
 OTHER: Final = "other"
+UNKNOWN: Final = "unknown"  # a tenant label for a job whose tenant this process does not know
 LLM_STEPS: Final = frozenset({"summarize", "checklist"})
 TOKEN_KINDS: Final = frozenset({"prompt", "completion"})
 FAILURE_REASONS: Final = frozenset(r.value for r in FailureReason)
@@ -39,9 +41,15 @@ class Metrics:
         registry: CollectorRegistry | None = None,
         models: Iterable[str] = (),
         prices: Mapping[str, Any] | None = None,
+        tenants: Iterable[str] = (),
+        max_tenants: int = 100,
     ):
         self.registry = registry or CollectorRegistry()
         self.models = frozenset(models)
+        # The `tenant` label's values: `tenants` (those configured), then the first others
+        # seen, up to `max_tenants`; later ones are `other` (a bounded label).
+        self._tenants: set[str] = set(list(dict.fromkeys(tenants))[:max_tenants])
+        self._max_tenants = max_tenants
         self.prices = DEFAULT_MODEL_PRICES if prices is None else prices
         r = self.registry
         self.job_processing_seconds = Histogram(
@@ -97,8 +105,9 @@ class Metrics:
         self.llm_cost = Counter(
             "guideline_llm_cost_total",
             "Cost of completed jobs' LLM tokens at `model_prices` (the `usage.cost` stored "
-            "with each result), by model and currency; models without a price are not counted.",
-            ["model", "currency"],
+            "with each result), by tenant, model and currency; models without a price are not "
+            "counted.",
+            ["tenant", "model", "currency"],
             registry=r,
         )
         self.db_purged_rows = Counter(
@@ -132,14 +141,16 @@ class Metrics:
         run_started_at: datetime | None,
         completed_at: datetime | None,
         result: Mapping[str, Any] | None,
+        tenant: str | None = None,
     ) -> None:
-        """A job reached a terminal phase (`outcome` is completed, failed or cancelled)."""
+        """A job reached a terminal phase (`outcome` is completed, failed or cancelled);
+        `tenant`: the job's (None: not known to this process)."""
         known = reason if reason in FAILURE_REASONS else OTHER
         self.jobs_finished.labels(
             outcome=outcome, reason=known if outcome == "failed" else ""
         ).inc()
         if outcome == "completed" and result:
-            self.llm_figures(result)
+            self.llm_figures(result, tenant)
         if completed_at and run_started_at:
             self.job_processing_seconds.labels(outcome=outcome).observe(
                 max(0.0, (completed_at - run_started_at).total_seconds())
@@ -149,8 +160,17 @@ class Metrics:
                 max(0.0, (completed_at - queued_at).total_seconds())
             )
 
-    def llm_figures(self, result: Mapping[str, Any]) -> None:
-        """Per-step duration and token usage from a runner's result.
+    def tenant_label(self, tenant: str | None) -> str:
+        """The `tenant` label of a job's tenant: bounded (see `__init__`)."""
+        if not tenant:
+            return UNKNOWN
+        if tenant not in self._tenants and len(self._tenants) < self._max_tenants:
+            self._tenants.add(tenant)
+        return tenant if tenant in self._tenants else OTHER
+
+    def llm_figures(self, result: Mapping[str, Any], tenant: str | None = None) -> None:
+        """Per-step duration and token usage from a runner's result (and its cost, by
+        `tenant`).
 
         `result.durations` is {step: seconds}; `result.usage` is {step: {prompt_tokens,
         completion_tokens, ...}}. Unknown shapes are skipped, never fatal."""
@@ -158,7 +178,9 @@ class Metrics:
         model = model if model in self.models else OTHER
         cost = result_cost(result, self.prices)
         if cost is not None and cost["amount"] > 0:
-            self.llm_cost.labels(model=model, currency=cost["currency"]).inc(cost["amount"])
+            self.llm_cost.labels(
+                tenant=self.tenant_label(tenant), model=model, currency=cost["currency"]
+            ).inc(cost["amount"])
         durations = result.get("durations")
         if isinstance(durations, Mapping):
             for step, seconds in durations.items():

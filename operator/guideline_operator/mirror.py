@@ -1,6 +1,7 @@
 """The database mirror: the operator's side of each job's row (`guideline_core.db` holds
 the SQL). It records rows of GuidelineJobs the API did not make, mirrors CR states into
-rows at most once per distinct state, and answers the trust rule's row lookups.
+rows at most once per distinct state (and a PROCESSING job's `status.progress`, written by
+its runner, at most once per distinct count), and answers the trust rule's row lookups.
 
 Database errors never escape from `sync`: the row is repaired by the next pass (the
 resync timer), while the cluster side carries on.
@@ -17,6 +18,7 @@ from typing import Any
 
 import psycopg2
 from guideline_core import db
+from guideline_core.resource import Phase
 
 from guideline_operator import store
 from guideline_operator.metrics import Metrics
@@ -52,6 +54,7 @@ class DatabaseMirror:
         self.metrics = metrics
         self.prices = prices  # `model_prices`: a completed job's cost is stored with it
         self._mirrored: dict[str, str] = {}  # event_id -> fingerprint of the state written
+        self._progress: dict[str, tuple[int, dict[str, int]]] = {}  # event_id -> (run, counts)
 
     def row(self, event_id: uuid.UUID) -> dict[str, Any] | None:
         """A job's row (raises on a database error: the caller decides nothing without it)."""
@@ -85,8 +88,24 @@ class DatabaseMirror:
             return
         state = store.job_state(cr, reason, message)
         event_id = str(state.event_id)
-        if self.already(state):
+        if not self.already(state):
+            self._state(state, event_id)
+        if state.status == Phase.PROCESSING:
+            self._sync_progress(state, event_id, status.get("progress"))
+
+    def _sync_progress(self, state: db.JobState, event_id: str, raw: Any) -> None:
+        """Mirror the runner's `status.progress` of a PROCESSING job, once per distinct one."""
+        progress = db.progress_of(raw)
+        if progress is None or self._progress.get(event_id) == (state.run, progress):
             return
+        try:
+            with self.db.connection() as conn:
+                db.mirror_progress(conn, state.event_id, state.run, progress)
+            self._progress[event_id] = (state.run, progress)
+        except DB_ERRORS as exc:  # informative only: the runner's next write retries
+            log.warning("could not mirror the job's progress", extra={"error": str(exc)})
+
+    def _state(self, state: db.JobState, event_id: str) -> None:
         try:
             with self.db.connection() as conn:
                 changed = db.mirror_state(conn, state, self.prices)
@@ -110,3 +129,4 @@ class DatabaseMirror:
     def forget(self, event_id: str) -> None:
         """Drop what this process remembers of a job."""
         self._mirrored.pop(event_id, None)
+        self._progress.pop(event_id, None)

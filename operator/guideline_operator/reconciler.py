@@ -369,6 +369,7 @@ class Reconciler:
                 # run can skip the summary step.
                 "result": None,
                 "runnerError": None,
+                "progress": None,
                 "conditions": conditions,
                 "observedGeneration": metadata.get("generation"),
             },
@@ -458,6 +459,7 @@ class Reconciler:
                 run_started_at=obs.run_started_at,
                 completed_at=obs.completed_at,
                 result=(cr.get("status") or {}).get("result"),
+                tenant=self.registry.tenant(cr["metadata"]["uid"]),
             )
             if new == Phase.COMPLETED:
                 self._event(cr, "Normal", "Completed", obs.message or "completed")

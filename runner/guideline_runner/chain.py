@@ -40,6 +40,7 @@ from guideline_runner.models import (
     Usage,
 )
 from guideline_runner.obligations import obligations_of
+from guideline_runner.progress import Progress
 from guideline_runner.providers.base import Completion, Provider
 from guideline_runner.providers.extractive import ExtractiveProvider
 from guideline_runner.text import group_texts, map_parts
@@ -112,16 +113,22 @@ def _call_all(
     concurrency: int,
     calls: Sequence[Callable[[], Completion[T]]],
     done: dict[int, Completion[T]] | None = None,
+    progress: Progress | None = None,
+    sections_per_call: int = 0,
 ) -> list[Completion[T]]:
     """The answers of `calls`, in order, with at most `concurrency` of them in flight.
     The first failure is raised at once: calls not started yet are never started, those
     in flight are abandoned. The workers are daemon threads, so a call the soft timeout
     or a failure abandoned never holds up the runner's exit. `done` receives each answer
-    by index as it arrives (what a failure leaves behind)."""
+    by index as it arrives (what a failure leaves behind); `progress` counts each answer
+    (with `sections_per_call` sections) and the end of the round."""
     done = {} if done is None else done
+    progress = progress or Progress()
     if concurrency <= 1 or len(calls) <= 1:
         for index, fn in enumerate(calls):
             done[index] = _call(cancel, fn)
+            progress.call_done(sections_per_call)
+        progress.round_done()
         return [done[index] for index in range(len(calls))]
     results: list[Completion[T] | None] = [None] * len(calls)
     pending = iter(enumerate(calls))
@@ -143,6 +150,7 @@ def _call_all(
                 failures.append(exc)
                 finished.set()
                 return
+            progress.call_done(sections_per_call)
             with lock:
                 left[0] -= 1
                 if left[0] == 0:
@@ -157,6 +165,7 @@ def _call_all(
     finished.wait()
     if failures:
         raise failures[0]
+    progress.round_done()
     return [result for result in results if result is not None]
 
 
@@ -189,15 +198,19 @@ def summarize(
     cancel: threading.Event | None = None,
     cache: ChunkCache | None = None,
     concurrency: int = 1,
+    progress: Progress | None = None,
 ) -> Completion[str]:
     """Step 1: the summary of `text`. Longer than `provider.max_input_chars`, the text is
     cut at paragraph boundaries chosen by content (nothing dropped), each part summarized
     (or its summary taken from `cache`), and the partial summaries combined, in rounds if
-    they are themselves too long; up to `concurrency` calls of a round run at once."""
+    they are themselves too long; up to `concurrency` calls of a round run at once.
+    `progress` is told the calls of each round as it is planned and as they finish."""
     cancel = cancel or threading.Event()
+    progress = progress or Progress()
     limit = provider.max_input_chars
     if limit is None or len(text) <= limit:
-        return _call(cancel, lambda: provider.summarize(text.strip()))
+        progress.plan(calls=1)
+        return _call_all(cancel, 1, [lambda: provider.summarize(text.strip())], None, progress)[0]
     parts = map_parts(text, limit)
     cached = cache.lookup(parts) if cache is not None else {}
     log.info(
@@ -205,6 +218,7 @@ def summarize(
         extra={"parts": len(parts), "chars": len(text), "cached_parts": len(cached)},
     )
     missing = [number for number in range(len(parts)) if number not in cached]
+    progress.plan(calls=len(missing))
     answers = _call_all(
         cancel,
         concurrency,
@@ -214,6 +228,8 @@ def summarize(
             )
             for number in missing
         ],
+        None,
+        progress,
     )
     usage = Usage(calls_saved=len(cached))
     found = dict(cached)
@@ -227,11 +243,11 @@ def summarize(
     while len(summaries) > 1:
         rounds += 1
         groups = group_texts(summaries, limit)
-        merged = _call_all(
-            cancel,
-            concurrency,
-            [lambda group=group: provider.combine(group) for group in groups if len(group) > 1],
-        )
+        combines = [
+            lambda group=group: provider.combine(group) for group in groups if len(group) > 1
+        ]
+        progress.plan(calls=len(combines))
+        merged = _call_all(cancel, concurrency, combines, None, progress)
         usage += sum((c.usage for c in merged), Usage())
         answers_left = iter(merged)
         summaries = [group[0] if len(group) == 1 else next(answers_left).value for group in groups]
@@ -250,6 +266,30 @@ def _same_obligation(item: DraftItem) -> str:
     return " ".join((item.quote or item.item).casefold().split()).strip(" .;:")
 
 
+def sections_of(text: str, provider: Provider) -> list[str]:
+    """The sections `text`'s checklist is drawn from by `provider`: the whole text for a
+    provider without an input limit (the extractive one), else `checklist_sections`."""
+    limit = provider.max_input_chars
+    return [text] if limit is None else checklist_sections(text, limit)
+
+
+def plan_checklist(
+    text: str,
+    provider: Provider,
+    progress: Progress,
+    kept: dict[str, list[DraftItem]] | None = None,
+) -> list[str]:
+    """`sections_of(text, provider)`, told to `progress`: every section, one checklist
+    call for each not `kept` from an earlier attempt, and those kept as done."""
+    sections = sections_of(text, provider)
+    kept = kept or {}
+    left = sum(1 for section in sections if section_key(section) not in kept)
+    progress.plan(calls=left, sections=len(sections))
+    if left < len(sections):
+        progress.sections_done(len(sections) - left)
+    return sections
+
+
 def checklist(
     text: str,
     summary: str,
@@ -258,16 +298,20 @@ def checklist(
     concurrency: int = 1,
     max_items: int | None = None,
     kept: dict[str, list[DraftItem]] | None = None,
+    progress: Progress | None = None,
+    sections: list[str] | None = None,
 ) -> Completion[tuple[list[DraftItem], Capped | None]]:
     """Step 2: checklist items drawn from every section of `text` (its own headings, then
     size: `checklist_sections`), one call per section with up to `concurrency` in flight,
-    merged in the text's order with items quoting the same passage kept once, and cut at
+    merged in the text's order with items quoting the same passage kept once (the others
+    in its `also`, each quote looked for in its own section first), and cut at
     `max_items`; with which caps were reached. A provider without an input limit (the
     extractive one) gets the whole text in one call. Sections whose answer an earlier
     attempt `kept` (by `section_key`) are not asked again; on a failure the answers done
-    so far are left in the error's `keep` for `status.partial`."""
+    so far are left in the error's `keep` for `status.partial`. `progress` counts each
+    section's answer (`sections`: the ones `plan_checklist` planned, else computed here)."""
     limit = provider.max_input_chars
-    sections = [text] if limit is None else checklist_sections(text, limit)
+    sections = sections if sections is not None else sections_of(text, provider)
     kept = kept or {}
     if len(sections) == 1:
         calls = [lambda: provider.checklist(summary, guideline=text)]
@@ -286,7 +330,7 @@ def checklist(
     )
     finished: dict[int, Completion[list[DraftItem]]] = {}
     try:
-        _call_all(cancel, concurrency, [calls[index] for index in todo], finished)
+        _call_all(cancel, concurrency, [calls[index] for index in todo], finished, progress, 1)
     except ChainError as err:
         err.keep = {
             keys[todo[i]]: [d.model_dump(mode="json") for d in c.value] for i, c in finished.items()
@@ -303,13 +347,22 @@ def checklist(
     per_section = getattr(provider, "max_items", None)
     full = sum(1 for a in answers if per_section is not None and len(a.value) >= per_section)
     merged: list[DraftItem] = []
-    seen: set[str] = set()
-    for answer in answers:
-        for item in answer.value:
+    seen: dict[str, DraftItem] = {}
+    offset = 0
+    for section, answer in zip(sections, answers, strict=True):
+        span = (offset, offset + len(section))
+        offset += len(section)
+        for draft in answer.value:
+            item = (
+                draft.model_copy(update={"within": span, "also": []})
+                if len(sections) > 1
+                else draft
+            )
             key = _same_obligation(item)
             if len(sections) > 1 and key in seen:
+                seen[key].also.append(item)  # one item, its sources kept
                 continue
-            seen.add(key)
+            seen[key] = item
             merged.append(item)
     left_out = sum(answer.left_out for answer in answers)
     cut = max_items is not None and len(merged) > max_items
@@ -336,7 +389,11 @@ def _steps(
     gate: Gate,
     cache: ChunkCache | None,
     concurrency: int = 1,
+    progress: Progress | None = None,
 ) -> ChainResult:
+    progress = progress or Progress()
+    kept = partial.sections if partial is not None else None
+    sections = plan_checklist(text, provider, progress, kept)
     usage: dict[str, Usage] = {}
     durations: dict[str, float] = {}
     reused = partial is not None
@@ -354,7 +411,7 @@ def _steps(
         )
     else:
         with _step(SUMMARIZE, chars=len(text), provider=provider.name) as record:
-            completion = summarize(text, provider, cancel, cache, concurrency)
+            completion = summarize(text, provider, cancel, cache, concurrency, progress)
             record.usage = completion.usage
         summary = completion.value
         usage[SUMMARIZE] = completion.usage
@@ -378,7 +435,9 @@ def _steps(
             cancel,
             concurrency,
             gate.max_items,
-            partial.sections if partial is not None else None,
+            kept,
+            progress,
+            sections,
         )
         record.usage = items.usage
     usage[CHECKLIST] = items.usage
@@ -466,13 +525,15 @@ def run_chain(
     attempt: int | None = None,
     thresholds: ReviewThresholds | None = None,
     cache: ChunkCache | None = None,
+    progress: Progress | None = None,
 ) -> ChainResult:
     """Summarize `text`, then build its checklist, within `soft_timeout(text, settings)`.
 
     With `partial_summary` (kept by an earlier attempt) step 1 is skipped. `on_summary` is
     called once step 1 has succeeded (the runner stores it in status.partial). Items are
     grounded and judged against `thresholds` (default: the settings'); `cache` holds
-    summaries of map-reduce parts (None: no cache). Raises
+    summaries of map-reduce parts (None: no cache); `progress` counts the sections and
+    calls as they are planned and done (not those of an extractive fallback). Raises
     `ChainError`; if `settings.fallback_to_extractive` is on and the LLM failed for good
     (rejected, unusable answer, soft timeout), completes with the extractive provider
     instead and marks the result `degraded`.
@@ -498,6 +559,7 @@ def run_chain(
                 gate,
                 cache,
                 settings.llm_concurrency,
+                progress,
             ),
         )
     except ChainError as err:

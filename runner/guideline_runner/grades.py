@@ -5,7 +5,7 @@ Recognised wordings: GRADE ("(Strong)", "(Weak)", "Strong recommendation, modera
 evidence", "weak recommendation, very low quality of evidence"), VA/DoD ("Strong for",
 "Weak against"), ACC/AHA ("Class I, Level B", "Class IIa; Level of Evidence: C",
 "COR I, LOE B-R"), USPSTF ("Grade A", "Grade: B", "(B recommendation)", "(I statement)")
-and CDC categories ("Category IB").
+and CDC categories ("Category IB", "recommendation category: A; evidence type: 4").
 
 Where: in the quote itself; else on the quote's line (a table row); else in the sentence
 right after it when that sentence opens with the grade or is not a recommendation of its
@@ -42,8 +42,10 @@ _GRADE_PATTERNS: Final = (
     # USPSTF letter grades.
     re.compile(r"\bGrade:? ?[ABCDI]\b(?: [Rr]ecommendation| [Ss]tatement)?"),
     re.compile(r"(?<=\()[ABCD] [Rr]ecommendation(?=\))|(?<=\()I [Ss]tatement(?=\))"),
-    # CDC categories.
+    # CDC categories: infection control's, and the 2022 opioid guideline's with its
+    # evidence type ("recommendation category: A; evidence type: 4").
     re.compile(r"\bCategory (?:IA|IB|IC|II)\b"),
+    re.compile(r"\b[Rr]ecommendation category:? ?[AB]\b(?:[;,] ?evidence type:? ?[1-4]\b)?"),
 )
 # A neighbouring sentence no longer than the grade plus this is a label for the item.
 _LABEL_SLACK: Final = 24

@@ -7,7 +7,11 @@ offset, so the source is always a passage of the text as submitted:
 `text[start:end] == source.quote`. Nothing fuzzier: a quote the text does not contain
 (paraphrased, merged from two places, invented) is not grounded, and is never "repaired"
 into a nearby passage. Offsets are global: the whole text is searched, whichever
-map-reduce part a passage was summarized in.
+map-reduce part a passage was summarized in; a quote drawn from one section of the
+guideline is looked for in that section first.
+
+An item that merges the same obligation quoted in several places (`DraftItem.also`) keeps
+each place found as one of its `sources`, the first being its `source`.
 """
 
 from __future__ import annotations
@@ -101,15 +105,18 @@ class Locator:
             at = haystack.find(needle, at + 1)
 
     def find(
-        self, quote: str | None, taken: set[int] | frozenset[int] = frozenset()
+        self,
+        quote: str | None,
+        taken: set[int] | frozenset[int] = frozenset(),
+        within: tuple[int, int] | None = None,
     ) -> _Found | None:
-        """Where `quote` is in the text (the first occurrence whose start is not in
-        `taken`, else the first), or None."""
+        """Where `quote` is in the text (the first occurrence inside `within` whose start is
+        not in `taken`, else the first not taken, else the first), or None."""
         if quote is None:
             return None
         exact = [(at, at + len(quote)) for at in self._occurrences(self.text, quote)]
         if exact and len(quote.strip()) >= MIN_QUOTE_CHARS:
-            return self._pick(exact, taken, "exact")
+            return self._pick(exact, taken, "exact", within)
         needle, _ = _normalise(_unwrapped(quote))
         if len(needle) < MIN_QUOTE_CHARS:
             return None
@@ -120,11 +127,18 @@ class Locator:
             (origin[at], origin[at + len(needle) - 1] + 1)
             for at in self._occurrences(haystack, needle)
         ]
-        return self._pick(spans, taken, "normalized") if spans else None
+        return self._pick(spans, taken, "normalized", within) if spans else None
 
     @staticmethod
-    def _pick(spans: list[tuple[int, int]], taken: set[int] | frozenset[int], match: str) -> _Found:
-        start, end = next((s for s in spans if s[0] not in taken), spans[0])
+    def _pick(
+        spans: list[tuple[int, int]],
+        taken: set[int] | frozenset[int],
+        match: str,
+        within: tuple[int, int] | None = None,
+    ) -> _Found:
+        free = [s for s in spans if s[0] not in taken]
+        inside = [s for s in free if within is not None and within[0] <= s[0] < within[1]]
+        start, end = (inside or free or spans)[0]
         return _Found(start, end, match)
 
 
@@ -158,7 +172,7 @@ def ground(drafts: list[DraftItem], text: str, *, drop_ungrounded: bool = False)
     items: list[ChecklistItem] = []
     grounded = dropped = 0
     for draft in drafts:
-        found = verified_span(text, draft) or locator.find(draft.quote, taken)
+        found = verified_span(text, draft) or locator.find(draft.quote, taken, draft.within)
         fields = draft.model_dump(include={"item", "priority", "category"})
         if found is None:
             if drop_ungrounded:
@@ -168,22 +182,33 @@ def ground(drafts: list[DraftItem], text: str, *, drop_ungrounded: bool = False)
             continue
         grounded += 1
         taken.add(found.start)
-        source = Source(
-            quote=text[found.start : found.end],
-            start=found.start,
-            end=found.end,
-            match=found.match,  # type: ignore[arg-type]
-        )
+        source = _source(text, found)
+        sources = [source]
+        for again in draft.also:
+            more = verified_span(text, again) or locator.find(again.quote, taken, again.within)
+            if more is not None and more.start not in taken:
+                taken.add(more.start)
+                sources.append(_source(text, more))
         items.append(
             ChecklistItem(
                 **fields,
                 source=source,
+                sources=sources,
                 grounded=True,
                 strength=strength_of(source.quote),
                 grade=grades.find(found.start, found.end),
             )
         )
     return Grounded(items=items, proposed=len(drafts), grounded=grounded, dropped=dropped)
+
+
+def _source(text: str, found: _Found) -> Source:
+    return Source(
+        quote=text[found.start : found.end],
+        start=found.start,
+        end=found.end,
+        match=found.match,  # type: ignore[arg-type]
+    )
 
 
 def overlap(a: tuple[int, int], b: tuple[int, int]) -> int:

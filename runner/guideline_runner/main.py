@@ -33,6 +33,7 @@ from guideline_runner.errors import ChainError
 from guideline_runner.fit import fit, room_for_result
 from guideline_runner.input import JobInput, read_input
 from guideline_runner.models import PartialSummary, ReviewThresholds
+from guideline_runner.progress import Progress, Publisher, Snapshot
 from guideline_runner.providers import make_provider
 from guideline_runner.providers.prompts import SUMMARIZE_PROMPT_VERSION
 from guideline_runner.status import GuidelineJobClient
@@ -189,6 +190,10 @@ def _process(settings: RunnerSettings) -> int:
             except ChainError as error:  # only an optimization for a retried pod
                 log.warning("could not keep the summary", extra={"error": error.message})
 
+        def publish_progress(snapshot: Snapshot) -> None:
+            job.patch_status({"progress": snapshot.to_status()})
+
+        publisher = Publisher(publish_progress, settings.progress_interval_seconds)
         url = settings.cache_database_url
         cache = ChunkCache(
             url.get_secret_value() if url else None,
@@ -206,6 +211,7 @@ def _process(settings: RunnerSettings) -> int:
                 attempt=attempt,
                 thresholds=thresholds_of(spec, settings),
                 cache=cache,
+                progress=Progress(publisher.offer),
             )
         except ChainError as error:
             return _fail(settings, job, error)
@@ -221,6 +227,7 @@ def _process(settings: RunnerSettings) -> int:
                 ),
             )
         finally:
+            publisher.close()
             provider.close()
             cache.close()
         result = with_citations(result, job_input.document, job_input.info)

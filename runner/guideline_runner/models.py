@@ -77,6 +77,11 @@ class DraftItem(ItemFields):
     strength: Strength | None = None
     start: int | None = Field(None, ge=0, exclude=True)
     end: int | None = Field(None, ge=0, exclude=True)
+    # Where its quote is looked for first: the span of the section it was drawn from.
+    within: tuple[int, int] | None = Field(None, exclude=True)
+    # The same obligation quoted again elsewhere (other sections' items merged into this
+    # one): each is grounded too and becomes one more of the item's `sources`.
+    also: list[DraftItem] = Field(default_factory=list, exclude=True)
 
     @field_validator("strength", mode="before")
     @classmethod
@@ -127,10 +132,13 @@ class Source(BaseModel):
 
 class ChecklistItem(ItemFields):
     """One actionable item of a result, with its verified source (null if the provider's
-    quote is not in the guideline: then `grounded` is false), the strength its source
-    words and the grade the guideline states for it (both null when the text has none)."""
+    quote is not in the guideline: then `grounded` is false), every place the same
+    obligation is quoted (`sources`, the first being `source`; empty when ungrounded), the
+    strength its source words and the grade the guideline states for it (both null when
+    the text has none)."""
 
     source: Source | None = None
+    sources: list[Source] = Field(default_factory=list)
     grounded: bool = False
     strength: Strength | None = None
     grade: Grade | None = None

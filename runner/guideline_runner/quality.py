@@ -49,7 +49,8 @@ def duplicate_groups(items: list[ChecklistItem]) -> list[list[int]]:
 def assess(grounded: Grounded, obligations: list[Obligation], *, capped_items: int = 0) -> Quality:
     """The quality block of `grounded` items against the guideline's obligations
     (`capped_items`: items the max_checklist_items cap left out)."""
-    sources = [(i.source.start, i.source.end) for i in grounded.items if i.source is not None]
+    # Every place an item quotes counts: the same obligation repeated is covered by one item.
+    sources = [(s.start, s.end) for item in grounded.items for s in item.sources]
     uncovered = [
         Passage(text=o.quote, start=o.start, end=o.end)
         for o in obligations

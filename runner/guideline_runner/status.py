@@ -1,11 +1,12 @@
 """The runner's Kubernetes I/O: read its GuidelineJob and merge-patch the fields it owns
-in the status subresource (`partial`, `result`, `runnerError`). Transient API errors are
+in the status subresource (`partial`, `progress`, `result`, `runnerError`). Transient API errors are
 retried briefly; what remains becomes a `ChainError` (retryable unless the object is
 missing or the runner is not allowed to touch it)."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
@@ -26,7 +27,8 @@ T = TypeVar("T")
 
 
 class GuidelineJobClient:
-    """Reads one GuidelineJob and writes the runner's status fields."""
+    """Reads one GuidelineJob and writes the runner's status fields (from any thread: the
+    progress is written by its own)."""
 
     def __init__(self, name: str, namespace: str, api: RestClient | None = None) -> None:
         self.name = name
@@ -35,12 +37,14 @@ class GuidelineJobClient:
         where = (gj.GROUP, gj.VERSION, namespace, gj.PLURAL, name)
         self._path = kube_rest.object_path(*where)
         self._status_path = kube_rest.object_path(*where, "status")
+        self._lock = threading.Lock()  # RestClient keeps one connection: one call at a time
 
     def _retrying(self, action: str, call: Callable[[], T]) -> T:
         where = f"GuidelineJob {self.namespace}/{self.name}"
         for attempt, delay in enumerate((*RETRY_DELAYS_SECONDS, None), start=1):
             try:
-                return call()
+                with self._lock:
+                    return call()
             except KubeStatusError as exc:
                 if exc.status == 404:
                     raise ChainError(

@@ -120,6 +120,23 @@ def _source_extension(item: Item) -> dict[str, Any] | None:
     return {"url": EXT_SOURCE, "extension": parts} if parts else None
 
 
+def _more_sources(item: Item) -> list[dict[str, Any]]:
+    """One more `checklist-source` extension (start, end, page) for each further place the
+    item's obligation is quoted (its `sources` after the first; the quote is the same)."""
+    out = []
+    for place in item.sources[1:]:
+        parts = [
+            _ext(label, "valueInteger", number)
+            for label, number in (("start", place.start), ("end", place.end))
+            if number is not None
+        ]
+        if place.page:
+            parts.append(_ext("page", "valueString", place.page))
+        if parts:
+            out.append({"url": EXT_SOURCE, "extension": parts})
+    return out
+
+
 def _grade_extension(item: Item) -> dict[str, Any] | None:
     if not item.grade:
         return None
@@ -145,7 +162,7 @@ def _action(item: Item) -> dict[str, Any]:
     ]
     action: dict[str, Any] = {
         "id": item.key,
-        "extension": [*extensions, *_strength_codes(item)],
+        "extension": [*extensions, *_more_sources(item), *_strength_codes(item)],
         "prefix": f"{item.number}.",
         "title": item.text,
     }

@@ -42,6 +42,11 @@ def _item(item: Item) -> str:
         return head + f'<blockquote class="ungrounded">{UNGROUNDED}</blockquote></li>'
     where = " · ".join(w for w in (f"p. {item.page}" if item.page else None, item.section) if w)
     cite = f' <span class="facts">— {escape(where)}</span>' if where else ""
+    if len(item.sources) > 1:  # the same obligation quoted in several places: every one
+        cite += (
+            f' <span class="facts sources">— quoted {len(item.sources)} times: '
+            f"{escape(item.places)}</span>"
+        )
     return head + f"<blockquote>“{escape(item.quote)}”{cite}</blockquote></li>"
 
 

@@ -44,6 +44,8 @@ def _item_lines(item: Item) -> list[str]:
     cited = " · ".join(escape(w) for w in where if w)
     if cited:
         lines.append(f"  > — {cited}")
+    if len(item.sources) > 1:  # the same obligation quoted in several places: every one
+        lines.append(f"  > — quoted {len(item.sources)} times: {escape(item.places)}")
     return lines
 
 

@@ -57,6 +57,8 @@ def _control(item: Item, resource: str) -> dict[str, Any]:
         ("source-start", item.start),
         ("source-end", item.end),
         ("source-match", item.match),
+        # Every place the obligation is quoted, when more than one ("14-36 (p. 3); 300-322").
+        ("source-places", item.places if len(item.sources) > 1 else None),
         ("grounded", "true" if item.grounded else "false"),
         ("priority", item.priority),
         ("category", item.category),

@@ -20,6 +20,21 @@ SHA256_COMPUTED = "sha256 of the stored guideline text (UTF-8), computed at expo
 
 
 @dataclass(frozen=True)
+class Place:
+    """One place the guideline quotes an item's obligation (one of its `sources`)."""
+
+    start: int | None
+    end: int | None
+    page: str | None
+
+    @property
+    def label(self) -> str:
+        """E.g. `120-153 (p. 3)`: the offsets, and the page when known."""
+        span = f"{self.start}-{self.end}" if self.start is not None else "?"
+        return span + (f" (p. {self.page})" if self.page else "")
+
+
+@dataclass(frozen=True)
 class Item:
     """One checklist item, its fields as text or numbers (None when absent)."""
 
@@ -40,6 +55,13 @@ class Item:
     match: str | None
     grounded: bool
     change: str | None  # added | changed | unchanged, when the job supersedes another
+    # Every place the obligation is quoted (`sources`; the first is the source above).
+    sources: tuple[Place, ...] = ()
+
+    @property
+    def places(self) -> str:
+        """All its sources as one line, `12-40 (p. 1); 300-328 (p. 4)` ("" when none)."""
+        return "; ".join(place.label for place in self.sources)
 
     @property
     def key(self) -> str:
@@ -203,6 +225,16 @@ def _change_index(changes: Mapping[str, Any] | None) -> dict[tuple[Any, ...], st
     return index
 
 
+def _places(data: Mapping[str, Any], source: Mapping[str, Any]) -> tuple[Place, ...]:
+    """The item's `sources` (a result written before they existed: its `source`)."""
+    raw = data.get("sources")
+    listed = [s for s in raw if isinstance(s, Mapping)] if isinstance(raw, list) else []
+    return tuple(
+        Place(_int(s.get("start")), _int(s.get("end")), _page(s.get("page")))
+        for s in (listed or ([source] if source else []))
+    )
+
+
 def _item(number: int, raw: Any, changes: dict[tuple[Any, ...], str] | None) -> Item:
     data: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {"item": str(raw)}
     source: Mapping[str, Any] = data.get("source") or {}
@@ -225,6 +257,7 @@ def _item(number: int, raw: Any, changes: dict[tuple[Any, ...], str] | None) -> 
         match=_text(source.get("match")),
         grounded=bool(data.get("grounded")),
         change=None if changes is None else changes.get(_identity(data), "unchanged"),
+        sources=_places(data, source),
     )
 
 

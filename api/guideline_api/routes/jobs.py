@@ -511,6 +511,10 @@ EVENTS_DESCRIPTION = (
     "`queue.position` on the latest event while PENDING), one per change (PENDING, "
     "PROCESSING, each new attempt, COMPLETED/FAILED/CANCELLED; a retry starts again at "
     "PENDING);\n"
+    "- `event: progress`, `id: <n>` (the same sequence), `data:` a ProgressEvent: while "
+    "PROCESSING, the runner's count of checklist sections and provider calls done of total "
+    "(`progress`: sections_done, sections_total, calls_done, calls_total), at most every "
+    "`progress_interval_seconds` (2 s) and at the end of each round of calls;\n"
     "- `event: queue` (no `id:`), `data:` a QueueEvent: a PENDING job's position moved;\n"
     "- `: keep-alive` comments every `sse_heartbeat_seconds` (15 s) while idle.\n\n"
     "Ids increase; send the last one you got as `Last-Event-ID` to resume with every later "
@@ -564,6 +568,9 @@ class EventStreamResponse(StreamingResponse):
                         'id: 41\nevent: status\ndata: {"id":41,"status":"PENDING",'
                         '"attempts":0,"run":0,"reason":"Accepted","terminal":false,'
                         '"queue":{"position":3},...}\n\n'
+                        'id: 44\nevent: progress\ndata: {"id":44,"status":"PROCESSING",'
+                        '"progress":{"sections_done":2,"sections_total":9,"calls_done":14,'
+                        '"calls_total":31},...}\n\n'
                         ": keep-alive\n\n"
                         'id: 57\nevent: status\ndata: {"id":57,"status":"COMPLETED",'
                         '"terminal":true,...}\n\n'

@@ -165,16 +165,20 @@ def _checklist(text: str, max_items: int) -> tuple[list[DraftItem], int]:
     """The checklist of `text` and how many items the cap left out."""
     candidates: list[tuple[int, DraftItem]] = []
     # A sentence repeated in another section (the same requirement at AAL2 and at AAL3)
-    # is another obligation; repeated in the same section, it is the same one.
-    seen: set[tuple[str | None, str]] = set()
+    # is another obligation; repeated in the same section, it is the same one: one item,
+    # the repeat one more of its sources (`also`).
+    seen: dict[tuple[str | None, str], DraftItem] = {}
     units = split_units(text)
     for unit in units:
         key = (unit.heading, unit.text.lower())
         before = units[unit.index - 1] if unit.index else None
-        item = None if key in seen else _standalone(unit, before, text)
+        item = _standalone(unit, before, text)
         if item is None:
             continue
-        seen.add(key)
+        if key in seen:
+            seen[key].also.append(item)
+            continue
+        seen[key] = item
         candidates.append((unit.index, item))
     rank = {Priority.HIGH: 0, Priority.MEDIUM: 1, Priority.LOW: 2}
     kept = sorted(candidates, key=lambda c: (rank[c[1].priority], c[0]))[:max_items]
