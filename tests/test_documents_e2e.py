@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from guideline_core import resource as gj
 from pypdf import PdfReader, PdfWriter
@@ -143,8 +144,9 @@ def test_a_pdf_uploaded_to_the_api_completes_with_page_numbers(
     with (
         running_server(settings, host=cluster.pod_host, port=port) as url,
         api_http(url) as api,
+        httpx.Client(base_url=url, timeout=60) as uploads,  # the checked client reads bodies
     ):
-        answer = api.post(
+        answer = uploads.post(
             "/v1/jobs",
             files={"file": ("guideline.bin", document, "application/octet-stream")},
             data={"title": "USPSTF", "provider": "extractive"},

@@ -284,7 +284,7 @@ def test_an_item_quoted_in_several_places_lists_every_source() -> None:
     assert by[0]["sources"] == places and by[0]["start"] == "14"
     # An item with one source lists it; an ungrounded one none; a result written before
     # `sources` existed lists its `source`.
-    assert by[1]["sources"] == "94-116" and by[3]["sources"] == ""
+    assert by[1]["sources"] == "94-116 (p. 3-4)" and by[3]["sources"] == ""
     sheet = openpyxl.load_workbook(io.BytesIO(render("xlsx", job)))["Checklist"]
     xlsx_header = [c.value for c in sheet[1]]
     assert sheet.cell(2, xlsx_header.index("sources") + 1).value == places

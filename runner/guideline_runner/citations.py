@@ -1,16 +1,14 @@
-"""Page and section citations: each grounded item's source (a range of the extracted text)
-gets the page(s), printed page label and heading path of the document it came from."""
+"""Page and section citations: each grounded item's source and every one of its sources (a
+range of the extracted text) gets the page(s), printed page label and heading path of the
+document it came from."""
 
 from __future__ import annotations
 
 from guideline_runner import documents
-from guideline_runner.models import ChainResult, ChecklistItem, DocumentInfo
+from guideline_runner.models import ChainResult, ChecklistItem, DocumentInfo, Source
 
 
-def _cited(item: ChecklistItem, document: documents.ExtractedDocument) -> ChecklistItem:
-    source = item.source
-    if source is None:
-        return item
+def _cite(source: Source, document: documents.ExtractedDocument) -> Source:
     where = documents.cite(document, source.start, source.end)
     fields: dict[str, object] = {}
     if where.pages:
@@ -22,7 +20,19 @@ def _cited(item: ChecklistItem, document: documents.ExtractedDocument) -> Checkl
     # The section the quote starts in (a heading path is empty before the first heading).
     if where.sections and where.sections[0]:
         fields["section"] = list(where.sections[0])
-    return item.model_copy(update={"source": source.model_copy(update=fields)})
+    return source.model_copy(update=fields)
+
+
+def _cited(item: ChecklistItem, document: documents.ExtractedDocument) -> ChecklistItem:
+    """The item with its `source` and every one of its `sources` cited."""
+    if item.source is None:
+        return item
+    return item.model_copy(
+        update={
+            "source": _cite(item.source, document),
+            "sources": [_cite(s, document) for s in item.sources],
+        }
+    )
 
 
 def with_citations(

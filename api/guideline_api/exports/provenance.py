@@ -230,7 +230,7 @@ def _places(data: Mapping[str, Any], source: Mapping[str, Any]) -> tuple[Place, 
     raw = data.get("sources")
     listed = [s for s in raw if isinstance(s, Mapping)] if isinstance(raw, list) else []
     return tuple(
-        Place(_int(s.get("start")), _int(s.get("end")), _page(s.get("page")))
+        Place(_int(s.get("start")), _int(s.get("end")), _page(_pages({}, s)))
         for s in (listed or ([source] if source else []))
     )
 
