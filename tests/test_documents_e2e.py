@@ -22,7 +22,7 @@ import httpx
 import pytest
 from guideline_core import resource as gj
 from pypdf import PdfReader, PdfWriter
-from support.api import api_http, auth, dispatched_row, free_port, make_settings, running_server
+from support.api import api_http, auth, dispatched_row
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.documents import guideline, pdftotext, words
 
@@ -137,12 +137,10 @@ def test_an_unreadable_document_fails_for_good_after_one_pod(make_stack: Any) ->
 def test_a_pdf_uploaded_to_the_api_completes_with_page_numbers(
     make_stack: Any, cluster: LocalCluster
 ) -> None:
-    port = free_port()
-    stack = make_stack(operator={"runner_api_url": f"http://{cluster.pod_host}:{port}"})
-    settings = make_settings(stack.database_url, cluster.kubeconfig, namespace=stack.namespace)
+    stack = make_stack()
     document = DEMO_PDF.read_bytes()
     with (
-        running_server(settings, host=cluster.pod_host, port=port) as url,
+        stack.api_server() as url,
         api_http(url) as api,
         httpx.Client(base_url=url, timeout=60) as uploads,  # the checked client reads bodies
     ):

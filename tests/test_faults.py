@@ -35,7 +35,7 @@ import httpx
 import pytest
 from guideline_core import db
 from guideline_core import resource as gj
-from support.api import auth, make_settings, running_server
+from support.api import auth, make_settings
 from support.cluster import LocalCluster, wait_for
 from support.contract import CHECKS
 from support.pg import PgServer
@@ -73,16 +73,11 @@ def stack_with_api(
     cluster: LocalCluster, database_url: str, workdir: Path, **options: Any
 ) -> Iterator[tuple[Stack, str]]:
     """A Stack (namespace, fake LLM, operator) and a real uvicorn API server in front of it."""
-    with Stack(cluster, database_url, workdir, prefix="t-fault", **options) as stack:
-        settings = make_settings(
-            database_url,
-            cluster.kubeconfig,
-            namespace=stack.namespace,
-            kube_timeout_seconds=3.0,
-            db_acquire_timeout_seconds=3.0,
-        )
-        with running_server(settings) as url:
-            yield stack, url
+    with (
+        Stack(cluster, database_url, workdir, prefix="t-fault", **options) as stack,
+        stack.api_server(kube_timeout_seconds=3.0, db_acquire_timeout_seconds=3.0) as url,
+    ):
+        yield stack, url
 
 
 def script(latency: float) -> dict[str, Any]:

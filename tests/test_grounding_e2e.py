@@ -17,7 +17,7 @@ import httpx
 import pytest
 from guideline_core.splitting import checklist_sections
 from guideline_runner.text import content_chunks
-from support.api import api_http, auth, free_port, make_settings, running_server
+from support.api import api_http, auth
 from support.cluster import LocalCluster, wait_for
 from support.fake_llm import user_text
 from support.pg import PgServer
@@ -38,14 +38,7 @@ def pod_database(cluster: LocalCluster, tmp_path: Path) -> Iterator[tuple[str, s
 
 
 @pytest.fixture
-def api_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def stack(
-    cluster: LocalCluster, pod_database: tuple[str, str], tmp_path: Path, api_port: int
-) -> Iterator[Stack]:
+def stack(cluster: LocalCluster, pod_database: tuple[str, str], tmp_path: Path) -> Iterator[Stack]:
     database_url, pods_database_url = pod_database
     checklist = [
         {
@@ -66,7 +59,6 @@ def stack(
         database_url,
         tmp_path / "stack",
         runner={"GUIDELINE_CHUNK_CHARS": str(CHUNK_CHARS)},
-        operator={"runner_api_url": f"http://{cluster.pod_host}:{api_port}"},
         script={"summary": "part summary {call}.", "combine": "COMBINED.", "checklist": checklist},
     ) as started:
         started.enable_chunk_cache(pods_database_url)
@@ -74,12 +66,8 @@ def stack(
 
 
 @pytest.fixture
-def api(stack: Stack, cluster: LocalCluster, api_port: int) -> Iterator[httpx.Client]:
-    settings = make_settings(stack.database_url, cluster.kubeconfig, namespace=stack.namespace)
-    with (
-        running_server(settings, host=cluster.pod_host, port=api_port) as url,
-        api_http(url) as client,
-    ):
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.api_server() as url, api_http(url) as client:
         yield client
 
 

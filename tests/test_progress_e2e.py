@@ -1,4 +1,5 @@
-"""Progress end to end: the real API (uvicorn), control plane, operator and runner pods,
+"""Progress end to end: the real API (uvicorn, where the runner pods fetch their job's text),
+control plane, operator and runner pods,
 with the fake LLM answering each call slowly. While a long guideline's job runs, GET
 /v1/jobs/{id} shows its progress advance and the event stream sends it as `progress`
 events between the status events, in one id sequence; the counts end at the calls the
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from guideline_core.splitting import checklist_sections
-from support.api import ALICE_KEY, auth, make_settings, running_server
+from support.api import ALICE_KEY, auth
 from support.cluster import LocalCluster, wait_for
 from support.events import StreamReader, stored_ids
 from test_runner_chain import sectioned_guideline
@@ -38,8 +39,7 @@ def test_progress_advances_while_a_job_runs_and_is_streamed(
             "latency": 0.4,
         },
     )
-    settings = make_settings(stack.database_url, cluster.kubeconfig, namespace=stack.namespace)
-    with running_server(settings) as url:
+    with stack.api_server() as url:
         posted = httpx.post(f"{url}/jobs", json={"guideline_text": text}, headers=auth())
         assert posted.status_code == 202, posted.text
         event_id = posted.json()["event_id"]

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from guideline_api import tracing as api_tracing
 from guideline_core import resource as gj
@@ -370,8 +371,7 @@ def test_one_trace_holds_the_api_operator_and_runner_spans_of_a_job(
         # The runner pods get it as the chart gives it: in the pod template the operator reads.
         operator={"runner_pod_template_file": _runner_pod_template(tmp_path, otel)},
     ) as stack:
-        settings = make_settings(postgres_url, cluster.kubeconfig, namespace=stack.namespace)
-        with api_client(settings) as api:
+        with stack.api_server() as url, httpx.Client(base_url=url, timeout=30) as api:
             answer = api.post(
                 "/jobs", json={"guideline_text": "Staff must wash hands."}, headers=auth()
             )
@@ -436,8 +436,7 @@ def test_without_an_endpoint_nothing_is_exported_and_no_annotation_breaks_a_job(
     # operator would show here (a runner pod's default is its own loopback: its env is
     # checked below instead).
     with OtlpReceiver(port=4318) as otlp, Stack(cluster, postgres_url, tmp_path / "stack") as stack:
-        settings = make_settings(postgres_url, cluster.kubeconfig, namespace=stack.namespace)
-        with api_client(settings) as api:
+        with stack.api_server() as url, httpx.Client(base_url=url, timeout=30) as api:
             answer = api.post(
                 "/jobs", json={"guideline_text": "Staff must wash hands."}, headers=auth()
             )

@@ -163,6 +163,9 @@ class Stack:
     op: OperatorProcess | None = None
     others: list[OperatorProcess] = field(default_factory=list)
     database: db.Database | None = None
+    # The port of the API these pods fetch their job's text from (`api_server`): the
+    # operator's `runner_api_url` points there unless `operator` says otherwise.
+    api_port: int = field(default_factory=free_port)
     _generation: int = 0
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -249,7 +252,8 @@ class Stack:
         node = {}
         if self.cluster.real_node:  # `make image`'s image, imported into the node, never pulled
             node = {"runner_image": self.cluster.pod_image(), "runner_image_pull_policy": "Never"}
-        settings = {**DEFAULT_OPERATOR, **node, **self.operator, **overrides}
+        api = {"runner_api_url": self.runner_api_url}
+        settings = {**DEFAULT_OPERATOR, **node, **api, **self.operator, **overrides}
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/root"),
@@ -263,6 +267,25 @@ class Stack:
                 json.dumps(value) if isinstance(value, list | dict) else str(value)
             )
         return env
+
+    @property
+    def runner_api_url(self) -> str:
+        """Where this stack's runner pods reach `api_server` (pods have their own loopback
+        on the real node: the host's `pod_host`)."""
+        return f"http://{self.cluster.pod_host}:{self.api_port}"
+
+    @contextlib.contextmanager
+    def api_server(self, **overrides: Any) -> Iterator[str]:
+        """The real API (uvicorn, in this process) in front of this stack, where its runner
+        pods fetch their job's document: `make_settings` for the namespace plus
+        `overrides`. Yields its base URL."""
+        from support.api import make_settings, running_server
+
+        settings = make_settings(
+            self.database_url, self.cluster.kubeconfig, namespace=self.namespace, **overrides
+        )
+        with running_server(settings, host=self.cluster.pod_host, port=self.api_port) as url:
+            yield url
 
     def start_operator(self, *args: str, keep: bool = False, **overrides: Any) -> OperatorProcess:
         """Start `guideline-operator --standalone` (or with `args` instead) and wait until
