@@ -73,7 +73,7 @@ def apply_document_job(stack: Any, name: str, document: bytes, **spec: Any) -> N
 
 
 def test_a_pdf_in_a_config_map_completes_with_page_numbers(make_stack: Any, tmp_path: Path) -> None:
-    stack = make_stack()
+    stack = make_stack(operator={"runner_api_url": ""})  # no API: the text stays in the pod
     document = small_pdf()
     apply_document_job(stack, "pdf-doc", document)
     done = stack.wait_for_phase("pdf-doc", "COMPLETED", "FAILED")
@@ -111,7 +111,7 @@ def test_a_pdf_in_a_config_map_completes_with_page_numbers(make_stack: Any, tmp_
 
 
 def test_an_unreadable_document_fails_for_good_after_one_pod(make_stack: Any) -> None:
-    stack = make_stack()
+    stack = make_stack(operator={"runner_api_url": ""})  # no API: the text stays in the pod
     truncated = small_pdf()[:2000]  # a PDF header and a few objects, no page tree, no xref
     apply_document_job(stack, "bad-doc", truncated, maxRetries=3)
     done = stack.wait_for_phase("bad-doc", "COMPLETED", "FAILED")
