@@ -103,6 +103,33 @@ def base_env() -> dict[str, str]:
     }
 
 
+def start_detached_api(
+    database_url: str, workdir: Path, key_hashes: str, **settings: str
+) -> tuple[Process, str]:
+    """`guideline-api` alone on a free port: its own database, no Kubernetes (a kubeconfig
+    that answers nothing, the dispatcher off), no rate limit, `key_hashes` as its keys and
+    `settings` (more GUIDELINE_* variables) on top. Returns the process and its base URL
+    once it serves."""
+    from support.api import dead_kubeconfig
+
+    port = free_port()
+    env = base_env() | {
+        "GUIDELINE_DATABASE_URL": database_url,
+        "GUIDELINE_HOST": "127.0.0.1",
+        "GUIDELINE_PORT": str(port),
+        "GUIDELINE_KUBECONFIG": str(dead_kubeconfig(workdir)),
+        "GUIDELINE_DISPATCHER_ENABLED": "false",
+        "GUIDELINE_API_KEY_HASHES": key_hashes,
+        "GUIDELINE_RATE_LIMIT_PER_MINUTE": "0",
+        "GUIDELINE_LOG_LEVEL": "WARNING",
+        **settings,
+    }
+    api = Process("api", [str(BIN / "guideline-api")], env, workdir, workdir)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/health/live", alive=api.alive)
+    return api, base
+
+
 class Environment:
     """The stack under test. Use as a context manager; `close()` stops what it started."""
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench.env import BIN, Process, base_env, free_port, wait_http
+from bench.env import Process, start_detached_api
 from bench.loadgen import summarize
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -140,7 +140,6 @@ def measure(api: Process, base: str, job: str, key: str, requests: int) -> dict[
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from guideline_api.auth import hash_key
-    from support.api import dead_kubeconfig
     from support.pg import PgServer
 
     pg = PgServer(workdir / "postgres")
@@ -151,21 +150,12 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         database_url = pg.create_database("guideline")
         keys = [f"bench-stream-key-{i:04d}-{os.urandom(8).hex()}" for i in range(args.keys)]
         entries = [f"k{i}:{hash_key(key)}:t{i % args.tenants}:member" for i, key in enumerate(keys)]
-        port = free_port()
-        env = base_env() | {
-            "GUIDELINE_DATABASE_URL": database_url,
-            "GUIDELINE_HOST": "127.0.0.1",
-            "GUIDELINE_PORT": str(port),
-            "GUIDELINE_KUBECONFIG": str(dead_kubeconfig(workdir)),
-            "GUIDELINE_DISPATCHER_ENABLED": "false",
-            "GUIDELINE_API_KEY_HASHES": ",".join(entries),
-            "GUIDELINE_RATE_LIMIT_PER_MINUTE": "0",
-            "GUIDELINE_LIMIT_CONCURRENCY": str(args.limit_concurrency),
-            "GUIDELINE_LOG_LEVEL": "WARNING",
-        }
-        api = Process("api", [str(BIN / "guideline-api")], env, workdir, workdir)
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/health/live", alive=api.alive)
+        api, base = start_detached_api(
+            database_url,
+            workdir,
+            ",".join(entries),
+            GUIDELINE_LIMIT_CONCURRENCY=str(args.limit_concurrency),
+        )
         jobs = []
         with httpx.Client(base_url=base, timeout=30) as client:
             for key in keys:
@@ -180,7 +170,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         before = measure(api, base, jobs[0], keys[0], args.requests)
 
         per_key = args.streams // args.keys
-        streams = Streams(port)
+        streams = Streams(int(base.rsplit(":", 1)[1]))
         start = time.monotonic()
         streams.open([(k, j) for k, j in zip(keys, jobs, strict=True) for _ in range(per_key)])
         opened_in = time.monotonic() - start

@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from bench.env import BIN, Process, base_env, free_port, wait_http
+from bench.env import Process, start_detached_api
 from bench.loadgen import open_loop, summarize
 
 SMALL = (
@@ -134,7 +134,6 @@ async def small_open_loop(base: str, rate: float, count: int) -> dict[str, Any]:
 def run(args: argparse.Namespace, workdir: Path, log: Any = print) -> dict[str, Any]:
     """Start PostgreSQL and the API, measure, stop them."""
     from guideline_api.auth import hash_key
-    from support.api import dead_kubeconfig
     from support.pg import PgServer
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -143,25 +142,16 @@ def run(args: argparse.Namespace, workdir: Path, log: Any = print) -> dict[str, 
     api: Process | None = None
     try:
         database_url = pg.create_database("guideline")
-        port = free_port()
-        env = base_env() | {
-            "GUIDELINE_DATABASE_URL": database_url,
-            "GUIDELINE_HOST": "127.0.0.1",
-            "GUIDELINE_PORT": str(port),
-            "GUIDELINE_KUBECONFIG": str(dead_kubeconfig(workdir)),
-            "GUIDELINE_DISPATCHER_ENABLED": "false",
-            "GUIDELINE_API_KEY_HASHES": f"bench:{hash_key(KEY)}:bench:member",
-            "GUIDELINE_RATE_LIMIT_PER_MINUTE": "0",
-            "GUIDELINE_MAX_PENDING_JOBS": "100000",
-            "GUIDELINE_TENANT_MAX_PENDING_JOBS": "100000",
-            "GUIDELINE_TENANT_MAX_INFLIGHT_TEXT_BYTES": "0",
-            "GUIDELINE_LOG_LEVEL": "WARNING",
-            "TMPDIR": str(workdir),  # where uploads spool
+        api, base = start_detached_api(
+            database_url,
+            workdir,
+            f"bench:{hash_key(KEY)}:bench:member",
+            GUIDELINE_MAX_PENDING_JOBS="100000",
+            GUIDELINE_TENANT_MAX_PENDING_JOBS="100000",
+            GUIDELINE_TENANT_MAX_INFLIGHT_TEXT_BYTES="0",
+            TMPDIR=str(workdir),  # where uploads spool
             **{k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
-        }
-        api = Process("api", [str(BIN / "guideline-api")], env, workdir, workdir)
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/health/live", alive=api.alive)
+        )
         big = make_document(workdir / "big.pdf", args.big_mib * 1024 * 1024 - 1024)
 
         # Warm up (imports, pools) before the baseline.
