@@ -428,8 +428,15 @@ def test_health_shows_errors_and_pod_names_only_to_admins(
 PASSWORD = "Tr0ub4dor-and-3"
 
 
+# A port bound for the whole session and never listened on: connecting to it is refused, and
+# no other process can take it in the minutes between collection and the test (a port that
+# was merely free at collection was once taken by a server of another test run).
+_DEAD_PORT = socket.socket()
+_DEAD_PORT.bind(("127.0.0.1", 0))
+
+
 def _dead_urls() -> list[str]:
-    port = free_port()
+    port = _DEAD_PORT.getsockname()[1]
     return [
         f"host=127.0.0.1 port={port} user=guideline password={PASSWORD} dbname=guideline",
         f"host=127.0.0.1 port={port} user=guideline password='{PASSWORD}' dbname=guideline",
