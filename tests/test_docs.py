@@ -43,6 +43,19 @@ def test_the_reasons_table_lists_every_reason() -> None:
     assert {status for _, status in listed} >= {"401", "404", "409", "422", "429", "503"}
 
 
+def test_the_api_description_lists_every_reason() -> None:
+    """The OpenAPI document's description names every reason of the code and the page that
+    lists their statuses."""
+    from guideline_api.app import create_app
+    from guideline_api.errors import TITLES
+    from guideline_core.settings import ApiSettings
+
+    settings = ApiSettings(database_url="postgresql://docs@127.0.0.1:1/none")  # never opened
+    description = create_app(settings).openapi()["info"]["description"]
+    assert [r for r in map(str, TITLES) if f"`{r}`" not in description] == []
+    assert "docs/api.md" in description
+
+
 def test_readme_names_the_setup_and_test_commands() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
