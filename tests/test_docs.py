@@ -1,6 +1,6 @@
 """Documentation that is generated from the code stays current (settings, error reasons,
 metrics), the README keeps its promises (the two setup commands, a front door of about 200
-lines), and every relative link of the README and docs/ reaches a file and heading."""
+lines), and every relative link of the READMEs and docs/ reaches a file and heading."""
 
 from __future__ import annotations
 
@@ -84,10 +84,11 @@ def anchors(markdown: str) -> set[str]:
 
 
 def pages() -> list[Path]:
-    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    chart = REPO_ROOT / "charts" / "guideline-ingest" / "README.md"
+    return [REPO_ROOT / "README.md", chart, *sorted((REPO_ROOT / "docs").glob("*.md"))]
 
 
-@pytest.mark.parametrize("page", pages(), ids=lambda p: p.name)
+@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_relative_links_resolve(page: Path) -> None:
     text = re.sub(r"```.*?```|`[^`\n]*`", "", page.read_text(), flags=re.S)
     broken = []
