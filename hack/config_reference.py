@@ -5,17 +5,16 @@ cannot drift from the code. `--check` exits 1 if the file is out of date (a test
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
 
+from generated import ROOT, write_or_check
 from guideline_core.settings import ApiSettings, CommonSettings, OperatorSettings, RunnerSettings
 from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
-TARGET = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+TARGET = ROOT / "docs" / "configuration.md"
 SECTIONS: list[tuple[str, type[BaseSettings], str]] = [
     ("Every component", CommonSettings, "API, operator and runner."),
     ("API (`guideline-api`)", ApiSettings, "The REST API."),
@@ -85,20 +84,5 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    """Write the reference, or with --check fail if it is stale."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail if docs/ is out of date")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET} is out of date: run .venv/bin/python hack/config_reference.py")
-            sys.exit(1)
-        return
-    TARGET.write_text(text)
-    print(f"wrote {TARGET}")
-
-
 if __name__ == "__main__":
-    main()
+    sys.exit(write_or_check(TARGET, render(), "hack/config_reference.py", __doc__))

@@ -6,19 +6,17 @@ README is out of date (a test runs it)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
+from generated import ROOT, between, cell, write_or_check
 
-CHART = Path(__file__).resolve().parent.parent / "charts" / "guideline-ingest"
+CHART = ROOT / "charts" / "guideline-ingest"
 VALUES = CHART / "values.yaml"
 README = CHART / "README.md"
-BEGIN, END = "<!-- values:begin -->", "<!-- values:end -->"
 _KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][A-Za-z0-9_]*):(?:\s|$)")
 _RULE = re.compile(r"^#\s*-{3,}\s*$")
 
@@ -72,10 +70,6 @@ def rows(values: Any, notes: dict[str, str], prefix: str = "") -> list[tuple[str
     return found
 
 
-def cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def table() -> str:
     """The Markdown values table."""
     text = VALUES.read_text()
@@ -86,26 +80,6 @@ def table() -> str:
     return "\n".join(lines)
 
 
-def render(readme: str) -> str:
-    """`readme` with the generated table between the markers."""
-    start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
-    return f"{readme[:start]}\n{table()}\n{readme[end:]}"
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
-    args = parser.parse_args()
-    current = README.read_text()
-    wanted = render(current)
-    if args.check:
-        if current != wanted:
-            print(f"{README} is out of date: run python hack/values_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(wanted)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    wanted = between(README.read_text(), "values", table())
+    sys.exit(write_or_check(README, wanted, "hack/values_reference.py", __doc__))

@@ -1,8 +1,9 @@
 """The metric names of both components, scraped for real: the API's /metrics (a uvicorn
 server) and the operator's (a `guideline-operator` process on the local cluster). Every
 name is prefixed `guideline_` (besides the client library's standard `process_*` and
-`python_*`), no name is exported by both, units are in the names, the README's metrics
-table lists exactly these, and every name the chart's dashboard and alert rules use exists."""
+`python_*`), no name is exported by both, units are in the names, the metrics table of
+docs/observability.md lists exactly these, and every name the chart's dashboard and alert
+rules use exists."""
 
 from __future__ import annotations
 
@@ -39,10 +40,10 @@ def _bases(found: dict[str, str]) -> set[str]:
 
 
 def readme_names() -> dict[str, str]:
-    """name -> component of the README's metrics table."""
+    """name -> component of the metrics table (docs/observability.md)."""
     rows = re.findall(
         r"^\| `(guideline_[a-z_]+)` \| (api|operator) \|",
-        (REPO_ROOT / "README.md").read_text(),
+        (REPO_ROOT / "docs" / "observability.md").read_text(),
         re.M,
     )
     return dict(rows)
@@ -83,7 +84,7 @@ def test_metric_names_of_both_components(scraped: dict[str, dict[str, str]]) -> 
             assert name.endswith("_seconds"), name  # every histogram here is a duration
         else:
             assert not name.endswith("_total"), name
-    # The README documents exactly what each component exports.
+    # The metrics table documents exactly what each component exports.
     documented = readme_names()
     assert {n for n, c in documented.items() if c == "api"} == set(api)
     assert {n for n, c in documented.items() if c == "operator"} == set(operator)

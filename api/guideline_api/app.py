@@ -17,7 +17,7 @@ from guideline_api.auth import KeyStore
 from guideline_api.authgate import AuthGate
 from guideline_api.context import Context
 from guideline_api.dispatcher import Dispatcher
-from guideline_api.errors import install_handlers
+from guideline_api.errors import TITLES, install_handlers
 from guideline_api.kubeapi import KubeGateway
 from guideline_api.limits import BodyLimitMiddleware
 from guideline_api.metrics import ApiMetrics, Figures, MetricsMiddleware, route_template
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 SUBMIT_ROUTES = frozenset({"/jobs", "/jobs/batch"})
 
-DESCRIPTION = """
+DESCRIPTION_TEMPLATE = """
 Turns long written guidelines into a summary and an actionable checklist.
 
 **Flow.** `POST /v1/jobs` (or `POST /v1/jobs/batch` for many) records the job in PostgreSQL
@@ -68,21 +68,12 @@ on every other path (also one that does not exist), before the request body is r
 `https://guideline-ingest.dev/problems/<reason>` (one stable URI per reason), `title` the
 reason's summary, `detail` what went wrong this time, `instance` the request's path;
 `reason` (a stable code to switch on) and `details` (field, message, type; only for field
-validation errors) are extension members. Reasons: `malformed_json`, `invalid_utf8`,
-`validation_error`, `control_characters` (422), `unsupported_media_type`,
-`estimate_needs_text` (415), `body_too_large`, `text_too_long`, `document_too_large` (413),
-`headers_too_large`, `too_many_headers` (431),
-`headers_timeout` (408), `invalid_event_id`, `invalid_cursor`,
-`invalid_last_event_id`, `invalid_idempotency_key`, `idempotency_key_reused` (422),
-`not_found` (404), `method_not_allowed` (405), `not_acceptable` (406), `job_finished`,
-`job_not_retryable`, `job_not_completed`, `too_many_runs` (409), `unknown_export_format` (422),
-`missing_api_key`, `invalid_api_key` (401, with `WWW-Authenticate`), `model_not_allowed`,
-`callback_url_refused` (422), `forbidden` (403), `batch_too_large` (413), `backlog_full`,
-`tenant_backlog_full`, `tenant_text_quota`, `budget_exceeded`, `rate_limited`,
-`too_many_streams` (429, with `Retry-After`),
-`database_unavailable`, `kubernetes_unavailable` (503), `internal_error` (500); on the
-runner routes only: `invalid_runner_token` (401), `not_this_jobs_runner` (403). Kubernetes
-being down is no error: jobs wait PENDING (see `status_reason`).
+validation errors) are extension members. Each operation's error answers below give the
+reasons it may answer with, one example each; every reason, with its status and title, is
+listed in the repository's docs/api.md ("Error reasons", generated from the code):
+{reasons}. A 429 carries `Retry-After`, a 401 `WWW-Authenticate`; `invalid_runner_token` and
+`not_this_jobs_runner` are answered on the runner routes only. Kubernetes being down is no
+error: jobs wait PENDING (see `status_reason`).
 
 **Input hygiene.** UTF-8 only. `guideline_text` is cleaned, not refused: put in NFC,
 mojibake repaired, stray control characters (other than tab, line feed, carriage return)
@@ -97,6 +88,10 @@ fields. Uploads are spooled to disk and stored in PostgreSQL; the API never pars
 the job's runner pod fetches its document from the `runner` routes (its ServiceAccount
 token, checked with a TokenReview; no API key) and puts the extracted text back.
 """
+# The reasons are listed from the code, so this text cannot drift from `Reason`.
+DESCRIPTION = DESCRIPTION_TEMPLATE.replace(
+    "{reasons}", ", ".join(f"`{reason}`" for reason in TITLES)
+)
 
 
 def create_app(

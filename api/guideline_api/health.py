@@ -114,7 +114,8 @@ def ready(request: Request) -> JSONResponse:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
 )
 def metrics(request: Request) -> Response:
-    """Prometheus text format: the `guideline_api_*` and `guideline_db_*` metrics (README,
-    "Metrics"); the database gauges come from the last background refresh."""
+    """Prometheus text format: the `guideline_api_*` and `guideline_db_*` metrics
+    (docs/observability.md, "Metrics"); the database gauges come from the last background
+    refresh."""
     ctx = get_ctx(request)
     return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

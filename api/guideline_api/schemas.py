@@ -775,7 +775,7 @@ class Problem(BaseModel):
 
     type: str = Field(
         description="`https://guideline-ingest.dev/problems/<reason>`: one stable URI per "
-        "reason, documented in the README."
+        "reason, listed in docs/api.md (Error reasons)."
     )
     title: str = Field(description="A short summary of the reason (the same for every use).")
     status: int = Field(description="The HTTP status code.")

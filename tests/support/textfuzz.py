@@ -89,7 +89,7 @@ def _pump(motif: str, size: int, prefix: str = "", suffix: str = "") -> str:
 
 def worst_inputs() -> list[tuple[str, tuple[str, str, str], int]]:
     """The regression inputs, (target, (prefix, motif, suffix), size): each was
-    super-linear in its target before the fix (figures in the README's "Security model")."""
+    super-linear in its target before the fix (figures in docs/security.md)."""
     cases = [
         # `_HEADING_MD`'s `(.*?)\s*#*\s*$`: cubic in a run of blanks (2,000: 30-40 s).
         ("heading_of", ("# a", " ", "b"), 4_000),
