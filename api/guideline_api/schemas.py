@@ -400,13 +400,11 @@ SOURCE_SCHEMA: dict[str, Any] = {
         "page_end": {
             "type": "integer",
             "minimum": 1,
-            "description": "The page the quote ends on, only when it runs "
-            "across a page break.",
+            "description": "The page the quote ends on, only when it runs across a page break.",
         },
         "page_label": {
             "type": "string",
-            "description": "The printed label of `page` (e.g. `iv`), when the "
-            "PDF has page labels.",
+            "description": "The printed label of `page` (e.g. `iv`), when the PDF has page labels.",
         },
         "section": {
             "type": "array",
