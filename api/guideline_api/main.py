@@ -39,7 +39,7 @@ def uvicorn_config(app: Any, settings: ApiSettings) -> uvicorn.Config:
     """The HTTP server's configuration for `app` (also what the tests serve with)."""
     import uvicorn
 
-    from guideline_api.httphead import HeadLimits, head_limited_protocol
+    from guideline_api.http.heads import HeadLimits, head_limited_protocol
 
     return uvicorn.Config(
         app,

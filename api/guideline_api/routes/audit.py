@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from guideline_api import service
 from guideline_api.deps import CtxDep, CurrentPrincipal
-from guideline_api.errors import Reason
+from guideline_api.http.errors import Reason
 from guideline_api.openapi import ALWAYS, problem
 from guideline_api.schemas import AuditEntry, AuditPage
-from guideline_api.views import decode_audit_cursor
+from guideline_api.service import jobs as service
+from guideline_api.service.views import decode_audit_cursor
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 

@@ -19,10 +19,9 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from guideline_api import events, service, uploads
-from guideline_api.authgate import bearer_token
 from guideline_api.deps import CtxDep, CurrentPrincipal, IdempotencyKeyHeader
-from guideline_api.errors import ApiError, Reason
+from guideline_api.http.authgate import bearer_token
+from guideline_api.http.errors import ApiError, Reason
 from guideline_api.openapi import (
     ALWAYS,
     BAD_EVENT_ID,
@@ -49,8 +48,10 @@ from guideline_api.schemas import (
     SubmitBatch,
     SubmitJob,
 )
-from guideline_api.service import Submission
-from guideline_api.submission import (
+from guideline_api.service import events, uploads
+from guideline_api.service import jobs as service
+from guideline_api.service.jobs import Submission
+from guideline_api.service.submission import (
     check_idempotency_key,
     decode_json_object,
     estimate_input,
@@ -62,7 +63,7 @@ from guideline_api.submission import (
     upload_item,
     validate_submission,
 )
-from guideline_api.views import decode_cursor, encode_cursor, to_view
+from guideline_api.service.views import decode_cursor, encode_cursor, to_view
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 

@@ -12,11 +12,11 @@ from fastapi.responses import JSONResponse
 from guideline_core.resource import Phase
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from guideline_api.authgate import bearer_token
 from guideline_api.context import Context
 from guideline_api.deps import get_ctx
-from guideline_api.monitor import Check
+from guideline_api.http.authgate import bearer_token
 from guideline_api.schemas import CheckResult, Health, Liveness, OperatorHealth, Readiness
+from guideline_api.workers.monitor import Check
 
 router = APIRouter(tags=["operations"])
 

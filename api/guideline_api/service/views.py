@@ -12,7 +12,7 @@ from typing import Any
 from guideline_core import db
 from guideline_core.resource import Phase
 
-from guideline_api.errors import ApiError, Reason
+from guideline_api.http.errors import ApiError, Reason
 from guideline_api.schemas import JobView, QueueInfo
 
 
