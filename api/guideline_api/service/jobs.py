@@ -538,6 +538,17 @@ def submit(ctx: Context, principal: Principal, sub: Submission | ApiError) -> Ou
     return answer
 
 
+def submit_batch(
+    ctx: Context, principal: Principal, items: list[Submission | ApiError] | ApiError
+) -> list[Outcome | ApiError]:
+    """A batch's items (see submit_many). A batch refused as a whole (`items` an ApiError)
+    is charged against the rate as one submission, then raised."""
+    if isinstance(items, ApiError):
+        submit(ctx, principal, items)  # raises it
+        raise items
+    return submit_many(ctx, principal, items)
+
+
 # --------------------------------------------------------------------------- reads
 
 
