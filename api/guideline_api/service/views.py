@@ -1,4 +1,5 @@
-"""How a job row is shown: the JobView, a PENDING job's place in the queue, list cursors."""
+"""How a job row is shown: the JobView, a PENDING job's place in the queue, list cursors and
+filters, and the pages of the list, batch and audit answers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from guideline_core.resource import Phase
 
 from guideline_api.http.errors import ApiError, Reason
 from guideline_api.schemas import (
+    AuditEntry,
+    AuditPage,
     BatchItemResult,
     BatchResult,
     ItemError,
@@ -231,3 +234,15 @@ def batch_result(answers: list[Outcome | ApiError]) -> BatchResult:
     accepted = sum(1 for a in answers if not isinstance(a, ApiError) and a.created)
     rejected = sum(1 for a in answers if isinstance(a, ApiError))
     return BatchResult(items=results, accepted=accepted, rejected=rejected)
+
+
+def audit_view(rows: list[dict[str, Any]], limit: int) -> AuditPage:
+    """A page of the audit trail from up to `limit` + 1 rows (one more: there is a next
+    page)."""
+    page = rows[:limit]
+    items = [
+        AuditEntry.model_validate({**r, "event_id": str(r["event_id"]) if r["event_id"] else None})
+        for r in page
+    ]
+    next_cursor = str(page[-1]["id"]) if len(rows) > limit else None
+    return AuditPage(items=items, next_cursor=next_cursor)
