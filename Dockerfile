@@ -30,6 +30,7 @@ COPY core ./core
 COPY api ./api
 COPY operator ./operator
 COPY runner ./runner
+COPY client ./client
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
  && /opt/venv/bin/pip install --no-deps /tmp/wheels/guideline_ingest-*.whl \
  && /opt/venv/bin/pip check \

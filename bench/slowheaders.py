@@ -3,7 +3,7 @@ what bounding request heads costs a submission.
 
 Starts a throw-away PostgreSQL and the API (`guideline-api`'s server configuration,
 `uvicorn_config`, as the image runs it: uvloop, httptools with the head bounds of
-`guideline_api.httphead`; a dead Kubernetes and no dispatcher, so only the API is measured)
+`guideline_api.http.heads`; a dead Kubernetes and no dispatcher, so only the API is measured)
 on loopback. Then, each bounded in time:
 
 - `idle`: the API's RSS, and /health/live answer times (a new connection per probe, as a

@@ -1,6 +1,6 @@
 """Writes the table of error reasons in docs/api.md (between `<!-- reasons:begin -->` and
 `<!-- reasons:end -->`) from the code: every `Reason` with its title (`TITLES` in
-guideline_api.errors) and its HTTP status, read from the error answers of the served OpenAPI
+guideline_api.http.errors) and its HTTP status, read from the error answers of the served OpenAPI
 document, so the list cannot drift from the code. `--check` exits 1 if it is stale (a test
 runs it)."""
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from generated import ROOT, between, cell, write_or_check
 from guideline_api.app import create_app
-from guideline_api.errors import TITLES
+from guideline_api.http.errors import TITLES
 from guideline_core.settings import ApiSettings
 
 TARGET = ROOT / "docs" / "api.md"

@@ -25,7 +25,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from guideline_api.app import create_app
-from guideline_api.errors import install_handlers
+from guideline_api.http.errors import install_handlers
 from guideline_core import db
 from guideline_core.resource import Phase
 from schemathesis.core.failures import FailureGroup

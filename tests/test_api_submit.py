@@ -19,9 +19,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from guideline_api.auth import hash_key
-from guideline_api.dispatcher import Dispatcher
 from guideline_api.kubeapi import KubeGateway
 from guideline_api.metrics import ApiMetrics
+from guideline_api.workers.dispatcher import Dispatcher
 from guideline_core import db, kube
 from guideline_core import resource as gj
 from guideline_core.documents import store as document_store

@@ -245,7 +245,7 @@ def test_usr1_dumps_every_threads_stack_and_the_wait_goes_on(api: ApiProcess) ->
         cli.expect("PENDING")
         cli.proc.send_signal(signal.SIGUSR1)
         cli.expect("most recent call first")
-        cli.expect("guideline_api/follow.py")  # a frame of the wait, in the dump
+        cli.expect("guideline_client/follow.py")  # a frame of the wait, in the dump
         assert cli.proc.poll() is None
     finally:
         cli.kill()

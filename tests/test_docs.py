@@ -34,7 +34,7 @@ def test_every_setting_is_described() -> None:
 
 def test_the_reasons_table_lists_every_reason() -> None:
     """The generated table is not empty or partial: every reason of the code has a row."""
-    from guideline_api.errors import TITLES
+    from guideline_api.http.errors import TITLES
 
     text = (REPO_ROOT / "docs" / "api.md").read_text()
     text = text[text.index("<!-- reasons:begin -->") : text.index("<!-- reasons:end -->")]
@@ -47,7 +47,7 @@ def test_the_api_description_lists_every_reason() -> None:
     """The OpenAPI document's description names every reason of the code and the page that
     lists their statuses."""
     from guideline_api.app import create_app
-    from guideline_api.errors import TITLES
+    from guideline_api.http.errors import TITLES
     from guideline_core.settings import ApiSettings
 
     settings = ApiSettings(database_url="postgresql://docs@127.0.0.1:1/none")  # never opened

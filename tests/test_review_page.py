@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from guideline_api import client
-from guideline_api.review_html import BIDI_CONTROLS, SOURCE_COLOUR, UNCOVERED_COLOUR, highlighted
+from guideline_client import commands as client
+from guideline_client.review import BIDI_CONTROLS, SOURCE_COLOUR, UNCOVERED_COLOUR, highlighted
 from guideline_core import db
 from guideline_core.resource import Phase
 from guideline_runner.fit import fit

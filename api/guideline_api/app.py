@@ -12,21 +12,22 @@ from guideline_core import db, version
 from guideline_core.settings import ApiSettings
 from starlette.types import Scope
 
-from guideline_api import health, openapi, routes, tracing, uploads
+from guideline_api import openapi, routes, tracing
 from guideline_api.auth import KeyStore
-from guideline_api.authgate import AuthGate
 from guideline_api.context import Context
-from guideline_api.dispatcher import Dispatcher
-from guideline_api.errors import TITLES, install_handlers
+from guideline_api.http.authgate import AuthGate
+from guideline_api.http.errors import TITLES, install_handlers
+from guideline_api.http.limits import BodyLimitMiddleware
+from guideline_api.http.runner_auth import RunnerAuth
+from guideline_api.http.streamcaps import StreamCaps
 from guideline_api.kubeapi import KubeGateway
-from guideline_api.limits import BodyLimitMiddleware
 from guideline_api.metrics import ApiMetrics, Figures, MetricsMiddleware, route_template
-from guideline_api.monitor import HealthMonitor
-from guideline_api.notify import EventHub
-from guideline_api.routes import webhooks
-from guideline_api.runner_auth import RunnerAuth
-from guideline_api.streamcaps import StreamCaps
-from guideline_api.webhooks.delivery import DeliveryWorker
+from guideline_api.routes import health, webhooks
+from guideline_api.service import uploads
+from guideline_api.workers.dispatcher import Dispatcher
+from guideline_api.workers.monitor import HealthMonitor
+from guideline_api.workers.notify import EventHub
+from guideline_api.workers.webhook_delivery import DeliveryWorker
 
 log = logging.getLogger(__name__)
 

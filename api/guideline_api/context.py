@@ -9,16 +9,16 @@ from guideline_core.settings import ApiSettings
 from guideline_core.tracing import NOOP, Tracer
 
 from guideline_api.auth import KeyStore
-from guideline_api.callbacks import Resolver
-from guideline_api.dispatcher import Dispatcher
+from guideline_api.http.runner_auth import RunnerAuth
+from guideline_api.http.streamcaps import StreamCaps
 from guideline_api.kubeapi import KubeGateway
 from guideline_api.metrics import ApiMetrics
-from guideline_api.monitor import HealthMonitor
-from guideline_api.notify import EventHub
-from guideline_api.runner_auth import RunnerAuth
-from guideline_api.streamcaps import StreamCaps
+from guideline_api.service.callbacks import Resolver
 from guideline_api.webhooks import targets
-from guideline_api.webhooks.delivery import DeliveryWorker
+from guideline_api.workers.dispatcher import Dispatcher
+from guideline_api.workers.monitor import HealthMonitor
+from guideline_api.workers.notify import EventHub
+from guideline_api.workers.webhook_delivery import DeliveryWorker
 
 
 @dataclass

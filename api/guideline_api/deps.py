@@ -8,9 +8,9 @@ from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from guideline_api.auth import ANONYMOUS, Principal, Role
-from guideline_api.authgate import unauthorized
 from guideline_api.context import Context
-from guideline_api.errors import Reason
+from guideline_api.http.authgate import unauthorized
+from guideline_api.http.errors import Reason
 
 
 def get_ctx(request: Request) -> Context:

@@ -39,7 +39,7 @@ def uvicorn_config(app: Any, settings: ApiSettings) -> uvicorn.Config:
     """The HTTP server's configuration for `app` (also what the tests serve with)."""
     import uvicorn
 
-    from guideline_api.httphead import HeadLimits, head_limited_protocol
+    from guideline_api.http.heads import HeadLimits, head_limited_protocol
 
     return uvicorn.Config(
         app,
@@ -50,7 +50,7 @@ def uvicorn_config(app: Any, settings: ApiSettings) -> uvicorn.Config:
         server_header=False,
         # Bounds on what one client can hold: connections and tasks at once (then 503),
         # idle keep-alive connections, a request's head (bytes, fields, time), the listen
-        # queue. httptools, as uvicorn would pick, with the head bounds it lacks (httphead).
+        # queue. httptools, as uvicorn would pick, with the head bounds it lacks (http.heads).
         limit_concurrency=settings.limit_concurrency,
         timeout_keep_alive=settings.timeout_keep_alive_seconds,
         http=head_limited_protocol(

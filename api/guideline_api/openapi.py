@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from guideline_api.errors import PROBLEM_MEDIA_TYPE, Reason, problem_body
+from guideline_api.http.errors import PROBLEM_MEDIA_TYPE, Reason, problem_body
 from guideline_api.schemas import Problem, SubmitBatch, SubmitJob
 
 # Models the document names by `$ref` although no route declares them as its model: the

@@ -31,7 +31,7 @@ Target = Callable[[str], object]
 def targets() -> dict[str, Target]:
     """Every text function under test, by name (imported here: the child pays for it)."""
     from guideline_api.schemas import SubmitJob
-    from guideline_api.submission import parse_submission
+    from guideline_api.service.submission import parse_submission
     from guideline_core import dsn, logs
     from guideline_core.documents import hygiene, sniff
     from guideline_runner import documents, errors, obligations, text

@@ -1,7 +1,8 @@
 """Printable HTML: one self-contained page (no script, no network) with the provenance,
 the summary and the checklist as boxes to tick on paper, each item with its quote and
-page. The review page (`review_html`, the guideline with sources highlighted beside the
-checklist) is for screens and needs the guideline text; this sheet is for a clipboard."""
+page. The client's review page (`guideline_client.review`, the guideline with sources
+highlighted beside the checklist) is for screens and needs the guideline text; this sheet is
+for a clipboard."""
 
 from __future__ import annotations
 

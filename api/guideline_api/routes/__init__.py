@@ -1,4 +1,6 @@
-"""The API's routers, one module per resource, and where they are served."""
+"""The API's routers, one module per resource (health included), and where they are served.
+`descriptions` holds the `/jobs` operations' OpenAPI prose, `intake` how they read a
+submission from the request."""
 
 from __future__ import annotations
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from guideline_api import service
 from guideline_api.deps import CtxDep, CurrentPrincipal
-from guideline_api.errors import Reason
+from guideline_api.http.errors import Reason
 from guideline_api.openapi import ALWAYS, problem
-from guideline_api.schemas import AuditEntry, AuditPage
-from guideline_api.views import decode_audit_cursor
+from guideline_api.schemas import AuditPage
+from guideline_api.service import jobs as service
+from guideline_api.service import views
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -44,15 +44,9 @@ def list_audit(
     user), every cancel and retry request and every read of a guideline text, newest first.
     Reads of one job's text by one key within `audit_read_window_seconds` are one entry
     (`detail.reads`). Kept `audit_retention_days`, at most as long as the jobs."""
-    before = decode_audit_cursor(cursor) if cursor is not None else None
+    before = views.decode_audit_cursor(cursor) if cursor is not None else None
     job = service.parse_event_id(event_id) if event_id is not None else None
     rows = service.audit_page(
         ctx, principal, tenant=tenant, event_id=job, limit=limit, before_id=before
     )
-    page = rows[:limit]
-    items = [
-        AuditEntry.model_validate({**r, "event_id": str(r["event_id"]) if r["event_id"] else None})
-        for r in page
-    ]
-    next_cursor = str(page[-1]["id"]) if len(rows) > limit else None
-    return AuditPage(items=items, next_cursor=next_cursor)
+    return views.audit_view(rows, limit)

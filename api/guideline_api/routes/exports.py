@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from guideline_api import service
 from guideline_api.deps import CtxDep, CurrentPrincipal
-from guideline_api.errors import ApiError, Reason
 from guideline_api.exports import FORMATS, OSCAL_PROFILE, Format, from_accept, only_wildcards
-from guideline_api.exports import service as exports
+from guideline_api.http.errors import ApiError, Reason
 from guideline_api.openapi import ALWAYS, NOT_FOUND, problem
+from guideline_api.service import exports
+from guideline_api.service import jobs as service
 
 router = APIRouter(prefix="/jobs", tags=["exports"])
 

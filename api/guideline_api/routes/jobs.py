@@ -1,4 +1,5 @@
-"""The `/jobs` endpoints: HTTP in, a service call, HTTP out.
+"""The `/jobs` endpoints: dependencies in, a service call, the answer out. Their OpenAPI prose
+is in `descriptions`, reading a submission from the request in `intake`.
 
 The busiest ones (submit, batch, get) are coroutines that hand only the service call (its
 blocking database work) to the thread pool: a sync endpoint costs FastAPI two thread hops
@@ -6,168 +7,25 @@ blocking database work) to the thread pool: a sync endpoint costs FastAPI two th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from guideline_core.resource import Phase
-from guideline_core.settings import ApiSettings
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
-from guideline_api import events, service, uploads
-from guideline_api.authgate import bearer_token
 from guideline_api.deps import CtxDep, CurrentPrincipal, IdempotencyKeyHeader
-from guideline_api.errors import ApiError, Reason
-from guideline_api.openapi import (
-    ALWAYS,
-    BAD_EVENT_ID,
-    BATCH_UPLOAD_FORM,
-    BODY_TOO_LARGE,
-    FORBIDDEN_TENANT,
-    LIMITED,
-    NOT_FOUND,
-    TOO_LARGE,
-    UNSUPPORTED,
-    UPLOAD_FORM,
-    problem,
-    request_body,
-    with_headers,
-)
-from guideline_api.schemas import (
-    CONTROL_RULE,
-    BatchItemResult,
-    BatchResult,
-    ItemError,
-    JobEstimate,
-    JobPage,
-    JobView,
-    SubmitBatch,
-    SubmitJob,
-)
-from guideline_api.service import Submission
-from guideline_api.submission import (
-    check_idempotency_key,
-    decode_json_object,
-    estimate_input,
-    is_multipart,
-    item_key,
-    parse_submission,
-    parse_upload,
-    parse_upload_batch,
-    upload_item,
-    validate_submission,
-)
-from guideline_api.views import decode_cursor, encode_cursor, to_view
+from guideline_api.http.authgate import bearer_token
+from guideline_api.routes import descriptions as docs
+from guideline_api.routes import intake
+from guideline_api.schemas import BatchResult, JobEstimate, JobPage, JobView
+from guideline_api.service import events, views
+from guideline_api.service import jobs as service
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 REPLAY_HEADER = "Idempotent-Replayed"
 
 
-SUBMIT_DESCRIPTION = (
-    "Records the job (PENDING) in PostgreSQL and answers **202** with the job and "
-    "`Location: /v1/jobs/{event_id}`; it never waits for Kubernetes or the LLM. The API's "
-    "dispatcher then creates the job's GuidelineJob (within milliseconds normally; while "
-    "Kubernetes is unreachable the job stays PENDING with a `status_reason` saying so, and "
-    "runs once it is back).\n\n"
-    "**Two ways to send a guideline**: JSON (`SubmitJob`: the text in `guideline_text`), "
-    "or `multipart/form-data` with the document in a part named `file` (PDF, DOCX, HTML, "
-    "Markdown or plain text in UTF-8 or UTF-16 with a BOM; the type is told by the "
-    "content, never the name; anything else is 415 `unsupported_media_type` saying what it "
-    "is) and the other fields as form fields (`title`, `provider`, `model`, "
-    "`max_retries`, `review` as a JSON string, `callback_url`, `supersedes`). An upload is "
-    "spooled to disk, stored in PostgreSQL as it came, and read by the job's runner pod, "
-    "never parsed by the API: the job's `document` shows its `media_type`, `bytes` and "
-    "`sha256` at once, and the runner's `pages`, `characters`, `extractor` and `warnings` "
-    "once it has read it; `?include=text` returns the extracted text then (empty before). "
-    "Either way the GuidelineJob carries a reference to the stored document "
-    "(`spec.documentRef`), not the text.\n\n"
-    "**Idempotency-Key** (optional header, 1-255 printable ASCII characters): within "
-    "`idempotency_window_hours` the same key from the same tenant returns the job it "
-    "created with **200** and `Idempotent-Replayed: true`, and creates nothing, also when "
-    "requests race. The same key with a different body is a 422 "
-    "(`idempotency_key_reused`). After the window the key may name a new job.\n\n"
-    "**Limits**: JSON bodies over `max_body_bytes` (16 MiB) are refused unread (413 "
-    "`body_too_large`); an uploaded file over `max_document_bytes` (25 MiB) is 413 "
-    "`document_too_large` (as soon as the body passes it plus 1 MiB of form fields); "
-    "a `guideline_text` longer than `max_guideline_chars` (2,000,000 characters) is 413 "
-    "`text_too_long`; a "
-    "`model` outside the tenant's allowlist is 422 `model_not_allowed`; more than "
-    "`max_pending_jobs` PENDING jobs, or more beyond the tenant's guaranteed share than "
-    "the backlog shares, is 429 `backlog_full`, more than the tenant's own cap is 429 "
-    "`tenant_backlog_full`, more guideline text in the cluster than "
-    "`tenant_max_inflight_text_bytes` (bytes of text or uploaded documents; its jobs not "
-    "finished or finished within "
-    "`cr_retention_seconds`) is 429 `tenant_text_quota`, more than its requests per minute "
-    "(counted in PostgreSQL, across API replicas; refused submissions, cancels and retries "
-    "count too) is 429 `rate_limited`; each 429 carries `Retry-After`. A `max_retries` above "
-    "`max_retries_limit` is 422.\n\n"
-    "**Input rule**: " + CONTROL_RULE
-)
-
-
-@router.post(
-    "",
-    status_code=202,
-    response_model=JobView,
-    summary="Submit a guideline",
-    description=SUBMIT_DESCRIPTION,
-    responses={
-        200: {
-            "model": JobView,
-            "description": "Idempotent replay: the job this Idempotency-Key created.",
-            **with_headers("Location", "Idempotent-Replayed"),
-        },
-        202: {"description": "Accepted: the job, PENDING.", **with_headers("Location")},
-        **ALWAYS,
-        **problem(
-            413,
-            "The body, the uploaded document or the guideline text is too large.",
-            BODY_TOO_LARGE,
-            (
-                Reason.TEXT_TOO_LONG,
-                "guideline_text has 2000001 characters; the limit is 2000000",
-            ),
-            (
-                Reason.DOCUMENT_TOO_LARGE,
-                "the document 'g.pdf' is larger than 26214400 bytes (max_document_bytes)",
-            ),
-        ),
-        **UNSUPPORTED,
-        **problem(
-            422,
-            "Malformed JSON, invalid UTF-8, a missing/blank/mistyped field (guideline_text "
-            "with nothing readable once cleaned is blank), a control character in `title`, "
-            "a model not allowed, a refused `callback_url`, an unknown "
-            "`supersedes` job, or an Idempotency-Key that is invalid or reused with another "
-            "body.",
-            (Reason.MALFORMED_JSON, "malformed JSON: Expecting value at line 1 column 1"),
-            (Reason.INVALID_UTF8, "request body is not valid UTF-8 (byte 12)"),
-            (Reason.VALIDATION, "guideline_text: Field required"),
-            (
-                Reason.CONTROL_CHARACTERS,
-                "title: contains control character U+000A at index 3; ...",
-            ),
-            (Reason.MODEL_NOT_ALLOWED, "model 'gpt-4o' is not allowed for tenant alice"),
-            (
-                Reason.CALLBACK_URL_REFUSED,
-                "callback_url: host '10.1.2.3' resolves to 10.1.2.3, a private address; ...",
-            ),
-            (
-                Reason.INVALID_IDEMPOTENCY_KEY,
-                "Idempotency-Key must be 1-255 printable ASCII characters",
-            ),
-            (Reason.IDEMPOTENCY_KEY_REUSED, "Idempotency-Key 'k1' was already used with ..."),
-        ),
-        **LIMITED,
-    },
-    openapi_extra=request_body(SubmitJob, UPLOAD_FORM),
-)
+@router.post("", status_code=202, response_model=JobView, **docs.SUBMIT_JOB)
 async def submit_job(
     request: Request,
     response: Response,
@@ -176,28 +34,7 @@ async def submit_job(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobView:
     """Submit a guideline for summarizing (see the description above)."""
-    item: Submission | ApiError
-    if is_multipart(request.headers.get("content-type")):
-        async with _form(request, max_files=1) as form:
-            try:
-                if isinstance(form, ApiError):
-                    raise form
-                # In a thread: hashing and sniffing read the spooled file.
-                job, upload = await run_in_threadpool(parse_upload, form, ctx.settings)
-                item = Submission(job, check_idempotency_key(idempotency_key), upload=upload)
-            except ApiError as err:
-                item = err
-            outcome = await run_in_threadpool(service.submit, ctx, principal, item)
-    else:
-        body = await request.body()
-        try:
-            # In a thread: cleaning a long text full of defects takes a while (ftfy).
-            job = await run_in_threadpool(
-                parse_submission, body, request.headers.get("content-type")
-            )
-            item = Submission(job, check_idempotency_key(idempotency_key))
-        except ApiError as err:
-            item = err  # refused, and charged against the tenant's rate all the same
+    async with intake.submission(request, ctx.settings, idempotency_key) as item:
         outcome = await run_in_threadpool(service.submit, ctx, principal, item)
     event_id = str(outcome.row["event_id"])
     request.state.event_id = event_id  # for the access log line
@@ -205,223 +42,17 @@ async def submit_job(
     if not outcome.created:
         response.status_code = 200
         response.headers[REPLAY_HEADER] = "true"
-    return to_view(outcome.row)
+    return views.to_view(outcome.row)
 
 
-ESTIMATE_DESCRIPTION = (
-    "Takes the body of `POST /jobs` (JSON, or a multipart upload of plain text or Markdown, "
-    "read as its text; a PDF, DOCX or HTML upload is 415 `estimate_needs_text`: the API "
-    "does not parse documents, the job's runner pod does, so their text is unknown until "
-    "then) and answers **200** with what the job would take, **without any LLM call** "
-    "and without recording a job: `sections` (by the text's own headings), `parts` (the "
-    "runner's map-reduce parts at `chunk_chars`, cut by the same code), `llm_calls` = "
-    "`map_calls` (one per part) + `reduce_calls` (the rounds combining the partial summaries, "
-    "assuming 2,000 characters each) + `checklist_calls` (one), `input_tokens` of the parts "
-    "counted with the model's tokenizer (o200k_base for gpt-4o/gpt-4.1/o-series and unknown "
-    "models, cl100k_base for older ones), and `cost` of those input tokens at the model's "
-    "price (`model_prices`; null for a model without one; 0 for the extractive provider). "
-    "Prompts, the reduce and checklist inputs and every output come on top: the figure is "
-    "a floor. A submission naming no model is estimated for `default_model`. Refused like "
-    "a submission for its size (413) or model (422); not charged against the rate."
-)
-
-
-@router.post(
-    "/estimate",
-    response_model=JobEstimate,
-    summary="Estimate a submission's LLM calls, tokens and cost",
-    description=ESTIMATE_DESCRIPTION,
-    responses={
-        **ALWAYS,
-        **problem(
-            413,
-            "The body, the uploaded document or the guideline text is too large.",
-            BODY_TOO_LARGE,
-            (
-                Reason.TEXT_TOO_LONG,
-                "guideline_text has 2000001 characters; the limit is 2000000",
-            ),
-            (
-                Reason.DOCUMENT_TOO_LARGE,
-                "the document 'g.pdf' is larger than 26214400 bytes (max_document_bytes)",
-            ),
-        ),
-        **problem(
-            415,
-            "The body is neither JSON nor multipart, the upload is not a supported type, or "
-            "it is a PDF, DOCX or HTML document, whose text the API cannot know (the runner "
-            "pod extracts it).",
-            (Reason.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json, not ..."),
-            (
-                Reason.ESTIMATE_NEEDS_TEXT,
-                "a application/pdf document cannot be estimated before it is read: ...",
-            ),
-        ),
-        **problem(
-            422,
-            "Malformed JSON, a missing/blank/mistyped field or a model not allowed.",
-            (Reason.MALFORMED_JSON, "malformed JSON: Expecting value at line 1 column 1"),
-            (Reason.VALIDATION, "guideline_text: Field required"),
-            (Reason.MODEL_NOT_ALLOWED, "model 'gpt-4o' is not allowed for tenant alice"),
-        ),
-    },
-    openapi_extra=request_body(SubmitJob, UPLOAD_FORM),
-)
+@router.post("/estimate", response_model=JobEstimate, **docs.ESTIMATE_JOB)
 async def estimate_job(request: Request, ctx: CtxDep, principal: CurrentPrincipal) -> JobEstimate:
     """Estimate a submission (see the description above)."""
-    if is_multipart(request.headers.get("content-type")):
-        async with _form(request, max_files=1) as form:
-            if isinstance(form, ApiError):
-                raise form
-            job = await run_in_threadpool(estimate_input, form, ctx.settings)
-    else:
-        job = parse_submission(await request.body(), request.headers.get("content-type"))
+    job = await intake.estimate(request, ctx.settings)
     return await run_in_threadpool(service.estimate, ctx, principal, job)
 
 
-def _batch_items(
-    data: dict[str, Any], max_items: int, batch_key: str | None
-) -> list[Submission | ApiError]:
-    extra = set(data) - {"items"}
-    if extra:
-        raise ApiError(
-            422, Reason.VALIDATION, f"unknown field(s) {sorted(extra)}; expected only `items`"
-        )
-    items = data.get("items")
-    if not isinstance(items, list) or not items:
-        raise ApiError(
-            422,
-            Reason.VALIDATION,
-            "`items` must be a non-empty list of submissions",
-            details=[{"field": "items", "message": "expected a non-empty list", "type": "list"}],
-        )
-    if len(items) > max_items:
-        raise ApiError(
-            413,
-            Reason.BATCH_TOO_LARGE,
-            f"a batch holds at most {max_items} items, not {len(items)}",
-        )
-    parsed: list[Submission | ApiError] = []
-    for index, item in enumerate(items):
-        try:
-            own_key = item.pop("idempotency_key", None) if isinstance(item, dict) else None
-            if own_key is not None and not isinstance(own_key, str):
-                raise ApiError(
-                    422, Reason.INVALID_IDEMPOTENCY_KEY, "idempotency_key must be a string"
-                )
-            key = own_key if own_key is not None else (batch_key and item_key(batch_key, index))
-            job = validate_submission(item, field_prefix=f"items.{index}.")
-            parsed.append(Submission(job, check_idempotency_key(key)))
-        except ApiError as err:
-            parsed.append(err)
-    return parsed
-
-
-def _upload_items(
-    form: FormData, settings: ApiSettings, batch_key: str | None
-) -> list[Submission | ApiError]:
-    """The submissions of a multipart batch: each file with its fields, or its error."""
-    files, fields = parse_upload_batch(form, settings.max_batch_files)
-    parsed: list[Submission | ApiError] = []
-    for index, (file, own) in enumerate(zip(files, fields, strict=True)):
-        try:
-            job, upload, own_key = upload_item(file, own, settings, index)
-            if own_key is not None and not isinstance(own_key, str):
-                raise ApiError(
-                    422, Reason.INVALID_IDEMPOTENCY_KEY, "idempotency_key must be a string"
-                )
-            key = own_key if own_key is not None else (batch_key and item_key(batch_key, index))
-            parsed.append(Submission(job, check_idempotency_key(key), upload=upload))
-        except ApiError as err:
-            parsed.append(err)
-    return parsed
-
-
-@asynccontextmanager
-async def _form(request: Request, max_files: int) -> AsyncIterator[FormData | ApiError]:
-    """The multipart form of an upload (files spooled to disk past 1 MiB), closed after; a
-    body the parser refuses is a 422 for the caller to charge and raise."""
-    try:
-        form = await request.form(
-            max_files=max_files,
-            max_fields=uploads.MAX_FIELDS,
-            max_part_size=uploads.MAX_FIELD_BYTES,
-        )
-    except StarletteHTTPException as exc:
-        yield ApiError(422, Reason.VALIDATION, f"malformed multipart body: {exc.detail}")
-        return
-    try:
-        yield form
-    finally:
-        await form.close()
-
-
-def _item_result(index: int, answer: service.Outcome | ApiError) -> BatchItemResult:
-    if isinstance(answer, ApiError):
-        return BatchItemResult(
-            index=index,
-            error=ItemError(reason=answer.reason, message=answer.message, details=answer.details),
-        )
-    return BatchItemResult(
-        index=index,
-        event_id=str(answer.row["event_id"]),
-        status=answer.row["status"],
-        replayed=None if answer.created else True,
-    )
-
-
-@router.post(
-    "/batch",
-    status_code=202,
-    response_model=BatchResult,
-    summary="Submit many guidelines at once",
-    description=(
-        "Up to `max_batch_size` submissions (each as for `POST /jobs`, plus an optional "
-        "`idempotency_key`) accepted in **one transaction**: the answer lists, in order, "
-        "each item's job (`event_id`, `status`, `replayed` for an Idempotency-Key replay) "
-        "or its error (`reason`, `message`, `details` naming `items.<index>.<field>`). An "
-        "invalid item does not stop the others, nor does an item reusing an earlier item's "
-        "key with another body (422 `idempotency_key_reused` in its place). An "
-        "`Idempotency-Key` header gives item *i* the key `<header>:<i>` (`sha256:<hex of "
-        "the header>:<i>` when that would exceed 255 characters) unless it has its own, so "
-        "a retried batch creates nothing twice. Every item counts against the tenant's "
-        "rate (replays excepted); a limit the whole batch would exceed (backlog, tenant "
-        "backlog, rate) is a 429 for the batch and records nothing, checked before any "
-        "callback host is resolved (each distinct host once, within "
-        "`callback_dns_budget_seconds`). This is how a corpus is ingested.\n\n"
-        "**Files**: as `multipart/form-data`, up to `max_batch_files` (20) parts named "
-        "`file` (each as the `file` of `POST /jobs`, at most `max_document_bytes`) and an "
-        "optional `items` field: a JSON array with one object per file, in the same order, "
-        "of that file's fields (`title`, `provider`, ..., `idempotency_key`). The answer is "
-        "the same; a file of a type not supported, or too large, is that item's error "
-        "(415 `unsupported_media_type`, 413 `document_too_large`). The whole body is at most "
-        "`max_upload_bytes` (128 MiB; 413 `body_too_large`)."
-    ),
-    responses={
-        202: {"description": "Each item's job or error, in order."},
-        **ALWAYS,
-        **problem(
-            413,
-            "The body is too large, or the batch has more than `max_batch_size` items.",
-            BODY_TOO_LARGE,
-            (Reason.BATCH_TOO_LARGE, "a batch holds at most 500 items, not 501"),
-        ),
-        **UNSUPPORTED,
-        **problem(
-            422,
-            "The body is not an object with a non-empty `items` list, or the "
-            "Idempotency-Key header is invalid (item errors are in the 202 answer).",
-            (Reason.MALFORMED_JSON, "malformed JSON: Expecting value at line 1 column 1"),
-            (Reason.VALIDATION, "`items` must be a non-empty list of submissions"),
-            (
-                Reason.INVALID_IDEMPOTENCY_KEY,
-                "Idempotency-Key must be 1-255 printable ASCII characters",
-            ),
-        ),
-        **LIMITED,
-    },
-    openapi_extra=request_body(SubmitBatch, BATCH_UPLOAD_FORM),
-)
+@router.post("/batch", status_code=202, response_model=BatchResult, **docs.SUBMIT_BATCH)
 async def submit_batch(
     request: Request,
     ctx: CtxDep,
@@ -429,107 +60,26 @@ async def submit_batch(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> BatchResult:
     """Submit a batch (see the description above)."""
-    if is_multipart(request.headers.get("content-type")):
-        async with _form(request, max_files=ctx.settings.max_batch_files) as form:
-            try:
-                if isinstance(form, ApiError):
-                    raise form
-                batch_key = check_idempotency_key(idempotency_key)
-                items = await run_in_threadpool(_upload_items, form, ctx.settings, batch_key)
-            except ApiError as err:
-                await run_in_threadpool(service.submit, ctx, principal, err)
-                raise
-            answers = await run_in_threadpool(service.submit_many, ctx, principal, items)
-        return _batch_result(answers)
-    body = await request.body()
-    try:
-        data = decode_json_object(body, request.headers.get("content-type"))
-        batch_key = check_idempotency_key(idempotency_key)
-        items = await run_in_threadpool(_batch_items, data, ctx.settings.max_batch_size, batch_key)
-    except ApiError as err:
-        # Refused as a whole: charged against the tenant's rate (as one item), then raised.
-        await run_in_threadpool(service.submit, ctx, principal, err)
-        raise
-    answers = await run_in_threadpool(service.submit_many, ctx, principal, items)
-    return _batch_result(answers)
+    async with intake.batch(request, ctx.settings, idempotency_key) as items:
+        answers = await run_in_threadpool(service.submit_batch, ctx, principal, items)
+    return views.batch_result(answers)
 
 
-def _batch_result(answers: list[service.Outcome | ApiError]) -> BatchResult:
-    results = [_item_result(i, a) for i, a in enumerate(answers)]
-    accepted = sum(1 for a in answers if isinstance(a, service.Outcome) and a.created)
-    rejected = sum(1 for a in answers if isinstance(a, ApiError))
-    return BatchResult(items=results, accepted=accepted, rejected=rejected)
-
-
-@router.get(
-    "/{event_id}",
-    response_model=JobView,
-    summary="Get a job",
-    responses={
-        **ALWAYS,
-        **NOT_FOUND,
-        **problem(
-            422,
-            "The event_id is not a UUID, or `include` names an unknown extra.",
-            (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
-            (Reason.VALIDATION, "unknown include ['x']; allowed: history, text"),
-        ),
-    },
-)
+@router.get("/{event_id}", response_model=JobView, **docs.GET_JOB)
 async def get_job(
     ctx: CtxDep,
     principal: CurrentPrincipal,
-    event_id: str = Path(description="The job's event_id (a UUID)."),
-    include: str | None = Query(
-        None,
-        description="Comma-separated extras: `history` (status transitions and API "
-        "requests, attempts included), `text` (the submitted guideline_text, verbatim; "
-        "recorded in the audit trail: one entry per key and job per "
-        "`audit_read_window_seconds`, counting the reads).",
-    ),
+    event_id: str = Path(description=docs.EVENT_ID_UUID),
+    include: str | None = Query(None, description=docs.INCLUDE),
 ) -> JobView:
     """The job from PostgreSQL (primary-key lookup): `result` when COMPLETED, `error` when
     FAILED or CANCELLED, `queue` (position in its tenant's queue) when PENDING, `webhook`
     (its deliveries) when it has a callback URL. A job of another tenant is a 404, exactly
     like one that does not exist."""
-    extras = frozenset(part.strip() for part in (include or "").split(",") if part.strip())
     eid = service.parse_event_id(event_id)
+    extras = views.parse_include(include)
     detail = await run_in_threadpool(service.get, ctx, principal, eid, extras)
-    return to_view(
-        detail.row,
-        queue=detail.queue,
-        history=detail.history,
-        text=detail.text,
-        deliveries=detail.deliveries,
-    )
-
-
-EVENTS_DESCRIPTION = (
-    "The job's status changes as **Server-Sent Events** (`text/event-stream`), from "
-    "PostgreSQL (its stored history, then LISTEN/NOTIFY), so any API replica serves it:\n\n"
-    "- `event: status`, `id: <n>`, `data:` a JobEvent (status, attempts, run, reason, "
-    "`queue.position` on the latest event while PENDING), one per change (PENDING, "
-    "PROCESSING, each new attempt, COMPLETED/FAILED/CANCELLED; a retry starts again at "
-    "PENDING);\n"
-    "- `event: progress`, `id: <n>` (the same sequence), `data:` a ProgressEvent: while "
-    "PROCESSING, the runner's count of checklist sections and provider calls done of total "
-    "(`progress`: sections_done, sections_total, calls_done, calls_total), at most every "
-    "`progress_interval_seconds` (2 s) and at the end of each round of calls;\n"
-    "- `event: queue` (no `id:`), `data:` a QueueEvent: a PENDING job's position moved;\n"
-    "- `: keep-alive` comments every `sse_heartbeat_seconds` (15 s) while idle.\n\n"
-    "Ids increase; send the last one you got as `Last-Event-ID` to resume with every later "
-    "event (no gap, no duplicate). The stream ends after the event that made the job "
-    "terminal (at once if it is terminal and nothing is newer than `Last-Event-ID`); on any "
-    "other end (a dropped connection, a restarted replica, PostgreSQL lost) reconnect with "
-    "`Last-Event-ID`. `retry:` suggests 2 s.\n\n"
-    "A stream lasts at most `sse_max_stream_seconds` (15 min): it then ends with "
-    "`event: reconnect` (no `id:`, `data:` a ReconnectEvent); reconnect with "
-    "`Last-Event-ID`. It ends without a word once its API key is revoked (checked every "
-    "`sse_key_recheck_seconds`, 30 s). Open streams are capped per API process: per key "
-    "(`sse_max_streams_per_key`, 20), per tenant (`sse_max_streams_per_tenant`, 100) and in "
-    "all (`sse_max_streams`, below the server's `limit_concurrency`); beyond, 429 "
-    "`too_many_streams` with Retry-After."
-)
+    return views.detail_view(detail)
 
 
 class EventStreamResponse(StreamingResponse):
@@ -554,61 +104,15 @@ class EventStreamResponse(StreamingResponse):
 
 @router.get(
     "/{event_id}/events",
-    summary="Follow a job (Server-Sent Events)",
-    description=EVENTS_DESCRIPTION,
     response_class=StreamingResponse,
-    responses={
-        200: {
-            "description": "The event stream.",
-            "content": {
-                "text/event-stream": {
-                    "schema": {"type": "string"},
-                    "example": (
-                        "retry: 2000\n\n"
-                        'id: 41\nevent: status\ndata: {"id":41,"status":"PENDING",'
-                        '"attempts":0,"run":0,"reason":"Accepted","terminal":false,'
-                        '"queue":{"position":3},...}\n\n'
-                        'id: 44\nevent: progress\ndata: {"id":44,"status":"PROCESSING",'
-                        '"progress":{"sections_done":2,"sections_total":9,"calls_done":14,'
-                        '"calls_total":31},...}\n\n'
-                        ": keep-alive\n\n"
-                        'id: 57\nevent: status\ndata: {"id":57,"status":"COMPLETED",'
-                        '"terminal":true,...}\n\n'
-                    ),
-                }
-            },
-        },
-        **ALWAYS,
-        **NOT_FOUND,
-        **problem(
-            429,
-            "Too many event streams open in this API process: the key's, the tenant's or the "
-            "process's cap; see Retry-After.",
-            (
-                Reason.TOO_MANY_STREAMS,
-                "API key 'alice' has 20 event streams open, the most allowed; close one or "
-                "retry later",
-            ),
-            headers=("Retry-After",),
-        ),
-        **problem(
-            422,
-            "The event_id is not a UUID, or Last-Event-ID is not an id this stream sent.",
-            (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
-            (Reason.INVALID_LAST_EVENT_ID, "Last-Event-ID 'x' is not an id this stream sent"),
-        ),
-    },
+    **docs.JOB_EVENTS,
 )
 async def job_events(
     request: Request,
     ctx: CtxDep,
     principal: CurrentPrincipal,
-    event_id: str = Path(description="The job's event_id (a UUID)."),
-    last_event_id: str | None = Header(
-        None,
-        alias="Last-Event-ID",
-        description="The `id:` of the last event received: resume after it.",
-    ),
+    event_id: str = Path(description=docs.EVENT_ID_UUID),
+    last_event_id: str | None = Header(None, alias="Last-Event-ID", description=docs.LAST_EVENT_ID),
 ) -> StreamingResponse:
     """Stream a job's events (see the description above)."""
     eid = service.parse_event_id(event_id)
@@ -618,157 +122,51 @@ async def job_events(
     return EventStreamResponse(stream)
 
 
-@router.get(
-    "",
-    response_model=JobPage,
-    summary="List jobs",
-    responses={
-        **ALWAYS,
-        **FORBIDDEN_TENANT,
-        **problem(
-            422,
-            "A bad filter, limit or cursor.",
-            (Reason.VALIDATION, "limit: Input should be less than or equal to 200"),
-            (Reason.INVALID_CURSOR, "cursor is not one this API returned as next_cursor"),
-        ),
-    },
-)
+@router.get("", response_model=JobPage, **docs.LIST_JOBS)
 def list_jobs(
     ctx: CtxDep,
     principal: CurrentPrincipal,
-    status: str | None = Query(
-        None,
-        description="Only jobs in this status: PENDING, PROCESSING, COMPLETED, FAILED "
-        "(the dead-letter queue) or CANCELLED.",
-    ),
-    tenant: str | None = Query(
-        None, description="Admin keys: only this tenant's jobs (members see only their own)."
-    ),
-    limit: int = Query(50, ge=1, le=200, description="Page size (1-200)."),
-    cursor: str | None = Query(None, description="`next_cursor` of the previous page."),
-    needs_review: bool | None = Query(
-        None,
-        description="true: only COMPLETED jobs whose result needs review (grounding or "
-        "coverage below its thresholds); false: only COMPLETED jobs that do not.",
-    ),
+    status: str | None = Query(None, description=docs.STATUS),
+    tenant: str | None = Query(None, description=docs.TENANT),
+    limit: int = Query(50, ge=1, le=200, description=docs.LIMIT),
+    cursor: str | None = Query(None, description=docs.CURSOR),
+    needs_review: bool | None = Query(None, description=docs.NEEDS_REVIEW),
 ) -> JobPage:
     """Jobs of the caller's tenant (all tenants for an admin key) newest first (keyset
     pagination; stable under concurrent inserts). Items carry `error` for FAILED/CANCELLED
     jobs; fetch one job for its `result`. The first page (no cursor) carries `totals`: the
     jobs the filters match on every page and their cost (`usage.cost`) per currency."""
-    phase = None
-    if status is not None:
-        try:
-            phase = Phase(status.upper())
-        except ValueError:
-            raise ApiError(
-                422,
-                Reason.VALIDATION,
-                f"status must be one of {', '.join(p.value for p in Phase)}",
-                details=[{"field": "status", "message": "unknown status", "type": "enum"}],
-            ) from None
-    before = decode_cursor(cursor) if cursor else None
     rows, totals = service.list_page(
         ctx,
         principal,
-        status=phase,
+        status=views.parse_status(status),
         limit=limit,
-        before=before,
+        before=views.decode_cursor(cursor) if cursor else None,
         tenant=tenant,
         needs_review=needs_review,
     )
-    page = rows[:limit]
-    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
-    items = [to_view(r).model_copy(update={"result": None}) for r in page]
-    return JobPage(items=items, next_cursor=next_cursor, totals=totals)
+    return views.job_page(rows, limit, totals)
 
 
-CANCEL_DOC: dict[str, Any] = dict(
-    status_code=202,
-    response_model=JobView,
-    responses={
-        202: {"description": "The job, CANCELLED."},
-        **ALWAYS,
-        **NOT_FOUND,
-        **problem(
-            409,
-            "The job is already finished.",
-            (Reason.JOB_FINISHED, "job ... is already COMPLETED; nothing to cancel"),
-        ),
-        **BAD_EVENT_ID,
-        **LIMITED,
-    },
-)
-CANCEL_DESCRIPTION = (
-    "Cancels a PENDING or PROCESSING job: it is **CANCELLED at once** (the answer and every "
-    "later read say so); the dispatcher then sets the `cancel-requested` annotation on its "
-    "GuidelineJob and the operator deletes the Job and its pod. A finished job is a 409. "
-    "Each cancel counts against the tenant's requests per minute (429 `rate_limited`)."
-)
-
-
-@router.delete("/{event_id}", summary="Cancel a job", description=CANCEL_DESCRIPTION, **CANCEL_DOC)
-def delete_job(
-    ctx: CtxDep,
-    principal: CurrentPrincipal,
-    event_id: str = Path(description="The job's event_id."),
-) -> JobView:
-    """Cancel a job (same as POST /jobs/{event_id}/cancel)."""
-    return to_view(service.cancel(ctx, principal, service.parse_event_id(event_id)))
-
-
-@router.post(
-    "/{event_id}/cancel",
-    summary="Cancel a job",
-    description=CANCEL_DESCRIPTION,
-    **{**CANCEL_DOC, "responses": {**CANCEL_DOC["responses"], **TOO_LARGE}},
+# One body, two routes: DELETE /jobs/{id} and POST /jobs/{id}/cancel (each its operationId).
+@router.post("/{event_id}/cancel", status_code=202, response_model=JobView, **docs.CANCEL_JOB)
+@router.delete(
+    "/{event_id}", status_code=202, response_model=JobView, name="delete_job", **docs.DELETE_JOB
 )
 def cancel_job(
     ctx: CtxDep,
     principal: CurrentPrincipal,
-    event_id: str = Path(description="The job's event_id."),
+    event_id: str = Path(description=docs.EVENT_ID),
 ) -> JobView:
-    """Cancel a job (same as DELETE /jobs/{event_id})."""
-    return to_view(service.cancel(ctx, principal, service.parse_event_id(event_id)))
+    """Cancel a job (DELETE /jobs/{event_id} and POST /jobs/{event_id}/cancel alike)."""
+    return views.to_view(service.cancel(ctx, principal, service.parse_event_id(event_id)))
 
 
-@router.post(
-    "/{event_id}/retry",
-    status_code=202,
-    response_model=JobView,
-    summary="Retry a failed or cancelled job",
-    description=(
-        "Starts a new attempt of a FAILED or CANCELLED job (the dead-letter queue): it is "
-        "**PENDING at once** (the answer and every later read say so, never the old "
-        "outcome); the dispatcher bumps the `retry-requested` counter annotation of its "
-        "GuidelineJob (re-creating it, with its `max_retries`, if retention deleted it) and "
-        "the operator runs a new Job with the same event_id; `attempts` keeps counting and "
-        "`?include=history` keeps every attempt. Any other status is a 409, and so is a "
-        "job that has had `max_runs_per_job` runs (`too_many_runs`). Each retry counts "
-        "against the tenant's requests per minute (429 `rate_limited`)."
-    ),
-    responses={
-        202: {"description": "The job, PENDING again."},
-        **ALWAYS,
-        **NOT_FOUND,
-        **problem(
-            409,
-            "The job is neither FAILED nor CANCELLED, or has had `max_runs_per_job` runs.",
-            (
-                Reason.JOB_NOT_RETRYABLE,
-                "job ... is COMPLETED; only FAILED or CANCELLED jobs can be retried",
-            ),
-            (Reason.TOO_MANY_RUNS, "job ... has had 10 runs (limit 10); submit it again ..."),
-        ),
-        **TOO_LARGE,
-        **BAD_EVENT_ID,
-        **LIMITED,
-    },
-)
+@router.post("/{event_id}/retry", status_code=202, response_model=JobView, **docs.RETRY_JOB)
 def retry_job(
     ctx: CtxDep,
     principal: CurrentPrincipal,
-    event_id: str = Path(description="The job's event_id."),
+    event_id: str = Path(description=docs.EVENT_ID),
 ) -> JobView:
     """Retry a FAILED or CANCELLED job."""
-    return to_view(service.retry(ctx, principal, service.parse_event_id(event_id)))
+    return views.to_view(service.retry(ctx, principal, service.parse_event_id(event_id)))

@@ -7,10 +7,9 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from guideline_api import runner_service
-from guideline_api.authgate import bearer_token
 from guideline_api.deps import CtxDep
-from guideline_api.errors import Reason
+from guideline_api.http.authgate import bearer_token
+from guideline_api.http.errors import Reason
 from guideline_api.openapi import (
     BAD_EVENT_ID,
     DOCUMENT_MEDIA_TYPES,
@@ -20,7 +19,8 @@ from guideline_api.openapi import (
     problem,
 )
 from guideline_api.schemas import RunnerText
-from guideline_api.service import parse_event_id
+from guideline_api.service import runner as runner_service
+from guideline_api.service.jobs import parse_event_id
 
 router = APIRouter(prefix="/runner", tags=["runner"])
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from guideline_core import db
 
-from guideline_api.errors import ApiError, Reason
+from guideline_api.http.errors import ApiError, Reason
 
 
 def check_supersedes(

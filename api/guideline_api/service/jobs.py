@@ -26,15 +26,16 @@ from guideline_core.documents import store as documents
 from guideline_core.resource import Phase
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
-from guideline_api import callbacks, costs, text_quota, tracing
+from guideline_api import tracing
 from guideline_api.auth import Principal
 from guideline_api.context import Context
-from guideline_api.errors import ApiError, Reason
+from guideline_api.http.errors import ApiError, Reason
 from guideline_api.schemas import JobEstimate, SubmitDocument, SubmitJob
-from guideline_api.submission import document_info, request_hash, upload_info
-from guideline_api.uploads import Upload
-from guideline_api.versions import check_supersedes, with_changes
-from guideline_api.views import queue_info
+from guideline_api.service import callbacks, costs, text_quota
+from guideline_api.service.submission import document_info, request_hash, upload_info
+from guideline_api.service.uploads import Upload
+from guideline_api.service.versions import check_supersedes, with_changes
+from guideline_api.service.views import queue_info
 from guideline_api.webhooks import store
 
 log = logging.getLogger(__name__)
@@ -535,6 +536,17 @@ def submit(ctx: Context, principal: Principal, sub: Submission | ApiError) -> Ou
     if isinstance(answer, ApiError):
         raise answer
     return answer
+
+
+def submit_batch(
+    ctx: Context, principal: Principal, items: list[Submission | ApiError] | ApiError
+) -> list[Outcome | ApiError]:
+    """A batch's items (see submit_many). A batch refused as a whole (`items` an ApiError)
+    is charged against the rate as one submission, then raised."""
+    if isinstance(items, ApiError):
+        submit(ctx, principal, items)  # raises it
+        raise items
+    return submit_many(ctx, principal, items)
 
 
 # --------------------------------------------------------------------------- reads

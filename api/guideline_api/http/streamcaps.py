@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from guideline_core.settings import ApiSettings
 
 from guideline_api.auth import Principal
-from guideline_api.errors import ApiError, Reason
+from guideline_api.http.errors import ApiError, Reason
 
 # A refused client waits this long: streams end by themselves (terminal event, lifetime).
 RETRY_AFTER_SECONDS = 10

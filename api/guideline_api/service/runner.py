@@ -12,9 +12,9 @@ from guideline_core import db
 from guideline_core.documents import store as documents
 
 from guideline_api.context import Context
-from guideline_api.errors import ApiError, Reason
+from guideline_api.http.errors import ApiError, Reason
 from guideline_api.schemas import RunnerText
-from guideline_api.service import transaction
+from guideline_api.service.jobs import transaction
 
 
 def _job(ctx: Context, token: str | None, event_id: uuid.UUID) -> dict[str, Any]:

@@ -40,7 +40,8 @@ from starlette.concurrency import run_in_threadpool
 
 from guideline_api.auth import Principal
 from guideline_api.context import Context
-from guideline_api.errors import ApiError, Reason
+from guideline_api.http.errors import ApiError, Reason
+from guideline_api.http.streamcaps import StreamSlot
 from guideline_api.schemas import (
     EventQueue,
     JobEvent,
@@ -48,8 +49,7 @@ from guideline_api.schemas import (
     QueueEvent,
     ReconnectEvent,
 )
-from guideline_api.service import get_visible_state
-from guideline_api.streamcaps import StreamSlot
+from guideline_api.service.jobs import get_visible_state
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guideline_api.auth import Principal
-from guideline_api.errors import ApiError, Reason, error_response
+from guideline_api.http.errors import ApiError, Reason, error_response
 
 OPEN_PATHS = frozenset({"/health", "/metrics", "/docs", "/redoc", "/openapi.json"})
 # The runner routes check their own credential (a runner pod's token; runner_auth).

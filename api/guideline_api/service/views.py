@@ -1,4 +1,5 @@
-"""How a job row is shown: the JobView, a PENDING job's place in the queue, list cursors."""
+"""How a job row is shown: the JobView, a PENDING job's place in the queue, list cursors and
+filters, and the pages of the list, batch and audit answers."""
 
 from __future__ import annotations
 
@@ -7,13 +8,25 @@ import binascii
 import json
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guideline_core import db
 from guideline_core.resource import Phase
 
-from guideline_api.errors import ApiError, Reason
-from guideline_api.schemas import JobView, QueueInfo
+from guideline_api.http.errors import ApiError, Reason
+from guideline_api.schemas import (
+    AuditEntry,
+    AuditPage,
+    BatchItemResult,
+    BatchResult,
+    ItemError,
+    JobPage,
+    JobView,
+    QueueInfo,
+)
+
+if TYPE_CHECKING:
+    from guideline_api.service.jobs import JobDetail, Outcome
 
 
 def status_reason(row: dict[str, Any]) -> str | None:
@@ -160,3 +173,76 @@ def decode_audit_cursor(cursor: str) -> int:
         if 0 < value <= _AUDIT_ID_MAX:
             return value
     raise ApiError(422, Reason.INVALID_CURSOR, "cursor is not one this API returned")
+
+
+def parse_include(include: str | None) -> frozenset[str]:
+    """The extras `?include=` names (comma-separated; the service refuses unknown ones)."""
+    return frozenset(part.strip() for part in (include or "").split(",") if part.strip())
+
+
+def detail_view(detail: JobDetail) -> JobView:
+    """One job as `GET /jobs/{event_id}` shows it, with the extras it was asked for."""
+    return to_view(
+        detail.row,
+        queue=detail.queue,
+        history=detail.history,
+        text=detail.text,
+        deliveries=detail.deliveries,
+    )
+
+
+def parse_status(status: str | None) -> Phase | None:
+    """The `?status=` filter of a list, any case."""
+    if status is None:
+        return None
+    try:
+        return Phase(status.upper())
+    except ValueError:
+        raise ApiError(
+            422,
+            Reason.VALIDATION,
+            f"status must be one of {', '.join(p.value for p in Phase)}",
+            details=[{"field": "status", "message": "unknown status", "type": "enum"}],
+        ) from None
+
+
+def job_page(rows: list[dict[str, Any]], limit: int, totals: dict[str, Any] | None) -> JobPage:
+    """A page of the list from up to `limit` + 1 rows (one more: there is a next page)."""
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    items = [to_view(r).model_copy(update={"result": None}) for r in page]
+    return JobPage(items=items, next_cursor=next_cursor, totals=totals)
+
+
+def _item_result(index: int, answer: Outcome | ApiError) -> BatchItemResult:
+    if isinstance(answer, ApiError):
+        return BatchItemResult(
+            index=index,
+            error=ItemError(reason=answer.reason, message=answer.message, details=answer.details),
+        )
+    return BatchItemResult(
+        index=index,
+        event_id=str(answer.row["event_id"]),
+        status=answer.row["status"],
+        replayed=None if answer.created else True,
+    )
+
+
+def batch_result(answers: list[Outcome | ApiError]) -> BatchResult:
+    """The answer of `POST /jobs/batch`: each item's job or error, in order, and the counts."""
+    results = [_item_result(i, a) for i, a in enumerate(answers)]
+    accepted = sum(1 for a in answers if not isinstance(a, ApiError) and a.created)
+    rejected = sum(1 for a in answers if isinstance(a, ApiError))
+    return BatchResult(items=results, accepted=accepted, rejected=rejected)
+
+
+def audit_view(rows: list[dict[str, Any]], limit: int) -> AuditPage:
+    """A page of the audit trail from up to `limit` + 1 rows (one more: there is a next
+    page)."""
+    page = rows[:limit]
+    items = [
+        AuditEntry.model_validate({**r, "event_id": str(r["event_id"]) if r["event_id"] else None})
+        for r in page
+    ]
+    next_cursor = str(page[-1]["id"]) if len(rows) > limit else None
+    return AuditPage(items=items, next_cursor=next_cursor)

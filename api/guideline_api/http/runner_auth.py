@@ -24,7 +24,7 @@ from typing import Any
 from guideline_core import resource as gj
 from guideline_core.settings import ApiSettings
 
-from guideline_api.errors import ApiError, Reason
+from guideline_api.http.errors import ApiError, Reason
 from guideline_api.kubeapi import KubeGateway, KubernetesUnavailableError
 
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"

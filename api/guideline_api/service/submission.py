@@ -12,10 +12,10 @@ from guideline_core.settings import ApiSettings
 from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from guideline_api import uploads
-from guideline_api.errors import ApiError, Reason, summarize, validation_details
+from guideline_api.http.errors import ApiError, Reason, summarize, validation_details
 from guideline_api.schemas import SubmitDocument, SubmitJob
-from guideline_api.uploads import Upload
+from guideline_api.service import uploads
+from guideline_api.service.uploads import Upload
 
 IDEMPOTENCY_KEY_MAX = 255
 M = TypeVar("M", SubmitJob, SubmitDocument)

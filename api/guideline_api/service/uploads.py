@@ -11,8 +11,8 @@ from typing import BinaryIO
 from guideline_core.documents.sniff import MediaType, UnsupportedDocumentError, sniff_file
 from guideline_core.settings import ApiSettings
 
-from guideline_api.errors import ApiError, Reason
-from guideline_api.limits import UploadCap
+from guideline_api.http.errors import ApiError, Reason
+from guideline_api.http.limits import UploadCap
 
 # Room for the form fields around a single file: at most MAX_FIELDS fields of
 # MAX_FIELD_BYTES each, and the parts' headers.

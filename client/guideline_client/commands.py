@@ -10,31 +10,22 @@ import argparse
 import contextlib
 import faulthandler
 import io
-import json
 import os
 import signal
 import sys
-import textwrap
-import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import shtab
-import yaml
 from guideline_core import version
 
-from guideline_api.follow import Follow, StreamRefusedError
-from guideline_api.review_html import review_page
+from guideline_client.http import DEFAULT_URL, Api, ClientError, Document, api_key
+from guideline_client.output import FORMATS, format_job, format_list, render
+from guideline_client.review import review_page
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-LOCAL_KEY_FILE = Path(".local") / "api-key"
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR, EXIT_TIMEOUT = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
-FORMATS = ("table", "json", "yaml")
 EXPORT_FORMATS = ("fhir", "oscal", "csv", "xlsx", "md", "html")  # GET /v1/jobs/{id}/export
 BINARY_EXPORTS = frozenset({"xlsx"})
 
@@ -78,289 +69,6 @@ exit status:
 """
 
 
-class ClientError(Exception):
-    """A request failed; str() is what to print. `retry_after` is set when the failure is
-    transient (429, 503, connection lost) and a retry with the same Idempotency-Key is safe."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-def _api_key(explicit: str | None) -> str | None:
-    if explicit:
-        return explicit
-    if os.environ.get("GUIDELINE_API_KEY"):
-        return os.environ["GUIDELINE_API_KEY"]
-    if LOCAL_KEY_FILE.is_file():
-        return LOCAL_KEY_FILE.read_text().strip() or None
-    return None
-
-
-class Api:
-    """A thin HTTP client of the guideline-ingest API."""
-
-    def __init__(self, url: str, api_key: str | None, timeout: float = 30.0):
-        headers = {"User-Agent": f"guideline-client/{version()}"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        self.http.close()
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send a request; raise ClientError with the API's error message on failure."""
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach {self.http.base_url}: {exc}", 1.0) from exc
-        if response.status_code >= 400:
-            raise _error_of(response)
-        return response
-
-    def _post_safely(
-        self, path: str, idempotency_key: str, **content: Callable[[], Any] | Any
-    ) -> Any:
-        """POST, retrying transient failures (429, 503, a lost connection) with the same
-        Idempotency-Key, so a retry never makes a second job. A callable `content` value
-        is called for each attempt (files to open again)."""
-        for attempt in range(5):
-            try:
-                fresh = {k: v() if callable(v) else v for k, v in content.items()}
-                return self.request(
-                    "POST", path, headers={"Idempotency-Key": idempotency_key}, **fresh
-                ).json()
-            except ClientError as exc:
-                if exc.retry_after is None or attempt == 4:
-                    raise
-                time.sleep(min(exc.retry_after, 30.0))
-        raise AssertionError("unreachable")
-
-    def submit(self, body: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        """POST /jobs as JSON (safe to retry, see `_post_safely`)."""
-        return self._post_safely("/v1/jobs", idempotency_key, json=body)
-
-    def upload(self, doc: Document, fields: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        """POST /jobs as multipart: the document (any type: the API tells it by its
-        content) and the submission fields (safe to retry)."""
-        form = {k: str(v) for k, v in fields.items()}
-        return self._post_safely(
-            "/v1/jobs", idempotency_key, files=lambda: {"file": doc.part()}, data=form
-        )
-
-    def submit_batch(self, items: list[dict[str, Any]], idempotency_key: str) -> dict[str, Any]:
-        """POST /jobs/batch (item i's key is `<idempotency_key>:<i>`, so it is safe to retry)."""
-        return self._post_safely("/v1/jobs/batch", idempotency_key, json={"items": items})
-
-    def upload_batch(
-        self, docs: list[Document], items: list[dict[str, Any]], idempotency_key: str
-    ) -> dict[str, Any]:
-        """POST /jobs/batch as multipart: one `file` part per document, their fields in
-        `items` (safe to retry, as submit_batch)."""
-        return self._post_safely(
-            "/v1/jobs/batch",
-            idempotency_key,
-            files=lambda: [("file", doc.part()) for doc in docs],
-            data={"items": json.dumps(items)},
-        )
-
-    def get(self, event_id: str, attempts: int = 1) -> dict[str, Any]:
-        """GET /jobs/{event_id}; with `attempts` > 1 transient failures (503, a restarting
-        API) are retried."""
-        for attempt in range(attempts):
-            try:
-                return self.request("GET", f"/v1/jobs/{event_id}").json()
-            except ClientError as exc:
-                if exc.retry_after is None or attempt == attempts - 1:
-                    raise
-                time.sleep(min(exc.retry_after, 5.0))
-        raise AssertionError("unreachable")
-
-    def wait(self, event_id: str, timeout: float) -> dict[str, Any]:
-        """Follow the job's event stream until it is terminal (progress on stderr), then
-        read it; TimeoutError (with the Progress) after `timeout` seconds."""
-        try:
-            Follow(self.http, event_id).run(timeout)
-        except StreamRefusedError as exc:
-            raise _error_of(exc.response) from None
-        return self.get(event_id, attempts=10)
-
-
-def _error_of(response: httpx.Response) -> ClientError:
-    try:  # an RFC 9457 problem: `reason` (our code) and `detail`
-        error = response.json()
-        text = f"HTTP {response.status_code} {error['reason']}: {error['detail']}"
-    except (ValueError, KeyError, TypeError):
-        text = f"HTTP {response.status_code}: {response.text[:500]}"
-    retry_after = None
-    if response.status_code in (429, 503):
-        try:
-            retry_after = float(response.headers.get("Retry-After", "2"))
-        except ValueError:
-            retry_after = 2.0
-    return ClientError(text, retry_after)
-
-
-# ------------------------------------------------------------------------- formatting
-
-
-def _item_text(item: Any) -> str:
-    if isinstance(item, str):
-        return item
-    if isinstance(item, dict):
-        for key in ("item", "text", "action", "title", "description", "task"):
-            if isinstance(item.get(key), str):
-                main = item[key]
-                extras = [
-                    f"{k}: {v}"
-                    for k, v in item.items()
-                    if k != key and isinstance(v, str | int | float) and v not in ("", None)
-                ]
-                return f"{main}" + (f"  ({'; '.join(extras)})" if extras else "")
-    return json.dumps(item, ensure_ascii=False)
-
-
-def format_job(job: dict[str, Any]) -> str:
-    """A job as readable text: status line, then summary and checklist, or the error."""
-    lines = [f"Job {job['event_id']}: {job['status']}"]
-    if job.get("title"):
-        lines.append(f"Title:     {job['title']}")
-    lines.append(f"Attempts:  {job.get('attempts', 0)}")
-    lines.append(f"Submitted: {job.get('created_at')}")
-    if job.get("completed_at"):
-        lines.append(f"Finished:  {job['completed_at']}")
-    queue = job.get("queue")
-    if queue:
-        lines.append(f"Queue:     position {queue['position']} ({queue['message']})")
-    error = job.get("error")
-    if error:
-        lines.append(f"Error:     {error.get('reason')}: {error.get('message') or ''}".rstrip())
-    result = job.get("result")
-    if result:
-        meta = [f"{k} {result[k]}" for k in ("provider", "model") if result.get(k)]
-        if result.get("degraded"):
-            meta.append("DEGRADED (fallback provider)")
-        if meta:
-            lines.append(f"Produced:  {', '.join(meta)}")
-        lines += ["", "Summary", "-------"]
-        for para in str(result.get("summary", "")).split("\n"):
-            lines.extend(textwrap.wrap(para, 88) or [""])
-        lines += _format_checklist(result)
-    return "\n".join(lines)
-
-
-def _quoted(text: str, indent: str, first: str | None = None) -> list[str]:
-    """A passage on indented lines (the first after `first`), in quotation marks, its line
-    breaks folded."""
-    wrapped = textwrap.wrap(f"“{' '.join(text.split())}”", 88 - len(indent)) or [""]
-    return [
-        (first if first is not None and n == 0 else indent) + line for n, line in enumerate(wrapped)
-    ]
-
-
-def _where(source: dict[str, Any]) -> str:
-    """Where a source is: its characters in the text and, for a document, its page(s),
-    printed page label and section."""
-    parts = [f"characters {source['start']}-{source['end']}"]
-    if source.get("page"):
-        pages = (
-            f"{source['page']}-{source['page_end']}" if source.get("page_end") else source["page"]
-        )
-        label = f" (printed {source['page_label']})" if source.get("page_label") else ""
-        parts.insert(0, f"page {pages}{label}")
-    if source.get("section"):
-        parts.insert(0, " > ".join(str(s) for s in source["section"]))
-    return ", ".join(parts)
-
-
-def _format_checklist(result: dict[str, Any]) -> list[str]:
-    """The checklist with each item's source, the quality line, the uncovered
-    obligations, and the changes against a superseded job."""
-    checklist = result.get("checklist") or []
-    lines = ["", f"Checklist ({len(checklist)} items)", "---------"]
-    for n, item in enumerate(checklist, 1):
-        wrapped = textwrap.wrap(_item_text(_own_fields(item)), 84) or [""]
-        lines.append(f"{n:>2}. [ ] {wrapped[0]}")
-        lines.extend(f"        {rest}" for rest in wrapped[1:])
-        source = item.get("source") if isinstance(item, dict) else None
-        if source:
-            lines.extend(_quoted(source["quote"], "        "))
-            lines.append(f"        ({_where(source)})")
-        elif isinstance(item, dict) and "grounded" in item:
-            lines.append("        NOT GROUNDED: its quote is not in the guideline")
-    quality = result.get("quality")
-    if quality:
-        lines += [
-            "",
-            f"Quality:   {quality['grounded_items']} of {quality['items']} items grounded, "
-            f"{quality['covered_obligations']} of {quality['obligations']} obligations "
-            f"covered ({quality['coverage']:.0%})"
-            + (
-                f", {len(quality['duplicates'])} duplicate group(s)"
-                if quality["duplicates"]
-                else ""
-            ),
-        ]
-        if result.get("needs_review"):
-            reasons = (result.get("review") or {}).get("reasons") or []
-            lines.append(f"NEEDS REVIEW: {'; '.join(reasons)}")
-        uncovered = quality.get("uncovered") or []
-        if uncovered:
-            lines += ["", f"Obligations no item covers ({len(uncovered)})", "-------------"]
-            for passage in uncovered:
-                lines.extend(_quoted(passage["text"], "    ", first="  - "))
-                lines[-1] += f" ({passage['start']}-{passage['end']})"
-    changes = result.get("changes")
-    if changes:
-        lines += ["", f"Changes against {changes['supersedes']}", "-------"]
-        if not changes.get("available"):
-            lines.append(f"  not available: {changes.get('reason')}")
-        else:
-            lines.append(
-                f"  {len(changes['added'])} added, {len(changes['removed'])} removed, "
-                f"{len(changes['changed'])} changed, {changes['unchanged']} unchanged"
-            )
-            lines += [f"  + {i.get('item')}" for i in changes["added"]]
-            lines += [f"  - {i.get('item')}" for i in changes["removed"]]
-            lines += [f"  ~ {c['after'].get('item')}" for c in changes["changed"]]
-            lines += [f"  ! newly uncovered: {p['text']}" for p in changes["newly_uncovered"]]
-    return lines
-
-
-def _own_fields(item: Any) -> Any:
-    """An item without its source fields (they get lines of their own)."""
-    if isinstance(item, dict):
-        return {k: v for k, v in item.items() if k not in ("source", "grounded")}
-    return item
-
-
-def format_list(page: dict[str, Any]) -> str:
-    """A page of jobs as a table."""
-    rows = [f"{'EVENT_ID':36}  {'STATUS':10}  {'ATTEMPTS':>8}  {'CREATED':25}  TITLE / ERROR"]
-    for job in page["items"]:
-        note = job.get("title") or ""
-        if job.get("needs_review"):
-            note = f"NEEDS REVIEW  {note}"
-        if job.get("error"):
-            note = f"{job['error'].get('reason')}: {job['error'].get('message') or ''}"
-        rows.append(
-            f"{job['event_id']:36}  {job['status']:10}  {job['attempts']:>8}  "
-            f"{str(job['created_at'])[:25]:25}  {note[:60]}"
-        )
-    if page.get("next_cursor"):
-        rows.append(f"(more: --cursor {page['next_cursor']})")
-    return "\n".join(rows)
-
-
-def render(data: Any, output: str) -> str:
-    """`data` (an API object) as JSON or YAML."""
-    if output == "yaml":
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip("\n")
-    return json.dumps(data, indent=2, ensure_ascii=False)
-
-
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     print(text if args.output == "table" else render(data, args.output))
 
@@ -370,32 +78,6 @@ def _exit_for(job: dict[str, Any]) -> int:
 
 
 # -------------------------------------------------------------------------- commands
-
-
-@dataclass(frozen=True)
-class Document:
-    """A file to upload (or stdin's bytes, read once), opened afresh for each attempt."""
-
-    name: str
-    path: Path | None = None
-    data: bytes | None = None
-
-    @classmethod
-    def of(cls, file: str) -> Document:
-        if file == "-":
-            return cls("stdin", data=sys.stdin.buffer.read())
-        path = Path(file)
-        try:
-            with path.open("rb"):
-                pass
-        except OSError as exc:
-            raise ClientError(f"cannot read {file}: {exc.strerror}") from exc
-        return cls(path.name, path=path)
-
-    def part(self) -> tuple[str, Any, str]:
-        """The multipart `file` part (the API sniffs the type: sent as octet-stream)."""
-        content = self.data if self.path is None else self.path.open("rb")
-        return (self.name, content, "application/octet-stream")
 
 
 def _fields(file: str, args: argparse.Namespace, title: str | None) -> dict[str, Any]:
@@ -781,7 +463,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of `guideline-client`."""
     _dump_stacks_on_usr1()
     args = build_parser().parse_args(argv)
-    api = Api(args.url, _api_key(args.api_key))
+    api = Api(args.url, api_key(args.api_key))
     try:
         code = args.func(api, args)
     except ClientError as exc:

@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from guideline_core import db
 from guideline_core.resource import Phase
 
-from guideline_api import service
 from guideline_api.auth import Principal
 from guideline_api.context import Context
-from guideline_api.errors import ApiError, Reason
 from guideline_api.exports import Format, content_disposition
 from guideline_api.exports.provenance import build, text_sha256
-from guideline_api.views import to_view
+from guideline_api.http.errors import ApiError, Reason
+from guideline_api.service import jobs as service
+from guideline_api.service.views import to_view
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from guideline_api.kubeapi import (
     KubernetesUnavailableError,
 )
 from guideline_api.metrics import ApiMetrics
-from guideline_api.outbox import OutboxWorker, backoff_delay
+from guideline_api.workers.outbox import OutboxWorker, backoff_delay
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from guideline_api.errors import PROBLEM_MEDIA_TYPE, Reason, problem_bytes
+from guideline_api.http.errors import PROBLEM_MEDIA_TYPE, Reason, problem_bytes
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ from guideline_core.db import DatabaseUnavailableError
 from guideline_core.settings import ApiSettings
 
 from guideline_api.metrics import ApiMetrics
-from guideline_api.outbox import OutboxWorker, backoff_delay
-from guideline_api.versions import with_changes
-from guideline_api.views import to_view
+from guideline_api.service.versions import with_changes
+from guideline_api.service.views import to_view
 from guideline_api.webhooks import signing, store, targets
+from guideline_api.workers.outbox import OutboxWorker, backoff_delay
 
 log = logging.getLogger(__name__)
 USER_AGENT = "guideline-ingest-webhooks"

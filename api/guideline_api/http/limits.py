@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from guideline_api.errors import PROBLEM_MEDIA_TYPE, Reason, problem_bytes
+from guideline_api.http.errors import PROBLEM_MEDIA_TYPE, Reason, problem_bytes
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

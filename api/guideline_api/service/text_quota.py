@@ -16,7 +16,7 @@ from guideline_core import db
 from guideline_core.settings import ApiSettings
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
-from guideline_api.errors import ApiError, Reason
+from guideline_api.http.errors import ApiError, Reason
 
 
 def text_bytes(text: str) -> int:

@@ -15,7 +15,7 @@ from guideline_core.resource import Provider
 from guideline_core.settings import ApiSettings, Budget
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
-from guideline_api.errors import ApiError, Reason
+from guideline_api.http.errors import ApiError, Reason
 from guideline_api.schemas import JobEstimate, SubmitDocument, SubmitJob
 
 
