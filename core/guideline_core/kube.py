@@ -1,23 +1,20 @@
-"""Kubernetes access shared by the components: loading credentials into an API client,
-and building and reading GuidelineJob objects."""
+"""Kubernetes credentials, for both transports of `guideline_core.k8s`: the pod's
+ServiceAccount in a pod, else a kubeconfig. `new_api_client` loads them into the
+`kubernetes` package's ApiClient (the pooled transport); `load_credentials` into a plain
+`Credentials` (the standard library's transport, the runner's)."""
 
 from __future__ import annotations
 
 import os
-import re
-import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
-
-from guideline_core import resource as gj
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:  # the kubernetes package is imported only by those who make a client
     import urllib3
     from kubernetes import client
 
-# Content type of a JSON merge patch (RFC 7386): objects merge, lists are replaced.
-MERGE_PATCH: Final = "application/merge-patch+json"
+SERVICE_ACCOUNT_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def uses_service_account(kubeconfig: str | None = None) -> bool:
@@ -57,106 +54,72 @@ def new_api_client(
     return client.ApiClient(configuration=cfg)
 
 
-def new_event_id() -> uuid.UUID:
-    """A time-ordered UUID (version 7): sortable by creation time, so the primary-key
-    index stays append-mostly, and known before the CR exists."""
-    from uuid_utils.compat import uuid7
-
-    return uuid7()
-
-
-_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
-
-
 @dataclass(frozen=True)
-class DocumentRef:
-    """A document in the API's store, as a GuidelineJob's `spec.documentRef` names it."""
+class Credentials:
+    """Where kube-apiserver is and how to prove who we are to it."""
 
-    id: uuid.UUID | str
-    sha256: str
-    media_type: str
-    bytes: int
+    server: str
+    ca_file: str | None = None
+    verify: bool = True
+    cert_file: str | None = None
+    key_file: str | None = None
+    token: str | None = None
+    token_file: str | None = None
 
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> DocumentRef:
-        """A `spec.documentRef` mapping (`id`, `sha256`, `mediaType`, `bytes`)."""
-        return cls(
-            id=str(spec["id"]),
-            sha256=spec["sha256"],
-            media_type=spec["mediaType"],
-            bytes=int(spec["bytes"]),
-        )
-
-    def to_spec(self) -> dict[str, Any]:
-        """`spec.documentRef`."""
-        return {
-            "id": str(self.id),
-            "sha256": self.sha256,
-            "mediaType": self.media_type,
-            "bytes": self.bytes,
-        }
+    def authorization(self) -> str | None:
+        """The Authorization header's value, if a token authenticates us."""
+        token = self.token
+        if self.token_file:
+            token = Path(self.token_file).read_text().strip()
+        return f"Bearer {token}" if token else None
 
 
-def guideline_job_manifest(
-    *,
-    event_id: uuid.UUID,
-    guideline_text: str | None = None,
-    document_ref: DocumentRef | Mapping[str, Any] | None = None,
-    title: str | None = None,
-    model: str | None = None,
-    provider: str | None = None,
-    max_retries: int | None = None,
-    submitted_by: str | None = None,
-    tenant: str | None = None,
-    annotations: dict[str, str] | None = None,
-    supersedes: uuid.UUID | str | None = None,
-    review: Mapping[str, float] | None = None,
-) -> dict[str, Any]:
-    """The GuidelineJob the API's dispatcher creates for a job, named after its event_id
-    (so that creating it twice is recognised as the same object). `review` holds the
-    job's own thresholds (`min_grounding`, `min_coverage`). Its input is exactly one of
-    `guideline_text` (inline) and `document_ref` (a stored document, as a `DocumentRef` or
-    its `spec.documentRef` mapping: the spec stays small)."""
-    if (guideline_text is None) == (document_ref is None):
-        raise ValueError("exactly one of guideline_text and document_ref is needed")
-    if document_ref is None:
-        spec: dict[str, Any] = {"guidelineText": guideline_text}
-    else:
-        ref = (
-            document_ref
-            if isinstance(document_ref, DocumentRef)
-            else DocumentRef.from_spec(document_ref)
-        )
-        spec = {"documentRef": ref.to_spec()}
-    thresholds = {
-        camel: review[snake]
-        for snake, camel in (("min_grounding", "minGrounding"), ("min_coverage", "minCoverage"))
-        if review and review.get(snake) is not None
-    }
-    optional = {
-        "title": title,
-        "model": model,
-        "provider": provider,
-        "maxRetries": max_retries,
-        "supersedes": str(supersedes) if supersedes else None,
-        "review": thresholds or None,
-    }
-    spec.update({k: v for k, v in optional.items() if v is not None})
-    labels = {gj.LABEL_EVENT_ID: str(event_id), gj.LABEL_PART_OF: gj.PART_OF}
-    if tenant and _LABEL_VALUE.match(tenant):
-        labels[gj.LABEL_TENANT] = tenant
-    metadata: dict[str, Any] = {"name": gj.cr_name_for(event_id), "labels": labels}
-    notes = dict(annotations or {})
-    if submitted_by:
-        notes[gj.ANNOTATION_SUBMITTED_BY] = submitted_by
-    if notes:
-        metadata["annotations"] = notes
-    return {"apiVersion": gj.API_VERSION, "kind": gj.KIND, "metadata": metadata, "spec": spec}
+def in_cluster_credentials() -> Credentials:
+    """The pod's ServiceAccount. Raises OSError when not in a pod (no service env, no
+    token file)."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        raise OSError("KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are not set")
+    token_file = SERVICE_ACCOUNT_DIR / "token"
+    if not token_file.is_file():
+        raise OSError(f"{token_file} is missing")
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    ca = SERVICE_ACCOUNT_DIR / "ca.crt"
+    return Credentials(
+        server=f"https://{host}:{port}",
+        ca_file=str(ca) if ca.is_file() else None,
+        token_file=str(token_file),
+    )
 
 
-def event_id_of(body: dict[str, Any]) -> str:
-    """The event_id of a GuidelineJob: its label when the API made it, else (for one made
-    by `kubectl apply`) its metadata.uid."""
-    metadata = body.get("metadata") or {}
-    labels = metadata.get("labels") or {}
-    return labels.get(gj.LABEL_EVENT_ID) or metadata["uid"]
+def kubeconfig_credentials(kubeconfig: str | None = None) -> Credentials:
+    """A kubeconfig's current context (default: `KUBECONFIG` or ~/.kube/config), as the
+    kubernetes package reads it (inline certificates become files). Raises kubernetes'
+    ConfigException (or OSError) when there are none."""
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(
+        config_file=kubeconfig or os.environ.get("KUBECONFIG"),
+        client_configuration=cfg,
+        persist_config=False,
+    )
+    auth = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")  # "Bearer <t>"
+    return Credentials(
+        server=cfg.host,
+        ca_file=cfg.ssl_ca_cert,
+        verify=bool(cfg.verify_ssl),
+        cert_file=cfg.cert_file,
+        key_file=cfg.key_file,
+        token=auth.removeprefix("Bearer ").strip() if auth else None,
+    )
+
+
+def load_credentials(kubeconfig: str | None = None) -> Credentials:
+    """As `new_api_client` chooses: the pod's ServiceAccount when in a pod and no
+    `kubeconfig` is given, else that kubeconfig."""
+    if uses_service_account(kubeconfig):
+        return in_cluster_credentials()
+    return kubeconfig_credentials(kubeconfig)

@@ -39,18 +39,17 @@ import kopf
 import psycopg2
 from guideline_core import db
 from guideline_core import resource as gj
+from guideline_core.k8s import KubeError
 from guideline_core.settings import OperatorSettings
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
-from guideline_operator import store
+from guideline_operator import rows
 from guideline_operator.housekeeping import Heartbeat
 from guideline_operator.reconciler import Reconciler
 
 log = logging.getLogger("guideline_operator")
 CR = (gj.GROUP, gj.VERSION, gj.PLURAL)
-FINALIZER = f"{gj.GROUP}/operator"
-TRANSIENT = (ApiException, HTTPError, OSError, db.DatabaseUnavailableError, psycopg2.Error)
+FINALIZER = gj.FINALIZER
+TRANSIENT = (KubeError, OSError, db.DatabaseUnavailableError, psycopg2.Error)
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -136,7 +135,7 @@ def register(
     def reconcile(namespace: str, name: str, cause: str) -> None:
         try:
             rec.reconcile(namespace, name, cause=cause)
-        except store.NotRecordedYetError as exc:
+        except rows.NotRecordedYetError as exc:
             log.info("waiting for the API to record its GuidelineJob", extra={"why": str(exc)})
             retry.later((namespace, name), 1.0, lambda: reconcile(namespace, name, "retry"))
         except TRANSIENT as exc:
@@ -193,7 +192,7 @@ def register(
     def resync(body: Any, **_: Any) -> None:
         try:
             rec.resync(_plain(body))
-        except store.NotRecordedYetError:
+        except rows.NotRecordedYetError:
             pass  # the next tick decides
         except TRANSIENT as exc:  # the next tick retries
             rec.metrics.reconcile_errors.labels(stage="resync").inc()
@@ -213,7 +212,7 @@ def register(
 def _child(rec: Reconciler, type_: str | None, body: Any) -> None:
     try:
         rec.child_event(_plain(body), type_)
-    except store.NotRecordedYetError:
+    except rows.NotRecordedYetError:
         pass  # its GuidelineJob's own events and timer decide
     except TRANSIENT as exc:  # on.event handlers are not retried: the resync timer is
         rec.metrics.reconcile_errors.labels(stage="child").inc()
