@@ -140,14 +140,14 @@ def test_credentials_without_the_right_are_forbidden(
     kube = connect(token_kubeconfig(tmp_path / "nobody.yaml", cluster, token))
     try:
         with pytest.raises(ForbiddenError) as caught:
-            kube.list(paths.guidelinejobs(namespace))
+            kube.list_items(paths.guidelinejobs(namespace))
         assert caught.value.status == 403
     finally:
         kube.close()
     kube = connect(token_kubeconfig(tmp_path / "bad.yaml", cluster, "not-a-token"))
     try:
         with pytest.raises(ForbiddenError) as caught:
-            kube.list(paths.guidelinejobs(namespace))
+            kube.list_items(paths.guidelinejobs(namespace))
         assert caught.value.status == 401
     finally:
         kube.close()

@@ -50,7 +50,7 @@ def test_release_deletes_guidelinejobs_and_drops_only_the_operators_finalizer(
     summary = uninstall.release(kube, namespace, timeout=1.0)
 
     assert summary == {"found": 3, "released": 2, "remaining": 1}
-    left = kube.list(paths.guidelinejobs(namespace))
+    left = kube.list_items(paths.guidelinejobs(namespace))
     assert [o["metadata"]["name"] for o in left] == [shared]
     assert left[0]["metadata"]["finalizers"] == [OTHER_FINALIZER]
     assert left[0]["metadata"].get("deletionTimestamp")

@@ -48,7 +48,6 @@ from guideline_operator.reconciler import Reconciler
 
 log = logging.getLogger("guideline_operator")
 CR = (gj.GROUP, gj.VERSION, gj.PLURAL)
-FINALIZER = gj.FINALIZER
 TRANSIENT = (KubeError, OSError, db.DatabaseUnavailableError, psycopg2.Error)
 
 
@@ -93,7 +92,7 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     ks = kopf.OperatorSettings()
     ks.persistence.diffbase_storage = NoDiffBase()
     ks.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    ks.persistence.finalizer = FINALIZER
+    ks.persistence.finalizer = gj.FINALIZER
     ks.posting.level = logging.WARNING
     ks.execution.max_workers = settings.handler_workers
     ks.watching.server_timeout = settings.watch_timeout_seconds
@@ -177,7 +176,7 @@ def register(
         metadata = plain.get("metadata") or {}
         if type == "DELETED" or metadata.get("deletionTimestamp") or rec.queued(metadata["uid"]):
             return
-        if FINALIZER not in (metadata.get("finalizers") or []):
+        if gj.FINALIZER not in (metadata.get("finalizers") or []):
             # kopf adds its finalizer after this handler, with a JSON patch conditional on
             # the resourceVersion of this event's body: a status write here would make that
             # patch fail (422) and cost a second try. Its write brings the next event.

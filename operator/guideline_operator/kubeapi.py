@@ -33,15 +33,15 @@ class Kube:
 
     def list_crs(self, namespace: str | None) -> list[dict[str, Any]]:
         """Every GuidelineJob in a namespace (all namespaces if None), 50 per page."""
-        return self.client.list(paths.guidelinejobs(namespace), limit=50)
+        return self.client.list_items(paths.guidelinejobs(namespace), limit=50)
 
     def list_jobs(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
         """Jobs matching a label selector."""
-        return self.client.list(paths.jobs(namespace), selector)
+        return self.client.list_items(paths.jobs(namespace), selector)
 
     def list_pods(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
         """Pods matching a label selector."""
-        return self.client.list(paths.pods(namespace), selector)
+        return self.client.list_items(paths.pods(namespace), selector)
 
     # --- writes --------------------------------------------------------------------------
 

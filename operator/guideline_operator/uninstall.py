@@ -30,7 +30,7 @@ log = logging.getLogger("guideline_operator.uninstall")
 
 
 def _names(api: Client, namespace: str) -> dict[str, dict[str, Any]]:
-    return {o["metadata"]["name"]: o for o in api.list(paths.guidelinejobs(namespace))}
+    return {o["metadata"]["name"]: o for o in api.list_items(paths.guidelinejobs(namespace))}
 
 
 def _wait_gone(api: Client, namespace: str, deadline: float) -> dict[str, Any]:

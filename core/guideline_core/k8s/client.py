@@ -73,7 +73,7 @@ class Client:
                 return None
             raise
 
-    def list(
+    def list_items(
         self, path: str, selector: str | None = None, limit: int = 500
     ) -> list[dict[str, Any]]:
         """Every item of the collection at `path` (matching a label `selector`), read
