@@ -1,7 +1,7 @@
 """`guideline_core.k8s`: one error hierarchy whichever transport made the call, against the
 real control plane (the standard library's, the runner's; the `kubernetes` package's pooled
 one, the API's and operator's): 404, 409 conflict, 409 already exists, 422, 401/403, and no
-answer at all."""
+answer at all; and the API's gateway keeping its own terms over it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from guideline_api import kubeapi
 from guideline_core import resource as gj
 from guideline_core.k8s import (
     AlreadyExistsError,
@@ -167,3 +168,34 @@ def test_no_answer_is_unavailable(cluster: LocalCluster, connect: Connect, tmp_p
         assert caught.value.status is None
     finally:
         kube.close()
+
+
+def test_the_apis_gateway_keeps_its_own_terms(cluster: LocalCluster, namespace: str) -> None:
+    # guideline_api.kubeapi over the same client: absent -> None, a 404 on a write -> its
+    # conflict, any other failure -> KubernetesUnavailableError.
+    gateway = kubeapi.KubeGateway(namespace, str(cluster.kubeconfig))
+    try:
+        assert gateway.get("gj-nobody") is None
+        assert gateway.get_pod(namespace, "nobody") is None
+        manifest = gj.guideline_job_manifest(event_id=gj.new_event_id(), guideline_text="x")
+        created = gateway.create(manifest)
+        with pytest.raises(kubeapi.AlreadyExistsError):
+            gateway.create(manifest)
+        name = created["metadata"]["name"]
+        gateway.patch_annotations(name, {"a": "1"})
+        with pytest.raises(kubeapi.ConflictError):
+            gateway.patch_annotations(name, {"a": "2"}, created["metadata"]["resourceVersion"])
+        with pytest.raises(kubeapi.ConflictError, match="disappeared"):
+            gateway.patch_annotations("gj-nobody", {"a": "1"})
+        gateway.ping()
+    finally:
+        gateway.close()
+    elsewhere = kubeapi.KubeGateway(
+        "no-such-namespace-" + uuid.uuid4().hex[:6], str(cluster.kubeconfig)
+    )
+    try:
+        elsewhere.ping()  # an empty list: reachable, CRD installed
+    finally:
+        elsewhere.close()
+    with pytest.raises(kubeapi.KubernetesUnavailableError):
+        kubeapi.KubeGateway(namespace, "/nonexistent/kubeconfig").ping()
