@@ -1,4 +1,4 @@
-"""`guideline_core.kube` (`new_api_client`, `load_credentials`): where each component's
+"""`guideline_core.k8s.credentials` (`new_api_client`, `load_credentials`): where each component's
 Kubernetes credentials come from (a kubeconfig, else the in-cluster ServiceAccount in a
 pod). The calls of `guideline_core.k8s` against kube-apiserver, and its errors, are in
 tests/test_kube_errors.py; the runner's also in tests/test_runner_cluster.py (a kubeconfig's
@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from guideline_core import kube
-from guideline_core.k8s import UnavailableError, paths
+from guideline_core.k8s import UnavailableError, credentials, paths
 from guideline_core.k8s import stdlib as k8s_stdlib
 from kubernetes import client
 from kubernetes.config.config_exception import ConfigException
@@ -42,7 +41,7 @@ def test_an_explicit_kubeconfig_wins_even_in_a_pod(
 ) -> None:
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     path = write_kubeconfig(tmp_path / "kubeconfig", "https://one.example:6443", "t0ken-one")
-    api = kube.new_api_client(str(path), pool_size=7, retries=2)
+    api = credentials.new_api_client(str(path), pool_size=7, retries=2)
     try:
         cfg = api.configuration
         assert cfg.host == "https://one.example:6443"
@@ -60,13 +59,13 @@ def test_outside_a_pod_the_kubeconfig_variable_is_read(
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     path = write_kubeconfig(tmp_path / "kubeconfig", "https://two.example:6443", "t0ken-two")
     monkeypatch.setenv("KUBECONFIG", str(path))
-    api = kube.new_api_client()
+    api = credentials.new_api_client()
     try:
         assert api.configuration.host == "https://two.example:6443"
     finally:
         api.close()
     # The runner's small client reads the same kubeconfig the same way.
-    creds = kube.load_credentials()
+    creds = credentials.load_credentials()
     assert creds.server == "https://two.example:6443"
     assert creds.authorization() == "Bearer t0ken-two"
 
@@ -81,7 +80,7 @@ def test_in_a_pod_without_a_kubeconfig_the_service_account_is_used(
     # This machine is not a pod: the ServiceAccount token the in-cluster loader reads is absent.
     assert not Path("/var/run/secrets/kubernetes.io/serviceaccount/token").exists()
     with pytest.raises(ConfigException, match="token file"):
-        kube.new_api_client()
+        credentials.new_api_client()
 
 
 def test_the_runners_client_in_a_pod_rereads_the_service_account_token(
@@ -90,10 +89,10 @@ def test_the_runners_client_in_a_pod_rereads_the_service_account_token(
     account = tmp_path / "serviceaccount"
     account.mkdir()
     (account / "token").write_text("first\n")
-    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_DIR", account)
+    monkeypatch.setattr(credentials, "SERVICE_ACCOUNT_DIR", account)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
-    creds = kube.load_credentials()
+    creds = credentials.load_credentials()
     assert creds.server == "https://[fd00::1]:6443"
     assert creds.ca_file is None  # no ca.crt in this one: the system's trust store
     assert creds.authorization() == "Bearer first"
@@ -107,10 +106,10 @@ def test_the_runners_client_outside_a_pod_without_a_token_says_so(
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     with pytest.raises(OSError, match="token is missing"):
-        kube.load_credentials()
+        credentials.load_credentials()
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "")
     with pytest.raises(OSError, match="KUBERNETES_SERVICE_PORT"):
-        kube.in_cluster_credentials()
+        credentials.in_cluster_credentials()
 
 
 def test_object_paths_quote_their_parts() -> None:
@@ -136,7 +135,7 @@ def test_the_runners_client_reports_no_answer_as_a_transport_error() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     transport = k8s_stdlib.StdlibTransport(
-        kube.Credentials(server=f"https://127.0.0.1:{port}"), 2.0
+        credentials.Credentials(server=f"https://127.0.0.1:{port}"), 2.0
     )
     client = k8s_stdlib.Client(transport)
     with pytest.raises(UnavailableError) as caught:

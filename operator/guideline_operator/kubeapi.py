@@ -12,7 +12,7 @@ from guideline_core.k8s import pooled as k8s_pooled
 
 class Kube:
     """The few resources the operator uses, through `client` (default: the pooled
-    transport with `guideline_core.kube.new_api_client()`'s credentials)."""
+    transport with `guideline_core.k8s.credentials.new_api_client()`'s credentials)."""
 
     def __init__(self, client: Client | None = None) -> None:
         self.client = client or k8s_pooled.connect()

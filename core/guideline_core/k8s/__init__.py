@@ -1,7 +1,7 @@
 """One Kubernetes vocabulary for the components: a dict-in, dict-out `Client`, one error
-hierarchy (`errors`), one path builder (`paths`), over two transports: `stdlib` (the
-runner's fast start: no `kubernetes` import) and `pooled` (the API and the operator; import
-it explicitly, as it imports the `kubernetes` package)."""
+hierarchy (`errors`), one path builder (`paths`) and the credentials (`credentials`), over
+two transports: `stdlib` (the runner's fast start: no `kubernetes` import) and `pooled` (the
+API and the operator; import it explicitly, as it imports the `kubernetes` package)."""
 
 from guideline_core.k8s import paths
 from guideline_core.k8s.client import MERGE_PATCH, Client, Transport

@@ -15,8 +15,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from guideline_core.k8s.client import Client, Query
+from guideline_core.k8s.credentials import new_api_client
 from guideline_core.k8s.errors import UnavailableError, error_for
-from guideline_core.kube import new_api_client
 
 
 class PooledTransport:
@@ -71,7 +71,7 @@ def connect(
     pool_size: int | None = None,
     retries: urllib3.Retry | int | None = None,
 ) -> Client:
-    """A client over this transport with `kube.new_api_client`'s credentials;
+    """A client over this transport with `credentials.new_api_client`'s credentials;
     UnavailableError when there are none."""
     try:
         api_client = new_api_client(kubeconfig, pool_size=pool_size, retries=retries)

@@ -5,7 +5,7 @@ It is the runner pod's. Importing the `kubernetes` package costs a pod about 0.1
 before its first LLM call, a third of its budget (docs/benchmarks.md, "Runner start-up"),
 for the two calls a runner makes. In a pod it authenticates as the pod's ServiceAccount
 (the token file is re-read before each call, as the kubelet rotates it); outside a pod it
-takes a kubeconfig's credentials (`guideline_core.kube.load_credentials`), read by the
+takes a kubeconfig's credentials (`credentials.load_credentials`), read by the
 `kubernetes` package, which is imported only then.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from guideline_core.k8s.client import Client, Query
+from guideline_core.k8s.credentials import Credentials, load_credentials
 from guideline_core.k8s.errors import UnavailableError, error_for
-from guideline_core.kube import Credentials, load_credentials
 
 
 class StdlibTransport:
