@@ -79,10 +79,10 @@ class Floor:
         self.api_client.close()
 
     def once(self, text: str, title: str) -> int:
-        from guideline_core import kube
+        from guideline_core import resource as gj
 
-        event_id = kube.new_event_id()
-        manifest = kube.guideline_job_manifest(
+        event_id = gj.new_event_id()
+        manifest = gj.guideline_job_manifest(
             event_id=event_id, guideline_text=text, title=title, submitted_by="bench"
         )
         if not self.slots.acquire(timeout=5.0):

@@ -12,8 +12,8 @@ import os
 from typing import Any
 
 from fastapi import FastAPI, Query
-from guideline_core import db, kube
-from guideline_core.resource import MAX_GUIDELINE_CHARS, Phase
+from guideline_core import db
+from guideline_core.resource import MAX_GUIDELINE_CHARS, Phase, new_event_id
 from pydantic import BaseModel, Field
 
 from bench.peer_worker import run_job
@@ -30,7 +30,7 @@ class Submission(BaseModel):
 @app.post("/jobs", status_code=202)
 def submit(body: Submission) -> dict[str, Any]:
     """Record the job, then queue it."""
-    event_id = kube.new_event_id()
+    event_id = new_event_id()
     with database.connection() as conn:
         db.insert_job(
             conn,

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from guideline_core import db
-from guideline_core.kube import new_event_id
-from guideline_core.resource import Phase
+from guideline_core.resource import Phase, new_event_id
 from support.api import (
     ADMIN_KEY,
     BOB_KEY,

@@ -22,7 +22,7 @@ from guideline_api.auth import hash_key
 from guideline_api.kubeapi import KubeGateway
 from guideline_api.metrics import ApiMetrics
 from guideline_api.workers.dispatcher import Dispatcher
-from guideline_core import db, kube
+from guideline_core import db
 from guideline_core import resource as gj
 from guideline_core.documents import store as document_store
 from guideline_core.resource import Phase
@@ -592,7 +592,7 @@ def test_the_dispatcher_knows_its_own_guideline_job_by_the_document_reference(
     for eid, sha in ((own, rows[own]["document_ref"]["sha256"]), (squatted, "0" * 64)):
         ref = {**rows[eid]["document_ref"], "sha256": sha}
         cluster.create(
-            kube.guideline_job_manifest(event_id=uuid.UUID(eid), document_ref=ref), namespace
+            gj.guideline_job_manifest(event_id=uuid.UUID(eid), document_ref=ref), namespace
         )
     kube_api = KubeGateway(namespace, str(cluster.kubeconfig))
     dispatcher = Dispatcher(database, kube_api, quiet, ApiMetrics())

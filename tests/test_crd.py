@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import yaml
-from guideline_core import kube
 from guideline_core import resource as gj
 from support.cluster import LocalCluster
 
@@ -342,8 +341,8 @@ def test_status_keeps_page_cited_sources_and_the_document(
 def test_the_apis_manifest_with_a_document_ref_is_small_and_accepted(
     cluster: LocalCluster, namespace: str
 ) -> None:
-    ref = kube.DocumentRef(id=DOC_ID, sha256=SHA, media_type="application/pdf", bytes=26_214_400)
-    body = kube.guideline_job_manifest(
+    ref = gj.DocumentRef(id=DOC_ID, sha256=SHA, media_type="application/pdf", bytes=26_214_400)
+    body = gj.guideline_job_manifest(
         event_id=uuid.uuid4(), document_ref=ref, title="Valvular heart disease", tenant="t"
     )
     assert body["spec"]["documentRef"] == {**DOCUMENT_REF, "bytes": 26_214_400}
@@ -353,6 +352,6 @@ def test_the_apis_manifest_with_a_document_ref_is_small_and_accepted(
     # Whatever the document's size, the object is small (etcd holds no document).
     assert len(result.stdout.encode()) < 4096
     with pytest.raises(ValueError, match="exactly one"):
-        kube.guideline_job_manifest(event_id=uuid.uuid4(), guideline_text="x", document_ref=ref)
+        gj.guideline_job_manifest(event_id=uuid.uuid4(), guideline_text="x", document_ref=ref)
     with pytest.raises(ValueError, match="exactly one"):
-        kube.guideline_job_manifest(event_id=uuid.uuid4())
+        gj.guideline_job_manifest(event_id=uuid.uuid4())

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 from guideline_core import db
-from guideline_core.kube import new_event_id
-from guideline_core.resource import Phase
+from guideline_core.resource import Phase, new_event_id
 
 
 def test_migrations_are_idempotent(postgres_url: str) -> None:

@@ -12,8 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from guideline_core import db
 from guideline_core.documents import store
-from guideline_core.kube import new_event_id
-from guideline_core.resource import Phase
+from guideline_core.resource import Phase, new_event_id
 
 
 def _chunks(database: db.Database, doc_id: uuid.UUID) -> list[int]:

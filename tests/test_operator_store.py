@@ -10,9 +10,8 @@ from typing import Any
 
 from guideline_core import db
 from guideline_core import resource as gj
-from guideline_core.kube import new_event_id
-from guideline_core.resource import Phase
-from guideline_operator import store
+from guideline_core.resource import Phase, new_event_id
+from guideline_operator import rows
 from support.cluster import wait_for
 
 
@@ -42,7 +41,7 @@ def applied_cr(uid: str, **status: Any) -> dict[str, Any]:
 
 def ensure_row(conn: Any, cr: dict[str, Any], event_id: str | None = None) -> bool:
     """Record a kubectl-applied CR's row as the operator does (tenant of its namespace)."""
-    return db.ensure_job(conn, store.new_row(cr, event_id or cr["metadata"]["uid"], "wards-team"))
+    return db.ensure_job(conn, rows.new_row(cr, event_id or cr["metadata"]["uid"], "wards-team"))
 
 
 def test_ensure_row_for_a_kubectl_applied_cr(database: db.Database) -> None:
@@ -110,7 +109,7 @@ def test_job_state_mirrors_status(database: db.Database) -> None:
         error={"reason": "BackoffLimitExceeded", "message": "gave up after 4 attempt(s)"},
         result={"summary": "ignored unless COMPLETED"},
     )
-    state = store.job_state(failed)
+    state = rows.job_state(failed)
     assert state.status == Phase.FAILED and state.attempts == 4
     assert state.result is None and state.reason == "BackoffLimitExceeded"
     with database.connection() as conn:
@@ -132,7 +131,7 @@ def test_mark_deleted_only_touches_unfinished_rows(database: db.Database) -> Non
         ensure_row(conn, applied_cr(done))
         db.mirror_state(
             conn,
-            store.job_state(applied_cr(done, phase="COMPLETED", eventId=done, result={"s": 1})),
+            rows.job_state(applied_cr(done, phase="COMPLETED", eventId=done, result={"s": 1})),
         )
         assert db.mark_deleted(conn, running, 2, None)
         assert not db.mark_deleted(conn, running, 2, None)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from guideline_core import kube
+from guideline_core import resource as gj
 from guideline_core.resource import PLURAL, FailureReason, RunnerExit
 from support.checklists import item_fields
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
@@ -77,7 +77,7 @@ def fake() -> Iterator[FakeLLM]:
 
 
 def create_guideline_job(cluster: LocalCluster, namespace: str, **spec: Any) -> dict[str, Any]:
-    manifest = kube.guideline_job_manifest(
+    manifest = gj.guideline_job_manifest(
         event_id=uuid.uuid4(), guideline_text=spec.pop("text", GUIDELINE), **spec
     )
     created = cluster.create(manifest, namespace=namespace)
@@ -131,7 +131,7 @@ def test_success_writes_partial_and_result(
 ) -> None:
     job = create_guideline_job(cluster, namespace, title="Lab safety")
     name = job["metadata"]["name"]
-    event_id = kube.event_id_of(job)
+    event_id = gj.event_id_of(job)
 
     run = run_runner(cluster, namespace, name, fake, tmp_path)
 

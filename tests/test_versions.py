@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from guideline_core import changes as changes_module
-from guideline_core import db, kube
+from guideline_core import db
 from guideline_core.changes import Work, checklist_changes
-from guideline_core.resource import Phase
+from guideline_core.resource import Phase, guideline_job_manifest
 from guideline_core.settings import RunnerSettings
 from guideline_runner.chain import run_chain
 from guideline_runner.providers import make_provider
@@ -449,12 +449,12 @@ def test_a_submission_records_what_it_supersedes_and_its_thresholds(
 
 def test_the_guideline_job_carries_supersedes_and_the_thresholds_in_camel_case() -> None:
     event_id = uuid.uuid4()
-    spec = kube.guideline_job_manifest(
+    spec = guideline_job_manifest(
         event_id=uuid.uuid4(),
         guideline_text=V2,
         supersedes=event_id,
         review={"min_coverage": 0.5},
     )["spec"]
     assert spec["supersedes"] == str(event_id) and spec["review"] == {"minCoverage": 0.5}
-    plain = kube.guideline_job_manifest(event_id=uuid.uuid4(), guideline_text=V2)["spec"]
+    plain = guideline_job_manifest(event_id=uuid.uuid4(), guideline_text=V2)["spec"]
     assert "supersedes" not in plain and "review" not in plain

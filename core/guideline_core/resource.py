@@ -1,4 +1,5 @@
-"""The GuidelineJob custom resource: its names, labels, phases and limits, in one place.
+"""The GuidelineJob custom resource: its names, labels, finalizer, phases and limits, and
+the manifest the API creates for a job, in one place.
 
 The CRD manifest in `crds/` is the schema; this module holds the constants the Python
 components use to talk about it. A test checks the two agree.
@@ -6,8 +7,12 @@ components use to talk about it. A test checks the two agree.
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 GROUP: Final = "ingest.guidelines.dev"
 VERSION: Final = "v1alpha1"
@@ -39,6 +44,9 @@ ANNOTATION_CREATED_BY: Final = f"{GROUP}/created-by"
 # Prefix of the names of GuidelineJobs the API creates: `gj-<event_id>`, so that a repeated
 # create of the same job is recognised as the same object (409 AlreadyExists).
 CR_NAME_PREFIX: Final = "gj-"
+# The operator's finalizer: kopf adds it, so a deleted CR's job is recorded before it goes;
+# the chart's pre-delete hook (guideline-uninstall) removes it when no operator will.
+FINALIZER: Final = f"{GROUP}/operator"
 
 # Limits enforced by the CRD schema and, identically, by the API.
 MAX_GUIDELINE_CHARS: Final = 100_000
@@ -142,3 +150,108 @@ RUNNER_TOKEN_EXPIRATION_SECONDS: Final = 600
 # A guidelineTextFrom job's input: the one key of the ConfigMap or Secret, mounted read-only.
 ENV_INPUT_FILE: Final = "GUIDELINE_INPUT_FILE"
 INPUT_DIR: Final = "/var/run/guideline-ingest/input"
+
+
+def new_event_id() -> uuid.UUID:
+    """A time-ordered UUID (version 7): sortable by creation time, so the primary-key
+    index stays append-mostly, and known before the CR exists."""
+    from uuid_utils.compat import uuid7
+
+    return uuid7()
+
+
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+
+
+@dataclass(frozen=True)
+class DocumentRef:
+    """A document in the API's store, as a GuidelineJob's `spec.documentRef` names it."""
+
+    id: uuid.UUID | str
+    sha256: str
+    media_type: str
+    bytes: int
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> DocumentRef:
+        """A `spec.documentRef` mapping (`id`, `sha256`, `mediaType`, `bytes`)."""
+        return cls(
+            id=str(spec["id"]),
+            sha256=spec["sha256"],
+            media_type=spec["mediaType"],
+            bytes=int(spec["bytes"]),
+        )
+
+    def to_spec(self) -> dict[str, Any]:
+        """`spec.documentRef`."""
+        return {
+            "id": str(self.id),
+            "sha256": self.sha256,
+            "mediaType": self.media_type,
+            "bytes": self.bytes,
+        }
+
+
+def guideline_job_manifest(
+    *,
+    event_id: uuid.UUID,
+    guideline_text: str | None = None,
+    document_ref: DocumentRef | Mapping[str, Any] | None = None,
+    title: str | None = None,
+    model: str | None = None,
+    provider: str | None = None,
+    max_retries: int | None = None,
+    submitted_by: str | None = None,
+    tenant: str | None = None,
+    annotations: dict[str, str] | None = None,
+    supersedes: uuid.UUID | str | None = None,
+    review: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """The GuidelineJob the API's dispatcher creates for a job, named after its event_id
+    (so that creating it twice is recognised as the same object). `review` holds the
+    job's own thresholds (`min_grounding`, `min_coverage`). Its input is exactly one of
+    `guideline_text` (inline) and `document_ref` (a stored document, as a `DocumentRef` or
+    its `spec.documentRef` mapping: the spec stays small)."""
+    if (guideline_text is None) == (document_ref is None):
+        raise ValueError("exactly one of guideline_text and document_ref is needed")
+    if document_ref is None:
+        spec: dict[str, Any] = {"guidelineText": guideline_text}
+    else:
+        ref = (
+            document_ref
+            if isinstance(document_ref, DocumentRef)
+            else DocumentRef.from_spec(document_ref)
+        )
+        spec = {"documentRef": ref.to_spec()}
+    thresholds = {
+        camel: review[snake]
+        for snake, camel in (("min_grounding", "minGrounding"), ("min_coverage", "minCoverage"))
+        if review and review.get(snake) is not None
+    }
+    optional = {
+        "title": title,
+        "model": model,
+        "provider": provider,
+        "maxRetries": max_retries,
+        "supersedes": str(supersedes) if supersedes else None,
+        "review": thresholds or None,
+    }
+    spec.update({k: v for k, v in optional.items() if v is not None})
+    labels = {LABEL_EVENT_ID: str(event_id), LABEL_PART_OF: PART_OF}
+    if tenant and _LABEL_VALUE.match(tenant):
+        labels[LABEL_TENANT] = tenant
+    metadata: dict[str, Any] = {"name": cr_name_for(event_id), "labels": labels}
+    notes = dict(annotations or {})
+    if submitted_by:
+        notes[ANNOTATION_SUBMITTED_BY] = submitted_by
+    if notes:
+        metadata["annotations"] = notes
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": spec}
+
+
+def event_id_of(body: dict[str, Any]) -> str:
+    """The event_id of a GuidelineJob: its label when the API made it, else (for one made
+    by `kubectl apply`) its metadata.uid."""
+    metadata = body.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    return labels.get(LABEL_EVENT_ID) or metadata["uid"]

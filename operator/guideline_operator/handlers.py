@@ -39,18 +39,16 @@ import kopf
 import psycopg2
 from guideline_core import db
 from guideline_core import resource as gj
+from guideline_core.k8s import KubeError
 from guideline_core.settings import OperatorSettings
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
-from guideline_operator import store
+from guideline_operator import rows
 from guideline_operator.housekeeping import Heartbeat
 from guideline_operator.reconciler import Reconciler
 
 log = logging.getLogger("guideline_operator")
 CR = (gj.GROUP, gj.VERSION, gj.PLURAL)
-FINALIZER = f"{gj.GROUP}/operator"
-TRANSIENT = (ApiException, HTTPError, OSError, db.DatabaseUnavailableError, psycopg2.Error)
+TRANSIENT = (KubeError, OSError, db.DatabaseUnavailableError, psycopg2.Error)
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -94,7 +92,7 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     ks = kopf.OperatorSettings()
     ks.persistence.diffbase_storage = NoDiffBase()
     ks.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    ks.persistence.finalizer = FINALIZER
+    ks.persistence.finalizer = gj.FINALIZER
     ks.posting.level = logging.WARNING
     ks.execution.max_workers = settings.handler_workers
     ks.watching.server_timeout = settings.watch_timeout_seconds
@@ -136,7 +134,7 @@ def register(
     def reconcile(namespace: str, name: str, cause: str) -> None:
         try:
             rec.reconcile(namespace, name, cause=cause)
-        except store.NotRecordedYetError as exc:
+        except rows.NotRecordedYetError as exc:
             log.info("waiting for the API to record its GuidelineJob", extra={"why": str(exc)})
             retry.later((namespace, name), 1.0, lambda: reconcile(namespace, name, "retry"))
         except TRANSIENT as exc:
@@ -178,7 +176,7 @@ def register(
         metadata = plain.get("metadata") or {}
         if type == "DELETED" or metadata.get("deletionTimestamp") or rec.queued(metadata["uid"]):
             return
-        if FINALIZER not in (metadata.get("finalizers") or []):
+        if gj.FINALIZER not in (metadata.get("finalizers") or []):
             # kopf adds its finalizer after this handler, with a JSON patch conditional on
             # the resourceVersion of this event's body: a status write here would make that
             # patch fail (422) and cost a second try. Its write brings the next event.
@@ -193,7 +191,7 @@ def register(
     def resync(body: Any, **_: Any) -> None:
         try:
             rec.resync(_plain(body))
-        except store.NotRecordedYetError:
+        except rows.NotRecordedYetError:
             pass  # the next tick decides
         except TRANSIENT as exc:  # the next tick retries
             rec.metrics.reconcile_errors.labels(stage="resync").inc()
@@ -213,7 +211,7 @@ def register(
 def _child(rec: Reconciler, type_: str | None, body: Any) -> None:
     try:
         rec.child_event(_plain(body), type_)
-    except store.NotRecordedYetError:
+    except rows.NotRecordedYetError:
         pass  # its GuidelineJob's own events and timer decide
     except TRANSIENT as exc:  # on.event handlers are not retried: the resync timer is
         rec.metrics.reconcile_errors.labels(stage="child").inc()

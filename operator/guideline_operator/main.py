@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 
 import kopf
 from guideline_core import db, logs
-from guideline_core.kube import new_api_client
+from guideline_core.k8s import KubeError
+from guideline_core.k8s import pooled as k8s_pooled
 from guideline_core.settings import OperatorSettings
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY, start_http_server
 
 from guideline_operator import handlers, tracing
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
     # One HTTP connection per handler worker plus the admission pass and the heartbeat:
     # a smaller pool makes workers wait for (or urllib3 discard) connections under load.
-    kube = Kube(new_api_client(pool_size=settings.handler_workers + 4))  # fails without credentials
+    kube = Kube(k8s_pooled.connect(pool_size=settings.handler_workers + 4))  # needs credentials
     database = db.Database(settings.database_url, minconn=1, maxconn=settings.handler_workers + 4)
     models = {*settings.allowed_models}
     for limits in settings.tenant_limits.values():
@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for namespace in namespaces or [None]:
             try:
                 rec.kube.ensure_peering(namespace, settings.peering_name)
-            except ApiException as exc:  # e.g. no RBAC to create it: it must exist then
+            except KubeError as exc:  # e.g. no RBAC to create it: it must exist then
                 log.warning(
                     "could not create the peering object",
                     extra={"peering": settings.peering_name, "status": exc.status},

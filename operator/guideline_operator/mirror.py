@@ -20,7 +20,7 @@ import psycopg2
 from guideline_core import db
 from guideline_core.resource import Phase
 
-from guideline_operator import store
+from guideline_operator import rows
 from guideline_operator.metrics import Metrics
 
 log = logging.getLogger("guideline_operator")
@@ -86,7 +86,7 @@ class DatabaseMirror:
         status = cr.get("status") or {}
         if not status.get("phase") or not status.get("eventId"):
             return
-        state = store.job_state(cr, reason, message)
+        state = rows.job_state(cr, reason, message)
         event_id = str(state.event_id)
         if not self.already(state):
             self._state(state, event_id)

@@ -12,7 +12,7 @@ Design decisions (see also docs/contracts.md):
   (accepted; admitted = PROCESSING, just before its Job is created; finished), never
   while it waits in the queue. The pod starting is not a write: the admission write
   already says what the running pod's status says.
-- Trust: the event-id label is believed only on the CR its row records (`store.identify`);
+- Trust: the event-id label is believed only on the CR its row records (`rows.identify`);
   once accepted, a CR's event_id is its `status.eventId`, which only the operator writes.
 - Collaborators: the queue and admission (`admission.Admission` over `queue.Registry`),
   the database mirror (`mirror.DatabaseMirror`) and the retention of finished CRs
@@ -33,13 +33,13 @@ from typing import Any
 
 from guideline_core import logs
 from guideline_core import resource as gj
+from guideline_core.k8s import ForbiddenError
 from guideline_core.resource import FailureReason, Phase
 from guideline_core.settings import OperatorSettings, RunnerSettings
 from guideline_core.splitting import planned_rounds, planned_rounds_for_chars
 from guideline_core.tracing import NOOP, Tracer
-from kubernetes.client.exceptions import ApiException
 
-from guideline_operator import manifests, observe, store
+from guideline_operator import manifests, observe, rows
 from guideline_operator import tracing as op_tracing
 from guideline_operator.admission import Admission
 from guideline_operator.housekeeping import Retention
@@ -112,7 +112,7 @@ class Reconciler:
     def _bind(self, cr: Mapping[str, Any], event_id: str | None = None) -> Any:
         metadata = cr["metadata"]
         return logs.bind(
-            event_id=event_id or store.trusted_event_id(cr) or metadata.get("uid"),
+            event_id=event_id or rows.trusted_event_id(cr) or metadata.get("uid"),
             guidelinejob=metadata["name"],
             namespace=metadata.get("namespace"),
         )
@@ -131,9 +131,7 @@ class Reconciler:
             return cached[1]
         try:
             labels = self.kube.namespace_labels(namespace)
-        except ApiException as exc:
-            if exc.status != 403:
-                raise
+        except ForbiddenError:
             # No RBAC to read namespaces (the chart grants none cluster-wide): the
             # operator's configured default is this namespace's tenant.
             log.warning("cannot read the namespace's tenant label; using default_tenant")
@@ -154,7 +152,7 @@ class Reconciler:
             return
         self.registry.upsert(body)
         if metadata.get("uid"):
-            self.event_ids[key] = store.trusted_event_id(body) or metadata["uid"]
+            self.event_ids[key] = rows.trusted_event_id(body) or metadata["uid"]
 
     def queued(self, uid: str) -> bool:
         """True if the GuidelineJob waits in the queue with its tenant known: nothing but
@@ -171,7 +169,7 @@ class Reconciler:
         for namespace in self.namespaces or [None]:
             for body in self.kube.list_crs(namespace):
                 self.cr_seen(body)
-                if event_id := store.trusted_event_id(body):
+                if event_id := rows.trusted_event_id(body):
                     accepted[event_id] = body["metadata"]["uid"]
         try:
             tenants = self.mirror.tenants(_uuids(accepted))
@@ -186,7 +184,7 @@ class Reconciler:
 
     def reconcile(self, namespace: str, name: str, *, cause: str = "") -> None:
         """Bring one GuidelineJob, its Job and its row in line with what is observed.
-        Raises store.NotRecordedYetError, or an API / database error, to be retried."""
+        Raises rows.NotRecordedYetError, or an API / database error, to be retried."""
         with self._lock(namespace, name):
             wake = self._reconcile_locked(namespace, name, cause)
         if wake is not None:
@@ -205,9 +203,9 @@ class Reconciler:
         self.cr_seen(cr)
         uid = cr["metadata"]["uid"]
         own_jobs = {j["metadata"]["name"]: j for j in jobs if observe.owned_by(j, uid)}
-        event_id = store.trusted_event_id(cr)
+        event_id = rows.trusted_event_id(cr)
         if event_id is None:
-            event_id, _ = store.identify(cr, lambda e: self.mirror.row(e))
+            event_id, _ = rows.identify(cr, lambda e: self.mirror.row(e))
         with self._bind(cr, event_id):
             log.debug("reconcile", extra={"cause": cause})
             try:
@@ -282,7 +280,7 @@ class Reconciler:
         row = self.mirror.row(_uuid(event_id))
         if row is None:  # a GuidelineJob made with kubectl (or claiming a job not its own)
             tenant = self.namespace_tenant(metadata["namespace"])
-            row = self.mirror.ensure_row(store.new_row(cr, event_id, tenant))
+            row = self.mirror.ensure_row(rows.new_row(cr, event_id, tenant))
         self.registry.set_tenant(metadata["uid"], row["tenant"])
         # A CR the API re-created for a retry (the old one was retained away) carries its
         # run number: it is accepted as that run, and the attempts continue the row's count.
@@ -602,7 +600,7 @@ class Reconciler:
         kopf retries and keeps its finalizer until the row is right."""
         metadata = body["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
-        event_id = store.trusted_event_id(body)
+        event_id = rows.trusted_event_id(body)
         with self._lock(namespace, name), self._bind(body):
             phase = observe.phase_of(body)
             if phase is None or not phase.terminal:
@@ -635,7 +633,7 @@ class Reconciler:
         retry = observe.retry_requested(body)
         retry_pending = retry is not None and retry > observe.current_run(body)
         if phase is not None and phase.terminal and not retry_pending:
-            state = store.job_state(body) if store.trusted_event_id(body) else None
+            state = rows.job_state(body) if rows.trusted_event_id(body) else None
             if state and self.mirror.already(state) and not self.retention.due(body, now()):
                 return
         self.reconcile(metadata["namespace"], metadata["name"], cause="resync")

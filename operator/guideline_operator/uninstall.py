@@ -22,22 +22,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from guideline_core import logs
-from guideline_core import resource as gj
-from guideline_core.kube import MERGE_PATCH, new_api_client
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
-from guideline_operator.handlers import FINALIZER
+from guideline_core.k8s import Client, ConflictError, KubeError, NotFoundError, paths
+from guideline_core.k8s import pooled as k8s_pooled
+from guideline_core.resource import FINALIZER
 
 log = logging.getLogger("guideline_operator.uninstall")
 
 
-def _names(api: client.CustomObjectsApi, namespace: str) -> dict[str, dict[str, Any]]:
-    listed = api.list_namespaced_custom_object(gj.GROUP, gj.VERSION, namespace, gj.PLURAL)
-    return {o["metadata"]["name"]: o for o in listed["items"]}
+def _names(api: Client, namespace: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in api.list_items(paths.guidelinejobs(namespace))}
 
 
-def _wait_gone(api: client.CustomObjectsApi, namespace: str, deadline: float) -> dict[str, Any]:
+def _wait_gone(api: Client, namespace: str, deadline: float) -> dict[str, Any]:
     left = _names(api, namespace)
     while left and time.monotonic() < deadline:
         time.sleep(1)
@@ -45,17 +41,13 @@ def _wait_gone(api: client.CustomObjectsApi, namespace: str, deadline: float) ->
     return left
 
 
-def release(api: client.CustomObjectsApi, namespace: str, timeout: float) -> dict[str, int]:
+def release(api: Client, namespace: str, timeout: float) -> dict[str, int]:
     """Delete the namespace's GuidelineJobs, wait, then drop our finalizer from the rest."""
     found = _names(api, namespace)
     for name, obj in found.items():
         if obj["metadata"].get("deletionTimestamp"):
             continue
-        try:
-            api.delete_namespaced_custom_object(gj.GROUP, gj.VERSION, namespace, gj.PLURAL, name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        api.delete(paths.guidelinejobs(namespace, name))
     left = _wait_gone(api, namespace, time.monotonic() + timeout)
     released = 0
     for name, obj in left.items():
@@ -71,13 +63,9 @@ def release(api: client.CustomObjectsApi, namespace: str, timeout: float) -> dic
             }
         }
         try:
-            api.patch_namespaced_custom_object(
-                gj.GROUP, gj.VERSION, namespace, gj.PLURAL, name, body, _content_type=MERGE_PATCH
-            )
+            api.merge_patch(paths.guidelinejobs(namespace, name), body)
             released += 1
-        except ApiException as exc:
-            if exc.status not in (404, 409):
-                raise
+        except (NotFoundError, ConflictError) as exc:
             log.warning("finalizer not removed", extra={"guidelinejob": name, "status": exc.status})
     remaining = _wait_gone(api, namespace, time.monotonic() + 10)
     summary = {"found": len(found), "released": released, "remaining": len(remaining)}
@@ -92,10 +80,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait")
     args = parser.parse_args(argv)
     logs.configure(os.environ.get("GUIDELINE_LOG_LEVEL", "INFO"), component="uninstall")
-    api = client.CustomObjectsApi(new_api_client())
+    api = k8s_pooled.connect()
     try:
         summary = release(api, args.namespace, args.timeout)
-    except ApiException as exc:
+    except KubeError as exc:
         log.error("could not release guidelinejobs", extra={"status": exc.status})
         return
     print(json.dumps(summary))

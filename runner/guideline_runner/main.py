@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-from guideline_core import kube, logs
+from guideline_core import logs
+from guideline_core import resource as gj
 from guideline_core.resource import ENV_TERMINATION_MESSAGE_PATH, FailureReason, RunnerExit
 from guideline_core.settings import RunnerSettings
 
@@ -31,12 +32,12 @@ from guideline_runner.chunk_cache import ChunkCache
 from guideline_runner.citations import with_citations
 from guideline_runner.errors import ChainError
 from guideline_runner.fit import fit, room_for_result
+from guideline_runner.guidelinejob_client import GuidelineJobClient
 from guideline_runner.input import JobInput, read_input
 from guideline_runner.models import PartialSummary, ReviewThresholds
 from guideline_runner.progress import Progress, Publisher, Snapshot
 from guideline_runner.providers import make_provider
 from guideline_runner.providers.prompts import SUMMARIZE_PROMPT_VERSION
-from guideline_runner.status import GuidelineJobClient
 
 log = logging.getLogger("guideline_runner")
 
@@ -160,7 +161,7 @@ def _process(settings: RunnerSettings) -> int:
     status = body.get("status") or {}
     # Best effort: the operator counts attempts when it sees a pod start, maybe not yet ours.
     attempt = max(1, int(status.get("attempts") or 0))
-    event_id = settings.event_id or kube.event_id_of(body)
+    event_id = settings.event_id or gj.event_id_of(body)
     with logs.bind(event_id=event_id, attempt=attempt):
         if status.get("result"):
             log.info("status.result is already written; nothing to do")

@@ -7,8 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from guideline_core import db
-from guideline_core.kube import new_event_id
-from guideline_core.resource import Phase
+from guideline_core.resource import Phase, new_event_id
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

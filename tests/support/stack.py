@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guideline_core import db, kube
+from guideline_core import db
 from guideline_core import resource as gj
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.fake_llm import FakeLLMProcess
@@ -383,7 +383,7 @@ class Stack:
         named `gj-<event_id>` (event-id and tenant labels), then record its uid in the row
         (unless not `record`: the dispatcher has not got that far). An existing row (a CR
         re-created after retention) is left as it is. Returns the CR."""
-        event_id = event_id or kube.new_event_id()
+        event_id = event_id or gj.new_event_id()
         [created] = self.submit_many(
             [text], tenant=tenant, record=record, annotations=annotations, event_ids=[event_id],
             **spec,
@@ -402,7 +402,7 @@ class Stack:
     ) -> list[dict[str, Any]]:
         """`submit` for many texts at once: one transaction, one `kubectl create`."""
         assert self.database is not None
-        event_ids = event_ids or [kube.new_event_id() for _ in texts]
+        event_ids = event_ids or [gj.new_event_id() for _ in texts]
         manifests = []
         with self.database.connection() as conn:
             for event_id, text in zip(event_ids, texts, strict=True):
@@ -423,7 +423,7 @@ class Stack:
                     ),
                 )
                 manifests.append(
-                    kube.guideline_job_manifest(
+                    gj.guideline_job_manifest(
                         event_id=event_id,
                         guideline_text=text,
                         submitted_by="e2e",

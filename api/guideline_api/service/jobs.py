@@ -20,10 +20,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg2.errors
-from guideline_core import db, kube, logs
+from guideline_core import db, logs
 from guideline_core.db import DatabaseUnavailableError
 from guideline_core.documents import store as documents
-from guideline_core.resource import Phase
+from guideline_core.resource import Phase, new_event_id
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
 from guideline_api import tracing
@@ -342,7 +342,7 @@ def _insert(
     """Insert one job (inside a savepoint, so a lost idempotency race leaves the rest of the
     transaction intact and finds the winner's job instead)."""
     job = sub.job
-    event_id = kube.new_event_id()
+    event_id = new_event_id()
     with conn.cursor() as cur:
         cur.execute("SAVEPOINT submission")
     try:

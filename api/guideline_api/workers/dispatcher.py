@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from guideline_core import db, kube, logs
+from guideline_core import db, logs
 from guideline_core import resource as gj
 from guideline_core.resource import FailureReason, Phase
 from guideline_core.settings import ApiSettings
@@ -70,7 +70,7 @@ def _is_own(obj: dict[str, Any], row: dict[str, Any]) -> bool:
 
 def _spec_ref(ref: dict[str, Any]) -> dict[str, Any]:
     """A row's document reference as the GuidelineJob's spec holds it."""
-    return kube.guideline_job_manifest(event_id=uuid.UUID(int=0), document_ref=ref)["spec"][
+    return gj.guideline_job_manifest(event_id=uuid.UUID(int=0), document_ref=ref)["spec"][
         "documentRef"
     ]
 
@@ -167,7 +167,7 @@ class Dispatcher(OutboxWorker):
     ) -> tuple[str, str]:
         annotations = {k: v for k, v in desired_annotations(row).items() if v is not None}
         annotations.update(trace_annotations)
-        manifest = kube.guideline_job_manifest(
+        manifest = gj.guideline_job_manifest(
             event_id=row["event_id"],
             guideline_text=row["guideline_text"] if row.get("document_ref") is None else None,
             document_ref=row.get("document_ref"),

@@ -1,4 +1,4 @@
-"""The runner's Kubernetes I/O: read its GuidelineJob and merge-patch the fields it owns
+"""The runner's Kubernetes client for its GuidelineJob: read it and merge-patch the fields it owns
 in the status subresource (`partial`, `progress`, `result`, `runnerError`). Transient API errors are
 retried briefly; what remains becomes a `ChainError` (retryable unless the object is
 missing or the runner is not allowed to touch it)."""
@@ -11,9 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from guideline_core import kube_rest
-from guideline_core import resource as gj
-from guideline_core.kube_rest import KubeStatusError, RestClient
+from guideline_core.k8s import Client, KubeError, paths
+from guideline_core.k8s import stdlib as k8s_stdlib
 from guideline_core.resource import FailureReason
 
 from guideline_runner.errors import ChainError
@@ -30,14 +29,14 @@ class GuidelineJobClient:
     """Reads one GuidelineJob and writes the runner's status fields (from any thread: the
     progress is written by its own)."""
 
-    def __init__(self, name: str, namespace: str, api: RestClient | None = None) -> None:
+    def __init__(self, name: str, namespace: str, api: Client | None = None) -> None:
         self.name = name
         self.namespace = namespace
-        self._api = api or RestClient(kube_rest.load_credentials(), REQUEST_TIMEOUT_SECONDS)
-        where = (gj.GROUP, gj.VERSION, namespace, gj.PLURAL, name)
-        self._path = kube_rest.object_path(*where)
-        self._status_path = kube_rest.object_path(*where, "status")
-        self._lock = threading.Lock()  # RestClient keeps one connection: one call at a time
+        # The standard library's transport: the runner must not import `kubernetes`.
+        self._api = api or k8s_stdlib.connect(timeout_seconds=REQUEST_TIMEOUT_SECONDS)
+        self._path = paths.guidelinejobs(namespace, name)
+        self._status_path = paths.guidelinejobs(namespace, name, "status")
+        self._lock = threading.Lock()  # the transport keeps one connection: one call at a time
 
     def _retrying(self, action: str, call: Callable[[], T]) -> T:
         where = f"GuidelineJob {self.namespace}/{self.name}"
@@ -45,8 +44,16 @@ class GuidelineJobClient:
             try:
                 with self._lock:
                     return call()
-            except KubeStatusError as exc:
-                if exc.status == 404:
+            except KubeError as exc:
+                if exc.status is None:  # no answer
+                    if delay is None:
+                        raise ChainError(
+                            FailureReason.INTERNAL,
+                            f"Kubernetes API unreachable on {action} {where}: {exc.message}",
+                            retryable=True,
+                        ) from None
+                    problem = exc.message
+                elif exc.status == 404:
                     raise ChainError(
                         FailureReason.INVALID_INPUT, f"{where} not found", retryable=False
                     ) from None
@@ -54,27 +61,20 @@ class GuidelineJobClient:
                 # answers them until its authentication and RBAC caches have synced
                 # (tests/test_faults.py saw a job FAILED by that). Only a lasting one
                 # means the runner really lacks the right.
-                if exc.status in (401, 403) and delay is None:
+                elif exc.status in (401, 403) and delay is None:
                     raise ChainError(
                         FailureReason.INTERNAL,
                         f"The runner may not {action} {where} ({exc.status} {exc.reason})",
                         retryable=False,
                     ) from None
-                if exc.status not in _TRANSIENT_STATUS | {401, 403} or delay is None:
+                elif exc.status not in _TRANSIENT_STATUS | {401, 403} or delay is None:
                     raise ChainError(
                         FailureReason.INTERNAL,
                         f"Kubernetes API error on {action} {where}: {exc.status} {exc.reason}",
                         retryable=True,
                     ) from None
-                problem = f"{exc.status} {exc.reason}"
-            except kube_rest.TRANSPORT_ERRORS as exc:
-                if delay is None:
-                    raise ChainError(
-                        FailureReason.INTERNAL,
-                        f"Kubernetes API unreachable on {action} {where}: {type(exc).__name__}",
-                        retryable=True,
-                    ) from None
-                problem = type(exc).__name__
+                else:
+                    problem = f"{exc.status} {exc.reason}"
             log.warning(
                 "kubernetes API call failed; retrying",
                 extra={"action": action, "try": attempt, "problem": problem, "delay_s": delay},
