@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 from guideline_api.outbox import backoff_delay
-from guideline_api.webhooks import store
 from guideline_api.webhooks.delivery import render
 from guideline_core import db
+from guideline_core.db import webhooks as store
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg2.errors
 from guideline_core import db, kube, logs
 from guideline_core.db import DatabaseUnavailableError
+from guideline_core.db import webhooks as store
 from guideline_core.documents import store as documents
 from guideline_core.resource import Phase
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
@@ -35,7 +36,6 @@ from guideline_api.submission import document_info, request_hash, upload_info
 from guideline_api.uploads import Upload
 from guideline_api.versions import check_supersedes, with_changes
 from guideline_api.views import queue_info
-from guideline_api.webhooks import store
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,14 @@ from typing import Any
 import httpx
 from guideline_core import db, logs
 from guideline_core.db import DatabaseUnavailableError
+from guideline_core.db import webhooks as store
 from guideline_core.settings import ApiSettings
 
 from guideline_api.metrics import ApiMetrics
 from guideline_api.outbox import OutboxWorker, backoff_delay
 from guideline_api.versions import with_changes
 from guideline_api.views import to_view
-from guideline_api.webhooks import signing, store, targets
+from guideline_api.webhooks import signing, targets
 
 log = logging.getLogger(__name__)
 USER_AGENT = "guideline-ingest-webhooks"
