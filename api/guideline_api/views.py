@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from guideline_api.errors import ApiError, Reason
 from guideline_api.schemas import JobView, QueueInfo
 
 
-def status_reason(row: dict[str, Any]) -> str | None:
+def status_reason(row: Mapping[str, Any]) -> str | None:
     """Why a job is where it is, when its status alone does not say (accepted but not yet
     handed to Kubernetes; a cancel or retry on its way to the cluster)."""
     if not row.get("dispatch_pending"):
@@ -38,12 +39,12 @@ def with_cost(result: Any, cost: dict[str, Any] | None) -> Any:
     when its model has no price)."""
     if not isinstance(result, dict):
         return result
-    usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
+    usage = result["usage"] if isinstance(result.get("usage"), dict) else {}
     return {**result, "usage": {**usage, "cost": cost}}
 
 
 def to_view(
-    row: dict[str, Any],
+    row: Mapping[str, Any],
     *,
     queue: QueueInfo | None = None,
     history: list[dict[str, Any]] | None = None,
@@ -95,7 +96,7 @@ def to_view(
     )
 
 
-def queue_info(conn: Any, row: dict[str, Any], stale_after: int) -> QueueInfo:
+def queue_info(conn: Any, row: Mapping[str, Any], stale_after: int) -> QueueInfo:
     """Where a PENDING job stands in its tenant's queue (the operator admits tenants in
     turn, so the jobs of other tenants do not push it back)."""
     tenant = row["tenant"]
@@ -121,7 +122,7 @@ def queue_info(conn: Any, row: dict[str, Any], stale_after: int) -> QueueInfo:
     )
 
 
-def encode_cursor(row: dict[str, Any]) -> str:
+def encode_cursor(row: Mapping[str, Any]) -> str:
     """The opaque keyset cursor after `row` (newest-first listing)."""
     raw = json.dumps({"t": row["created_at"].isoformat(), "id": str(row["event_id"])})
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")

@@ -159,4 +159,4 @@ def event_id_of(body: dict[str, Any]) -> str:
     by `kubectl apply`) its metadata.uid."""
     metadata = body.get("metadata") or {}
     labels = metadata.get("labels") or {}
-    return labels.get(gj.LABEL_EVENT_ID) or metadata["uid"]
+    return str(labels.get(gj.LABEL_EVENT_ID) or metadata["uid"])

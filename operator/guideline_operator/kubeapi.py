@@ -52,7 +52,7 @@ class Kube:
         response.read()
         if not 200 <= response.status <= 299:
             raise ApiException(
-                status=response.status, reason=response.reason, body=response.data.decode()
+                status=response.status, reason=response.reason, body=(response.data or b"").decode()
             )
         return json.loads(response.data) if response.data else {}
 

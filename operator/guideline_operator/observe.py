@@ -253,7 +253,7 @@ def retry_requested(cr: Mapping[str, Any]) -> int | None:
 def phase_of(cr: Mapping[str, Any]) -> Phase | None:
     """The phase in the CR's status, if any."""
     value = (cr.get("status") or {}).get("phase")
-    return Phase(value) if value in Phase.__members__.values() else None
+    return Phase(str(value)) if value in Phase.__members__.values() else None
 
 
 @dataclass(frozen=True)
@@ -505,7 +505,7 @@ def set_condition(
             updated["observedGeneration"] = generation
         result.append(updated)
     if not found:
-        new = {
+        new: dict[str, Any] = {
             "type": kind,
             "status": value,
             "reason": reason,

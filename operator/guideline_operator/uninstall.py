@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from guideline_core import logs
 from guideline_core import resource as gj
@@ -33,7 +33,10 @@ log = logging.getLogger("guideline_operator.uninstall")
 
 
 def _names(api: client.CustomObjectsApi, namespace: str) -> dict[str, dict[str, Any]]:
-    listed = api.list_namespaced_custom_object(gj.GROUP, gj.VERSION, namespace, gj.PLURAL)
+    listed = cast(
+        dict[str, Any],
+        api.list_namespaced_custom_object(gj.GROUP, gj.VERSION, namespace, gj.PLURAL),
+    )
     return {o["metadata"]["name"]: o for o in listed["items"]}
 
 

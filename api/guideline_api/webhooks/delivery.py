@@ -16,6 +16,7 @@ in flight (`webhook_tenant_concurrency`) so other tenants' deliveries keep going
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import threading
@@ -114,7 +115,7 @@ class DeliveryWorker(OutboxWorker):
                     self._in_flight.difference_update(r["webhook_id"] for r in rows[index:])
                 self._release_quietly(rows[index:])
                 break
-            future.add_done_callback(lambda done, row=row: self._attempt_ended(row, done))
+            future.add_done_callback(functools.partial(self._attempt_ended, row))
         return len(rows)
 
     def _purge_expired_secrets(self) -> None:
