@@ -276,7 +276,7 @@ class JobError(BaseModel):
     reason: str | None = Field(
         None,
         description="Machine-readable: `BackoffLimitExceeded`, `DeadlineExceeded`, `Timeout`, "
-        "`LLMError`, `LLMRejected`, `InvalidOutput`, `InvalidInput`, `JobLost`, `Cancelled`, "
+        "`LLMError`, `LLMRejected`, `InvalidOutput`, `InvalidInput`, `Cancelled`, "
         "`InternalError`, or for a document that cannot become text `no_text_layer` (a scan: "
         "run OCR first), `document_unreadable`, `document_too_long` (none of these three is "
         "retried).",

@@ -105,7 +105,6 @@ class FailureReason(StrEnum):
     LLM_REJECTED = "LLMRejected"
     INVALID_OUTPUT = "InvalidOutput"
     INVALID_INPUT = "InvalidInput"
-    JOB_LOST = "JobLost"
     CANCELLED = "Cancelled"
     INTERNAL = "InternalError"
     # A document that cannot become a job's text (the names, hence snake_case).

@@ -5,7 +5,6 @@ pydantic-settings. Each component has one settings class; the shared fields live
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -797,21 +796,3 @@ class RunnerSettings(CommonSettings):
         description="File the failure (reason, message, retryable) is written to as the "
         "pod's termination message.",
     )
-
-
-@lru_cache
-def api_settings() -> ApiSettings:
-    """The API's settings, read once."""
-    return ApiSettings()
-
-
-@lru_cache
-def operator_settings() -> OperatorSettings:
-    """The operator's settings, read once."""
-    return OperatorSettings()
-
-
-@lru_cache
-def runner_settings() -> RunnerSettings:
-    """The runner's settings, read once."""
-    return RunnerSettings()

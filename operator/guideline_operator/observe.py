@@ -28,21 +28,6 @@ CONDITION_TYPES = (
     ConditionType.SUCCEEDED,
     ConditionType.FAILED,
 )
-# The status fields the operator owns (docs/contracts.md); everything else is the runner's
-# or kopf's and is never written here.
-OPERATOR_FIELDS = (
-    "phase",
-    "eventId",
-    "attempts",
-    "jobName",
-    "queuePosition",
-    "startedAt",
-    "completedAt",
-    "error",
-    "conditions",
-    "observedGeneration",
-    "retryRequests",
-)
 
 
 class Stage(StrEnum):
