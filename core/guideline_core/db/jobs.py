@@ -119,7 +119,7 @@ def ensure_job(conn: PgConnection, job: NewJob, lock_timeout_s: float = 10.0) ->
         cur.execute("SET LOCAL lock_timeout = %s", (f"{int(lock_timeout_s * 1000)}ms",))
     inserted = insert_job(conn, job)
     if job.cr_name is not None:
-        # The API creates the CR by generateName, so its row may not know the name yet.
+        # The dispatcher records the name once its create returned: the row may not know it yet.
         set_cr_name(conn, job.event_id, job.cr_name, only_if_unset=True)
     return inserted
 
