@@ -87,10 +87,11 @@ test-fast: venv ## Only the tests that need no cluster and build no image
 test-faults: deps build-node image ## Only the fault-injection tests (on the real node)
 	$(REAL_NODE_ENV) $(BIN)/pytest -m fault $(PYTEST_ARGS)
 
-lint: venv ## ruff + the import-layering contract
+lint: venv ## ruff + the import-layering contract + mypy (strict on core/)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: venv ## Apply ruff's formatting and fixes
 	$(BIN)/ruff check --fix .

@@ -30,7 +30,7 @@ from bench.texts import request_bodies
 
 CATEGORIES = (
     # (name, substrings of the innermost frame's file path), first match wins
-    ("PostgreSQL round trips", ("psycopg2", "guideline_core/db.py", "guideline_api/store.py")),
+    ("PostgreSQL round trips", ("psycopg2", "guideline_core/db/")),
     ("Kubernetes API call", ("kubernetes/", "urllib3", "http/client.py", "ssl.py", "socket.py")),
     ("pydantic", ("pydantic",)),
     ("JSON", ("json/",)),

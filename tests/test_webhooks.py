@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
-from guideline_api.webhooks import store
 from guideline_api.workers.outbox import backoff_delay
 from guideline_api.workers.webhook_delivery import render
 from guideline_core import db
+from guideline_core.db import webhooks as store
 from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import psycopg2
 from guideline_core import db
+from guideline_core.db import webhooks as store
 from guideline_core.settings import ApiSettings
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 from psycopg2.extensions import parse_dsn
 
 from guideline_api.auth import KEY_ID_PATTERN, TENANT_PATTERN, Role, hash_key, new_key
 from guideline_api.keyfile import KeyFileError, create_key, read_keys, revoke_key
-from guideline_api.webhooks import store
 
 COMMANDS = ("keys", "webhook-secret", "new-key", "hash-key")
 

@@ -57,7 +57,7 @@ def problem(
     description: str,
     *examples: tuple[str, str],
     headers: tuple[str, ...] = (),
-) -> dict[int, dict[str, Any]]:
+) -> dict[int | str, dict[str, Any]]:
     """The `responses` entry of a problem answer: `examples` are (reason, detail) pairs."""
     content = {
         "schema": PROBLEM_REF,
@@ -130,7 +130,7 @@ DB_DOWN = problem(
     "Idempotency-Key).",
     (Reason.DATABASE_UNAVAILABLE, "database unavailable: connection refused"),
 )
-ALWAYS = {**UNAUTHORIZED, **INTERNAL, **DB_DOWN}
+ALWAYS: dict[int | str, dict[str, Any]] = {**UNAUTHORIZED, **INTERNAL, **DB_DOWN}
 UNSUPPORTED = problem(
     415,
     "The body is neither JSON nor multipart/form-data, or an uploaded document is not PDF, "

@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("submit", "submit a guideline file (PDF, DOCX, HTML, Markdown, text; `-`: stdin)")
     p.add_argument(
         "file", help="the guideline document (uploaded; its type told by content), or - for stdin"
-    ).complete = shtab.FILE
+    ).complete = shtab.FILE  # type: ignore[attr-defined]  # shtab reads it
     p.add_argument(
         "--wait",
         action="store_true",
@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("batch", "submit many guideline files at once (POST /jobs/batch)")
     p.add_argument(
         "files", nargs="+", help="documents (PDF, DOCX, HTML, Markdown, text); titled by name"
-    ).complete = shtab.FILE
+    ).complete = shtab.FILE  # type: ignore[attr-defined]  # shtab reads it
     p.add_argument("--model", help="LLM model for every file (default: the server's)")
     p.add_argument(
         "--provider", choices=["openai", "extractive"], help="default: the server's setting"
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         default=argparse.SUPPRESS,
         help="table, json or yaml; with --html: the file for the page (default: stdout)",
-    ).complete = shtab.FILE
+    ).complete = shtab.FILE  # type: ignore[attr-defined]  # shtab reads it
     p.set_defaults(func=cmd_show)
 
     help_text = "download a COMPLETED job's result as FHIR, OSCAL, CSV, XLSX, Markdown or HTML"
@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         default=argparse.SUPPRESS,
         help="the file to write (default: stdout, text formats only; - for stdout)",
-    ).complete = shtab.FILE
+    ).complete = shtab.FILE  # type: ignore[attr-defined]  # shtab reads it
     p.set_defaults(func=cmd_export)
 
     p = add("wait", "wait until a job finishes, then show it")

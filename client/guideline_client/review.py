@@ -180,10 +180,10 @@ def _figure(quality: dict[str, Any], name: str) -> float:
 
 def review_page(job: dict[str, Any]) -> str:
     """The whole page of a COMPLETED job read with `?include=text`."""
-    result = job.get("result") if isinstance(job.get("result"), dict) else {}
+    result = job["result"] if isinstance(job.get("result"), dict) else {}
     text = job.get("guideline_text")
     text = text if isinstance(text, str) else ""
-    quality = result.get("quality") if isinstance(result.get("quality"), dict) else {}
+    quality = result["quality"] if isinstance(result.get("quality"), dict) else {}
     title = visible(str(job.get("title") or f"Job {job.get('event_id')}"))
     facts = (
         f"{_figure(quality, 'grounded_items'):g} of {_figure(quality, 'items'):g} items "
@@ -194,8 +194,8 @@ def review_page(job: dict[str, Any]) -> str:
     hidden = sum(_offsets(p, len(text)) is None for p in _uncovered(result))
     if hidden:
         facts += f" · {hidden} uncovered passage(s) not shown: offsets outside the text"
-    review = result.get("review") if isinstance(result.get("review"), dict) else {}
-    reasons = review.get("reasons") if isinstance(review.get("reasons"), list) else []
+    review = result["review"] if isinstance(result.get("review"), dict) else {}
+    reasons = review["reasons"] if isinstance(review.get("reasons"), list) else []
     needs_review = (
         f'<p class="review">Needs review: {visible("; ".join(map(str, reasons)))}</p>'
         if result.get("needs_review")

@@ -113,7 +113,6 @@ class FailureReason(StrEnum):
     LLM_REJECTED = "LLMRejected"
     INVALID_OUTPUT = "InvalidOutput"
     INVALID_INPUT = "InvalidInput"
-    JOB_LOST = "JobLost"
     CANCELLED = "Cancelled"
     INTERNAL = "InternalError"
     # A document that cannot become a job's text (the issue's names, hence snake_case).
@@ -254,4 +253,4 @@ def event_id_of(body: dict[str, Any]) -> str:
     by `kubectl apply`) its metadata.uid."""
     metadata = body.get("metadata") or {}
     labels = metadata.get("labels") or {}
-    return labels.get(LABEL_EVENT_ID) or metadata["uid"]
+    return str(labels.get(LABEL_EVENT_ID) or metadata["uid"])

@@ -5,7 +5,6 @@ pydantic-settings. Each component has one settings class; the shared fields live
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
@@ -74,13 +73,14 @@ class CommonSettings(BaseSettings):
     )
     namespace: str = Field("default", description="Namespace holding the GuidelineJobs.")
     log_level: str = Field("INFO", description="Python log level of the JSON logs.")
-    # Read by the runner (how it cuts and calls) and by the operator (a Job's hard deadline
-    # grows with the rounds of calls they imply): set them alike for both.
+    # Read by the runner (how it cuts and calls), the operator (a Job's hard deadline grows
+    # with the rounds of calls they imply) and the API (its estimate cuts the same parts).
+    # Defined once (a second definition further down used to replace this one's text).
     chunk_chars: int = Field(
         24_000,
         ge=1,
-        description="Guidelines longer than this are summarized in parts (map-reduce). "
-        "Runner and operator.",
+        description="Guidelines longer than this are summarized in parts (map-reduce) by the "
+        "runner; the API's estimate cuts the same parts, so set it alike for both.",
     )
     llm_concurrency: int = Field(
         4,
@@ -139,18 +139,12 @@ class CommonSettings(BaseSettings):
         "`budget_exceeded`. Unset: no budget.",
     )
     model_prices: dict[str, ModelPrice | None] = Field(
-        default_factory=lambda: dict(DEFAULT_MODEL_PRICES),
+        default_factory=lambda: dict[str, ModelPrice | None](DEFAULT_MODEL_PRICES),
         description='Price per million tokens of each model, JSON: `{"gpt-4o-mini": '
         '{"input_per_million": 0.15, "output_per_million": 0.6, "currency": "USD"}}`; a model '
         "absent or `null` has no known cost (`usage.cost` null). The default holds OpenAI's list "
         "prices of 2026-12-01 for gpt-4o-mini, gpt-4o, gpt-4.1, gpt-4.1-mini and gpt-4.1-nano: "
         "prices change, set your own. The extractive provider costs 0.",
-    )
-    chunk_chars: int = Field(
-        24_000,
-        ge=1,
-        description="Guidelines longer than this are summarized in parts (map-reduce) by the "
-        "runner; the API's estimate cuts the same parts, so set it alike for both.",
     )
 
     def limits_for(self, tenant: str) -> TenantLimits:
@@ -802,21 +796,3 @@ class RunnerSettings(CommonSettings):
         description="File the failure (reason, message, retryable) is written to as the "
         "pod's termination message.",
     )
-
-
-@lru_cache
-def api_settings() -> ApiSettings:
-    """The API's settings, read once."""
-    return ApiSettings()
-
-
-@lru_cache
-def operator_settings() -> OperatorSettings:
-    """The operator's settings, read once."""
-    return OperatorSettings()
-
-
-@lru_cache
-def runner_settings() -> RunnerSettings:
-    """The runner's settings, read once."""
-    return RunnerSettings()

@@ -25,7 +25,7 @@ def grant_cache_role(conn: PgConnection, role: str) -> None:
         if cur.fetchone() is None:
             cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
         cur.execute("SELECT current_database()")
-        (database,) = cur.fetchone()
+        (database,) = cur.fetchone() or ("",)
         for statement in (
             "GRANT CONNECT ON DATABASE {db} TO {role}",
             "GRANT USAGE ON SCHEMA public TO {role}",

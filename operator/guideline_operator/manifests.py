@@ -363,5 +363,5 @@ def build_job(req: JobRequest, settings: OperatorSettings) -> dict[str, Any]:
     }
     # The chart's pull secrets, scheduling, annotations, resources and extra env.
     podtemplate.apply(job["spec"]["template"], podtemplate.load(settings.runner_pod_template_file))
-    kopf.adopt(job, owner=owner_body(req), nested="spec.template")
+    kopf.adopt(job, owner=owner_body(req), nested="spec.template")  # type: ignore[arg-type]
     return job

@@ -56,12 +56,12 @@ class DatabaseMirror:
         self._mirrored: dict[str, str] = {}  # event_id -> fingerprint of the state written
         self._progress: dict[str, tuple[int, dict[str, int]]] = {}  # event_id -> (run, counts)
 
-    def row(self, event_id: uuid.UUID) -> dict[str, Any] | None:
+    def row(self, event_id: uuid.UUID) -> db.JobRow | None:
         """A job's row (raises on a database error: the caller decides nothing without it)."""
         with self.db.connection() as conn:
             return db.get_job(conn, event_id)
 
-    def ensure_row(self, job: db.NewJob) -> dict[str, Any]:
+    def ensure_row(self, job: db.NewJob) -> db.JobRow:
         """The row of `job`, inserted first if missing (raises on a database error)."""
         with self.db.connection() as conn:
             if db.ensure_job(conn, job):

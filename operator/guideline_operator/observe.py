@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from guideline_core import resource as gj
+from guideline_core.guidelinejob import metadata_of, status_of
 from guideline_core.resource import ConditionType, FailureReason, Phase
 
 from guideline_operator import manifests
@@ -27,21 +28,6 @@ CONDITION_TYPES = (
     ConditionType.RUNNING,
     ConditionType.SUCCEEDED,
     ConditionType.FAILED,
-)
-# The status fields the operator owns (docs/contracts.md); everything else is the runner's
-# or kopf's and is never written here.
-OPERATOR_FIELDS = (
-    "phase",
-    "eventId",
-    "attempts",
-    "jobName",
-    "queuePosition",
-    "startedAt",
-    "completedAt",
-    "error",
-    "conditions",
-    "observedGeneration",
-    "retryRequests",
 )
 
 
@@ -223,7 +209,7 @@ def queued_at(job: Mapping[str, Any] | None) -> datetime | None:
 
 def current_run(cr: Mapping[str, Any]) -> int:
     """The run in progress: 0, or the last retry request the operator accepted."""
-    return int((cr.get("status") or {}).get("retryRequests") or 0)
+    return int(status_of(cr).get("retryRequests") or 0)
 
 
 def current_job_name(cr: Mapping[str, Any]) -> str:
@@ -234,13 +220,13 @@ def current_job_name(cr: Mapping[str, Any]) -> str:
 
 def cancel_requested(cr: Mapping[str, Any]) -> bool:
     """True if the cancel annotation is set."""
-    annotations = (cr.get("metadata") or {}).get("annotations") or {}
+    annotations = metadata_of(cr).get("annotations") or {}
     return bool(annotations.get(gj.ANNOTATION_CANCEL_REQUESTED))
 
 
 def retry_requested(cr: Mapping[str, Any]) -> int | None:
     """The retry counter the API asked for, if it is a valid number."""
-    annotations = (cr.get("metadata") or {}).get("annotations") or {}
+    annotations = metadata_of(cr).get("annotations") or {}
     value = annotations.get(gj.ANNOTATION_RETRY_REQUESTED)
     if value is None:
         return None
@@ -252,8 +238,8 @@ def retry_requested(cr: Mapping[str, Any]) -> int | None:
 
 def phase_of(cr: Mapping[str, Any]) -> Phase | None:
     """The phase in the CR's status, if any."""
-    value = (cr.get("status") or {}).get("phase")
-    return Phase(value) if value in Phase.__members__.values() else None
+    value = status_of(cr).get("phase")
+    return Phase(value) if value is not None and value in Phase.__members__.values() else None
 
 
 @dataclass(frozen=True)
@@ -505,7 +491,7 @@ def set_condition(
             updated["observedGeneration"] = generation
         result.append(updated)
     if not found:
-        new = {
+        new: dict[str, Any] = {
             "type": kind,
             "status": value,
             "reason": reason,
@@ -521,7 +507,7 @@ def set_condition(
 
 def get_condition(cr: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     """The condition `kind` of a GuidelineJob, if set."""
-    for cond in (cr.get("status") or {}).get("conditions") or []:
+    for cond in status_of(cr).get("conditions") or []:
         if cond.get("type") == kind:
             return cond
     return None

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from guideline_core.guidelinejob import metadata_of, status_of
 from guideline_core.resource import Phase
 
 from guideline_operator import manifests, observe
@@ -96,8 +97,8 @@ class QueueEntry:
 
 def entry_from_body(body: Mapping[str, Any]) -> QueueEntry:
     """A QueueEntry from a GuidelineJob body."""
-    metadata = body.get("metadata") or {}
-    status = body.get("status") or {}
+    metadata = metadata_of(body)
+    status = status_of(body)
     return QueueEntry(
         namespace=metadata.get("namespace") or "",
         name=metadata["name"],

@@ -60,7 +60,7 @@ def kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -
     import kopf
 
     try:
-        kopf.event(dict(body), type=type_, reason=reason, message=message[:1000])
+        kopf.event(dict(body), type=type_, reason=reason, message=message[:1000])  # type: ignore[arg-type]
     except LookupError:  # outside an operator context (e.g. a script): log only
         log.info("event", extra={"reason": reason, "event_message": message})
 
@@ -166,7 +166,8 @@ class Reconciler:
         """Fill the registry from one list of every GuidelineJob in scope and their tenants
         from one query (at start-up, so the first admission pass knows the whole queue)."""
         accepted: dict[str, str] = {}
-        for namespace in self.namespaces or [None]:
+        scopes: list[str | None] = [*(self.namespaces or [])] or [None]  # None: all of them
+        for namespace in scopes:
             for body in self.kube.list_crs(namespace):
                 self.cr_seen(body)
                 if event_id := rows.trusted_event_id(body):

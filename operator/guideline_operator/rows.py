@@ -10,6 +10,7 @@ from typing import Any
 
 from guideline_core import db
 from guideline_core import resource as gj
+from guideline_core.guidelinejob import metadata_of, spec_of
 from guideline_core.resource import Phase
 
 from guideline_operator import observe
@@ -70,8 +71,8 @@ def new_row(cr: Mapping[str, Any], event_id: str, tenant: str) -> db.NewJob:
     """The row of a GuidelineJob the API did not make (kubectl): its tenant is the one of
     its namespace, its creator the user kube-apiserver authenticated (the created-by
     annotation, which admission sets on create and keeps on update; docs/contracts.md)."""
-    metadata = cr["metadata"]
-    spec = cr.get("spec") or {}
+    metadata = metadata_of(cr)
+    spec = spec_of(cr)
     annotations = metadata.get("annotations") or {}
     return db.NewJob(
         event_id=uuid.UUID(event_id),

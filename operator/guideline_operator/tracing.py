@@ -96,7 +96,7 @@ def traced(
                     span.set("guideline.event_id", (result.get("status") or {}).get("eventId"))
                 return result
 
-        return run
+        return run  # type: ignore[return-value]  # functools.wraps' _Wrapped is that callable
 
     return wrap
 
@@ -120,4 +120,4 @@ def traced_outcome(
                 span.fail(f"{obs.reason}: {obs.message}")
             return method(self, cr, obs, *args, **kwargs)
 
-    return run
+    return run  # type: ignore[return-value]  # as above

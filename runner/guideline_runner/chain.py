@@ -223,7 +223,7 @@ def summarize(
         cancel,
         concurrency,
         [
-            lambda number=number: provider.summarize(
+            lambda number=number: provider.summarize(  # type: ignore[misc]  # default-arg lambda
                 parts[number], part=number + 1, parts=len(parts)
             )
             for number in missing
@@ -317,7 +317,7 @@ def checklist(
         calls = [lambda: provider.checklist(summary, guideline=text)]
     else:
         calls = [
-            lambda number=number, section=section: provider.checklist(  # type: ignore[call-arg]
+            lambda number=number, section=section: provider.checklist(  # type: ignore[call-arg, misc]
                 summary, guideline=section, section=number, sections=len(sections)
             )
             for number, section in enumerate(sections, start=1)
@@ -366,7 +366,7 @@ def checklist(
             merged.append(item)
     left_out = sum(answer.left_out for answer in answers)
     cut = max_items is not None and len(merged) > max_items
-    if cut:
+    if cut and max_items is not None:
         log.warning(
             "checklist cut at the total cap", extra={"items": len(merged), "kept": max_items}
         )

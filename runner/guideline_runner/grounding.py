@@ -207,7 +207,7 @@ def _source(text: str, found: _Found) -> Source:
         quote=text[found.start : found.end],
         start=found.start,
         end=found.end,
-        match=found.match,  # type: ignore[arg-type]
+        match=found.match,
     )
 
 

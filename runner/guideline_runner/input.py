@@ -91,7 +91,7 @@ def extract(data: bytes, settings: RunnerSettings, *, plain_text: bool = False) 
         characters=len(extracted.text),
         extractor=extracted.extractor,
         extractor_version=extracted.extractor_version,
-        warnings=[DocumentWarningInfo(**w.as_dict()) for w in extracted.warnings],  # type: ignore[arg-type]
+        warnings=[DocumentWarningInfo(**w.as_dict()) for w in extracted.warnings],
     )
     if not extracted.text.strip():
         raise ChainError(

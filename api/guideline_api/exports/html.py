@@ -13,7 +13,6 @@ from guideline_api.exports.provenance import ExportDoc, Item, change_pairs
 
 MEDIA_TYPE = "text/html"
 UNGROUNDED: Final = "not grounded: its quote is not in the guideline"
-UNGROUNDED: Final = "not grounded: its quote is not in the guideline"
 _CSS: Final = """
 body { font: 12pt/1.4 serif; margin: 2cm; color: #000; }
 h1 { font-size: 18pt; margin: 0 0 6pt; }

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
 
@@ -31,8 +32,9 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://guideline-ingest.dev/problems/"
 
 
-class Reason:
-    """The `reason` codes of a problem (stable; clients may switch on them)."""
+class Reason(StrEnum):
+    """The `reason` codes of a problem (stable; clients may switch on them). A StrEnum: each
+    member is its string, in JSON, f-strings and comparisons alike."""
 
     MALFORMED_JSON = "malformed_json"
     INVALID_UTF8 = "invalid_utf8"
@@ -75,7 +77,6 @@ class Reason:
     TOO_MANY_STREAMS = "too_many_streams"
     DATABASE_UNAVAILABLE = "database_unavailable"
     KUBERNETES_UNAVAILABLE = "kubernetes_unavailable"
-    REJECTED_BY_KUBERNETES = "rejected_by_kubernetes"
     INTERNAL = "internal_error"
 
 
@@ -121,7 +122,6 @@ TITLES: dict[str, str] = {
     Reason.TOO_MANY_STREAMS: "Too many event streams are open",
     Reason.DATABASE_UNAVAILABLE: "The database is unavailable",
     Reason.KUBERNETES_UNAVAILABLE: "The Kubernetes API is unavailable",
-    Reason.REJECTED_BY_KUBERNETES: "Kubernetes rejected the request",
     Reason.INTERNAL: "Internal server error",
 }
 

@@ -54,7 +54,7 @@ class HeadLimitedProtocol(HttpToolsProtocol):
 
     # Connection events
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         # A connection that never sends a byte is held no longer than a slow head.
         self._head_started = self.loop.time()

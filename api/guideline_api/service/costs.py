@@ -69,7 +69,7 @@ def reserve_budget(
         found = estimate_of(settings, job).cost
         same = found is not None and found["currency"] == budget.currency
         reserved_costs.append(
-            {"amount": found["amount"], "currency": found["currency"]} if same else None
+            {"amount": found["amount"], "currency": found["currency"]} if same and found else None
         )
     new = sum(c["amount"] for c in reserved_costs if c is not None)
     now = datetime.now(UTC)

@@ -14,14 +14,15 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import psycopg2.errors
 from guideline_core import db, logs
 from guideline_core.db import DatabaseUnavailableError
+from guideline_core.db import webhooks as store
 from guideline_core.documents import store as documents
 from guideline_core.resource import Phase, new_event_id
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
@@ -30,13 +31,12 @@ from guideline_api import tracing
 from guideline_api.auth import Principal
 from guideline_api.context import Context
 from guideline_api.http.errors import ApiError, Reason
-from guideline_api.schemas import JobEstimate, SubmitDocument, SubmitJob
+from guideline_api.schemas import JobEstimate, SubmissionFields, SubmitDocument, SubmitJob
 from guideline_api.service import callbacks, costs, text_quota
 from guideline_api.service.submission import document_info, request_hash, upload_info
 from guideline_api.service.uploads import Upload
 from guideline_api.service.versions import check_supersedes, with_changes
 from guideline_api.service.views import queue_info
-from guideline_api.webhooks import store
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Submission:
 class Outcome:
     """What a submission came to: the job's row, and whether it is new (else a replay)."""
 
-    row: dict[str, Any]
+    row: Mapping[str, Any]
     created: bool
 
 
@@ -80,7 +80,7 @@ class Outcome:
 class JobDetail:
     """One job as read, with the extras asked for."""
 
-    row: dict[str, Any]
+    row: Mapping[str, Any]
     queue: Any = None
     history: list[dict[str, Any]] | None = None
     text: str | None = None
@@ -116,7 +116,7 @@ def _not_found(event_id: uuid.UUID) -> ApiError:
     return ApiError(404, Reason.NOT_FOUND, f"no job with event_id {event_id}")
 
 
-def _visible(principal: Principal, row: dict[str, Any] | None) -> bool:
+def _visible(principal: Principal, row: Mapping[str, Any] | None) -> bool:
     return row is not None and (principal.is_admin or row["tenant"] == principal.tenant)
 
 
@@ -224,7 +224,7 @@ def _refund(ctx: Context, tenant: str, units: int) -> None:
             db.refund_submission(conn, tenant, units)
 
 
-def _check_model(ctx: Context, tenant: str, job: SubmitJob) -> None:
+def _check_model(ctx: Context, tenant: str, job: SubmissionFields) -> None:
     allowed = ctx.settings.limits_for(tenant).allowed_models
     if job.model is not None and allowed is not None and job.model not in allowed:
         raise ApiError(
@@ -236,7 +236,7 @@ def _check_model(ctx: Context, tenant: str, job: SubmitJob) -> None:
         )
 
 
-def _check_retries(ctx: Context, job: SubmitJob) -> None:
+def _check_retries(ctx: Context, job: SubmissionFields) -> None:
     limit = ctx.settings.max_retries_limit
     if job.max_retries is not None and job.max_retries > limit:
         message = f"max_retries is at most {limit}"
@@ -309,7 +309,7 @@ def _with_callbacks(
 
 def _replay(
     conn: PgConnection, ctx: Context, tenant: str, sub: Submission, digest: str
-) -> dict[str, Any] | None:
+) -> Mapping[str, Any] | None:
     """The job this tenant's Idempotency-Key already made, if it is still in its window;
     422 if the key came with another body."""
     key = sub.idempotency_key
@@ -368,7 +368,9 @@ def _insert(
                 callback_url=sub.callback_url,
                 trace_context=trace_context,
                 document=(
-                    upload_info(job, sub.upload) if sub.upload is not None else document_info(job)
+                    upload_info(job, sub.upload)
+                    if sub.upload is not None
+                    else document_info(cast(SubmitJob, job))  # no upload: a JSON text
                 ),
                 document_id=doc.id,
             ),
@@ -416,7 +418,11 @@ def submit_many(
     with _charged(ctx, tenant, len(items)):
         checked = _with_callbacks(ctx, tenant, list(items))
         valid = any(isinstance(item, Submission) for item in checked)
-        answers = _record(ctx, principal, checked) if valid else list(checked)
+        answers: list[Outcome | ApiError] = (
+            _record(ctx, principal, checked)
+            if valid
+            else [item for item in checked if isinstance(item, ApiError)]  # every one
+        )
     created = sum(isinstance(a, Outcome) and a.created for a in answers)
     if created:
         ctx.dispatcher.wake()
@@ -562,11 +568,10 @@ def get(
             422, Reason.VALIDATION, f"unknown include {sorted(unknown)}; allowed: history, text"
         )
     with _transaction(ctx) as conn:
-        row = db.get_job(conn, event_id)
-        if not _visible(principal, row):
+        found = db.get_job(conn, event_id)
+        if found is None or not _visible(principal, found):
             raise _not_found(event_id)
-        assert row is not None
-        row = with_changes(conn, row)
+        row = with_changes(conn, found)
         queue = None
         if row["status"] == Phase.PENDING:
             queue = queue_info(conn, row, ctx.settings.operator_heartbeat_stale_seconds)
@@ -605,7 +610,7 @@ def list_page(
     before: Any,
     tenant: str | None,
     needs_review: bool | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+) -> tuple[list[db.JobRow], dict[str, Any] | None]:
     """Up to `limit` + 1 jobs newest first, of the tenants the caller may see (the extra
     row tells the router there is a next page); `needs_review` filters on the review gate.
     With them, on the first page (no cursor), the totals of every job the filters match."""
@@ -628,7 +633,7 @@ def list_page(
 # --------------------------------------------------------------------------- requests
 
 
-def _locked_visible(conn: PgConnection, principal: Principal, eid: uuid.UUID) -> dict[str, Any]:
+def _locked_visible(conn: PgConnection, principal: Principal, eid: uuid.UUID) -> db.JobRow:
     row = db.lock_job(conn, eid)
     if not _visible(principal, row):
         raise _not_found(eid)
@@ -636,7 +641,7 @@ def _locked_visible(conn: PgConnection, principal: Principal, eid: uuid.UUID) ->
     return row
 
 
-def cancel(ctx: Context, principal: Principal, eid: uuid.UUID) -> dict[str, Any]:
+def cancel(ctx: Context, principal: Principal, eid: uuid.UUID) -> Mapping[str, Any]:
     """Cancel an unfinished job: CANCELLED at once; the dispatcher then has the operator
     remove its Job and pod. A finished job is a 409. Charged against the caller's rate."""
     with _charged(ctx, principal.tenant, 1), _transaction(ctx) as conn:
@@ -655,7 +660,7 @@ def cancel(ctx: Context, principal: Principal, eid: uuid.UUID) -> dict[str, Any]
     return fresh or row
 
 
-def retry(ctx: Context, principal: Principal, eid: uuid.UUID) -> dict[str, Any]:
+def retry(ctx: Context, principal: Principal, eid: uuid.UUID) -> Mapping[str, Any]:
     """Start a new run of a FAILED or CANCELLED job: PENDING at once (same event_id,
     attempts keep counting, its max_retries kept); any other status is a 409, and so is a
     job that has had `max_runs_per_job` runs. Charged against the caller's rate."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 from guideline_core import db
 from guideline_core.documents import store as documents
@@ -17,7 +16,7 @@ from guideline_api.schemas import RunnerText
 from guideline_api.service.jobs import transaction
 
 
-def _job(ctx: Context, token: str | None, event_id: uuid.UUID) -> dict[str, Any]:
+def _job(ctx: Context, token: str | None, event_id: uuid.UUID) -> db.JobRow:
     """The job's row once the caller is its runner pod (a job that does not exist has no
     runner pod: 403 like any other)."""
     with transaction(ctx) as conn:
@@ -35,9 +34,10 @@ def document(
     one (made by kubectl)."""
     row = _job(ctx, token, event_id)
     doc = None
-    if row.get("document_id") is not None:
+    document_id = row.get("document_id")
+    if document_id is not None:
         with transaction(ctx) as conn:
-            doc = documents.get(conn, row["document_id"])
+            doc = documents.get(conn, document_id)
     if doc is None:
         raise ApiError(404, Reason.NOT_FOUND, f"job {event_id} has no stored document")
     return doc, documents.read_chunks(ctx.store.connection, doc.id)

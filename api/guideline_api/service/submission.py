@@ -238,7 +238,8 @@ def parse_upload(
     if any(not isinstance(v, str) for v in fields.values()):
         raise _form_error("file", "only the part named `file` may be a file")
     upload = uploads.inspect(files[0].file, files[0].filename, settings.max_document_bytes)
-    return _upload_job(form_fields(fields), upload, settings, ""), upload
+    strings = {k: v for k, v in fields.items() if isinstance(v, str)}  # all, checked above
+    return _upload_job(form_fields(strings), upload, settings, ""), upload
 
 
 def _upload_job(

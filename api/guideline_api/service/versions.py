@@ -6,7 +6,7 @@ with it, so the runner needs no access to other jobs and a read computes nothing
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from guideline_core import db
@@ -15,7 +15,7 @@ from guideline_api.http.errors import ApiError, Reason
 
 
 def check_supersedes(
-    conn: Any, value: str | None, visible: Callable[[dict[str, Any]], bool]
+    conn: Any, value: str | None, visible: Callable[[Mapping[str, Any]], bool]
 ) -> uuid.UUID | None:
     """The event_id a submission supersedes; 422 unless it is a job the caller may see
     (another tenant's job is as unknown as a missing one)."""
@@ -33,7 +33,7 @@ def check_supersedes(
     return event_id
 
 
-def with_changes(conn: Any, row: dict[str, Any]) -> dict[str, Any]:
+def with_changes(conn: Any, row: Mapping[str, Any]) -> Mapping[str, Any]:
     """`row` with `result.changes` when it is a COMPLETED job that supersedes another: the
     value stored when it completed (`db.changes_of`; never recomputed on a read)."""
     changes = db.changes_of(conn, row)

@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from guideline_api.service.jobs import JobDetail, Outcome
 
 
-def status_reason(row: dict[str, Any]) -> str | None:
+def status_reason(row: Mapping[str, Any]) -> str | None:
     """Why a job is where it is, when its status alone does not say (accepted but not yet
     handed to Kubernetes; a cancel or retry on its way to the cluster)."""
     if not row.get("dispatch_pending"):
@@ -51,12 +52,12 @@ def with_cost(result: Any, cost: dict[str, Any] | None) -> Any:
     when its model has no price)."""
     if not isinstance(result, dict):
         return result
-    usage = result.get("usage") if isinstance(result.get("usage"), dict) else {}
+    usage = result["usage"] if isinstance(result.get("usage"), dict) else {}
     return {**result, "usage": {**usage, "cost": cost}}
 
 
 def to_view(
-    row: dict[str, Any],
+    row: Mapping[str, Any],
     *,
     queue: QueueInfo | None = None,
     history: list[dict[str, Any]] | None = None,
@@ -108,7 +109,7 @@ def to_view(
     )
 
 
-def queue_info(conn: Any, row: dict[str, Any], stale_after: int) -> QueueInfo:
+def queue_info(conn: Any, row: Mapping[str, Any], stale_after: int) -> QueueInfo:
     """Where a PENDING job stands in its tenant's queue (the operator admits tenants in
     turn, so the jobs of other tenants do not push it back)."""
     tenant = row["tenant"]
@@ -134,7 +135,7 @@ def queue_info(conn: Any, row: dict[str, Any], stale_after: int) -> QueueInfo:
     )
 
 
-def encode_cursor(row: dict[str, Any]) -> str:
+def encode_cursor(row: Mapping[str, Any]) -> str:
     """The opaque keyset cursor after `row` (newest-first listing)."""
     raw = json.dumps({"t": row["created_at"].isoformat(), "id": str(row["event_id"])})
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
@@ -206,7 +207,9 @@ def parse_status(status: str | None) -> Phase | None:
         ) from None
 
 
-def job_page(rows: list[dict[str, Any]], limit: int, totals: dict[str, Any] | None) -> JobPage:
+def job_page(
+    rows: Sequence[Mapping[str, Any]], limit: int, totals: dict[str, Any] | None
+) -> JobPage:
     """A page of the list from up to `limit` + 1 rows (one more: there is a next page)."""
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None

@@ -8,15 +8,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 from collections.abc import Sequence
 
-PREFIX = "whsec_"
-
-
-def new_secret() -> str:
-    """A fresh signing secret: 32 random bytes, base64, prefixed `whsec_`."""
-    return PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+from guideline_core.db.webhooks import SECRET_PREFIX as PREFIX
 
 
 def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from guideline_core import db, logs
 from guideline_core import resource as gj
@@ -103,9 +103,10 @@ class Dispatcher(OutboxWorker):
     def claim(self) -> list[dict[str, Any]]:
         """Lease one batch of rows whose cluster state is behind."""
         with self._store.connection() as conn:
-            return db.claim_dispatch(
+            rows = db.claim_dispatch(
                 conn, self._settings.dispatch_batch_size, self._settings.dispatch_lease_seconds
             )
+        return cast(list[dict[str, Any]], rows)  # OutboxWorker's rows are plain dicts
 
     def handle(self, row: dict[str, Any]) -> None:
         """Dispatch one claimed row."""

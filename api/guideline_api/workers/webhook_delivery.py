@@ -16,6 +16,7 @@ in flight (`webhook_tenant_concurrency`) so other tenants' deliveries keep going
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import threading
@@ -26,12 +27,13 @@ from typing import Any
 import httpx
 from guideline_core import db, logs
 from guideline_core.db import DatabaseUnavailableError
+from guideline_core.db import webhooks as store
 from guideline_core.settings import ApiSettings
 
 from guideline_api.metrics import ApiMetrics
 from guideline_api.service.versions import with_changes
 from guideline_api.service.views import to_view
-from guideline_api.webhooks import signing, store, targets
+from guideline_api.webhooks import signing, targets
 from guideline_api.workers.outbox import OutboxWorker, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ class DeliveryWorker(OutboxWorker):
                     self._in_flight.difference_update(r["webhook_id"] for r in rows[index:])
                 self._release_quietly(rows[index:])
                 break
-            future.add_done_callback(lambda done, row=row: self._attempt_ended(row, done))
+            future.add_done_callback(functools.partial(self._attempt_ended, row))
         return len(rows)
 
     def _purge_expired_secrets(self) -> None:

@@ -120,7 +120,7 @@ def _repair(line: str) -> tuple[str, list[TextWarning]]:
     """One round of the three repairs on a line."""
     warnings: list[TextWarning] = []
     repaired = ftfy.fix_text(line, _FTFY_CONFIG)
-    to_input = _identity
+    to_input: Callable[[int], int] = _identity
     if repaired != line:
         count, first, to_input = _changes(line, repaired)
         warnings.append(TextWarning(MOJIBAKE, count, first))

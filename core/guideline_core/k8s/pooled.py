@@ -56,7 +56,7 @@ class PooledTransport:
             reason = getattr(exc, "reason", None)
             raise UnavailableError(f"no answer: {str(reason or exc)[:300]}") from exc
         if not 200 <= response.status <= 299:
-            raise error_for(response.status, response.data, response.reason or "")
+            raise error_for(response.status, response.data or b"", response.reason or "")
         return json.loads(response.data) if response.data else {}
 
     def close(self) -> None:

@@ -52,7 +52,7 @@ class OpenAIProvider:
         max_items: int,
     ) -> None:
         self.model = model
-        self.max_input_chars = max_input_chars
+        self.max_input_chars: int | None = max_input_chars
         self.max_items = max_items
         self.timeout = timeout
         self._gate = RateGate()

@@ -1,17 +1,21 @@
 """The webhook tables (migration 0005): tenants' signing secrets and the delivery outbox.
 Rows enter the outbox by a trigger on `jobs` (a terminal state of a job with a callback
-URL); the delivery worker claims them here."""
+URL); the API's delivery worker claims them here."""
 
 from __future__ import annotations
 
+import base64
+import secrets
 import uuid
 from typing import Any
 
 import psycopg2.extras
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
-from guideline_api.webhooks.signing import new_secret
+from guideline_core.db.rows import one_row
 
+# The Standard Webhooks secret format (`whsec_<base64 key>`), which the signer reads back.
+SECRET_PREFIX = "whsec_"
 DELIVERY_VIEW_COLUMNS = (
     "webhook_id, run, status, state, attempts, created_at, last_attempt_at, last_status, "
     "last_error, next_attempt_at, delivered_at"
@@ -19,6 +23,11 @@ DELIVERY_VIEW_COLUMNS = (
 
 
 # --------------------------------------------------------------------------- secrets
+
+
+def new_secret() -> str:
+    """A fresh signing secret: 32 random bytes, base64, prefixed `whsec_`."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
 def _lock_tenant(conn: PgConnection, tenant: str) -> None:
@@ -105,7 +114,7 @@ def rotate_secret(conn: PgConnection, tenant: str, grace_seconds: float) -> dict
             "RETURNING id, secret, created_at, expires_at",
             (tenant, new_secret()),
         )
-        return dict(cur.fetchone())
+        return dict(one_row(cur))
 
 
 # --------------------------------------------------------------------------- deliveries
