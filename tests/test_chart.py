@@ -46,6 +46,7 @@ from support.helm import (
     env_of,
     expand,
     job_through,
+    node_dns_policy,
     of_kind,
     port_forward,
     postgresql_volume,
@@ -804,7 +805,8 @@ def test_chart_runs_on_the_real_node(
     try:
         helm.run(
             "install", RELEASE, str(CHART), "-n", ns, *REAL_NODE_VALUES,
-            *api_server_policy(cluster), "--set=networkPolicy.enabled=true",
+            *api_server_policy(cluster), *node_dns_policy(cluster),
+            "--set=networkPolicy.enabled=true",
             f"--set=api.apiKeys.hashes[0]=node:{hash_key(api_key)}",
         )  # fmt: skip
         roll_out(cluster, ns)
