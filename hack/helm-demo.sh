@@ -66,6 +66,8 @@ hash="$(printf %s "$key" | sha256sum | cut -d' ' -f1)"
 api_endpoint="$(kc get endpointslices -n default -l kubernetes.io/service-name=kubernetes \
   -o jsonpath='{.items[0].endpoints[0].addresses[0]} {.items[0].ports[0].port}')"
 read -r api_address api_port <<<"$api_endpoint"
+# CoreDNS runs on the host, on that same address (not as a kube-dns pod): the runner pods
+# resolve the API Service's name there (networkPolicy.dns.cidrs).
 
 say "helm upgrade --install $RELEASE charts/guideline-ingest -n $NAMESPACE"
 "$HELM" --kubeconfig "$KUBECONFIG_PATH" upgrade --install "$RELEASE" charts/guideline-ingest \
@@ -74,6 +76,7 @@ say "helm upgrade --install $RELEASE charts/guideline-ingest -n $NAMESPACE"
   --set networkPolicy.enabled=true \
   --set "networkPolicy.kubeApiServer.cidrs[0]=$api_address/32" \
   --set "networkPolicy.kubeApiServer.ports[0]=$api_port" \
+  --set "networkPolicy.dns.cidrs[0]=$api_address/32" \
   --set postgresql.image.repository=guideline-ingest-postgresql \
   --set-string postgresql.image.tag="$POSTGRESQL_MAJOR" \
   --set "api.apiKeys.hashes[0]=demo:$hash" >/dev/null

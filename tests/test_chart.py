@@ -46,6 +46,7 @@ from support.helm import (
     env_of,
     expand,
     job_through,
+    node_dns_policy,
     of_kind,
     port_forward,
     postgresql_volume,
@@ -666,6 +667,8 @@ def test_submit_run_complete_with_the_charts_service_accounts(
     fake = FakeLLMProcess(DEFAULT_SCRIPT, host=cluster.pod_host)
     api_key = f"e2e-{uuid.uuid4().hex}"
     key_entry = f"e2e:{hash_key(api_key)}"
+    # The API runs on this host (replicas 0): the runner pods fetch their document from it.
+    api_port = free_port()
     op: OperatorProcess | None = None
     try:
         helm.run(
@@ -674,6 +677,7 @@ def test_submit_run_complete_with_the_charts_service_accounts(
             f"--set=openai.apiKey={OPENAI_TEST_KEY}", f"--set=openai.baseUrl={fake.base_url}",
             "--set=runner.model=fake-model", f"--set=api.apiKeys.hashes[0]={key_entry}",
             "--set=api.replicas=0", "--set=operator.replicas=0",
+            f"--set=runner.apiUrl=http://{cluster.pod_host}:{api_port}",
         )  # fmt: skip
         objects = docs(helm.run("get", "manifest", RELEASE, "-n", ns).stdout)
         tokens = {}
@@ -715,10 +719,15 @@ def test_submit_run_complete_with_the_charts_service_accounts(
         assert op.alive(), op.log_text()[-4000:]
         # The API with only its token.
         api_kubeconfig = token_kubeconfig(cluster, tmp_path / "api.kubeconfig", tokens["api"], ns)
+        runner_sa = component(objects, "ServiceAccount", "runner")["metadata"]["name"]
         settings = make_settings(
-            postgres_url, api_kubeconfig, namespace=ns, api_key_hashes=key_entry
+            postgres_url,
+            api_kubeconfig,
+            namespace=ns,
+            api_key_hashes=key_entry,
+            runner_service_account=runner_sa,
         )
-        with running_server(settings) as url:
+        with running_server(settings, host=cluster.pod_host, port=api_port) as url:
             headers = {"Authorization": f"Bearer {api_key}"}
             answer = httpx.post(
                 f"{url}/jobs", json={"guideline_text": "Staff must wash hands."}, headers=headers
@@ -737,7 +746,6 @@ def test_submit_run_complete_with_the_charts_service_accounts(
         assert job["status"] == "COMPLETED", job
         assert job["result"]["summary"] == FAKE_SUMMARY
         # The runner pod ran under the chart's runner ServiceAccount; the operator peered.
-        runner_sa = component(objects, "ServiceAccount", "runner")["metadata"]["name"]
         of_job = f"ingest.guidelines.dev/event-id={event_id}"
         pods = cluster.pods(ns, of_job)
         assert pods and {p["spec"]["serviceAccountName"] for p in pods} == {runner_sa}
@@ -797,7 +805,8 @@ def test_chart_runs_on_the_real_node(
     try:
         helm.run(
             "install", RELEASE, str(CHART), "-n", ns, *REAL_NODE_VALUES,
-            *api_server_policy(cluster), "--set=networkPolicy.enabled=true",
+            *api_server_policy(cluster), *node_dns_policy(cluster),
+            "--set=networkPolicy.enabled=true",
             f"--set=api.apiKeys.hashes[0]=node:{hash_key(api_key)}",
         )  # fmt: skip
         roll_out(cluster, ns)

@@ -229,6 +229,12 @@ def api_server_policy(cluster: LocalCluster) -> list[str]:
     ]
 
 
+def node_dns_policy(cluster: LocalCluster) -> list[str]:
+    """`networkPolicy.dns.cidrs` for the real node, whose CoreDNS is a host process on the
+    Node's address, not a kube-dns pod: runner pods resolve the API Service's name there."""
+    return [f"--set=networkPolicy.dns.cidrs[0]={cluster.pod_host}/32"]
+
+
 @contextlib.contextmanager
 def port_forward(cluster: LocalCluster, namespace: str, target: str, port: int) -> Iterator[str]:
     """`kubectl port-forward` of target's port to a free loopback port; yields the URL."""
