@@ -6,6 +6,7 @@ Kubernetes; each 4xx is the validator's own and leaves no row."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,3 +168,22 @@ def test_valid_body_is_accepted_while_kubernetes_is_down(
     with database.connection() as conn, conn.cursor() as cur:
         cur.execute("SELECT dispatch_pending, cr_uid FROM jobs")
         assert cur.fetchone() == (True, None)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"\xff", "malformed_json"), (b"{not json", "validation_error")],
+    ids=["not-utf8", "not-json"],
+)
+def test_a_runner_report_that_is_not_json_is_a_422(
+    client: TestClient, content: bytes, reason: str
+) -> None:
+    """FastAPI's own 400 for a body it cannot decode answers as POST /jobs does (the sweep of
+    tests/test_faults.py found it undocumented)."""
+    response = client.put(
+        f"/v1/runner/jobs/{uuid.uuid4()}/text",
+        content=content,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert _error(response)["reason"] == reason

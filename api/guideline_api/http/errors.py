@@ -227,6 +227,10 @@ def summarize(details: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(f"{d['field']}: {d['message']}" for d in details)
 
 
+# What FastAPI's HTTPException says when a JSON body parameter cannot be decoded.
+FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
 def install_handlers(app: FastAPI, on_error: Any = None) -> None:
     """Make FastAPI's own errors (unknown route, 405, query-parameter validation), ApiError
     and unexpected exceptions answer with a problem. `on_error(request, reason)` is told of
@@ -252,6 +256,13 @@ def install_handlers(app: FastAPI, on_error: Any = None) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         path = request.url.path
+        if exc.status_code == 400 and exc.detail == FASTAPI_BODY_PARSE_ERROR:
+            # A JSON body FastAPI could not decode (not UTF-8, not JSON): the same answer as
+            # POST /jobs gives for one, not an undocumented 400.
+            notify(request, Reason.MALFORMED_JSON)
+            return problem_response(
+                422, Reason.MALFORMED_JSON, "malformed JSON: the body is not UTF-8 JSON", path
+            )
         reason, detail = {
             404: (Reason.NOT_FOUND, f"nothing is served at {path}"),
             405: (Reason.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {path}"),

@@ -115,8 +115,9 @@ async def get_runner_document(
         **BAD_EVENT_ID,
         **problem(
             422,
-            "The body is not a valid report, or the event_id is not a UUID.",
+            "The body is not a valid report (or not UTF-8 JSON), or the event_id is not a UUID.",
             (Reason.VALIDATION, "document.sha256: String should match pattern ..."),
+            (Reason.MALFORMED_JSON, "malformed JSON: the body is not UTF-8 JSON"),
             (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
         ),
     },
