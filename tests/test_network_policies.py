@@ -27,6 +27,7 @@ from support.helm import (
     Helm,
     api_server_policy,
     job_through,
+    node_dns_policy,
     port_forward,
     postgresql_volume,
     restricted_namespace,
@@ -179,7 +180,8 @@ def test_network_policies_are_enforced_on_the_real_node(
         # First without policies: the baseline every probe must pass.
         helm.run(
             "install", RELEASE, str(CHART), "-n", ns, *REAL_NODE_VALUES,
-            *api_server_policy(cluster), "--set=networkPolicy.enabled=false",
+            *api_server_policy(cluster), *node_dns_policy(cluster),
+            "--set=networkPolicy.enabled=false",
             f"--set=api.apiKeys.hashes[0]=netpol:{hash_key(api_key)}",
         )  # fmt: skip
         outsider = probe_pod(cluster, ns, "outsider", {"app": "outsider"})
