@@ -66,6 +66,18 @@ SUBMIT_DESCRIPTION = (
 )
 
 
+# The 413 of a submission (POST /jobs and its estimate): the body, the document, the text.
+SUBMISSION_TOO_LARGE = problem(
+    413,
+    "The body, the uploaded document or the guideline text is too large.",
+    BODY_TOO_LARGE,
+    (Reason.TEXT_TOO_LONG, "guideline_text has 2000001 characters; the limit is 2000000"),
+    (
+        Reason.DOCUMENT_TOO_LARGE,
+        "the document 'g.pdf' is larger than 26214400 bytes (max_document_bytes)",
+    ),
+)
+
 SUBMIT_JOB: dict[str, Any] = dict(
     summary="Submit a guideline",
     description=SUBMIT_DESCRIPTION,
@@ -77,19 +89,7 @@ SUBMIT_JOB: dict[str, Any] = dict(
         },
         202: {"description": "Accepted: the job, PENDING.", **with_headers("Location")},
         **ALWAYS,
-        **problem(
-            413,
-            "The body, the uploaded document or the guideline text is too large.",
-            BODY_TOO_LARGE,
-            (
-                Reason.TEXT_TOO_LONG,
-                "guideline_text has 2000001 characters; the limit is 2000000",
-            ),
-            (
-                Reason.DOCUMENT_TOO_LARGE,
-                "the document 'g.pdf' is larger than 26214400 bytes (max_document_bytes)",
-            ),
-        ),
+        **SUBMISSION_TOO_LARGE,
         **UNSUPPORTED,
         **problem(
             422,
@@ -145,19 +145,7 @@ ESTIMATE_JOB: dict[str, Any] = dict(
     description=ESTIMATE_DESCRIPTION,
     responses={
         **ALWAYS,
-        **problem(
-            413,
-            "The body, the uploaded document or the guideline text is too large.",
-            BODY_TOO_LARGE,
-            (
-                Reason.TEXT_TOO_LONG,
-                "guideline_text has 2000001 characters; the limit is 2000000",
-            ),
-            (
-                Reason.DOCUMENT_TOO_LARGE,
-                "the document 'g.pdf' is larger than 26214400 bytes (max_document_bytes)",
-            ),
-        ),
+        **SUBMISSION_TOO_LARGE,
         **problem(
             415,
             "The body is neither JSON nor multipart, the upload is not a supported type, or "
