@@ -11,7 +11,9 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from guideline_api.http.errors import PROBLEM_MEDIA_TYPE, Reason, problem_body
-from guideline_api.schemas import Problem, SubmitBatch, SubmitJob
+from guideline_api.schemas.batch import SubmitBatch
+from guideline_api.schemas.problems import Problem
+from guideline_api.schemas.submission import SubmitJob
 
 # Models the document names by `$ref` although no route declares them as its model: the
 # request bodies (parsed by hand, see submission.py) and the problem.

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from guideline_api.deps import CtxDep, CurrentPrincipal
 from guideline_api.http.errors import Reason
 from guideline_api.openapi import ALWAYS, problem
-from guideline_api.schemas import AuditPage
+from guideline_api.schemas.audit import AuditPage
 from guideline_api.service import jobs as service
 from guideline_api.service import views
 

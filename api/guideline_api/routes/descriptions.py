@@ -22,7 +22,9 @@ from guideline_api.openapi import (
     request_body,
     with_headers,
 )
-from guideline_api.schemas import CONTROL_RULE, JobView, SubmitBatch, SubmitJob
+from guideline_api.schemas.batch import SubmitBatch
+from guideline_api.schemas.jobs import JobView
+from guideline_api.schemas.submission import CONTROL_RULE, SubmitJob
 
 SUBMIT_DESCRIPTION = (
     "Records the job (PENDING) in PostgreSQL and answers **202** with the job and "

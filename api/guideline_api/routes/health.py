@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from guideline_api.context import Context
 from guideline_api.deps import get_ctx
 from guideline_api.http.authgate import bearer_token
-from guideline_api.schemas import Health, Liveness, Readiness
+from guideline_api.schemas.health import Health, Liveness, Readiness
 from guideline_api.service.health import report as health_report
 
 router = APIRouter(tags=["operations"])

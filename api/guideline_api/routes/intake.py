@@ -18,7 +18,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from guideline_api.http.errors import ApiError, Reason
-from guideline_api.schemas import SubmitJob
+from guideline_api.schemas.submission import SubmitJob
 from guideline_api.service import uploads
 from guideline_api.service.jobs import Submission
 from guideline_api.service.submission import (

@@ -16,7 +16,9 @@ from guideline_api.deps import CtxDep, CurrentPrincipal, IdempotencyKeyHeader
 from guideline_api.http.authgate import bearer_token
 from guideline_api.routes import descriptions as docs
 from guideline_api.routes import intake
-from guideline_api.schemas import BatchResult, JobEstimate, JobPage, JobView
+from guideline_api.schemas.batch import BatchResult
+from guideline_api.schemas.estimate import JobEstimate
+from guideline_api.schemas.jobs import JobPage, JobView
 from guideline_api.service import events, views
 from guideline_api.service import jobs as service
 

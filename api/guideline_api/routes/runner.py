@@ -18,7 +18,7 @@ from guideline_api.openapi import (
     TOO_LARGE,
     problem,
 )
-from guideline_api.schemas import RunnerText
+from guideline_api.schemas.runner import RunnerText
 from guideline_api.service import runner as runner_service
 from guideline_api.service.jobs import parse_event_id
 

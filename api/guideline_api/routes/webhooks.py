@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header
 
-from guideline_api.schemas import JobView
+from guideline_api.schemas.jobs import JobView
 
 router = APIRouter(tags=["webhooks"])
 VIEW = JobView.__name__

@@ -16,7 +16,8 @@ from guideline_core.settings import ApiSettings, Budget
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
 from guideline_api.http.errors import ApiError, Reason
-from guideline_api.schemas import JobEstimate, SubmitDocument, SubmitJob
+from guideline_api.schemas.estimate import JobEstimate
+from guideline_api.schemas.submission import SubmitDocument, SubmitJob
 
 
 def estimate_of(settings: ApiSettings, job: SubmitJob) -> cost.Estimate:

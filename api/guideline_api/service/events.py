@@ -42,7 +42,7 @@ from guideline_api.auth import Principal
 from guideline_api.context import Context
 from guideline_api.http.errors import ApiError, Reason
 from guideline_api.http.streamcaps import StreamSlot
-from guideline_api.schemas import (
+from guideline_api.schemas.events import (
     EventQueue,
     JobEvent,
     ProgressEvent,

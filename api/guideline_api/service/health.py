@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from guideline_core.resource import Phase
 
-from guideline_api.schemas import CheckResult, Health, OperatorHealth
+from guideline_api.schemas.health import CheckResult, Health, OperatorHealth
 from guideline_api.workers.monitor import Check, Snapshot
 
 

@@ -31,7 +31,8 @@ from guideline_api import tracing
 from guideline_api.auth import Principal
 from guideline_api.context import Context
 from guideline_api.http.errors import ApiError, Reason
-from guideline_api.schemas import JobEstimate, SubmissionFields, SubmitDocument, SubmitJob
+from guideline_api.schemas.estimate import JobEstimate
+from guideline_api.schemas.submission import SubmissionFields, SubmitDocument, SubmitJob
 from guideline_api.service import callbacks, costs, text_quota
 from guideline_api.service.submission import document_info, request_hash, upload_info
 from guideline_api.service.uploads import Upload

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from guideline_api.http.errors import ApiError, Reason, summarize, validation_details
-from guideline_api.schemas import SubmitDocument, SubmitJob
+from guideline_api.schemas.submission import SubmitDocument, SubmitJob
 from guideline_api.service import uploads
 from guideline_api.service.uploads import Upload
 

@@ -15,16 +15,9 @@ from guideline_core import db
 from guideline_core.resource import Phase
 
 from guideline_api.http.errors import ApiError, Reason
-from guideline_api.schemas import (
-    AuditEntry,
-    AuditPage,
-    BatchItemResult,
-    BatchResult,
-    ItemError,
-    JobPage,
-    JobView,
-    QueueInfo,
-)
+from guideline_api.schemas.audit import AuditEntry, AuditPage
+from guideline_api.schemas.batch import BatchItemResult, BatchResult, ItemError
+from guideline_api.schemas.jobs import JobPage, JobView, QueueInfo
 
 if TYPE_CHECKING:
     from guideline_api.service.jobs import JobDetail, Outcome
