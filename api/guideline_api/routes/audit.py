@@ -8,8 +8,8 @@ from guideline_api.deps import CtxDep, CurrentPrincipal
 from guideline_api.http.errors import Reason
 from guideline_api.openapi import ALWAYS, problem
 from guideline_api.schemas.audit import AuditPage
-from guideline_api.service import jobs as service
-from guideline_api.service import views
+from guideline_api.service import listing, views
+from guideline_api.service.access import parse_event_id
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -45,8 +45,8 @@ def list_audit(
     Reads of one job's text by one key within `audit_read_window_seconds` are one entry
     (`detail.reads`). Kept `audit_retention_days`, at most as long as the jobs."""
     before = views.decode_audit_cursor(cursor) if cursor is not None else None
-    job = service.parse_event_id(event_id) if event_id is not None else None
-    rows = service.audit_page(
+    job = parse_event_id(event_id) if event_id is not None else None
+    rows = listing.audit_page(
         ctx, principal, tenant=tenant, event_id=job, limit=limit, before_id=before
     )
     return views.audit_view(rows, limit)

@@ -13,7 +13,7 @@ from guideline_api.exports import FORMATS, OSCAL_PROFILE, Format, from_accept, o
 from guideline_api.http.errors import ApiError, Reason
 from guideline_api.openapi import ALWAYS, NOT_FOUND, problem
 from guideline_api.service import exports
-from guideline_api.service import jobs as service
+from guideline_api.service.access import parse_event_id
 
 router = APIRouter(prefix="/jobs", tags=["exports"])
 
@@ -125,7 +125,7 @@ async def export_job(
     accept: str | None = Header(None, include_in_schema=False),
 ) -> Response:
     """Export a COMPLETED job's result (see the description above)."""
-    eid = service.parse_event_id(event_id)
+    eid = parse_event_id(event_id)
     request.state.event_id = str(eid)
     fmt = choose(format, accept)
     rendered = await run_in_threadpool(exports.export, ctx, principal, eid, fmt)

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from guideline_api.http.errors import ApiError, Reason
 from guideline_api.schemas.submission import SubmitJob
 from guideline_api.service import uploads
-from guideline_api.service.jobs import Submission
+from guideline_api.service.accept import Submission
 from guideline_api.service.submission import (
     check_idempotency_key,
     decode_json_object,

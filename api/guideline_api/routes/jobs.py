@@ -19,8 +19,8 @@ from guideline_api.routes import intake
 from guideline_api.schemas.batch import BatchResult
 from guideline_api.schemas.estimate import JobEstimate
 from guideline_api.schemas.jobs import JobPage, JobView
-from guideline_api.service import events, views
-from guideline_api.service import jobs as service
+from guideline_api.service import accept, actions, events, listing, reads, views
+from guideline_api.service.access import parse_event_id
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -37,7 +37,7 @@ async def submit_job(
 ) -> JobView:
     """Submit a guideline for summarizing (see the description above)."""
     async with intake.submission(request, ctx.settings, idempotency_key) as item:
-        outcome = await run_in_threadpool(service.submit, ctx, principal, item)
+        outcome = await run_in_threadpool(accept.submit, ctx, principal, item)
     event_id = str(outcome.row["event_id"])
     request.state.event_id = event_id  # for the access log line
     response.headers["Location"] = f"{request.url.path.rstrip('/')}/{event_id}"
@@ -51,7 +51,7 @@ async def submit_job(
 async def estimate_job(request: Request, ctx: CtxDep, principal: CurrentPrincipal) -> JobEstimate:
     """Estimate a submission (see the description above)."""
     job = await intake.estimate(request, ctx.settings)
-    return await run_in_threadpool(service.estimate, ctx, principal, job)
+    return await run_in_threadpool(accept.estimate, ctx, principal, job)
 
 
 @router.post("/batch", status_code=202, response_model=BatchResult, **docs.SUBMIT_BATCH)
@@ -63,7 +63,7 @@ async def submit_batch(
 ) -> BatchResult:
     """Submit a batch (see the description above)."""
     async with intake.batch(request, ctx.settings, idempotency_key) as items:
-        answers = await run_in_threadpool(service.submit_batch, ctx, principal, items)
+        answers = await run_in_threadpool(accept.submit_batch, ctx, principal, items)
     return views.batch_result(answers)
 
 
@@ -78,9 +78,9 @@ async def get_job(
     FAILED or CANCELLED, `queue` (position in its tenant's queue) when PENDING, `webhook`
     (its deliveries) when it has a callback URL. A job of another tenant is a 404, exactly
     like one that does not exist."""
-    eid = service.parse_event_id(event_id)
+    eid = parse_event_id(event_id)
     extras = views.parse_include(include)
-    detail = await run_in_threadpool(service.get, ctx, principal, eid, extras)
+    detail = await run_in_threadpool(reads.get, ctx, principal, eid, extras)
     return views.detail_view(detail)
 
 
@@ -117,7 +117,7 @@ async def job_events(
     last_event_id: str | None = Header(None, alias="Last-Event-ID", description=docs.LAST_EVENT_ID),
 ) -> StreamingResponse:
     """Stream a job's events (see the description above)."""
-    eid = service.parse_event_id(event_id)
+    eid = parse_event_id(event_id)
     request.state.event_id = str(eid)
     credential = bearer_token(request.scope)  # checked again while the stream is open
     stream = await events.open_stream(ctx, principal, credential, eid, last_event_id)
@@ -138,7 +138,7 @@ def list_jobs(
     pagination; stable under concurrent inserts). Items carry `error` for FAILED/CANCELLED
     jobs; fetch one job for its `result`. The first page (no cursor) carries `totals`: the
     jobs the filters match on every page and their cost (`usage.cost`) per currency."""
-    rows, totals = service.list_page(
+    rows, totals = listing.list_page(
         ctx,
         principal,
         status=views.parse_status(status),
@@ -161,7 +161,7 @@ def cancel_job(
     event_id: str = Path(description=docs.EVENT_ID),
 ) -> JobView:
     """Cancel a job (DELETE /jobs/{event_id} and POST /jobs/{event_id}/cancel alike)."""
-    return views.to_view(service.cancel(ctx, principal, service.parse_event_id(event_id)))
+    return views.to_view(actions.cancel(ctx, principal, parse_event_id(event_id)))
 
 
 @router.post("/{event_id}/retry", status_code=202, response_model=JobView, **docs.RETRY_JOB)
@@ -171,4 +171,4 @@ def retry_job(
     event_id: str = Path(description=docs.EVENT_ID),
 ) -> JobView:
     """Retry a FAILED or CANCELLED job."""
-    return views.to_view(service.retry(ctx, principal, service.parse_event_id(event_id)))
+    return views.to_view(actions.retry(ctx, principal, parse_event_id(event_id)))

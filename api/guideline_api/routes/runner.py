@@ -20,7 +20,7 @@ from guideline_api.openapi import (
 )
 from guideline_api.schemas.runner import RunnerText
 from guideline_api.service import runner as runner_service
-from guideline_api.service.jobs import parse_event_id
+from guideline_api.service.access import parse_event_id
 
 router = APIRouter(prefix="/runner", tags=["runner"])
 

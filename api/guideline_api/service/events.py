@@ -49,7 +49,7 @@ from guideline_api.schemas.events import (
     QueueEvent,
     ReconnectEvent,
 )
-from guideline_api.service.jobs import get_visible_state
+from guideline_api.service.reads import get_visible_state
 
 log = logging.getLogger(__name__)
 

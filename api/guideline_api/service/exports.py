@@ -15,7 +15,8 @@ from guideline_api.context import Context
 from guideline_api.exports import Format, content_disposition
 from guideline_api.exports.provenance import build, text_sha256
 from guideline_api.http.errors import ApiError, Reason
-from guideline_api.service import jobs as service
+from guideline_api.service.access import transaction
+from guideline_api.service.reads import get
 from guideline_api.service.views import to_view
 
 
@@ -35,7 +36,7 @@ def now() -> str:
 
 def export(ctx: Context, principal: Principal, event_id: uuid.UUID, fmt: Format) -> Rendered:
     """The job in `fmt`: 404 if the caller may not see it, 409 unless it is COMPLETED."""
-    detail = service.get(ctx, principal, event_id, frozenset())
+    detail = get(ctx, principal, event_id, frozenset())
     row = detail.row
     if row["status"] != Phase.COMPLETED:
         raise ApiError(
@@ -46,7 +47,7 @@ def export(ctx: Context, principal: Principal, event_id: uuid.UUID, fmt: Format)
     job = to_view(row).model_dump(mode="json")
     digest = None
     if not ((job.get("result") or {}).get("document") or {}).get("sha256"):
-        with service._transaction(ctx) as conn:  # the same 503 mapping as every read
+        with transaction(ctx) as conn:  # the same 503 mapping as every read
             text = db.get_guideline_text(conn, event_id)
         digest = text_sha256(text or "")
     doc = build(job, digest, now())

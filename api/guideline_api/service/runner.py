@@ -13,7 +13,7 @@ from guideline_core.documents import store as documents
 from guideline_api.context import Context
 from guideline_api.http.errors import ApiError, Reason
 from guideline_api.schemas.runner import RunnerText
-from guideline_api.service.jobs import transaction
+from guideline_api.service.access import transaction
 
 
 def _job(ctx: Context, token: str | None, event_id: uuid.UUID) -> db.JobRow:

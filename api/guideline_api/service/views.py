@@ -20,7 +20,8 @@ from guideline_api.schemas.batch import BatchItemResult, BatchResult, ItemError
 from guideline_api.schemas.jobs import JobPage, JobView, QueueInfo
 
 if TYPE_CHECKING:
-    from guideline_api.service.jobs import JobDetail, Outcome
+    from guideline_api.service.accept import Outcome
+    from guideline_api.service.reads import JobDetail
 
 
 def status_reason(row: Mapping[str, Any]) -> str | None:

@@ -1,30 +1,26 @@
-"""What each /jobs request does: submit (one guideline or a batch), read, list, cancel and
-retry, and the audit trail. HTTP stays in the routers; this module speaks rows and
-principals, and raises ApiError for the caller to translate.
+"""Accepting submissions: one guideline or a batch, checked (size, model, retries,
+supersedes, Idempotency-Key, callback URL, backlog, text quota, budget) and recorded in one
+transaction; and the estimate of a submission, refused as the submission would be.
 
 Every write is decided in PostgreSQL alone (the row is the acceptance); the dispatcher
 carries it to Kubernetes afterwards, so no request waits for the cluster and what a request
-answered is what a later read shows.
+answered is what a later read shows. The other request modules: `reads`, `listing`,
+`actions` (cancel, retry); what they share is in `access` and `limits`.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import math
-import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import psycopg2.errors
 from guideline_core import db, logs
-from guideline_core.db import DatabaseUnavailableError
-from guideline_core.db import webhooks as store
 from guideline_core.documents import store as documents
-from guideline_core.resource import Phase, new_event_id
+from guideline_core.resource import new_event_id
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
 from guideline_api import tracing
@@ -34,14 +30,14 @@ from guideline_api.http.errors import ApiError, Reason
 from guideline_api.schemas.estimate import JobEstimate
 from guideline_api.schemas.submission import SubmissionFields, SubmitDocument, SubmitJob
 from guideline_api.service import callbacks, costs, text_quota
+from guideline_api.service.access import transaction, visible
+from guideline_api.service.limits import charged, check_backlog
 from guideline_api.service.submission import document_info, request_hash, upload_info
 from guideline_api.service.uploads import Upload
-from guideline_api.service.versions import check_supersedes, with_changes
-from guideline_api.service.views import queue_info
+from guideline_api.service.versions import check_supersedes
 
 log = logging.getLogger(__name__)
 
-INCLUDES = frozenset({"history", "text"})
 JSON_TEXT_MEDIA_TYPE = "text/plain; charset=utf-8"
 
 
@@ -75,154 +71,6 @@ class Outcome:
 
     row: Mapping[str, Any]
     created: bool
-
-
-@dataclass(frozen=True)
-class JobDetail:
-    """One job as read, with the extras asked for."""
-
-    row: Mapping[str, Any]
-    queue: Any = None
-    history: list[dict[str, Any]] | None = None
-    text: str | None = None
-    deliveries: list[dict[str, Any]] | None = None
-
-
-# --------------------------------------------------------------------------- plumbing
-
-
-@contextmanager
-def _transaction(ctx: Context) -> Iterator[PgConnection]:
-    try:
-        with ctx.store.connection() as conn:
-            yield conn
-    except DatabaseUnavailableError as exc:
-        raise ApiError(503, Reason.DATABASE_UNAVAILABLE, f"database unavailable: {exc}") from exc
-
-
-transaction = _transaction  # for the other request modules (runner_service)
-
-
-def parse_event_id(value: str) -> uuid.UUID:
-    """A path's event_id as a UUID; 422 otherwise."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ApiError(
-            422, Reason.INVALID_EVENT_ID, f"{value[:80]!r} is not a valid event_id (a UUID)"
-        ) from None
-
-
-def _not_found(event_id: uuid.UUID) -> ApiError:
-    return ApiError(404, Reason.NOT_FOUND, f"no job with event_id {event_id}")
-
-
-def _visible(principal: Principal, row: Mapping[str, Any] | None) -> bool:
-    return row is not None and (principal.is_admin or row["tenant"] == principal.tenant)
-
-
-def _tenant_scope(principal: Principal, tenant: str | None) -> str | None:
-    """The tenant a listing is limited to: a member's own; an admin's choice (None: all)."""
-    if principal.is_admin:
-        return tenant
-    if tenant is not None and tenant != principal.tenant:
-        raise ApiError(403, Reason.FORBIDDEN, "a member key sees only its own tenant's jobs")
-    return principal.tenant
-
-
-# --------------------------------------------------------------------------- submission
-
-
-def _check_limits(conn: PgConnection, ctx: Context, tenant: str, new: int) -> None:
-    """429 when `new` more PENDING jobs of `tenant` would break the backlog's rule: the
-    tenant within its own cap (`tenant_backlog_full`), every tenant together within
-    `max_pending_jobs`, and the jobs tenants hold beyond their guaranteed share within the
-    part of the backlog not reserved for tenants still within theirs (`backlog_full`).
-    Jobs a tenant holds beyond its own cap (only kubectl can put them there) do not count
-    against the others."""
-    settings = ctx.settings
-    retry_after = {"Retry-After": str(settings.backlog_retry_after_seconds)}
-    pending = db.pending_by_tenant(conn)
-    mine = pending.get(tenant, 0)
-    cap = settings.limits_for(tenant).max_pending_jobs
-    if cap is not None and mine + new > cap:
-        raise ApiError(
-            429,
-            Reason.TENANT_BACKLOG_FULL,
-            f"tenant {tenant} has {mine} jobs waiting (limit {cap}); retry later",
-            headers=retry_after,
-        )
-    held = {t: _held(ctx, t, n) for t, n in pending.items()}
-    total = sum(held.values())
-    if total + new > settings.max_pending_jobs:
-        raise ApiError(
-            429,
-            Reason.BACKLOG_FULL,
-            f"{total} jobs are waiting (limit {settings.max_pending_jobs}); retry later",
-            headers=retry_after,
-        )
-    guaranteed = settings.tenant_guaranteed_pending_jobs
-    borrowed = sum(max(0, n - guaranteed) for n in held.values())
-    more = max(0, mine + new - guaranteed) - max(0, mine - guaranteed)
-    shared = math.floor(settings.max_pending_jobs * (1 - settings.backlog_reserved_share))
-    if more and borrowed + more > shared:
-        raise ApiError(
-            429,
-            Reason.BACKLOG_FULL,
-            f"tenant {tenant} would hold {mine + new} jobs waiting, beyond its guaranteed "
-            f"{guaranteed}, and jobs beyond their tenants' guaranteed share already fill "
-            f"{borrowed} of the {shared} the backlog shares (the rest is kept for tenants "
-            "within their share); retry later",
-            headers=retry_after,
-        )
-
-
-def _held(ctx: Context, tenant: str, pending: int) -> int:
-    """The PENDING jobs of `tenant` that count against the backlog: at most its own cap."""
-    cap = ctx.settings.limits_for(tenant).max_pending_jobs
-    return pending if cap is None else min(pending, cap)
-
-
-def _spend_rate(conn: PgConnection, ctx: Context, tenant: str, units: int) -> None:
-    """Count `units` requests in the tenant's minute (in PostgreSQL, shared by every API
-    replica); 429 past its limit (the refused request's transaction rolls back: a request
-    refused for the rate costs nothing)."""
-    limit = ctx.settings.limits_for(tenant).submissions_per_minute
-    if not limit or units == 0:
-        return
-    total = db.count_submission(conn, tenant, units)
-    if total > limit:
-        wait = max(1, math.ceil(60 - time.time() % 60))
-        raise ApiError(
-            429,
-            Reason.RATE_LIMITED,
-            f"rate limit of {limit} requests per minute for tenant {tenant} exceeded "
-            "(submissions, refused ones included, cancels and retries); retry later",
-            headers={"Retry-After": str(wait)},
-        )
-
-
-@contextmanager
-def _charged(ctx: Context, tenant: str, units: int) -> Iterator[None]:
-    """Charge `units` against the tenant's rate before the work, in a transaction of its
-    own: what the work then refuses (an invalid item, a finished job, its own backlog)
-    stays counted. Refunded when the global backlog refuses it: other tenants' jobs must
-    not spend this tenant's rate."""
-    if ctx.settings.limits_for(tenant).submissions_per_minute and units:
-        with _transaction(ctx) as conn:
-            _spend_rate(conn, ctx, tenant, units)
-    try:
-        yield
-    except ApiError as err:
-        if err.reason == Reason.BACKLOG_FULL:
-            _refund(ctx, tenant, units)
-        raise
-
-
-def _refund(ctx: Context, tenant: str, units: int) -> None:
-    if ctx.settings.limits_for(tenant).submissions_per_minute and units:
-        with _transaction(ctx) as conn:
-            db.refund_submission(conn, tenant, units)
 
 
 def _check_model(ctx: Context, tenant: str, job: SubmissionFields) -> None:
@@ -275,12 +123,12 @@ def _with_callbacks(
     if not any(item.job.callback_url or default for item in subs.values()):
         return items
     keys = [item.idempotency_key for item in subs.values() if item.idempotency_key]
-    with _transaction(ctx) as conn:
+    with transaction(ctx) as conn:
         window = ctx.settings.idempotency_window_hours
         known = db.live_idempotency_keys(conn, tenant, keys, window) if keys else set()
         new = {i: item for i, item in subs.items() if item.idempotency_key not in known}
         if new:
-            _check_limits(conn, ctx, tenant, len(new))
+            check_backlog(conn, ctx, tenant, len(new))
     wanted = {
         i: url for i, item in new.items() if (url := item.job.callback_url or default) is not None
     }
@@ -416,7 +264,7 @@ def submit_many(
     against the tenant's rate first (replays are refunded); a limit the whole batch would
     exceed is a 429 for the batch, and no job is recorded."""
     tenant = principal.tenant
-    with _charged(ctx, tenant, len(items)):
+    with charged(ctx, tenant, len(items)):
         checked = _with_callbacks(ctx, tenant, list(items))
         valid = any(isinstance(item, Submission) for item in checked)
         answers: list[Outcome | ApiError] = (
@@ -446,7 +294,7 @@ def _record(
     """The transaction of submit_many: check each item, insert the new jobs."""
     tenant = principal.tenant
     answers: list[Outcome | ApiError | None] = []
-    with tracing.Submissions(ctx.tracer, tenant, len(items)) as spans, _transaction(ctx) as conn:
+    with tracing.Submissions(ctx.tracer, tenant, len(items)) as spans, transaction(ctx) as conn:
         todo: list[tuple[int, Submission, str]] = []
         batch_keys: dict[str, tuple[int, str]] = {}  # key -> (first item, its body's digest)
         for index, item in enumerate(items):
@@ -457,7 +305,7 @@ def _record(
                 _check_size(ctx, item.job)
                 _check_model(ctx, tenant, item.job)
                 _check_retries(ctx, item.job)
-                check_supersedes(conn, item.job.supersedes, lambda r: _visible(principal, r))
+                check_supersedes(conn, item.job.supersedes, lambda r: visible(principal, r))
                 digest = request_hash(item.job, item.document_sha256)
                 _check_batch_key(batch_keys, index, item.idempotency_key, digest)
                 prior = _replay(conn, ctx, tenant, item, digest)
@@ -470,7 +318,7 @@ def _record(
                 todo.append((index, item, digest))
         estimates: list[dict[str, Any] | None] = []
         if todo:
-            _check_limits(conn, ctx, tenant, len(todo))
+            check_backlog(conn, ctx, tenant, len(todo))
             text_quota.check(conn, ctx.settings, tenant, [i.input_bytes for _, i, _ in todo])
             estimates = _reserve_budget(conn, ctx, principal, [i.job for _, i, _ in todo])
         for (index, item, digest), estimated in zip(todo, estimates, strict=True):
@@ -498,7 +346,7 @@ def _reserve_budget(
     try:
         return costs.reserve_budget(conn, ctx.settings, principal.tenant, jobs)
     except costs.BudgetExceededError as err:
-        with _transaction(ctx) as audit:
+        with transaction(ctx) as audit:
             db.add_audit(
                 audit,
                 tenant=principal.tenant,
@@ -554,161 +402,3 @@ def submit_batch(
         submit(ctx, principal, items)  # raises it
         raise items
     return submit_many(ctx, principal, items)
-
-
-# --------------------------------------------------------------------------- reads
-
-
-def get(
-    ctx: Context, principal: Principal, event_id: uuid.UUID, include: frozenset[str]
-) -> JobDetail:
-    """One job of the caller's tenant (another tenant's is a 404, like a missing one)."""
-    unknown = include - INCLUDES
-    if unknown:
-        raise ApiError(
-            422, Reason.VALIDATION, f"unknown include {sorted(unknown)}; allowed: history, text"
-        )
-    with _transaction(ctx) as conn:
-        found = db.get_job(conn, event_id)
-        if found is None or not _visible(principal, found):
-            raise _not_found(event_id)
-        row = with_changes(conn, found)
-        queue = None
-        if row["status"] == Phase.PENDING:
-            queue = queue_info(conn, row, ctx.settings.operator_heartbeat_stale_seconds)
-        history = db.job_history(conn, event_id) if "history" in include else None
-        deliveries = store.deliveries_of(conn, event_id) if row.get("callback_url") else None
-        text = None
-        if "text" in include:
-            text = db.get_guideline_text(conn, event_id)
-            db.record_text_read(
-                conn,
-                tenant=row["tenant"],
-                actor=principal.key_id,
-                event_id=event_id,
-                window_seconds=ctx.settings.audit_read_window_seconds,
-                detail={"principal_tenant": principal.tenant},
-            )
-    return JobDetail(row=row, queue=queue, history=history, text=text, deliveries=deliveries)
-
-
-def get_visible_state(ctx: Context, principal: Principal, event_id: uuid.UUID) -> dict[str, Any]:
-    """A job's status columns if the caller may see it (404 like a missing one otherwise)."""
-    with _transaction(ctx) as conn:
-        row = db.job_state(conn, event_id)
-    if not _visible(principal, row):
-        raise _not_found(event_id)
-    assert row is not None
-    return row
-
-
-def list_page(
-    ctx: Context,
-    principal: Principal,
-    *,
-    status: Phase | None,
-    limit: int,
-    before: Any,
-    tenant: str | None,
-    needs_review: bool | None = None,
-) -> tuple[list[db.JobRow], dict[str, Any] | None]:
-    """Up to `limit` + 1 jobs newest first, of the tenants the caller may see (the extra
-    row tells the router there is a next page); `needs_review` filters on the review gate.
-    With them, on the first page (no cursor), the totals of every job the filters match."""
-    scope = _tenant_scope(principal, tenant)
-    with _transaction(ctx) as conn:
-        rows = db.list_jobs(
-            conn,
-            status=status,
-            limit=limit + 1,
-            before=before,
-            tenant=scope,
-            needs_review=needs_review,
-        )
-        totals = None
-        if before is None:
-            totals = db.job_totals(conn, status=status, tenant=scope, needs_review=needs_review)
-        return rows, totals
-
-
-# --------------------------------------------------------------------------- requests
-
-
-def _locked_visible(conn: PgConnection, principal: Principal, eid: uuid.UUID) -> db.JobRow:
-    row = db.lock_job(conn, eid)
-    if not _visible(principal, row):
-        raise _not_found(eid)
-    assert row is not None
-    return row
-
-
-def cancel(ctx: Context, principal: Principal, eid: uuid.UUID) -> Mapping[str, Any]:
-    """Cancel an unfinished job: CANCELLED at once; the dispatcher then has the operator
-    remove its Job and pod. A finished job is a 409. Charged against the caller's rate."""
-    with _charged(ctx, principal.tenant, 1), _transaction(ctx) as conn:
-        row = _locked_visible(conn, principal, eid)
-        if Phase(row["status"]).terminal:
-            raise ApiError(
-                409, Reason.JOB_FINISHED, f"job {eid} is already {row['status']}; nothing to cancel"
-            )
-        db.request_cancel(conn, row, principal.key_id, f"cancelled by {principal.key_id}")
-        fresh = db.get_job(conn, eid)
-    ctx.dispatcher.wake()
-    ctx.webhooks.wake()  # its delivery, if it has a callback URL, was queued by the trigger
-    ctx.metrics.job_requests.labels("cancel").inc()
-    with logs.bind(event_id=str(eid)):
-        log.info("cancel requested", extra={"submitted_by": principal.key_id})
-    return fresh or row
-
-
-def retry(ctx: Context, principal: Principal, eid: uuid.UUID) -> Mapping[str, Any]:
-    """Start a new run of a FAILED or CANCELLED job: PENDING at once (same event_id,
-    attempts keep counting, its max_retries kept); any other status is a 409, and so is a
-    job that has had `max_runs_per_job` runs. Charged against the caller's rate."""
-    with _charged(ctx, principal.tenant, 1), _transaction(ctx) as conn:
-        row = _locked_visible(conn, principal, eid)
-        if row["status"] not in (Phase.FAILED, Phase.CANCELLED):
-            raise ApiError(
-                409,
-                Reason.JOB_NOT_RETRYABLE,
-                f"job {eid} is {row['status']}; only FAILED or CANCELLED jobs can be retried",
-            )
-        runs = int(row["run"]) + 1
-        if runs >= ctx.settings.max_runs_per_job:
-            raise ApiError(
-                409,
-                Reason.TOO_MANY_RUNS,
-                f"job {eid} has had {runs} runs (limit {ctx.settings.max_runs_per_job}); "
-                "submit it again as a new job",
-            )
-        _check_limits(conn, ctx, row["tenant"], 1)
-        run = db.request_retry(
-            conn, row, principal.key_id, f"retry requested by {principal.key_id}"
-        )
-        fresh = db.get_job(conn, eid)
-    ctx.dispatcher.wake()
-    ctx.metrics.job_requests.labels("retry").inc()
-    with logs.bind(event_id=str(eid)):
-        log.info("retry requested", extra={"submitted_by": principal.key_id, "run": run})
-    return fresh or row
-
-
-# --------------------------------------------------------------------------- audit
-
-
-def audit_page(
-    ctx: Context,
-    principal: Principal,
-    *,
-    tenant: str | None,
-    event_id: uuid.UUID | None,
-    limit: int,
-    before_id: int | None,
-) -> list[dict[str, Any]]:
-    """Up to `limit` + 1 audit entries newest first; for admin keys only (403 otherwise)."""
-    if not principal.is_admin:
-        raise ApiError(403, Reason.FORBIDDEN, "the audit trail is for admin keys")
-    with _transaction(ctx) as conn:
-        return db.list_audit(
-            conn, limit=limit + 1, tenant=tenant, event_id=event_id, before_id=before_id
-        )
