@@ -130,31 +130,23 @@ class EventStream:
                 )
             return _Read(state, events, position)
 
+    def _numbered(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The members a status and a progress event both take from their row."""
+        keys = ("id", "status", "attempts", "run", "at")
+        return {"event_id": str(self.event_id), **{key: row[key] for key in keys}}
+
     def _status(self, row: dict[str, Any], position: int | None) -> bytes:
         event = JobEvent(
-            id=row["id"],
-            event_id=str(self.event_id),
-            status=row["status"],
-            attempts=row["attempts"],
-            run=row["run"],
+            **self._numbered(row),
             reason=row["reason"],
             message=row["message"],
-            at=row["at"],
             terminal=db.is_terminal(row["status"]),
             queue=EventQueue(position=position) if position is not None else None,
         )
         return frame("status", event.model_dump(mode="json"), row["id"])
 
     def _progress(self, row: dict[str, Any]) -> bytes:
-        event = ProgressEvent(
-            id=row["id"],
-            event_id=str(self.event_id),
-            status=row["status"],
-            attempts=row["attempts"],
-            run=row["run"],
-            at=row["at"],
-            progress=row["progress"],
-        )
+        event = ProgressEvent(**self._numbered(row), progress=row["progress"])
         return frame("progress", event.model_dump(mode="json"), row["id"])
 
     def _queue(self, position: int) -> bytes:
