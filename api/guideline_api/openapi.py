@@ -97,11 +97,8 @@ BODY_TOO_LARGE = (
     "request body too large (declared Content-Length 2000000); the limit is 1048576 bytes",
 )
 TOO_LARGE = problem(413, "The body exceeds `max_body_bytes` (refused unread).", BODY_TOO_LARGE)
-BAD_EVENT_ID = problem(
-    422,
-    "The event_id is not a UUID.",
-    (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
-)
+INVALID_EVENT_ID = (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)")
+BAD_EVENT_ID = problem(422, "The event_id is not a UUID.", INVALID_EVENT_ID)
 LIMITED = problem(
     429,
     "The backlog, the tenant's share of it, the guideline text the tenant holds in the "

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from guideline_api.deps import CtxDep, CurrentPrincipal
 from guideline_api.http.errors import Reason
-from guideline_api.openapi import ALWAYS, problem
+from guideline_api.openapi import ALWAYS, INVALID_EVENT_ID, problem
 from guideline_api.schemas.audit import AuditPage
 from guideline_api.service import listing, views
 from guideline_api.service.access import parse_event_id
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/audit", tags=["audit"])
             "A bad filter, limit or cursor.",
             (Reason.VALIDATION, "limit: Input should be less than or equal to 500"),
             (Reason.INVALID_CURSOR, "cursor is not one this API returned"),
-            (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
+            INVALID_EVENT_ID,
         ),
     },
 )

@@ -13,6 +13,7 @@ from guideline_api.openapi import (
     BATCH_UPLOAD_FORM,
     BODY_TOO_LARGE,
     FORBIDDEN_TENANT,
+    INVALID_EVENT_ID,
     LIMITED,
     NOT_FOUND,
     TOO_LARGE,
@@ -228,7 +229,7 @@ GET_JOB: dict[str, Any] = dict(
         **problem(
             422,
             "The event_id is not a UUID, or `include` names an unknown extra.",
-            (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
+            INVALID_EVENT_ID,
             (Reason.VALIDATION, "unknown include ['x']; allowed: history, text"),
         ),
     },
@@ -303,7 +304,7 @@ JOB_EVENTS: dict[str, Any] = dict(
         **problem(
             422,
             "The event_id is not a UUID, or Last-Event-ID is not an id this stream sent.",
-            (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
+            INVALID_EVENT_ID,
             (Reason.INVALID_LAST_EVENT_ID, "Last-Event-ID 'x' is not an id this stream sent"),
         ),
     },

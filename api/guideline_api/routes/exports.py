@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from guideline_api.deps import CtxDep, CurrentPrincipal
 from guideline_api.exports import FORMATS, OSCAL_PROFILE, Format, from_accept, only_wildcards
 from guideline_api.http.errors import ApiError, Reason
-from guideline_api.openapi import ALWAYS, NOT_FOUND, problem
+from guideline_api.openapi import ALWAYS, INVALID_EVENT_ID, NOT_FOUND, problem
 from guideline_api.service import exports
 from guideline_api.service.access import parse_event_id
 
@@ -109,7 +109,7 @@ def choose(fmt: str | None, accept: str | None) -> Format:
         **problem(
             422,
             "The event_id is not a UUID, or the format is unknown or missing.",
-            (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
+            INVALID_EVENT_ID,
             (Reason.UNKNOWN_EXPORT_FORMAT, f"format 'pdf' is not one of {NAMES}"),
         ),
     },

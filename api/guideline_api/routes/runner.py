@@ -14,6 +14,7 @@ from guideline_api.openapi import (
     BAD_EVENT_ID,
     DOCUMENT_MEDIA_TYPES,
     INTERNAL,
+    INVALID_EVENT_ID,
     NOT_FOUND,
     TOO_LARGE,
     problem,
@@ -118,7 +119,7 @@ async def get_runner_document(
             "The body is not a valid report (or not UTF-8 JSON), or the event_id is not a UUID.",
             (Reason.VALIDATION, "document.sha256: String should match pattern ..."),
             (Reason.MALFORMED_JSON, "malformed JSON: the body is not UTF-8 JSON"),
-            (Reason.INVALID_EVENT_ID, "'abc' is not a valid event_id (a UUID)"),
+            INVALID_EVENT_ID,
         ),
     },
 )
