@@ -24,14 +24,8 @@ CONTROL_RULE = (
     "`blank`). title is not cleaned: a control character or unpaired surrogate in it is "
     "refused (422 `control_characters`)."
 )
-
-
 _READABLE = re.compile(r"[^\s\ufffd]")
-
-
 _LINE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
 MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$"
 
 
