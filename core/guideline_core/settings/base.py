@@ -7,6 +7,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guideline_core.cost import DEFAULT_MODEL_PRICES, ModelPrice
+from guideline_core.settings.fields import Count, ZeroOrMore
 from guideline_core.settings.tenants import Budget, TenantLimits, first_set
 
 RUNNER_TOKEN_AUDIENCE = "guideline-ingest.dev/runner"
@@ -34,15 +35,13 @@ class CommonSettings(BaseSettings):
     # Read by the runner (how it cuts and calls), the operator (a Job's hard deadline grows
     # with the rounds of calls they imply) and the API (its estimate cuts the same parts).
     # Defined once (a second definition further down used to replace this one's text).
-    chunk_chars: int = Field(
+    chunk_chars: Count = Field(
         24_000,
-        ge=1,
         description="Guidelines longer than this are summarized in parts (map-reduce) by the "
         "runner; the API's estimate cuts the same parts, so set it alike for both.",
     )
-    llm_concurrency: int = Field(
+    llm_concurrency: Count = Field(
         4,
-        ge=1,
         description="LLM calls of one job in flight at once (the map-reduce parts); a 429 "
         "with Retry-After pauses all of the job's calls. Runner and operator.",
     )
@@ -53,9 +52,8 @@ class CommonSettings(BaseSettings):
         "not), each cancel and each retry; 0 turns the limit off. Per tenant: "
         "`tenant_limits`.",
     )
-    tenant_max_pending_jobs: int = Field(
+    tenant_max_pending_jobs: ZeroOrMore = Field(
         500,
-        ge=0,
         description="PENDING jobs one tenant may have (429 `tenant_backlog_full` beyond). "
         "The global backlog is shared fairly on top of this (see "
         "`tenant_guaranteed_pending_jobs`).",
@@ -72,9 +70,8 @@ class CommonSettings(BaseSettings):
         "any other); a job naming none gets the runner's `model`. Set `[]` explicitly to "
         "allow any model.",
     )
-    cr_retention_seconds: int = Field(
+    cr_retention_seconds: ZeroOrMore = Field(
         3600,
-        ge=0,
         description="Finished GuidelineJobs (and the guideline text in their spec) are deleted "
         "from the cluster this long after they finished (by the operator); their rows and "
         "results stay in PostgreSQL (db_retention_days). The API counts their text against "

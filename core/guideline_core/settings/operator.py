@@ -9,6 +9,7 @@ from guideline_core.settings.base import (
     RUNNER_TOKEN_AUDIENCE,
     CommonSettings,
 )
+from guideline_core.settings.fields import Count, Seconds, ZeroOrMore
 
 
 class OperatorSettings(CommonSettings):
@@ -33,16 +34,15 @@ class OperatorSettings(CommonSettings):
         ge=10,
         description="Hard time limit of a Job of a short guideline (2 rounds of LLM calls).",
     )
-    active_deadline_per_round_seconds: int = Field(
+    active_deadline_per_round_seconds: ZeroOrMore = Field(
         75,
-        ge=0,
         description="Added to a Job's hard time limit for each round of LLM calls beyond 2 "
         '(docs/contracts.md, "Time limits").',
     )
-    ttl_seconds_after_finished: int = Field(
-        3600, ge=0, description="A finished Job and its pods are deleted after this."
+    ttl_seconds_after_finished: ZeroOrMore = Field(
+        3600, description="A finished Job and its pods are deleted after this."
     )
-    max_concurrent_jobs: int = Field(4, ge=1, description="Jobs running at once; more queue.")
+    max_concurrent_jobs: Count = Field(4, description="Jobs running at once; more queue.")
     kueue_queue_name: str | None = Field(
         None, description="If set, Jobs get this kueue.x-k8s.io/queue-name and Kueue admits them."
     )
@@ -93,9 +93,8 @@ class OperatorSettings(CommonSettings):
     db_retention_days: int = Field(
         0, description="Rows of finished jobs older than this are purged; 0 keeps them forever."
     )
-    chunk_cache_retention_days: int = Field(
+    chunk_cache_retention_days: ZeroOrMore = Field(
         30,
-        ge=0,
         description="Per-chunk summaries (chunk_summaries) written longer ago than this are "
         "purged (every db_purge_interval_seconds); 0 keeps them forever.",
     )
@@ -105,9 +104,8 @@ class OperatorSettings(CommonSettings):
     metrics_port: int = Field(
         9101, description="Port of the operator's Prometheus metrics; 0 turns them off."
     )
-    metrics_max_tenants: int = Field(
+    metrics_max_tenants: ZeroOrMore = Field(
         100,
-        ge=0,
         description="Distinct `tenant` label values of `guideline_llm_cost_total` in one "
         "operator process (the tenants of `tenant_limits` first, then as jobs complete); "
         "the jobs of further tenants count as `other`.",
@@ -139,15 +137,13 @@ class OperatorSettings(CommonSettings):
         description="Label keys copied from a GuidelineJob to its Job and pods (JSON list); "
         "no other label of a GuidelineJob reaches them.",
     )
-    audit_retention_days: int = Field(
+    audit_retention_days: ZeroOrMore = Field(
         90,
-        ge=0,
         description="Audit entries older than this are purged (also when db_retention_days "
         "keeps the jobs); 0 keeps them as long as the jobs.",
     )
-    db_purge_interval_seconds: float = Field(
+    db_purge_interval_seconds: Seconds = Field(
         3600.0,
-        gt=0,
         description="Period of the database retention purges (db_retention_days, "
         "audit_retention_days, chunk_cache_retention_days).",
     )

@@ -7,6 +7,7 @@ from pydantic import AliasChoices, Field, SecretStr
 
 from guideline_core.resource import Provider
 from guideline_core.settings.base import CommonSettings
+from guideline_core.settings.fields import Count, Seconds, Share, ZeroOrMore
 
 
 class RunnerSettings(CommonSettings):
@@ -36,40 +37,33 @@ class RunnerSettings(CommonSettings):
         description="Added to the soft timeout for each round of LLM calls beyond 2 "
         '(docs/contracts.md, "Time limits").',
     )
-    progress_interval_seconds: float = Field(
+    progress_interval_seconds: Seconds = Field(
         2.0,
-        gt=0,
         description="Least seconds between two writes of a running job's status.progress "
         "(sections and calls done of total); the end of each round of calls writes at once. "
         "Nothing is written in a run's first interval.",
     )
-    max_checklist_items: int = Field(
+    max_checklist_items: Count = Field(
         1000,
-        ge=1,
         description="Most checklist items in a result, all sections merged (more are cut, the "
         "higher priorities kept by the extractive provider; `result.quality.capped.total` and "
         "`quality.capped_items` say so).",
     )
-    max_items_per_section: int = Field(
+    max_items_per_section: Count = Field(
         60,
-        ge=1,
         description="Most checklist items the LLM gives for one section of a guideline "
         "(result.quality.capped.per_section counts the sections that reached it).",
     )
     fallback_to_extractive: bool = Field(
         False, description="Complete with the extractive provider (degraded) if the LLM fails."
     )
-    review_min_grounding: float = Field(
+    review_min_grounding: Share = Field(
         1.0,
-        ge=0,
-        le=1,
         description="A result whose share of grounded items (quote found in the text) is "
         "below this needs review (per job: review.min_grounding).",
     )
-    review_min_coverage: float = Field(
+    review_min_coverage: Share = Field(
         0.8,
-        ge=0,
-        le=1,
         description="A result whose share of obligation sentences covered by an item's "
         "source is below this needs review (per job: review.min_coverage).",
     )
@@ -89,15 +83,13 @@ class RunnerSettings(CommonSettings):
         description="The job's tenant, set by the operator from the job's row: the chunk "
         "cache serves only summaries stored for it (unset: no cache).",
     )
-    max_document_pages: int = Field(
+    max_document_pages: Count = Field(
         1000,
-        ge=1,
         description="Most pages of a document (PDF) the runner extracts; more: FAILED "
         "document_too_long.",
     )
-    max_document_chars: int = Field(
+    max_document_chars: Count = Field(
         2_000_000,
-        ge=1,
         description="Most characters of text extracted from a document; more: FAILED "
         "document_too_long.",
     )
@@ -127,8 +119,8 @@ class RunnerSettings(CommonSettings):
         description="The file holding a guidelineTextFrom job's text or document (the key the "
         "operator mounts).",
     )
-    api_retries: int = Field(
-        4, ge=0, description="Retries of a request to the API on a connection error or 5xx."
+    api_retries: ZeroOrMore = Field(
+        4, description="Retries of a request to the API on a connection error or 5xx."
     )
     job_name: str | None = Field(None, description="The GuidelineJob this pod runs.")
     event_id: str | None = Field(
