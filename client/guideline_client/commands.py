@@ -301,8 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+    def add(name: str, help_text: str, *, formats: bool = True) -> argparse.ArgumentParser:
+        """A verb; `formats=False`: its -o is its own (a file), not the output format."""
+        options = common if formats else connection_options(defaults=False, formats=False)
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[options])
+
+    def output_file(p: argparse.ArgumentParser, help_text: str) -> None:
+        p.add_argument(
+            "-o", "--output", default=argparse.SUPPRESS, help=help_text
+        ).complete = shtab.FILE  # type: ignore[attr-defined]  # shtab reads it
 
     def waiting(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -315,6 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
             help="ignored: the wait follows the job's event stream (kept for scripts)",
         )
 
+    def job_options(p: argparse.ArgumentParser, *, model: str, retries: str, callback: str) -> None:
+        """The options of the jobs a submission makes (`_fields` reads them)."""
+        p.add_argument("--model", help=model)
+        p.add_argument(
+            "--provider", choices=["openai", "extractive"], help="default: the server's setting"
+        )
+        p.add_argument("--max-retries", type=int, help=retries)
+        p.add_argument("--callback-url", help=callback)
+
     p = add("submit", "submit a guideline file (PDF, DOCX, HTML, Markdown, text; `-`: stdin)")
     p.add_argument(
         "file", help="the guideline document (uploaded; its type told by content), or - for stdin"
@@ -325,13 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the event_id, follow the job (progress on stderr), print the result",
     )
     p.add_argument("--title", help="title shown in listings (default: the file name)")
-    p.add_argument("--model", help="LLM model, e.g. gpt-4o-mini (default: the server's)")
-    p.add_argument(
-        "--provider", choices=["openai", "extractive"], help="default: the server's setting"
-    )
-    p.add_argument("--max-retries", type=int, help="pod retries for this job (0-10)")
-    p.add_argument(
-        "--callback-url", help="webhook for the job's terminal states (default: the tenant's)"
+    job_options(
+        p,
+        model="LLM model, e.g. gpt-4o-mini (default: the server's)",
+        retries="pod retries for this job (0-10)",
+        callback="webhook for the job's terminal states (default: the tenant's)",
     )
     p.add_argument(
         "--idempotency-key",
@@ -344,13 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "files", nargs="+", help="documents (PDF, DOCX, HTML, Markdown, text); titled by name"
     ).complete = shtab.FILE  # type: ignore[attr-defined]  # shtab reads it
-    p.add_argument("--model", help="LLM model for every file (default: the server's)")
-    p.add_argument(
-        "--provider", choices=["openai", "extractive"], help="default: the server's setting"
-    )
-    p.add_argument("--max-retries", type=int, help="pod retries for each job (0-10)")
-    p.add_argument(
-        "--callback-url", help="webhook for each job's terminal states (default: the tenant's)"
+    job_options(
+        p,
+        model="LLM model for every file (default: the server's)",
+        retries="pod retries for each job (0-10)",
+        callback="webhook for each job's terminal states (default: the tenant's)",
     )
     p.add_argument(
         "--batch-size",
@@ -368,40 +380,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("event_id")
     p.set_defaults(func=cmd_status)
 
-    help_text = "show a job with its sources; --html writes a page to review them"
-    p = sub.add_parser(
-        "show",
-        help=help_text,
-        description=help_text,
-        parents=[connection_options(defaults=False, formats=False)],
+    p = add(
+        "show", "show a job with its sources; --html writes a page to review them", formats=False
     )
     p.add_argument("event_id")
     p.add_argument(
         "--html", action="store_true", help="the guideline with each item's source highlighted"
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        default=argparse.SUPPRESS,
-        help="table, json or yaml; with --html: the file for the page (default: stdout)",
-    ).complete = shtab.FILE  # type: ignore[attr-defined]  # shtab reads it
+    output_file(p, "table, json or yaml; with --html: the file for the page (default: stdout)")
     p.set_defaults(func=cmd_show)
 
-    help_text = "download a COMPLETED job's result as FHIR, OSCAL, CSV, XLSX, Markdown or HTML"
-    p = sub.add_parser(
+    p = add(
         "export",
-        help=help_text,
-        description=help_text,
-        parents=[connection_options(defaults=False, formats=False)],
+        "download a COMPLETED job's result as FHIR, OSCAL, CSV, XLSX, Markdown or HTML",
+        formats=False,
     )
     p.add_argument("event_id")
     p.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="the export format")
-    p.add_argument(
-        "-o",
-        "--output",
-        default=argparse.SUPPRESS,
-        help="the file to write (default: stdout, text formats only; - for stdout)",
-    ).complete = shtab.FILE  # type: ignore[attr-defined]  # shtab reads it
+    output_file(p, "the file to write (default: stdout, text formats only; - for stdout)")
     p.set_defaults(func=cmd_export)
 
     p = add("wait", "wait until a job finishes, then show it")

@@ -134,6 +134,11 @@ class Span:
     def end(self) -> None:
         """End a span made by `Tracer.start` (spans of `Tracer.span` end by themselves)."""
 
+    def current(self) -> contextlib.AbstractContextManager[None]:
+        """A block in which this span is current (and its ids are in the log lines); the
+        span ends with the block, failed if an exception leaves it."""
+        return contextlib.nullcontext()
+
 
 class Tracer:
     """The spans of one component. This base class is the no-op used when tracing is off;
@@ -154,7 +159,9 @@ class Tracer:
         """A span around the block, current inside it. `parent`: a W3C carrier to continue
         (an invalid or empty one starts a new trace); None: the current span's child (or a
         new trace). An exception leaving the block marks the span as failed."""
-        yield _NOOP_SPAN
+        opened = self.start(name, parent=parent, attributes=attributes, kind=kind)
+        with opened.current():
+            yield opened
 
     def start(
         self,
@@ -221,6 +228,15 @@ class _OtelSpan(Span):
     def end(self) -> None:
         self._span.end()
 
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        ids = self._span.get_span_context()
+        with (
+            self._tracer.made_current(self._span),
+            logs.bind(trace_id=f"{ids.trace_id:032x}", span_id=f"{ids.span_id:016x}"),
+        ):
+            yield
+
 
 class _OtelTracer(Tracer):
     """Tracing on: the OpenTelemetry SDK, imported only here."""
@@ -280,24 +296,6 @@ class _OtelTracer(Tracer):
         )
         return _OtelSpan(span, self)
 
-    @contextlib.contextmanager
-    def span(
-        self,
-        name: str,
-        *,
-        parent: Mapping[str, Any] | None = None,
-        attributes: Mapping[str, Any] | None = None,
-        kind: str = "internal",
-    ) -> Iterator[Span]:
-        wrapper = self.start(name, parent=parent, attributes=attributes, kind=kind)
-        raw = wrapper._span  # type: ignore[attr-defined]
-        ids = raw.get_span_context()
-        with (
-            self._trace.use_span(raw, end_on_exit=True, record_exception=True),
-            logs.bind(trace_id=f"{ids.trace_id:032x}", span_id=f"{ids.span_id:016x}"),
-        ):
-            yield wrapper
-
     def active(self) -> bool:
         return self._trace.get_current_span().get_span_context().is_valid
 
@@ -309,6 +307,10 @@ class _OtelTracer(Tracer):
         carrier: dict[str, str] = {}
         self._propagator.inject(carrier, context=self._trace.set_span_in_context(span))
         return carrier
+
+    def made_current(self, span: Any) -> contextlib.AbstractContextManager[Any]:
+        """A block in which `span` is current, ended with the block (failed on an exception)."""
+        return self._trace.use_span(span, end_on_exit=True, record_exception=True)
 
     def set_error(self, span: Any, message: str) -> None:
         """Mark `span` as failed."""

@@ -6,11 +6,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import psycopg2
-import psycopg2.extras
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
-from guideline_core.db.rows import jsonb
+from guideline_core.db.rows import jsonb, select_all
 
 # --- audit ---------------------------------------------------------------------------------
 
@@ -94,12 +92,11 @@ def list_audit(
         clauses.append("id < %s")
         params.append(before_id)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(
-            f"SELECT {AUDIT_COLUMNS} FROM audit_log {where} ORDER BY id DESC LIMIT %s",
-            (*params, limit),
-        )
-        return list(cur.fetchall())
+    return select_all(
+        conn,
+        f"SELECT {AUDIT_COLUMNS} FROM audit_log {where} ORDER BY id DESC LIMIT %s",
+        (*params, limit),
+    )
 
 
 def purge_audit(conn: PgConnection, older_than_days: int) -> int:

@@ -10,6 +10,7 @@ import psycopg2.extras
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
 from guideline_core.db.pool import as_unavailable, protect
+from guideline_core.db.rows import select_all, select_one
 
 # NOTIFY channel of new `job_events` rows (payload `<event_id> <id>`, migration 0004).
 JOB_EVENTS_CHANNEL = "guideline_job_events"
@@ -38,13 +39,12 @@ def add_event(
 
 def job_history(conn: PgConnection, event_id: uuid.UUID) -> list[dict[str, Any]]:
     """The job's status transitions, oldest first (not its progress events)."""
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(
-            "SELECT at, status, attempts, reason, message FROM job_events "
-            "WHERE event_id = %s AND progress IS NULL ORDER BY id",
-            (event_id,),
-        )
-        return list(cur.fetchall())
+    return select_all(
+        conn,
+        "SELECT at, status, attempts, reason, message FROM job_events "
+        "WHERE event_id = %s AND progress IS NULL ORDER BY id",
+        (event_id,),
+    )
 
 
 def events_after(
@@ -52,24 +52,21 @@ def events_after(
 ) -> list[dict[str, Any]]:
     """The job's events with an id above `after_id`, oldest first (its event stream):
     status events, and progress events (`progress` not null)."""
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(
-            "SELECT id, at, status, attempts, run, reason, message, progress FROM job_events "
-            "WHERE event_id = %s AND id > %s ORDER BY id LIMIT %s",
-            (event_id, after_id, limit),
-        )
-        return list(cur.fetchall())
+    return select_all(
+        conn,
+        "SELECT id, at, status, attempts, run, reason, message, progress FROM job_events "
+        "WHERE event_id = %s AND id > %s ORDER BY id LIMIT %s",
+        (event_id, after_id, limit),
+    )
 
 
 def job_state(conn: PgConnection, event_id: uuid.UUID) -> dict[str, Any] | None:
     """The few columns an event stream needs of a job (status, tenant, created_at, run)."""
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(
-            "SELECT event_id, status, tenant, created_at, run, attempts FROM jobs "
-            "WHERE event_id = %s",
-            (event_id,),
-        )
-        return cur.fetchone()
+    return select_one(
+        conn,
+        "SELECT event_id, status, tenant, created_at, run, attempts FROM jobs WHERE event_id = %s",
+        (event_id,),
+    )
 
 
 def connect_listener(url: str, connect_timeout: int = 3) -> PgConnection:

@@ -9,13 +9,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-import psycopg2
-import psycopg2.extras
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
 from guideline_core.db.audit import add_audit
 from guideline_core.db.events import add_event
-from guideline_core.db.rows import JOB_COLUMNS, IdempotentRow, JobRow, jsonb, one_row
+from guideline_core.db.rows import (
+    JOB_COLUMNS,
+    IdempotentRow,
+    JobRow,
+    jsonb,
+    one_row,
+    select_all,
+    select_one,
+)
 from guideline_core.resource import Phase
 
 # --- jobs: submission ----------------------------------------------------------------------
@@ -145,14 +151,16 @@ def find_by_idempotency_key(
     """The job a (tenant, Idempotency-Key) pair already created, if any, with `expired`
     telling whether it is older than `window_hours` (then the key may be used again;
     never expired without a window)."""
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(
+    return cast(
+        IdempotentRow | None,
+        select_one(
+            conn,
             f"SELECT {JOB_COLUMNS}, "
             "coalesce(created_at < now() - make_interval(hours => %s), false) AS expired "
             "FROM jobs WHERE tenant = %s AND idempotency_key = %s",
             (window_hours, tenant, idempotency_key),
-        )
-        return cast(IdempotentRow | None, cur.fetchone())
+        ),
+    )
 
 
 def live_idempotency_keys(
@@ -180,9 +188,10 @@ def release_idempotency_key(conn: PgConnection, event_id: uuid.UUID) -> None:
 
 def get_job(conn: PgConnection, event_id: uuid.UUID) -> JobRow | None:
     """One job by its event_id (primary-key lookup), without the guideline text."""
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE event_id = %s", (event_id,))
-        return cast(JobRow | None, cur.fetchone())
+    return cast(
+        JobRow | None,
+        select_one(conn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE event_id = %s", (event_id,)),
+    )
 
 
 def get_guideline_text(conn: PgConnection, event_id: uuid.UUID) -> str | None:
@@ -270,13 +279,15 @@ def list_jobs(
         clauses.append("(created_at, event_id) < (%s, %s)")
         params.extend(before)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(
+    return cast(
+        list[JobRow],
+        select_all(
+            conn,
             f"SELECT {JOB_COLUMNS} FROM jobs {where} "
             "ORDER BY created_at DESC, event_id DESC LIMIT %s",
             (*params, limit),
-        )
-        return cast(list[JobRow], cur.fetchall())
+        ),
+    )
 
 
 def count_by_status(conn: PgConnection) -> dict[str, int]:

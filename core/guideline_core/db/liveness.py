@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg2
-import psycopg2.extras
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
+
+from guideline_core.db.rows import select_one
 
 # --- the operator's heartbeat --------------------------------------------------------------
 
@@ -26,9 +26,8 @@ def heartbeat(conn: PgConnection, identity: str) -> None:
 def latest_heartbeat(conn: PgConnection) -> dict[str, Any] | None:
     """The operator replica seen most recently (`identity`, `seen_at`) with its `age` in
     seconds; None if no operator ever ran."""
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(
-            "SELECT identity, seen_at, extract(epoch FROM now() - seen_at)::float AS age "
-            "FROM operator_heartbeat ORDER BY seen_at DESC LIMIT 1"
-        )
-        return cur.fetchone()
+    return select_one(
+        conn,
+        "SELECT identity, seen_at, extract(epoch FROM now() - seen_at)::float AS age "
+        "FROM operator_heartbeat ORDER BY seen_at DESC LIMIT 1",
+    )

@@ -15,7 +15,7 @@ from psycopg2.extensions import connection as PgConnection  # noqa: N812
 from guideline_core.db.audit import add_audit
 from guideline_core.db.events import add_event
 from guideline_core.db.mirror import JobState, mirror_state
-from guideline_core.db.rows import JOB_COLUMNS, DispatchRow, JobRow, one_row
+from guideline_core.db.rows import JOB_COLUMNS, DispatchRow, JobRow, one_row, select_one
 from guideline_core.resource import Phase
 
 # --- the outbox: requests the dispatcher carries to the cluster --------------------------
@@ -108,9 +108,12 @@ def outbox_size(conn: PgConnection) -> int:
 def lock_job(conn: PgConnection, event_id: uuid.UUID) -> JobRow | None:
     """The job's row, locked until the transaction ends (for a request that decides on
     its current state)."""
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE event_id = %s FOR UPDATE", (event_id,))
-        return cast(JobRow | None, cur.fetchone())
+    return cast(
+        JobRow | None,
+        select_one(
+            conn, f"SELECT {JOB_COLUMNS} FROM jobs WHERE event_id = %s FOR UPDATE", (event_id,)
+        ),
+    )
 
 
 def request_cancel(conn: PgConnection, row: Mapping[str, Any], actor: str, message: str) -> None:

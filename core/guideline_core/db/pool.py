@@ -68,7 +68,7 @@ def migrate(database_url: str) -> int:
 
 def migrate_main() -> None:
     """Console script `guideline-migrate`: apply migrations and exit."""
-    from guideline_core.settings import CommonSettings
+    from guideline_core.settings.base import CommonSettings
 
     parser = argparse.ArgumentParser(description="Apply guideline-ingest database migrations.")
     parser.add_argument("--database-url", default=None, help="default: GUIDELINE_DATABASE_URL")

@@ -1,14 +1,16 @@
-"""The shape of a `jobs` row as the queries return it (`JobRow`, `JOB_COLUMNS`) and the
-one way a mapping becomes a jsonb parameter."""
+"""The shape of a `jobs` row as the queries return it (`JobRow`, `JOB_COLUMNS`), the one
+way a mapping becomes a jsonb parameter and the one way a query's rows are read as dicts
+(`select_all`, `select_one`)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypedDict
 
 import psycopg2.extras
+from psycopg2.extensions import connection as PgConnection  # noqa: N812
 from psycopg2.extensions import cursor as PgCursor  # noqa: N812
 
 JOB_COLUMNS = (
@@ -91,3 +93,21 @@ def one_row(cur: PgCursor) -> tuple[Any, ...]:
     if row is None:
         raise RuntimeError("the query returned no row")
     return row
+
+
+def select_all(
+    conn: PgConnection, query: str, params: Sequence[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every row `query` returns, each a dict by column name."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(query, params)
+        return list(cur.fetchall())
+
+
+def select_one(
+    conn: PgConnection, query: str, params: Sequence[Any] | None = None
+) -> dict[str, Any] | None:
+    """The first row `query` returns as a dict by column name, or None if it returns none."""
+    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+        cur.execute(query, params)
+        return cur.fetchone()

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg2.extras
 from psycopg2.extensions import connection as PgConnection  # noqa: N812
 
-from guideline_core.db.rows import one_row
+from guideline_core.db.rows import one_row, select_all
 
 # The Standard Webhooks secret format (`whsec_<base64 key>`), which the signer reads back.
 SECRET_PREFIX = "whsec_"
@@ -70,13 +70,12 @@ def revoke_secrets(
 
 def active_secrets(conn: PgConnection, tenant: str) -> list[dict[str, Any]]:
     """The tenant's secrets that still sign (the current one last)."""
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(
-            "SELECT id, secret, created_at, expires_at FROM webhook_secrets "
-            "WHERE tenant = %s AND (expires_at IS NULL OR expires_at > now()) ORDER BY id",
-            (tenant,),
-        )
-        return list(cur.fetchall())
+    return select_all(
+        conn,
+        "SELECT id, secret, created_at, expires_at FROM webhook_secrets "
+        "WHERE tenant = %s AND (expires_at IS NULL OR expires_at > now()) ORDER BY id",
+        (tenant,),
+    )
 
 
 def ensure_secret(conn: PgConnection, tenant: str) -> list[dict[str, Any]]:
@@ -272,10 +271,9 @@ def finish_attempt(
 
 def deliveries_of(conn: PgConnection, event_id: uuid.UUID) -> list[dict[str, Any]]:
     """A job's deliveries, oldest first."""
-    with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-        cur.execute(
-            f"SELECT {DELIVERY_VIEW_COLUMNS} FROM webhook_deliveries WHERE event_id = %s "
-            "ORDER BY created_at, run",
-            (event_id,),
-        )
-        return list(cur.fetchall())
+    return select_all(
+        conn,
+        f"SELECT {DELIVERY_VIEW_COLUMNS} FROM webhook_deliveries WHERE event_id = %s "
+        "ORDER BY created_at, run",
+        (event_id,),
+    )

@@ -2,16 +2,19 @@
 as kube-apiserver serves them, the shape kopf hands to handlers), errors from
 `guideline_core.k8s.errors`, paths from `guideline_core.k8s.paths`.
 
-It runs over a transport: `stdlib.StdlibTransport` (the runner pod: no `kubernetes`
-import, a third of its start-up budget) or `pooled.PooledTransport` (the API and the
-operator: the `kubernetes` package's authentication, TLS and connection pool).
+It runs over a transport, an `HttpTransport` with its own HTTP exchange:
+`stdlib.StdlibTransport` (the runner pod: no `kubernetes` import, a third of its start-up
+budget) or `pooled.PooledTransport` (the API and the operator: the `kubernetes` package's
+authentication, TLS and connection pool).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, Protocol
+import json
+from abc import ABC, abstractmethod
+from typing import Any, Final, NamedTuple, Protocol
 
-from guideline_core.k8s.errors import AlreadyExistsError, NotFoundError
+from guideline_core.k8s.errors import AlreadyExistsError, NotFoundError, error_for
 
 # Content type of a JSON merge patch (RFC 7386): objects merge, lists are replaced.
 MERGE_PATCH: Final = "application/merge-patch+json"
@@ -37,6 +40,49 @@ class Transport(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+class Answer(NamedTuple):
+    """kube-apiserver's answer to one exchange, whatever its status."""
+
+    status: int
+    reason: str
+    body: bytes | str
+
+
+class HttpTransport(ABC):
+    """A `Transport` over one HTTP exchange (`_exchange`, a transport's own); what every
+    transport does around it is here: the JSON it asks for and sends, the JSON it returns
+    and the error for an answer that is not a 2xx."""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Query | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """The answer's JSON body ({} when empty)."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        answer = self._exchange(method, path, query or [], body, headers)
+        if not 200 <= answer.status <= 299:
+            raise error_for(answer.status, answer.body, answer.reason)
+        return json.loads(answer.body) if answer.body else {}
+
+    @abstractmethod
+    def _exchange(
+        self, method: str, path: str, query: Query, body: Any, headers: dict[str, str]
+    ) -> Answer:
+        """Send the request (`body` as JSON, if any); its answer, or UnavailableError when
+        there was none."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
 
 
 class Client:

@@ -6,7 +6,6 @@ use it; the runner does not (see `stdlib`).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import urllib3
@@ -14,12 +13,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from guideline_core.k8s.client import Client, Query
+from guideline_core.k8s.client import Answer, Client, HttpTransport, Query
 from guideline_core.k8s.credentials import new_api_client
-from guideline_core.k8s.errors import UnavailableError, error_for
+from guideline_core.k8s.errors import UnavailableError
 
 
-class PooledTransport:
+class PooledTransport(HttpTransport):
     """Calls through `api_client`, each bounded by `timeout` (connect, read) seconds."""
 
     def __init__(
@@ -28,21 +27,13 @@ class PooledTransport:
         self.api_client = api_client
         self.timeout = timeout
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Query | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> dict[str, Any]:
-        """One call; the answer's JSON body."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+    def _exchange(
+        self, method: str, path: str, query: Query, body: Any, headers: dict[str, str]
+    ) -> Answer:
         params = self.api_client.param_serialize(
             method,
             path,
-            query_params=query or [],
+            query_params=query,
             header_params=headers,
             body=body,
             auth_settings=["BearerToken"],
@@ -50,14 +41,12 @@ class PooledTransport:
         try:
             response = self.api_client.call_api(*params, _request_timeout=self.timeout)
             response.read()
-        except ApiException as exc:
-            raise error_for(exc.status or 0, exc.body or "", exc.reason or "") from exc
+        except ApiException as exc:  # the package's own failures (a TLS error: status 0)
+            return Answer(exc.status or 0, exc.reason or "", exc.body or "")
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             reason = getattr(exc, "reason", None)
             raise UnavailableError(f"no answer: {str(reason or exc)[:300]}") from exc
-        if not 200 <= response.status <= 299:
-            raise error_for(response.status, response.data or b"", response.reason or "")
-        return json.loads(response.data) if response.data else {}
+        return Answer(response.status, response.reason or "", response.data or b"")
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -17,12 +17,12 @@ import ssl
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from guideline_core.k8s.client import Client, Query
+from guideline_core.k8s.client import Answer, Client, HttpTransport, Query
 from guideline_core.k8s.credentials import Credentials, load_credentials
-from guideline_core.k8s.errors import UnavailableError, error_for
+from guideline_core.k8s.errors import UnavailableError
 
 
-class StdlibTransport:
+class StdlibTransport(HttpTransport):
     """Calls over one kept-alive connection, each bounded by `timeout_seconds`. Not
     thread-safe (the runner calls from one thread at a time)."""
 
@@ -61,27 +61,16 @@ class StdlibTransport:
                 )
         return self._connection
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Query | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> dict[str, Any]:
-        """One call; the answer's JSON body."""
-        headers = {"Accept": "application/json"}
+    def _exchange(
+        self, method: str, path: str, query: Query, body: Any, headers: dict[str, str]
+    ) -> Answer:
         try:
             authorization = self.credentials.authorization()
         except OSError as exc:  # the token file is gone
             raise UnavailableError(f"no credentials: {exc}") from exc
         if authorization:
             headers["Authorization"] = authorization
-        payload = None
-        if body is not None:
-            payload = json.dumps(body).encode()
-            headers["Content-Type"] = content_type
+        payload = json.dumps(body).encode() if body is not None else None
         url = self._prefix + path + (f"?{urlencode(query)}" if query else "")
         try:
             connection = self._connect()
@@ -91,9 +80,7 @@ class StdlibTransport:
         except (http.client.HTTPException, OSError) as exc:
             self.close()  # the next call starts on a new connection
             raise UnavailableError(f"no answer: {type(exc).__name__}: {exc}") from exc
-        if response.status >= 300:
-            raise error_for(response.status, data, response.reason or "")
-        return json.loads(data) if data else {}
+        return Answer(response.status, response.reason or "", data)
 
 
 def connect(kubeconfig: str | None = None, timeout_seconds: float = 10.0) -> Client:
