@@ -203,20 +203,20 @@ def test_guideline_text_from_mounts_only_that_key_read_only(
 
 def test_a_job_without_inline_text_gets_the_deadline_of_the_most_it_can_hold() -> None:
     from guideline_core.splitting import planned_rounds_for_chars
-    from guideline_operator.reconciler import _rounds_of
+    from guideline_operator.starts import rounds_of
 
     settings = OperatorSettings()
-    short = _rounds_of({"guidelineText": "Staff must wash hands."}, settings)
+    short = rounds_of({"guidelineText": "Staff must wash hands."}, settings)
     small_doc = {
         "documentRef": {"id": "i", "sha256": "0" * 64, "mediaType": "text/plain", "bytes": 900}
     }
     big_doc = {"documentRef": {**small_doc["documentRef"], "bytes": 25 * 1024 * 1024}}
     from_key = {"guidelineTextFrom": {"configMapKeyRef": {"name": "g", "key": "k"}}}
-    assert short == _rounds_of(small_doc, settings) == 2
+    assert short == rounds_of(small_doc, settings) == 2
     # A 25 MiB document counts as the runner's 2,000,000-character limit, as does a
     # ConfigMap key's 1 MiB of compressed text; a 100 KB PDF as up to 800,000 characters.
     limit = planned_rounds_for_chars(2_000_000, settings.chunk_chars, settings.llm_concurrency)
-    assert _rounds_of(big_doc, settings) == _rounds_of(from_key, settings) == limit
+    assert rounds_of(big_doc, settings) == rounds_of(from_key, settings) == limit
     pdf = {
         "documentRef": {
             **small_doc["documentRef"],
@@ -225,7 +225,7 @@ def test_a_job_without_inline_text_gets_the_deadline_of_the_most_it_can_hold() -
         }
     }
     text = {"documentRef": {**small_doc["documentRef"], "bytes": 100_000}}
-    assert limit > _rounds_of(pdf, settings) > _rounds_of(text, settings) > short
+    assert limit > rounds_of(pdf, settings) > rounds_of(text, settings) > short
     assert manifests.hard_deadline(limit, settings) > 300
 
 
