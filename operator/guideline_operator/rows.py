@@ -70,7 +70,8 @@ def identify(
 def new_row(cr: Mapping[str, Any], event_id: str, tenant: str) -> db.NewJob:
     """The row of a GuidelineJob the API did not make (kubectl): its tenant is the one of
     its namespace, its creator the user kube-apiserver authenticated (the created-by
-    annotation, which admission sets on create and keeps on update; docs/contracts.md)."""
+    annotation, which an admission policy sets on create and keeps on update;
+    docs/contracts.md)."""
     metadata = metadata_of(cr)
     spec = spec_of(cr)
     annotations = metadata.get("annotations") or {}
