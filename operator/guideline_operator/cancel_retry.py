@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from guideline_core import resource as gj
-from guideline_core.guidelinejob import metadata_of, status_of
+from guideline_core.guidelinejob import GuidelineJob, metadata_of, status_of
 from guideline_core.resource import FailureReason, Phase
 
 from guideline_operator import conditions, manifests, observe
@@ -30,7 +30,7 @@ class CancelRetry:
         self.mirror = mirror
         self.transitions = transitions
 
-    def retry_if_requested(self, cr: dict[str, Any]) -> dict[str, Any]:
+    def retry_if_requested(self, cr: GuidelineJob) -> GuidelineJob:
         """A new run if a retry the operator has not carried out yet is requested on a
         FAILED or CANCELLED job (PENDING again, in the queue); `cr` itself otherwise."""
         requested = observe.retry_requested(cr)
@@ -83,7 +83,7 @@ class CancelRetry:
 
     def cancel(
         self,
-        cr: dict[str, Any],
+        cr: GuidelineJob,
         jobs: Mapping[str, Mapping[str, Any]],
         job: Mapping[str, Any] | None,
         run_pods: list[dict[str, Any]],

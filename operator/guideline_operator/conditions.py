@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from guideline_core.guidelinejob import GuidelineJob, as_guidelinejob, metadata_of, status_of
 from guideline_core.resource import ConditionType, Phase
 
 from guideline_operator.observe import (
@@ -81,7 +82,7 @@ def set_condition(
 
 
 def conditions_for(
-    cr: Mapping[str, Any],
+    cr: GuidelineJob,
     phase: Phase,
     stage: Stage,
     *,
@@ -91,8 +92,8 @@ def conditions_for(
     queue_message: str | None = None,
 ) -> list[dict[str, Any]]:
     """The full list of conditions for a GuidelineJob in `phase` / `stage`."""
-    generation = (cr.get("metadata") or {}).get("generation")
-    status = cr.get("status") or {}
+    generation = metadata_of(cr).get("generation")
+    status = status_of(cr)
     conds: list[dict[str, Any]] = [dict(c) for c in status.get("conditions") or []]
     event_id = status.get("eventId") or ""
 
@@ -146,7 +147,7 @@ def conditions_for(
 
 
 def pending_conditions(
-    cr: Mapping[str, Any],
+    cr: GuidelineJob,
     status_update: Mapping[str, Any],
     stage: Stage,
     *,
@@ -155,20 +156,20 @@ def pending_conditions(
 ) -> list[dict[str, Any]]:
     """The conditions of `cr` once `status_update` is applied and it waits in `stage`
     (PENDING: accepted, retried, or waiting for Kueue)."""
-    staged = {**cr, "status": {**(cr.get("status") or {}), **status_update}}
+    staged = as_guidelinejob({**cr, "status": {**status_of(cr), **status_update}})
     return conditions_for(staged, Phase.PENDING, stage, now=now, queue_message=queue_message)
 
 
-def desired_status(cr: Mapping[str, Any], obs: Observation, *, now: datetime) -> dict[str, Any]:
+def desired_status(cr: GuidelineJob, obs: Observation, *, now: datetime) -> dict[str, Any]:
     """The operator's status fields for `obs` (a full set; see `status_patch`)."""
-    status = cr.get("status") or {}
+    status = status_of(cr)
     desired: dict[str, Any] = {
         "phase": obs.phase.value,
         "attempts": obs.attempts,
         "startedAt": format_time(obs.started_at) if obs.started_at else None,
         "completedAt": format_time(obs.completed_at) if obs.completed_at else None,
         "error": obs.error,
-        "observedGeneration": (cr.get("metadata") or {}).get("generation"),
+        "observedGeneration": metadata_of(cr).get("generation"),
         "conditions": conditions_for(
             cr, obs.phase, obs.stage, now=now, reason=obs.reason, message=obs.message
         ),

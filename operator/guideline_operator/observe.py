@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from guideline_core import resource as gj
-from guideline_core.guidelinejob import metadata_of, status_of
+from guideline_core.guidelinejob import Condition, GuidelineJob, metadata_of, status_of
 from guideline_core.resource import ConditionType, FailureReason, Phase
 
 from guideline_operator import manifests
@@ -197,24 +197,24 @@ def queued_at(job: Mapping[str, Any] | None) -> datetime | None:
 # --- the GuidelineJob ------------------------------------------------------------------------
 
 
-def current_run(cr: Mapping[str, Any]) -> int:
+def current_run(cr: GuidelineJob) -> int:
     """The run in progress: 0, or the last retry request the operator accepted."""
     return int(status_of(cr).get("retryRequests") or 0)
 
 
-def current_job_name(cr: Mapping[str, Any]) -> str:
+def current_job_name(cr: GuidelineJob) -> str:
     """The name of the Job of the current run."""
     metadata = cr["metadata"]
     return manifests.job_name(metadata["name"], metadata.get("uid") or "", current_run(cr))
 
 
-def cancel_requested(cr: Mapping[str, Any]) -> bool:
+def cancel_requested(cr: GuidelineJob) -> bool:
     """True if the cancel annotation is set."""
     annotations = metadata_of(cr).get("annotations") or {}
     return bool(annotations.get(gj.ANNOTATION_CANCEL_REQUESTED))
 
 
-def retry_requested(cr: Mapping[str, Any]) -> int | None:
+def retry_requested(cr: GuidelineJob) -> int | None:
     """The retry counter the API asked for, if it is a valid number."""
     annotations = metadata_of(cr).get("annotations") or {}
     value = annotations.get(gj.ANNOTATION_RETRY_REQUESTED)
@@ -226,7 +226,7 @@ def retry_requested(cr: Mapping[str, Any]) -> int | None:
         return None
 
 
-def phase_of(cr: Mapping[str, Any]) -> Phase | None:
+def phase_of(cr: GuidelineJob) -> Phase | None:
     """The phase in the CR's status, if any."""
     value = status_of(cr).get("phase")
     return Phase(value) if value is not None and value in Phase.__members__.values() else None
@@ -308,7 +308,7 @@ def _failure(
 
 
 def observe(
-    cr: Mapping[str, Any],
+    cr: GuidelineJob,
     job: Mapping[str, Any] | None,
     pods: Sequence[Mapping[str, Any]],
     now: datetime,
@@ -319,7 +319,7 @@ def observe(
     Phases: PENDING until a runner pod starts, PROCESSING from then until the Job
     finishes, COMPLETED when the Job is Complete and the runner wrote `status.result`,
     FAILED when the Job failed (reason from its condition or the runner's own error)."""
-    status = cr.get("status") or {}
+    status = status_of(cr)
     previous = phase_of(cr) or Phase.PENDING
     known_attempts = int(status.get("attempts") or 0)
     started_at = parse_time(status.get("startedAt"))
@@ -426,10 +426,10 @@ def processing_message(attempts: int, job_name: str) -> str:
     return f"attempt {attempts} in Job {job_name}"
 
 
-def admitted(cr: Mapping[str, Any], now: datetime) -> Observation:
+def admitted(cr: GuidelineJob, now: datetime) -> Observation:
     """The state written when the current run is admitted, just before its Job is created:
     PROCESSING, its first attempt counted, startedAt now (if the job had not started)."""
-    status = cr.get("status") or {}
+    status = status_of(cr)
     name = current_job_name(cr)
     attempts = int(status.get("attempts") or 0) + 1
     return Observation(
@@ -447,7 +447,7 @@ def admitted(cr: Mapping[str, Any], now: datetime) -> Observation:
 # --- conditions read ---------------------------------------------------------------------
 
 
-def get_condition(cr: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+def get_condition(cr: GuidelineJob, kind: str) -> Condition | None:
     """The condition `kind` of a GuidelineJob, if set."""
     for cond in status_of(cr).get("conditions") or []:
         if cond.get("type") == kind:
@@ -455,7 +455,7 @@ def get_condition(cr: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     return None
 
 
-def queued_since(cr: Mapping[str, Any]) -> datetime | None:
+def queued_since(cr: GuidelineJob) -> datetime | None:
     """When the current run entered the queue: the Queued condition's transition to True."""
     cond = get_condition(cr, ConditionType.QUEUED)
     if cond and cond.get("status") == "True":

@@ -35,6 +35,7 @@ from typing import Any
 
 from guideline_core import logs
 from guideline_core import resource as gj
+from guideline_core.guidelinejob import GuidelineJob, spec_of, status_of
 from guideline_core.k8s import ForbiddenError
 from guideline_core.resource import FailureReason, Phase
 from guideline_core.settings import OperatorSettings
@@ -95,7 +96,7 @@ class Reconciler:
         with self._locks_guard:
             return self._locks.setdefault((namespace, name), threading.Lock())
 
-    def _bind(self, cr: Mapping[str, Any], event_id: str | None = None) -> Any:
+    def _bind(self, cr: GuidelineJob, event_id: str | None = None) -> Any:
         metadata = cr["metadata"]
         return logs.bind(
             event_id=event_id or rows.trusted_event_id(cr) or metadata.get("uid"),
@@ -122,7 +123,7 @@ class Reconciler:
 
     # --- watch-fed bookkeeping ------------------------------------------------------------
 
-    def cr_seen(self, body: Mapping[str, Any], deleted: bool = False) -> None:
+    def cr_seen(self, body: GuidelineJob, deleted: bool = False) -> None:
         """Keep the registry (and the name -> event_id map for log lines) current."""
         metadata = body.get("metadata") or {}
         key = (metadata.get("namespace") or "", metadata.get("name") or "")
@@ -193,17 +194,17 @@ class Reconciler:
                 return self._reconcile_cr(cr, event_id, own_jobs, pods)
             finally:
                 if cause == "resume":  # logged once the pass is over (tests wait for it)
-                    log.info("resumed", extra={"phase": (cr.get("status") or {}).get("phase")})
+                    log.info("resumed", extra={"phase": status_of(cr).get("phase")})
 
     def _reconcile_cr(
         self,
-        cr: dict[str, Any],
+        cr: GuidelineJob,
         event_id: str,
         own_jobs: Mapping[str, dict[str, Any]],
         pods: list[dict[str, Any]],
     ) -> bool | None:
         cr = self._ensure_label(cr, event_id)
-        status = cr.get("status") or {}
+        status = status_of(cr)
         queue_changed = False
         if not status.get("phase"):
             cr = self._accept(cr, event_id)
@@ -240,7 +241,7 @@ class Reconciler:
             return True
         return None
 
-    def _ensure_label(self, cr: dict[str, Any], event_id: str) -> dict[str, Any]:
+    def _ensure_label(self, cr: GuidelineJob, event_id: str) -> GuidelineJob:
         labels = cr["metadata"].get("labels") or {}
         if labels.get(gj.LABEL_EVENT_ID) == event_id:
             return cr
@@ -256,7 +257,7 @@ class Reconciler:
         )
 
     @op_tracing.traced(op_tracing.ACCEPT_SPAN)
-    def _accept(self, cr: dict[str, Any], event_id: str) -> dict[str, Any]:
+    def _accept(self, cr: GuidelineJob, event_id: str) -> GuidelineJob:
         metadata = cr["metadata"]
         row = self.mirror.row(_uuid(event_id))
         if row is None:  # a GuidelineJob made with kubectl (or claiming a job not its own)
@@ -288,11 +289,11 @@ class Reconciler:
         self.mirror.sync(cr, reason="Accepted")
         return cr
 
-    def _refuse_model(self, cr: dict[str, Any]) -> bool:
+    def _refuse_model(self, cr: GuidelineJob) -> bool:
         """A just-accepted job naming a model outside its tenant's allowlist (possible only
         for a GuidelineJob applied with kubectl: the API answers such a submission 422) is
         FAILED InvalidInput before it takes a slot; True if it was."""
-        model = (cr.get("spec") or {}).get("model")
+        model = spec_of(cr).get("model")
         tenant = self.registry.tenant(cr["metadata"]["uid"])
         allowed = self.settings.limits_for(tenant).allowed_models if tenant else None
         if not model or allowed is None or model in allowed:
@@ -304,7 +305,7 @@ class Reconciler:
             Observation(
                 Phase.FAILED,
                 Stage.DONE,
-                int((cr.get("status") or {}).get("attempts") or 0),
+                int(status_of(cr).get("attempts") or 0),
                 completed_at=now(),
                 error={"reason": FailureReason.INVALID_INPUT.value, "message": message},
                 reason=FailureReason.INVALID_INPUT.value,
@@ -314,7 +315,7 @@ class Reconciler:
         )
         return True
 
-    def _upkeep_terminal(self, cr: dict[str, Any], jobs: Mapping[str, Mapping[str, Any]]) -> None:
+    def _upkeep_terminal(self, cr: GuidelineJob, jobs: Mapping[str, Mapping[str, Any]]) -> None:
         metadata = cr["metadata"]
         if observe.phase_of(cr) == Phase.CANCELLED:
             for job_obj in jobs.values():
@@ -342,7 +343,7 @@ class Reconciler:
 
     # --- deletion and the timer ------------------------------------------------------------
 
-    def deleted(self, body: Mapping[str, Any]) -> None:
+    def deleted(self, body: GuidelineJob) -> None:
         """A GuidelineJob is being deleted: stop its Job now and, if it had not finished,
         record that in its row (which stays as history). Raises on a database error, so
         kopf retries and keeps its finalizer until the row is right."""
@@ -370,7 +371,7 @@ class Reconciler:
             self._locks.pop((namespace, name), None)
         self.admission.pump()
 
-    def resync(self, body: Mapping[str, Any]) -> None:
+    def resync(self, body: GuidelineJob) -> None:
         """The periodic pass (kopf timer). A finished job this process already mirrored
         only gets its retention checked; everything else is reconciled in full."""
         metadata = body["metadata"]

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from guideline_core.guidelinejob import metadata_of, spec_of, status_of
+from guideline_core.guidelinejob import GuidelineJob, metadata_of, spec_of, status_of
 from guideline_core.resource import Phase
 from guideline_core.settings import OperatorSettings, RunnerSettings
 from guideline_core.splitting import planned_rounds, planned_rounds_for_chars
@@ -47,7 +47,7 @@ class Starts:
         self.transitions = transitions
         self.tracer = tracer  # spans of admissions and Job creations
 
-    def tenant_of(self, cr: Mapping[str, Any]) -> str | None:
+    def tenant_of(self, cr: GuidelineJob) -> str | None:
         """The tenant of an accepted GuidelineJob: the one its row records."""
         uid = metadata_of(cr)["uid"]
         tenant = self.registry.tenant(uid)
@@ -57,7 +57,7 @@ class Starts:
                 tenant = row["tenant"]
         return tenant
 
-    def job_manifest(self, cr: Mapping[str, Any], attempts_before: int) -> dict[str, Any]:
+    def job_manifest(self, cr: GuidelineJob, attempts_before: int) -> dict[str, Any]:
         """The Job of the GuidelineJob's current run."""
         metadata, spec = metadata_of(cr), spec_of(cr)
         request = manifests.JobRequest(
@@ -84,7 +84,7 @@ class Starts:
         return manifests.build_job(request, self.settings)
 
     @op_tracing.traced(op_tracing.JOB_CREATE_SPAN)
-    def create_job(self, cr: dict[str, Any], attempts_before: int | None = None) -> None:
+    def create_job(self, cr: GuidelineJob, attempts_before: int | None = None) -> None:
         """Create the current run's Job (status.jobName is already written)."""
         if attempts_before is None:
             attempts_before = attempts_before_of(cr)
@@ -106,7 +106,7 @@ class Starts:
             )
 
     @op_tracing.traced(op_tracing.ADMIT_SPAN)
-    def start(self, cr: dict[str, Any]) -> dict[str, Any]:
+    def start(self, cr: GuidelineJob) -> GuidelineJob:
         """Admit the current run: write PROCESSING and status.jobName, then create its Job
         (status first: a missing Job whose name is in status is created by the next pass)."""
         before = int(status_of(cr).get("attempts") or 0)
@@ -119,7 +119,7 @@ class Starts:
         self.mirror.sync(cr, reason="Admitted", message=f"Job {obs.job_name}")
         return cr
 
-    def start_suspended(self, cr: dict[str, Any]) -> None:
+    def start_suspended(self, cr: GuidelineJob) -> None:
         """With Kueue: write status.jobName, create the Job suspended; Kueue admission
         starts it."""
         kueue = self.settings.kueue_queue_name
@@ -163,7 +163,7 @@ def rounds_of(spec: Mapping[str, Any], settings: OperatorSettings) -> int:
     )
 
 
-def attempts_before_of(cr: Mapping[str, Any]) -> int:
+def attempts_before_of(cr: GuidelineJob) -> int:
     """Attempts of earlier runs, for a Job (re)created after its admission: an admission
     to PROCESSING counted the run's first attempt in status.attempts already."""
     attempts = int(status_of(cr).get("attempts") or 0)

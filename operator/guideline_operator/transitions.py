@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from guideline_core.guidelinejob import metadata_of, status_of
+from guideline_core.guidelinejob import GuidelineJob, metadata_of, status_of
 from guideline_core.resource import Phase
 from guideline_core.tracing import Tracer
 
@@ -68,7 +68,7 @@ class Transitions:
         """Post an Event on the GuidelineJob."""
         self.events(cr, type_, reason, message)
 
-    def patch_status(self, cr: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    def patch_status(self, cr: GuidelineJob, patch: dict[str, Any]) -> GuidelineJob:
         """Merge-patch the GuidelineJob's status; the object as written (also in the
         registry, so the admission pass sees it before its watch event comes)."""
         metadata = cr["metadata"]
@@ -77,7 +77,7 @@ class Transitions:
         return updated
 
     @op_tracing.traced_outcome
-    def apply(self, cr: dict[str, Any], obs: Observation) -> dict[str, Any]:
+    def apply(self, cr: GuidelineJob, obs: Observation) -> GuidelineJob:
         """Write the status `obs` implies (only what differs), its transition and Events,
         and mirror it into the job's row."""
         status = status_of(cr)
@@ -96,7 +96,7 @@ class Transitions:
         self.mirror.sync(cr, reason=obs.reason, message=obs.message)
         return cr
 
-    def transition(self, cr: dict[str, Any], previous: Phase | None, obs: Observation) -> None:
+    def transition(self, cr: GuidelineJob, previous: Phase | None, obs: Observation) -> None:
         """The phase changed from `previous` to `obs.phase`: a log line and, when it ends
         the job, its metrics and Event."""
         new = obs.phase
@@ -129,7 +129,7 @@ class Transitions:
             else:
                 self.event(cr, "Normal", "Cancelled", obs.message)
 
-    def pod_started(self, cr: dict[str, Any], obs: Observation) -> None:
+    def pod_started(self, cr: GuidelineJob, obs: Observation) -> None:
         """The first runner pod of a run started: its queue wait and an Event (no write)."""
         if obs.run_started_at is None:
             return
