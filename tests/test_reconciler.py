@@ -246,7 +246,9 @@ def test_backoff_exhausted_fails_with_the_last_error_then_a_retry_runs_again(wor
         world.pod_ended(
             world.pod_started("hand-hygiene"), 1, runner_error("LLMError", "rate limited")
         )
-    assert world.cr("hand-hygiene")["status"]["phase"] == "PROCESSING"  # the Job retries
+    status = world.cr("hand-hygiene")["status"]
+    assert (status["phase"], status["attempts"]) == ("PROCESSING", 2)  # the Job retried
+    assert "AttemptStarted" in world.reasons("hand-hygiene")
     world.fake.set_job_condition(first_job, "Failed", "BackoffLimitExceeded", failed=2)
     world.rec.child_event(first_job, "MODIFIED")
     status = world.cr("hand-hygiene")["status"]
@@ -359,3 +361,32 @@ def test_a_job_deleted_under_a_running_job_is_created_again(world: World) -> Non
     # The admission counted the run's first attempt already: none before it.
     assert again["metadata"]["annotations"][manifests.ANNOTATION_ATTEMPTS_BEFORE] == "0"
     assert (cr["status"]["phase"], cr["status"]["attempts"]) == ("PROCESSING", 1)
+
+
+def test_a_running_guidelinejob_deleted_stops_its_job_and_stays_in_its_row(world: World) -> None:
+    body = world.apply("hand-hygiene")
+    world.kube.patch_cr(NS, "hand-hygiene", {"metadata": {"finalizers": [gj.FINALIZER]}})
+    world.reconcile("hand-hygiene")
+    uid = body["metadata"]["uid"]
+    assert world.kube.delete_cr(NS, "hand-hygiene")
+    deleting = world.cr("hand-hygiene")  # held by the operator's finalizer
+    writes = world.fake.writes()
+    world.rec.reconcile(NS, "hand-hygiene")  # a pass leaves a GuidelineJob being deleted alone
+    assert world.fake.writes() == writes
+    world.rec.deleted(deleting)
+    assert world.jobs("hand-hygiene") == []
+    row = world.row(uid)
+    assert (row["status"], row["error"]["reason"], row["attempts"]) == ("CANCELLED", "Deleted", 1)
+
+
+def test_a_finished_guidelinejob_leaves_the_cluster_after_its_retention(
+    database: db.Database,
+) -> None:
+    world = World(database, cr_retention_seconds=0)
+    uid = world.apply("hand-hygiene")["metadata"]["uid"]
+    world.reconcile("hand-hygiene")
+    assert world.complete("hand-hygiene")["status"]["phase"] == "COMPLETED"
+    world.rec.resync(world.cr("hand-hygiene"))  # the timer's pass over a finished job
+    assert world.kube.get_cr(NS, "hand-hygiene") is None
+    assert world.jobs("hand-hygiene") == []  # its Job and pods with it
+    assert world.row(uid)["status"] == "COMPLETED"

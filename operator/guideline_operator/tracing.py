@@ -105,8 +105,8 @@ def traced(
 def traced_outcome(
     method: Callable[Concatenate[S, GuidelineJob, Any, P], R],
 ) -> Callable[Concatenate[S, GuidelineJob, Any, P], R]:
-    """`_apply(self, cr, obs)` inside an outcome span when it turns the job terminal
-    (COMPLETED, FAILED: the span fails with the reason, CANCELLED)."""
+    """`Transitions.apply(self, cr, obs)` inside an outcome span when it turns the job
+    terminal (COMPLETED, FAILED: the span fails with the reason, CANCELLED)."""
 
     @functools.wraps(method)
     def run(self: S, cr: GuidelineJob, obs: Any, *args: P.args, **kwargs: P.kwargs) -> R:
