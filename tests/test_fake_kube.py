@@ -115,6 +115,8 @@ def test_merge_patches_and_the_status_subresource(api: Api) -> None:
     assert not patched.get("status")  # the object's write ignores status
     assert patched["metadata"]["generation"] == 1  # metadata is not the spec
     assert patched["metadata"]["resourceVersion"] != version
+    with pytest.raises(RejectedError):  # the CRD's rule: spec is immutable
+        api.kube.patch_cr(api.namespace, name, {"spec": {"title": "another"}})
     first, second = {"type": "A", "status": "True"}, {"type": "B", "status": "False"}
     status = api.kube.patch_cr_status(
         api.namespace, name, {"phase": "PENDING", "eventId": "e", "conditions": [first]}
@@ -174,6 +176,11 @@ def test_jobs_are_created_once_and_follow_their_owner(api: Api) -> None:
     assert listed["metadata"]["name"] == job["metadata"]["name"]
     assert "kind" not in listed  # a built-in type's list items carry no kind
     assert listed["spec"]["suspend"] is True and listed["metadata"]["generation"] == 1
+    path = paths.jobs(api.namespace, job["metadata"]["name"])
+    labelled = api.client.merge_patch(path, {"metadata": {"labels": {"x": "1"}}})
+    assert labelled["metadata"]["generation"] == 1  # metadata is not the spec
+    changed = api.client.merge_patch(path, {"spec": {"activeDeadlineSeconds": 999}})
+    assert changed["metadata"]["generation"] == 2
     assert api.kube.list_pods(api.namespace, manifests.selector_for(name)) == []
     assert api.kube.delete_cr(api.namespace, name) is True
     wait_for(

@@ -35,7 +35,7 @@ from typing import Any
 
 from guideline_core import logs
 from guideline_core import resource as gj
-from guideline_core.guidelinejob import GuidelineJob, spec_of, status_of
+from guideline_core.guidelinejob import GuidelineJob, metadata_of, spec_of, status_of
 from guideline_core.k8s import ForbiddenError
 from guideline_core.resource import FailureReason, Phase
 from guideline_core.settings import OperatorSettings
@@ -125,7 +125,7 @@ class Reconciler:
 
     def cr_seen(self, body: GuidelineJob, deleted: bool = False) -> None:
         """Keep the registry (and the name -> event_id map for log lines) current."""
-        metadata = body.get("metadata") or {}
+        metadata = metadata_of(body)
         key = (metadata.get("namespace") or "", metadata.get("name") or "")
         if deleted:
             self.registry.remove(metadata.get("uid") or "")
@@ -357,7 +357,7 @@ class Reconciler:
                     if observe.owned_by(job_obj, metadata["uid"]):
                         self.kube.delete_job(namespace, job_obj["metadata"]["name"])
                 if event_id is not None:  # never accepted: no row of its own to record in
-                    status = body.get("status") or {}
+                    status = status_of(body)
                     self.mirror.mark_deleted(
                         event_id,
                         int(status.get("attempts") or 0),

@@ -16,7 +16,7 @@ kube-apiserver's are (`guideline_core.k8s.errors.error_for`).
 
 What it does not: controllers (the tests play the Job controller and the kubelet with
 `FakeClient.start_pod` / status patches), admission webhooks and policies, schema
-validation beyond an object's name, watches.
+validation beyond an object's name and the GuidelineJob's immutable spec, watches.
 """
 
 from __future__ import annotations
@@ -277,8 +277,16 @@ class FakeApiServer:
         if updated == current:
             return copy.deepcopy(current)  # no change: no write, the same resourceVersion
         outside = {k: v for k, v in updated.items() if k not in ("metadata", "status")}
-        if outside != {k: v for k, v in current.items() if k not in ("metadata", "status")}:
-            updated["metadata"]["generation"] = int(current["metadata"].get("generation", 0)) + 1
+        changed = outside != {k: v for k, v in current.items() if k not in ("metadata", "status")}
+        if changed and key[1] == gj.PLURAL:  # the CRD's CEL rule on spec
+            raise _status_error(
+                422,
+                "Invalid",
+                f'{gj.KIND}.{gj.GROUP} "{key[3]}" is invalid: spec: Invalid value: "object": '
+                "spec is immutable after creation; create a new GuidelineJob instead",
+            )
+        if changed and "generation" in current["metadata"]:
+            updated["metadata"]["generation"] = current["metadata"]["generation"] + 1
         meta = updated["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             self._remove(key)
