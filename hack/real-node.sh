@@ -76,7 +76,7 @@ real_node_pki() {
   [[ -s "$PKI_DIR/kube-router.crt" ]] || sign kube-router "/CN=system:kube-router" "$CLIENT_EXT"
   chmod 600 "$PKI_DIR"/*.key
   # The kubelet is a normal node: system:node:<name> in system:nodes (the Node authorizer and
-  # NodeRestriction admission apply), the same identity the node agent has.
+  # NodeRestriction admission plugin apply), the same identity the node agent has.
   write_kubeconfig "$LOCAL_DIR/kubelet.kubeconfig" "system:node:$NODE_NAME" node-agent
   write_kubeconfig "$LOCAL_DIR/kube-proxy.kubeconfig" system:kube-proxy kube-proxy
   write_kubeconfig "$LOCAL_DIR/coredns.kubeconfig" system:coredns coredns

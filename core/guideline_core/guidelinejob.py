@@ -117,3 +117,9 @@ def spec_of(body: Mapping[str, Any]) -> GuidelineJobSpec:
 def status_of(body: Mapping[str, Any]) -> GuidelineJobStatus:
     """A GuidelineJob's status ({} before the operator first writes one)."""
     return cast(GuidelineJobStatus, body.get("status") or {})
+
+
+def as_guidelinejob(body: Mapping[str, Any]) -> GuidelineJob:
+    """A GuidelineJob body (from kube-apiserver or kopf: validated against the CRD's
+    schema already) as what it is."""
+    return cast(GuidelineJob, body)

@@ -38,8 +38,8 @@ ANNOTATION_SUBMITTED_BY: Final = f"{GROUP}/submitted-by"
 # operator takes the tenant from the row, never from this label), and the namespace label
 # that names the tenant of GuidelineJobs applied with kubectl in that namespace.
 LABEL_TENANT: Final = f"{GROUP}/tenant"
-# Who created a GuidelineJob, as kube-apiserver authenticated the request (set by admission,
-# not by the user).
+# Who created a GuidelineJob, as kube-apiserver authenticated the request (set by an
+# admission policy, not by the user).
 ANNOTATION_CREATED_BY: Final = f"{GROUP}/created-by"
 # Prefix of the names of GuidelineJobs the API creates: `gj-<event_id>`, so that a repeated
 # create of the same job is recognised as the same object (409 AlreadyExists).

@@ -4,6 +4,8 @@ Slots are counted from the registry (admitted runs not finished yet), not by lis
 so a pass costs O(admitted jobs), whatever the queue length; nothing is written to a job
 that stays in the queue (its position is computed on read, from the database, by the API).
 One pass runs at a time; a pass requested while another runs makes that one go round again.
+(The operator's own admission: not an admission policy of kube-apiserver, nor Kueue
+admission; see the package's glossary.)
 """
 
 from __future__ import annotations

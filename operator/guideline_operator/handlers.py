@@ -39,6 +39,7 @@ import kopf
 import psycopg2
 from guideline_core import db
 from guideline_core import resource as gj
+from guideline_core.guidelinejob import GuidelineJob, as_guidelinejob
 from guideline_core.k8s import KubeError
 from guideline_core.settings import OperatorSettings
 
@@ -114,6 +115,10 @@ def _plain(body: Any) -> dict[str, Any]:
     return copy.deepcopy(dict(body))
 
 
+def _guidelinejob(body: Any) -> GuidelineJob:
+    return as_guidelinejob(_plain(body))
+
+
 def _retrying(call: Callable[[], None]) -> None:
     """Run `call`; a transient API or database failure makes kopf retry soon."""
     try:
@@ -171,7 +176,7 @@ def register(
 
     @kopf.on.event(*CR, registry=registry)
     def guidelinejob_event(type: str | None, body: Any, **_: Any) -> None:
-        plain = _plain(body)
+        plain = _guidelinejob(body)
         rec.cr_seen(plain, deleted=type == "DELETED")
         metadata = plain.get("metadata") or {}
         if type == "DELETED" or metadata.get("deletionTimestamp") or rec.queued(metadata["uid"]):
@@ -185,12 +190,12 @@ def register(
 
     @kopf.on.delete(*CR, registry=registry)
     def guidelinejob_deleted(body: Any, **_: Any) -> None:
-        _retrying(lambda: rec.deleted(_plain(body)))
+        _retrying(lambda: rec.deleted(_guidelinejob(body)))
 
     @kopf.timer(*CR, registry=registry, interval=settings.resync_interval_seconds)
     def resync(body: Any, **_: Any) -> None:
         try:
-            rec.resync(_plain(body))
+            rec.resync(_guidelinejob(body))
         except rows.NotRecordedYetError:
             pass  # the next tick decides
         except TRANSIENT as exc:  # the next tick retries

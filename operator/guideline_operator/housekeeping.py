@@ -8,11 +8,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from guideline_core import db, summary_cache
+from guideline_core.guidelinejob import GuidelineJob, status_of
 
 from guideline_operator import observe
 from guideline_operator.kubeapi import Kube
@@ -134,9 +133,9 @@ class Heartbeat:
         return purged
 
 
-def age_seconds(cr: Mapping[str, Any], now: datetime) -> float | None:
+def age_seconds(cr: GuidelineJob, now: datetime) -> float | None:
     """Seconds since a finished GuidelineJob completed (None if it has not)."""
-    completed = observe.parse_time((cr.get("status") or {}).get("completedAt"))
+    completed = observe.parse_time(status_of(cr).get("completedAt"))
     return (now - completed).total_seconds() if completed else None
 
 
@@ -148,12 +147,12 @@ class Retention:
         self.metrics = metrics
         self.seconds = seconds
 
-    def due(self, cr: Mapping[str, Any], now: datetime) -> bool:
+    def due(self, cr: GuidelineJob, now: datetime) -> bool:
         """True if a finished GuidelineJob is older than the retention."""
         age = age_seconds(cr, now)
         return age is not None and age >= self.seconds
 
-    def apply(self, cr: Mapping[str, Any], now: datetime) -> bool:
+    def apply(self, cr: GuidelineJob, now: datetime) -> bool:
         """Delete `cr` if it is due; True if it was."""
         if not self.due(cr, now):
             return False

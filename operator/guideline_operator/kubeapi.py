@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from guideline_core.guidelinejob import GuidelineJob, as_guidelinejob
 from guideline_core.k8s import Client, ConflictError, NotFoundError, paths
 from guideline_core.k8s import pooled as k8s_pooled
 
@@ -19,10 +20,10 @@ class Kube:
 
     # --- reads ---------------------------------------------------------------------------
 
-    def get_cr(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get_cr(self, namespace: str, name: str) -> GuidelineJob | None:
         """A GuidelineJob, or None if it does not exist."""
         try:
-            return self.client.get(paths.guidelinejobs(namespace, name))
+            return as_guidelinejob(self.client.get(paths.guidelinejobs(namespace, name)))
         except NotFoundError:
             return None
 
@@ -31,9 +32,10 @@ class Kube:
         body = self.client.get(paths.namespace(namespace))
         return dict((body.get("metadata") or {}).get("labels") or {})
 
-    def list_crs(self, namespace: str | None) -> list[dict[str, Any]]:
+    def list_crs(self, namespace: str | None) -> list[GuidelineJob]:
         """Every GuidelineJob in a namespace (all namespaces if None), 50 per page."""
-        return self.client.list_items(paths.guidelinejobs(namespace), limit=50)
+        items = self.client.list_items(paths.guidelinejobs(namespace), limit=50)
+        return [as_guidelinejob(item) for item in items]
 
     def list_jobs(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
         """Jobs matching a label selector."""
@@ -45,19 +47,20 @@ class Kube:
 
     # --- writes --------------------------------------------------------------------------
 
-    def patch_cr(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    def patch_cr(self, namespace: str, name: str, patch: dict[str, Any]) -> GuidelineJob:
         """Merge-patch a GuidelineJob's metadata (labels, annotations)."""
-        return self.client.merge_patch(paths.guidelinejobs(namespace, name), patch)
+        return as_guidelinejob(self.client.merge_patch(paths.guidelinejobs(namespace, name), patch))
 
     def patch_cr_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
-    ) -> dict[str, Any]:
+    ) -> GuidelineJob:
         """Merge-patch fields of a GuidelineJob's status subresource; with
         `resource_version` the write fails with ConflictError if the object changed since."""
         body: dict[str, Any] = {"status": status}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        return self.client.merge_patch(paths.guidelinejobs(namespace, name, "status"), body)
+        path = paths.guidelinejobs(namespace, name, "status")
+        return as_guidelinejob(self.client.merge_patch(path, body))
 
     def delete_cr(self, namespace: str, name: str) -> bool:
         """Delete a GuidelineJob (its Jobs and pods follow by garbage collection)."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg2
 from guideline_core import db
+from guideline_core.guidelinejob import GuidelineJob, status_of
 from guideline_core.resource import Phase
 
 from guideline_operator import rows
@@ -79,11 +80,9 @@ class DatabaseMirror:
         """True if this process wrote exactly `state` already."""
         return self._mirrored.get(str(state.event_id)) == fingerprint(state)
 
-    def sync(
-        self, cr: Mapping[str, Any], reason: str | None = None, message: str | None = None
-    ) -> None:
+    def sync(self, cr: GuidelineJob, reason: str | None = None, message: str | None = None) -> None:
         """Mirror an accepted CR's state into its row, unless this process already wrote it."""
-        status = cr.get("status") or {}
+        status = status_of(cr)
         if not status.get("phase") or not status.get("eventId"):
             return
         state = rows.job_state(cr, reason, message)

@@ -1,9 +1,8 @@
 """What a GuidelineJob's state is, computed from its Job and pods: pure functions.
 
 `observe()` reads the CR, the Job of its current run and that Job's pods, and says which
-phase the job is in, how many attempts it has made and why it failed; `desired_status()`
-turns that into the operator's status fields with honest conditions (lastTransitionTime
-moves only when a condition's status changes). Nothing here talks to the cluster.
+phase the job is in, how many attempts it has made and why it failed; `conditions` turns
+that into the operator's status fields. Nothing here talks to the cluster.
 """
 
 from __future__ import annotations
@@ -16,19 +15,10 @@ from enum import StrEnum
 from typing import Any
 
 from guideline_core import resource as gj
-from guideline_core.guidelinejob import metadata_of, status_of
+from guideline_core.guidelinejob import Condition, GuidelineJob, metadata_of, status_of
 from guideline_core.resource import ConditionType, FailureReason, Phase
 
 from guideline_operator import manifests
-
-# Condition types every status carries, in this order.
-CONDITION_TYPES = (
-    ConditionType.ACCEPTED,
-    ConditionType.QUEUED,
-    ConditionType.RUNNING,
-    ConditionType.SUCCEEDED,
-    ConditionType.FAILED,
-)
 
 
 class Stage(StrEnum):
@@ -207,24 +197,24 @@ def queued_at(job: Mapping[str, Any] | None) -> datetime | None:
 # --- the GuidelineJob ------------------------------------------------------------------------
 
 
-def current_run(cr: Mapping[str, Any]) -> int:
+def current_run(cr: GuidelineJob) -> int:
     """The run in progress: 0, or the last retry request the operator accepted."""
     return int(status_of(cr).get("retryRequests") or 0)
 
 
-def current_job_name(cr: Mapping[str, Any]) -> str:
+def current_job_name(cr: GuidelineJob) -> str:
     """The name of the Job of the current run."""
     metadata = cr["metadata"]
     return manifests.job_name(metadata["name"], metadata.get("uid") or "", current_run(cr))
 
 
-def cancel_requested(cr: Mapping[str, Any]) -> bool:
+def cancel_requested(cr: GuidelineJob) -> bool:
     """True if the cancel annotation is set."""
     annotations = metadata_of(cr).get("annotations") or {}
     return bool(annotations.get(gj.ANNOTATION_CANCEL_REQUESTED))
 
 
-def retry_requested(cr: Mapping[str, Any]) -> int | None:
+def retry_requested(cr: GuidelineJob) -> int | None:
     """The retry counter the API asked for, if it is a valid number."""
     annotations = metadata_of(cr).get("annotations") or {}
     value = annotations.get(gj.ANNOTATION_RETRY_REQUESTED)
@@ -236,7 +226,7 @@ def retry_requested(cr: Mapping[str, Any]) -> int | None:
         return None
 
 
-def phase_of(cr: Mapping[str, Any]) -> Phase | None:
+def phase_of(cr: GuidelineJob) -> Phase | None:
     """The phase in the CR's status, if any."""
     value = status_of(cr).get("phase")
     return Phase(value) if value is not None and value in Phase.__members__.values() else None
@@ -318,7 +308,7 @@ def _failure(
 
 
 def observe(
-    cr: Mapping[str, Any],
+    cr: GuidelineJob,
     job: Mapping[str, Any] | None,
     pods: Sequence[Mapping[str, Any]],
     now: datetime,
@@ -329,7 +319,7 @@ def observe(
     Phases: PENDING until a runner pod starts, PROCESSING from then until the Job
     finishes, COMPLETED when the Job is Complete and the runner wrote `status.result`,
     FAILED when the Job failed (reason from its condition or the runner's own error)."""
-    status = cr.get("status") or {}
+    status = status_of(cr)
     previous = phase_of(cr) or Phase.PENDING
     known_attempts = int(status.get("attempts") or 0)
     started_at = parse_time(status.get("startedAt"))
@@ -436,10 +426,10 @@ def processing_message(attempts: int, job_name: str) -> str:
     return f"attempt {attempts} in Job {job_name}"
 
 
-def admitted(cr: Mapping[str, Any], now: datetime) -> Observation:
+def admitted(cr: GuidelineJob, now: datetime) -> Observation:
     """The state written when the current run is admitted, just before its Job is created:
     PROCESSING, its first attempt counted, startedAt now (if the job had not started)."""
-    status = cr.get("status") or {}
+    status = status_of(cr)
     name = current_job_name(cr)
     attempts = int(status.get("attempts") or 0) + 1
     return Observation(
@@ -454,58 +444,10 @@ def admitted(cr: Mapping[str, Any], now: datetime) -> Observation:
     )
 
 
-# --- status -------------------------------------------------------------------------------
+# --- conditions read ---------------------------------------------------------------------
 
 
-def set_condition(
-    conditions: Sequence[Mapping[str, Any]],
-    kind: str,
-    status: bool,
-    reason: str,
-    message: str,
-    *,
-    now: datetime,
-    generation: int | None,
-) -> list[dict[str, Any]]:
-    """`conditions` with condition `kind` set; its lastTransitionTime changes only if its
-    status does."""
-    value = "True" if status else "False"
-    result: list[dict[str, Any]] = []
-    found = False
-    for cond in conditions:
-        if cond.get("type") != kind:
-            result.append(dict(cond))
-            continue
-        found = True
-        changed = cond.get("status") != value
-        updated = {
-            "type": kind,
-            "status": value,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": format_time(now)
-            if changed or not cond.get("lastTransitionTime")
-            else cond["lastTransitionTime"],
-        }
-        if generation is not None:
-            updated["observedGeneration"] = generation
-        result.append(updated)
-    if not found:
-        new: dict[str, Any] = {
-            "type": kind,
-            "status": value,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": format_time(now),
-        }
-        if generation is not None:
-            new["observedGeneration"] = generation
-        result.append(new)
-    order = {k.value: i for i, k in enumerate(CONDITION_TYPES)}
-    return sorted(result, key=lambda c: order.get(c.get("type", ""), len(order)))
-
-
-def get_condition(cr: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+def get_condition(cr: GuidelineJob, kind: str) -> Condition | None:
     """The condition `kind` of a GuidelineJob, if set."""
     for cond in status_of(cr).get("conditions") or []:
         if cond.get("type") == kind:
@@ -513,127 +455,9 @@ def get_condition(cr: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     return None
 
 
-def queued_since(cr: Mapping[str, Any]) -> datetime | None:
+def queued_since(cr: GuidelineJob) -> datetime | None:
     """When the current run entered the queue: the Queued condition's transition to True."""
     cond = get_condition(cr, ConditionType.QUEUED)
     if cond and cond.get("status") == "True":
         return parse_time(cond.get("lastTransitionTime"))
     return None
-
-
-def conditions_for(
-    cr: Mapping[str, Any],
-    phase: Phase,
-    stage: Stage,
-    *,
-    now: datetime,
-    reason: str = "",
-    message: str = "",
-    queue_message: str | None = None,
-) -> list[dict[str, Any]]:
-    """The full list of conditions for a GuidelineJob in `phase` / `stage`."""
-    generation = (cr.get("metadata") or {}).get("generation")
-    status = cr.get("status") or {}
-    conds: list[dict[str, Any]] = [dict(c) for c in status.get("conditions") or []]
-    event_id = status.get("eventId") or ""
-
-    def put(kind: str, value: bool, why: str, text: str) -> None:
-        nonlocal conds
-        conds = set_condition(conds, kind, value, why, text, now=now, generation=generation)
-
-    put(ConditionType.ACCEPTED, True, "Accepted", f"accepted as event_id {event_id}".strip())
-    queued = get_condition(cr, ConditionType.QUEUED)
-    if stage in (Stage.QUEUED, Stage.SUSPENDED):
-        if queue_message is not None:
-            text = queue_message
-        elif queued and queued.get("status") == "True" and queued.get("reason") == stage.value:
-            text = queued.get("message") or ""  # keep the position the queue wrote
-        elif stage == Stage.SUSPENDED:
-            text = "waiting for admission by Kueue"
-        else:
-            text = "waiting for a free slot"
-        put(ConditionType.QUEUED, True, stage.value, text)
-    elif phase == Phase.CANCELLED and (queued is None or queued.get("status") == "True"):
-        put(ConditionType.QUEUED, False, "Cancelled", "cancelled before it started")
-    elif stage == Stage.MISSING:
-        put(ConditionType.QUEUED, False, "Admitted", "admitted; creating its Job")
-    elif (
-        stage in (Stage.STARTING, Stage.RUNNING) or queued is None or queued.get("status") == "True"
-    ):
-        put(ConditionType.QUEUED, False, "Admitted", f"Job {current_job_name(cr)} created")
-    if phase == Phase.PROCESSING:
-        put(ConditionType.RUNNING, True, "Running", message or "running")
-    else:
-        why = {
-            Stage.QUEUED: ("Queued", "waiting in the queue"),
-            Stage.SUSPENDED: ("Queued", "waiting for admission"),
-            Stage.MISSING: ("Starting", "creating its Job"),
-            Stage.STARTING: ("Starting", "waiting for the runner pod to start"),
-        }.get(stage, (phase.value.capitalize(), message or phase.value.lower()))
-        put(ConditionType.RUNNING, False, *why)
-    if phase == Phase.COMPLETED:
-        put(ConditionType.SUCCEEDED, True, "Completed", message or "result written")
-        put(ConditionType.FAILED, False, "Completed", "")
-    elif phase == Phase.FAILED:
-        put(ConditionType.SUCCEEDED, False, "Failed", "")
-        put(ConditionType.FAILED, True, reason or "Failed", message)
-    elif phase == Phase.CANCELLED:
-        put(ConditionType.SUCCEEDED, False, "Cancelled", message)
-        put(ConditionType.FAILED, False, "Cancelled", message)
-    else:
-        put(ConditionType.SUCCEEDED, False, "NotFinished", "")
-        put(ConditionType.FAILED, False, "NotFinished", "")
-    return conds
-
-
-def pending_conditions(
-    cr: Mapping[str, Any],
-    status_update: Mapping[str, Any],
-    stage: Stage,
-    *,
-    now: datetime,
-    queue_message: str | None = None,
-) -> list[dict[str, Any]]:
-    """The conditions of `cr` once `status_update` is applied and it waits in `stage`
-    (PENDING: accepted, retried, or waiting for Kueue)."""
-    staged = {**cr, "status": {**(cr.get("status") or {}), **status_update}}
-    return conditions_for(staged, Phase.PENDING, stage, now=now, queue_message=queue_message)
-
-
-def desired_status(cr: Mapping[str, Any], obs: Observation, *, now: datetime) -> dict[str, Any]:
-    """The operator's status fields for `obs` (a full set; see `status_patch`)."""
-    status = cr.get("status") or {}
-    desired: dict[str, Any] = {
-        "phase": obs.phase.value,
-        "attempts": obs.attempts,
-        "startedAt": format_time(obs.started_at) if obs.started_at else None,
-        "completedAt": format_time(obs.completed_at) if obs.completed_at else None,
-        "error": obs.error,
-        "observedGeneration": (cr.get("metadata") or {}).get("generation"),
-        "conditions": conditions_for(
-            cr, obs.phase, obs.stage, now=now, reason=obs.reason, message=obs.message
-        ),
-    }
-    if obs.stage not in (Stage.QUEUED, Stage.SUSPENDED):
-        desired["queuePosition"] = None
-    if obs.job_name:
-        desired["jobName"] = obs.job_name
-    if obs.phase.terminal and status.get("completedAt") and obs.phase == phase_of(cr):
-        desired["completedAt"] = status["completedAt"]
-    return desired
-
-
-def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
-    """The merge patch that turns `current` status into `desired` (only what differs;
-    None removes a field)."""
-    patch: dict[str, Any] = {}
-    for key, value in desired.items():
-        if current.get(key) != value and not (value is None and key not in current):
-            patch[key] = value
-    return patch
-
-
-def queue_message(position: int, total: int, running: int) -> str:
-    """The Queued condition's message for a job at `position` (1 = next)."""
-    jobs = "job" if running == 1 else "jobs"
-    return f"position {position} of {total} in the queue; {running} {jobs} running"

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from guideline_core.guidelinejob import metadata_of, status_of
+from guideline_core.guidelinejob import GuidelineJob, metadata_of, status_of
 from guideline_core.resource import Phase
 
 from guideline_operator import manifests, observe
@@ -95,7 +94,7 @@ class QueueEntry:
         return (self.created, self.event_id)
 
 
-def entry_from_body(body: Mapping[str, Any]) -> QueueEntry:
+def entry_from_body(body: GuidelineJob) -> QueueEntry:
     """A QueueEntry from a GuidelineJob body."""
     metadata = metadata_of(body)
     status = status_of(body)
@@ -138,7 +137,7 @@ class Registry:
 
     # --- updates ---------------------------------------------------------------------------
 
-    def upsert(self, body: Mapping[str, Any]) -> QueueEntry | None:
+    def upsert(self, body: GuidelineJob) -> QueueEntry | None:
         """Record the latest state of a GuidelineJob body (ignored without a uid)."""
         if not (body.get("metadata") or {}).get("uid"):
             return None

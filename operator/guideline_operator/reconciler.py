@@ -15,8 +15,11 @@ Design decisions (see also docs/contracts.md):
 - Trust: the event-id label is believed only on the CR its row records (`rows.identify`);
   once accepted, a CR's event_id is its `status.eventId`, which only the operator writes.
 - Collaborators: the queue and admission (`admission.Admission` over `queue.Registry`),
-  the database mirror (`mirror.DatabaseMirror`) and the retention of finished CRs
-  (`housekeeping.Retention`); this class only holds the pass itself.
+  starting runs (`starts.Starts`), the cancel and retry requests
+  (`cancel_retry.CancelRetry`), the status writes and their transitions
+  (`transitions.Transitions`), the database mirror (`mirror.DatabaseMirror`) and the
+  retention of finished CRs (`housekeeping.Retention`); this class only holds the pass
+  itself.
 - A per-GuidelineJob lock serializes the passes of one CR within this process (kopf runs
   sync handlers in a thread pool); peering keeps other replicas passive.
 """
@@ -27,47 +30,33 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 from guideline_core import logs
 from guideline_core import resource as gj
+from guideline_core.guidelinejob import GuidelineJob, metadata_of, spec_of, status_of
 from guideline_core.k8s import ForbiddenError
 from guideline_core.resource import FailureReason, Phase
-from guideline_core.settings import OperatorSettings, RunnerSettings
-from guideline_core.splitting import planned_rounds, planned_rounds_for_chars
+from guideline_core.settings import OperatorSettings
 from guideline_core.tracing import NOOP, Tracer
 
-from guideline_operator import manifests, observe, rows
+from guideline_operator import conditions, manifests, observe, rows
 from guideline_operator import tracing as op_tracing
 from guideline_operator.admission import Admission
+from guideline_operator.cancel_retry import CancelRetry
 from guideline_operator.housekeeping import Retention
 from guideline_operator.kubeapi import Kube
 from guideline_operator.metrics import Metrics
 from guideline_operator.mirror import DatabaseMirror
 from guideline_operator.observe import Observation, Stage
 from guideline_operator.queue import QueueEntry, Registry
+from guideline_operator.starts import Starts
+from guideline_operator.transitions import EventSink, Transitions, kopf_event, now
 
 log = logging.getLogger("guideline_operator")
 
-EventSink = Callable[[Mapping[str, Any], str, str, str], None]
 NAMESPACE_TENANT_TTL_SECONDS = 30.0
-
-
-def kopf_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-    """Post a Kubernetes Event on `body` through kopf's background poster."""
-    import kopf
-
-    try:
-        kopf.event(dict(body), type=type_, reason=reason, message=message[:1000])  # type: ignore[arg-type]
-    except LookupError:  # outside an operator context (e.g. a script): log only
-        log.info("event", extra={"reason": reason, "event_message": message})
-
-
-def now() -> datetime:
-    """The current time, to the second (the precision the API stores)."""
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 class Reconciler:
@@ -89,15 +78,16 @@ class Reconciler:
         self.mirror = mirror
         self.metrics = metrics
         self.namespaces = namespaces  # None: every namespace
-        self.events = events
         self.tracer = tracer  # spans of transitions (guideline_operator.tracing)
         self.registry = Registry()
+        self.transitions = Transitions(kube, self.registry, mirror, metrics, events, tracer)
+        self.starts = Starts(settings, kube, self.registry, mirror, self.transitions, tracer)
+        self.requests = CancelRetry(kube, mirror, self.transitions)
         self.admission = Admission(self.registry, settings, metrics, self._admit)
         self.retention = Retention(kube, metrics, seconds=settings.cr_retention_seconds)
         self.event_ids: dict[tuple[str, str], str] = {}  # for log lines
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self._started_runs: set[tuple[str, int]] = set()  # (uid, run) whose pod start was seen
         self._namespace_tenants: dict[str, tuple[float, str]] = {}
 
     # --- helpers ---------------------------------------------------------------------------
@@ -106,22 +96,13 @@ class Reconciler:
         with self._locks_guard:
             return self._locks.setdefault((namespace, name), threading.Lock())
 
-    def _event(self, cr: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        self.events(cr, type_, reason, message)
-
-    def _bind(self, cr: Mapping[str, Any], event_id: str | None = None) -> Any:
+    def _bind(self, cr: GuidelineJob, event_id: str | None = None) -> Any:
         metadata = cr["metadata"]
         return logs.bind(
             event_id=event_id or rows.trusted_event_id(cr) or metadata.get("uid"),
             guidelinejob=metadata["name"],
             namespace=metadata.get("namespace"),
         )
-
-    def _patch_status(self, cr: Mapping[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-        metadata = cr["metadata"]
-        updated = self.kube.patch_cr_status(metadata["namespace"], metadata["name"], patch)
-        self.registry.upsert(updated)
-        return updated
 
     def namespace_tenant(self, namespace: str) -> str:
         """The tenant of a namespace: its `ingest.guidelines.dev/tenant` label, else the
@@ -142,9 +123,9 @@ class Reconciler:
 
     # --- watch-fed bookkeeping ------------------------------------------------------------
 
-    def cr_seen(self, body: Mapping[str, Any], deleted: bool = False) -> None:
+    def cr_seen(self, body: GuidelineJob, deleted: bool = False) -> None:
         """Keep the registry (and the name -> event_id map for log lines) current."""
-        metadata = body.get("metadata") or {}
+        metadata = metadata_of(body)
         key = (metadata.get("namespace") or "", metadata.get("name") or "")
         if deleted:
             self.registry.remove(metadata.get("uid") or "")
@@ -213,17 +194,17 @@ class Reconciler:
                 return self._reconcile_cr(cr, event_id, own_jobs, pods)
             finally:
                 if cause == "resume":  # logged once the pass is over (tests wait for it)
-                    log.info("resumed", extra={"phase": (cr.get("status") or {}).get("phase")})
+                    log.info("resumed", extra={"phase": status_of(cr).get("phase")})
 
     def _reconcile_cr(
         self,
-        cr: dict[str, Any],
+        cr: GuidelineJob,
         event_id: str,
         own_jobs: Mapping[str, dict[str, Any]],
         pods: list[dict[str, Any]],
     ) -> bool | None:
         cr = self._ensure_label(cr, event_id)
-        status = cr.get("status") or {}
+        status = status_of(cr)
         queue_changed = False
         if not status.get("phase"):
             cr = self._accept(cr, event_id)
@@ -234,33 +215,33 @@ class Reconciler:
             row = self.mirror.row(_uuid(event_id))
             if row is not None:
                 self.registry.set_tenant(cr["metadata"]["uid"], row["tenant"])
-        retried = self._maybe_retry(cr)
+        retried = self.requests.retry_if_requested(cr)
         queue_changed = queue_changed or retried is not cr
         cr = retried
         phase = observe.phase_of(cr) or Phase.PENDING
         job = own_jobs.get(observe.current_job_name(cr))
         run_pods = [p for p in pods if observe.owned_by(p, job["metadata"]["uid"])] if job else []
         if observe.cancel_requested(cr) and not phase.terminal:
-            self._cancel(cr, own_jobs, job, run_pods)
+            self.requests.cancel(cr, own_jobs, job, run_pods)
             return True
         if phase.terminal:
             self._upkeep_terminal(cr, own_jobs)
             return None
         obs = observe.observe(cr, job, run_pods, now())
         if obs.stage == Stage.MISSING:
-            self._create_job(cr)  # admitted before: its Job is (re)created
+            self.starts.create_job(cr)  # admitted before: its Job is (re)created
             return None
         if obs.stage == Stage.QUEUED:
             if self.settings.kueue_queue_name:
-                self._start_suspended(cr)  # Kueue admits: the Job is created at once
+                self.starts.start_suspended(cr)  # Kueue admits: the Job is created at once
                 return None
             return queue_changed
-        self._apply(cr, obs)
+        self.transitions.apply(cr, obs)
         if obs.phase.terminal or queue_changed:
             return True
         return None
 
-    def _ensure_label(self, cr: dict[str, Any], event_id: str) -> dict[str, Any]:
+    def _ensure_label(self, cr: GuidelineJob, event_id: str) -> GuidelineJob:
         labels = cr["metadata"].get("labels") or {}
         if labels.get(gj.LABEL_EVENT_ID) == event_id:
             return cr
@@ -276,7 +257,7 @@ class Reconciler:
         )
 
     @op_tracing.traced(op_tracing.ACCEPT_SPAN)
-    def _accept(self, cr: dict[str, Any], event_id: str) -> dict[str, Any]:
+    def _accept(self, cr: GuidelineJob, event_id: str) -> GuidelineJob:
         metadata = cr["metadata"]
         row = self.mirror.row(_uuid(event_id))
         if row is None:  # a GuidelineJob made with kubectl (or claiming a job not its own)
@@ -295,36 +276,36 @@ class Reconciler:
         if run:
             patch["retryRequests"] = run
         kueue = self.settings.kueue_queue_name
-        patch["conditions"] = observe.pending_conditions(
+        patch["conditions"] = conditions.pending_conditions(
             cr,
             patch,
             Stage.QUEUED,
             now=now(),
             queue_message=f"waiting for admission by Kueue (queue {kueue})" if kueue else None,
         )
-        cr = self._patch_status(cr, patch)
+        cr = self.transitions.patch_status(cr, patch)
         log.info("accepted", extra={"phase": "PENDING", "tenant": row["tenant"], "run": run})
-        self._event(cr, "Normal", "Accepted", f"accepted as event_id {event_id}")
+        self.transitions.event(cr, "Normal", "Accepted", f"accepted as event_id {event_id}")
         self.mirror.sync(cr, reason="Accepted")
         return cr
 
-    def _refuse_model(self, cr: dict[str, Any]) -> bool:
+    def _refuse_model(self, cr: GuidelineJob) -> bool:
         """A just-accepted job naming a model outside its tenant's allowlist (possible only
         for a GuidelineJob applied with kubectl: the API answers such a submission 422) is
         FAILED InvalidInput before it takes a slot; True if it was."""
-        model = (cr.get("spec") or {}).get("model")
+        model = spec_of(cr).get("model")
         tenant = self.registry.tenant(cr["metadata"]["uid"])
         allowed = self.settings.limits_for(tenant).allowed_models if tenant else None
         if not model or allowed is None or model in allowed:
             return False
         message = f"model {model!r} is not allowed for tenant {tenant}"
         log.warning("model not allowed", extra={"model": model, "tenant": tenant})
-        self._apply(
+        self.transitions.apply(
             cr,
             Observation(
                 Phase.FAILED,
                 Stage.DONE,
-                int((cr.get("status") or {}).get("attempts") or 0),
+                int(status_of(cr).get("attempts") or 0),
                 completed_at=now(),
                 error={"reason": FailureReason.INVALID_INPUT.value, "message": message},
                 reason=FailureReason.INVALID_INPUT.value,
@@ -334,152 +315,7 @@ class Reconciler:
         )
         return True
 
-    def _maybe_retry(self, cr: dict[str, Any]) -> dict[str, Any]:
-        requested = observe.retry_requested(cr)
-        status = cr.get("status") or {}
-        done = int(status.get("retryRequests") or 0)
-        phase = observe.phase_of(cr)
-        if requested is None or requested <= done or phase not in (Phase.FAILED, Phase.CANCELLED):
-            return cr
-        metadata = cr["metadata"]
-        if observe.cancel_requested(cr):
-            # The cancel request was honoured by the previous run; it must not cancel this one.
-            cr = self.kube.patch_cr(
-                metadata["namespace"],
-                metadata["name"],
-                {"metadata": {"annotations": {gj.ANNOTATION_CANCEL_REQUESTED: None}}},
-            )
-        conditions = observe.pending_conditions(
-            cr,
-            {"retryRequests": requested, "phase": Phase.PENDING.value, "jobName": None},
-            Stage.QUEUED,
-            now=now(),
-            queue_message=f"retry {requested}: waiting for a free slot",
-        )
-        cr = self._patch_status(
-            cr,
-            {
-                "phase": Phase.PENDING.value,
-                "retryRequests": requested,
-                "error": None,
-                "completedAt": None,
-                "jobName": None,
-                # The runner's fields of the failed run; status.partial stays so the new
-                # run can skip the summary step.
-                "result": None,
-                "runnerError": None,
-                "progress": None,
-                "conditions": conditions,
-                "observedGeneration": metadata.get("generation"),
-            },
-        )
-        new_job = manifests.job_name(metadata["name"], metadata["uid"], requested)
-        log.info("retry requested", extra={"retry": requested, "job": new_job})
-        self._event(
-            cr,
-            "Normal",
-            "RetryRequested",
-            f"retry {requested}: a new run will start as Job {new_job}",
-        )
-        self.mirror.sync(cr, reason="RetryRequested", message=f"retry {requested}")
-        return cr
-
-    def _cancel(
-        self,
-        cr: dict[str, Any],
-        jobs: Mapping[str, Mapping[str, Any]],
-        job: Mapping[str, Any] | None,
-        run_pods: list[dict[str, Any]],
-    ) -> None:
-        metadata = cr["metadata"]
-        at = now()
-        seen = observe.observe(cr, job, run_pods, at) if job is not None else None
-        if seen is not None and seen.phase.terminal:
-            self._apply(cr, seen)  # it finished before the request was seen: that stands
-            return
-        for job_obj in jobs.values():
-            if observe.job_outcome(job_obj) is None:
-                self.kube.delete_job(metadata["namespace"], job_obj["metadata"]["name"])
-                log.info("deleted Job (cancel)", extra={"job": job_obj["metadata"]["name"]})
-        requested_at = (metadata.get("annotations") or {}).get(gj.ANNOTATION_CANCEL_REQUESTED)
-        message = f"cancelled on request ({requested_at})"
-        status = cr.get("status") or {}
-        cancelled = Observation(
-            Phase.CANCELLED,
-            Stage.DONE,
-            seen.attempts if seen else int(status.get("attempts") or 0),
-            started_at=seen.started_at if seen else observe.parse_time(status.get("startedAt")),
-            run_started_at=seen.run_started_at if seen else None,
-            completed_at=at,
-            error={"reason": FailureReason.CANCELLED.value, "message": message},
-            reason=FailureReason.CANCELLED.value,
-            message=message,
-            job_name=status.get("jobName"),
-            queued_at=(seen.queued_at if seen else None) or observe.queued_since(cr),
-        )
-        self._apply(cr, cancelled)
-
-    @op_tracing.traced_outcome
-    def _apply(self, cr: dict[str, Any], obs: Observation) -> dict[str, Any]:
-        status = cr.get("status") or {}
-        previous = observe.phase_of(cr)
-        previous_attempts = int(status.get("attempts") or 0)
-        desired = observe.desired_status(cr, obs, now=now())
-        patch = observe.status_patch(status, desired)
-        if patch:
-            cr = self._patch_status(cr, patch)
-        if obs.phase != previous:
-            self._transition(cr, previous, obs)
-        elif obs.phase == Phase.PROCESSING and obs.attempts > previous_attempts:
-            log.info("runner attempt started", extra={"attempt": obs.attempts})
-            self._event(cr, "Normal", "AttemptStarted", f"runner attempt {obs.attempts} started")
-        self._pod_started(cr, obs)
-        self.mirror.sync(cr, reason=obs.reason, message=obs.message)
-        return cr
-
-    def _transition(self, cr: Mapping[str, Any], previous: Phase | None, obs: Observation) -> None:
-        new = obs.phase
-        log.info(
-            "phase changed",
-            extra={
-                "from": previous.value if previous else None,
-                "to": new.value,
-                "attempts": obs.attempts,
-                "reason": obs.reason,
-            },
-        )
-        queued_at = obs.queued_at or observe.parse_time(cr["metadata"].get("creationTimestamp"))
-        if new.terminal:
-            outcome = {Phase.COMPLETED: "completed", Phase.FAILED: "failed"}.get(new, "cancelled")
-            self.metrics.finished(
-                outcome,
-                reason=obs.reason,
-                queued_at=queued_at,
-                run_started_at=obs.run_started_at,
-                completed_at=obs.completed_at,
-                result=(cr.get("status") or {}).get("result"),
-                tenant=self.registry.tenant(cr["metadata"]["uid"]),
-            )
-            if new == Phase.COMPLETED:
-                self._event(cr, "Normal", "Completed", obs.message or "completed")
-            elif new == Phase.FAILED:
-                self._event(cr, "Warning", "Failed", f"{obs.reason}: {obs.message}")
-            else:
-                self._event(cr, "Normal", "Cancelled", obs.message)
-
-    def _pod_started(self, cr: Mapping[str, Any], obs: Observation) -> None:
-        """The first runner pod of a run started: its queue wait and an Event (no write)."""
-        if obs.run_started_at is None:
-            return
-        key = (cr["metadata"]["uid"], observe.current_run(cr))
-        if key in self._started_runs:
-            return
-        self._started_runs.add(key)
-        queued_at = obs.queued_at or observe.parse_time(cr["metadata"].get("creationTimestamp"))
-        self.metrics.started(queued_at, obs.run_started_at)
-        self._event(cr, "Normal", "Processing", f"runner pod started (attempt {obs.attempts})")
-
-    def _upkeep_terminal(self, cr: dict[str, Any], jobs: Mapping[str, Mapping[str, Any]]) -> None:
+    def _upkeep_terminal(self, cr: GuidelineJob, jobs: Mapping[str, Mapping[str, Any]]) -> None:
         metadata = cr["metadata"]
         if observe.phase_of(cr) == Phase.CANCELLED:
             for job_obj in jobs.values():
@@ -488,94 +324,6 @@ class Reconciler:
                     self.kube.delete_job(metadata["namespace"], job_obj["metadata"]["name"])
         self.mirror.sync(cr)
         self.retention.apply(cr, now())
-
-    # --- starting runs ----------------------------------------------------------------------
-
-    def _tenant_of(self, cr: Mapping[str, Any]) -> str | None:
-        """The tenant of an accepted GuidelineJob: the one its row records."""
-        uid = cr["metadata"]["uid"]
-        tenant = self.registry.tenant(uid)
-        if tenant is None:
-            row = self.mirror.row(_uuid((cr.get("status") or {})["eventId"]))
-            if row is not None:
-                tenant = row["tenant"]
-        return tenant
-
-    def _job_manifest(self, cr: Mapping[str, Any], attempts_before: int) -> dict[str, Any]:
-        metadata = cr["metadata"]
-        request = manifests.JobRequest(
-            cr_name=metadata["name"],
-            cr_uid=metadata["uid"],
-            namespace=metadata["namespace"],
-            event_id=(cr.get("status") or {})["eventId"],
-            run=observe.current_run(cr),
-            max_retries=(cr.get("spec") or {}).get("maxRetries"),
-            attempts_before=attempts_before,
-            queued_at=observe.queued_since(cr) or now(),
-            trace_context=tuple(sorted(op_tracing.runner_context(self.tracer, cr).items())),
-            tenant=self._tenant_of(cr),
-            rounds=_rounds_of(cr.get("spec") or {}, self.settings),
-            text_from=manifests.TextFrom.of(cr.get("spec") or {}),
-            cr_labels=tuple(
-                sorted(
-                    manifests.allowed_labels(
-                        metadata.get("labels") or {}, self.settings.propagated_labels
-                    ).items()
-                )
-            ),
-        )
-        return manifests.build_job(request, self.settings)
-
-    @op_tracing.traced(op_tracing.JOB_CREATE_SPAN)
-    def _create_job(self, cr: dict[str, Any], attempts_before: int | None = None) -> None:
-        """Create the current run's Job (status.jobName is already written)."""
-        if attempts_before is None:
-            attempts_before = _attempts_before_of(cr)
-        manifest = self._job_manifest(cr, attempts_before)
-        name = manifest["metadata"]["name"]
-        if self.kube.create_job(cr["metadata"]["namespace"], manifest):
-            suspended = bool(self.settings.kueue_queue_name)
-            log.info("created Job", extra={"job": name, "suspended": suspended})
-            self._event(
-                cr,
-                "Normal",
-                "JobCreated",
-                f"created Job {name}"
-                + (
-                    f" (suspended; Kueue queue {self.settings.kueue_queue_name} admits it)"
-                    if suspended
-                    else ""
-                ),
-            )
-
-    @op_tracing.traced(op_tracing.ADMIT_SPAN)
-    def _start(self, cr: dict[str, Any]) -> dict[str, Any]:
-        """Admit the current run: write PROCESSING and status.jobName, then create its Job
-        (status first: a missing Job whose name is in status is created by the next pass)."""
-        before = int((cr.get("status") or {}).get("attempts") or 0)
-        previous = observe.phase_of(cr)
-        obs = observe.admitted(cr, now())
-        desired = observe.desired_status(cr, obs, now=now())
-        cr = self._patch_status(cr, observe.status_patch(cr.get("status") or {}, desired))
-        self._transition(cr, previous, obs)
-        self._create_job(cr, attempts_before=before)
-        self.mirror.sync(cr, reason="Admitted", message=f"Job {obs.job_name}")
-        return cr
-
-    def _start_suspended(self, cr: dict[str, Any]) -> None:
-        """With Kueue: write status.jobName, create the Job suspended; Kueue starts it."""
-        kueue = self.settings.kueue_queue_name
-        name = observe.current_job_name(cr)
-        conditions = observe.pending_conditions(
-            cr,
-            {"jobName": name},
-            Stage.SUSPENDED,
-            now=now(),
-            queue_message=f"waiting for admission by Kueue (queue {kueue})",
-        )
-        before = int((cr.get("status") or {}).get("attempts") or 0)
-        cr = self._patch_status(cr, {"jobName": name, "conditions": conditions})
-        self._create_job(cr, attempts_before=before)
 
     def _admit(self, entry: QueueEntry) -> bool:
         """The admission pass's starter: re-read the CR, start it if it still waits."""
@@ -590,12 +338,12 @@ class Reconciler:
             if cr["metadata"]["uid"] != entry.uid or fresh is None or not fresh.waiting:
                 return False
             with self._bind(cr):
-                self._start(cr)
+                self.starts.start(cr)
             return True
 
     # --- deletion and the timer ------------------------------------------------------------
 
-    def deleted(self, body: Mapping[str, Any]) -> None:
+    def deleted(self, body: GuidelineJob) -> None:
         """A GuidelineJob is being deleted: stop its Job now and, if it had not finished,
         record that in its row (which stays as history). Raises on a database error, so
         kopf retries and keeps its finalizer until the row is right."""
@@ -609,7 +357,7 @@ class Reconciler:
                     if observe.owned_by(job_obj, metadata["uid"]):
                         self.kube.delete_job(namespace, job_obj["metadata"]["name"])
                 if event_id is not None:  # never accepted: no row of its own to record in
-                    status = body.get("status") or {}
+                    status = status_of(body)
                     self.mirror.mark_deleted(
                         event_id,
                         int(status.get("attempts") or 0),
@@ -623,7 +371,7 @@ class Reconciler:
             self._locks.pop((namespace, name), None)
         self.admission.pump()
 
-    def resync(self, body: Mapping[str, Any]) -> None:
+    def resync(self, body: GuidelineJob) -> None:
         """The periodic pass (kopf timer). A finished job this process already mirrored
         only gets its retention checked; everything else is reconciled in full."""
         metadata = body["metadata"]
@@ -647,40 +395,6 @@ class Reconciler:
         if not name or not metadata.get("namespace"):
             return
         self.reconcile(metadata["namespace"], name, cause=f"{body.get('kind')} {type_}")
-
-
-# The text of a job whose spec does not hold it is not known before its runner extracts it:
-# its time limits are sized for the most it can plausibly be, at most the runner's character
-# limit. A text file's characters are at most its bytes; a PDF's or DOCX's text is stored
-# compressed (deflate rarely packs text more than 8:1); a ConfigMap or Secret key holds at
-# most 1 MiB of either. Too much only loosens the hard deadline; the runner's soft timeout
-# is computed from the text it extracted.
-_MAX_CONFIG_BYTES = 1024 * 1024
-_COMPRESSION = 8
-_MAX_DOCUMENT_CHARS: int = RunnerSettings.model_fields["max_document_chars"].default
-
-
-def _rounds_of(spec: Mapping[str, Any], settings: OperatorSettings) -> int:
-    """Rounds of LLM calls a job's text implies (its Job's deadline grows with them)."""
-    text = spec.get("guidelineText")
-    if isinstance(text, str):
-        return planned_rounds(text, settings.chunk_chars, settings.llm_concurrency)
-    ref = spec.get("documentRef")
-    if isinstance(ref, Mapping):
-        plain = str(ref.get("mediaType") or "").startswith("text/")
-        chars = int(ref.get("bytes") or 0) * (1 if plain else _COMPRESSION)
-    else:
-        chars = _MAX_CONFIG_BYTES * _COMPRESSION
-    return planned_rounds_for_chars(
-        min(chars, _MAX_DOCUMENT_CHARS), settings.chunk_chars, settings.llm_concurrency
-    )
-
-
-def _attempts_before_of(cr: Mapping[str, Any]) -> int:
-    """Attempts of earlier runs, for a Job (re)created after its admission: an admission
-    to PROCESSING counted the run's first attempt in status.attempts already."""
-    attempts = int((cr.get("status") or {}).get("attempts") or 0)
-    return max(0, attempts - 1) if observe.phase_of(cr) == Phase.PROCESSING else attempts
 
 
 def _uuid(event_id: str) -> uuid.UUID:

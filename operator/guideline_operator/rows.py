@@ -10,7 +10,7 @@ from typing import Any
 
 from guideline_core import db
 from guideline_core import resource as gj
-from guideline_core.guidelinejob import metadata_of, spec_of
+from guideline_core.guidelinejob import GuidelineJob, metadata_of, spec_of, status_of
 from guideline_core.resource import Phase
 
 from guideline_operator import observe
@@ -21,14 +21,14 @@ class NotRecordedYetError(Exception):
     and has not written its uid to the row. Decide later (a temporary condition)."""
 
 
-def trusted_event_id(cr: Mapping[str, Any]) -> str | None:
+def trusted_event_id(cr: GuidelineJob) -> str | None:
     """The event_id the operator gave this GuidelineJob when it accepted it (its status,
     which users cannot write), or None before that."""
-    return (cr.get("status") or {}).get("eventId") or None
+    return status_of(cr).get("eventId") or None
 
 
 def identify(
-    cr: Mapping[str, Any], row_of: Callable[[uuid.UUID], Mapping[str, Any] | None]
+    cr: GuidelineJob, row_of: Callable[[uuid.UUID], Mapping[str, Any] | None]
 ) -> tuple[str, bool]:
     """The event_id of a GuidelineJob not accepted yet, and whether it is the API's CR of an
     existing row (True) or a CR of its own (False: event_id = metadata.uid).
@@ -67,10 +67,11 @@ def identify(
     return uid, False
 
 
-def new_row(cr: Mapping[str, Any], event_id: str, tenant: str) -> db.NewJob:
+def new_row(cr: GuidelineJob, event_id: str, tenant: str) -> db.NewJob:
     """The row of a GuidelineJob the API did not make (kubectl): its tenant is the one of
     its namespace, its creator the user kube-apiserver authenticated (the created-by
-    annotation, which admission sets on create and keeps on update; docs/contracts.md)."""
+    annotation, which an admission policy sets on create and keeps on update;
+    docs/contracts.md)."""
     metadata = metadata_of(cr)
     spec = spec_of(cr)
     annotations = metadata.get("annotations") or {}
@@ -93,13 +94,13 @@ def new_row(cr: Mapping[str, Any], event_id: str, tenant: str) -> db.NewJob:
 
 
 def job_state(
-    cr: Mapping[str, Any],
+    cr: GuidelineJob,
     reason: str | None = None,
     message: str | None = None,
     actor: str = "operator",
 ) -> db.JobState:
     """The row state that mirrors an accepted GuidelineJob's status."""
-    status = cr.get("status") or {}
+    status = status_of(cr)
     phase = Phase(status["phase"])
     error = status.get("error") if phase in (Phase.FAILED, Phase.CANCELLED) else None
     if reason is None and error:

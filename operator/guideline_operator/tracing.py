@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar
 
 from guideline_core import tracing
+from guideline_core.guidelinejob import GuidelineJob
 from guideline_core.resource import Phase
 from guideline_core.tracing import Span, Tracer
 
@@ -78,16 +79,16 @@ def runner_context(tracer: Tracer, cr: Mapping[str, Any]) -> dict[str, str]:
 def traced(
     name: str,
 ) -> Callable[
-    [Callable[Concatenate[S, dict[str, Any], P], R]],
-    Callable[Concatenate[S, dict[str, Any], P], R],
+    [Callable[Concatenate[S, GuidelineJob, P], R]],
+    Callable[Concatenate[S, GuidelineJob, P], R],
 ]:
     """A method `(self, cr, ...)` of an object with a `tracer` inside a span `name`."""
 
     def wrap(
-        method: Callable[Concatenate[S, dict[str, Any], P], R],
-    ) -> Callable[Concatenate[S, dict[str, Any], P], R]:
+        method: Callable[Concatenate[S, GuidelineJob, P], R],
+    ) -> Callable[Concatenate[S, GuidelineJob, P], R]:
         @functools.wraps(method)
-        def run(self: S, cr: dict[str, Any], *args: P.args, **kwargs: P.kwargs) -> R:
+        def run(self: S, cr: GuidelineJob, *args: P.args, **kwargs: P.kwargs) -> R:
             if not self.tracer.enabled:
                 return method(self, cr, *args, **kwargs)
             with job_span(self.tracer, name, cr) as span:
@@ -102,13 +103,13 @@ def traced(
 
 
 def traced_outcome(
-    method: Callable[Concatenate[S, dict[str, Any], Any, P], R],
-) -> Callable[Concatenate[S, dict[str, Any], Any, P], R]:
-    """`_apply(self, cr, obs)` inside an outcome span when it turns the job terminal
-    (COMPLETED, FAILED: the span fails with the reason, CANCELLED)."""
+    method: Callable[Concatenate[S, GuidelineJob, Any, P], R],
+) -> Callable[Concatenate[S, GuidelineJob, Any, P], R]:
+    """`Transitions.apply(self, cr, obs)` inside an outcome span when it turns the job
+    terminal (COMPLETED, FAILED: the span fails with the reason, CANCELLED)."""
 
     @functools.wraps(method)
-    def run(self: S, cr: dict[str, Any], obs: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+    def run(self: S, cr: GuidelineJob, obs: Any, *args: P.args, **kwargs: P.kwargs) -> R:
         previous = (cr.get("status") or {}).get("phase")
         if not self.tracer.enabled or not obs.phase.terminal or obs.phase == previous:
             return method(self, cr, obs, *args, **kwargs)
