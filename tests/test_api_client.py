@@ -19,8 +19,9 @@ import httpx
 import pytest
 from guideline_core import db
 from guideline_core.resource import Phase
-from support.api import ALICE_KEY, KEY_HASHES, free_port
+from support.api import ALICE_KEY, KEY_HASHES
 from support.cluster import LocalCluster, wait_for
+from support.net import free_port
 
 pytestmark = pytest.mark.cluster
 BIN = Path(sys.executable).parent

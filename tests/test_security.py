@@ -53,7 +53,6 @@ from support.api import (
     auth,
     dead_kubeconfig,
     dispatched_row,
-    free_port,
     health_when,
     keys_cli,
     make_settings,
@@ -61,6 +60,7 @@ from support.api import (
     running_server,
 )
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
+from support.net import free_port
 from support.pg import PgServer
 from support.stack import FAKE_CHECKLIST, FAKE_SUMMARY, Stack
 from support.textfuzz import MAX_GROWTH, growth

@@ -33,12 +33,12 @@ from support.api import (
     api_http,
     auth,
     dead_kubeconfig,
-    free_port,
     make_settings,
     problem,
     running_server,
 )
 from support.cluster import REPO_ROOT, wait_for
+from support.net import free_port
 from support.webhooks import Receiver, run_webhook_secret_cli, webhook_secret_cli
 
 TEXT = "Staff must wash hands before every patient contact."

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from guideline_core import db
 from guideline_core.settings import ApiSettings
 from support.cluster import wait_for
 from support.contract import checked
+from support.net import free_port
 
 ALICE_KEY = "alice-test-key-0123456789abcdef"
 BOB_KEY = "bob-test-key-fedcba9876543210"
@@ -68,13 +68,6 @@ def keys_cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProce
         timeout=60,
         check=check,
     )
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on (right now)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dead_kubeconfig(directory: Path) -> Path:
