@@ -18,6 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from support.net import free_port
+
 BIN = Path(sys.executable).parent
 # Production-like operator periods (the test suite's Stack shortens them for speed).
 OPERATOR_SETTINGS: dict[str, Any] = {
@@ -25,15 +27,6 @@ OPERATOR_SETTINGS: dict[str, Any] = {
     "heartbeat_interval_seconds": 10,
     "log_level": "INFO",
 }
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on (right now)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float = 60.0, alive: Any = None) -> None:

@@ -24,9 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from support.net import free_port
+
 from bench import REPO_ROOT
 from bench import e2e as ours_e2e
-from bench.env import BIN, Environment, Process, base_env, free_port, wait_http
+from bench.env import BIN, Environment, Process, base_env, wait_http
 from bench.latency import post_step
 from bench.texts import request_bodies
 

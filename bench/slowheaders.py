@@ -42,8 +42,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from support.net import free_port
 
-from bench.env import Process, base_env, free_port, wait_http
+from bench.env import Process, base_env, wait_http
 
 KINDS = ("bounded", "httptools", "h11")
 

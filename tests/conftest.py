@@ -1,6 +1,8 @@
 """Session fixtures: a throw-away PostgreSQL (pytest-postgresql, from the installed server
 binaries) and the local Kubernetes control plane (hack/cluster.sh), both started by the
-suite and stopped at its end."""
+suite and stopped at its end. Then the fixtures many test modules share: a namespace per
+module, and API settings and clients with or without the cluster (a module that needs
+them otherwise defines its own of the same name, which pytest prefers)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import pytest
 from guideline_core import db
 
 if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+    from guideline_core.settings import ApiSettings
+    from support.api import SettingsFor
     from support.cluster import LocalCluster
 from pytest_postgresql import factories
 
@@ -84,3 +89,43 @@ def make_stack(cluster: LocalCluster, postgres_url: str, tmp_path: Path) -> Iter
     yield make
     for stack in reversed(stacks):
         stack.close()
+
+
+@pytest.fixture(scope="module")
+def namespace(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for the module's tests, named after the module (`t-crd-…` for
+    test_crd.py), deleted after the last of them."""
+    name = cluster.create_namespace(
+        "t-" + request.path.stem.removeprefix("test_").replace("_", "-")
+    )
+    yield name
+    cluster.delete_namespace(name)
+
+
+@pytest.fixture
+def settings(database: db.Database, cluster: LocalCluster, namespace: str) -> ApiSettings:
+    """API settings on the test database and the local cluster, in the module's `namespace`
+    (emptied of the GuidelineJobs the module's earlier tests left)."""
+    from support.api import make_settings
+
+    cluster.kubectl("delete", "guidelinejobs", "--all", "-n", namespace, "--wait=false")
+    return make_settings(database.url, cluster.kubeconfig, namespace=namespace)
+
+
+@pytest.fixture
+def settings_for(database: db.Database, tmp_path: Path) -> SettingsFor:
+    """A factory of API settings (`make_settings` overrides) on the test database with
+    Kubernetes unreachable (a dead kubeconfig): for tests where the row is the acceptance."""
+    from support.api import dead_kubeconfig, make_settings
+
+    kubeconfig = dead_kubeconfig(tmp_path)
+    return lambda **overrides: make_settings(database.url, kubeconfig, **overrides)
+
+
+@pytest.fixture
+def client(settings_for: SettingsFor) -> Iterator[TestClient]:
+    """An in-process client of the API with `settings_for()`: no cluster."""
+    from support.api import api_client
+
+    with api_client(settings_for()) as c:
+        yield c

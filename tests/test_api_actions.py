@@ -17,18 +17,12 @@ from fastapi.testclient import TestClient
 from guideline_core import db
 from guideline_core import resource as gj
 from guideline_core.resource import Phase
-from support.api import api_client, auth, dispatched_row, make_settings, problem
+from support.api import api_client, auth, dispatched_row, make_settings, problem, submit
 from support.cluster import LocalCluster, wait_for
+from support.rows import set_state
 
 pytestmark = pytest.mark.cluster
 TEXT = "Visitors must sign in at reception.\nBadges shall be worn at all times."
-
-
-@pytest.fixture(scope="module")
-def namespace(cluster: LocalCluster) -> Iterator[str]:
-    name = cluster.create_namespace("api-actions")
-    yield name
-    cluster.delete_namespace(name)
 
 
 @pytest.fixture
@@ -37,11 +31,9 @@ def client(database: db.Database, cluster: LocalCluster, namespace: str) -> Iter
         yield c
 
 
-def submit(client: TestClient, database: db.Database, **extra: Any) -> str:
+def submit_dispatched(client: TestClient, database: db.Database, **fields: Any) -> str:
     """Submit and wait until the dispatcher created the GuidelineJob."""
-    response = client.post("/jobs", json={"guideline_text": TEXT, **extra}, headers=auth())
-    assert response.status_code == 202, response.text
-    eid = response.json()["event_id"]
+    eid = submit(client, TEXT, **fields)
     dispatched_row(database, eid)
     return eid
 
@@ -70,17 +62,6 @@ def the_cr(cluster: LocalCluster, namespace: str, event_id: str) -> dict[str, An
     return items[0]
 
 
-def set_state(
-    database: db.Database, event_id: str, status: Phase, attempts: int, **kw: Any
-) -> None:
-    """What the operator would mirror into the row."""
-    with database.connection() as conn:
-        db.mirror_state(
-            conn,
-            db.JobState(event_id=uuid.UUID(event_id), status=status, attempts=attempts, **kw),
-        )
-
-
 def history(client: TestClient, event_id: str) -> list[tuple[str, str | None]]:
     job = client.get(f"/jobs/{event_id}?include=history", headers=auth()).json()
     return [(h["status"], h["reason"]) for h in job["history"]]
@@ -90,7 +71,7 @@ def history(client: TestClient, event_id: str) -> list[tuple[str, str | None]]:
 def test_cancel_answers_cancelled_at_once_and_the_request_reaches_the_cr(
     client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str, how: str
 ) -> None:
-    pending, processing = submit(client, database), submit(client, database)
+    pending, processing = submit_dispatched(client, database), submit_dispatched(client, database)
     set_state(database, processing, Phase.PROCESSING, 1)
     for eid in (pending, processing):
         assert annotation(cluster, namespace, eid, gj.ANNOTATION_CANCEL_REQUESTED) is None
@@ -114,7 +95,7 @@ def test_cancel_answers_cancelled_at_once_and_the_request_reaches_the_cr(
 
 
 def test_cancel_of_a_finished_job_is_409(client: TestClient, database: db.Database) -> None:
-    eid = submit(client, database)
+    eid = submit_dispatched(client, database)
     set_state(database, eid, Phase.COMPLETED, 1, result={"summary": "s", "checklist": []})
     for response in (
         client.delete(f"/jobs/{eid}", headers=auth()),
@@ -129,7 +110,7 @@ def test_cancel_of_a_finished_job_is_409(client: TestClient, database: db.Databa
 def test_cancel_without_a_guideline_job_leaves_the_outbox(
     client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str
 ) -> None:
-    eid = submit(client, database)
+    eid = submit_dispatched(client, database)
     cluster.kubectl("delete", "guidelinejob", gj.cr_name_for(eid), "-n", namespace)
     response = client.delete(f"/jobs/{eid}", headers=auth())
     assert response.status_code == 202
@@ -154,7 +135,7 @@ def _row(database: db.Database, eid: str) -> dict[str, Any]:
 def test_retry_answers_pending_at_once_and_counts_runs(
     client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str
 ) -> None:
-    eid = submit(client, database)
+    eid = submit_dispatched(client, database)
     assert client.post(f"/jobs/{eid}/retry", headers=auth()).status_code == 409  # PENDING
     assert client.delete(f"/jobs/{eid}", headers=auth()).json()["status"] == "CANCELLED"
     carried(cluster, namespace, eid, gj.ANNOTATION_CANCEL_REQUESTED, _iso(database, eid))
@@ -195,7 +176,7 @@ def test_retry_counts_on_from_a_retry_made_with_kubectl(
     client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str
 ) -> None:
     """A user annotated the CR directly four times; the operator mirrored run 4."""
-    eid = submit(client, database)
+    eid = submit_dispatched(client, database)
     set_state(database, eid, Phase.FAILED, 5, error={"reason": "Timeout", "message": "t"}, run=4)
     assert client.post(f"/jobs/{eid}/retry", headers=auth()).status_code == 202
     carried(cluster, namespace, eid, gj.ANNOTATION_RETRY_REQUESTED, "5")
@@ -204,7 +185,9 @@ def test_retry_counts_on_from_a_retry_made_with_kubectl(
 def test_retry_recreates_a_guideline_job_deleted_by_retention(
     client: TestClient, database: db.Database, cluster: LocalCluster, namespace: str
 ) -> None:
-    eid = submit(client, database, title="Visitors", provider="extractive", max_retries=1)
+    eid = submit_dispatched(
+        client, database, title="Visitors", provider="extractive", max_retries=1
+    )
     old = the_cr(cluster, namespace, eid)
     set_state(
         database,
@@ -245,7 +228,7 @@ def test_retry_recreates_a_guideline_job_deleted_by_retention(
 
 
 def test_retry_of_a_completed_job_is_409(client: TestClient, database: db.Database) -> None:
-    eid = submit(client, database)
+    eid = submit_dispatched(client, database)
     set_state(database, eid, Phase.COMPLETED, 1, result={"summary": "s", "checklist": []})
     response = client.post(f"/jobs/{eid}/retry", headers=auth())
     assert response.status_code == 409

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -15,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from guideline_core import db
 from guideline_core.resource import Phase
-from support.api import ALICE_KEY, KEY_HASHES, free_port
-from support.cluster import LocalCluster, wait_for
+from support.api import ALICE_KEY, ApiProcess
+from support.cluster import LocalCluster
+from support.net import free_port
+from support.rows import set_state
 
 pytestmark = pytest.mark.cluster
 BIN = Path(sys.executable).parent
@@ -47,44 +47,21 @@ def server(
     postgres_url: str, database: db.Database, cluster: LocalCluster, tmp_path: Path
 ) -> Iterator[Server]:
     namespace = cluster.create_namespace("api-cli")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUIDELINE_")}
-    env.update(
-        GUIDELINE_DATABASE_URL=postgres_url,
-        GUIDELINE_HOST="127.0.0.1",
-        GUIDELINE_PORT=str(port),
+    api = ApiProcess(
+        postgres_url,
+        tmp_path,
         GUIDELINE_NAMESPACE=namespace,
-        GUIDELINE_API_KEY_HASHES=KEY_HASHES,
-        KUBECONFIG=str(cluster.kubeconfig),
+        GUIDELINE_KUBECONFIG=str(cluster.kubeconfig),
+        GUIDELINE_DISPATCHER_ENABLED="true",
     )
-    log = tmp_path / "api.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "guideline-api")], env=env, cwd=tmp_path, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def live() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"guideline-api exited: {log.read_text()[-2000:]}")
-        try:
-            return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(live, timeout=60, message="guideline-api serving")
+        api.start()
         workdir = tmp_path / "work"
         (workdir / ".local").mkdir(parents=True)
         (workdir / ".local" / "api-key").write_text(ALICE_KEY + "\n")
-        yield Server(url=url, log=log, workdir=workdir)
+        yield Server(url=api.url, log=api.log, workdir=workdir)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        api.stop()
         cluster.delete_namespace(namespace)
 
 
@@ -108,14 +85,6 @@ def run(
         text=True,
         timeout=120,
     )
-
-
-def set_state(database: db.Database, event_id: str, status: Phase, **kw: Any) -> None:
-    with database.connection() as conn:
-        db.mirror_state(
-            conn,
-            db.JobState(event_id=uuid.UUID(event_id), status=status, attempts=1, **kw),
-        )
 
 
 def test_help_is_enough_to_use_it() -> None:
@@ -154,7 +123,7 @@ def test_submit_status_list_cancel_retry_through_the_cli(
         "provider": "extractive",
         "model": "extractive",
     }
-    set_state(database, event_id, Phase.COMPLETED, result=result)
+    set_state(database, event_id, Phase.COMPLETED, 1, result=result)
     done = run(server, "status", event_id)
     assert f"Job {event_id}: COMPLETED" in done.stdout
     assert "Clean hands before and after each patient" in done.stdout
@@ -190,6 +159,7 @@ def test_submit_status_list_cancel_retry_through_the_cli(
         database,
         second_id,
         Phase.FAILED,
+        1,
         error={"reason": "LLMRejected", "message": "the LLM refused the API key"},
         reason="LLMRejected",
     )

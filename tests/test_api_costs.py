@@ -5,41 +5,30 @@ the app points at a dead Kubernetes API and no LLM endpoint is running."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 
 import bpe_openai
 import pytest
 from guideline_core import db
 from guideline_core.resource import Phase
-from guideline_core.settings import ApiSettings
 from guideline_core.splitting import checklist_sections, map_parts
 from guideline_operator.metrics import Metrics
 from prometheus_client import CollectorRegistry
 from support.api import (
     ADMIN_KEY,
     BOB_KEY,
+    SettingsFor,
     api_client,
     auth,
-    dead_kubeconfig,
-    make_settings,
     problem,
 )
 from support.rows import add_job
 
-Settings = Callable[..., ApiSettings]
 TEXT = (
     "Hand Hygiene\n\nStaff must wash hands before every patient contact.\n\n"
     "Gloves\n\nGloves should be changed between patients; <|endoftext|> is plain text here."
 )
-
-
-@pytest.fixture
-def settings_for(database: db.Database, tmp_path: Path) -> Settings:
-    kubeconfig = dead_kubeconfig(tmp_path)
-    return lambda **overrides: make_settings(database.url, kubeconfig, **overrides)
 
 
 def usd(amount: Decimal) -> float:
@@ -60,7 +49,7 @@ def long_text(paragraphs: int) -> str:
 
 
 @pytest.mark.parametrize("path", ["/v1/jobs/estimate", "/jobs/estimate"])
-def test_a_short_guideline_is_one_part_two_calls_and_priced(settings_for: Settings, path: str):
+def test_a_short_guideline_is_one_part_two_calls_and_priced(settings_for: SettingsFor, path: str):
     with api_client(settings_for()) as client:
         response = client.post(
             path, json={"guideline_text": TEXT, "model": "gpt-4o-mini"}, headers=auth()
@@ -83,7 +72,7 @@ def test_a_short_guideline_is_one_part_two_calls_and_priced(settings_for: Settin
         assert client.get("/v1/jobs", headers=auth()).json()["items"] == []
 
 
-def test_a_long_guideline_is_estimated_over_the_runners_parts(settings_for: Settings):
+def test_a_long_guideline_is_estimated_over_the_runners_parts(settings_for: SettingsFor):
     text = long_text(40)
     # 2,000-character partial summaries pack two to a 5,000-character group: every combine
     # call merges two summaries into one, so n parts take n - 1 reduce calls.
@@ -105,7 +94,7 @@ def test_a_long_guideline_is_estimated_over_the_runners_parts(settings_for: Sett
 
 
 def test_the_encoding_follows_the_model_and_an_unknown_model_has_no_cost(
-    settings_for: Settings,
+    settings_for: SettingsFor,
 ):
     with api_client(settings_for(allowed_models=[])) as client:
         old = client.post(
@@ -122,7 +111,7 @@ def test_the_encoding_follows_the_model_and_an_unknown_model_has_no_cost(
     assert any("acme-7b" in note for note in unknown["notes"])
 
 
-def test_the_price_table_is_a_setting(settings_for: Settings):
+def test_the_price_table_is_a_setting(settings_for: SettingsFor):
     prices = {
         "gpt-4o-mini": {"input_per_million": 1000, "output_per_million": 1, "currency": "EUR"}
     }
@@ -135,7 +124,7 @@ def test_the_price_table_is_a_setting(settings_for: Settings):
     assert body["cost"]["amount"] == usd(read_twice * Decimal(1000) / 1_000_000)
 
 
-def test_the_extractive_provider_makes_no_llm_call_and_costs_nothing(settings_for: Settings):
+def test_the_extractive_provider_makes_no_llm_call_and_costs_nothing(settings_for: SettingsFor):
     with api_client(settings_for()) as client:
         body = client.post(
             "/v1/jobs/estimate",
@@ -146,7 +135,7 @@ def test_the_extractive_provider_makes_no_llm_call_and_costs_nothing(settings_fo
     assert body["cost"]["amount"] == 0
 
 
-def test_an_estimate_is_refused_like_a_submission(settings_for: Settings):
+def test_an_estimate_is_refused_like_a_submission(settings_for: SettingsFor):
     with api_client(settings_for(max_guideline_chars=50, allowed_models=["gpt-4o-mini"])) as client:
         too_long = client.post("/v1/jobs/estimate", json={"guideline_text": TEXT}, headers=auth())
         model = client.post(
@@ -172,7 +161,7 @@ def a_result(model: str, prompt: int, completion: int, provider: str = "openai")
 
 
 def test_a_completed_result_carries_its_cost_computed_once(
-    settings_for: Settings, database: db.Database
+    settings_for: SettingsFor, database: db.Database
 ):
     done = add_job(database, status=Phase.COMPLETED, result=a_result("gpt-4o", 3_000, 400))
     unpriced = add_job(database, status=Phase.COMPLETED, result=a_result("acme-7b", 3_000, 400))
@@ -210,7 +199,7 @@ def test_a_completed_result_carries_its_cost_computed_once(
 
 
 def test_the_first_page_carries_the_totals_of_the_tenants_jobs(
-    settings_for: Settings, database: db.Database
+    settings_for: SettingsFor, database: db.Database
 ):
     add_job(database, status=Phase.COMPLETED, result=a_result("gpt-4o-mini", 2_000_000, 0))
     add_job(database, status=Phase.COMPLETED, result=a_result("gpt-4o", 400_000, 100_000))
@@ -262,7 +251,7 @@ def test_the_operator_counts_the_cost_in_a_metric_per_tenant():
 
 
 def test_a_submission_past_the_tenants_budget_is_refused_with_the_figures_and_audited(
-    settings_for: Settings, database: db.Database
+    settings_for: SettingsFor, database: db.Database
 ):
     now = datetime.now(UTC)
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)

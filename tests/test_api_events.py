@@ -245,7 +245,7 @@ def test_a_pending_job_hears_when_its_queue_position_moves(
     a, b = apis
     ahead = submit(a.url)
     event_id = submit(a.url)
-    submit(a.url, BOB_KEY)  # another tenant's queue does not count
+    submit(a.url, key=BOB_KEY)  # another tenant's queue does not count
     reader = StreamReader(b.url, event_id, ALICE_KEY)
     try:
         first = reader.next()

@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import openpyxl
@@ -21,7 +20,6 @@ from guideline_core.resource import Phase
 from support.api import (
     ADMIN_KEY,
     BOB_KEY,
-    api_client,
     auth,
     dead_kubeconfig,
     make_settings,
@@ -43,12 +41,6 @@ MEDIA = {
     "html": "text/html; charset=utf-8",
 }
 EXTENSIONS = {"fhir": "fhir.json", "oscal": "oscal.json", "xlsx": "xlsx", "md": "md"}
-
-
-@pytest.fixture
-def client(database: db.Database, tmp_path: Path) -> Iterator[TestClient]:
-    with api_client(make_settings(database.url, dead_kubeconfig(tmp_path))) as c:
-        yield c
 
 
 def completed(database: db.Database, **kw: object) -> str:

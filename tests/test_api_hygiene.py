@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +19,6 @@ from guideline_core.resource import Phase
 from support.api import (
     api_client,
     auth,
-    dead_kubeconfig,
     dispatched_row,
     make_settings,
     problem,
@@ -38,12 +35,6 @@ REPAIRED = DISCLAIMER.replace("\u00e2\u0084\u00a2", "\u2122")
 # NUL, ESC, DEL, a C1 control with no Windows-1252 meaning, and a form feed.
 CONTROLS = "Wash\x00 hands.\x1b[1m Gloves\x7f on.\x81\nPage 2\x0cDry hands."
 CONTROLS_CLEANED = "Wash\ufffd hands.\ufffd[1m Gloves\ufffd on.\ufffd\nPage 2\nDry hands."
-
-
-@pytest.fixture
-def client(database: db.Database, tmp_path: Path) -> Iterator[TestClient]:
-    with api_client(make_settings(database.url, dead_kubeconfig(tmp_path))) as c:
-        yield c
 
 
 def _submit(client: TestClient, text: str, **headers: str) -> Any:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,37 +22,20 @@ from support.api import (
     ADMIN_KEY,
     ALICE2_KEY,
     BOB_KEY,
+    SettingsFor,
     api_client,
     auth,
-    dead_kubeconfig,
-    make_settings,
+    post_job,
     problem,
+    submit,
 )
 from support.rows import add_job, mirror
 
 TEXT = "Staff must wash hands before every patient contact."
 
-Settings = Callable[..., ApiSettings]
-
-
-@pytest.fixture
-def settings_for(database: db.Database, tmp_path: Path) -> Settings:
-    kubeconfig = dead_kubeconfig(tmp_path)
-    return lambda **overrides: make_settings(database.url, kubeconfig, **overrides)
-
-
-def submit(client: TestClient, key: str | None = None, **extra: Any) -> Any:
-    return client.post("/jobs", json={"guideline_text": TEXT, **extra}, headers=auth_of(key))
-
 
 def auth_of(key: str | None) -> dict[str, str]:
     return auth(key) if key else auth()
-
-
-def accepted(client: TestClient, key: str | None = None, **extra: Any) -> str:
-    response = client.post("/jobs", json={"guideline_text": TEXT, **extra}, headers=auth_of(key))
-    assert response.status_code == 202, response.text
-    return response.json()["event_id"]
 
 
 def batch(client: TestClient, items: list[Any], key: str | None = None, **headers: str) -> Any:
@@ -70,9 +51,9 @@ def count_jobs(database: db.Database) -> int:
 # --------------------------------------------------------------------------- the rate
 
 
-def test_cancel_and_retry_loops_are_rate_limited(settings_for: Settings) -> None:
+def test_cancel_and_retry_loops_are_rate_limited(settings_for: SettingsFor) -> None:
     with api_client(settings_for(rate_limit_per_minute=6)) as client:
-        eid = accepted(client)
+        eid = submit(client, TEXT)
         codes = []
         for _ in range(5):
             for action in ("cancel", "retry"):
@@ -90,14 +71,14 @@ def test_cancel_and_retry_loops_are_rate_limited(settings_for: Settings) -> None
         assert job["status"] == "CANCELLED"  # the third cancel was never carried out
         assert len(job["history"]) == 6  # Accepted + 5 requests
         # Another tenant has its own minute.
-        assert submit(client, BOB_KEY).status_code == 202
+        assert post_job(client, TEXT, key=BOB_KEY).status_code == 202
 
 
 def test_refused_submissions_count_against_the_rate(
-    settings_for: Settings, database: db.Database
+    settings_for: SettingsFor, database: db.Database
 ) -> None:
     with api_client(settings_for(rate_limit_per_minute=5)) as client:
-        invalid = client.post("/jobs", json={"guideline_text": " "}, headers=auth())
+        invalid = post_job(client, " ")
         assert invalid.status_code == 422
         garbage = client.post(
             "/jobs", content=b"{", headers={**auth(), "Content-Type": "application/json"}
@@ -106,42 +87,42 @@ def test_refused_submissions_count_against_the_rate(
         answer = batch(client, [{"guideline_text": TEXT}, {"title": "no text"}]).json()
         assert answer["accepted"] == 1 and answer["rejected"] == 1
         assert problem(batch(client, []), 422)["reason"] == "validation_error"
-        assert problem(submit(client), 429)["reason"] == "rate_limited"
+        assert problem(post_job(client, TEXT), 429)["reason"] == "rate_limited"
         # A cancel of another tenant's job (404) is charged to the caller, not to that tenant.
-        bobs = accepted(client, BOB_KEY)
+        bobs = submit(client, TEXT, key=BOB_KEY)
         assert client.post(f"/jobs/{bobs}/cancel", headers=auth()).status_code == 429
     assert count_jobs(database) == 2
 
 
-def test_idempotent_replays_are_not_charged(settings_for: Settings) -> None:
+def test_idempotent_replays_are_not_charged(settings_for: SettingsFor) -> None:
     with api_client(settings_for(rate_limit_per_minute=2)) as client:
         key = {"Idempotency-Key": "once"}
-        first = client.post("/jobs", json={"guideline_text": TEXT}, headers={**auth(), **key})
+        first = post_job(client, TEXT, headers=key)
         assert first.status_code == 202
         for _ in range(3):
-            again = client.post("/jobs", json={"guideline_text": TEXT}, headers={**auth(), **key})
+            again = post_job(client, TEXT, headers=key)
             assert again.status_code == 200
-        assert submit(client).status_code == 202
-        assert submit(client).status_code == 429
+        assert post_job(client, TEXT).status_code == 202
+        assert post_job(client, TEXT).status_code == 429
 
 
 def test_another_tenant_filling_the_backlog_spends_none_of_this_tenants_rate(
-    settings_for: Settings, database: db.Database
+    settings_for: SettingsFor, database: db.Database
 ) -> None:
     settings = settings_for(rate_limit_per_minute=2, max_pending_jobs=2)
     with api_client(settings) as client:
-        bobs = [accepted(client, BOB_KEY) for _ in range(2)]
+        bobs = [submit(client, TEXT, key=BOB_KEY) for _ in range(2)]
         for _ in range(4):
-            assert problem(submit(client), 429)["reason"] == "backlog_full"
+            assert problem(post_job(client, TEXT), 429)["reason"] == "backlog_full"
         for eid in bobs:  # the operator starts bob's jobs: room again
             mirror(database, eid, Phase.PROCESSING, 1)
-        assert [submit(client).status_code for _ in range(2)] == [202, 202]
-        assert problem(submit(client), 429)["reason"] == "rate_limited"
+        assert [post_job(client, TEXT).status_code for _ in range(2)] == [202, 202]
+        assert problem(post_job(client, TEXT), 429)["reason"] == "rate_limited"
 
 
-def test_a_job_has_at_most_max_runs_per_job_runs(settings_for: Settings) -> None:
+def test_a_job_has_at_most_max_runs_per_job_runs(settings_for: SettingsFor) -> None:
     with api_client(settings_for(max_runs_per_job=3)) as client:
-        eid = accepted(client)
+        eid = submit(client, TEXT)
         for _ in range(2):
             assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
             assert client.post(f"/jobs/{eid}/retry", headers=auth()).status_code == 202
@@ -188,7 +169,7 @@ def with_resolver(client: TestClient, resolver: CountingResolver) -> None:
 
 
 def test_a_batch_resolves_each_distinct_callback_host_once(
-    settings_for: Settings, resolver: CountingResolver
+    settings_for: SettingsFor, resolver: CountingResolver
 ) -> None:
     urls = [
         "https://hooks.example.com/a",
@@ -216,7 +197,7 @@ def test_a_batch_resolves_each_distinct_callback_host_once(
 
 
 def test_a_host_not_resolved_within_the_budget_refuses_only_its_items(
-    settings_for: Settings, resolver: CountingResolver, database: db.Database
+    settings_for: SettingsFor, resolver: CountingResolver, database: db.Database
 ) -> None:
     items = [
         {"guideline_text": f"{TEXT} 1", "callback_url": "https://slow.example/hook"},
@@ -236,7 +217,7 @@ def test_a_host_not_resolved_within_the_budget_refuses_only_its_items(
 
 
 def test_rate_and_backlog_refuse_a_batch_before_any_lookup(
-    settings_for: Settings, resolver: CountingResolver
+    settings_for: SettingsFor, resolver: CountingResolver
 ) -> None:
     items = [
         {"guideline_text": f"{TEXT} {n}", "callback_url": f"https://h{n}.example.com/"}
@@ -252,7 +233,7 @@ def test_rate_and_backlog_refuse_a_batch_before_any_lookup(
 
 
 def test_a_retried_batch_replays_at_its_tenants_cap_without_lookups(
-    settings_for: Settings, resolver: CountingResolver
+    settings_for: SettingsFor, resolver: CountingResolver
 ) -> None:
     items = [
         {"guideline_text": f"{TEXT} {n}", "callback_url": "https://hooks.example.com/"}
@@ -272,7 +253,7 @@ def test_a_retried_batch_replays_at_its_tenants_cap_without_lookups(
 # --------------------------------------------------------------------------- the backlog
 
 
-def fair(settings_for: Settings, **overrides: Any) -> ApiSettings:
+def fair(settings_for: SettingsFor, **overrides: Any) -> ApiSettings:
     """A backlog of 20: 2 jobs guaranteed per tenant, half of it shared by what tenants
     hold beyond their guarantee."""
     values = {
@@ -284,7 +265,7 @@ def fair(settings_for: Settings, **overrides: Any) -> ApiSettings:
     return settings_for(**{**values, **overrides})
 
 
-def test_two_tenants_cannot_fill_the_backlog_for_the_others(settings_for: Settings) -> None:
+def test_two_tenants_cannot_fill_the_backlog_for_the_others(settings_for: SettingsFor) -> None:
     items = [{"guideline_text": f"{TEXT} {n}"} for n in range(15)]
     with api_client(fair(settings_for)) as client:
         # alice may borrow at most the 10 shared jobs beyond her guaranteed 2.
@@ -300,11 +281,11 @@ def test_two_tenants_cannot_fill_the_backlog_for_the_others(settings_for: Settin
         # The tenant's own cap is its own refusal.
         capped = fair(settings_for, tenant_max_pending_jobs=12)
         with api_client(capped) as again:
-            assert problem(submit(again), 429)["reason"] == "tenant_backlog_full"
+            assert problem(post_job(again, TEXT), 429)["reason"] == "tenant_backlog_full"
 
 
 def test_jobs_beyond_a_tenants_cap_made_with_kubectl_do_not_block_the_others(
-    settings_for: Settings, database: db.Database
+    settings_for: SettingsFor, database: db.Database
 ) -> None:
     for _ in range(30):  # kubectl-applied GuidelineJobs of one namespace's tenant
         add_job(database, tenant="ward-8")
@@ -317,26 +298,26 @@ def test_jobs_beyond_a_tenants_cap_made_with_kubectl_do_not_block_the_others(
 # --------------------------------------------------------------------------- cost
 
 
-def test_models_outside_the_default_allowlist_are_refused(settings_for: Settings) -> None:
+def test_models_outside_the_default_allowlist_are_refused(settings_for: SettingsFor) -> None:
     with api_client(settings_for()) as client:
-        refused = problem(submit(client, model="o1-pro"), 422)
+        refused = problem(post_job(client, TEXT, model="o1-pro"), 422)
         assert refused["reason"] == "model_not_allowed"
         assert "gpt-4o-mini" in refused["detail"]
-        assert submit(client, model="gpt-4o-mini").status_code == 202
+        assert post_job(client, TEXT, model="gpt-4o-mini").status_code == 202
     with api_client(settings_for(allowed_models=[])) as client:
-        assert submit(client, model="o1-pro").status_code == 202  # [] set on purpose: any
+        assert post_job(client, TEXT, model="o1-pro").status_code == 202  # [] set on purpose: any
 
 
-def test_max_retries_is_capped_by_the_setting(settings_for: Settings) -> None:
+def test_max_retries_is_capped_by_the_setting(settings_for: SettingsFor) -> None:
     with api_client(settings_for()) as client:
-        refused = problem(submit(client, max_retries=4), 422)
+        refused = problem(post_job(client, TEXT, max_retries=4), 422)
         assert refused["reason"] == "validation_error"
         assert refused["details"][0]["field"] == "max_retries"
-        assert submit(client, max_retries=3).status_code == 202
+        assert post_job(client, TEXT, max_retries=3).status_code == 202
         item = batch(client, [{"guideline_text": TEXT, "max_retries": 10}]).json()["items"][0]
         assert item["error"]["details"][0]["field"] == "max_retries"
     with api_client(settings_for(max_retries_limit=1)) as client:
-        assert submit(client, max_retries=2).status_code == 422
+        assert post_job(client, TEXT, max_retries=2).status_code == 422
 
 
 # --------------------------------------------------------------------------- audit
@@ -349,10 +330,10 @@ def text_reads(database: db.Database, event_id: str) -> list[dict[str, Any]]:
 
 
 def test_text_reads_are_one_audit_entry_per_key_and_window(
-    settings_for: Settings, database: db.Database
+    settings_for: SettingsFor, database: db.Database
 ) -> None:
     with api_client(settings_for()) as client:
-        eid = accepted(client)
+        eid = submit(client, TEXT)
         for _ in range(25):
             assert client.get(f"/jobs/{eid}?include=text", headers=auth()).status_code == 200
         [entry] = text_reads(database, eid)
@@ -394,7 +375,7 @@ def test_audit_entries_are_purged_after_their_retention(database: db.Database) -
 
 
 def test_one_key_with_two_bodies_in_a_batch_refuses_only_the_second(
-    settings_for: Settings, database: db.Database
+    settings_for: SettingsFor, database: db.Database
 ) -> None:
     items = [
         {"guideline_text": f"{TEXT} A", "idempotency_key": "k"},
@@ -414,7 +395,7 @@ def test_one_key_with_two_bodies_in_a_batch_refuses_only_the_second(
 
 
 def test_a_255_character_batch_key_works_and_replays(
-    settings_for: Settings, database: db.Database
+    settings_for: SettingsFor, database: db.Database
 ) -> None:
     key = {"Idempotency-Key": "k" * 255}
     items = [{"guideline_text": f"{TEXT} {n}"} for n in range(3)]

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 from guideline_core import db
 from guideline_core.resource import Phase, new_event_id
@@ -27,12 +25,6 @@ from support.api import (
     problem,
 )
 from support.rows import T0, add_job
-
-
-@pytest.fixture
-def client(database: db.Database, tmp_path: Path) -> Iterator[TestClient]:
-    with api_client(make_settings(database.url, dead_kubeconfig(tmp_path))) as c:
-        yield c
 
 
 def test_completed_job_shows_result_and_no_error_or_queue(

@@ -127,7 +127,7 @@ def test_a_key_past_its_cap_gets_429_while_other_tenants_and_probes_are_served(
     open_stream(capped, readers, event_id, ALICE2_KEY)
     assert "tenant 'alice' has 4" in str(refused(capped, event_id, ALICE2_KEY)["detail"])
     # Meanwhile another tenant streams, and everything else answers.
-    bob_job = submit(capped.url, BOB_KEY)
+    bob_job = submit(capped.url, key=BOB_KEY)
     open_stream(capped, readers, bob_job, BOB_KEY)
     assert httpx.get(f"{capped.url}/health/live", timeout=10).status_code == 200
     assert httpx.get(f"{capped.url}/v1/jobs/{event_id}", headers=auth(), timeout=10).is_success
@@ -178,7 +178,7 @@ def test_streams_never_take_the_servers_last_connections(
         for _ in range(6):
             body = refused(api, event_id, ALICE_KEY)
             assert "this API process has 18 event streams open" in str(body["detail"])
-        bob_job = submit(api.url, BOB_KEY)
+        bob_job = submit(api.url, key=BOB_KEY)
         assert "this API process" in str(refused(api, bob_job, BOB_KEY)["detail"])
         for path in ("/health/live", "/health/ready", "/metrics"):
             assert httpx.get(f"{api.url}{path}", timeout=10).status_code == 200, path
@@ -253,7 +253,7 @@ def test_a_stream_ends_at_its_lifetime_and_the_resumed_stream_misses_nothing(
 def test_the_clients_wait_follows_a_job_across_stream_lifetimes(
     short_lived: ApiProcess, database: db.Database
 ) -> None:
-    event_id = submit(short_lived.url, BOB_KEY)
+    event_id = submit(short_lived.url, key=BOB_KEY)
     cli = CliProcess(short_lived.url, "wait", event_id, "--timeout", "120", key=BOB_KEY)
     try:
         cli.expect("PENDING")
@@ -288,7 +288,7 @@ def test_a_revoked_keys_open_stream_is_ended(
         GUIDELINE_SSE_KEY_RECHECK_SECONDS="0.2",
     ).start()
     try:
-        event_id = submit(api.url, carol_key)
+        event_id = submit(api.url, key=carol_key)
         revoked = open_stream(api, readers, event_id, carol_key)
         kept = open_stream(api, readers, event_id, carol2_key)
         keys_cli("revoke", carol_id, "--keys-file", keys_file)

@@ -37,27 +37,15 @@ from support.api import (
     dead_kubeconfig,
     dispatched_row,
     health_when,
-    make_settings,
     problem,
     running_server,
+    submit,
 )
 from support.cluster import LocalCluster, wait_for
+from support.rows import set_state
 
 pytestmark = pytest.mark.cluster
 TEXT = "Staff must wash hands before every patient contact.\nGloves should be changed."
-
-
-@pytest.fixture(scope="module")
-def namespace(cluster: LocalCluster) -> Iterator[str]:
-    name = cluster.create_namespace("api-submit")
-    yield name
-    cluster.delete_namespace(name)
-
-
-@pytest.fixture
-def settings(database: db.Database, cluster: LocalCluster, namespace: str) -> ApiSettings:
-    cluster.kubectl("delete", "guidelinejobs", "--all", "-n", namespace, "--wait=false")
-    return make_settings(database.url, cluster.kubeconfig, namespace=namespace)
 
 
 @pytest.fixture
@@ -246,15 +234,7 @@ def test_backlog_over_the_limit_is_429_until_it_drains(
         assert count_rows(database) == 2
         wait_for(lambda: len(guideline_jobs(cluster, namespace)) == 2, 30, message="CRs")
         # The operator takes one job (PENDING -> PROCESSING): room again.
-        with database.connection() as conn:
-            db.mirror_state(
-                conn,
-                db.JobState(
-                    event_id=uuid.UUID(accepted[0].json()["event_id"]),
-                    status=Phase.PROCESSING,
-                    attempts=1,
-                ),
-            )
+        set_state(database, accepted[0].json()["event_id"], Phase.PROCESSING, 1)
         again = client.post("/jobs", json={"guideline_text": TEXT}, headers=auth())
         assert again.status_code == 202
         assert (
@@ -295,11 +275,7 @@ def test_a_tenants_guideline_bytes_in_the_cluster_are_bounded(
     )
     with api_client(limited) as client:
         body = {"guideline_text": text}
-        ids = []
-        for _ in range(3):
-            accepted = client.post("/jobs", json=body, headers=auth())
-            assert accepted.status_code == 202, accepted.text
-            ids.append(accepted.json()["event_id"])
+        ids = [submit(client, text) for _ in range(3)]
         refused = client.post("/jobs", json=body, headers=auth())
         answer = problem(refused, 429)
         assert answer["reason"] == "tenant_text_quota"
@@ -312,16 +288,7 @@ def test_a_tenants_guideline_bytes_in_the_cluster_are_bounded(
         assert problem(two, 429)["reason"] == "tenant_text_quota"
 
         def finish(event_id: str, ago: timedelta) -> None:
-            with database.connection() as conn:
-                db.mirror_state(
-                    conn,
-                    db.JobState(
-                        event_id=uuid.UUID(event_id),
-                        status=Phase.COMPLETED,
-                        attempts=1,
-                        completed_at=datetime.now(UTC) - ago,
-                    ),
-                )
+            set_state(database, event_id, Phase.COMPLETED, 1, completed_at=datetime.now(UTC) - ago)
 
         # Finished a minute ago: its GuidelineJob (and text) is still in the cluster.
         finish(ids[0], timedelta(minutes=1))

@@ -9,15 +9,13 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from guideline_core import db
 from guideline_core.documents import store as document_store
-from support.api import api_client, auth, dead_kubeconfig, make_settings, problem
+from support.api import SettingsFor, api_client, auth, problem
 from support.documents import guideline
 
 PDF = guideline("nist-sp800-63b-authentication", ".pdf")
@@ -25,17 +23,6 @@ DOCX = guideline("nist-sp800-63a-identity-proofing", ".docx")
 HTML = guideline("federal-plain-language-guidelines", ".html")
 MARKDOWN = guideline("federal-plain-language-guidelines", ".md")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-
-
-@pytest.fixture
-def settings(database: db.Database, tmp_path: Path) -> dict[str, Any]:
-    return {"database_url": database.url, "kubeconfig": dead_kubeconfig(tmp_path)}
-
-
-@pytest.fixture
-def client(settings: dict[str, Any]) -> Iterator[TestClient]:
-    with api_client(make_settings(settings["database_url"], settings["kubeconfig"])) as c:
-        yield c
 
 
 def _upload(
@@ -146,13 +133,11 @@ def test_an_unsupported_upload_is_415_with_the_reason(
 
 @pytest.mark.parametrize("size", [10_001, 3 * 1024 * 1024])
 def test_an_upload_past_max_document_bytes_is_413(
-    settings: dict[str, Any], database: db.Database, size: int
+    settings_for: SettingsFor, database: db.Database, size: int
 ) -> None:
     """Just past the limit: refused once the spooled file is measured; far past it (more
     than the limit and 1 MiB of form fields): refused while it arrives."""
-    config = make_settings(
-        settings["database_url"], settings["kubeconfig"], max_document_bytes=10_000
-    )
+    config = settings_for(max_document_bytes=10_000)
     with api_client(config) as client:
         content = b"Wash hands. " * (size // 12 + 1)
         error = problem(_upload(client, content[:size]), 413)
@@ -222,14 +207,10 @@ def test_an_idempotency_key_replays_the_same_upload(
 
 
 def test_the_tenant_quota_counts_document_bytes(
-    settings: dict[str, Any], database: db.Database
+    settings_for: SettingsFor, database: db.Database
 ) -> None:
     data = PDF.read_bytes()
-    config = make_settings(
-        settings["database_url"],
-        settings["kubeconfig"],
-        tenant_max_inflight_text_bytes=len(data) + 100,
-    )
+    config = settings_for(tenant_max_inflight_text_bytes=len(data) + 100)
     with api_client(config) as client:
         assert _upload(client, data).status_code == 202
         error = problem(_upload(client, data), 429)
@@ -292,11 +273,9 @@ def test_estimate_reads_text_uploads_and_says_why_not_documents(client: TestClie
 
 
 def test_refused_uploads_count_against_the_rate(
-    settings: dict[str, Any], database: db.Database
+    settings_for: SettingsFor, database: db.Database
 ) -> None:
-    config = make_settings(
-        settings["database_url"], settings["kubeconfig"], rate_limit_per_minute=2
-    )
+    config = settings_for(rate_limit_per_minute=2)
     with api_client(config) as client:
         assert problem(_upload(client, PNG), 415)["reason"] == "unsupported_media_type"
         broken = client.post(

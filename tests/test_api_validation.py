@@ -18,12 +18,6 @@ from guideline_core.settings import ApiSettings
 from support.api import api_client, auth, dead_kubeconfig, make_settings, problem
 
 
-@pytest.fixture
-def client(database: db.Database, tmp_path: Path) -> Iterator[TestClient]:
-    with api_client(make_settings(database.url, dead_kubeconfig(tmp_path))) as c:
-        yield c
-
-
 def _error(response) -> dict:
     return problem(response)
 

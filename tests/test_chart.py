@@ -55,13 +55,13 @@ from support.helm import (
     runner_pod_file,
     token_kubeconfig,
 )
+from support.net import free_port
 from support.stack import (
     DEFAULT_SCRIPT,
     FAKE_SUMMARY,
     OPENAI_TEST_KEY,
     OPERATOR_BIN,
     OperatorProcess,
-    free_port,
 )
 
 pytestmark = pytest.mark.cluster

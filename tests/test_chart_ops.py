@@ -17,27 +17,27 @@ from typing import Any
 import psycopg2
 import pytest
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
-from support.helm import CHART, RELEASE, Helm, component, docs, of_kind, start_chart_operator
+from support.helm import (
+    CHART,
+    RELEASE,
+    Helm,
+    component,
+    docs,
+    of_kind,
+    restricted_namespace,
+    start_chart_operator,
+)
 from support.stack import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
 GJ_CRD = "guidelinejobs.ingest.guidelines.dev"
 FINALIZER = "ingest.guidelines.dev/operator"
-RESTRICTED = {
-    f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
-}
 
 
 @pytest.fixture(scope="module")
 def helm(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
     return Helm(cluster, tmp_path_factory.mktemp("helm-home"))
-
-
-def restricted_namespace(cluster: LocalCluster, prefix: str) -> str:
-    name = cluster.create_namespace(prefix)
-    cluster.kubectl("label", "namespace", name, *(f"{k}={v}" for k, v in RESTRICTED.items()))
-    return name
 
 
 @pytest.fixture
@@ -268,7 +268,7 @@ def guidelinejob_body(generate_name: str, title: str) -> dict[str, Any]:
     }
 
 
-def submit(cluster: LocalCluster, namespace: str, title: str) -> str:
+def create_guidelinejob(cluster: LocalCluster, namespace: str, title: str) -> str:
     body = guidelinejob_body("gj-uninstall-", title)
     made = cluster.kubectl(
         "create", "-n", namespace, "-f", "-", "-o", "json", input=json.dumps(body)
@@ -347,7 +347,7 @@ def test_uninstall_then_deleting_namespace_and_crds_never_hangs(
         )  # fmt: skip
         objects = docs(helm.run("get", "manifest", RELEASE, "-n", ns).stdout)
         op = start_chart_operator(cluster, objects, ns, postgres_url, tmp_path)
-        event_ids = [submit(cluster, ns, f"job {i}") for i in range(2)]
+        event_ids = [create_guidelinejob(cluster, ns, f"job {i}") for i in range(2)]
         wait_for(
             lambda: finalized(cluster, ns, 2) and len(row_states(postgres_url, event_ids)) == 2,
             timeout=60,

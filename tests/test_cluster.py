@@ -9,22 +9,14 @@ import json
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 import pytest
-from support.cluster import LocalCluster, hack_paths, wait_for
+from support.cluster import LocalCluster, account_with_role, hack_paths, wait_for
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module")
-def namespace(cluster: LocalCluster) -> Iterator[str]:
-    name = cluster.create_namespace("t-cluster")
-    yield name
-    cluster.delete_namespace(name)
 
 
 def test_apiserver_is_ready(cluster: LocalCluster) -> None:
@@ -109,33 +101,13 @@ def test_node_agent_is_judged_by_node_authorizer(cluster: LocalCluster, namespac
     assert other.returncode != 0 and "Forbidden" in other.stderr
 
 
-def _rbac_objects(namespace: str) -> list[dict[str, Any]]:
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": "configmap-reader"},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": "reader"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "configmap-reader",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
-        },
-    ]
-
-
 def test_service_account_token_authenticates_and_rbac_denies(
     cluster: LocalCluster, namespace: str
 ) -> None:
-    cluster.create(_rbac_objects(namespace), namespace)
+    read_configmaps = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]
+    cluster.create(
+        account_with_role(namespace, "reader", "configmap-reader", read_configmaps), namespace
+    )
     token = cluster.kubectl("create", "token", "reader", "-n", namespace).stdout.strip()
 
     who = cluster.kubectl_as_token(token, "auth", "whoami", "-o", "json", check=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,6 @@ from support.cluster import LocalCluster
 pytestmark = pytest.mark.cluster
 
 CRD_FILE = Path(__file__).resolve().parents[1] / "crds" / "guidelinejobs.ingest.guidelines.dev.yaml"
-
-
-@pytest.fixture(scope="module")
-def namespace(cluster: LocalCluster) -> Iterator[str]:
-    name = cluster.create_namespace("t-crd")
-    yield name
-    cluster.delete_namespace(name)
 
 
 def manifest(spec: Any, name: str = "") -> dict[str, Any]:

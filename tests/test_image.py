@@ -15,8 +15,8 @@ import httpx
 import psycopg
 import pytest
 import yaml
-from support.api import free_port
 from support.containers import build_images, container, image_names, inspect, run
+from support.net import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART = yaml.safe_load((REPO_ROOT / "charts" / "guideline-ingest" / "Chart.yaml").read_text())

@@ -7,8 +7,6 @@ client certificate) and in every runner pod (the ServiceAccount)."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from guideline_core.k8s import UnavailableError, credentials, paths
 from guideline_core.k8s import stdlib as k8s_stdlib
 from kubernetes import client
 from kubernetes.config.config_exception import ConfigException
+from support.imports import imported_by
 
 
 def write_kubeconfig(path: Path, server: str, token: str) -> Path:
@@ -122,12 +121,8 @@ def test_object_paths_quote_their_parts() -> None:
 
 def test_the_runner_imports_neither_the_kubernetes_package_nor_psycopg2() -> None:
     # Start-up CPU of every runner pod (docs/benchmarks.md, "Runner start-up").
-    code = (
-        "import sys, guideline_runner.main, guideline_runner.providers.openai_llm\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'kubernetes', 'psycopg2'}))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["[]"], out.stderr
+    runner = "import guideline_runner.main, guideline_runner.providers.openai_llm"
+    assert imported_by(runner, {"kubernetes", "psycopg2"}) == []
 
 
 def test_the_runners_client_reports_no_answer_as_a_transport_error() -> None:

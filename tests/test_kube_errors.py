@@ -35,13 +35,6 @@ TRANSPORTS: dict[str, Connect] = {
 }
 
 
-@pytest.fixture(scope="module")
-def namespace(cluster: LocalCluster) -> Iterator[str]:
-    name = cluster.create_namespace("kube-errors")
-    yield name
-    cluster.delete_namespace(name)
-
-
 @pytest.fixture(params=sorted(TRANSPORTS))
 def connect(request: pytest.FixtureRequest) -> Connect:
     return TRANSPORTS[request.param]

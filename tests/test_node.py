@@ -8,7 +8,6 @@ Run with `make test-node` (GUIDELINE_NODE=real; the session's cluster then has t
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 from collections.abc import Iterator
 
@@ -16,6 +15,7 @@ import httpx
 import pytest
 from support.cluster import LocalCluster, wait_for
 from support.containers import built_images
+from support.net import free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -39,12 +39,6 @@ def namespace(cluster: LocalCluster) -> Iterator[str]:
     cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
     yield name
     cluster.delete_namespace(name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from guideline_core import db
 from guideline_core import resource as gj
-from support.api import api_client, auth, dispatched_row, make_settings, problem
+from support.api import api_client, auth, dispatched_row, make_settings, problem, submit
 from support.cluster import LocalCluster, wait_for
 from support.documents import guideline
 
@@ -101,12 +101,6 @@ def _document(client: TestClient, event_id: str, token: str | None) -> Any:
     return client.get(f"/v1/runner/jobs/{event_id}/document", headers=headers)
 
 
-def _submit_text(client: TestClient) -> str:
-    response = client.post("/v1/jobs", json={"guideline_text": TEXT}, headers=auth())
-    assert response.status_code == 202, response.text
-    return response.json()["event_id"]
-
-
 def _submit_pdf(client: TestClient) -> str:
     with PDF.open("rb") as handle:
         response = client.post(
@@ -122,7 +116,7 @@ def _submit_pdf(client: TestClient) -> str:
 def test_a_runner_pod_reads_its_own_jobs_document_and_no_other(
     client: TestClient, cluster: LocalCluster, namespace: str, database: db.Database
 ) -> None:
-    mine, theirs = _submit_pdf(client), _submit_text(client)
+    mine, theirs = _submit_pdf(client), submit(client, TEXT, path="/v1/jobs")
     ref = dispatched_row(database, mine)  # its GuidelineJob exists, carrying the reference
     cr = cluster.get_json("guidelinejobs", ref["cr_name"], "-n", namespace)
     pod = _pod(cluster, namespace, mine)
@@ -159,7 +153,7 @@ def test_a_runner_pod_reads_its_own_jobs_document_and_no_other(
 def test_tokens_that_are_not_the_jobs_runner_are_refused(
     client: TestClient, cluster: LocalCluster, namespace: str
 ) -> None:
-    job = _submit_text(client)
+    job = submit(client, TEXT, path="/v1/jobs")
     pod = _pod(cluster, namespace, job)
 
     # No token, and a token that is not one.
@@ -202,7 +196,7 @@ def test_tokens_that_are_not_the_jobs_runner_are_refused(
 def test_the_runner_puts_the_extracted_text(
     client: TestClient, cluster: LocalCluster, namespace: str
 ) -> None:
-    job, other_job = _submit_pdf(client), _submit_text(client)
+    job, other_job = _submit_pdf(client), submit(client, TEXT, path="/v1/jobs")
     token = _token(cluster, namespace, _pod(cluster, namespace, job))
     assert client.get(f"/v1/jobs/{job}?include=text", headers=auth()).json()["guideline_text"] == ""
     data = PDF.read_bytes()

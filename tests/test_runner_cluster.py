@@ -63,13 +63,6 @@ class Run:
         return [json.loads(line) for line in self.stderr.splitlines() if line.startswith("{")]
 
 
-@pytest.fixture(scope="module")
-def namespace(cluster: LocalCluster) -> Iterator[str]:
-    name = cluster.create_namespace("t-runner")
-    yield name
-    cluster.delete_namespace(name)
-
-
 @pytest.fixture
 def fake() -> Iterator[FakeLLM]:
     with FakeLLM({"summary": SUMMARY, "checklist": CHECKLIST}) as server:

@@ -53,15 +53,18 @@ from support.api import (
     auth,
     dead_kubeconfig,
     dispatched_row,
-    free_port,
     health_when,
     keys_cli,
     make_settings,
+    post_job,
     problem,
     running_server,
+    submit,
 )
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
+from support.net import free_port
 from support.pg import PgServer
+from support.rows import set_state
 from support.stack import FAKE_CHECKLIST, FAKE_SUMMARY, Stack
 from support.textfuzz import MAX_GROWTH, growth
 
@@ -72,49 +75,16 @@ SECRET = "CONFIDENTIAL protocol: staff must double-check the dose before adminis
 # --------------------------------------------------------------------------- tenants (API)
 
 
-@pytest.fixture(scope="module")
-def namespace(cluster: LocalCluster) -> Iterator[str]:
-    name = cluster.create_namespace("security-api")
-    yield name
-    cluster.delete_namespace(name)
-
-
-@pytest.fixture
-def settings(database: db.Database, cluster: LocalCluster, namespace: str) -> ApiSettings:
-    cluster.kubectl("delete", "guidelinejobs", "--all", "-n", namespace, "--wait=false")
-    return make_settings(database.url, cluster.kubeconfig, namespace=namespace)
-
-
 @pytest.fixture
 def http(settings: ApiSettings) -> Iterator[httpx.Client]:
     with running_server(settings) as url, api_http(url, timeout=30) as client:
         yield client
 
 
-def _submit(http: httpx.Client, key: str, text: str = SECRET, **headers: str) -> str:
-    response = http.post("/jobs", json={"guideline_text": text}, headers={**auth(key), **headers})
-    assert response.status_code == 202, response.text
-    return response.json()["event_id"]
-
-
-def _fail(database: db.Database, event_id: str) -> None:
-    """What the operator would mirror for a job whose pod failed."""
-    with database.connection() as conn:
-        db.mirror_state(
-            conn,
-            db.JobState(
-                event_id=uuid.UUID(event_id),
-                status=Phase.FAILED,
-                attempts=1,
-                error={"reason": "LLMError", "message": "boom"},
-            ),
-        )
-
-
 def test_another_tenants_job_is_indistinguishable_from_a_missing_one(
     http: httpx.Client, database: db.Database
 ) -> None:
-    victim = _submit(http, ALICE_KEY)
+    victim = submit(http, SECRET, key=ALICE_KEY)
     missing = str(uuid.uuid4())
     for path in ("", "?include=text", "?include=history"):
         theirs = http.get(f"/jobs/{victim}{path}", headers=auth(BOB_KEY))
@@ -135,7 +105,7 @@ def test_another_tenants_job_is_indistinguishable_from_a_missing_one(
 
 
 def test_a_member_may_not_list_another_tenant_even_by_asking(http: httpx.Client) -> None:
-    _submit(http, ALICE_KEY)
+    submit(http, SECRET, key=ALICE_KEY)
     asked = http.get("/jobs", params={"tenant": "alice"}, headers=auth(BOB_KEY))
     assert asked.status_code == 403
     assert problem(asked)["reason"] == "forbidden"
@@ -144,7 +114,7 @@ def test_a_member_may_not_list_another_tenant_even_by_asking(http: httpx.Client)
 
 
 def test_members_of_one_tenant_share_its_jobs(http: httpx.Client, database: db.Database) -> None:
-    eid = _submit(http, ALICE_KEY)
+    eid = submit(http, SECRET, key=ALICE_KEY)
     got = http.get(f"/jobs/{eid}?include=text", headers=auth(ALICE2_KEY))
     assert got.status_code == 200 and got.json()["guideline_text"] == SECRET
     dispatched_row(database, eid)
@@ -153,8 +123,8 @@ def test_members_of_one_tenant_share_its_jobs(http: httpx.Client, database: db.D
 
 
 def test_an_admin_sees_and_filters_every_tenant(http: httpx.Client) -> None:
-    alices = {_submit(http, ALICE_KEY) for _ in range(2)}
-    bobs = {_submit(http, BOB_KEY)}
+    alices = {submit(http, SECRET, key=ALICE_KEY) for _ in range(2)}
+    bobs = {submit(http, SECRET, key=BOB_KEY)}
     everything = http.get("/jobs", headers=auth(ADMIN_KEY)).json()["items"]
     assert {j["event_id"] for j in everything} == alices | bobs
     only_bob = http.get("/jobs", params={"tenant": "bob"}, headers=auth(ADMIN_KEY)).json()
@@ -167,22 +137,23 @@ def test_an_admin_sees_and_filters_every_tenant(http: httpx.Client) -> None:
 def test_idempotency_keys_are_scoped_by_tenant(http: httpx.Client) -> None:
     """Bob cannot learn or replay alice's job by guessing her Idempotency-Key."""
     key = {"Idempotency-Key": "nightly-import-1"}
-    alices = _submit(http, ALICE_KEY, **key)
-    bob = http.post("/jobs", json={"guideline_text": SECRET}, headers={**auth(BOB_KEY), **key})
+    alices = submit(http, SECRET, key=ALICE_KEY, headers=key)
+    bob = post_job(http, SECRET, key=BOB_KEY, headers=key)
     assert bob.status_code == 202 and bob.json()["event_id"] != alices
     # Same tenant, another member: the tenant's key, so the same job.
-    again = http.post("/jobs", json={"guideline_text": SECRET}, headers={**auth(ALICE2_KEY), **key})
+    again = post_job(http, SECRET, key=ALICE2_KEY, headers=key)
     assert again.status_code == 200 and again.json()["event_id"] == alices
 
 
 def test_the_audit_trail_records_reads_and_changes_and_is_for_admins(
     http: httpx.Client, database: db.Database
 ) -> None:
-    eid = _submit(http, ALICE_KEY)
+    eid = submit(http, SECRET, key=ALICE_KEY)
     http.get(f"/jobs/{eid}?include=text", headers=auth(ALICE2_KEY))
     dispatched_row(database, eid)
     http.post(f"/jobs/{eid}/cancel", headers=auth(ALICE_KEY))
-    _fail(database, _submit(http, BOB_KEY))
+    failed = {"reason": "LLMError", "message": "boom"}  # as the operator mirrors a failed pod
+    set_state(database, submit(http, SECRET, key=BOB_KEY), Phase.FAILED, 1, error=failed)
 
     refused = http.get("/audit", headers=auth(ALICE_KEY))
     assert refused.status_code == 403 and problem(refused)["reason"] == "forbidden"

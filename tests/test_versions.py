@@ -9,9 +9,8 @@ from __future__ import annotations
 import random
 import re
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from difflib import SequenceMatcher
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from guideline_core.resource import Phase, guideline_job_manifest
 from guideline_core.settings import RunnerSettings
 from guideline_runner.chain import run_chain
 from guideline_runner.providers import make_provider
-from support.api import api_client, auth, dead_kubeconfig, make_settings, problem
+from support.api import auth, problem
 from support.cluster import REPO_ROOT
 from support.rows import add_job, mirror
 
@@ -259,12 +258,6 @@ def test_items_past_the_cap_are_not_compared_and_the_result_says_so() -> None:
     assert (
         checklist_changes(checklist_of(many[:10]), checklist_of(many[:20]), "j")["capped"] is False
     )
-
-
-@pytest.fixture
-def client(database: db.Database, tmp_path: Path) -> Iterator[TestClient]:
-    with api_client(make_settings(database.url, dead_kubeconfig(tmp_path))) as c:
-        yield c
 
 
 def test_a_completed_superseding_job_shows_its_changes(

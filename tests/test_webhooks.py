@@ -28,17 +28,18 @@ from guideline_core.resource import Phase
 from guideline_core.settings import ApiSettings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from support.api import (
-    ALICE_KEY,
     BOB_KEY,
     api_http,
     auth,
     dead_kubeconfig,
-    free_port,
     make_settings,
+    post_job,
     problem,
     running_server,
+    submit,
 )
 from support.cluster import REPO_ROOT, wait_for
+from support.net import free_port
 from support.webhooks import Receiver, run_webhook_secret_cli, webhook_secret_cli
 
 TEXT = "Staff must wash hands before every patient contact."
@@ -70,17 +71,6 @@ def receiver() -> Iterator[Receiver]:
 def api(settings: ApiSettings) -> Iterator[httpx.Client]:
     with running_server(settings) as url, api_http(url) as client:
         yield client
-
-
-def submit(
-    client: httpx.Client, callback_url: str | None, key: str = ALICE_KEY, **extra: Any
-) -> str:
-    body: dict[str, Any] = {"guideline_text": TEXT, **extra}
-    if callback_url is not None:
-        body["callback_url"] = callback_url
-    response = client.post("/jobs", json=body, headers=auth(key))
-    assert response.status_code == 202, response.text
-    return response.json()["event_id"]
 
 
 def complete(database: db.Database, event_id: str, status: Phase = Phase.COMPLETED, **kw: Any):
@@ -136,7 +126,7 @@ def test_a_completed_job_is_posted_signed_and_its_delivery_is_shown(
     secret = webhook_secret_cli(database.url, "create", "--tenant", "alice")
     assert secret.startswith("whsec_")
     with api(settings_for(database, tmp_path)) as client:
-        eid = submit(client, receiver.url)
+        eid = submit(client, TEXT, callback_url=receiver.url)
         job = client.get(f"/jobs/{eid}", headers=auth()).json()
         assert job["webhook"] == {"url": receiver.url, "deliveries": []}
         complete(database, eid)
@@ -173,7 +163,7 @@ def test_a_receiver_that_drops_the_connection_gets_the_retry_with_the_same_webho
     receiver = Receiver(mode="drop").start()
     try:
         with api(settings_for(database, tmp_path)) as client:
-            eid = submit(client, receiver.url)
+            eid = submit(client, TEXT, callback_url=receiver.url)
             cancelled = client.post(f"/jobs/{eid}/cancel", headers=auth())
             assert cancelled.status_code == 202, cancelled.text
             receiver.wait_until(lambda r: len(r) >= 1)
@@ -202,7 +192,7 @@ def test_a_receiver_that_was_down_gets_the_delivery_when_it_is_back(
 ) -> None:
     receiver = Receiver()  # not started: its port refuses connections
     with api(settings_for(database, tmp_path)) as client:
-        eid = submit(client, receiver.url)
+        eid = submit(client, TEXT, callback_url=receiver.url)
         assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
         down = delivery_when(client, eid, lambda d: d["attempts"] >= 2, "two failed attempts")
         assert down["state"] == "pending" and "Connect" in down["last_error"]
@@ -224,8 +214,8 @@ def test_deliveries_survive_an_api_restart(database: db.Database, tmp_path: Path
     receiver = Receiver()  # down for now
     settings = settings_for(database, tmp_path)
     with api(settings) as client:
-        retrying = submit(client, receiver.url)
-        queued = submit(client, receiver.url)
+        retrying = submit(client, TEXT, callback_url=receiver.url)
+        queued = submit(client, TEXT, callback_url=receiver.url)
         assert client.post(f"/jobs/{retrying}/cancel", headers=auth()).status_code == 202
         before = delivery_when(client, retrying, lambda d: d["attempts"] >= 1, "an attempt")
         assert before["state"] == "pending"
@@ -259,7 +249,7 @@ def test_a_stopping_api_gives_back_the_deliveries_it_claimed_but_did_not_attempt
     )
     try:
         with api(settings) as client:
-            eids = [submit(client, receiver.url) for _ in range(5)]
+            eids = [submit(client, TEXT, callback_url=receiver.url) for _ in range(5)]
             with database.connection() as conn:  # finished together: claimed in one batch
                 for eid in eids:
                     db.mirror_state(
@@ -292,7 +282,11 @@ def test_two_api_replicas_make_each_attempt_once(
 ) -> None:
     settings = settings_for(database, tmp_path, webhook_batch_size=2)
     with api(settings) as first, api(settings) as second:
-        eids = [submit(client, receiver.url) for client in (first, second) for _ in range(6)]
+        eids = [
+            submit(client, TEXT, callback_url=receiver.url)
+            for client in (first, second)
+            for _ in range(6)
+        ]
         with database.connection() as conn:  # all finish at once: both replicas race
             for eid in eids:
                 row = db.get_job(conn, uuid.UUID(eid))
@@ -347,8 +341,8 @@ def test_a_tarpit_of_one_tenant_does_not_hold_another_tenants_deliveries(
     )
     try:
         with api(settings) as client:
-            alices = [submit(client, tarpit.url) for _ in range(3)]
-            bobs = submit(client, receiver.url, key=BOB_KEY)
+            alices = [submit(client, TEXT, callback_url=tarpit.url) for _ in range(3)]
+            bobs = submit(client, TEXT, key=BOB_KEY, callback_url=receiver.url)
             finish_all(database, alices)
             tarpit.wait_for(lambda: sum(tarpit.live.values()) == 1)
             finish_all(database, [bobs])
@@ -378,8 +372,8 @@ def test_claims_take_tenants_in_turn_and_cap_each_tenants_attempts_in_flight(
     one delivery is not queued behind Alice's five older ones, and a tenant at its cap of
     attempts in flight gets no more until one is recorded."""
     with api(settings_for(database, tmp_path, webhook_enabled=False)) as client:
-        alices = [submit(client, receiver.url) for _ in range(5)]
-        bobs = submit(client, receiver.url, key=BOB_KEY)
+        alices = [submit(client, TEXT, callback_url=receiver.url) for _ in range(5)]
+        bobs = submit(client, TEXT, key=BOB_KEY, callback_url=receiver.url)
     finish_all(database, [*alices, bobs])
 
     def claim(limit: int, per_tenant: int) -> list[dict[str, Any]]:
@@ -425,7 +419,7 @@ def test_an_attempt_ends_at_its_deadline_and_no_other_starts_while_it_is_live(
     )
     try:
         with api(settings) as first, api(settings) as second:
-            eid = submit(first, tarpit.url)
+            eid = submit(first, TEXT, callback_url=tarpit.url)
             complete(database, eid)
             tarpit.wait_for(lambda: len(tarpit.hung_up) >= 3)  # three attempts, each cut off
             failed = delivery_when(
@@ -445,7 +439,7 @@ def test_a_retry_that_finishes_again_is_delivered_again(
     database: db.Database, tmp_path: Path, receiver: Receiver
 ) -> None:
     with api(settings_for(database, tmp_path)) as client:
-        eid = submit(client, receiver.url)
+        eid = submit(client, TEXT, callback_url=receiver.url)
         assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
         receiver.answered(1)
         assert client.post(f"/jobs/{eid}/retry", headers=auth()).status_code == 202
@@ -471,9 +465,9 @@ def test_a_superseding_job_is_delivered_with_its_stored_changes(
     """The payload's `result.changes` is the value stored when the job completed: the
     trigger's copy of the row carries it, and rendering a delivery computes nothing."""
     with api(settings_for(database, tmp_path)) as client:
-        old = submit(client, None)
+        old = submit(client, TEXT)
         complete(database, old)
-        new = submit(client, receiver.url, supersedes=old)
+        new = submit(client, TEXT, supersedes=old, callback_url=receiver.url)
         complete(database, new)
         (got,) = receiver.answered(1)
         changes = json.loads(got.body)["result"]["changes"]
@@ -493,7 +487,7 @@ def test_a_superseding_job_is_delivered_with_its_stored_changes(
 def test_a_delivery_is_given_up_after_the_max_age(database: db.Database, tmp_path: Path) -> None:
     nobody = Receiver()  # never started
     with api(settings_for(database, tmp_path, webhook_max_age_seconds=1.0)) as client:
-        eid = submit(client, nobody.url)
+        eid = submit(client, TEXT, callback_url=nobody.url)
         assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
         gone = delivery_when(client, eid, lambda d: d["state"] == "failed", "given up")
         assert gone["attempts"] >= 1 and gone["next_attempt_at"] is None
@@ -560,8 +554,7 @@ def test_every_special_purpose_range_is_refused_and_public_addresses_are_not(
     with api(settings_for(database, tmp_path, webhook_allow_private=False)) as client:
         let_through = []
         for address in REFUSED_ADDRESSES:
-            body = {"guideline_text": TEXT, "callback_url": _url_of(address)}
-            response = client.post("/jobs", json=body, headers=auth())
+            response = post_job(client, TEXT, callback_url=_url_of(address))
             if response.status_code != 422:
                 let_through.append(address)
                 continue
@@ -575,7 +568,7 @@ def test_every_special_purpose_range_is_refused_and_public_addresses_are_not(
             }
         assert let_through == []
         for address in ALLOWED_ADDRESSES:  # accepted (nothing is sent until the job ends)
-            submit(client, _url_of(address))
+            submit(client, TEXT, callback_url=_url_of(address))
 
 
 def test_a_refusal_tells_neither_what_a_host_resolves_to_nor_whether_it_exists(
@@ -592,9 +585,7 @@ def test_a_refusal_tells_neither_what_a_host_resolves_to_nor_whether_it_exists(
     with api(settings_for(database, tmp_path, webhook_allow_private=False)) as client:
         answers = set()
         for url in urls:
-            response = client.post(
-                "/jobs", json={"guideline_text": TEXT, "callback_url": url}, headers=auth()
-            )
+            response = post_job(client, TEXT, callback_url=url)
             assert response.status_code == 422, response.text
             body = problem(response)
             body.pop("instance", None)
@@ -620,9 +611,7 @@ def test_malformed_callback_urls_are_refused(
     database: db.Database, tmp_path: Path, url: str, complaint: str
 ) -> None:
     with api(settings_for(database, tmp_path)) as client:
-        response = client.post(
-            "/jobs", json={"guideline_text": TEXT, "callback_url": url}, headers=auth()
-        )
+        response = post_job(client, TEXT, callback_url=url)
         assert response.status_code == 422, response.text
         error = problem(response)
         assert error["reason"] == "validation_error" and complaint in error["detail"]
@@ -634,8 +623,8 @@ def test_a_tenant_default_callback_url_is_used_and_checked(
 ) -> None:
     limits = {"alice": {"callback_url": receiver.url}}
     with api(settings_for(database, tmp_path, tenant_limits=limits)) as client:
-        eid = submit(client, None)
-        own = submit(client, f"{receiver.url}?own=1")
+        eid = submit(client, TEXT)
+        own = submit(client, TEXT, callback_url=f"{receiver.url}?own=1")
         assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
         assert client.post(f"/jobs/{own}/cancel", headers=auth()).status_code == 202
         receiver.answered(2)
@@ -657,7 +646,7 @@ def test_the_target_is_checked_again_at_delivery(
     database: db.Database, tmp_path: Path, receiver: Receiver
 ) -> None:
     with api(settings_for(database, tmp_path)) as client:
-        eid = submit(client, receiver.url)  # accepted where loopback was allowed
+        eid = submit(client, TEXT, callback_url=receiver.url)  # accepted where loopback was allowed
     complete(database, eid)
     with api(settings_for(database, tmp_path, webhook_allow_private=False)) as client:
         refused = delivery_when(
@@ -679,7 +668,7 @@ def test_during_a_rotation_both_secrets_verify_and_after_it_only_the_new(
     new = webhook_secret_cli(database.url, "rotate", "--tenant", "alice", "--grace-seconds", "3600")
     assert new.startswith("whsec_") and new != old
     with api(settings_for(database, tmp_path)) as client:
-        eid = submit(client, receiver.url)
+        eid = submit(client, TEXT, callback_url=receiver.url)
         assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
         (got,) = receiver.answered(1)
         assert len(got.headers["webhook-signature"].split(" ")) == 2
@@ -689,7 +678,7 @@ def test_during_a_rotation_both_secrets_verify_and_after_it_only_the_new(
         newest = webhook_secret_cli(
             database.url, "rotate", "--tenant", "alice", "--grace-seconds", "0"
         )
-        again = submit(client, receiver.url)
+        again = submit(client, TEXT, callback_url=receiver.url)
         assert client.post(f"/jobs/{again}/cancel", headers=auth()).status_code == 202
         _, later = receiver.answered(2)
         assert len(later.headers["webhook-signature"].split(" ")) == 2  # old still in grace
@@ -703,7 +692,7 @@ def test_a_tenant_without_a_secret_gets_one_at_its_first_delivery(
     database: db.Database, tmp_path: Path, receiver: Receiver
 ) -> None:
     with api(settings_for(database, tmp_path)) as client:
-        eid = submit(client, receiver.url)
+        eid = submit(client, TEXT, callback_url=receiver.url)
         assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
         (got,) = receiver.answered(1)
     shown = webhook_secret_cli(database.url, "show", "--tenant", "alice")
@@ -773,7 +762,7 @@ def test_revoke_ends_secrets_at_once(
     assert "revoked 1 webhook secret" in revoked.stdout
     assert [(t, s) for t, s, _ in secret_rows(database) if t == "alice"] == [("alice", new)]
     with api(settings_for(database, tmp_path)) as client:
-        eid = submit(client, receiver.url)
+        eid = submit(client, TEXT, callback_url=receiver.url)
         assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
         (got,) = receiver.answered(1)
         assert len(got.headers["webhook-signature"].split(" ")) == 1  # the old one is gone
@@ -790,7 +779,7 @@ def test_revoke_ends_secrets_at_once(
             "show", "--tenant", "alice", database_url=database.url, check=False
         )
         assert gone.returncode == 1 and "no webhook secret" in gone.stderr
-        again = submit(client, receiver.url)
+        again = submit(client, TEXT, callback_url=receiver.url)
         assert client.post(f"/jobs/{again}/cancel", headers=auth()).status_code == 202
         _, later = receiver.answered(2)
         with pytest.raises(WebhookVerificationError):
@@ -852,7 +841,7 @@ def test_the_readme_receiver_example_verifies_and_prints_each_delivery(
         forged = wait_for(lambda: _post_or_none(url), 30, 0.1, "the example listening")
         assert forged.status_code == 400  # unsigned: rejected
         with api(settings_for(database, tmp_path)) as client:
-            eid = submit(client, url)
+            eid = submit(client, TEXT, callback_url=url)
             assert client.post(f"/jobs/{eid}/cancel", headers=auth()).status_code == 202
             line = json.loads(proc.stdout.readline())  # type: ignore[union-attr]
             assert line["event_id"] == eid and line["status"] == "CANCELLED"

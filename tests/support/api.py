@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from guideline_core import db
 from guideline_core.settings import ApiSettings
 from support.cluster import wait_for
 from support.contract import checked
+from support.net import free_port
 
 ALICE_KEY = "alice-test-key-0123456789abcdef"
 BOB_KEY = "bob-test-key-fedcba9876543210"
@@ -43,17 +43,38 @@ KEY_HASHES = ",".join(
     ]
 )
 
+# The text of a job whose text does not matter.
+SHORT_TEXT = "Staff must wash hands."
+
 
 def auth(key: str = ALICE_KEY) -> dict[str, str]:
     """The Authorization header for `key`."""
     return {"Authorization": f"Bearer {key}"}
 
 
-def submit(url: str, key: str = ALICE_KEY) -> str:
-    """A short job submitted to a running API as `key`; its event_id."""
-    response = httpx.post(
-        f"{url}/jobs", json={"guideline_text": "Staff must wash hands."}, headers=auth(key)
-    )
+def post_job(
+    api: httpx.Client | str,
+    text: str = SHORT_TEXT,
+    *,
+    key: str = ALICE_KEY,
+    path: str = "/jobs",
+    headers: dict[str, str] | None = None,
+    **fields: Any,
+) -> httpx.Response:
+    """POST `text` (and `fields` of the body) to `path` as `key`, with `headers` besides the
+    Authorization; `api` is a client (in-process or HTTP) or the base URL of a running API.
+    The answer, whatever it is."""
+    body = {"guideline_text": text, **fields}
+    sent = {**auth(key), **(headers or {})}
+    if isinstance(api, str):
+        return httpx.post(f"{api}{path}", json=body, headers=sent)
+    return api.post(path, json=body, headers=sent)
+
+
+def submit(api: httpx.Client | str, text: str = SHORT_TEXT, **options: Any) -> str:
+    """A job submitted with `post_job` (its `key`, `path`, `headers` and body fields), which
+    must be accepted (202); its event_id."""
+    response = post_job(api, text, **options)
     assert response.status_code == 202, response.text
     return response.json()["event_id"]
 
@@ -68,13 +89,6 @@ def keys_cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProce
         timeout=60,
         check=check,
     )
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on (right now)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def dead_kubeconfig(directory: Path) -> Path:
@@ -104,6 +118,10 @@ current-context: dead
 def dead_database_url() -> str:
     """A libpq URL of a port where no PostgreSQL listens."""
     return f"postgresql://guideline@127.0.0.1:{free_port()}/guideline"
+
+
+# A factory of test settings: `make_settings` overrides in, settings out.
+SettingsFor = Callable[..., ApiSettings]
 
 
 def make_settings(database_url: str, kubeconfig: Path | str, **overrides: Any) -> ApiSettings:
@@ -214,9 +232,10 @@ def dispatched_row(database: Any, event_id: str, timeout: float = 30) -> dict[st
 
 
 class ApiProcess:
-    """`guideline-api` as a child process on one port, with a dead Kubernetes and no
-    dispatcher (the test plays the cluster through the database): it can be killed and
-    started again on the same port, as a crashed or restarted replica is."""
+    """`guideline-api` as a child process on one port, by default with a dead Kubernetes and
+    no dispatcher (the test plays the cluster through the database; `settings`, environment
+    entries, may say otherwise): it can be killed and started again on the same port, as a
+    crashed or restarted replica is."""
 
     def __init__(self, database_url: str, directory: Path, **settings: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -235,8 +254,8 @@ class ApiProcess:
             GUIDELINE_DISPATCHER_ENABLED="false",
             GUIDELINE_RATE_LIMIT_PER_MINUTE="0",
             GUIDELINE_GRACEFUL_SHUTDOWN_SECONDS="1",
-            **settings,
         )
+        self.env.update(settings)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ApiProcess:

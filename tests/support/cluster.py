@@ -129,6 +129,29 @@ def _node_address(kubeconfig: str, kubectl: str, node: str) -> str:
     return wait_for(internal_ip, timeout=60, message=f"node {node}'s InternalIP")
 
 
+def account_with_role(
+    namespace: str, account: str, role: str, rules: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A ServiceAccount `account`, a Role `role` of `rules`, and the RoleBinding (named
+    after the account) granting the role to it: objects to create in `namespace`."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": role},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": account},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        },
+    ]
+
+
 @dataclass
 class LocalCluster:
     """The running local control plane plus node agent, with kubectl helpers."""

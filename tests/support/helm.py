@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import yaml
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
-from support.stack import OPERATOR_BIN, OperatorProcess, free_port
+from support.net import free_port
+from support.stack import OPERATOR_BIN, OperatorProcess
 
 CHART = REPO_ROOT / "charts" / "guideline-ingest"
 RELEASE = "gi"

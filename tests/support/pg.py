@@ -16,17 +16,10 @@ from pathlib import Path
 import psycopg2
 from guideline_core import db, summary_cache
 from support.cluster import REPO_ROOT
+from support.net import free_port
 
 PG_CTL = str(REPO_ROOT / "hack" / "pg_ctl.sh")
 USER = "guideline"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PgServer:
@@ -44,7 +37,7 @@ class PgServer:
         self.directory = Path(directory)
         self.data = self.directory / "data"
         self.log = self.directory / "postgres.log"
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.options = options
         self.addresses = ["127.0.0.1"]
         if pod_host and pod_host != "127.0.0.1":

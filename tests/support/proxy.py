@@ -8,7 +8,7 @@ import contextlib
 import socket
 import threading
 
-from support.api import free_port
+from support.net import free_port
 
 UNAVAILABLE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"

@@ -61,11 +61,11 @@ def add_job(
     return event_id
 
 
-def mirror(
+def set_state(
     database: db.Database, event_id: str, status: Phase, attempts: int, **kw: object
 ) -> bool:
-    """Write a state as the operator does (`db.mirror_state`); True if it was applied."""
-    now = datetime.now(UTC)
+    """Write the state given (`db.JobState` fields), and nothing else, as the operator's
+    mirror does (`db.mirror_state`); True if it was applied."""
     with database.connection() as conn:
         return db.mirror_state(
             conn,
@@ -73,8 +73,15 @@ def mirror(
                 event_id=uuid.UUID(event_id),
                 status=status,
                 attempts=attempts,
-                started_at=now,
-                completed_at=now if status.terminal else None,
                 **kw,  # type: ignore[arg-type]
             ),
         )
+
+
+def mirror(
+    database: db.Database, event_id: str, status: Phase, attempts: int, **kw: object
+) -> bool:
+    """`set_state` with the run started now and, for a terminal state, ended now."""
+    now = datetime.now(UTC)
+    ended = now if status.terminal else None
+    return set_state(database, event_id, status, attempts, started_at=now, completed_at=ended, **kw)

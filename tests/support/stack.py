@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +39,7 @@ from guideline_core import db
 from guideline_core import resource as gj
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.fake_llm import FakeLLMProcess
+from support.net import free_port
 
 RUNNER_RBAC = REPO_ROOT / "hack" / "manifests" / "runner-rbac.yaml"
 OPERATOR_BIN = str(Path(sys.executable).parent / "guideline-operator")
@@ -73,13 +73,6 @@ DEFAULT_OPERATOR = {
     "heartbeat_interval_seconds": 2,
     "log_level": "INFO",
 }
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on (right now)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

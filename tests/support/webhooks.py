@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from support.api import free_port
+from support.net import free_port
 
 
 @dataclass(frozen=True)
