@@ -13,7 +13,8 @@ from typing import Any
 
 from guideline_core.settings import RunnerSettings
 from guideline_core.splitting import checklist_sections, map_parts
-from guideline_runner.chain import run_chain, soft_timeout
+from guideline_runner.chain import run_chain
+from guideline_runner.chain.time_budget import soft_timeout
 from guideline_runner.providers import make_provider
 from support.fake_llm import FakeLLM
 

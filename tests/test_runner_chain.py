@@ -17,7 +17,8 @@ from guideline_core import logs
 from guideline_core.resource import FailureReason, RunnerExit
 from guideline_core.settings import RunnerSettings
 from guideline_core.splitting import checklist_sections
-from guideline_runner.chain import run_chain, section_key
+from guideline_runner.chain import run_chain
+from guideline_runner.chain.checklist import section_key
 from guideline_runner.errors import ChainError
 from guideline_runner.main import setup_logging
 from guideline_runner.models import PartialSummary, Usage

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from guideline_core.settings import RunnerSettings
 from guideline_core.splitting import checklist_sections
-from guideline_runner.chain import run_chain, section_key
+from guideline_runner.chain import run_chain
+from guideline_runner.chain.checklist import section_key
 from guideline_runner.models import PartialSummary
 from guideline_runner.progress import Progress, Publisher, Snapshot
 from guideline_runner.providers import make_provider

@@ -7,7 +7,7 @@ from __future__ import annotations
 from guideline_core.settings import OperatorSettings, RunnerSettings
 from guideline_core.splitting import checklist_sections, map_parts, planned_rounds, time_limit
 from guideline_operator import manifests
-from guideline_runner.chain import soft_timeout
+from guideline_runner.chain.time_budget import soft_timeout
 
 SHORT = "Staff must wash their hands.\n\nIncidents must be reported within 24 hours."
 

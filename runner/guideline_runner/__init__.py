@@ -2,8 +2,12 @@
 chain (summarize the guideline, then build a checklist from the summary) with an LLM
 provider, and writes the outcome to the GuidelineJob's status.
 
-Layout: `chain` (the provider-agnostic chain, free of Kubernetes), `providers` (`openai`
-and the offline `extractive`), `text` (splitting for map-reduce), `models` (result and
-answer models), `errors` (failure classification and redaction), `status` (Kubernetes
-I/O), `main` (the console script `guideline-runner`).
+Layout: `chain` (the provider-agnostic chain, free of Kubernetes: a package, one module a
+concern), `providers` (`openai` and the offline `extractive`), `text` (sentences; the
+map-reduce split), `grounding`, `obligations`, `quality`, `grades` and `citations` (what
+the result says of each item), `models` (result and answer models), `errors` (failure
+classification and redaction), `input` and `documents` (the job's text), `fit` (the
+result's size bound), `chunk_cache`, `pacing` (rate limits), `tracing`, `progress`,
+`guidelinejob_client` (Kubernetes I/O), `api_client` (the REST API's runner endpoints),
+`main` (the console script `guideline-runner`).
 """

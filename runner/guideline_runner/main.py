@@ -27,7 +27,8 @@ from guideline_core.settings import RunnerSettings
 
 from guideline_runner import errors, tracing
 from guideline_runner.api_client import RunnerApi
-from guideline_runner.chain import run_chain, soft_timeout
+from guideline_runner.chain import run_chain
+from guideline_runner.chain.time_budget import soft_timeout
 from guideline_runner.chunk_cache import ChunkCache
 from guideline_runner.citations import with_citations
 from guideline_runner.errors import ChainError
