@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+from guideline_core import resource as gj
 from support.cluster import LocalCluster, account_with_role, hack_paths, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -144,3 +145,23 @@ def test_postgresql_runs_from_installed_binaries_in_a_temporary_directory(
         cur.execute("SHOW data_directory")
         assert Path(cur.fetchone()[0]).resolve() == datadir
     assert server_version.split()[0] in installed
+
+
+def test_a_deleted_test_namespace_is_not_held_by_a_stopped_operators_finalizer(
+    cluster: LocalCluster,
+) -> None:
+    """A test that fails with its operator gone leaves GuidelineJobs holding the operator's
+    finalizer; deleting its namespace must still finish (a namespace left terminating
+    holds the CRD's deletion, and so every later chart uninstall, for good)."""
+    namespace = cluster.create_namespace("t-held")
+    manifest = gj.guideline_job_manifest(event_id=gj.new_event_id(), guideline_text="Text.")
+    manifest["metadata"]["finalizers"] = [gj.FINALIZER]
+    cluster.create(manifest, namespace=namespace)
+
+    cluster.delete_namespace(namespace)
+
+    wait_for(
+        lambda: cluster.try_get_json("namespace", namespace) is None,
+        timeout=60,
+        message=f"namespace {namespace} deleted",
+    )

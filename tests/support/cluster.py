@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from guideline_core import resource as gj
 
 
 class CommandFailed(subprocess.CalledProcessError):
@@ -317,8 +318,33 @@ class LocalCluster:
         return name
 
     def delete_namespace(self, name: str) -> None:
-        """Deletes a namespace without waiting (the namespace controller empties it)."""
+        """Deletes a namespace without waiting (the namespace controller empties it).
+
+        A test's teardown runs after its operator stopped: a GuidelineJob still holding the
+        operator's finalizer would keep the namespace terminating for good (and, through the
+        CRD's deletion, hang a later chart uninstall), so that finalizer is released here."""
         self.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+        self.release_guidelinejobs(name)
+
+    def release_guidelinejobs(self, namespace: str) -> None:
+        """Removes the operator's finalizer from the namespace's GuidelineJobs (for when no
+        operator is left to release them; their rows keep their last state)."""
+        listed = self.kubectl("get", gj.PLURAL, "-n", namespace, "-o", "json", check=False)
+        if listed.returncode != 0:  # no CRD installed, or the namespace is gone already
+            return
+        for item in json.loads(listed.stdout)["items"]:
+            if item["metadata"].get("finalizers"):
+                self.kubectl(
+                    "patch",
+                    gj.PLURAL,
+                    item["metadata"]["name"],
+                    "-n",
+                    namespace,
+                    "--type=merge",
+                    "-p",
+                    '{"metadata":{"finalizers":null}}',
+                    check=False,
+                )
 
     # pods
     def pod_log(self, namespace: str, pod: str) -> str:

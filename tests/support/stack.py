@@ -227,17 +227,8 @@ class Stack:
                 timeout=60,
                 message="GuidelineJobs deleted",
             )
-        except TimeoutError:
-            # The operator could not release them: remove its finalizer by hand.
-            for item in self.cluster.get_json(gj.PLURAL, "-n", self.namespace)["items"]:
-                self.kubectl(
-                    "patch",
-                    gj.PLURAL,
-                    item["metadata"]["name"],
-                    "--type=merge",
-                    "-p",
-                    '{"metadata":{"finalizers":null}}',
-                )
+        except TimeoutError:  # the operator could not release them
+            self.cluster.release_guidelinejobs(self.namespace)
 
     def operator_env(self, **overrides: Any) -> dict[str, str]:
         """The operator's environment: GUIDELINE_* settings from scratch (no inherited
