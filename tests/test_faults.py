@@ -51,21 +51,10 @@ RECOVERY_GRACE_SECONDS = 1.0
 # --- fixtures --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fault_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
-    """This module's own PostgreSQL server (one test restarts it)."""
-    server = PgServer(tmp_path_factory.mktemp("fault-pg"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def fault_db(fault_pg: PgServer) -> str:
-    """A fresh, migrated database on the module's server."""
-    if not fault_pg.running():  # a failed restart test must not take the next ones down
-        fault_pg.start()
-    return fault_pg.create_database()
+def fault_db(restartable_pg: PgServer) -> str:
+    """A fresh, migrated database on the module's own server (one test restarts it)."""
+    return restartable_pg.fresh_database()
 
 
 @contextlib.contextmanager
@@ -413,7 +402,7 @@ def test_kube_apiserver_outage_still_accepts_and_runs_each_job_once(
 
 
 def test_postgres_restart_while_jobs_run_the_mirror_catches_up(
-    cluster: LocalCluster, fault_pg: PgServer, fault_db: str, tmp_path: Path
+    cluster: LocalCluster, restartable_pg: PgServer, fault_db: str, tmp_path: Path
 ) -> None:
     with (
         stack_with_api(
@@ -434,7 +423,7 @@ def test_postgres_restart_while_jobs_run_the_mirror_catches_up(
         before = completed_crs(stack)
         down = time.time()
         try:
-            fault_pg.stop()
+            restartable_pg.stop()
             with httpx.Client(timeout=20) as client:
                 probe = submitter.post(client)
             assert probe.status == 503 and probe.reason == "database_unavailable", probe
@@ -445,7 +434,7 @@ def test_postgres_restart_while_jobs_run_the_mirror_catches_up(
                 message="a job completed during the outage",
             )
         finally:
-            fault_pg.start()
+            restartable_pg.start()
         up = time.time()
         time.sleep(RECOVERY_GRACE_SECONDS)
         after = submitter.burst(8)
