@@ -23,7 +23,7 @@ from guideline_core import tracing
 from guideline_core.settings import OperatorSettings
 from guideline_operator import manifests
 from guideline_operator import tracing as op_tracing
-from support.api import api_client, auth, dead_kubeconfig, make_settings, submit
+from support.api import api_client, auth, dead_kubeconfig, make_settings, post_job, submit
 from support.cluster import LocalCluster, wait_for
 from support.helm import CHART, Helm, component, env_of, of_kind, runner_pod_file
 from support.otlp import STATUS_ERROR, OtlpReceiver, ReceivedSpan
@@ -226,9 +226,9 @@ def test_each_submission_starts_a_trace_linked_to_the_callers(
 ) -> None:
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
     settings = make_settings(database.url, dead_kubeconfig(tmp_path), dispatcher_enabled=False)
-    caller = {"traceparent": PARENT, "tracestate": STATE, **auth()}
+    caller = {"traceparent": PARENT, "tracestate": STATE}
     with api_client(settings) as api:
-        one = api.post("/jobs", json={"guideline_text": "Wash hands."}, headers=caller)
+        one = post_job(api, "Wash hands.", headers=caller)
         batch = api.post(
             "/jobs/batch",
             json={"items": [{"guideline_text": "Wear gloves."}, {"guideline_text": "x" * 10}]},
