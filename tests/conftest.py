@@ -1,8 +1,9 @@
 """Session fixtures: a throw-away PostgreSQL (pytest-postgresql, from the installed server
 binaries) and the local Kubernetes control plane (hack/cluster.sh), both started by the
 suite and stopped at its end. Then the fixtures many test modules share: a namespace per
-module, and API settings and clients with or without the cluster (a module that needs
-them otherwise defines its own of the same name, which pytest prefers)."""
+module, helm, a PostgreSQL server of the module's own to restart, and API settings and
+clients with or without the cluster (a module that needs them otherwise defines its own of
+the same name, which pytest prefers)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from guideline_core.settings import ApiSettings
     from support.api import SettingsFor
     from support.cluster import LocalCluster
+    from support.helm import Helm
+    from support.pg import PgServer
 from pytest_postgresql import factories
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +92,24 @@ def make_stack(cluster: LocalCluster, postgres_url: str, tmp_path: Path) -> Iter
     yield make
     for stack in reversed(stacks):
         stack.close()
+
+
+@pytest.fixture(scope="module")
+def helm(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    """The cached helm binary on the local cluster, its state in a home of the module's."""
+    from support.helm import Helm
+
+    return Helm(cluster, tmp_path_factory.mktemp("helm-home"))
+
+
+@pytest.fixture(scope="module")
+def restartable_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """The module's own PostgreSQL server, for tests that stop or restart it (their
+    databases: `PgServer.fresh_database`)."""
+    from support.pg import PgServer
+
+    with PgServer(tmp_path_factory.mktemp("restartable-pg")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,27 +31,26 @@ import yaml
 from guideline_api.auth import hash_key
 from guideline_core.settings import ApiSettings, OperatorSettings, RunnerSettings
 from guideline_operator.manifests import JobRequest, build_job
-from support.api import make_settings, running_server
+from support.api import auth, make_settings, running_server, submit
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.fake_llm import FakeLLMProcess
 from support.helm import (
     CHART,
-    REAL_NODE_VALUES,
     RELEASE,
     Helm,
-    api_server_policy,
+    account_token,
     component,
     docs,
     env_of,
-    expand,
+    install_on_real_node,
     job_through,
-    node_dns_policy,
     of_kind,
     port_forward,
     postgresql_volume,
     restricted_namespace,
     roll_out,
     runner_pod_file,
+    start_chart_operator,
     token_kubeconfig,
 )
 from support.net import free_port
@@ -60,7 +58,6 @@ from support.stack import (
     DEFAULT_SCRIPT,
     FAKE_SUMMARY,
     OPENAI_TEST_KEY,
-    OPERATOR_BIN,
     OperatorProcess,
 )
 
@@ -81,11 +78,6 @@ EXTERNAL = [
     "--set=api.auth.enabled=false",
 ]
 RENDERINGS = {"defaults": [], "all-on": [f"--values={ALL_ON}"], "external": EXTERNAL}
-
-
-@pytest.fixture(scope="module")
-def helm(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    return Helm(cluster, tmp_path_factory.mktemp("helm-home"))
 
 
 @pytest.fixture(scope="module")
@@ -680,45 +672,11 @@ def test_submit_run_complete_with_the_charts_service_accounts(
             f"--set=runner.apiUrl=http://{cluster.pod_host}:{api_port}",
         )  # fmt: skip
         objects = docs(helm.run("get", "manifest", RELEASE, "-n", ns).stdout)
-        tokens = {}
-        for account in ("api", "operator"):
-            sa = component(objects, "ServiceAccount", account)["metadata"]["name"]
-            tokens[account] = cluster.kubectl(
-                "create", "token", sa, "-n", ns, "--duration=30m"
-            ).stdout.strip()
         # The operator as its StatefulSet runs it (replica 0), with only its token.
-        operator = component(objects, "StatefulSet", "operator")
-        container = operator["spec"]["template"]["spec"]["containers"][0]
-        pod_name = f"{operator['metadata']['name']}-0"
-        metrics_port, liveness_port = free_port(), free_port()
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": os.environ.get("HOME", "/root"),
-            **env_of(operator),
-            "POD_INDEX": "0",
-            "POD_ID": pod_name,
-            "GUIDELINE_NAMESPACE": ns,
-            "GUIDELINE_DATABASE_URL": postgres_url,
-            "GUIDELINE_METRICS_PORT": str(metrics_port),
-            "GUIDELINE_LIVENESS_PORT": str(liveness_port),
-            "GUIDELINE_RESYNC_INTERVAL_SECONDS": "3",
-            "GUIDELINE_RUNNER_POD_TEMPLATE_FILE": str(runner_pod_file(objects, tmp_path)),
-            "KUBECONFIG": str(
-                token_kubeconfig(cluster, tmp_path / "operator.kubeconfig", tokens["operator"], ns)
-            ),
-        }
-        log_path = tmp_path / "operator.log"
-        with log_path.open("ab") as log_file:
-            proc = subprocess.Popen(
-                [OPERATOR_BIN, *(expand(a, env) for a in container["args"])],
-                env=env, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        op = OperatorProcess(proc, log_path, metrics_port, liveness_port)
-        wait_for(lambda: op.healthy() or not op.alive(), timeout=60, message="operator liveness")
-        assert op.alive(), op.log_text()[-4000:]
+        op = start_chart_operator(cluster, objects, ns, postgres_url, tmp_path)
         # The API with only its token.
-        api_kubeconfig = token_kubeconfig(cluster, tmp_path / "api.kubeconfig", tokens["api"], ns)
+        api_token = account_token(cluster, objects, "api", ns)
+        api_kubeconfig = token_kubeconfig(cluster, tmp_path / "api.kubeconfig", api_token, ns)
         runner_sa = component(objects, "ServiceAccount", "runner")["metadata"]["name"]
         settings = make_settings(
             postgres_url,
@@ -728,12 +686,8 @@ def test_submit_run_complete_with_the_charts_service_accounts(
             runner_service_account=runner_sa,
         )
         with running_server(settings, host=cluster.pod_host, port=api_port) as url:
-            headers = {"Authorization": f"Bearer {api_key}"}
-            answer = httpx.post(
-                f"{url}/jobs", json={"guideline_text": "Staff must wash hands."}, headers=headers
-            )
-            assert answer.status_code == 202, answer.text
-            event_id = answer.json()["event_id"]
+            headers = auth(api_key)
+            event_id = submit(url, key=api_key)
 
             def finished() -> dict[str, Any] | None:
                 job = httpx.get(f"{url}/jobs/{event_id}", headers=headers).json()
@@ -756,8 +710,10 @@ def test_submit_run_complete_with_the_charts_service_accounts(
             timeout=60,
             message="the runner pod Succeeded",
         )
-        peering = cluster.get_json("kopfpeerings", container["args"][1].split("=", 1)[1], "-n", ns)
-        assert pod_name in (peering.get("status") or {})
+        operator = component(objects, "StatefulSet", "operator")
+        peering_arg = operator["spec"]["template"]["spec"]["containers"][0]["args"][1]
+        peering = cluster.get_json("kopfpeerings", peering_arg.split("=", 1)[1], "-n", ns)
+        assert f"{operator['metadata']['name']}-0" in (peering.get("status") or {})
     finally:
         if op is not None and op.alive():  # let it release its finalizers first
             cluster.kubectl(
@@ -803,12 +759,7 @@ def test_chart_runs_on_the_real_node(
     pv = postgresql_volume(cluster, ns, tmp_path / "pgdata")
     api_key = f"node-{uuid.uuid4().hex}"
     try:
-        helm.run(
-            "install", RELEASE, str(CHART), "-n", ns, *REAL_NODE_VALUES,
-            *api_server_policy(cluster), *node_dns_policy(cluster),
-            "--set=networkPolicy.enabled=true",
-            f"--set=api.apiKeys.hashes[0]=node:{hash_key(api_key)}",
-        )  # fmt: skip
+        install_on_real_node(helm, ns, "node", api_key, network_policy=True)
         roll_out(cluster, ns)
         pods = cluster.pods(ns, f"app.kubernetes.io/instance={RELEASE}")
         assert len(pods) == 5, [p["metadata"]["name"] for p in pods]  # 2 API, 2 operator, PG

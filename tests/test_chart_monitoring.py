@@ -21,7 +21,7 @@ import yaml
 from grafana_foundation_sdk.cog import plugins
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as grafana
-from support.cluster import REPO_ROOT, LocalCluster
+from support.cluster import REPO_ROOT
 from support.helm import Helm, of_kind
 
 pytestmark = pytest.mark.cluster
@@ -34,11 +34,6 @@ ALERTS = {
     "GuidelineOperatorHeartbeatMissing",
     "GuidelineWebhookDeliveriesFailing",
 }
-
-
-@pytest.fixture(scope="module")
-def helm(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    return Helm(cluster, tmp_path_factory.mktemp("helm-home"))
 
 
 @pytest.fixture(scope="module")

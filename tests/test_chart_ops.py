@@ -35,11 +35,6 @@ GJ_CRD = "guidelinejobs.ingest.guidelines.dev"
 FINALIZER = "ingest.guidelines.dev/operator"
 
 
-@pytest.fixture(scope="module")
-def helm(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    return Helm(cluster, tmp_path_factory.mktemp("helm-home"))
-
-
 @pytest.fixture
 def namespace(cluster: LocalCluster) -> Iterator[str]:
     name = restricted_namespace(cluster, "t-ops")

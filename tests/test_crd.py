@@ -131,9 +131,6 @@ CONFIG_MAP_REF = {"configMapKeyRef": {"name": "guidelines", "key": "valvular.pdf
             id="coverage-above-1",
         ),
         pytest.param(
-            {"guidelineText": "ok", "documentRef": DOCUMENT_REF}, ONE_INPUT, id="text-and-ref"
-        ),
-        pytest.param(
             {"guidelineTextFrom": CONFIG_MAP_REF, "documentRef": DOCUMENT_REF},
             ONE_INPUT,
             id="from-and-ref",
@@ -163,16 +160,6 @@ CONFIG_MAP_REF = {"configMapKeyRef": {"name": "guidelines", "key": "valvular.pdf
             {"guidelineTextFrom": {"secretKeyRef": {"name": "s", "key": "a/b"}}},
             "spec.guidelineTextFrom.secretKeyRef.key in body should match",
             id="key-with-slash",
-        ),
-        pytest.param(
-            {"documentRef": {**DOCUMENT_REF, "sha256": "ABC"}},
-            "spec.documentRef.sha256 in body should match",
-            id="ref-bad-sha256",
-        ),
-        pytest.param(
-            {"documentRef": {k: v for k, v in DOCUMENT_REF.items() if k != "id"}},
-            "spec.documentRef.id: Required value",
-            id="ref-without-id",
         ),
     ],
 )

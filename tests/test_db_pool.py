@@ -5,26 +5,15 @@ instead of failing a request."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 from guideline_core import db
 from support.pg import PgServer
 
 
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
-    server = PgServer(tmp_path_factory.mktemp("pool-pg"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def url(pg: PgServer) -> str:
-    if not pg.running():
-        pg.start()
-    return pg.create_database(migrate=False)
+def url(restartable_pg: PgServer) -> str:
+    return restartable_pg.fresh_database(migrate=False)
 
 
 def backend_pids_at_once(database: db.Database, count: int) -> set[int]:
@@ -62,12 +51,14 @@ def test_connections_are_kept_for_reuse(url: str) -> None:
         database.close()
 
 
-def test_connections_left_by_a_server_restart_are_replaced(pg: PgServer, url: str) -> None:
+def test_connections_left_by_a_server_restart_are_replaced(
+    restartable_pg: PgServer, url: str
+) -> None:
     database = db.Database(url, minconn=1, maxconn=4)
     try:
         before = backend_pids_at_once(database, 4)
-        pg.stop()
-        pg.start()
+        restartable_pg.stop()
+        restartable_pg.start()
         for _ in range(6):  # more than the pool holds: every dead one is met
             with database.connection() as conn, conn.cursor() as cur:
                 cur.execute("SELECT pg_backend_pid()")
@@ -76,14 +67,14 @@ def test_connections_left_by_a_server_restart_are_replaced(pg: PgServer, url: st
         database.close()
 
 
-def test_a_down_server_is_still_reported_as_unavailable(pg: PgServer, url: str) -> None:
+def test_a_down_server_is_still_reported_as_unavailable(restartable_pg: PgServer, url: str) -> None:
     database = db.Database(url, minconn=1, maxconn=2)
     try:
         database.ping()
-        pg.stop()
+        restartable_pg.stop()
         with pytest.raises(db.DatabaseUnavailableError):
             database.ping()
-        pg.start()
+        restartable_pg.start()
         database.ping()
     finally:
         database.close()

@@ -51,21 +51,10 @@ RECOVERY_GRACE_SECONDS = 1.0
 # --- fixtures --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fault_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
-    """This module's own PostgreSQL server (one test restarts it)."""
-    server = PgServer(tmp_path_factory.mktemp("fault-pg"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def fault_db(fault_pg: PgServer) -> str:
-    """A fresh, migrated database on the module's server."""
-    if not fault_pg.running():  # a failed restart test must not take the next ones down
-        fault_pg.start()
-    return fault_pg.create_database()
+def fault_db(restartable_pg: PgServer) -> str:
+    """A fresh, migrated database on the module's own server (one test restarts it)."""
+    return restartable_pg.fresh_database()
 
 
 @contextlib.contextmanager
@@ -83,6 +72,30 @@ def stack_with_api(
 def script(latency: float) -> dict[str, Any]:
     """The default fake-LLM answers, each after `latency` seconds."""
     return {**DEFAULT_SCRIPT, "latency": latency}
+
+
+@contextlib.contextmanager
+def submitting_while_jobs_run(
+    cluster: LocalCluster, database_url: str, workdir: Path, concurrency: int, latency: float
+) -> Iterator[tuple[Stack, str, Submitter]]:
+    """`stack_with_api` (`concurrency` jobs at once, each LLM answer after `latency` s) and a
+    Submitter POSTing every second; yields them once a job runs and three were accepted."""
+    with (
+        stack_with_api(
+            cluster,
+            database_url,
+            workdir,
+            operator={"max_concurrent_jobs": concurrency},
+            script=script(latency),
+        ) as (stack, url),
+        Submitter(url, interval=1.0) as submitter,
+    ):
+        wait_for(
+            lambda: statuses(database_url)["PROCESSING"] >= 1 and len(submitter.accepted()) >= 3,
+            timeout=60,
+            message="jobs running",
+        )
+        yield stack, url, submitter
 
 
 # --- submissions -----------------------------------------------------------------------------
@@ -183,9 +196,13 @@ class Submitter:
         """event_ids of the 202 answers so far."""
         return [o.event_id for o in self.snapshot() if o.status == 202 and o.event_id]
 
-    def answered_after(self, status: int, since: float) -> bool:
-        """True once a POST sent after `since` got `status`."""
-        return any(o.status == status and o.sent >= since for o in self.snapshot())
+    def wait_accepted_after(self, since: float) -> None:
+        """Waits (a minute at most) until a POST sent after `since` was accepted (202)."""
+        wait_for(
+            lambda: any(o.status == 202 and o.sent >= since for o in self.snapshot()),
+            timeout=60,
+            message="POST succeeds after the restart",
+        )
 
 
 # --- what the tests look at --------------------------------------------------------------------
@@ -373,17 +390,7 @@ def test_kube_apiserver_outage_still_accepts_and_runs_each_job_once(
     """PostgreSQL is the system of record: while kube-apiserver is down every POST is
     still a 202 (the row waits in the outbox), /health says `degraded`, and once it is back
     each job accepted meanwhile gets its GuidelineJob and runs exactly once."""
-    with (
-        stack_with_api(
-            cluster, fault_db, tmp_path, operator={"max_concurrent_jobs": 4}, script=script(1.0)
-        ) as (stack, url),
-        Submitter(url, interval=1.0) as submitter,
-    ):
-        wait_for(
-            lambda: statuses(fault_db)["PROCESSING"] >= 1 and len(submitter.accepted()) >= 3,
-            timeout=60,
-            message="jobs running",
-        )
+    with submitting_while_jobs_run(cluster, fault_db, tmp_path, 4, 1.0) as (stack, url, submitter):
         down = time.time()
         try:
             cluster.cluster_sh("stop", "kube-apiserver")
@@ -398,11 +405,7 @@ def test_kube_apiserver_outage_still_accepts_and_runs_each_job_once(
         up = time.time()
         during = [o for o in submitter.snapshot() if down + 1.0 <= o.sent <= up - 1.0]
         assert len(during) >= 3 and all(o.status == 202 for o in during), during
-        wait_for(
-            lambda: submitter.answered_after(202, up + 2.0),
-            timeout=60,
-            message="POST succeeds after the restart",
-        )
+        submitter.wait_accepted_after(up + 2.0)
         submitter.stop()
         outcomes = submitter.snapshot()
         assert all(o.status == 202 for o in outcomes), [o for o in outcomes if o.status != 202]
@@ -413,19 +416,9 @@ def test_kube_apiserver_outage_still_accepts_and_runs_each_job_once(
 
 
 def test_postgres_restart_while_jobs_run_the_mirror_catches_up(
-    cluster: LocalCluster, fault_pg: PgServer, fault_db: str, tmp_path: Path
+    cluster: LocalCluster, restartable_pg: PgServer, fault_db: str, tmp_path: Path
 ) -> None:
-    with (
-        stack_with_api(
-            cluster, fault_db, tmp_path, operator={"max_concurrent_jobs": 3}, script=script(1.5)
-        ) as (stack, url),
-        Submitter(url, interval=1.0) as submitter,
-    ):
-        wait_for(
-            lambda: statuses(fault_db)["PROCESSING"] >= 1 and len(submitter.accepted()) >= 3,
-            timeout=60,
-            message="jobs running",
-        )
+    with submitting_while_jobs_run(cluster, fault_db, tmp_path, 3, 1.5) as (stack, url, submitter):
         # Concurrent requests leave several connections in the API's pool; during the
         # outage only one request is made, so most of them are still there, dead, when
         # the database is back: they must not turn into 503s then.
@@ -434,7 +427,7 @@ def test_postgres_restart_while_jobs_run_the_mirror_catches_up(
         before = completed_crs(stack)
         down = time.time()
         try:
-            fault_pg.stop()
+            restartable_pg.stop()
             with httpx.Client(timeout=20) as client:
                 probe = submitter.post(client)
             assert probe.status == 503 and probe.reason == "database_unavailable", probe
@@ -445,16 +438,12 @@ def test_postgres_restart_while_jobs_run_the_mirror_catches_up(
                 message="a job completed during the outage",
             )
         finally:
-            fault_pg.start()
+            restartable_pg.start()
         up = time.time()
         time.sleep(RECOVERY_GRACE_SECONDS)
         after = submitter.burst(8)
         submitter.resume()
-        wait_for(
-            lambda: submitter.answered_after(202, up + 2.0),
-            timeout=60,
-            message="POST succeeds after the restart",
-        )
+        submitter.wait_accepted_after(up + 2.0)
         submitter.stop()
         assert {o.status for o in after} == {202}, after
         assert_nothing_lost(

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from guideline_core.splitting import checklist_sections
 from guideline_runner.text import content_chunks
-from support.api import api_http, auth
+from support.api import api_http, auth, submit
 from support.cluster import LocalCluster, wait_for
 from support.fake_llm import user_text
 from support.pg import PgServer
@@ -95,21 +95,13 @@ def test_a_new_version_reuses_unchanged_chunks_and_shows_its_changes(
     new_parts = [p.strip() for p in content_chunks(edited, CHUNK_CHARS)]
     changed = set(new_parts) - {p.strip() for p in content_chunks(original, CHUNK_CHARS)}
 
-    first = api.post("/jobs", json={"guideline_text": original, "title": "v1"}, headers=auth())
-    assert first.status_code == 202, first.text
-    v1 = completed(api, first.json()["event_id"])
+    v1 = completed(api, submit(api, original, title="v1"))
     assert v1["result"]["chunk_cache"]["stored"] == len(parts_sent(stack))
     assert v1["result"]["checklist"][1]["grounded"] is False  # v1 says nothing of signing
     assert stack.fake is not None
     stack.fake.reset()
 
-    second = api.post(
-        "/jobs",
-        json={"guideline_text": edited, "title": "v2", "supersedes": v1["event_id"]},
-        headers=auth(),
-    )
-    assert second.status_code == 202, second.text
-    v2 = completed(api, second.json()["event_id"])
+    v2 = completed(api, submit(api, edited, title="v2", supersedes=v1["event_id"]))
 
     assert set(parts_sent(stack)) == changed and len(parts_sent(stack)) == len(changed)
     assert stack.fake.requests("combine")

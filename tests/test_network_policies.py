@@ -17,17 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from guideline_api.auth import hash_key
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.containers import build_images, image_names
 from support.helm import (
     CHART,
-    REAL_NODE_VALUES,
     RELEASE,
     Helm,
-    api_server_policy,
+    install_on_real_node,
     job_through,
-    node_dns_policy,
     port_forward,
     postgresql_volume,
     restricted_namespace,
@@ -48,11 +45,6 @@ except TimeoutError:
 except OSError as error:
     print(type(error).__name__)
 """
-
-
-@pytest.fixture(scope="module")
-def helm(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    return Helm(cluster, tmp_path_factory.mktemp("helm-home"))
 
 
 def probe_pod(cluster: LocalCluster, namespace: str, name: str, labels: dict[str, str]) -> str:
@@ -178,12 +170,7 @@ def test_network_policies_are_enforced_on_the_real_node(
     api_key = f"netpol-{uuid.uuid4().hex}"
     try:
         # First without policies: the baseline every probe must pass.
-        helm.run(
-            "install", RELEASE, str(CHART), "-n", ns, *REAL_NODE_VALUES,
-            *api_server_policy(cluster), *node_dns_policy(cluster),
-            "--set=networkPolicy.enabled=false",
-            f"--set=api.apiKeys.hashes[0]=netpol:{hash_key(api_key)}",
-        )  # fmt: skip
+        install_on_real_node(helm, ns, "netpol", api_key, network_policy=False)
         outsider = probe_pod(cluster, ns, "outsider", {"app": "outsider"})
         client = probe_pod(cluster, ns, "api-client", API_CLIENT)
         # Another namespace, even with the client label: the policy's peers are its own.

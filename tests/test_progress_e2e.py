@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from guideline_core.splitting import checklist_sections
-from support.api import ALICE_KEY, auth
+from support.api import ALICE_KEY, auth, submit
 from support.cluster import LocalCluster, wait_for
 from support.events import StreamReader, stored_ids
 from test_runner_chain import sectioned_guideline
@@ -40,9 +40,7 @@ def test_progress_advances_while_a_job_runs_and_is_streamed(
         },
     )
     with stack.api_server() as url:
-        posted = httpx.post(f"{url}/jobs", json={"guideline_text": text}, headers=auth())
-        assert posted.status_code == 202, posted.text
-        event_id = posted.json()["event_id"]
+        event_id = submit(url, text)
         reader = StreamReader(url, event_id, ALICE_KEY)
         shown: list[dict[str, int]] = []
 

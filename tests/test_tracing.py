@@ -23,7 +23,7 @@ from guideline_core import tracing
 from guideline_core.settings import OperatorSettings
 from guideline_operator import manifests
 from guideline_operator import tracing as op_tracing
-from support.api import api_client, auth, dead_kubeconfig, make_settings
+from support.api import api_client, auth, dead_kubeconfig, make_settings, post_job, submit
 from support.cluster import LocalCluster, wait_for
 from support.helm import CHART, Helm, component, env_of, of_kind, runner_pod_file
 from support.otlp import STATUS_ERROR, OtlpReceiver, ReceivedSpan
@@ -226,9 +226,9 @@ def test_each_submission_starts_a_trace_linked_to_the_callers(
 ) -> None:
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
     settings = make_settings(database.url, dead_kubeconfig(tmp_path), dispatcher_enabled=False)
-    caller = {"traceparent": PARENT, "tracestate": STATE, **auth()}
+    caller = {"traceparent": PARENT, "tracestate": STATE}
     with api_client(settings) as api:
-        one = api.post("/jobs", json={"guideline_text": "Wash hands."}, headers=caller)
+        one = post_job(api, "Wash hands.", headers=caller)
         batch = api.post(
             "/jobs/batch",
             json={"items": [{"guideline_text": "Wear gloves."}, {"guideline_text": "x" * 10}]},
@@ -372,11 +372,7 @@ def test_one_trace_holds_the_api_operator_and_runner_spans_of_a_job(
         operator={"runner_pod_template_file": _runner_pod_template(tmp_path, otel)},
     ) as stack:
         with stack.api_server() as url, httpx.Client(base_url=url, timeout=30) as api:
-            answer = api.post(
-                "/jobs", json={"guideline_text": "Staff must wash hands."}, headers=auth()
-            )
-            assert answer.status_code == 202, answer.text
-            event_id = answer.json()["event_id"]
+            event_id = submit(api)
             job = _completed(api, event_id)
         cr = stack.get(gj.cr_name_for(event_id))
         carrier = tracing.from_annotations(cr["metadata"]["annotations"])
@@ -437,11 +433,7 @@ def test_without_an_endpoint_nothing_is_exported_and_no_annotation_breaks_a_job(
     # checked below instead).
     with OtlpReceiver(port=4318) as otlp, Stack(cluster, postgres_url, tmp_path / "stack") as stack:
         with stack.api_server() as url, httpx.Client(base_url=url, timeout=30) as api:
-            answer = api.post(
-                "/jobs", json={"guideline_text": "Staff must wash hands."}, headers=auth()
-            )
-            assert answer.status_code == 202, answer.text
-            event_id = answer.json()["event_id"]
+            event_id = submit(api)
             _completed(api, event_id)
         cr = stack.get(gj.cr_name_for(event_id))
         assert not set(cr["metadata"].get("annotations") or {}) & {

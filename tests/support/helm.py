@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import yaml
+from guideline_api.auth import hash_key
 from support.cluster import REPO_ROOT, LocalCluster, wait_for
 from support.net import free_port
 from support.stack import OPERATOR_BIN, OperatorProcess
@@ -122,6 +123,16 @@ def runner_pod_file(objects: list[dict[str, Any]], directory: Path) -> Path:
     return path
 
 
+def account_token(
+    cluster: LocalCluster, objects: list[dict[str, Any]], account: str, namespace: str
+) -> str:
+    """A token (30 minutes) of the release's ServiceAccount of component `account`."""
+    sa = component(objects, "ServiceAccount", account)["metadata"]["name"]
+    return cluster.kubectl(
+        "create", "token", sa, "-n", namespace, "--duration=30m"
+    ).stdout.strip()  # fmt: skip
+
+
 def start_chart_operator(
     cluster: LocalCluster,
     objects: list[dict[str, Any]],
@@ -132,10 +143,7 @@ def start_chart_operator(
     """The operator as the chart's StatefulSet runs it (replica 0: its arguments, its env,
     the runner-pod ConfigMap as mounted), with nothing but the operator ServiceAccount's
     token; returns once its liveness endpoint answers."""
-    sa = component(objects, "ServiceAccount", "operator")["metadata"]["name"]
-    token = cluster.kubectl(
-        "create", "token", sa, "-n", namespace, "--duration=30m"
-    ).stdout.strip()  # fmt: skip
+    token = account_token(cluster, objects, "operator", namespace)
     operator = component(objects, "StatefulSet", "operator")
     container = operator["spec"]["template"]["spec"]["containers"][0]
     metrics_port, liveness_port = free_port(), free_port()
@@ -162,7 +170,11 @@ def start_chart_operator(
             start_new_session=True,
         )  # fmt: skip
     op = OperatorProcess(proc, log_path, metrics_port, liveness_port)
-    wait_for(lambda: op.healthy() or not op.alive(), timeout=60, message="operator liveness")
+    try:
+        wait_for(lambda: op.healthy() or not op.alive(), timeout=60, message="operator liveness")
+    except TimeoutError:
+        op.stop()  # the caller never gets it to stop
+        raise
     assert op.alive(), op.log_text()[-4000:]
     return op
 
@@ -234,6 +246,21 @@ def node_dns_policy(cluster: LocalCluster) -> list[str]:
     """`networkPolicy.dns.cidrs` for the real node, whose CoreDNS is a host process on the
     Node's address, not a kube-dns pod: runner pods resolve the API Service's name there."""
     return [f"--set=networkPolicy.dns.cidrs[0]={cluster.pod_host}/32"]
+
+
+def install_on_real_node(
+    helm: Helm, namespace: str, tenant: str, api_key: str, network_policy: bool
+) -> None:
+    """`make helm-demo`'s install on the real node into `namespace` (REAL_NODE_VALUES, the
+    NetworkPolicy addresses of the local API server and DNS), NetworkPolicies on or off,
+    with `api_key` the one API key (of `tenant`)."""
+    cluster = helm.cluster
+    helm.run(
+        "install", RELEASE, str(CHART), "-n", namespace, *REAL_NODE_VALUES,
+        *api_server_policy(cluster), *node_dns_policy(cluster),
+        f"--set=networkPolicy.enabled={str(network_policy).lower()}",
+        f"--set=api.apiKeys.hashes[0]={tenant}:{hash_key(api_key)}",
+    )  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -114,6 +114,13 @@ class PgServer:
             db.migrate(url)
         return url
 
+    def fresh_database(self, migrate: bool = True) -> str:
+        """`create_database`, after starting the server again if it is down (a failed
+        restart test must not take the next ones down)."""
+        if not self.running():
+            self.start()
+        return self.create_database(migrate=migrate)
+
     def cache_role_url(self, dbname: str, host: str = "127.0.0.1") -> str:
         """The URL of database `dbname` as the runner's chunk-cache role (made as
         `guideline-migrate --cache-role` makes it: SELECT and INSERT on chunk_summaries)."""
