@@ -85,6 +85,17 @@ REAL_NODE_CONTROLLERS=(deployment-controller replicaset-controller statefulset-c
 
 log() { echo "[cluster] $*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+# A GuidelineJob CRD being deleted is never served again until its GuidelineJobs are gone; one
+# that still holds the operator's finalizer with no operator left (a killed run's, kept in
+# etcd) holds it for good. Say which, rather than time out waiting for GuidelineJobs.
+crd_not_held() {
+  local crd=guidelinejobs.ingest.guidelines.dev
+  [[ -z "$(kubectl get crd "$crd" --ignore-not-found -o jsonpath='{.metadata.deletionTimestamp}')" ]] && return 0
+  log "error: the GuidelineJob CRD is being deleted, held by these GuidelineJobs' finalizers:"
+  kubectl get "$crd" -A -o custom-columns=NAMESPACE:.metadata.namespace,NAME:.metadata.name,FINALIZERS:.metadata.finalizers >&2 || true
+  die "release them (kubectl patch guidelinejob NAME -n NAMESPACE --type=merge -p '{\"metadata\":{\"finalizers\":null}}') or start afresh: hack/cluster.sh down --purge"
+}
 now() { date +%s.%N; }
 elapsed() { python3 -c "print(f'{$(now) - $1:.1f}')"; }
 
@@ -409,6 +420,7 @@ cmd_up() {
   if ! is_running kube-controller-manager; then start_controller_manager; started+=(kube-controller-manager); fi
   if ! is_running kube-scheduler; then start_scheduler; started+=(kube-scheduler); fi
   [[ "$NODE_MODE" == agent ]] && ! is_running node-agent && { start_node_agent; started+=(node-agent); }
+  crd_not_held
   kubectl apply --server-side --force-conflicts -f "$REPO_ROOT/crds/" >/dev/null
   # GuidelineJobs' admission policies (created-by from the request's user, the runner's
   # status writes limited to its own GuidelineJob).
