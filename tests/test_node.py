@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from support.cluster import LocalCluster, wait_for
+from support.cluster import LocalCluster, local_dir, wait_for
 from support.containers import built_images
 from support.net import free_port
 
@@ -136,26 +137,73 @@ def test_port_forward_reaches_the_pod(cluster: LocalCluster, namespace: str, web
         forward.wait(timeout=10)
 
 
+# Each lookup and connection from inside the pod, bounded (a resolver that is not reached
+# would otherwise take minutes over the search path, a dropped SYN about two), and reported
+# as its value or its error, so a failure says which hop failed.
+ROUTES = """
+import json, os, socket, ssl, sys, time, urllib.request
+os.environ["RES_OPTIONS"] = "timeout:2 attempts:1"
+namespace = sys.argv[1]
+ca = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+def step(do):
+    started = time.monotonic()
+    try:
+        return {"ok": do()}
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {error}",
+                "seconds": round(time.monotonic() - started, 1)}
+print(json.dumps({
+    "ip": step(lambda: socket.gethostbyname(f"web.{namespace}.svc.cluster.local")),
+    "short": step(lambda: socket.gethostbyname("web")),
+    "status": step(lambda: urllib.request.urlopen(
+        f"http://web.{namespace}.svc/", timeout=5).status),
+    "api": step(lambda: urllib.request.urlopen(
+        "https://kubernetes.default.svc/readyz", timeout=5,
+        context=ssl.create_default_context(cafile=ca)).status),
+}))
+"""
+
+
+def network_state(*addresses: str) -> str:
+    """What the node programmed for `addresses` (the host's iptables rules, every table, that
+    name one) and the last lines of the node's network components' logs: a failure's message."""
+    saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
+    rules = [line for line in saved.splitlines() if any(a in line for a in addresses)]
+    logs = []
+    for component in ("kube-proxy", "coredns", "kube-router"):
+        path = local_dir() / "log" / f"{component}.log"
+        tail = path.read_text(errors="replace").splitlines()[-15:] if path.exists() else []
+        logs.append(f"--- {component}.log\n" + "\n".join(tail))
+    return "\n".join(["--- iptables rules naming them", *rules, *logs])
+
+
 def test_service_name_resolves_and_routes_from_a_pod(
     cluster: LocalCluster, namespace: str, web: str
 ) -> None:
     cluster_ip = cluster.get_json("-n", namespace, "service", "web")["spec"]["clusterIP"]
-    script = (
-        "import json, socket, ssl, urllib.request\n"
-        f"name = 'web.{namespace}.svc.cluster.local'\n"
-        "ca = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt'\n"
-        "api = urllib.request.urlopen('https://kubernetes.default.svc/readyz',"
-        " context=ssl.create_default_context(cafile=ca))\n"
-        "print(json.dumps({'ip': socket.gethostbyname(name),"
-        " 'short': socket.gethostbyname('web'),"
-        f" 'status': urllib.request.urlopen('http://web.{namespace}.svc/').status,"
-        " 'api': api.status}))\n"
-    )
-    out = cluster.kubectl("-n", namespace, "exec", web, "--", "python", "-c", script).stdout
-    seen = json.loads(out)
-    assert seen["ip"] == cluster_ip
-    # In its own pod `web` is the pod's hostname (/etc/hosts), not the Service.
-    assert seen["short"] == cluster.get_json("-n", namespace, "pod", web)["status"]["podIP"]
-    assert seen["status"] == 200
-    # The `kubernetes` Service (kube-proxy to the API server's advertised address).
-    assert seen["api"] == 200
+    pod_ip = cluster.get_json("-n", namespace, "pod", web)["status"]["podIP"]
+    # In its own pod `web` is the pod's hostname (/etc/hosts), not the Service; `api` is the
+    # `kubernetes` Service (kube-proxy to the API server's advertised address).
+    expected = {"ip": cluster_ip, "short": pod_ip, "status": 200, "api": 200}
+
+    def routes() -> dict[str, dict[str, object]]:
+        try:
+            out = cluster.kubectl(
+                "-n", namespace, "exec", web, "--", "python", "-c", ROUTES, namespace, timeout=75
+            ).stdout  # fmt: skip
+        except subprocess.TimeoutExpired:
+            # Every step inside is bounded (at most ~50 s): this is the exec stream itself.
+            return {"exec": {"error": "kubectl exec gave no answer within 75 s"}}
+        seen: dict[str, dict[str, object]] = json.loads(out)
+        return seen
+
+    def routed(seen: dict[str, dict[str, object]]) -> bool:
+        return all(seen.get(k, {}).get("ok") == v for k, v in expected.items())
+
+    # A Service just made is routed once kube-proxy and CoreDNS have seen it: a few seconds.
+    deadline = time.monotonic() + 120
+    seen = routes()
+    while not routed(seen) and time.monotonic() < deadline:
+        time.sleep(2)
+        seen = routes()
+    assert routed(seen), f"{seen}\n{network_state(pod_ip, cluster_ip)}"
