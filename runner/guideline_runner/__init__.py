@@ -9,5 +9,6 @@ the result says of each item), `models` (result and answer models), `errors` (fa
 classification and redaction), `input` and `documents` (the job's text), `fit` (the
 result's size bound), `chunk_cache`, `pacing` (rate limits), `tracing`, `progress`,
 `guidelinejob_client` (Kubernetes I/O), `api_client` (the REST API's runner endpoints),
+`backoff` (the retry loop those two share),
 `main` (the console script `guideline-runner`).
 """

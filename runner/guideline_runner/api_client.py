@@ -7,13 +7,13 @@ Connection errors, 408, 429 and 5xx are retried with backoff; what remains becom
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from guideline_core.resource import FailureReason
 
+from guideline_runner.backoff import with_backoff
 from guideline_runner.errors import ChainError
 
 if TYPE_CHECKING:  # imported only by a pod that calls the API (start-up time)
@@ -35,7 +35,15 @@ class _TransientError(Exception):
 class RunnerApi:
     """The API's runner endpoints for one job."""
 
-    def __init__(self, base_url: str, token_file: str, event_id: str, *, retries: int = 4) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token_file: str,
+        event_id: str,
+        *,
+        retries: int = 4,
+        delays: Sequence[float] = RETRY_DELAYS_SECONDS,
+    ) -> None:
         import httpx
 
         self._client = httpx.Client(
@@ -43,7 +51,7 @@ class RunnerApi:
         )
         self._token_file = Path(token_file)
         self._path = f"/v1/runner/jobs/{event_id}"
-        self._delays = RETRY_DELAYS_SECONDS[:retries]
+        self._delays = tuple(delays[:retries])
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -64,23 +72,25 @@ class RunnerApi:
     def _retrying(self, action: str, call: Callable[[], T]) -> T:
         import httpx
 
-        for attempt, delay in enumerate((*self._delays, None), start=1):
-            try:
-                return call()
-            except (httpx.TransportError, _TransientError) as exc:
-                problem = str(exc) or type(exc).__name__
-                if delay is None:
-                    raise ChainError(
-                        FailureReason.INTERNAL,
-                        f"The API did not answer to {action}: {problem}",
-                        retryable=True,
-                    ) from None
-            log.warning(
-                "API call failed; retrying",
-                extra={"action": action, "try": attempt, "problem": problem, "delay_s": delay},
-            )
-            time.sleep(delay)
-        raise AssertionError("unreachable")
+        def judge(error: Exception, last: bool) -> str | ChainError:
+            problem = str(error) or type(error).__name__
+            if last:
+                return ChainError(
+                    FailureReason.INTERNAL,
+                    f"The API did not answer to {action}: {problem}",
+                    retryable=True,
+                )
+            return problem
+
+        return with_backoff(
+            call,
+            action=action,
+            retry_on=(httpx.TransportError, _TransientError),
+            judge=judge,
+            delays=self._delays,
+            log=log,
+            message="API call failed; retrying",
+        )
 
     def _check(self, response: httpx.Response, action: str) -> None:
         if response.status_code < 300:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from guideline_core.k8s import Client, KubeError, paths
 from guideline_core.k8s import stdlib as k8s_stdlib
 from guideline_core.resource import FailureReason
 
+from guideline_runner.backoff import with_backoff
 from guideline_runner.errors import ChainError
 
 log = logging.getLogger(__name__)
@@ -29,58 +29,69 @@ class GuidelineJobClient:
     """Reads one GuidelineJob and writes the runner's status fields (from any thread: the
     progress is written by its own)."""
 
-    def __init__(self, name: str, namespace: str, api: Client | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        api: Client | None = None,
+        *,
+        delays: Sequence[float] = RETRY_DELAYS_SECONDS,
+    ) -> None:
         self.name = name
         self.namespace = namespace
         # The standard library's transport: the runner must not import `kubernetes`.
         self._api = api or k8s_stdlib.connect(timeout_seconds=REQUEST_TIMEOUT_SECONDS)
         self._path = paths.guidelinejobs(namespace, name)
         self._status_path = paths.guidelinejobs(namespace, name, "status")
-        self._lock = threading.Lock()  # the transport keeps one connection: one call at a time
+        self._lock = threading.Lock()
+        self._delays = tuple(delays)
 
     def _retrying(self, action: str, call: Callable[[], T]) -> T:
         where = f"GuidelineJob {self.namespace}/{self.name}"
-        for attempt, delay in enumerate((*RETRY_DELAYS_SECONDS, None), start=1):
-            try:
-                with self._lock:
-                    return call()
-            except KubeError as exc:
-                if exc.status is None:  # no answer
-                    if delay is None:
-                        raise ChainError(
-                            FailureReason.INTERNAL,
-                            f"Kubernetes API unreachable on {action} {where}: {exc.message}",
-                            retryable=True,
-                        ) from None
-                    problem = exc.message
-                elif exc.status == 404:
-                    raise ChainError(
-                        FailureReason.INVALID_INPUT, f"{where} not found", retryable=False
-                    ) from None
-                # 401/403 are retried too: a kube-apiserver that has just (re)started
-                # answers them until its authentication and RBAC caches have synced
-                # (tests/test_faults.py saw a job FAILED by that). Only a lasting one
-                # means the runner really lacks the right.
-                elif exc.status in (401, 403) and delay is None:
-                    raise ChainError(
+
+        def judge(error: KubeError, last: bool) -> str | ChainError:
+            if error.status is None:  # no answer
+                if last:
+                    return ChainError(
                         FailureReason.INTERNAL,
-                        f"The runner may not {action} {where} ({exc.status} {exc.reason})",
-                        retryable=False,
-                    ) from None
-                elif exc.status not in _TRANSIENT_STATUS | {401, 403} or delay is None:
-                    raise ChainError(
-                        FailureReason.INTERNAL,
-                        f"Kubernetes API error on {action} {where}: {exc.status} {exc.reason}",
+                        f"Kubernetes API unreachable on {action} {where}: {error.message}",
                         retryable=True,
-                    ) from None
-                else:
-                    problem = f"{exc.status} {exc.reason}"
-            log.warning(
-                "kubernetes API call failed; retrying",
-                extra={"action": action, "try": attempt, "problem": problem, "delay_s": delay},
-            )
-            time.sleep(delay)
-        raise AssertionError("unreachable")
+                    )
+                return error.message
+            if error.status == 404:
+                return ChainError(
+                    FailureReason.INVALID_INPUT, f"{where} not found", retryable=False
+                )
+            # 401/403 are retried too: a kube-apiserver that has just (re)started answers
+            # them until its authentication and RBAC caches have synced (tests/test_faults.py
+            # saw a job FAILED by that). Only a lasting one means the runner lacks the right.
+            if error.status in (401, 403) and last:
+                return ChainError(
+                    FailureReason.INTERNAL,
+                    f"The runner may not {action} {where} ({error.status} {error.reason})",
+                    retryable=False,
+                )
+            if error.status not in _TRANSIENT_STATUS | {401, 403} or last:
+                return ChainError(
+                    FailureReason.INTERNAL,
+                    f"Kubernetes API error on {action} {where}: {error.status} {error.reason}",
+                    retryable=True,
+                )
+            return f"{error.status} {error.reason}"
+
+        def locked() -> T:
+            with self._lock:  # the transport keeps one connection: one call at a time
+                return call()
+
+        return with_backoff(
+            locked,
+            action=action,
+            retry_on=(KubeError,),
+            judge=judge,
+            delays=self._delays,
+            log=log,
+            message="kubernetes API call failed; retrying",
+        )
 
     def read(self) -> dict[str, Any]:
         """The GuidelineJob as a dict."""
