@@ -26,7 +26,6 @@ def with_backoff(
     delays: Sequence[float],
     log: logging.Logger,
     message: str,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """`call()`'s value; a `retry_on` error is judged, then logged as `message` and retried
     after the next of `delays`, or raised as the judge's `ChainError`."""
@@ -43,5 +42,5 @@ def with_backoff(
             message,
             extra={"action": action, "try": attempt, "problem": verdict, "delay_s": delay},
         )
-        sleep(delay)
+        time.sleep(delay)
     raise AssertionError("unreachable")
